@@ -1,0 +1,90 @@
+"""Shared test building blocks: isolated user dirs, tiny images, a tiny ViT, generated weights.
+
+No test downloads anything: HF_HUB_OFFLINE=1, and TORCH_HOME / VPT_ADVISOR_HOME point into the
+test's temporary folder, so generated weight files are placed exactly where the real code looks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COLUMNS", "120")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give every test its own data home and torch hub, offline, with a fixed terminal width."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("VPT_ADVISOR_HOME", str(home / "vpt-advisor"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.delenv("VPT_ADVISOR_DEBUG", raising=False)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    """Write a uint8 HxWx3 (or HxW) array as PNG, creating parent folders."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_image_dir(tmp_path: Path) -> Path:
+    """Eight random 32x32 RGB PNGs in a flat folder."""
+    gen = np.random.default_rng(0)
+    root = tmp_path / "tiny"
+    for i in range(8):
+        write_png(root / f"img_{i}.png", gen.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    return root
+
+
+@pytest.fixture
+def tiny_imagefolder(tmp_path: Path) -> Path:
+    """A 3-class ImageFolder of 32x32 PNGs, 6 per class, each class a different mean colour."""
+    gen = np.random.default_rng(1)
+    root = tmp_path / "folder"
+    for c, name in enumerate(["cat", "dog", "fox"]):
+        for i in range(6):
+            base = np.zeros((32, 32, 3), dtype=np.int16)
+            base[..., c] = 160
+            noise = gen.integers(0, 64, (32, 32, 3))
+            write_png(root / name / f"{i}.png", np.clip(base + noise, 0, 255).astype(np.uint8))
+    return root
+
+
+@pytest.fixture
+def cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+@pytest.fixture
+def tiny_vit():
+    """A two-block, 32-wide timm ViT on 32x32 inputs (about 32k parameters), 3 classes."""
+    import timm
+
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        depth=2,
+        embed_dim=32,
+        num_heads=2,
+        num_classes=3,
+    )
