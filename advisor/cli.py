@@ -14,7 +14,6 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from advisor.errors import format_error
@@ -51,6 +50,24 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(exit, abort, usage-error) classes for both typer's vendored click (>= 0.22) and plain click."""
+    exits: list[type] = [typer.Exit]
+    aborts: list[type] = [typer.Abort]
+    usage: list[type] = []
+    if hasattr(typer, "TyperException"):
+        usage.append(typer.TyperException)
+    try:
+        import click
+
+        exits.append(click.exceptions.Exit)
+        aborts.append(click.exceptions.Abort)
+        usage.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    return tuple(exits), tuple(aborts), tuple(usage)
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("VPT_ADVISOR_DEBUG", "") not in ("", "0")
 
@@ -63,17 +80,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from advisor.render import err_console
 
+    exit_types, abort_types, usage_types = _exception_types()
     try:
         result = app(args=args, prog_name="vpt-advisor", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except exit_types as exc:
+        return int(getattr(exc, "exit_code", 0))
+    except abort_types:
         err_console.print("Aborted.")
         return 130
-    except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show(file=sys.stderr)
-        return exc.exit_code
+    except usage_types as exc:  # usage errors: the parser's own message, exit 2
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:  # pragma: no cover
+            err_console.print(f"Error: {escape(str(exc))}")
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err_console.print("Interrupted; finished work was kept.")
         return 130
