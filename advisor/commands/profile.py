@@ -1,0 +1,43 @@
+"""``vpt-advisor profile DATASET``: what is in a dataset, what is usable, and why files were skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from advisor.commands._options import JsonOpt, WorkersOpt
+
+__all__ = ["register", "profile_command"]
+
+
+def profile_command(
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="An ImageFolder tree (class sub-folders), a flat image folder, a 'relative/path label' "
+            "list file (VTAB-1k layout, e.g. clevr_count/train800val200.txt) or a 'path,label' CSV.",
+            show_default=False,
+        ),
+    ],
+    *,
+    as_json: JsonOpt = False,
+    workers: WorkersOpt = 0,
+) -> None:
+    """Decode every image once and report images used and skipped, classes, class sizes and image sizes."""
+    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.render.profile import render_profile
+    from engine.profile import profile_path
+
+    with progress_bar("Reading images", enabled=not as_json and err_console.is_terminal) as on_progress:
+        profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress)
+    if as_json:
+        emit_json(profile)
+    else:
+        render_profile(profile)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``profile`` command to ``app``."""
+    app.command("profile")(profile_command)

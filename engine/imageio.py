@@ -1,0 +1,377 @@
+"""Robust image decoding: one image to RGB, many images in parallel, bad files skipped with a reason.
+
+Every dataset reader in vpt-advisor goes through :func:`open_rgb`. It never lets a bad file crash a
+run: it raises :class:`engine.errors.ImageDecodeError` with a short ``reason`` code, and
+:func:`decode_images` turns those into :class:`SkippedFile` records.
+
+Conversion choices (kept identical to ``PIL.Image.convert("RGB")``, which is what pytorch-fid and
+torchvision's ImageFolder use, so FID numbers stay comparable):
+
+* ``L``, ``P``, ``CMYK``, ``YCbCr``, ``1``, ``LA``/``PA`` are converted with PIL's own ``convert``.
+* ``RGBA`` (and palette transparency) **drops the alpha channel**: the stored colour of each pixel is
+  kept, which is what ``convert("RGB")`` does. Compositing on black would change fully transparent
+  pixels that carry colour, and would disagree with pytorch-fid.
+* 16-bit greyscale (``I;16``, ``I;16B``, ``I;16L``, ``I``) is **scaled** to 8 bit with
+  ``round(v * 255 / 65535)``; PIL's ``convert`` would clip every value above 255 to white. ``I``
+  images whose values all fit in 0..255 are taken as 8-bit data. Float images (``F``) in 0..1 are
+  scaled by 255, others clipped to 0..255.
+* GIF and other animated formats: the first frame.
+* EXIF orientation is **not** applied (neither pytorch-fid nor torchvision apply it).
+* JPEG ``draft`` mode (DCT-domain downscaling) is **not** used: it changes pixel values compared with a
+  full decode followed by a resize, so results would depend on a speed switch.
+
+Decompression bombs: the pixel count is read from the header (``Image.open`` is lazy) and compared
+with ``max_pixels`` before any pixel data is decoded. :data:`MAX_IMAGE_PIXELS` equals Pillow's own
+warning threshold (89,478,485 pixels, about 9459 x 9459, 256 MiB as RGB). Pillow itself refuses
+images over twice its threshold at open time; those are reported as ``too-large`` too, so a
+``max_pixels`` above 178,956,970 has no further effect.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from struct import error as struct_error  # raised by a few Pillow plugins on damaged data
+from typing import Literal, TypeVar
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from engine.config import FrozenModel
+from engine.errors import ImageDecodeError
+from engine.progress import ProgressCallback, report
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
+    "DECODE_REASONS",
+    "SkippedFile",
+    "ImageInfo",
+    "DecodedImages",
+    "display_path",
+    "is_image_name",
+    "check_file",
+    "open_rgb",
+    "to_rgb",
+    "decode_images",
+    "resolve_workers",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+"""File extensions read as images (compared lower-case, so ``.JPG`` counts)."""
+
+MAX_IMAGE_PIXELS: int = 89_478_485
+"""Default decompression-bomb limit in pixels (Pillow's warning threshold; see the module docstring)."""
+
+DECODE_REASONS: tuple[str, ...] = (
+    "missing",
+    "zero-byte",
+    "unreadable",
+    "symlink-loop",
+    "not-an-image",
+    "truncated",
+    "too-large",
+)
+"""Every ``reason`` code :func:`open_rgb` can raise."""
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+_T = TypeVar("_T")
+
+
+class SkippedFile(FrozenModel):
+    """One file that was not used, with a short reason code and a human-readable detail."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header and decoder said about one image before conversion to RGB."""
+
+    width: int
+    height: int
+    mode: str
+    format: str | None
+
+
+@dataclass
+class DecodedImages:
+    """Result of :func:`decode_images`; ``ok[i]`` is the index in the input of ``arrays[i]``."""
+
+    arrays: list[np.ndarray]
+    ok: list[int]
+    skipped: list[SkippedFile]
+    infos: list[ImageInfo] = field(default_factory=list)
+    size: int | None = None
+
+    def stack(self) -> np.ndarray:
+        """Stack into one ``(N, H, W, 3)`` uint8 array (all images must have the same size)."""
+        if not self.arrays:
+            side = self.size or 0
+            return np.empty((0, side, side, 3), dtype=np.uint8)
+        shapes = {a.shape for a in self.arrays}
+        if len(shapes) != 1:
+            raise ValueError(f"cannot stack images of different sizes {sorted(shapes)[:3]}; decode with size=...")
+        return np.stack(self.arrays)
+
+
+def display_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> str:
+    """Return ``path`` as printable, JSON-safe text.
+
+    Bytes that are not UTF-8 (kept by Python as lone surrogates) become ``\\xNN`` escapes, and
+    control characters (newlines, tabs...) become ``\\xNN``/``\\uNNNN`` escapes, so one file is one line.
+    """
+    text = os.fsdecode(os.fspath(path))
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def is_image_name(name: str | os.PathLike[str]) -> bool:
+    """True when the file name ends with one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return os.path.splitext(os.fspath(name))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _fail(path: Path, reason: str, detail: str = "") -> ImageDecodeError:
+    return ImageDecodeError(display_path(path), reason, detail)
+
+
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink-loop"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return "unreadable"
+
+
+def check_file(path: Path) -> int:
+    """Check that ``path`` is a non-empty regular file without reading it; return its size in bytes.
+
+    This is the cheap part of :func:`open_rgb` (one ``stat``), used by the indexer too.
+
+    Raises:
+        ImageDecodeError: reason ``missing`` (also dangling symlinks), ``symlink-loop``,
+            ``unreadable``, ``not-an-image`` (a directory, FIFO or device) or ``zero-byte``.
+    """
+    try:
+        st = os.stat(path)
+    except ValueError:  # e.g. an embedded NUL byte from a list file
+        raise _fail(path, "missing", "invalid file name") from None
+    except OSError as exc:
+        reason = _os_reason(exc)
+        detail = "dangling symlink" if reason == "missing" and os.path.islink(path) else (exc.strerror or "")
+        raise _fail(path, reason, detail) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _fail(path, "not-an-image", "is a directory")
+    if not stat.S_ISREG(st.st_mode):  # never open a FIFO or device: reading could block forever
+        raise _fail(path, "not-an-image", "not a regular file")
+    if st.st_size == 0:
+        raise _fail(path, "zero-byte", "file is empty")
+    return st.st_size
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Convert a loaded image of any mode to RGB (the rules are in the module docstring)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(im).astype(np.int64)
+        if mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 255:
+            out = arr.astype(np.uint8)
+        else:
+            # Round-to-nearest 16 -> 8 bit: 0 -> 0, 65535 -> 255, 257*k -> k exactly.
+            out = ((np.clip(arr, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 255.0
+        out = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
+    return im.convert("RGB")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert a loaded PIL image to RGB with the same rules as :func:`open_rgb` (module docstring).
+
+    For images that do not come from a file (e.g. tar members decoded from bytes).
+    """
+    return _to_rgb(im)
+
+
+def _load(path: Path, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+    check_file(path)
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the full decode
+    except OSError as exc:
+        raise _fail(path, _os_reason(exc), exc.strerror or str(exc)) from None
+    with fh:
+        try:
+            im = Image.open(fh)
+        except Image.DecompressionBombError as exc:
+            raise _fail(path, "too-large", str(exc)) from None
+        except UnidentifiedImageError:
+            raise _fail(path, "not-an-image", "not a recognised image format") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise _fail(path, "not-an-image", f"bad header: {exc}") from None
+        with im:
+            width, height = im.size
+            if width <= 0 or height <= 0:
+                raise _fail(path, "not-an-image", f"invalid size {width}x{height}")
+            if width * height > max_pixels:
+                raise _fail(path, "too-large", f"{width}x{height} pixels exceeds the limit of {max_pixels}")
+            info = ImageInfo(width=width, height=height, mode=im.mode, format=im.format)
+            try:
+                im.load()  # the full decode: fails here on truncated or damaged data
+            except MemoryError:
+                raise _fail(path, "too-large", "out of memory while decoding") from None
+            except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error) as exc:
+                raise _fail(path, "truncated", f"decoding failed: {exc}") from None
+            try:
+                rgb = _to_rgb(im)
+                rgb.load()
+            except (OSError, ValueError) as exc:
+                raise _fail(path, "not-an-image", f"cannot convert mode {info.mode} to RGB: {exc}") from None
+            # convert() may return a view sharing the file-backed image; detach it before closing.
+            return (rgb.copy() if rgb is im else rgb), info
+
+
+def open_rgb(path: Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open one image fully decoded as RGB.
+
+    Args:
+        path: the image file.
+        max_pixels: refuse images whose header declares more pixels than this (checked before decoding).
+
+    Returns:
+        A loaded ``RGB`` image, detached from the file (the file is closed).
+
+    Raises:
+        ImageDecodeError: ``reason`` is one of :data:`DECODE_REASONS`.
+    """
+    return _load(Path(path), max_pixels)[0]
+
+
+def resolve_workers(workers: int) -> int:
+    """``0`` means ``min(8, os.cpu_count())``; negative values are rejected."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    return workers or min(8, os.cpu_count() or 1)
+
+
+def _run_parallel(
+    fn: Callable[[Path], _T],
+    paths: Sequence[Path],
+    workers: int,
+    on_progress: ProgressCallback | None,
+) -> list[_T | ImageDecodeError]:
+    """Apply ``fn`` to every path on a thread pool (Pillow releases the GIL while decoding).
+
+    Results keep the input order; ``ImageDecodeError`` is returned in place of a result.
+    """
+    total = len(paths)
+    results: list[_T | ImageDecodeError] = [None] * total  # type: ignore[list-item]
+
+    def call(i: int) -> tuple[int, _T | ImageDecodeError]:
+        try:
+            return i, fn(paths[i])
+        except ImageDecodeError as exc:
+            return i, exc
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not stop the run
+            log.debug("unexpected error decoding %s", display_path(paths[i]), exc_info=True)
+            return i, _fail(paths[i], "not-an-image", f"{type(exc).__name__}: {exc}")
+
+    report(on_progress, 0, total)
+    n_threads = min(resolve_workers(workers), max(total, 1))
+    if n_threads == 1:
+        for done, i in enumerate(range(total), start=1):
+            results[i] = call(i)[1]
+            report(on_progress, done, total)
+        return results
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="decode") as pool:
+        futures = [pool.submit(call, i) for i in range(total)]
+        try:
+            for done, fut in enumerate(as_completed(futures), start=1):
+                i, res = fut.result()
+                results[i] = res
+                report(on_progress, done, total)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return results
+
+
+def decode_images(
+    paths: Sequence[Path],
+    *,
+    size: int | None = None,
+    resample: Literal["bicubic", "bilinear"] = "bicubic",
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    keep_arrays: bool = True,
+) -> DecodedImages:
+    """Decode many images to RGB uint8 arrays on a thread pool; bad files go to ``skipped``.
+
+    Args:
+        paths: image files, in the order wanted.
+        size: when given, every image is resized to ``size x size`` with PIL (antialiased, no crop,
+            aspect ratio not kept: the VTAB protocol's direct resize).
+        resample: PIL filter for the resize.
+        workers: decoding threads; ``0`` means ``min(8, os.cpu_count())``, ``1`` decodes serially.
+        on_progress: ``on_progress(done, total)`` after each file.
+        max_pixels: decompression-bomb limit passed to :func:`open_rgb`.
+        keep_arrays: ``False`` decodes and validates every file but keeps only ``infos`` (profiling
+            a large dataset without holding every image in memory).
+
+    Returns:
+        :class:`DecodedImages` with ``arrays``/``infos`` in input order for the indices in ``ok``.
+    """
+    if size is not None and size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if resample not in _RESAMPLE:
+        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
+    filt = _RESAMPLE[resample]
+
+    def work(path: Path) -> tuple[np.ndarray | None, ImageInfo]:
+        im, info = _load(path, max_pixels)
+        if not keep_arrays:
+            return None, info
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), filt)
+        return np.asarray(im, dtype=np.uint8).copy(), info
+
+    out = DecodedImages(arrays=[], ok=[], skipped=[], size=size)
+    for i, res in enumerate(_run_parallel(work, list(paths), workers, on_progress)):
+        if isinstance(res, ImageDecodeError):
+            out.skipped.append(SkippedFile(path=res.path, reason=res.reason, detail=res.detail))
+            continue
+        array, info = res
+        out.ok.append(i)
+        out.infos.append(info)
+        if array is not None:
+            out.arrays.append(array)
+    if out.skipped:
+        log.info("decoded %d images, skipped %d", len(out.ok), len(out.skipped))
+    return out

@@ -1,0 +1,167 @@
+"""Dataset profile: decode every image once, report what is usable, and return a cleaned index.
+
+The profile answers the questions a practitioner asks before choosing FT or VPT (Han et al.,
+ICLR 2024, use training-set size and class balance): how many images are usable, why others were
+skipped, how many classes and how balanced they are, and what sizes and colour modes the images have.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from statistics import median
+
+from pydantic import Field
+
+from engine.config import FrozenModel
+from engine.data import DatasetIndex, Layout, empty_dataset_error, index_dataset
+from engine.imageio import MAX_IMAGE_PIXELS, SkippedFile, decode_images, display_path
+from engine.progress import ProgressCallback
+
+__all__ = ["DatasetProfile", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]
+
+EXAMPLES_PER_REASON = 5
+"""How many skipped files of each reason the profile lists by name."""
+
+
+class DatasetProfile(FrozenModel):
+    """What :func:`profile_dataset` found (JSON-safe: paths are display strings)."""
+
+    source: str = Field(description="The dataset path as given (folder, list file or CSV).")
+    layout: Layout = Field(description="imagefolder, flat, listfile or csv.")
+    n_found: int = Field(description="Image entries found (used + skipped).")
+    n_used: int = Field(description="Images that decoded and will be used.")
+    n_skipped: int = Field(description="Entries skipped while indexing or decoding.")
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict, description="Skipped count per reason.")
+    skipped_examples: list[SkippedFile] = Field(
+        default_factory=list, description=f"Up to {EXAMPLES_PER_REASON} skipped files per reason."
+    )
+    ignored_files: dict[str, int] = Field(
+        default_factory=dict, description="Non-image files in the folder, counted by extension."
+    )
+    labeled: bool = Field(description="True when every used image has a class.")
+    classes: list[str] = Field(default_factory=list, description="Class names in label order.")
+    class_counts: dict[str, int] = Field(default_factory=dict, description="Used images per class.")
+    class_count_min: int | None = Field(default=None, description="Smallest class (None when unlabeled).")
+    class_count_median: float | None = Field(default=None, description="Median class size.")
+    class_count_max: int | None = Field(default=None, description="Largest class.")
+    width_min: int = Field(description="Smallest image width in pixels.")
+    width_median: float = Field(description="Median image width.")
+    width_max: int = Field(description="Largest image width.")
+    height_min: int = Field(description="Smallest image height in pixels.")
+    height_median: float = Field(description="Median image height.")
+    height_max: int = Field(description="Largest image height.")
+    same_size: bool = Field(description="True when every used image has the same width and height.")
+    modes: dict[str, int] = Field(default_factory=dict, description="Original PIL colour modes (before RGB).")
+    formats: dict[str, int] = Field(default_factory=dict, description="File formats as detected by PIL.")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (0 when unlabeled)."""
+        return len(self.classes)
+
+
+def profile_dataset(
+    index: DatasetIndex,
+    *,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> tuple[DatasetProfile, DatasetIndex]:
+    """Decode every image of ``index`` once (threads) and profile the usable ones.
+
+    Args:
+        index: from :func:`engine.data.index_dataset`.
+        workers: decoding threads (``0`` = automatic).
+        on_progress: ``on_progress(done, total)`` after each image.
+        max_pixels: decompression-bomb limit per image.
+
+    Returns:
+        The profile and a cleaned index: same root, layout and classes, only decodable samples,
+        and every skipped entry (indexing and decoding) in ``skipped``.
+
+    Raises:
+        EmptyDatasetError: no image could be used.
+    """
+    decoded = decode_images(
+        [s.path for s in index.samples],
+        workers=workers,
+        on_progress=on_progress,
+        max_pixels=max_pixels,
+        keep_arrays=False,
+    )
+    good = [index.samples[i] for i in decoded.ok]
+    skipped = list(index.skipped) + decoded.skipped
+    source = index.source or index.root
+    cleaned = DatasetIndex(
+        root=index.root,
+        layout=index.layout,
+        samples=good,
+        classes=list(index.classes),
+        skipped=skipped,
+        ignored=dict(index.ignored),
+        source=index.source,
+    )
+    if not good:
+        raise empty_dataset_error(source, skipped)
+
+    by_reason = Counter(s.reason for s in skipped)
+    examples: list[SkippedFile] = []
+    shown: Counter[str] = Counter()
+    for s in skipped:
+        if shown[s.reason] < EXAMPLES_PER_REASON:
+            examples.append(s)
+            shown[s.reason] += 1
+
+    labeled = cleaned.labeled
+    class_counts: dict[str, int] = {}
+    if labeled:
+        per_label = Counter(s.label for s in good)
+        class_counts = {name: per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
+    counts = list(class_counts.values())
+    widths = [info.width for info in decoded.infos]
+    heights = [info.height for info in decoded.infos]
+    profile = DatasetProfile(
+        source=display_path(source),
+        layout=index.layout,
+        n_found=len(index.samples) + len(index.skipped),
+        n_used=len(good),
+        n_skipped=len(skipped),
+        skipped_by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        skipped_examples=examples,
+        ignored_files=dict(index.ignored),
+        labeled=labeled,
+        classes=list(cleaned.classes) if labeled else [],
+        class_counts=class_counts,
+        class_count_min=min(counts) if counts else None,
+        class_count_median=float(median(counts)) if counts else None,
+        class_count_max=max(counts) if counts else None,
+        width_min=min(widths),
+        width_median=float(median(widths)),
+        width_max=max(widths),
+        height_min=min(heights),
+        height_median=float(median(heights)),
+        height_max=max(heights),
+        same_size=len({(i.width, i.height) for i in decoded.infos}) == 1,
+        modes=dict(Counter(i.mode for i in decoded.infos).most_common()),
+        formats=dict(Counter(i.format or "unknown" for i in decoded.infos).most_common()),
+    )
+    return profile, cleaned
+
+
+def profile_path(
+    source: Path,
+    *,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> tuple[DatasetProfile, DatasetIndex]:
+    """Index ``source`` (:func:`engine.data.index_dataset`) and profile it (:func:`profile_dataset`).
+
+    Raises:
+        DatasetError: see :func:`engine.data.index_dataset`.
+        EmptyDatasetError: nothing usable.
+    """
+    index = index_dataset(source)
+    return profile_dataset(index, workers=workers, on_progress=on_progress, max_pixels=max_pixels)
+

@@ -1,0 +1,117 @@
+"""Deterministic, class-stratified subsets and train/validation splits.
+
+Pilots and VTAB-style runs need small labeled subsets that keep the class proportions of the full
+dataset (VTAB-1k draws 800 + 200 images per task). Every draw uses ``numpy.random.default_rng(seed)``
+explicitly, never global state, so the same seed gives the same subset on every machine.
+Re-exported by :mod:`engine.data`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.data import Sample
+
+__all__ = ["stratified_subsample", "train_val_split"]
+
+_S = TypeVar("_S", bound="Sample")
+
+
+def _labels(samples: Sequence[_S], what: str) -> np.ndarray:
+    if any(s.label is None for s in samples):
+        raise ConfigError(f"{what} needs labeled samples; this dataset has unlabeled images (use class folders)")
+    return np.array([s.label for s in samples], dtype=np.int64)
+
+
+def _allocate(total: int, counts: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Split ``total`` over classes proportionally to ``counts`` (largest remainder), within [low, high]."""
+    exact = total * counts / counts.sum()
+    quota = np.clip(np.floor(exact).astype(np.int64), low, high)
+    order = np.argsort(-(exact - np.floor(exact)), kind="stable")  # largest remainder first
+    while quota.sum() < total:
+        grown = False
+        for k in order:
+            if quota.sum() >= total:
+                break
+            if quota[k] < high[k]:
+                quota[k] += 1
+                grown = True
+        if not grown:
+            break
+    shrink = np.argsort(-(quota - exact), kind="stable")
+    while quota.sum() > total:
+        shrunk = False
+        for k in shrink:
+            if quota.sum() <= total:
+                break
+            if quota[k] > low[k]:
+                quota[k] -= 1
+                shrunk = True
+        if not shrunk:
+            break
+    return quota
+
+
+def stratified_subsample(samples: Sequence[_S], n: int, *, seed: int) -> list[_S]:
+    """Draw ``n`` samples with per-class proportions kept (deterministic for a given ``seed``).
+
+    Every class keeps at least one sample when ``n`` is at least the number of classes; otherwise
+    ``n`` classes are chosen at random. The result keeps the input order.
+
+    Raises:
+        ConfigError: ``n`` < 1 or a sample is unlabeled.
+    """
+    if n < 1:
+        raise ConfigError(f"subsample size must be >= 1, got {n}")
+    labels = _labels(samples, "stratified subsampling")
+    if n >= len(samples):
+        return list(samples)
+    rng = np.random.default_rng(seed)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    low = np.ones_like(counts) if n >= len(classes) else np.zeros_like(counts)
+    if n < len(classes):
+        chosen = rng.choice(len(classes), size=n, replace=False)
+        quota = np.zeros_like(counts)
+        quota[chosen] = 1
+    else:
+        quota = _allocate(n, counts, low, counts)
+    keep: list[int] = []
+    for k in range(len(classes)):
+        members = np.flatnonzero(inverse == k)
+        keep.extend(rng.choice(members, size=int(quota[k]), replace=False).tolist())
+    return [samples[i] for i in sorted(keep)]
+
+
+def train_val_split(
+    samples: Sequence[_S], *, val_fraction: float = 0.2, seed: int
+) -> tuple[list[_S], list[_S]]:
+    """Split per class into train and validation sets (deterministic for a given ``seed``).
+
+    About ``val_fraction`` of the samples go to validation, allocated to classes in proportion to
+    their size; every class keeps at least one training sample. Both lists keep the input order.
+
+    Raises:
+        ConfigError: ``val_fraction`` not in (0, 1), or a sample is unlabeled.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    labels = _labels(samples, "a stratified train/val split")
+    if not len(labels):
+        return [], []
+    rng = np.random.default_rng(seed)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    n_val = int(round(len(labels) * val_fraction))
+    quota = _allocate(n_val, counts, np.zeros_like(counts), counts - 1)
+    is_val = np.zeros(len(labels), dtype=bool)
+    for k in range(len(classes)):
+        members = np.flatnonzero(inverse == k)
+        is_val[rng.choice(members, size=int(quota[k]), replace=False)] = True
+    train = [s for s, v in zip(samples, is_val) if not v]
+    val = [s for s, v in zip(samples, is_val) if v]
+    return train, val
