@@ -1,0 +1,249 @@
+"""The rules that combine the paper's evidence into FT / VPT / pilot (used by ``advisor.decide``).
+
+``combine_priors`` applies Fig. 1's quadrants (Han et al., ICLR 2024), the Tables 5-6 size trend and
+Appendix C's backbone tables; ``read_pilot`` decides whether pilot results on the user's data are
+beyond seed noise. Each rule contributes a :class:`~advisor.schemas.Reason`. Pure, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from advisor.schemas import (
+    AdvisorInputs,
+    BackboneSummary,
+    Choice,
+    Confidence,
+    MethodScore,
+    PilotEvidence,
+    PilotVerdict,
+    Reason,
+    SimilarityThreshold,
+    SizeTrend,
+)
+from engine.paper import DATA_SIZES, VTAB_TASKS, backbone_results
+
+__all__ = [
+    "FT_METHOD_NAMES",
+    "LOW_DISPARITY_VPT_WINS",
+    "PILOT_NOISE_SIGMAS",
+    "REFERENCE_CAVEAT",
+    "SINGLE_SEED_MARGIN",
+    "THRESHOLD_LABEL",
+    "Prior",
+    "Similarity",
+    "combine_priors",
+    "read_pilot",
+]
+
+Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured"]
+THRESHOLD_LABEL = "derived from Table 19 (5 FGVC datasets), not printed by the paper"
+REFERENCE_CAVEAT = (
+    "The paper measured FID against its ImageNet-21k pretraining data with a reference set it does not "
+    "specify; an FID is only comparable with a threshold measured against the same kind of reference"
+)
+LOW_DISPARITY_VPT_WINS: tuple[int, int] = (
+    sum(1 for t in VTAB_TASKS.values() if t.disparity == "low" and t.winner_800 == "VPT"),
+    sum(1 for t in VTAB_TASKS.values() if t.disparity == "low"),
+)
+"""(VPT wins, tasks) over Natural + Specialized at the 800/200 split (Tables 1-2)."""
+
+PILOT_NOISE_SIGMAS = 2.0
+"""A pilot difference must exceed this many pooled seed standard deviations (our rule)."""
+SINGLE_SEED_MARGIN = 2.0
+"""Margin in accuracy points when either method has a single seed (no spread to measure; our rule)."""
+FT_METHOD_NAMES = frozenset({"ft", "full", "full-finetuning", "full_finetuning", "finetune", "fine-tune"})
+_CONF_ORDER: dict[Confidence, int] = {"low": 0, "medium": 1, "high": 2}
+
+
+@dataclass
+class Prior:
+    """What the paper's evidence alone says."""
+
+    choice: Choice
+    confidence: Confidence
+    quadrant: str
+    lean: Literal["FT", "VPT"] | None = None
+    reasons: list[Reason] = field(default_factory=list)
+
+
+def _cap(conf: Confidence, cap: Confidence) -> Confidence:
+    return conf if _CONF_ORDER[conf] <= _CONF_ORDER[cap] else cap
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity) -> Reason:
+    src = {"table19-default": "Table 19", "calibration": "calibration file", "user": "--fid-threshold"}[thr.source]
+    if sim == "unmeasured":
+        why = inputs.fid_unmeasured_reason or "no FID was given (pass a DATASET to measure one, or --fid)"
+        if inputs.disparity == "high":
+            tail = ("for high-disparity tasks the paper's rule does not depend on it: VPT won all 8 Structured "
+                    "tasks at 800 samples (Table 2)")
+        else:
+            wins, total = LOW_DISPARITY_VPT_WINS
+            tail = (f"for low-disparity tasks similarity is what separates FT from VPT, so the answer rests on "
+                    f"data size and the paper's record: VPT won {wins} of {total} Natural+Specialized tasks at "
+                    f"800 samples (Tables 1-2)")
+        return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
+                      sentence=f"The similarity axis is unmeasured ({why.rstrip('.')}); {tail}.")
+    lo, hi = thr.band
+    where = {
+        "similar": f"at or below the threshold {thr.value:.1f}",
+        "dissimilar": f"above the threshold {thr.value:.1f}",
+        "borderline": f"inside the borderline band {lo:.1f}-{hi:.1f} around the threshold {thr.value:.1f}",
+    }[sim]
+    return Reason(rule="similarity", source=src, favours="pilot" if sim == "borderline" else "neutral", sentence=(
+        f"FID {inputs.fid:.1f} against reference '{inputs.reference}' is {where}, so the data counts as {sim} "
+        f"({thr.description}). {REFERENCE_CAVEAT}."))
+
+
+def _size_reason(trend: SizeTrend) -> Reason:
+    k = len(trend.tasks)
+    n_txt = f"{trend.n_train:,}"
+    if trend.n_assumed:
+        n_txt += " (assumed: n_train unknown; 800 is the paper's default)"
+    fav: Literal["FT", "VPT", "neutral"] = "VPT" if trend.mean_gap > 0 else "FT" if trend.mean_gap < 0 else "neutral"
+    sentence = (
+        f"At {n_txt} training samples Tables 5-6 give a mean VPT-FT gap of {_signed(trend.mean_gap)} points "
+        f"(range {_signed(trend.min_gap)} to {_signed(trend.max_gap)}; VPT ahead on {trend.vpt_ahead} of {k}) "
+        f"over {trend.grouping}. FT is expected to catch up at {trend.catch_up_note}. {trend.paper_claim}"
+    )
+    if trend.extrapolation_note:
+        sentence += f" Note: {trend.extrapolation_note}."
+    return Reason(rule="data-size", source="Tables 5-6 (App. A), Sec. 4.2", favours=fav, sentence=sentence)
+
+
+def _quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason]:
+    in21k = backbone_results("in21k")
+    if inputs.disparity == "high":
+        s = in21k["Structured"]
+        return "high disparity (VPT for either similarity)", Reason(
+            rule="quadrant", source="Fig. 1; Table 2", favours="VPT", sentence=(
+                f"High task disparity: the paper prefers VPT whatever the data similarity; VPT won "
+                f"{s.vpt_wins} of {s.n_tasks} Structured tasks at 800 samples."))
+    if sim == "similar":
+        return "low disparity, similar data (VPT)", Reason(
+            rule="quadrant", source="Fig. 1; Sec. 4.3", favours="VPT",
+            sentence="Low task disparity with data similar to the pretraining data: the paper prefers VPT.")
+    if sim == "dissimilar":
+        return "low disparity, dissimilar data (FT)", Reason(
+            rule="quadrant", source="Fig. 1, Fig. 3; Table 19", favours="FT", sentence=(
+                "Low task disparity with dissimilar data is the one quadrant where the paper prefers FT: a larger "
+                "FID 'typically leads to higher performance of full finetuning'; in Table 19 FT wins only Stanford "
+                "Cars, the highest FID."))
+    if sim == "borderline":
+        return "low disparity, borderline similarity (pilot)", Reason(
+            rule="quadrant", source="Fig. 1; Table 19", favours="pilot", sentence=(
+                "Low task disparity with an FID in the borderline band, where Table 19 has no dataset either "
+                "way: the quadrant is undecided, so a short pilot of both methods is the reliable answer."))
+    return "low disparity, similarity unmeasured", Reason(
+        rule="quadrant", source="Fig. 1", favours="neutral",
+        sentence="Low task disparity: the quadrant depends on data similarity, which is unmeasured.")
+
+
+def _backbone_reason(summary: BackboneSummary, disparity: str) -> Reason:
+    per_group = ", ".join(f"{g} {w}/{n}" for g, (w, n) in summary.groups.items())
+    ft = summary.ft_wins > summary.vpt_wins
+    tail = ("so the advice is FT" if ft else
+            "a majority for VPT, but the paper's quadrant analysis is for ViT-B/16 ImageNet-21k only, so "
+            "confidence is low")
+    return Reason(rule="backbone", source=f"{summary.source} (App. C)", favours="FT" if ft else "neutral", sentence=(
+        f"With the {summary.backbone} backbone, FT wins {summary.ft_wins} and VPT {summary.vpt_wins} of the "
+        f"{summary.n_tasks} {disparity}-disparity VTAB-1k tasks (VPT wins per group: {per_group}); {tail}."))
+
+
+def combine_priors(
+    inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity, trend: SizeTrend, summary: BackboneSummary
+) -> Prior:
+    """Combine disparity, similarity, size trend and backbone into the paper-only answer (rules above)."""
+    quadrant, q_reason = _quadrant_reason(inputs, sim)
+    reasons = [_similarity_reason(inputs, thr, sim), q_reason, _size_reason(trend)]
+    if inputs.backbone != "in21k":
+        reasons.append(_backbone_reason(summary, inputs.disparity))
+        if summary.ft_wins > summary.vpt_wins:
+            conf: Confidence = "high" if summary.ft_wins == summary.n_tasks else "medium"
+            return Prior("FT", conf, quadrant + f"; not used for the {inputs.backbone} backbone", reasons=reasons)
+    size_fav: Literal["FT", "VPT"] | None = "VPT" if trend.mean_gap > 0 else "FT" if trend.mean_gap < 0 else None
+    beyond = trend.n_train >= DATA_SIZES[-1]
+    choice: Choice
+    lean: Literal["FT", "VPT"] | None = None
+    if inputs.disparity == "high" or sim == "similar":
+        if size_fav != "FT":
+            choice, conf = "VPT", "high"
+        elif beyond:
+            choice, conf = "FT", "medium"
+            reasons.append(Reason(rule="data-size", source="Tables 5-6", favours="FT", sentence=(
+                f"At {trend.n_train:,} samples, past the catch-up size, the data-size trend outweighs the "
+                "quadrant: FT is expected to be at least as good.")))
+        else:
+            choice, lean, conf = "pilot", "FT", "low"
+            reasons.append(Reason(rule="data-size", source="Fig. 1; Tables 5-6", favours="pilot", sentence=(
+                "The quadrant favours VPT but at this size the paper's mean gap favours FT: run a pilot.")))
+    elif sim == "dissimilar":
+        choice, conf = "FT", "high" if size_fav == "FT" else "medium"
+    elif sim == "borderline":
+        choice, lean, conf = "pilot", size_fav, "low"
+    else:  # low disparity, similarity unmeasured: data size decides
+        k = len(trend.tasks)
+        agree = trend.vpt_ahead if size_fav == "VPT" else k - trend.vpt_ahead
+        if size_fav is None:
+            choice, conf = "pilot", "low"
+        else:
+            choice, conf = size_fav, "medium" if agree >= 0.75 * k else "low"
+    if trend.n_assumed:
+        conf = _cap(conf, "medium")
+    if trend.n_train > DATA_SIZES[-1]:
+        conf = _cap(conf, "medium")
+    if thr.source == "table19-default" and inputs.disparity == "low" and sim in ("similar", "dissimilar"):
+        conf = _cap(conf, "medium")
+    if inputs.backbone != "in21k":
+        conf = _cap(conf, "low")
+    if choice == "pilot":
+        conf = "low"
+    return Prior(choice, conf, quadrant, lean=lean, reasons=reasons)
+
+
+def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | None]:
+    ft = [s for s in scores if s.method.strip().lower() in FT_METHOD_NAMES]
+    vpt = [s for s in scores if s.method.strip().lower().startswith("vpt")]
+    return (max(ft, key=lambda s: s.mean) if ft else None, max(vpt, key=lambda s: s.mean) if vpt else None)
+
+
+def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
+    """Decide whether a pilot's VPT-FT difference is beyond seed noise.
+
+    Margin (our rule): ``2 x pooled std`` when both methods have >= 2 seeds, otherwise 2.0 points;
+    never less than one validation image (``100 / n_val`` points). The best VPT variant is compared
+    with full finetuning.
+    """
+    ft, vpt = _pick(pilot.scores)
+    if ft is None or vpt is None:
+        missing = "full finetuning" if ft is None else "VPT"
+        return PilotVerdict(ft=ft, vpt=vpt), Reason(rule="pilot", source="pilot (your data)", sentence=(
+            f"The pilot results have no {missing} score, so they cannot be compared; the paper's priors decide."))
+    diff = vpt.mean - ft.mean
+    one_image = 100.0 / pilot.n_val
+    if ft.n_seeds >= 2 and vpt.n_seeds >= 2:
+        pooled = math.sqrt((ft.std**2 + vpt.std**2) / 2.0)
+        margin, how = PILOT_NOISE_SIGMAS * pooled, f"{PILOT_NOISE_SIGMAS:g} x pooled seed std"
+    else:
+        margin, how = SINGLE_SEED_MARGIN, f"{SINGLE_SEED_MARGIN:g} points for a single seed"
+    if margin < one_image:
+        margin, how = one_image, f"one validation image of {pilot.n_val}"
+    decisive = abs(diff) > margin
+    winner: Literal["FT", "VPT"] | None = ("VPT" if diff > 0 else "FT") if decisive else None
+    verdict = PilotVerdict(ft=ft, vpt=vpt, difference=diff, margin=margin, decisive=decisive, winner=winner)
+    scores = (f"{vpt.method} {vpt.mean:.1f}+-{vpt.std:.1f} ({vpt.n_seeds} seed(s)) vs {ft.method} "
+              f"{ft.mean:.1f}+-{ft.std:.1f} ({ft.n_seeds} seed(s))")
+    if decisive:
+        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot outranks the paper's priors"
+    else:
+        tail = f"is within the noise margin {margin:.1f} ({how}; our rule), so the paper's priors decide"
+    return verdict, Reason(rule="pilot", source="pilot (your data)", favours=winner or "neutral", sentence=(
+        f"Pilot on your data ({pilot.n_train} train / {pilot.n_val} val): {scores}; the difference "
+        f"{_signed(diff)} {tail}."))

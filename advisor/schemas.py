@@ -1,0 +1,259 @@
+"""Pydantic boundary models of the advisor: decision inputs, pilot evidence and the recommendation.
+
+Everything ``recommend --json`` prints is one of these models. No torch here: the engine's measured
+objects (dataset profile, FID measurement) enter as plain summaries (:class:`DatasetEvidence`,
+:class:`FidEvidence`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.calibration import Calibration
+
+__all__ = [
+    "AdvisorInputs",
+    "BackboneName",
+    "BackboneSummary",
+    "Choice",
+    "Confidence",
+    "DatasetEvidence",
+    "DisparityName",
+    "FidEvidence",
+    "MethodScore",
+    "NearestTask",
+    "PilotEvidence",
+    "PilotVerdict",
+    "Provenance",
+    "Reason",
+    "Recommendation",
+    "RecommendReport",
+    "RecommendRequest",
+    "SimilarityThreshold",
+    "SizeTrend",
+    "TaskGap",
+]
+
+Choice = Literal["FT", "VPT", "pilot"]
+Confidence = Literal["low", "medium", "high"]
+DisparityName = Literal["low", "high"]
+BackboneName = Literal["in21k", "mae", "mocov3", "swin-in21k"]
+Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MethodScore(_Model):
+    """Validation accuracy of one method in a pilot run, over seeds."""
+
+    method: str = Field(description="'full'/'FT' for full finetuning; 'vpt-deep', 'vpt-shallow' or 'VPT' for VPT.")
+    mean: float = Field(description="Mean top-1 accuracy (%) over seeds.")
+    std: float = Field(default=0.0, ge=0.0, description="Standard deviation (%) over seeds (0 with one seed).")
+    n_seeds: int = Field(default=1, ge=1, description="Number of seeds.")
+
+
+class PilotEvidence(_Model):
+    """Results of a small pilot on the user's data (from ``vpt-advisor pilot``)."""
+
+    n_train: int = Field(ge=1, description="Training images per pilot run.")
+    n_val: int = Field(ge=1, description="Validation images per pilot run.")
+    scores: list[MethodScore] = Field(default_factory=list, description="One entry per method.")
+
+
+class SimilarityThreshold(_Model):
+    """The FID threshold in force and where it comes from."""
+
+    value: float = Field(description="FID above which data counts as dissimilar.")
+    band: tuple[float, float] = Field(description="Exclusive borderline band; an FID strictly inside gets 'pilot'.")
+    source: Literal["table19-default", "calibration", "user"] = Field(description="Where the threshold came from.")
+    reference: str | None = Field(default=None, description="Reference the threshold's FIDs were measured against.")
+    description: str = Field(description="One sentence saying how the threshold was obtained.")
+
+
+class AdvisorInputs(_Model):
+    """Everything the decision uses. Build it with ``advisor.decide.build_inputs``."""
+
+    task: str | None = Field(default=None, description="--task as given.")
+    task_name: str | None = Field(default=None, description="Canonical task type or VTAB-1k key.")
+    task_kind: Literal["type", "vtab"] | None = Field(default=None, description="Kind of --task.")
+    related_tasks: list[str] = Field(default_factory=list, description="VTAB-1k keys related to the task.")
+    disparity: DisparityName = Field(description="Task disparity (low or high).")
+    disparity_source: str = Field(description="Where the disparity came from ('--task counting', '--disparity').")
+    n_train: int | None = Field(default=None, ge=1, description="Training-set size; None = unknown.")
+    n_train_source: str = Field(default="", description="Where n_train came from.")
+    fid: float | None = Field(default=None, ge=0.0, description="FID of the dataset against the reference.")
+    fid_source: str = Field(default="", description="'--fid', 'measured' or ''.")
+    fid_unmeasured_reason: str | None = Field(default=None, description="Why no FID is available.")
+    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold override.")
+    calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
+    reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
+    backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
+
+
+class Reason(_Model):
+    """One step of the argument, with the paper location it rests on."""
+
+    rule: str = Field(description="Rule id: disparity, similarity, quadrant, data-size, backbone, pilot, ...")
+    sentence: str = Field(description="The reason, as a full sentence.")
+    source: str = Field(description="Where it comes from: 'Table 19', 'Fig. 1, Sec. 4.3', 'our rule', ...")
+    favours: Literal["FT", "VPT", "pilot", "neutral"] = Field(default="neutral", description="Direction.")
+
+
+class TaskGap(_Model):
+    """VPT-FT gap of one paper task at the user's training size."""
+
+    key: str = Field(description="VTAB-1k task key.")
+    gap: float = Field(description="Interpolated VPT minus FT accuracy (points).")
+    sizes: tuple[int, int] = Field(description="Table sizes interpolated between (equal when exact or clamped).")
+
+
+class SizeTrend(_Model):
+    """Expected VPT-FT gap at the user's training size from Tables 5-6."""
+
+    n_train: int = Field(description="Training size the trend is evaluated at.")
+    n_assumed: bool = Field(default=False, description="True when n_train was unknown and 800 was assumed.")
+    grouping: str = Field(description="How comparable tasks were chosen.")
+    tasks: list[TaskGap] = Field(description="Per-task interpolated gaps.")
+    mean_gap: float = Field(description="Mean VPT-FT gap (points) over the comparable tasks.")
+    min_gap: float = Field(description="Smallest per-task gap.")
+    max_gap: float = Field(description="Largest per-task gap.")
+    vpt_ahead: int = Field(description="Tasks where the gap is positive.")
+    curve: dict[int, float] = Field(description="Table size -> mean gap over tasks with both numbers there.")
+    extrapolated: bool = Field(description="True when n_train is outside 400..10000.")
+    extrapolation_note: str | None = Field(default=None, description="What was done outside the table range.")
+    catch_up_n: float | None = Field(
+        default=None, description="Size where the mean gap first reaches 0; None if not in range."
+    )
+    catch_up_note: str = Field(description="The catch-up size in words.")
+    paper_claim: str = Field(description="The paper's own claim about large training sets.")
+    source: str = Field(default="Tables 5-6 (App. A)", description="Tables used.")
+
+
+class NearestTask(_Model):
+    """A paper task comparable to the user's, with its FT/VPT numbers."""
+
+    key: str = Field(description="VTAB-1k task key.")
+    name: str = Field(description="Display name.")
+    group: str = Field(description="VTAB group.")
+    disparity: DisparityName = Field(description="Task disparity.")
+    n_train: int = Field(description="Training size of the numbers shown (a Tables 5-6 size).")
+    ft: float = Field(description="Full finetuning accuracy (%).")
+    vpt: float = Field(description="VPT accuracy (%).")
+    winner: Literal["FT", "VPT", "tie"] = Field(description="Winner at that size.")
+    fid: float | None = Field(default=None, description="Task FID from the calibration, if any.")
+    why: str = Field(description="Why this task is considered near.")
+    source: str = Field(description="Table the numbers come from.")
+
+
+class BackboneSummary(_Model):
+    """FT-vs-VPT win counts of the chosen backbone in the user's disparity group (Tables 1-2, 7-15)."""
+
+    backbone: BackboneName = Field(description="Backbone.")
+    source: str = Field(description="Tables used.")
+    groups: dict[str, tuple[int, int]] = Field(description="VTAB group -> (VPT wins, tasks).")
+    vpt_wins: int = Field(description="VPT wins in the user's disparity group.")
+    ft_wins: int = Field(description="FT wins in the user's disparity group.")
+    n_tasks: int = Field(description="Tasks in the user's disparity group.")
+
+
+class PilotVerdict(_Model):
+    """How the pilot evidence was read."""
+
+    ft: MethodScore | None = Field(default=None, description="Full-finetuning score used.")
+    vpt: MethodScore | None = Field(default=None, description="Best VPT score used.")
+    difference: float | None = Field(default=None, description="VPT minus FT (points).")
+    margin: float | None = Field(default=None, description="Noise margin the difference must exceed.")
+    decisive: bool = Field(default=False, description="True when |difference| > margin.")
+    winner: Literal["FT", "VPT"] | None = Field(default=None, description="Pilot winner when decisive.")
+
+
+class Provenance(_Model):
+    """Where every number came from."""
+
+    paper: str = Field(description="Citation.")
+    arxiv: str = Field(description="arXiv id.")
+    paper_data_sha256: str = Field(description="SHA-256 of the packaged paper-data file.")
+    advisor_version: str = Field(description="vpt-advisor version.")
+    threshold: SimilarityThreshold = Field(description="Threshold in force.")
+    reference: str = Field(description="Reference statistics named for the FID.")
+    notes: list[str] = Field(default_factory=list, description="Caveats.")
+
+
+class Recommendation(_Model):
+    """The advisor's answer with its evidence."""
+
+    recommendation: Choice = Field(description="FT, VPT, or 'pilot' (the evidence does not decide).")
+    lean: Literal["FT", "VPT"] | None = Field(default=None, description="With 'pilot': the side the priors lean to.")
+    confidence: Confidence = Field(description="low / medium / high (rules in advisor.decide).")
+    headline: str = Field(description="One-line summary.")
+    disparity: DisparityName = Field(description="Task disparity used.")
+    similarity: Similarity = Field(description="FID side of the threshold.")
+    quadrant: str = Field(description="Fig. 1 quadrant in words.")
+    reasons: list[Reason] = Field(description="The argument, step by step.")
+    nearest_tasks: list[NearestTask] = Field(default_factory=list, description="Comparable paper tasks.")
+    size_trend: SizeTrend | None = Field(default=None, description="Tables 5-6 trend at the user's size.")
+    backbone: BackboneSummary | None = Field(default=None, description="Backbone win counts.")
+    pilot: PilotVerdict | None = Field(default=None, description="How pilot evidence was read.")
+    inputs: AdvisorInputs = Field(description="Echo of the inputs.")
+    provenance: Provenance = Field(description="Sources and caveats.")
+
+    @model_validator(mode="after")
+    def _lean_only_for_pilot(self) -> Recommendation:
+        if self.lean is not None and self.recommendation != "pilot":
+            raise ValueError("lean is only set when the recommendation is 'pilot'")
+        return self
+
+
+class RecommendRequest(_Model):
+    """What the ``recommend`` command was asked, before any measurement."""
+
+    dataset: str | None = Field(default=None, description="Dataset path (folder, list file or CSV).")
+    demo: bool = Field(default=False, description="Use the embedded demo dataset.")
+    task: str | None = Field(default=None, description="--task.")
+    disparity: DisparityName | None = Field(default=None, description="--disparity.")
+    n_train: int | None = Field(default=None, ge=1, description="--n-train.")
+    fid: float | None = Field(default=None, ge=0.0, description="--fid (skips the measurement).")
+    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold.")
+    reference: str = Field(default="in21k", description="--reference name or .npz path.")
+    inception_weights: str | None = Field(default=None, description="--inception-weights.")
+    backbone: BackboneName = Field(default="in21k", description="--backbone.")
+    device: str = Field(default="auto", description="--device.")
+    calibration_path: str | None = Field(default=None, description="Calibration file (default: data home).")
+
+
+class DatasetEvidence(_Model):
+    """Summary of the user's dataset profile."""
+
+    source: str = Field(description="Dataset path.")
+    layout: str = Field(description="imagefolder, flat, listfile or csv.")
+    labeled: bool = Field(description="Whether labels were found.")
+    n_used: int = Field(description="Usable images.")
+    n_skipped: int = Field(description="Skipped files.")
+    skipped_by_reason: dict[str, int] = Field(default_factory=dict, description="Skip reason -> count.")
+    num_classes: int = Field(description="Number of classes (0 when unlabeled).")
+    profile: dict[str, Any] = Field(default_factory=dict, description="The full engine profile.")
+
+
+class FidEvidence(_Model):
+    """Summary of an FID measurement."""
+
+    fid: float = Field(description="FID against the reference.")
+    n_images: int = Field(description="Images measured.")
+    reference: dict[str, Any] = Field(description="Reference name, path and provenance.")
+    extractor: str = Field(description="Feature extractor.")
+    preprocessing: str = Field(description="Preprocessing.")
+    warnings: list[str] = Field(default_factory=list, description="Measurement warnings.")
+
+
+class RecommendReport(_Model):
+    """What ``recommend --json`` prints."""
+
+    recommendation: Recommendation = Field(description="The decision.")
+    request: RecommendRequest = Field(description="The request as given.")
+    dataset: DatasetEvidence | None = Field(default=None, description="Dataset profile summary.")
+    fid_measurement: FidEvidence | None = Field(default=None, description="FID measurement summary.")
+    warnings: list[str] = Field(default_factory=list, description="Warnings shown on stderr.")

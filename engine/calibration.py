@@ -1,0 +1,145 @@
+"""FID similarity calibration: the threshold that separates "similar" from "dissimilar" data.
+
+Han et al. (ICLR 2024) state only a qualitative rule: for low-disparity tasks a larger FID to the
+pretraining data (ImageNet-21k) tends to favour full finetuning. They print no threshold and no
+per-task VTAB FID; the only FIDs they publish are the five FGVC datasets of Table 19.
+
+:func:`derive_threshold` turns FIDs labelled with their winner into a threshold and a borderline
+band, and is used both for the default (on Table 19) and by ``calibrate`` (on VTAB-1k FIDs measured
+against a reference the user chose). The result is stored as a :class:`Calibration` in
+``data_home()/calibration.json``; ``recommend`` uses it instead of the Table 19 default when its
+``reference`` matches the reference the user's FID is measured against.
+
+Pure module: no torch, no printing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from engine.config import FrozenModel
+from engine.errors import ConfigError, UnknownTaskError
+from engine.paper import get_vtab_task
+from engine.paths import data_home
+
+__all__ = [
+    "Calibration",
+    "default_calibration_path",
+    "derive_threshold",
+    "load_calibration",
+    "save_calibration",
+]
+
+CALIBRATION_FILE = "calibration.json"
+
+
+class Calibration(FrozenModel):
+    """A similarity threshold on FID, tied to the reference statistics the FIDs were measured against."""
+
+    reference: str = Field(description="Name of the reference statistics (e.g. 'in21k') the FIDs are against.")
+    threshold: float = Field(description="FID above which data counts as dissimilar to the reference.")
+    band: tuple[float, float] = Field(
+        description="Borderline band (low, high), exclusive: an FID strictly inside it gets 'run a pilot'."
+    )
+    task_fids: dict[str, float] = Field(
+        default_factory=dict, description="VTAB-1k task key -> FID against the same reference."
+    )
+    method: str = Field(default="", description="How the threshold was derived.")
+    created: str = Field(default="", description="ISO-8601 creation time.")
+    notes: list[str] = Field(default_factory=list, description="Free-text provenance notes.")
+
+    @field_validator("task_fids")
+    @classmethod
+    def _canonical_task_keys(cls, value: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, fid in value.items():
+            try:
+                out[get_vtab_task(name).key] = float(fid)
+            except UnknownTaskError as exc:  # pydantic turns ValueError into a ValidationError
+                raise ValueError(str(exc)) from exc
+        return out
+
+    @model_validator(mode="after")
+    def _band_contains_threshold(self) -> Calibration:
+        lo, hi = self.band
+        if not lo <= self.threshold <= hi:
+            raise ValueError(f"band {self.band} must contain the threshold {self.threshold}")
+        return self
+
+
+def derive_threshold(
+    fids: Mapping[str, float], winners: Mapping[str, Literal["FT", "VPT"]]
+) -> tuple[float, tuple[float, float]]:
+    """Derive an FID threshold and borderline band from datasets labelled with the winning method.
+
+    The rule is ours (the paper gives none): with ``v`` the highest FID of a dataset VPT won and
+    ``f`` the lowest FID of a dataset FT won, the band spans ``[min(v, f), max(v, f)]`` and the
+    threshold is its midpoint. When the two groups separate (``v < f``, as in Table 19:
+    NABirds 169.117 < Stanford Cars 182.487) the band is the unobserved gap between them; when they
+    overlap, the band is the region where both winners occur. Only low-disparity datasets should be
+    passed: the paper's FID rule applies to them only.
+
+    Args:
+        fids: dataset -> FID.
+        winners: dataset -> "FT" or "VPT" (datasets missing from ``fids`` are ignored).
+
+    Returns:
+        ``(threshold, (band_low, band_high))``.
+
+    Raises:
+        ConfigError: fewer than one dataset won by each method.
+    """
+    vpt = [fids[k] for k, w in winners.items() if w == "VPT" and k in fids]
+    ft = [fids[k] for k, w in winners.items() if w == "FT" and k in fids]
+    if not vpt or not ft:
+        raise ConfigError(
+            f"a threshold needs at least one dataset won by each method (VPT: {len(vpt)}, FT: {len(ft)})"
+        )
+    v, f = max(vpt), min(ft)
+    lo, hi = min(v, f), max(v, f)
+    return (lo + hi) / 2.0, (lo, hi)
+
+
+def default_calibration_path() -> Path:
+    """``data_home()/calibration.json`` (``VPT_ADVISOR_HOME`` overrides the data home)."""
+    return data_home() / CALIBRATION_FILE
+
+
+def load_calibration(path: Path | None = None) -> Calibration | None:
+    """Read a calibration file; ``None`` when the file does not exist.
+
+    Raises:
+        ConfigError: the file exists but is not a valid calibration (the message names the path).
+    """
+    path = default_calibration_path() if path is None else Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"{path}: not a valid calibration file ({detail}); delete it or re-run 'vpt-advisor calibrate'"
+        ) from exc
+
+
+def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
+    """Write a calibration atomically (temporary file + rename) and return its path."""
+    path = default_calibration_path() if path is None else Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(cal.model_dump(mode="json"), indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,192 @@
+"""``vpt-advisor recommend``: what-if and dataset modes, JSON schema, one-line errors.
+
+The tests run through ``advisor.cli.main`` when every command module imports; until then through a
+local app with the same error handling (``_main``), so ``recommend`` is tested either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+
+from advisor.commands.recommend import register
+from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend
+from advisor.schemas import RecommendReport
+from engine.calibration import Calibration, save_calibration
+from engine.errors import ReferenceNotFoundError, WeightsNotFoundError
+from engine.paper import fgvc_table
+
+
+def _local_main(argv: list[str]) -> int:
+    import click
+
+    from advisor.errors import format_error
+    from advisor.render import err_console
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        """Root (keeps ``recommend`` a sub-command)."""
+
+    try:
+        app(args=argv, prog_name="vpt-advisor", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - as advisor.cli.main does
+        message = format_error(exc)
+        if message is None:
+            raise
+        err_console.print(f"Error: {message}", markup=False, soft_wrap=True)
+        return 1
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        from advisor.cli import main
+    except Exception:  # noqa: BLE001 - another command module is still being written
+        return _local_main(argv)
+    return main(argv)
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> RecommendReport:
+    assert _main([*argv, "--json"]) == 0
+    return RecommendReport.model_validate_json(capsys.readouterr().out)
+
+
+def test_what_if_json_matches_the_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _json(capsys, ["recommend", "--task", "distance", "--n-train", "5000", "--fid", "150"])
+    direct = recommend(build_inputs(task="distance", n_train=5000, fid=150.0, fid_unmeasured_reason=None))
+    assert report.recommendation.recommendation == direct.recommendation
+    assert report.recommendation.inputs.disparity == "high" and report.dataset is None
+    assert report.recommendation.size_trend is not None and report.recommendation.size_trend.n_train == 5000
+
+
+def test_stanford_cars_via_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    cars = next(r for r in fgvc_table() if r.key == "stanford_cars")
+    report = _json(capsys, ["recommend", "--disparity", "low", "--fid", str(cars.fid), "--n-train", "800"])
+    assert report.recommendation.recommendation == "FT"
+
+
+def test_rich_output_names_sources(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["recommend", "--task", "counting", "--n-train", "600"]) == 0
+    out = capsys.readouterr().out
+    assert "Visual prompt tuning (VPT)" in out and "Table 2" in out and "Clevr/count" in out
+    assert "Data-size trend" in out and "unmeasured" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["recommend", "--task", "countng"], "Did you mean: counting"),
+        (["recommend", "--task", "counting", "--disparity", "high"], "mutually exclusive"),
+        (["recommend"], "nothing to advise on"),
+        (["recommend", "--demo", "somewhere"], "either a DATASET or --demo"),
+    ],
+)
+def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_calibration_file_replaces_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test"))
+    report = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--n-train", "800"])
+    thr = report.recommendation.provenance.threshold
+    assert thr.source == "calibration" and thr.value == 140.0
+    assert report.recommendation.recommendation == "FT"  # 150 > 140 although below the Table 19 default
+    assert 150 < DEFAULT_THRESHOLD.band[0]
+    other = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--reference", "other"])
+    assert other.recommendation.provenance.threshold.source == "table19-default"
+
+
+def test_dataset_without_reference_answers_without_fid(
+    tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tiny_imagefolder / "cat" / "broken.png").write_bytes(b"")
+    assert _main(["recommend", str(tiny_imagefolder), "--task", "counting", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = RecommendReport.model_validate_json(captured.out)
+    rec = report.recommendation
+    assert rec.similarity == "unmeasured" and rec.recommendation == "VPT"
+    assert rec.inputs.fid_unmeasured_reason and "in21k" in rec.inputs.fid_unmeasured_reason
+    assert report.dataset is not None and report.dataset.n_used == 18 and report.dataset.n_skipped == 1
+    assert rec.inputs.n_train == 18  # usable labeled images
+    assert "FID not measured" in captured.err and "Traceback" not in captured.err
+
+
+def test_dataset_with_measured_fid(
+    tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.fidrun as fidrun
+    from engine.reference import ReferenceInfo
+
+    seen: dict[str, object] = {}
+
+    def fake_measure(index, reference, *, config, device, on_progress=None):  # type: ignore[no-untyped-def]
+        seen.update(n=len(index.samples), reference=reference, weights=config.weights, device=str(device))
+        return fidrun.FidMeasurement(
+            fid=190.0, n_images=len(index.samples), n_skipped=0,
+            reference=ReferenceInfo(name="in21k", path="/refs/in21k.npz"), extractor="test", preprocessing="test",
+            warnings=["fewer than 2048 images"],
+        )
+
+    monkeypatch.setattr(fidrun, "measure_fid_against_reference", fake_measure)
+    weights = tiny_imagefolder / "w.pth"
+    argv = ["recommend", str(tiny_imagefolder), "--task", "fine-grained", "--inception-weights", str(weights),
+            "--device", "cpu", "--n-train", "1000"]
+    report = _json(capsys, argv)
+    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu"}
+    rec = report.recommendation
+    assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "dissimilar"
+    assert rec.recommendation == "FT" and rec.inputs.n_train == 1000
+    assert report.fid_measurement is not None and "fewer than 2048 images" in report.warnings
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ReferenceNotFoundError("no reference statistics named 'in21k'; build them with 'reference build'"),
+     WeightsNotFoundError("no Inception weights; put pt_inception.pth in /hub/checkpoints")],
+)
+def test_missing_weights_or_reference_is_a_warning_not_an_error(
+    error: Exception, tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.fidrun as fidrun
+
+    def unavailable(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(fidrun, "measure_fid_against_reference", unavailable)
+    assert _main(["recommend", str(tiny_imagefolder), "--disparity", "low"]) == 0
+    captured = capsys.readouterr()
+    assert str(error) in " ".join(captured.err.split())
+    assert "unmeasured" in captured.out and "Traceback" not in captured.err
+
+
+def test_demo_defaults_to_counting(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _json(capsys, ["recommend", "--demo"])
+    rec = report.recommendation
+    assert rec.inputs.task == "counting" and rec.disparity == "high" and rec.recommendation == "VPT"
+    assert report.dataset is not None and rec.inputs.n_train == report.dataset.n_used > 0
+
+
+def test_help_lists_task_types(capsys: pytest.CaptureFixture[str]) -> None:
+    _main(["recommend", "--help"])
+    out = capsys.readouterr().out
+    for word in ("counting", "fine-grained", "clevr_count", "--disparity", "--backbone", "--n-train"):
+        assert word in out
+    assert f"{DEFAULT_THRESHOLD.value:.1f}" in out
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--disparity", "medium"), ("--backbone", "resnet")])
+def test_bad_choices_are_one_line_errors(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["recommend", "--n-train", "800", flag, value] + (["--task", "counting"] if flag == "--backbone" else [])
+    assert _main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Error:" in err and flag.lstrip("-") in err and "internal error" not in err and "Traceback" not in err
