@@ -177,6 +177,12 @@ def recommend_command(
         show_default=False)] = None,
     as_json: JsonOpt = False,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
+        show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
+        show_default=False)] = None,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
     from advisor.render import emit_json, err_console, warn
@@ -189,11 +195,37 @@ def recommend_command(
         inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,  # type: ignore[arg-type]
         device=device, calibration_path=str(calibration) if calibration else None,
     )
-    report = run_recommend(request, show_progress=not as_json and err_console.is_terminal, on_warning=warn)
+    _check_output_paths(report, plot)  # fail before any image is read
+    result = run_recommend(request, show_progress=not as_json and err_console.is_terminal, on_warning=warn)
     if as_json:
-        emit_json(report)
+        emit_json(result)
     else:
-        render_report(report)
+        render_report(result)
+    _write_outputs(result, report, plot)
+
+
+def _check_output_paths(report: Path | None, plot: Path | None) -> None:
+    from advisor.report.figures import check_plot_path
+    from advisor.report.write import check_report_path
+
+    if report is not None:
+        check_report_path(report)
+    if plot is not None:
+        check_plot_path(plot)
+
+
+def _write_outputs(result: RecommendReport, report: Path | None, plot: Path | None) -> None:
+    """Write ``--report`` / ``--plot`` files and say where they went (on stderr, so --json stays clean)."""
+    from advisor.render import err_console
+    from advisor.report import write_recommend_plots, write_recommend_report
+
+    written: list[Path] = []
+    if report is not None:
+        written.append(write_recommend_report(result, report))
+    if plot is not None:
+        written.extend(write_recommend_plots(result, plot))
+    for path in written:
+        err_console.print(f"Wrote {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ checking only, so importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from advisor.report.inputs import (
     DataSizePoint,
@@ -36,9 +36,11 @@ from advisor.report.paper import (
     paper_size_trend,
 )
 
+# A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
+VtabTable = Any
+
 if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
-    from benchmarks.vtab.tables import VtabTable
     from engine.pilot import PilotResult
 
 __all__ = ["from_recommendation", "from_pilot", "from_vtab_table", "verdict_label"]
