@@ -1,0 +1,61 @@
+"""``vpt-advisor fid A [B]``: FID between two image folders or ``.npz`` stats files (pytorch-fid compatible)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, WorkersOpt
+
+__all__ = ["register", "fid_command"]
+
+
+def fid_command(
+    a: Annotated[Path, typer.Argument(help="Image folder (any depth) or .npz stats file.", show_default=False)],
+    b: Annotated[
+        Path | None,
+        typer.Argument(help="Second image folder or .npz (optional with --save-stats).", show_default=False),
+    ] = None,
+    *,
+    as_json: JsonOpt = False,
+    inception_weights: InceptionWeightsOpt = None,
+    save_stats: Annotated[
+        Path | None,
+        typer.Option("--save-stats", help="Write A's statistics to this .npz (+ .json provenance sidecar); "
+                     "readable by 'python -m pytorch_fid'.", show_default=False),
+    ] = None,
+    batch_size: BatchSizeOpt = 50,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    resize: Annotated[
+        Literal["auto", "pytorch-fid", "pil-bicubic-299"],
+        typer.Option("--resize", help="Preprocessing: pytorch-fid (exact parity; one image size per set), "
+                     "pil-bicubic-299 (any sizes), or auto (the first when sizes agree)."),
+    ] = "auto",
+    dims: Annotated[
+        int, typer.Option("--dims", help="Inception feature layer: 2048 (pool3, standard FID), 768, 192 or 64.")
+    ] = 2048,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
+) -> None:
+    """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B')."""
+    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.render.fid import render_fid
+    from engine.config.fid import FidConfig
+    from engine.fidrun import compute_fid
+
+    config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
+                       use_cache=not no_cache, offline=offline)
+    with progress_bar("Inception features", enabled=not as_json and err_console.is_terminal) as on_progress:
+        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress)
+    if as_json:
+        emit_json(result)
+    else:
+        render_fid(result)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``fid`` command to ``app``."""
+    app.command("fid")(fid_command)

@@ -1,0 +1,1 @@
+"""Benchmarks and paper reproductions built on the engine (never imported by ``engine``)."""

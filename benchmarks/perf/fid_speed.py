@@ -1,0 +1,167 @@
+"""FID speed: ``python -m pytorch_fid A B`` vs ``vpt-advisor fid A B`` (cold cache, then warm), side by side.
+
+Both tools run as subprocesses on the same two folders, with the same Inception weights (random
+weights in pytorch-fid's real file format, placed in a temporary ``$TORCH_HOME``), the same device
+and the same thread settings. Printed: wall time, images/s, peak RSS of each process tree (``wait4``
+rusage), the two FID values and their relative difference, and the ratios pytorch-fid/cold and
+cold/warm. Targets (issue 2): cold >= 2x faster than pytorch-fid with equal numbers (1e-5
+relative), warm >= 20x faster than cold.
+
+Run: ``.venv/bin/python -m benchmarks.perf.fid_speed [--n-images 500] [--size 128] [--repeats 1] [--quick]``.
+On a shared machine, note the load average printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "make_folder", "Run"]
+
+TARGET_COLD = 2.0
+TARGET_WARM = 20.0
+FID_RTOL = 1e-5
+
+
+@dataclass
+class Run:
+    """One timed subprocess."""
+
+    wall_s: float
+    peak_rss_mib: float
+    fid: float
+
+
+def make_folder(root: Path, n: int, size: int, seed: int, tint: float) -> Path:
+    """``n`` smooth random JPEG photos-like images of ``size`` x ``size`` (low-frequency noise + detail)."""
+    from PIL import Image
+
+    gen = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        low = gen.random((6, 6, 3)) * 255 * tint
+        img = Image.fromarray(low.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.int16) + gen.integers(-20, 21, (size, size, 3))
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / f"{i:05d}.jpg", quality=90)
+    return root
+
+
+def _timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float, str, str, int]:
+    """Run ``cmd``; return wall seconds, peak RSS in MiB of its process tree (wait4 rusage) and stdout."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # rusage of this child and its reaped children only
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024, stdout, stderr, proc.returncode
+
+
+def _run_pytorch_fid(a: Path, b: Path, env: dict[str, str], work: Path) -> tuple[Run, str]:
+    """Time ``python -m pytorch_fid A B``. Returns the run and a note.
+
+    Below 2048 images pytorch-fid's ``sqrtm`` often fails at the very end ("Imaginary component",
+    pytorch-fid #13) after doing all the work, so its wall time is still the end-to-end cost. Its
+    number is then taken as our float64 distance of pytorch-fid's *own* statistics (written by two
+    untimed ``--save-stats`` runs), which still checks that both tools compute the same features.
+    """
+    cmd = [sys.executable, "-m", "pytorch_fid", "--device", "cpu"]
+    wall, rss, out, err, code = _timed(cmd + [str(a), str(b)], env, check=False)
+    match = re.search(r"FID:\s+([0-9.eE+-]+)", out)
+    if code == 0 and match:
+        return Run(wall, rss, float(match.group(1))), "pytorch-fid computed its own FID"
+    reason = (err.strip().splitlines() or ["?"])[-1]
+    from engine.fid import frechet_distance, load_stats
+
+    stats = []
+    for src, name in ((a, "a.npz"), (b, "b.npz")):
+        _timed(cmd + ["--save-stats", str(src), str(work / name)], env)
+        stats.append(load_stats(work / name)[0])
+    fid = frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
+    return Run(wall, rss, fid), f"pytorch-fid failed at the distance ({reason}); its FID = our distance of its stats"
+
+
+def _run_ours(a: Path, b: Path, env: dict[str, str]) -> Run:
+    exe = Path(sys.executable).with_name("vpt-advisor")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "advisor.cli"]
+    wall, rss, out, _, _ = _timed(cmd + ["fid", str(a), str(b), "--json", "--device", "cpu"], env)
+    return Run(wall, rss, float(json.loads(out)["fid"]))
+
+
+def _clear_cache(home: Path) -> None:
+    for p in (home / "cache").glob("features.sqlite*"):
+        p.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the side-by-side table; exit 1 if a number disagrees."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-images", type=int, default=500, help="images per folder (two folders)")
+    ap.add_argument("--size", type=int, default=128, help="image side in pixels (all the same size)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per tool (medians are printed)")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 60 images per folder")
+    args = ap.parse_args(argv)
+    n = 60 if args.quick else args.n_images
+
+    with tempfile.TemporaryDirectory(prefix="fid-speed-") as tmp:
+        root = Path(tmp)
+        env = dict(os.environ, TORCH_HOME=str(root / "torch"), VPT_ADVISOR_HOME=str(root / "home"),
+                   HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+        # Random weights in pytorch-fid's real file format, where both tools look (the test helper), made
+        # in a subprocess: a parent that imported torch would inflate the children's reported peak RSS.
+        gen = ("from pathlib import Path; from tests.gen_inception import install_inception_weights, "
+               f"write_random_inception; install_inception_weights(write_random_inception(Path({str(root)!r}) / 'w.pth'))")
+        subprocess.run([sys.executable, "-c", gen], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
+        a = make_folder(root / "a", n, args.size, seed=0, tint=1.0)
+        b = make_folder(root / "b", n, args.size, seed=1, tint=0.7)
+        total = 2 * n
+        theirs, cold, warm, notes = [], [], [], set()
+        for _ in range(args.repeats):
+            run, note = _run_pytorch_fid(a, b, env, root)
+            theirs.append(run)
+            notes.add(note)
+            _clear_cache(root / "home")
+            cold.append(_run_ours(a, b, env))
+            warm.append(_run_ours(a, b, env))
+
+    def med(runs: list[Run], attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in runs)
+
+    rows = [("pytorch-fid", theirs), ("vpt-advisor cold", cold), ("vpt-advisor warm", warm)]
+    print(f"FID speed: 2 folders x {n} images of {args.size}x{args.size} JPEG, CPU, torch threads "
+          f"{os.environ.get('OMP_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.2f}, "
+          f"{args.repeats} repeat(s)")
+    print(f"{'tool':<18}{'wall s':>9}{'img/s':>9}{'peak RSS MiB':>14}{'FID':>18}")
+    for name, runs in rows:
+        wall = med(runs, "wall_s")
+        print(f"{name:<18}{wall:>9.2f}{total / wall:>9.1f}{med(runs, 'peak_rss_mib'):>14.0f}{med(runs, 'fid'):>18.6f}")
+    for note in sorted(notes):
+        print(f"note: {note}")
+    speed_cold = med(theirs, "wall_s") / med(cold, "wall_s")
+    speed_warm = med(cold, "wall_s") / med(warm, "wall_s")
+    rel = abs(med(cold, "fid") - med(theirs, "fid")) / abs(med(theirs, "fid"))
+    rel_warm = abs(med(warm, "fid") - med(cold, "fid")) / abs(med(cold, "fid"))
+    print(f"cold speed-up vs pytorch-fid: {speed_cold:.2f}x (target >= {TARGET_COLD}x)")
+    print(f"warm speed-up vs cold:        {speed_warm:.1f}x (target >= {TARGET_WARM}x)")
+    print(f"FID relative difference vs pytorch-fid: {rel:.2e} (tolerance {FID_RTOL:g}); warm vs cold: {rel_warm:.1e}")
+    return 0 if rel <= FID_RTOL and rel_warm <= FID_RTOL else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

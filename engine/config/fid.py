@@ -1,0 +1,42 @@
+"""Run configuration for FID feature extraction (pytorch-fid's Inception, our pipeline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from engine.config import FrozenModel
+
+__all__ = ["FidConfig", "ResizePolicy", "Dims"]
+
+ResizePolicy = Literal["auto", "pytorch-fid", "pil-bicubic-299"]
+Dims = Literal[64, 192, 768, 2048]
+
+
+class FidConfig(FrozenModel):
+    """How features are extracted for FID.
+
+    ``resize``: ``pytorch-fid`` feeds each image unchanged (``ToTensor``) and lets the network resize
+    it to 299x299 bilinearly, exactly as pytorch-fid; it needs every image of a set to have the same
+    size. ``pil-bicubic-299`` first resizes each image to 299x299 with PIL bicubic (antialiased when
+    shrinking), which works for mixed sizes. ``auto`` uses ``pytorch-fid`` when all images of a set
+    share one size and ``pil-bicubic-299`` otherwise; the chosen name is recorded in every result.
+    """
+
+    dims: Dims = Field(default=2048, description="Inception feature layer: 2048 = pool3 (standard FID).")
+    batch_size: int = Field(default=50, ge=1, le=4096, description="Images per forward pass.")
+    workers: int = Field(default=0, ge=0, le=64, description="Decoding threads; 0 = number of CPU cores.")
+    resize: ResizePolicy = Field(default="auto", description="Preprocessing policy (see class docstring).")
+    weights: Path | None = Field(
+        default=None,
+        description="pytorch-fid Inception weights file; None = the torch hub cache pytorch-fid uses.",
+    )
+    offline: bool = Field(default=False, description="Never try to download the Inception weights.")
+    use_cache: bool = Field(default=True, description="Reuse and store per-file features in the cache.")
+    fuse_batchnorm: bool = Field(
+        default=True,
+        description="Fold each BatchNorm into its convolution (inference-only speed-up; changes features "
+        "by float32 rounding only, about 1e-6 relative).",
+    )

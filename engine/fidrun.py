@@ -1,0 +1,400 @@
+"""FID orchestration: image folder / stats file / dataset index -> statistics -> Fréchet distance.
+
+Pipeline for a set of image files (:func:`extract_file_features`):
+
+1. Fingerprint every file on a thread pool: read its bytes once, hash them (sha256) and read the
+   image size from the header. Unreadable files are skipped with their reason.
+2. Pick the named preprocessing (``auto``: ``pytorch-fid`` when all sizes agree, else
+   ``pil-bicubic-299``; see :mod:`engine.features`).
+3. Look every file up in the content-keyed feature cache (:mod:`engine.featcache`).
+4. Only for misses: load the network, decode on threads while the network runs, store each batch.
+
+A second run over the same files therefore decodes nothing and never loads the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from engine.config import FrozenModel
+from engine.config.fid import FidConfig
+from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError
+from engine.featcache import FeatureCache, cache_key
+from engine.features import (
+    PREPROCESSING,
+    content_sha256,
+    extractor_id,
+    header_size,
+    iter_feature_batches,
+    load_inception,
+    resolve_weights,
+    to_model_array,
+    weights_sha256,
+)
+from engine.fid import (
+    FeatureStats,
+    StatsProvenance,
+    compute_feature_stats,
+    frechet_distance,
+    frechet_distance_from_features,
+    library_versions,
+    load_stats,
+    save_stats,
+    small_sample_warning,
+)
+from engine.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers
+from engine.progress import ProgressCallback, report
+from engine.reference import ReferenceInfo, resolve_reference
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.data import DatasetIndex
+
+__all__ = [
+    "FileFeatures",
+    "SideSummary",
+    "FidResult",
+    "FidMeasurement",
+    "extract_file_features",
+    "compute_source_stats",
+    "compute_fid",
+    "measure_fid_against_reference",
+    "library_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FileFeatures:
+    """Features of a list of image files; ``ok[k]`` is the input index of ``features[k]``."""
+
+    features: npt.NDArray[np.float32]
+    ok: list[int]
+    skipped: list[SkippedFile]
+    preprocessing: str
+    extractor: str
+    n_cached: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class SideSummary(FrozenModel):
+    """One side of an FID comparison."""
+
+    source: str = Field(description="Folder or stats file.")
+    kind: str = Field(description="'images' (features extracted) or 'stats' (a .npz).")
+    n_images: int = Field(description="Images in the statistics (0 = unknown, e.g. a pytorch-fid .npz).")
+    n_skipped: int = Field(default=0, description="Files skipped as unreadable.")
+    n_cached: int = Field(default=0, description="Images whose features came from the cache.")
+    extractor: str = Field(default="", description="Feature extractor id ('' = unknown).")
+    preprocessing: str = Field(default="", description="Named preprocessing ('' = unknown).")
+
+
+class FidResult(FrozenModel):
+    """Result of ``vpt-advisor fid A B``."""
+
+    fid: float | None = Field(description="Fréchet Inception Distance (None when only stats were saved).")
+    a: SideSummary
+    b: SideSummary | None = None
+    dims: int = Field(description="Feature dimensionality.")
+    warnings: list[str] = Field(default_factory=list)
+    saved_stats: str | None = Field(default=None, description="Where the first side's stats were written.")
+    seconds: float = Field(description="Wall time.")
+
+
+class FidMeasurement(FrozenModel):
+    """FID of a dataset against a named reference, with everything needed to trust the number."""
+
+    fid: float
+    n_images: int
+    n_skipped: int
+    reference: ReferenceInfo
+    extractor: str
+    preprocessing: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+def _resolve_device(device: torch.device | str) -> torch.device:
+    from engine.device import resolve_device
+
+    return resolve_device(device) if isinstance(device, str) else device
+
+
+def _fingerprint(path: Path) -> tuple[str, tuple[int, int] | None] | ImageDecodeError:
+    try:
+        check_file(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except ImageDecodeError as exc:
+        return exc
+    except OSError as exc:
+        return ImageDecodeError(display_path(path), "unreadable", exc.strerror or str(exc))
+    return content_sha256(data), header_size(data)
+
+
+def _choose_preprocessing(config: FidConfig, sizes: Sequence[tuple[int, int] | None]) -> str:
+    distinct = {s for s in sizes if s is not None}
+    if config.resize == "auto":
+        return "pytorch-fid" if len(distinct) <= 1 else "pil-bicubic-299"
+    if config.resize == "pytorch-fid" and len(distinct) > 1:
+        raise ConfigError(
+            f"preprocessing 'pytorch-fid' needs images of one size, found {len(distinct)} sizes "
+            f"(e.g. {sorted(distinct)[:3]}); use resize 'auto' or 'pil-bicubic-299'"
+        )
+    return config.resize
+
+
+def extract_file_features(
+    paths: Sequence[Path],
+    config: FidConfig,
+    device: torch.device | str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cache: FeatureCache | None = None,
+) -> FileFeatures:
+    """Features of image files, from the cache where possible (see the module docstring).
+
+    Args:
+        paths: Image files.
+        config: Extraction settings.
+        device: Where the network runs ("auto"/"cpu"/... strings are resolved only on a cache miss).
+        on_progress: ``on_progress(done, total)`` over the images.
+        cache: An open cache to use; by default the user cache when ``config.use_cache``.
+
+    Raises:
+        WeightsNotFoundError: No Inception weights (needed even on a full cache hit: they name the cache key).
+    """
+    paths = list(paths)
+    total = len(paths)
+    weights = resolve_weights(config)
+    ext_id = extractor_id(config.dims, weights_sha256(weights))
+    with ThreadPoolExecutor(max_workers=resolve_workers(config.workers)) as pool:
+        prints = list(pool.map(_fingerprint, paths))
+    skipped: list[SkippedFile] = []
+    good: list[int] = []
+    for i, fp in enumerate(prints):
+        if isinstance(fp, ImageDecodeError):
+            skipped.append(SkippedFile(path=fp.path, reason=fp.reason, detail=fp.detail))
+        else:
+            good.append(i)
+    preprocessing = _choose_preprocessing(config, [prints[i][1] for i in good])  # type: ignore[index]
+    keys = {i: cache_key(prints[i][0], ext_id, preprocessing) for i in good}  # type: ignore[index]
+
+    own_cache = cache is None and config.use_cache
+    if own_cache:
+        cache = FeatureCache()
+    try:
+        found = cache.get_many(list(keys.values()), config.dims) if cache is not None else {}
+        feats: dict[int, npt.NDArray[np.float32]] = {i: found[k] for i, k in keys.items() if k in found}
+        n_cached = len(feats)
+        misses = [i for i in good if i not in feats]
+        done = n_cached
+        report(on_progress, done, total)
+        if misses:
+            extractor = load_inception(config, _resolve_device(device))
+            assert extractor.id == ext_id
+
+            def decode(i: int) -> npt.NDArray[np.uint8]:
+                return to_model_array(open_rgb(paths[i]), preprocessing)
+
+            for idx, batch, failed in iter_feature_batches(
+                misses, decode, extractor, batch_size=config.batch_size, workers=config.workers
+            ):
+                new = {misses[k]: batch[j] for j, k in enumerate(idx)}
+                feats.update(new)
+                if cache is not None and new:
+                    cache.put_many((keys[i], f) for i, f in new.items())
+                for _, exc in failed:
+                    skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
+                done += len(idx) + len(failed)
+                report(on_progress, done, total)
+    finally:
+        if own_cache and cache is not None:
+            cache.close()
+    ok = [i for i in good if i in feats]
+    array = np.stack([feats[i] for i in ok]) if ok else np.empty((0, config.dims), np.float32)
+    report(on_progress, total, total)
+    return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached)
+
+
+@dataclass
+class _Side:
+    stats: FeatureStats
+    summary: SideSummary
+    warnings: list[str]
+    features: npt.NDArray[np.float32] | None = None
+
+
+def _distance(x: _Side, y: _Side) -> float:
+    """Fréchet distance; through the features' cross-Gram matrix when a side has fewer images than dims."""
+    if x.features is not None and y.features is not None and min(x.stats.n, y.stats.n) < x.stats.dims:
+        return frechet_distance_from_features(x.features, y.features)
+    return frechet_distance(x.stats.mu, x.stats.sigma, y.stats.mu, y.stats.sigma)
+
+
+def _stats_from_images(
+    source: str, paths: Sequence[Path], n_index_skipped: int, config: FidConfig, device: torch.device | str,
+    on_progress: ProgressCallback | None,
+) -> _Side:
+    res = extract_file_features(paths, config, device, on_progress=on_progress)
+    n_skipped = n_index_skipped + len(res.skipped)
+    if len(res.ok) < 2:
+        raise EmptyDatasetError(
+            f"{source}: {len(res.ok)} usable image(s) ({n_skipped} skipped); FID needs at least 2 (ideally >= 2048)"
+        )
+    stats = compute_feature_stats(res.features)
+    warnings = [w for w in [small_sample_warning(stats.n, config.dims, source)] if w]
+    summary = SideSummary(
+        source=source, kind="images", n_images=stats.n, n_skipped=n_skipped, n_cached=res.n_cached,
+        extractor=res.extractor, preprocessing=res.preprocessing,
+    )
+    return _Side(stats, summary, warnings, res.features if stats.n < config.dims else None)
+
+
+def _source_side(
+    source: Path, config: FidConfig, device: torch.device | str, on_progress: ProgressCallback | None
+) -> _Side:
+    source = Path(source)
+    label = display_path(source)
+    if source.suffix.lower() == ".npz":
+        stats, prov = load_stats(source)
+        summary = SideSummary(
+            source=label, kind="stats", n_images=stats.n,
+            extractor=prov.extractor if prov else "", preprocessing=prov.preprocessing if prov else "",
+        )
+        return _Side(stats, summary, [w for w in [small_sample_warning(stats.n, stats.dims, label)] if w])
+    if not source.exists():
+        raise DatasetError(f"{label}: no such folder or .npz stats file")
+    from engine.data import index_dataset
+
+    index = index_dataset(source)
+    return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
+
+
+def compute_source_stats(
+    source: Path, config: FidConfig, device: torch.device | str, *, on_progress: ProgressCallback | None = None
+) -> tuple[FeatureStats, SideSummary, list[str]]:
+    """Statistics of a folder (any layout :func:`engine.data.index_dataset` accepts) or a ``.npz``.
+
+    Returns:
+        ``(stats, summary, warnings)``.
+    """
+    side = _source_side(source, config, device, on_progress)
+    return side.stats, side.summary, side.warnings
+
+
+def _compat_warnings(a: SideSummary, b: SideSummary) -> list[str]:
+    out = []
+    if a.extractor and b.extractor and a.extractor != b.extractor:
+        out.append(f"the two sides used different feature extractors ({a.extractor} vs {b.extractor}); "
+                   "the FID is not meaningful")
+    if a.preprocessing and b.preprocessing and a.preprocessing != b.preprocessing:
+        out.append(f"the two sides used different preprocessing ({a.preprocessing} vs {b.preprocessing})")
+    return out
+
+
+def _provenance(summary: SideSummary, dims: int, notes: list[str] | None = None) -> StatsProvenance:
+    return StatsProvenance(
+        source=summary.source, n_images=summary.n_images, n_skipped=summary.n_skipped, dims=dims,
+        extractor=summary.extractor, preprocessing=summary.preprocessing,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), versions=library_versions(),
+        notes=list(notes or []),
+    )
+
+
+def compute_fid(
+    a: Path,
+    b: Path | None,
+    *,
+    config: FidConfig,
+    device: torch.device | str,
+    save_stats_to: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> FidResult:
+    """FID between two folders / stats files (``vpt-advisor fid A B``); optionally save A's stats.
+
+    Raises:
+        ConfigError: Neither ``b`` nor ``save_stats_to`` given, or the dims of the two sides differ.
+    """
+    t0 = time.perf_counter()
+    if b is None and save_stats_to is None:
+        raise ConfigError("give a second folder/.npz to compare with, or --save-stats OUT.npz")
+    side1 = _source_side(Path(a), config, device, on_progress)
+    s1, sum1, warn = side1.stats, side1.summary, list(side1.warnings)
+    saved = None
+    if save_stats_to is not None:
+        save_stats(Path(save_stats_to), s1, _provenance(sum1, s1.dims))
+        saved = display_path(save_stats_to)
+    fid = None
+    sum2 = None
+    if b is not None:
+        side2 = _source_side(Path(b), config, device, on_progress)
+        sum2 = side2.summary
+        warn += side2.warnings
+        if s1.dims != side2.stats.dims:
+            raise StatsFileError(
+                f"feature dimensions differ: {sum1.source} has {s1.dims}, {sum2.source} has {side2.stats.dims}"
+            )
+        warn += _compat_warnings(sum1, sum2)
+        fid = _distance(side1, side2)
+    for w in warn:
+        logger.info("warning: %s", w)  # also returned in .warnings, which the CLI shows
+    return FidResult(fid=fid, a=sum1, b=sum2, dims=s1.dims, warnings=warn, saved_stats=saved,
+                     seconds=time.perf_counter() - t0)
+
+
+def measure_fid_against_reference(
+    index: DatasetIndex,
+    reference: str | Path,
+    *,
+    config: FidConfig,
+    device: torch.device | str,
+    on_progress: ProgressCallback | None = None,
+) -> FidMeasurement:
+    """FID of a dataset's images against reference statistics (``recommend``'s similarity axis).
+
+    The reference is resolved first, so a missing one fails before any image is read.
+
+    Raises:
+        ReferenceNotFoundError: Unknown reference name/path (the message says how to build it).
+        WeightsNotFoundError: No Inception weights (the message says where to put the file).
+        EmptyDatasetError: Fewer than 2 usable images.
+    """
+    ref_stats, ref_info = resolve_reference(reference)
+    if config.resize == "auto" and ref_info.preprocessing == "pil-bicubic-299":
+        config = config.model_copy(update={"resize": "pil-bicubic-299"})  # measure the way the reference was built
+    if ref_stats.dims != config.dims:
+        raise ConfigError(f"reference {ref_info.name!r} has {ref_stats.dims}-d features but dims={config.dims}")
+    side = _stats_from_images(
+        display_path(index.root), [s.path for s in index.samples], len(index.skipped), config, device, on_progress
+    )
+    warnings = list(side.warnings)
+    if ref_info.extractor and ref_info.extractor != side.summary.extractor:
+        warnings.append(
+            f"reference {ref_info.name!r} was built with {ref_info.extractor}, this dataset with "
+            f"{side.summary.extractor}: different Inception weights make the FID meaningless; rebuild the reference"
+        )
+    if ref_info.preprocessing and ref_info.preprocessing != side.summary.preprocessing:
+        warnings.append(
+            f"reference preprocessing is {ref_info.preprocessing}, the dataset's is {side.summary.preprocessing} "
+            f"({PREPROCESSING.get(side.summary.preprocessing, '')})"
+        )
+    fid = frechet_distance(side.stats.mu, side.stats.sigma, ref_stats.mu, ref_stats.sigma)
+    for w in warnings:
+        logger.info("warning: %s", w)  # also returned in .warnings, which callers show
+    return FidMeasurement(
+        fid=fid, n_images=side.stats.n, n_skipped=side.summary.n_skipped, reference=ref_info,
+        extractor=side.summary.extractor, preprocessing=side.summary.preprocessing, warnings=warnings,
+    )
