@@ -1,0 +1,187 @@
+"""``vpt-advisor pilot DATASET --task T --budget 15m``: measured FT vs VPT on the user's own data.
+
+The pilot (``engine.pilot``) fits a stratified 4:1 subsample, a small lr grid and ``--seeds`` seeds
+into the budget from a measured warm-up, states the plan, and asks for ``--yes`` before a long CPU
+run. Finished trials are stored under ``--out`` (rerunning resumes; Ctrl-C keeps them). With
+``--task`` (or ``--disparity``) the pilot's accuracies become ``PilotEvidence`` for
+``advisor.decide.recommend``, which lets them outrank the paper's priors when the difference
+exceeds the seed noise.
+
+Default prompt length: the paper's per-task length (App. E) when ``--task`` names a VTAB-1k task,
+otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examples).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
+from advisor.schemas import MethodScore, PilotEvidence, Recommendation
+
+__all__ = ["PilotReport", "LONG_CPU_RUN_S", "default_prompt_length", "pilot_evidence", "pilot_command", "register"]
+
+LONG_CPU_RUN_S = 10 * 60
+"""A CPU pilot estimated to take longer than this needs ``--yes`` (or an interactive confirmation)."""
+
+EXAMPLES = (
+    "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
+    "'vpt-advisor pilot ./mydata --task dtd --methods full,vpt-deep,vpt-shallow --seeds 2 --budget 1h'"
+)
+
+
+class PilotReport(BaseModel):
+    """What ``pilot --json`` prints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="Dataset path as given.")
+    n_labeled: int = Field(description="Labeled images found in the dataset.")
+    task: str | None = Field(description="--task as given.")
+    num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
+    num_prompts_source: str = Field(description="Where the prompt length came from.")
+    device: dict[str, str] = Field(description="Device, torch version, GPU name or CPU threads.")
+    pilot: Any = Field(description="engine.pilot.PilotResult (plan, per-method summaries, trials).")
+    evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
+    recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
+
+
+def default_prompt_length(task: str | None) -> tuple[int, str]:
+    """The paper's prompt length for a VTAB-1k ``task``, else the documented default."""
+    from engine.config.train import DEFAULT_NUM_PROMPTS
+
+    if task:
+        try:
+            from engine.errors import UnknownTaskError
+            from engine.paper import get_vtab_task
+
+            vt = get_vtab_task(task)
+            return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
+        except (ImportError, UnknownTaskError):
+            pass
+    return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
+
+
+def pilot_evidence(result: Any) -> PilotEvidence | None:
+    """Convert an ``engine.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only)."""
+    scores = [MethodScore(method=m.method, mean=m.mean_acc, std=m.std_acc, n_seeds=m.n_seeds)
+              for m in result.methods if m.n_seeds >= 1]
+    if not scores or result.plan.n_train < 1 or result.plan.n_val < 1:
+        return None
+    return PilotEvidence(n_train=result.plan.n_train, n_val=result.plan.n_val, scores=scores)
+
+
+def _confirm_long_run(plan: Any, device: Any, yes: bool) -> None:
+    from engine.errors import BudgetError
+
+    if yes or device.type != "cpu" or plan.estimated_s <= LONG_CPU_RUN_S:
+        return
+    minutes = plan.estimated_s / 60
+    if sys.stdin is not None and sys.stdin.isatty():
+        typer.confirm(f"This pilot runs about {minutes:.0f} min on the CPU. Start?", abort=True)
+        return
+    raise BudgetError(f"this pilot would run about {minutes:.0f} min on the CPU (no GPU found); "
+                      "re-run with --yes to start it, or lower --budget")
+
+
+_PrecisionOpt = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"],
+    typer.Option("--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (CUDA only)."),
+]
+
+
+def pilot_command(
+    dataset: Annotated[Path, typer.Argument(
+        help="Labeled dataset: ImageFolder tree, 'path label' list file or 'path,label' CSV.", show_default=False)],
+    *,
+    task: Annotated[str | None, typer.Option(
+        "--task", help="Task type or VTAB-1k task (sets the prompt length and enables the recommendation).",
+        show_default=False)] = None,
+    disparity: Annotated[Literal["low", "high"] | None, typer.Option(
+        "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)] = None,
+    budget: Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")] = "15m",
+    methods: Annotated[str, typer.Option(
+        "--methods", help="Comma-separated: full, linear, vpt-shallow, vpt-deep, mixed, ft-then-pt.")] = "full,vpt-deep",
+    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
+    weights: Annotated[Path | None, typer.Option(
+        "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
+        show_default=False)] = None,
+    random_init: Annotated[bool, typer.Option(
+        "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")] = False,
+    prompts: Annotated[int | None, typer.Option(
+        "--prompts", min=1, help="Prompt tokens per set (default: the paper's length for a VTAB-1k --task, else 10).",
+        show_default=False)] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=5, help="Seeds per method and lr.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per step.")] = 64,
+    img_size: Annotated[int | None, typer.Option(
+        "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    precision: _PrecisionOpt = "auto",
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
+        show_default=False)] = None,
+) -> None:
+    """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
+    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.render.pilot import render_plan, render_report
+    from engine.config.train import PilotConfig, parse_budget
+    from engine.data import index_dataset
+    from engine.device import describe_device, resolve_device
+    from engine.methods import parse_methods
+    from engine.paths import data_home
+    from engine.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+
+    method_list = parse_methods(methods)
+    budget_s = parse_budget(budget)
+    if task is not None or disparity is not None:
+        from advisor.decide import reconcile_disparity
+
+        reconcile_disparity(task, disparity)  # fail fast on a bad --task, before loading anything
+    num_prompts, prompts_source = (prompts, "--prompts") if prompts is not None else default_prompt_length(task)
+    dev = resolve_device(device)
+    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
+    config = PilotConfig(methods=method_list, model=model, weights=weights, random_init=random_init,
+                         num_prompts=num_prompts, seeds=seeds, budget_s=budget_s, precision=prec,
+                         batch_size=batch_size, img_size=img_size)
+    store = out if out is not None else data_home() / "pilot"
+    index = index_dataset(dataset)
+    check_pilot_data(index)
+    show = not as_json and err_console.is_terminal
+    backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
+    plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone)
+    if not as_json:
+        render_plan(plan, prompts_source=prompts_source)
+    _confirm_long_run(plan, dev, yes)
+    with progress_bar("Pilot (epochs)", enabled=show) as on_progress:
+        result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
+                           on_progress=on_progress)
+    evidence = pilot_evidence(result)
+    recommendation = None
+    if evidence is not None and (task is not None or disparity is not None):
+        from advisor.decide import build_inputs, recommend
+        from engine.calibration import load_calibration
+
+        inputs = build_inputs(
+            task=task, disparity=disparity, n_train=len(index.samples),
+            n_train_source="labeled images in the dataset", calibration=load_calibration(),
+            fid_unmeasured_reason="the pilot does not measure FID; 'vpt-advisor recommend DATASET' does",
+        )
+        recommendation = recommend(inputs, evidence)
+    report = PilotReport(dataset=str(dataset), n_labeled=len(index.samples), task=task, num_prompts=num_prompts,
+                         num_prompts_source=prompts_source, device=describe_device(dev),
+                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
+    if as_json:
+        emit_json(report)
+    else:
+        render_report(result, recommendation, has_task=task is not None or disparity is not None)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``pilot`` command to ``app``."""
+    app.command("pilot", epilog=EXAMPLES)(pilot_command)

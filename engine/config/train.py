@@ -1,0 +1,168 @@
+"""Training and pilot configurations, with the paper code's optimiser choices as named fields.
+
+The Elephant paper's code (inherited from VPT) trains prompts and heads with SGD (momentum 0.9,
+10 warm-up epochs) and full fine-tuning with AdamW (5 warm-up epochs), both with a cosine
+schedule, and scales every grid learning rate by ``batch_size / 256``. Those choices are fields
+here, filled per method by :meth:`TrainConfig.for_method`, so nothing is hidden in the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from engine.config import FrozenModel
+from engine.errors import ConfigError
+from engine.methods import METHODS, Method, uses_sgd
+
+__all__ = [
+    "TrainConfig",
+    "PilotConfig",
+    "PAPER_SEEDS",
+    "DEFAULT_NUM_PROMPTS",
+    "PILOT_LR_GRID",
+    "method_defaults",
+    "parse_budget",
+]
+
+PAPER_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
+"""The final-run seeds of the paper's ``tune_vtab.py``; pilot trial ``i`` uses ``PAPER_SEEDS[i]``."""
+
+DEFAULT_NUM_PROMPTS = 10
+"""Prompt length when no VTAB task names the paper's per-task length (VPT's README examples use 10)."""
+
+PILOT_LR_GRID: dict[str, tuple[float, ...]] = {
+    # base learning rates before batch/256 scaling, best-first guesses from the paper's grids
+    # (FT {1e-3, 5e-4, 1e-4, 5e-3}; VPT {50 ... 0.05}); the budget keeps a prefix of each tuple.
+    "full": (5e-4, 1e-3, 1e-4),
+    "mixed": (5e-4, 1e-3, 1e-4),
+    "ft-then-pt": (1.0, 5.0, 0.25),
+    "vpt-deep": (1.0, 5.0, 0.25),
+    "vpt-shallow": (1.0, 5.0, 0.25),
+    "linear": (1.0, 5.0, 0.25),
+}
+
+
+def method_defaults(method: Method) -> dict[str, Any]:
+    """The paper code's optimiser settings for ``method`` (see the module docstring)."""
+    if uses_sgd(method) or method == "ft-then-pt":  # ft-then-pt's second (prompt) stage is SGD
+        base: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 1e-3, "warmup_epochs": 10}
+    else:
+        base = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-2, "warmup_epochs": 5}
+    base["prompt_dropout"] = 0.0 if method in ("vpt-shallow", "full", "linear") else 0.1
+    return base
+
+
+class TrainConfig(FrozenModel):
+    """One training run (one method, one learning rate, one seed)."""
+
+    method: Method = Field("vpt-deep", description="Transfer method (engine.transfer.METHODS).")
+    epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
+    warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay (VPT 10, FT 5).")
+    batch_size: int = Field(64, ge=1, description="Images per optimiser step (paper: 64 for VPT).")
+    lr: float = Field(1.0, gt=0, description="Base learning rate, before lr_scale_batch.")
+    lr_scale_batch: bool = Field(
+        True, description="Use lr * batch_size / 256 as the actual learning rate (the VPT/Elephant code scales "
+        "every grid value this way; VTAB reproduction depends on it).")
+    weight_decay: float = Field(1e-3, ge=0, description="Weight decay (not applied to 1-D parameters: biases, norms).")
+    optimizer: Literal["sgd", "adamw"] = Field(
+        "sgd", description="sgd (momentum) for prompts/head as in VPT's code; adamw for full fine-tuning.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
+    seed: int = Field(42, description="Seed for head/prompt init, batch order and dropout.")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")
+    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set (prompt methods).")
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on prompts (VPT: 0.1 deep, 0 shallow).")
+    img_size: int = Field(224, ge=8, description="Square input size images are resized to (no crop, as VTAB).")
+    normalization: Literal["imagenet", "inception"] = Field(
+        "imagenet", description="Input mean/std: imagenet (0.485,0.456,0.406)/(0.229,0.224,0.225) as VPT's VTAB "
+        "loader, or inception (0.5,0.5,0.5)/(0.5,0.5,0.5) as timm's cfg for the Google weights.")
+    frozen_eval: bool = Field(
+        True, description="Keep a frozen backbone in eval() during training (dropout/drop-path off), as VPT does.")
+    grad_checkpointing: bool = Field(False, description="Recompute blocks in backward to save activation memory.")
+    ft_stage_epochs: int | None = Field(
+        None, ge=1, description="ft-then-pt only: epochs of the fine-tuning stage (None = epochs).")
+    ft_stage_lr: float = Field(5e-4, gt=0, description="ft-then-pt only: AdamW base lr of the fine-tuning stage.")
+    ft_stage_weight_decay: float = Field(1e-2, ge=0, description="ft-then-pt only: fine-tuning-stage weight decay.")
+
+    @classmethod
+    def for_method(cls, method: Method, **overrides: Any) -> TrainConfig:
+        """A config with the paper code's optimiser settings for ``method``, then ``overrides``."""
+        return cls(method=method, **{**method_defaults(method), **overrides})
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate the optimiser gets."""
+        return self.lr * self.batch_size / 256 if self.lr_scale_batch else self.lr
+
+    def scaled(self, lr: float) -> float:
+        """Apply this config's batch scaling to another base lr (the FT stage of ft-then-pt)."""
+        return lr * self.batch_size / 256 if self.lr_scale_batch else lr
+
+
+_BUDGET_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|min)?", re.IGNORECASE)
+
+
+def parse_budget(text: str | float | int) -> float:
+    """Parse ``"15m"``, ``"90s"``, ``"1h30m"`` or a bare number of minutes into seconds."""
+    if isinstance(text, int | float):
+        seconds = float(text) * 60
+    else:
+        s = text.strip().lower().replace(" ", "")
+        pos, seconds, matched = 0, 0.0, False
+        while pos < len(s):
+            m = _BUDGET_RE.match(s, pos)
+            if not m or m.end() == pos:
+                raise ConfigError(f"cannot read budget {text!r}; use e.g. 15m, 90s, 1h30m")
+            unit = (m.group(2) or "m").lower()
+            seconds += float(m.group(1)) * {"h": 3600, "m": 60, "min": 60, "s": 1}[unit]
+            pos, matched = m.end(), True
+        if not matched:
+            raise ConfigError(f"cannot read budget {text!r}; use e.g. 15m, 90s, 1h30m")
+    if seconds <= 0:
+        raise ConfigError(f"budget must be positive, got {text!r}")
+    return seconds
+
+
+class PilotConfig(FrozenModel):
+    """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
+
+    methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
+    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
+    weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
+    random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
+    model_kwargs: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
+    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set.")
+    seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
+    split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
+    budget_s: float = Field(900.0, gt=0, description="Wall-clock budget in seconds for all trials.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
+    batch_size: int = Field(64, ge=1, description="Images per step.")
+    img_size: int | None = Field(None, ge=8, description="Input size (None = the model's default, 224 for ViT-B/16).")
+    max_samples: int = Field(1000, ge=10, description="Largest subsample (train+val); 1000 = VTAB-1k's 800/200.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Validation share of the subsample (4:1 as the paper).")
+    epochs: int | None = Field(None, ge=1, description="Epochs per trial (None = chosen from the budget).")
+    lr_grid: dict[str, tuple[float, ...]] | None = Field(
+        None, description="Base learning rates per method (None = PILOT_LR_GRID, trimmed by the budget).")
+    workers: int = Field(0, ge=0, description="Image-decoding threads (0 = automatic).")
+    deterministic: bool = Field(False, description="Deterministic algorithms (CPU tests).")
+    grad_checkpointing: bool = Field(False, description="Gradient checkpointing in every trial.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PilotConfig:
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods repeat: {self.methods}")
+        for key in (self.lr_grid or {}):
+            if key not in METHODS:
+                raise ValueError(f"lr_grid names unknown method {key!r}")
+        return self
+
+    def grid_for(self, method: Method) -> tuple[float, ...]:
+        """The full lr grid for ``method`` (before budget trimming)."""
+        grid = (self.lr_grid or {}).get(method) or PILOT_LR_GRID[method]
+        return tuple(grid)

@@ -1,0 +1,137 @@
+"""Visual prompt tuning (Jia et al., ECCV 2022) on a timm VisionTransformer, without forking timm.
+
+Semantics follow the original VPT code as described in the paper and its README (re-implemented,
+not copied):
+
+* ``P`` learnable prompt tokens are inserted **after the CLS token** (after all prefix tokens:
+  CLS and any register tokens) and **after the position embedding**, so prompts get none.
+* **Shallow**: one prompt set enters before block 0 and travels through every block.
+* **Deep**: before every block ``i >= 1`` the ``P`` prompt outputs of block ``i-1`` are *replaced*
+  by a fresh prompt set, so a ``L``-block ViT has ``L`` prompt sets (``L * P * D`` parameters).
+* Init: ``uniform(-v, v)`` with ``v = sqrt(6 / (3 * patch * patch + D))`` (Xavier-uniform with the
+  patch fan-in), i.e. about 0.0625 for ViT-B/16.
+* Prompt dropout is applied to the prompts every time they are inserted (0.1 for deep in VPT).
+* The prompt outputs are dropped after the final norm, then timm's ``forward_head`` runs
+  unchanged (CLS pooling and the linear head for ViT-B/16), so the head sees exactly the token
+  layout it was built for.
+
+The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
+``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
+keep working. Whether the frozen backbone stays in ``eval()`` during training is decided by the
+training loop (``engine.transfer.set_train_mode``), not hidden here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from engine.errors import ConfigError
+
+__all__ = ["PromptedViT", "prompt_init_bound"]
+
+
+def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
+    """VPT's uniform init bound ``sqrt(6 / (3 * patch**2 + embed_dim))``."""
+    return math.sqrt(6.0 / float(3 * patch_size * patch_size + embed_dim))
+
+
+class PromptedViT(nn.Module):
+    """A timm ``VisionTransformer`` with VPT prompt tokens.
+
+    Args:
+        backbone: the timm ViT (owned by this module afterwards; its ``head`` is the task head).
+        num_prompts: prompt tokens per set (``P``); 0 gives the plain backbone.
+        deep: one prompt set per block (VPT-deep) instead of one set at the input (VPT-shallow).
+        prompt_dropout: dropout probability on the prompts.
+
+    Attributes:
+        prompts: parameter of shape ``(L, P, D)`` for deep, ``(1, P, D)`` for shallow.
+        prompts_enabled: when False the forward pass skips prompts (the FT stage of FT-then-PT).
+        grad_checkpointing: recompute each block in the backward pass (saves activation memory).
+    """
+
+    def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, prompt_dropout: float = 0.0) -> None:
+        super().__init__()
+        for attr in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens"):
+            if not hasattr(backbone, attr):
+                raise ConfigError(f"{type(backbone).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
+        if num_prompts < 0:
+            raise ConfigError(f"num_prompts must be >= 0, got {num_prompts}")
+        if getattr(backbone, "dynamic_img_size", False):
+            raise ConfigError("VPT does not support timm's dynamic_img_size; build the backbone with a fixed img_size")
+        if getattr(backbone, "global_pool", "token") == "token" and not getattr(backbone, "has_class_token", True):
+            raise ConfigError("token pooling without a CLS token; build the backbone with global_pool='avg'")
+        self.backbone = backbone
+        self.num_prompts = int(num_prompts)
+        self.deep = bool(deep)
+        self.prompts_enabled = True
+        self.grad_checkpointing = False
+        depth = len(backbone.blocks)
+        embed_dim = int(backbone.embed_dim)
+        patch = backbone.patch_embed.patch_size
+        patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        n_sets = depth if self.deep else 1
+        self.prompts = nn.Parameter(torch.empty(n_sets, self.num_prompts, embed_dim))
+        bound = prompt_init_bound(patch_size, embed_dim)
+        nn.init.uniform_(self.prompts, -bound, bound)
+        self.prompt_dropout = nn.Dropout(prompt_dropout)
+
+    @property
+    def head(self) -> nn.Module:
+        """The task head (the backbone's ``head``)."""
+        return self.backbone.head
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the prompts: CLS plus register tokens."""
+        return int(self.backbone.num_prefix_tokens)
+
+    def _prompt_set(self, index: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        return self.prompt_dropout(self.prompts[index]).to(dtype).unsqueeze(0).expand(batch, -1, -1)
+
+    def incorporate_prompts(self, x: torch.Tensor, index: int, *, replace: bool) -> torch.Tensor:
+        """Insert prompt set ``index`` after the prefix tokens.
+
+        Args:
+            x: tokens ``(B, N, D)``; with ``replace`` they already hold ``P`` prompt outputs.
+            index: which prompt set.
+            replace: overwrite the previous prompt outputs (deep) instead of inserting.
+        """
+        k = self.prefix_tokens
+        prompts = self._prompt_set(index, x.shape[0], x.dtype)
+        rest = x[:, k + self.num_prompts:] if replace else x[:, k:]
+        return torch.cat((x[:, :k], prompts, rest), dim=1)
+
+    def _use_prompts(self) -> bool:
+        return self.prompts_enabled and self.num_prompts > 0
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed, add prompts, run the blocks and the final norm; prompt outputs are dropped."""
+        bb = self.backbone
+        x = bb.patch_embed(x)
+        x = bb._pos_embed(x)
+        x = bb.patch_drop(x)
+        x = bb.norm_pre(x)
+        use = self._use_prompts()
+        if use:
+            x = self.incorporate_prompts(x, 0, replace=False)
+        for i, block in enumerate(bb.blocks):
+            if use and self.deep and i > 0:
+                x = self.incorporate_prompts(x, i, replace=True)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        x = bb.norm(x)
+        if use:
+            k = self.prefix_tokens
+            x = torch.cat((x[:, :k], x[:, k + self.num_prompts:]), dim=1)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` to logits ``(B, C)``."""
+        return self.backbone.forward_head(self.forward_features(x))

@@ -1,0 +1,179 @@
+"""One contract suite run over every transfer method (STYLE rule 24).
+
+Every method must: give the right output shape without NaN; make exactly the expected parameters
+trainable (checked by formula, including a ViT-B/16 built on the meta device); leave frozen
+weights bit-identical after an optimizer step; grow the token sequence by exactly P when it uses
+prompts; reproduce its loss curve for the same seed on CPU; and learn a separable task.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.config.train import TrainConfig
+from engine.methods import METHODS, PROMPT_METHODS, Method
+from engine.models import count_parameters
+from engine.tensordata import ImageTensors
+from engine.train import fit, make_optimizer
+from engine.transfer import build_model, configure_trainable, set_train_mode
+from tests.gen_vit import make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+
+P = 4
+C = 3
+D = 32
+DEPTH = 2
+
+
+def _build(method: Method, seed: int = 0, **kw: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(make_vit(seed=0), method, C, num_prompts=P, **kw)  # type: ignore[arg-type]
+
+
+def _prompt_sets(method: Method) -> int:
+    return 1 if method == "vpt-shallow" else DEPTH
+
+
+def _expected_trainable(method: Method, total_backbone: int) -> int:
+    head = D * C + C
+    if method == "linear":
+        return head
+    if method in ("vpt-shallow", "vpt-deep", "ft-then-pt"):  # ft-then-pt's final (prompt) stage
+        return _prompt_sets(method) * P * D + head
+    if method == "mixed":
+        return total_backbone + DEPTH * P * D + head
+    return total_backbone + head  # full
+
+
+@pytest.fixture(scope="module")
+def separable() -> tuple[ImageTensors, ImageTensors]:
+    """Three classes told apart by which colour channel is bright (a linearly separable task)."""
+    gen = torch.Generator().manual_seed(0)
+    n = 90
+    labels = torch.arange(n) % C
+    images = torch.randint(0, 80, (n, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    for c in range(C):
+        images[labels == c, c] += 150
+    return ImageTensors(images[:72], labels[:72]), ImageTensors(images[72:], labels[72:])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_output_shape_and_finite(method: Method) -> None:
+    model = _build(method).eval()
+    with torch.no_grad():
+        out = model(torch.randn(5, 3, 32, 32))
+    assert out.shape == (5, C)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exactly_the_expected_parameters_train(method: Method) -> None:
+    model = _build(method)
+    backbone = model.backbone if method in PROMPT_METHODS else model
+    head_ids = {id(p) for p in backbone.head.parameters()}
+    body = sum(p.numel() for p in backbone.parameters() if id(p) not in head_ids)
+    names = configure_trainable(model, method)
+    trainable, _ = count_parameters(model)
+    assert trainable == _expected_trainable(method, body)
+    assert names == sorted(n for n, p in model.named_parameters() if p.requires_grad)
+    if method in ("vpt-shallow", "vpt-deep", "ft-then-pt"):
+        assert names == ["backbone.head.bias", "backbone.head.weight", "prompts"]
+    if method == "linear":
+        assert names == ["head.bias", "head.weight"]
+
+
+def test_ft_then_pt_stages() -> None:
+    model = _build("ft-then-pt")
+    names = configure_trainable(model, "ft-then-pt", stage="ft")
+    assert "prompts" not in names and "backbone.blocks.0.attn.qkv.weight" in names
+    assert model.prompts_enabled is False
+    names = configure_trainable(model, "ft-then-pt", stage="pt")
+    assert names == ["backbone.head.bias", "backbone.head.weight", "prompts"]
+    assert model.prompts_enabled is True
+
+
+@pytest.mark.parametrize(("method", "prompts"), [("vpt-deep", 10), ("vpt-deep", 50), ("vpt-shallow", 50)])
+def test_vit_b16_prompt_parameter_count(method: Method, prompts: int) -> None:
+    """ViT-B/16 VPT-deep with P prompts trains 12 * P * 768 prompt parameters plus the head (no compute)."""
+    import timm
+
+    with torch.device("meta"):
+        backbone = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0)
+        model = build_model(backbone, method, 100, num_prompts=prompts)
+    trainable, total = count_parameters(model)
+    sets = 12 if method == "vpt-deep" else 1
+    assert trainable == sets * prompts * 768 + 768 * 100 + 100
+    assert total == 85_798_656 + sets * prompts * 768 + 768 * 100 + 100  # ViT-B/16 without head: 85.8M
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_frozen_weights_unchanged_after_a_step(method: Method) -> None:
+    model = _build(method)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    kind = "sgd" if method in ("vpt-shallow", "vpt-deep", "linear", "ft-then-pt") else "adamw"
+    opt = make_optimizer(model, kind=kind, lr=0.5, weight_decay=0.1, device=torch.device("cpu"))
+    set_train_mode(model)
+    loss = F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    for n, p in model.named_parameters():
+        if n in trainable:
+            assert not torch.equal(p, before[n]), f"{n} should have changed"
+        else:
+            assert torch.equal(p, before[n]), f"frozen {n} changed"
+            assert p.grad is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sequence_grows_by_num_prompts(method: Method) -> None:
+    model = _build(method).eval()
+    blocks = model.backbone.blocks if method in PROMPT_METHODS else model.blocks
+    lengths: list[int] = []
+    handle = blocks[-1].register_forward_pre_hook(lambda _m, args: lengths.append(args[0].shape[1]))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    handle.remove()
+    plain = 1 + 16
+    assert lengths == [plain + (P if method in PROMPT_METHODS else 0)]
+
+
+def test_shallow_differs_from_deep() -> None:
+    shallow, deep = _build("vpt-shallow", seed=1), _build("vpt-deep", seed=1)
+    with torch.no_grad():
+        deep.prompts[0].copy_(shallow.prompts[0])
+        deep.backbone.head.load_state_dict(shallow.backbone.head.state_dict())
+        x = torch.randn(2, 3, 32, 32)
+        assert not torch.allclose(shallow.eval().forward_features(x), deep.eval().forward_features(x))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_loss_curve(method: Method, separable: tuple[ImageTensors, ImageTensors]) -> None:
+    train, val = separable
+    cfg = TrainConfig.for_method(method, epochs=1, warmup_epochs=0, batch_size=16, img_size=32, seed=5,
+                                 deterministic=True, num_prompts=P)
+    runs = []
+    for _ in range(2):
+        model = _build(method, seed=5, prompt_dropout=cfg.prompt_dropout)
+        runs.append(fit(model, train, val, cfg, device=torch.device("cpu")))
+    assert runs[0].train_losses == runs[1].train_losses
+    assert runs[0].val_accs == runs[1].val_accs
+    other = TrainConfig.for_method(method, **{**cfg.model_dump(exclude={"method"}), "seed": 6})
+    model = _build(method, seed=6, prompt_dropout=cfg.prompt_dropout)
+    assert fit(model, train, val, other, device=torch.device("cpu")).train_losses != runs[0].train_losses
+
+
+_LEARN_LR = {"full": 1e-2, "mixed": 1e-2, "linear": 20.0, "vpt-shallow": 20.0, "vpt-deep": 20.0, "ft-then-pt": 20.0}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_learns_a_separable_task(method: Method, separable: tuple[ImageTensors, ImageTensors]) -> None:
+    train, val = separable
+    cfg = TrainConfig.for_method(method, epochs=8, warmup_epochs=1, batch_size=16, img_size=32, seed=0,
+                                 lr=_LEARN_LR[method], ft_stage_lr=1e-2, num_prompts=P)
+    result = fit(_build(method, prompt_dropout=cfg.prompt_dropout), train, val, cfg, device=torch.device("cpu"))
+    assert not result.diverged
+    assert result.best_val_acc >= 80.0  # chance is 33 %
+    assert result.train_losses[-1] < result.train_losses[0]
+    assert result.trainable_params == count_parameters(_build(method))[0]
