@@ -1,0 +1,201 @@
+"""``vpt-advisor reproduce-vtab`` (the paper's VTAB-1k protocol, resumable) and ``vpt-advisor calibrate``.
+
+``reproduce-vtab VTAB_ROOT`` checks the NOAH-layout tree, runs the lr x wd search on 800/200, the
+final seeds on train800val200 and the test split, and prints ours against the paper's Tables 1-2.
+Trials live in a SQLite store (``--db``); rerunning the same command resumes. ``calibrate VTAB_ROOT``
+fits the FID similarity threshold ``recommend`` uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+
+__all__ = ["parse_model_args", "build_sweep_request", "reproduce_vtab_command", "calibrate_command", "register"]
+
+EXAMPLES = ("Examples: 'vpt-advisor reproduce-vtab ~/data/vtab-1k --protocol quick --tasks dtd,eurosat' · "
+            "'vpt-advisor reproduce-vtab ~/data/vtab-1k --backend dask --scheduler tcp://head:8786 --yes'")
+
+
+def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | str]:
+    """``["depth=2", "embed_dim=32"]`` -> ``{"depth": 2, "embed_dim": 32}`` (ints, floats, booleans, strings)."""
+    from engine.errors import ConfigError
+
+    out: dict[str, int | float | bool | str] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-arg {item!r} must be KEY=VALUE, e.g. depth=2")
+        value: int | float | bool | str = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
+
+
+def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
+                        sizes: list[str] | None, backend: str, scheduler: str | None, jobs: int, db: Path | None,
+                        model: str, weights: Path | None, random_init: bool, model_args: list[str] | None,
+                        img_size: int | None, device: str, batch_vpt: bool) -> Any:
+    """Reconcile the CLI flags into a ``SweepRequest`` (pure: no I/O beyond validation)."""
+    from benchmarks.vtab.protocol import get_protocol
+    from benchmarks.vtab.run import SweepRequest
+    from engine.errors import ConfigError
+
+    if backend != "local" and jobs:
+        raise ConfigError("--jobs applies to --backend local only; the cluster decides its own workers")
+    if backend == "local" and scheduler:
+        raise ConfigError("--scheduler needs --backend dask (or ray)")
+    method_list = _split(methods) or ["ft", "vpt"]
+    bad = [m for m in method_list if m not in ("ft", "vpt")]
+    if bad:
+        raise ConfigError(f"unknown method(s) {bad}; choose ft and/or vpt")
+    try:
+        size_list = tuple(int(s) for s in _split(sizes)) or (800,)
+    except ValueError:
+        raise ConfigError(f"--sizes takes training-set sizes such as 400,800,5000; got {sizes}") from None
+    overrides = {"img_size": img_size} if img_size else {}
+    return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=_split(tasks) or None,
+                        methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
+                        scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,
+                        model_kwargs=parse_model_args(model_args), device=device, batch_vpt=batch_vpt)
+
+
+def _confirm(request: Any, yes: bool) -> None:
+    from engine.errors import BudgetError
+
+    if yes or request.protocol.name == "quick" or request.backend != "local":
+        return
+    from engine.device import resolve_device
+
+    if resolve_device(request.device).type == "cpu":
+        raise BudgetError("the paper protocol trains thousands of ViT-B/16 epochs per task, far beyond a CPU; "
+                          "use --protocol quick for a smoke test, a GPU or --backend dask, or --yes to start anyway")
+
+
+def _write_outputs(out: Path, request: Any, table: Any, report: Any) -> list[Path]:
+    from benchmarks.vtab.tables import to_csv, to_json, to_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"config.json": request.model_dump_json(indent=2) + "\n", "table.md": to_markdown(table),
+             "table.csv": to_csv(table), "table.json": to_json(table), "report.json": report.model_dump_json(indent=2)}
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+    return [out / n for n in files]
+
+
+def reproduce_vtab_command(
+    vtab_root: Annotated[Path, typer.Argument(help="VTAB-1k root in the NOAH layout (<task>/images, train800.txt...).",
+                                              show_default=False)],
+    *,
+    protocol: Annotated[Literal["paper", "quick"], typer.Option(
+        "--protocol", help="paper (the full grid, 100 epochs, 5 seeds) or quick (a small smoke test).")] = "paper",
+    tasks: Annotated[list[str] | None, typer.Option(
+        "--tasks", help="Tasks or groups (natural, specialized, structured), comma-separated. Default: all 19.",
+        show_default=False)] = None,
+    methods: Annotated[list[str] | None, typer.Option("--methods", help="ft and/or vpt (default both).",
+                                                      show_default=False)] = None,
+    sizes: Annotated[list[str] | None, typer.Option(
+        "--sizes", help="Training sizes for Tables 5-6, e.g. 400,800,5000 (default 800).", show_default=False)] = None,
+    backend: Annotated[Literal["local", "dask", "ray"], typer.Option(
+        "--backend", help="local (joblib processes), dask (needs --scheduler) or ray (if installed).")] = "local",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://h:8786.",
+                                                  show_default=False)] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=0, help="Local worker processes (0 = one per GPU, or 1).")] = 0,
+    db: Annotated[Path | None, typer.Option("--db", help="Results store (default: <data home>/vtab/<protocol>.sqlite).",
+                                            show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local backbone weights (.npz/.safetensors/.pth).",
+                                                 show_default=False)] = None,
+    random_init: Annotated[bool, typer.Option("--random-init", help="Random backbone (smoke tests only).")] = False,
+    model_arg: Annotated[list[str] | None, typer.Option(
+        "--model-arg", help="Extra timm.create_model argument KEY=VALUE (repeatable), e.g. depth=2.",
+        show_default=False)] = None,
+    img_size: Annotated[int | None, typer.Option("--img-size", min=8, help="Input size (default 224).",
+                                                 show_default=False)] = None,
+    batch_vpt: Annotated[bool, typer.Option(
+        "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")] = True,
+    device: DeviceOpt = "auto",
+    fmt: Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")] = "rich",
+    out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
+                                             show_default=False)] = None,
+    yes: YesOpt = False,
+) -> None:
+    """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
+    import sys
+
+    from rich.markup import escape
+
+    from advisor.render import err_console, progress_bar
+    from advisor.render.vtab import render_layout, render_table
+    from benchmarks.vtab.run import run_sweep
+    from benchmarks.vtab.tables import build_table, to_csv, to_json, to_markdown
+
+    request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
+                                  backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
+                                  random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
+                                  batch_vpt=batch_vpt)
+    _confirm(request, yes)
+    show = fmt == "rich" and err_console.is_terminal
+    with progress_bar("VTAB-1k trials", enabled=show) as on_progress:
+        report = run_sweep(request, on_progress=on_progress, on_event=lambda m: err_console.print(escape(m)))
+    table = build_table(report)
+    if fmt == "rich":
+        render_layout(report.layout)
+        for failure in report.failures:
+            err_console.print(f"[red]failed[/red] {failure}")
+        render_table(table, db=report.db)
+    else:
+        text = {"markdown": to_markdown, "csv": to_csv}.get(fmt)
+        sys.stdout.write(text(table) if text else to_json(table, db=report.db, failures=report.failures,
+                                                          unusable=[t.model_dump() for t in report.layout.unusable]))
+    if out is not None:
+        _write_outputs(out, request, table, report)
+
+
+def calibrate_command(
+    vtab_root: Annotated[Path, typer.Argument(help="VTAB-1k root in the NOAH layout.", show_default=False)],
+    *,
+    reference: ReferenceOpt = "in21k",
+    inception_weights: InceptionWeightsOpt = None,
+    device: DeviceOpt = "auto",
+    dims: Annotated[int, typer.Option("--dims", help="Inception feature dims of the reference: 64, 192, 768 or "
+                                      "2048 (standard FID).")] = 2048,
+    output: Annotated[Path | None, typer.Option("--output", help="Calibration file (default: <data home>/calibration.json).",
+                                                show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the FID similarity threshold on VTAB-1k (FT-won vs VPT-won low-disparity tasks) for 'recommend'."""
+    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.render.vtab import render_calibration
+    from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
+
+    request = CalibrationRequest(root=vtab_root, reference=reference, inception_weights=inception_weights,
+                                 device=device, output=output, dims=dims)
+    with progress_bar("FID per task", enabled=not as_json and err_console.is_terminal) as on_progress:
+        report = run_calibration(request, on_progress=on_progress)
+    if as_json:
+        emit_json(report)
+    else:
+        render_calibration(report)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reproduce-vtab`` and ``calibrate`` to ``app``."""
+    app.command("reproduce-vtab", epilog=EXAMPLES)(reproduce_vtab_command)
+    app.command("calibrate")(calibrate_command)

@@ -1,0 +1,146 @@
+"""The VTAB-1k protocol of Han et al. (ICLR 2024) as constants, plus a documented ``quick`` smoke version.
+
+Paper protocol (Sec. 4.1 and the authors' ``tune_vtab.py``, ANCHORS section 1):
+
+* hyper-parameters are searched on the 800/200 train/val split, one run per grid point;
+* the best point (highest val accuracy; ties go to the smaller learning rate, then the smaller weight
+  decay) is retrained on ``train800val200`` (1000 images) with the five seeds :data:`FINAL_SEEDS` and
+  tested on the full test split; the reported number is the mean of the five runs;
+* VPT: SGD with momentum 0.9, batch 64, lr grid :data:`VPT_LRS` x wd grid :data:`WEIGHT_DECAYS`;
+* FT: AdamW, batch 128 (the README commands), lr grid :data:`FT_LRS` x the same wd grid;
+* every grid learning rate is multiplied by ``batch_size / 256`` (the code's hidden rescale);
+* 100 epochs including 10 linear warm-up epochs, cosine decay; fp32.
+
+Quirk of the original code kept out on purpose: its ``src/solver/optimizer.py`` replaces any positive
+AdamW weight decay by 0.01, so the FT wd grid effectively had only {0.01, 0}. We apply the nominal grid
+value; ``Protocol.ft_wd_quirk=True`` reproduces the original behaviour (duplicate points are merged).
+
+``quick`` is a smoke test of the whole pipeline (big_vision's quick-test switch), not a reproduction: a
+2-point grid per method, 2 epochs, capped splits and two final seeds. Its numbers are meaningless.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from engine.config import FrozenModel
+from engine.errors import ConfigError
+
+__all__ = [
+    "SEARCH_SPLIT",
+    "FINAL_SPLIT",
+    "VPT_LRS",
+    "FT_LRS",
+    "WEIGHT_DECAYS",
+    "FINAL_SEEDS",
+    "SEARCH_SEED",
+    "EPOCHS",
+    "WARMUP_EPOCHS",
+    "METHODS",
+    "MethodName",
+    "ProtocolName",
+    "Protocol",
+    "get_protocol",
+    "split_sizes",
+    "select_best",
+]
+
+SEARCH_SPLIT: tuple[int, int] = (800, 200)
+"""Train/val sizes of the hyper-parameter search (VTAB-1k ``train800`` / ``val200``)."""
+FINAL_SPLIT: str = "train800val200"
+"""Training list of the final runs (tested on ``test``)."""
+VPT_LRS: tuple[float, ...] = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05)
+FT_LRS: tuple[float, ...] = (1e-3, 1e-4, 5e-4, 5e-3)
+WEIGHT_DECAYS: tuple[float, ...] = (0.01, 0.001, 0.0001, 0.0)
+FINAL_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
+SEARCH_SEED: int = 42
+"""Seed of every grid-search run (the paper does not state one; all grid points share the data order)."""
+EPOCHS: int = 100
+WARMUP_EPOCHS: int = 10
+
+MethodName = Literal["ft", "vpt"]
+ProtocolName = Literal["paper", "quick"]
+METHODS: dict[str, str] = {"ft": "full", "vpt": "vpt-deep"}
+"""CLI method name -> engine transfer method (the paper uses VPT-deep)."""
+
+
+class Protocol(FrozenModel):
+    """Everything a sweep needs to know about the protocol; written next to every result."""
+
+    name: ProtocolName = Field("paper", description="Protocol name.")
+    vpt_lrs: tuple[float, ...] = Field(VPT_LRS, description="VPT base learning rates (before batch/256).")
+    vpt_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="VPT weight decays.")
+    ft_lrs: tuple[float, ...] = Field(FT_LRS, description="FT base learning rates (before batch/256).")
+    ft_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="FT weight decays.")
+    ft_wd_quirk: bool = Field(False, description="Reproduce the original code's AdamW wd (any wd > 0 -> 0.01).")
+    epochs: int = Field(EPOCHS, ge=1, description="Training epochs of every run.")
+    warmup_epochs: int = Field(WARMUP_EPOCHS, ge=0, description="Linear warm-up epochs.")
+    vpt_batch_size: int = Field(64, ge=1, description="VPT batch size (paper: 64).")
+    ft_batch_size: int = Field(128, ge=1, description="FT batch size (README FT commands: 128).")
+    lr_scale_batch: bool = Field(True, description="Multiply every lr by batch/256 as the paper's code does.")
+    search_seed: int = Field(SEARCH_SEED, description="Seed of the grid-search runs.")
+    final_seeds: tuple[int, ...] = Field(FINAL_SEEDS, description="Seeds of the final runs.")
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout (README commands: 0.1).")
+    max_prompts: int | None = Field(None, ge=1, description="Cap on the paper's per-task prompt length.")
+    img_size: int = Field(224, ge=8, description="Input resolution (direct resize, no crop).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision (paper: fp32).")
+    max_train: int | None = Field(None, ge=1, description="Cap on training images per run (None = all).")
+    max_eval: int | None = Field(None, ge=1, description="Cap on val/test images per run (None = all).")
+
+    def grid(self, method: MethodName) -> list[tuple[float, float]]:
+        """The (lr, wd) points of ``method``'s search, duplicates from ``ft_wd_quirk`` merged."""
+        if method == "vpt":
+            return [(lr, wd) for lr in self.vpt_lrs for wd in self.vpt_wds]
+        wds = self.ft_wds
+        if self.ft_wd_quirk:
+            wds = tuple(dict.fromkeys(0.01 if wd > 0 else 0.0 for wd in wds))
+        return [(lr, wd) for lr in self.ft_lrs for wd in wds]
+
+    def batch_size(self, method: MethodName) -> int:
+        """Batch size of ``method``."""
+        return self.vpt_batch_size if method == "vpt" else self.ft_batch_size
+
+
+_PROTOCOLS: dict[str, Protocol] = {
+    "paper": Protocol(),
+    "quick": Protocol(
+        name="quick", vpt_lrs=(2.5, 0.25), vpt_wds=(0.001,), ft_lrs=(1e-3, 1e-4), ft_wds=(0.0001,),
+        epochs=2, warmup_epochs=1, final_seeds=FINAL_SEEDS[:2], max_prompts=10, max_train=200, max_eval=200,
+    ),
+}
+
+
+def get_protocol(name: str, **overrides: object) -> Protocol:
+    """Return the named protocol, optionally with fields replaced (e.g. ``img_size=32`` for tests).
+
+    Raises:
+        ConfigError: unknown name or override field.
+    """
+    if name not in _PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; choose one of {', '.join(_PROTOCOLS)}")
+    if not overrides:
+        return _PROTOCOLS[name]
+    unknown = set(overrides) - set(Protocol.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(Protocol.model_fields)}")
+    return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+
+
+def split_sizes(n_train: int) -> tuple[int, int]:
+    """Train/val sizes for a data-size point: the paper keeps train:val at 4:1 (800/200, 400/100 ...)."""
+    if n_train < 4:
+        raise ConfigError(f"training size {n_train} is too small; use at least 4 (train:val is 4:1)")
+    return n_train, n_train // 4
+
+
+def select_best(points: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Pick the best ``(lr, wd, val_acc)``: highest accuracy, ties to the smaller lr, then the smaller wd.
+
+    Raises:
+        ConfigError: no points.
+    """
+    if not points:
+        raise ConfigError("no finished search trials to select from")
+    return min(points, key=lambda p: (-p[2], p[0], p[1]))

@@ -1,0 +1,302 @@
+"""One VTAB-1k trial as a pure function of its config: :class:`TrialConfig` -> :class:`TrialResult`.
+
+A trial reads its task's NOAH list files, decodes (and resizes) the images, builds the backbone
+(``engine.models.create_backbone``) and the transfer model (``engine.transfer.build_model``), trains
+it with ``engine.train.fit`` and reports the accuracy on the evaluation split: ``val200`` in the
+search phase, ``test`` in the final phase. VPT trials with ``engine="batched"`` that differ only in
+lr / weight decay / seed are run together by :func:`run_trials` on one frozen backbone
+(``engine.batched_vpt``). Decoded images and pristine backbones are cached per process, so a worker
+decodes a split once however many trials use it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from engine.config import FrozenModel
+from engine.errors import ConfigError
+
+from benchmarks.vtab.protocol import METHODS, MethodName, split_sizes
+from benchmarks.vtab.store import config_hash
+from benchmarks.vtab.tasks import size_list_files
+
+__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
+
+log = logging.getLogger(__name__)
+
+Phase = Literal["search", "final"]
+
+
+class TrialConfig(FrozenModel):
+    """Everything that determines one trial's result (its hash is the store's primary key)."""
+
+    root: str = Field(description="Absolute VTAB-1k root.")
+    task: str = Field(description="Task key (engine.paper).")
+    folder: str = Field(description="Task folder under the root.")
+    num_classes: int = Field(ge=1, description="Classes of the task.")
+    protocol: str = Field("paper", description="Protocol name (paper or quick).")
+    method: MethodName = Field("vpt", description="ft (full finetuning) or vpt (VPT-deep).")
+    phase: Phase = Field("search", description="search: train/val; final: train+val/test.")
+    n_train: int = Field(800, ge=4, description="Training-set size point (val = n_train/4).")
+    lr: float = Field(gt=0, description="Base learning rate (before batch/256 scaling).")
+    weight_decay: float = Field(ge=0, description="Weight decay.")
+    seed: int = Field(description="Run seed.")
+    epochs: int = Field(ge=1, description="Epochs.")
+    warmup_epochs: int = Field(ge=0, description="Warm-up epochs.")
+    batch_size: int = Field(ge=1, description="Batch size.")
+    lr_scale_batch: bool = Field(True, description="lr * batch/256.")
+    num_prompts: int = Field(10, ge=1, description="VPT prompt length.")
+    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout.")
+    img_size: int = Field(224, ge=8, description="Input resolution.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision.")
+    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
+    weights: str | None = Field(None, description="Local weights file.")
+    random_init: bool = Field(False, description="Random backbone (smoke tests only).")
+    model_kwargs: dict[str, int | float | bool | str] = Field(default_factory=dict,
+                                                              description="Extra timm.create_model arguments.")
+    max_train: int | None = Field(None, ge=1, description="Cap on training images.")
+    max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
+    sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
+    engine: Literal["fit", "batched"] = Field("fit", description="engine.train.fit, or batched VPT.")
+
+    @property
+    def key(self) -> str:
+        """The config hash."""
+        return config_hash(self)
+
+
+class TrialResult(FrozenModel):
+    """Outcome of one trial (accuracies in %)."""
+
+    key: str = Field(description="Config hash.")
+    config: TrialConfig = Field(description="The config.")
+    eval_split: str = Field(description="val (search) or test (final).")
+    eval_acc: float = Field(description="Accuracy on the evaluation split after the last epoch (%).")
+    n_train: int = Field(description="Training images used.")
+    n_eval: int = Field(description="Evaluation images used.")
+    n_skipped: int = Field(0, description="Images that could not be decoded.")
+    losses: list[float | None] = Field(default_factory=list,
+                                       description="Mean training loss per epoch (None where not finite).")
+    wall_s: float = Field(description="Training + evaluation seconds (shared by a batched group).")
+    train_images_per_s: float = Field(0.0, description="Training images per second.")
+    group_size: int = Field(1, description="Configurations trained together (batched VPT).")
+    device: str = Field(description="Device.")
+    versions: dict[str, str] = Field(default_factory=dict, description="Library versions.")
+
+    def metrics(self) -> dict[str, Any]:
+        """The store's metrics column."""
+        return {"eval_acc": self.eval_acc, "eval_split": self.eval_split, "n_train": self.n_train,
+                "n_eval": self.n_eval, "n_skipped": self.n_skipped, "losses": self.losses,
+                "group_size": self.group_size}
+
+    def timings(self) -> dict[str, float]:
+        """The store's timings column."""
+        return {"wall_s": self.wall_s, "train_images_per_s": self.train_images_per_s}
+
+
+def _finite(value: float | None) -> float | None:
+    import math
+
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded with every result."""
+    import timm
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}
+
+
+def group_key(cfg: TrialConfig) -> tuple[Any, ...] | None:
+    """Configs with the same key can train together (batched VPT); ``None`` for trials that run alone."""
+    if cfg.method != "vpt" or cfg.engine != "batched":
+        return None
+    d = cfg.model_dump(mode="json")
+    for name in ("lr", "weight_decay", "seed"):
+        d.pop(name)
+    return tuple(sorted((k, repr(v)) for k, v in d.items()))
+
+
+def _list(cfg: TrialConfig, name: str) -> list[Any]:
+    from engine.data import index_dataset
+
+    return index_dataset(Path(cfg.root) / cfg.folder / name).samples
+
+
+def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
+    """(training samples, evaluation samples) of a trial, following the protocol.
+
+    Size 800 uses the VTAB-1k lists; smaller sizes draw a stratified subsample of train800/val200
+    (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
+    Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
+    """
+    from engine.data import stratified_subsample
+
+    n_train, n_val = split_sizes(cfg.n_train)
+    if n_train > 800:
+        tr_name, va_name, trva_name = size_list_files(n_train)
+        train, val = _list(cfg, tr_name), _list(cfg, va_name)
+    else:
+        train, val = _list(cfg, "train800.txt"), _list(cfg, "val200.txt")
+        if n_train < 800:
+            train = stratified_subsample(train, n_train, seed=cfg.sample_seed)
+            val = stratified_subsample(val, n_val, seed=cfg.sample_seed + 1)
+    if cfg.phase == "search":
+        fit_on, eval_on = train, val
+    elif n_train == 800:
+        fit_on, eval_on = _list(cfg, "train800val200.txt"), _list(cfg, "test.txt")
+    elif n_train > 800:
+        fit_on, eval_on = _list(cfg, size_list_files(n_train)[2]), _list(cfg, "test.txt")
+    else:
+        fit_on, eval_on = train + val, _list(cfg, "test.txt")
+    if cfg.max_train is not None and len(fit_on) > cfg.max_train:
+        fit_on = stratified_subsample(fit_on, cfg.max_train, seed=cfg.sample_seed + 2)
+    if cfg.max_eval is not None and len(eval_on) > cfg.max_eval:
+        eval_on = stratified_subsample(eval_on, cfg.max_eval, seed=cfg.sample_seed + 3)
+    return fit_on, eval_on
+
+
+@functools.lru_cache(maxsize=3)  # units arrive task by task; a large test split (dSprites: 73,728 images,
+def _decode(paths: tuple[str, ...], labels: tuple[int, ...], size: int) -> tuple[Any, Any, int]:
+    """Decode + resize once per process: ``(uint8 (N, 3, H, W), int64 (N,), n_skipped)``.
+
+    The cache holds three splits (about 11 GB uint8 at 224 px for dSprites' test split), enough for the
+    train, val and test lists of the task being run.
+    """
+    import numpy as np
+    import torch
+
+    from engine.imageio import decode_images
+
+    dec = decode_images([Path(p) for p in paths], size=size, resample="bicubic")
+    if not dec.ok:
+        raise ConfigError(f"none of the {len(paths)} images of this split could be decoded "
+                          f"(first problem: {dec.skipped[0].path}: {dec.skipped[0].reason})")
+    images = torch.from_numpy(np.ascontiguousarray(dec.stack().transpose(0, 3, 1, 2)))
+    y = torch.tensor([labels[i] for i in dec.ok], dtype=torch.long)
+    return images, y, len(dec.skipped)
+
+
+def _tensors(samples: list[Any], size: int) -> tuple[Any, Any, int]:
+    return _decode(tuple(str(s.path) for s in samples), tuple(int(s.label) for s in samples), size)
+
+
+@functools.lru_cache(maxsize=2)
+def _pristine_backbone(model: str, weights: str | None, random_init: bool, img_size: int,
+                       kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    import torch
+
+    from engine.models import create_backbone
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a random-init backbone must be the same in every process
+        return create_backbone(model, weights=Path(weights) if weights else None, random_init=random_init,
+                               img_size=img_size, **dict(kwargs))
+
+
+def _backbone(cfg: TrialConfig) -> Any:
+    import copy
+
+    return copy.deepcopy(_pristine_backbone(cfg.model, cfg.weights, cfg.random_init, cfg.img_size,
+                                            tuple(sorted(cfg.model_kwargs.items()))))
+
+
+def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
+    from engine.config.train import TrainConfig
+    from engine.device import autocast_context
+    from engine.tensordata import ImageTensors, TensorLoader
+    from engine.train import evaluate, fit
+    from engine.transfer import build_model
+
+    fit_on, eval_on = split_samples(cfg)
+    x_tr, y_tr, skip_tr = _tensors(fit_on, cfg.img_size)
+    x_ev, y_ev, skip_ev = _tensors(eval_on, cfg.img_size)
+    method = METHODS[cfg.method]
+    tc = TrainConfig.for_method(
+        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
+        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if cfg.method == "vpt" else 0.0,
+        img_size=cfg.img_size, precision=cfg.precision)
+    from engine.seed import seed_everything
+
+    seed_everything(cfg.seed)
+    model = build_model(_backbone(cfg), method, cfg.num_classes, num_prompts=cfg.num_prompts,
+                        prompt_dropout=tc.prompt_dropout)
+    t0 = time.perf_counter()
+    if cfg.phase == "search":
+        res = fit(model, ImageTensors(x_tr, y_tr), ImageTensors(x_ev, y_ev), tc, device=device)
+        acc = float(res.final_val_acc)
+    else:
+        # fit evaluates after every epoch; on a large test split that would cost more than training, so the
+        # final run monitors a small slice of its own training data and the test split is evaluated once.
+        monitor = ImageTensors(x_tr[:64], y_tr[:64])
+        res = fit(model, ImageTensors(x_tr, y_tr), monitor, tc, device=device)
+        loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, cfg.batch_size), device=device,
+                              normalization=tc.normalization)
+        acc = float(evaluate(model, loader, autocast=autocast_context(device, tc.precision), device=device).accuracy)
+    wall = time.perf_counter() - t0
+    return TrialResult(
+        key=cfg.key, config=cfg, eval_split="val" if cfg.phase == "search" else "test",
+        eval_acc=acc, n_train=len(y_tr), n_eval=len(y_ev), n_skipped=skip_tr + skip_ev,
+        losses=[_finite(v) for v in res.train_losses], wall_s=wall,
+        train_images_per_s=float(res.images_per_s), device=str(device), versions=versions())
+
+
+def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> list[TrialResult]:
+    from engine.batched_vpt import BatchedVptConfig, VptRunSpec, fit_batched_vpt
+
+    first = cfgs[0]
+    fit_on, eval_on = split_samples(first)
+    x_tr, y_tr, skip_tr = _tensors(fit_on, first.img_size)
+    x_ev, y_ev, skip_ev = _tensors(eval_on, first.img_size)
+    bc = BatchedVptConfig(num_prompts=first.num_prompts, deep=True, prompt_dropout=first.prompt_dropout,
+                          epochs=first.epochs, warmup_epochs=first.warmup_epochs, batch_size=first.batch_size,
+                          lr_scale_batch=first.lr_scale_batch, precision=first.precision,
+                          config_chunk=max(1, max_rows // first.batch_size))
+    specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
+    t0 = time.perf_counter()
+    out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, bc, num_classes=first.num_classes,
+                          device=device)
+    wall = time.perf_counter() - t0
+    vers = versions()
+    return [TrialResult(key=c.key, config=c, eval_split="val" if c.phase == "search" else "test",
+                        eval_acc=float(r.eval_acc or 0.0), n_train=len(y_tr),
+                        n_eval=len(y_ev), n_skipped=skip_tr + skip_ev, losses=[_finite(v) for v in r.losses], wall_s=wall,
+                        train_images_per_s=r.train_images_per_s, group_size=len(cfgs), device=str(device),
+                        versions=vers) for c, r in zip(cfgs, out, strict=True)]
+
+
+def run_trials(cfgs: Sequence[TrialConfig], device: str = "auto", *, max_rows: int = 512) -> list[TrialResult]:
+    """Run one unit of work: a single trial, or a batched-VPT group (same :func:`group_key`).
+
+    Args:
+        cfgs: one config, or several sharing a :func:`group_key`.
+        device: ``"auto"``, ``"cpu"``, ``"cuda:1"`` ... (resolved here, inside the worker).
+        max_rows: sequences per forward pass in a batched group (bounds memory; results unchanged).
+
+    Returns:
+        One :class:`TrialResult` per config, in order.
+
+    Raises:
+        ConfigError: an empty unit, or configs that cannot train together.
+    """
+    from engine.device import resolve_device
+
+    if not cfgs:
+        raise ConfigError("run_trials needs at least one config")
+    dev = resolve_device(device)
+    if len(cfgs) == 1 and cfgs[0].engine == "fit":
+        return [_run_fit(cfgs[0], dev)]
+    keys = {group_key(c) for c in cfgs}
+    if None in keys or len(keys) != 1:
+        raise ConfigError("only batched VPT trials that differ in lr, weight decay and seed can run together")
+    return _run_batched(list(cfgs), dev, max_rows)

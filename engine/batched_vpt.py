@@ -1,0 +1,332 @@
+"""Batched VPT sweeps: K prompt-tuning configurations trained together on one frozen backbone.
+
+Visual prompt tuning (Jia et al., ECCV 2022; KMnP semantics: prompts inserted after the CLS token,
+after the position embedding, deep prompts replacing the previous layer's prompt outputs) freezes
+the whole ViT. Every configuration of a learning-rate / weight-decay / seed sweep therefore runs the
+*same* backbone function; only the prompts and the linear head differ. This module stacks the K
+configurations along the batch axis: the images of a step are patch-embedded once (once per distinct
+data order), expanded K times, each chunk gets its own prompts and head, and one backward pass
+serves all K. Each configuration owns separate SGD parameter groups, so its learning rate, weight
+decay and momentum buffers are exactly those of a single run; the K losses are summed, and because
+the parameter sets are disjoint each configuration receives exactly its own gradient. Randomness
+(prompt/head init, data order, prompt dropout) comes from per-configuration generators seeded with
+the configuration's seed, so a configuration's trajectory does not depend on which others share the
+batch (tested against sequential single-configuration runs in ``tests/engine/test_batched_vpt.py``).
+
+The savings are per-step overheads (data preparation, patch embedding, Python and kernel-launch
+cost, small-matrix inefficiency), not FLOPs: the transformer blocks still process K x B sequences.
+``benchmarks/perf/vtab_sweep.py`` measures the effect on the machine at hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from engine.config import FrozenModel
+from engine.device import Precision, autocast_context
+from engine.errors import ConfigError
+from engine.progress import ProgressCallback, report
+from engine.vpt import prompt_init_bound
+
+__all__ = [
+    "VptRunSpec",
+    "BatchedVptConfig",
+    "BatchedVptResult",
+    "BatchedPromptModel",
+    "fit_batched_vpt",
+]
+
+log = logging.getLogger(__name__)
+
+
+class VptRunSpec(FrozenModel):
+    """One configuration of a sweep: what differs between the K stacked runs."""
+
+    lr: float = Field(0.1, gt=0, description="Base learning rate (before the optional batch/256 scaling).")
+    weight_decay: float = Field(0.0, ge=0, description="SGD weight decay (not applied to the head bias).")
+    seed: int = Field(42, description="Seeds prompt/head init, data order and prompt dropout of this run.")
+
+
+class BatchedVptConfig(FrozenModel):
+    """What the K stacked runs share (the protocol), mirroring the paper's VPT recipe."""
+
+    num_prompts: int = Field(10, ge=1, description="Prompt tokens per layer.")
+    deep: bool = Field(True, description="VPT-deep (new prompts before every block) or VPT-shallow.")
+    prompt_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens while training.")
+    epochs: int = Field(100, ge=1, description="Training epochs.")
+    warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay.")
+    batch_size: int = Field(64, ge=1, description="Images per step per configuration.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (the paper's VPT optimiser).")
+    lr_scale_batch: bool = Field(True, description="Use lr * batch_size / 256, as the paper's code does.")
+    precision: Precision = Field("fp32", description="Autocast precision of the forward pass.")
+    config_chunk: int = Field(0, ge=0, description="Configurations per forward/backward (0 = all K at once); "
+                              "bounds memory, result unchanged because gradients are accumulated exactly.")
+    eval_batch_size: int = Field(256, ge=1, description="Images per evaluation forward.")
+    normalization: Literal["imagenet", "inception"] = Field(
+        "imagenet", description="Input mean/std, as TrainConfig.normalization: imagenet (VPT's VTAB loader) "
+        "or inception (0.5/0.5, timm's cfg for the Google weights).")
+
+
+@dataclass
+class BatchedVptResult:
+    """Outcome of one configuration of a batched sweep (accuracies in %)."""
+
+    spec: VptRunSpec
+    losses: list[float] = field(default_factory=list)
+    eval_acc: float | None = None
+    wall_s: float = 0.0
+    train_images_per_s: float = 0.0
+    trainable_params: int = 0
+    diverged: bool = False
+    """The loss became non-finite (as ``engine.train.fit``, the accuracy is then reported as 0)."""
+    params: dict[str, torch.Tensor] | None = None
+    """Trained ``prompts`` ``(L, P, D)``, ``head.weight`` and ``head.bias`` (CPU), when asked for."""
+
+
+class BatchedPromptModel(nn.Module):
+    """K independent prompt sets and linear heads around one frozen timm ``VisionTransformer``.
+
+    Configuration ``k`` owns ``prompts[k]`` (``(L, P, D)`` deep, ``(1, P, D)`` shallow, the layout of
+    :class:`engine.vpt.PromptedViT`) and a head ``head_w[k]``/``head_b[k]``. Its initial values are
+    drawn exactly as ``engine.transfer.build_model`` draws them after ``seed_everything(seed)`` (head
+    as ``nn.Linear``, then the prompts), so a batched run starts where a single run starts.
+    ``forward`` returns logits ``(k, B, num_classes)``.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, seeds: Sequence[int], *,
+                 num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0) -> None:
+        super().__init__()
+        if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != 1:
+            raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
+                              f"(got global_pool={getattr(backbone, 'global_pool', None)!r}); use a vit_* model")
+        self.backbone = backbone
+        for p in self.backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone.eval()  # frozen encoder kept in eval mode (as the original VPT does): no dropout
+        self.k = len(seeds)
+        self.num_prompts = num_prompts
+        self.deep = deep
+        self.prompt_dropout = prompt_dropout
+        dim = int(backbone.embed_dim)
+        n_sets = len(backbone.blocks) if deep else 1
+        patch = backbone.patch_embed.patch_size
+        bound = prompt_init_bound(int(patch[0] if isinstance(patch, tuple | list) else patch), dim)
+        self.prompts = nn.ParameterList()
+        self.head_w = nn.ParameterList()
+        self.head_b = nn.ParameterList()
+        self._generators: list[torch.Generator] = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))  # the global-RNG order of seed_everything + build_model
+                head = nn.Linear(dim, num_classes)
+                prompts = torch.empty(n_sets, num_prompts, dim)
+                nn.init.uniform_(prompts, -bound, bound)
+            self.head_w.append(nn.Parameter(head.weight.detach().clone()))
+            self.head_b.append(nn.Parameter(head.bias.detach().clone()))
+            self.prompts.append(nn.Parameter(prompts))
+            self._generators.append(torch.Generator().manual_seed(int(seed) + 7919))
+
+    def train(self, mode: bool = True) -> BatchedPromptModel:
+        """Set training mode for the prompts (dropout) while the frozen backbone stays in eval mode."""
+        self.training = mode
+        return self
+
+    def config_params(self, k: int) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """Parameters of configuration ``k``: (weight-decayed, not decayed). As ``engine.train``, 1-D
+        parameters (the head bias) get no decay."""
+        return [self.prompts[k], self.head_w[k]], [self.head_b[k]]
+
+    def _prompt(self, ks: Sequence[int]) -> torch.Tensor:
+        out = torch.stack([self.prompts[k] for k in ks])  # (k, sets, P, D)
+        if self.training and self.prompt_dropout > 0:
+            masks = []
+            for k in ks:  # per-config generator: a run's dropout masks do not depend on its batch-mates
+                keep = torch.rand(self.prompts[k].shape, generator=self._generators[k]) >= self.prompt_dropout
+                masks.append(keep.to(out.device, out.dtype) / (1.0 - self.prompt_dropout))
+            out = out * torch.stack(masks)
+        return out
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embedding + CLS + position embedding of normalised images ``(B, 3, H, W)``."""
+        bb = self.backbone
+        x = bb.patch_embed(x)
+        x = bb._pos_embed(x)
+        x = bb.patch_drop(x)
+        return bb.norm_pre(x)
+
+    def forward_tokens(self, tokens: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+        """Run configurations ``ks`` on embedded tokens ``(len(ks), B, T, D)``; return logits ``(k, B, C)``."""
+        kk, b, t, d = tokens.shape
+        p = self.num_prompts
+        prompts = self._prompt(ks).to(tokens.dtype)  # (k, sets, P, D)
+        x = torch.cat([tokens[:, :, :1], prompts[:, None, 0].expand(kk, b, p, d), tokens[:, :, 1:]], dim=2)
+        x = x.reshape(kk * b, t + p, d)
+        for i, block in enumerate(self.backbone.blocks):
+            if i > 0 and self.deep:
+                new = prompts[:, None, i].expand(kk, b, p, d).reshape(kk * b, p, d)
+                x = torch.cat([x[:, :1], new, x[:, 1 + p:]], dim=1)
+            x = block(x)
+        x = self.backbone.norm(x)
+        cls = self.backbone.fc_norm(x[:, 0]).reshape(kk, b, d)
+        w = torch.stack([self.head_w[k] for k in ks])  # (k, C, D)
+        bias = torch.stack([self.head_b[k] for k in ks])  # (k, C)
+        return torch.baddbmm(bias[:, None].to(cls.dtype), cls, w.transpose(1, 2).to(cls.dtype))
+
+    def forward(self, x: torch.Tensor, ks: Sequence[int] | None = None) -> torch.Tensor:
+        """Logits ``(k, B, C)``; ``x`` is ``(B, 3, H, W)`` shared, or ``(k, B, 3, H, W)`` per configuration."""
+        ks = list(range(self.k)) if ks is None else list(ks)
+        if x.dim() == 4:
+            tokens = self.embed(x)
+            tokens = tokens[None].expand(len(ks), *tokens.shape)
+        else:
+            kk, b = x.shape[:2]
+            tokens = self.embed(x.reshape(kk * b, *x.shape[2:]))
+            tokens = tokens.reshape(kk, b, *tokens.shape[1:])
+        return self.forward_tokens(tokens, ks)
+
+
+def _normalize(images: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # the arithmetic of engine.tensordata.TensorLoader: (x - 255 mean) / (255 std)
+    return images.float().sub_(shift).div_(scale)
+
+
+@torch.no_grad()
+def _evaluate(model: BatchedPromptModel, images: torch.Tensor, labels: torch.Tensor, config: BatchedVptConfig,
+              shift: torch.Tensor, scale: torch.Tensor, device: torch.device) -> list[float]:
+    model.eval()
+    correct = torch.zeros(model.k, dtype=torch.long, device=device)
+    autocast = autocast_context(device, config.precision)
+    chunk = config.config_chunk or model.k
+    for start in range(0, len(images), config.eval_batch_size):
+        x = _normalize(images[start:start + config.eval_batch_size].to(device), shift, scale)
+        y = labels[start:start + config.eval_batch_size].to(device)
+        tokens = model.embed(x)  # shared by every configuration
+        for c0 in range(0, model.k, chunk):
+            ks = list(range(c0, min(model.k, c0 + chunk)))
+            with autocast():
+                logits = model.forward_tokens(tokens[None].expand(len(ks), *tokens.shape), ks)
+            correct[c0:c0 + len(ks)] += (logits.argmax(-1) == y[None]).sum(-1)
+    return (correct.double().cpu() * 100.0 / max(1, len(images))).tolist()
+
+
+def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
+                    evaluate: tuple[torch.Tensor, torch.Tensor] | None, specs: Sequence[VptRunSpec],
+                    config: BatchedVptConfig, *, num_classes: int, device: torch.device,
+                    on_progress: ProgressCallback | None = None,
+                    keep_params: bool = False) -> list[BatchedVptResult]:
+    """Train ``len(specs)`` VPT configurations together on one frozen backbone.
+
+    Each configuration follows ``engine.train.fit`` for VPT-deep: the same initial values, data order
+    (``torch.randperm`` from a generator seeded with its seed, a new permutation per epoch), SGD with
+    momentum and weight decay on every parameter with more than one dimension, the same per-step
+    warm-up + cosine schedule (``engine.train.make_scheduler``), the backbone in eval mode. Only
+    prompt dropout draws its masks from a per-configuration generator instead of the global one.
+
+    Args:
+        backbone: a timm ``VisionTransformer`` (frozen; its weights are not modified).
+        train: ``(images uint8 (N, 3, H, W), labels int64 (N,))`` at the model's input size.
+        evaluate: the same for the evaluation split (val in the search, test in final runs), or None.
+        specs: one :class:`VptRunSpec` per configuration.
+        config: the shared protocol.
+        num_classes: classes of the task.
+        device: where to train (the caller resolves ``"auto"``).
+        on_progress: ``(steps_done, steps_total)`` callback.
+        keep_params: return each configuration's trained prompts and head in ``params``.
+
+    Returns:
+        One :class:`BatchedVptResult` per spec, in order; ``eval_acc`` is the accuracy (%) after the
+        last epoch.
+
+    Raises:
+        ConfigError: empty ``specs`` or training split, or a backbone VPT cannot wrap.
+    """
+    from engine.tensordata import NORMALIZATION
+    from engine.train import make_scheduler
+
+    if not specs:
+        raise ConfigError("batched VPT needs at least one configuration")
+    images, labels = train
+    n = len(images)
+    if n == 0:
+        raise ConfigError("batched VPT got an empty training split")
+    model = BatchedPromptModel(backbone, num_classes, [s.seed for s in specs], num_prompts=config.num_prompts,
+                               deep=config.deep, prompt_dropout=config.prompt_dropout).to(device)
+    mean, std = NORMALIZATION[config.normalization]
+    shift = torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1)
+    scale = torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1)
+    factor = config.batch_size / 256.0 if config.lr_scale_batch else 1.0
+    groups = []
+    for k, spec in enumerate(specs):
+        decayed, plain = model.config_params(k)
+        groups.append({"params": decayed, "lr": spec.lr * factor, "weight_decay": spec.weight_decay})
+        groups.append({"params": plain, "lr": spec.lr * factor, "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * steps_per_epoch,
+                               total_steps=total)
+    autocast = autocast_context(device, config.precision)
+    chunk = config.config_chunk or model.k
+    images_dev, labels_dev = images.to(device), labels.to(device)
+    seeds = sorted({s.seed for s in specs})
+    generators = {seed: torch.Generator().manual_seed(seed) for seed in seeds}
+    slot = {seed: i for i, seed in enumerate(seeds)}
+    results = [BatchedVptResult(spec=s, trainable_params=sum(p.numel() for ps in model.config_params(k) for p in ps))
+               for k, s in enumerate(specs)]
+    t0 = time.perf_counter()
+    step = 0
+    for _epoch in range(config.epochs):
+        model.train()
+        orders = torch.stack([torch.randperm(n, generator=generators[seed]) for seed in seeds]).to(device)
+        sums = torch.zeros(model.k, dtype=torch.float64, device=device)
+        for b in range(steps_per_epoch):
+            idx = orders[:, b * config.batch_size:(b + 1) * config.batch_size]  # (seeds, B)
+            # one patch embedding per distinct data order (one in a grid search), shared by its configs
+            with torch.no_grad(), autocast():  # frozen, parameter-free for the prompts: no graph needed
+                x = _normalize(images_dev[idx.reshape(-1)], shift, scale)
+                emb = model.embed(x).reshape(len(seeds), idx.shape[1], -1, model.backbone.embed_dim)
+            optimizer.zero_grad(set_to_none=True)
+            for c0 in range(0, model.k, chunk):
+                ks = list(range(c0, min(model.k, c0 + chunk)))
+                which = torch.tensor([slot[specs[k].seed] for k in ks], device=device)
+                with autocast():
+                    logits = model.forward_tokens(emb[which] if len(seeds) > 1 else emb.expand(len(ks), *emb.shape[1:]),
+                                                  ks)
+                y = labels_dev[idx[which]]
+                per_cfg = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                          reduction="none").reshape(len(ks), -1).mean(-1)
+                per_cfg.sum().backward()  # disjoint parameters: each config gets exactly its own gradient
+                sums[c0:c0 + len(ks)] += per_cfg.detach().double() * idx.shape[1]
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            report(on_progress, step, total)
+        epoch_losses = (sums / n).cpu().tolist()
+        for k in range(model.k):
+            results[k].losses.append(epoch_losses[k])
+    wall = time.perf_counter() - t0
+    accs = (_evaluate(model, *evaluate, config, shift, scale, device)
+            if evaluate is not None and len(evaluate[0]) else None)
+    for k, res in enumerate(results):
+        res.wall_s = wall
+        res.train_images_per_s = n * config.epochs * model.k / wall if wall > 0 else 0.0
+        res.eval_acc = accs[k] if accs is not None else None
+        res.diverged = not all(math.isfinite(v) for v in res.losses)
+        if res.diverged and res.eval_acc is not None:
+            res.eval_acc = 0.0
+        if keep_params:
+            res.params = {"prompts": model.prompts[k].detach().cpu().clone(),
+                          "head.weight": model.head_w[k].detach().cpu().clone(),
+                          "head.bias": model.head_b[k].detach().cpu().clone()}
+    log.info("batched VPT: %d configs x %d epochs on %d images in %.1fs", model.k, config.epochs, n, wall)
+    return results

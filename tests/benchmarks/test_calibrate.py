@@ -1,0 +1,125 @@
+"""Threshold fitting on given FIDs (no images): separable, overlapping, ties, and the saved file."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.vtab.calibrate import fit_threshold, paper_low_disparity_winners
+from engine.calibration import Calibration, load_calibration, save_calibration
+from engine.errors import ConfigError
+
+
+def test_paper_winners_are_the_low_disparity_tasks() -> None:
+    winners = paper_low_disparity_winners()
+    assert len(winners) == 11
+    assert {k for k, w in winners.items() if w == "FT"} == {"svhn", "patch_camelyon", "retinopathy"}
+
+
+def test_separable_fids_give_midpoint_of_the_gap() -> None:
+    fids = {"a": 100.0, "b": 120.0, "c": 130.0, "x": 170.0, "y": 200.0}
+    winners = {"a": "VPT", "b": "VPT", "c": "VPT", "x": "FT", "y": "FT"}
+    fit = fit_threshold(fids, winners)
+    assert fit.threshold == pytest.approx(150.0)
+    assert fit.band == (130.0, 170.0)
+    assert fit.accuracy == 1.0 and fit.misclassified == []
+
+
+def test_overlap_maximises_accuracy_and_band_covers_the_errors() -> None:
+    # VPT: 10, 20, 30; FT: 25, 50. 22.5 and 40 both get 4/5; 40 sits in the wider gap (30..50).
+    fids = {"v1": 10.0, "v2": 20.0, "v3": 30.0, "f1": 25.0, "f2": 50.0}
+    winners = {"v1": "VPT", "v2": "VPT", "v3": "VPT", "f1": "FT", "f2": "FT"}
+    fit = fit_threshold(fids, winners)
+    assert fit.threshold == pytest.approx(40.0)
+    assert fit.accuracy == pytest.approx(0.8)
+    assert fit.misclassified == ["f1"]
+    assert fit.band == (25.0, 50.0)
+    # without the tie the more accurate threshold wins even though its gap is narrower
+    fids["v0"], winners["v0"] = 5.0, "VPT"
+    fids["f3"], winners["f3"] = 27.0, "FT"
+    fids["f4"], winners["f4"] = 28.0, "FT"
+    assert fit_threshold(fids, winners).threshold == pytest.approx(22.5)
+    assert fit.band[0] <= fit.threshold <= fit.band[1]
+
+
+def test_ties_go_to_the_widest_gap() -> None:
+    # v 10 | f 20 | v 60 | f 64 : thresholds 15 and 62 both give 3/4; 40 gives 2/4... gaps 10 vs 4 -> 15.
+    fids = {"v1": 10.0, "f1": 20.0, "v2": 60.0, "f2": 64.0}
+    winners = {"v1": "VPT", "f1": "FT", "v2": "VPT", "f2": "FT"}
+    fit = fit_threshold(fids, winners)
+    assert fit.threshold == pytest.approx(15.0)
+
+
+def test_ignores_tasks_without_a_winner_and_needs_both_classes() -> None:
+    with pytest.raises(ConfigError, match="each method"):
+        fit_threshold({"a": 1.0, "b": 2.0}, {"a": "VPT", "b": "VPT"})
+    fit = fit_threshold({"a": 1.0, "b": 3.0, "high_task": 99.0}, {"a": "VPT", "b": "FT"})
+    assert fit.n_tasks == 2 and fit.threshold == 2.0
+    with pytest.raises(ConfigError, match="finite"):
+        fit_threshold({"a": float("nan"), "b": 3.0}, {"a": "VPT", "b": "FT"})
+
+
+def test_fit_on_paper_winners_round_trips_through_the_calibration_file(tmp_path) -> None:
+    winners = paper_low_disparity_winners()
+    fids = {k: (190.0 + i if w == "FT" else 120.0 + 3 * i) for i, (k, w) in enumerate(winners.items())}
+    fit = fit_threshold(fids, winners)
+    cal = Calibration(reference="in21k", threshold=fit.threshold, band=fit.band, task_fids=fids, method="test")
+    path = save_calibration(cal, tmp_path / "cal.json")
+    loaded = load_calibration(path)
+    assert loaded is not None and loaded.threshold == fit.threshold
+    assert max(fids[k] for k, w in winners.items() if w == "VPT") < loaded.threshold
+    assert min(fids[k] for k, w in winners.items() if w == "FT") > loaded.threshold
+
+
+# --- the command, end to end with generated Inception weights and reference statistics --------------------------
+from tests.benchmarks.vtab_tree import one_thread  # noqa: E402,F401
+from tests.gen_inception import fid_weights, random_inception_file  # noqa: E402,F401
+
+
+def _write_reference(name: str = "in21k", dims: int = 64) -> None:
+    import numpy as np
+
+    from engine.fid import FeatureStats, save_stats
+    from engine.reference import reference_path
+
+    gen = np.random.default_rng(5)
+    feats = gen.normal(size=(96, dims)) * 0.1
+    save_stats(reference_path(name), FeatureStats(mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), n=96))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_calibrate_command_writes_the_file_recommend_reads(tmp_path, fid_weights, capsys) -> None:  # noqa: F811
+    import json
+
+    from advisor.cli import main
+    from tests.benchmarks.vtab_tree import make_vtab_tree
+
+    root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd", "svhn"],
+                          per_split={"train800": 2, "val200": 1, "test": 1})
+    _write_reference()
+    out = tmp_path / "cal.json"
+    # 64-d features keep the covariance maths cheap (2048-d: ~10 s per FID on a busy 2-core CPU)
+    assert main(["calibrate", str(root), "--reference", "in21k", "--device", "cpu", "--output", str(out),
+                 "--dims", "64", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    fids = {t["task"]: t["fid"] for t in report["tasks"] if t["fid"] is not None}
+    assert set(fids) == {"dtd", "svhn"}  # one VPT-won and one FT-won task are enough to fit
+    assert all(t["n_images"] == 3 for t in report["tasks"] if t["fid"] is not None)
+    missing = next(t for t in report["tasks"] if t["task"] == "cifar100")
+    assert missing["fid"] is None and "train800val200.txt" in missing["problem"]
+    cal = load_calibration(out)
+    assert cal is not None and cal.reference == "in21k" and cal.task_fids == pytest.approx(fids)
+    refit = fit_threshold(fids, paper_low_disparity_winners())
+    assert cal.threshold == pytest.approx(refit.threshold) and tuple(cal.band) == pytest.approx(refit.band)
+    for t in report["tasks"]:
+        if t["fid"] is not None:
+            assert t["predicted"] == ("FT" if t["fid"] > cal.threshold else "VPT")
+
+
+def test_calibrate_without_reference_is_a_one_line_error(tmp_path, capsys) -> None:
+    from advisor.cli import main
+    from tests.benchmarks.vtab_tree import make_vtab_tree
+
+    root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd"], per_split={"train800": 2, "val200": 1, "test": 1})
+    assert main(["calibrate", str(root), "--reference", "nosuchref", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error:") and "nosuchref" in err

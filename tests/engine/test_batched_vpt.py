@@ -1,0 +1,126 @@
+"""Batched VPT equals sequential single runs: K configurations stacked along the batch reach the same
+parameters as K separate ``engine.train.fit`` runs of ``PromptedViT`` (same init, data order, schedule)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from engine.batched_vpt import BatchedPromptModel, BatchedVptConfig, VptRunSpec, fit_batched_vpt
+from engine.config.train import TrainConfig
+from engine.errors import ConfigError
+from engine.seed import seed_everything
+from engine.tensordata import ImageTensors
+from engine.train import fit
+from engine.transfer import build_model
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+NUM_CLASSES = 3
+SPECS = [VptRunSpec(lr=2.0, weight_decay=0.01, seed=42),
+         VptRunSpec(lr=0.5, weight_decay=0.0, seed=42),
+         VptRunSpec(lr=1.0, weight_decay=0.001, seed=44)]
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny models on a shared 2-core machine are dominated by thread hand-offs: run single-threaded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def backbone():
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2,
+                             embed_dim=32, num_heads=2, num_classes=0)
+
+
+@pytest.fixture
+def data():
+    gen = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, NUM_CLASSES, (20,), generator=gen)
+    return images, labels
+
+
+def _config(**kw) -> BatchedVptConfig:
+    base = dict(num_prompts=4, deep=True, prompt_dropout=0.0, epochs=3, warmup_epochs=1, batch_size=8)
+    return BatchedVptConfig(**{**base, **kw})
+
+
+def _sequential(backbone, data, spec: VptRunSpec, cfg: BatchedVptConfig):
+    """One single-configuration run through the production path (build_model + engine.train.fit)."""
+    tc = TrainConfig.for_method("vpt-deep", epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+                                batch_size=cfg.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
+                                seed=spec.seed, num_prompts=cfg.num_prompts, prompt_dropout=0.0, img_size=32)
+    seed_everything(spec.seed)
+    model = build_model(copy.deepcopy(backbone), "vpt-deep", NUM_CLASSES, num_prompts=cfg.num_prompts,
+                        prompt_dropout=0.0)
+    res = fit(model, ImageTensors(*data), ImageTensors(*data), tc, device=torch.device("cpu"))
+    return model, res
+
+
+def test_batched_equals_sequential_runs(backbone, data) -> None:
+    cfg = _config()
+    before = copy.deepcopy(backbone.state_dict())
+    batched = fit_batched_vpt(backbone, data, data, SPECS, cfg, num_classes=NUM_CLASSES,
+                              device=torch.device("cpu"), keep_params=True)
+    for key, value in backbone.state_dict().items():  # the shared backbone is frozen, never modified
+        assert torch.equal(value, before[key]), key
+    for spec, got in zip(SPECS, batched, strict=True):
+        model, res = _sequential(backbone, data, spec, cfg)
+        assert got.params is not None
+        # the runs moved away from their init, so equality is not trivial
+        assert not torch.allclose(model.prompts.detach(), BatchedPromptModel(
+            copy.deepcopy(backbone), NUM_CLASSES, [spec.seed], num_prompts=4).prompts[0].detach())
+        torch.testing.assert_close(got.params["prompts"], model.prompts.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.params["head.weight"], model.head.weight.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.params["head.bias"], model.head.bias.detach(), rtol=1e-4, atol=1e-5)
+        assert got.losses == pytest.approx(res.train_losses, rel=1e-4)
+        assert got.eval_acc == pytest.approx(res.final_val_acc)
+
+
+def test_initial_values_match_build_model(backbone) -> None:
+    seed_everything(44)
+    single = build_model(copy.deepcopy(backbone), "vpt-deep", NUM_CLASSES, num_prompts=4)
+    batched = BatchedPromptModel(copy.deepcopy(backbone), NUM_CLASSES, [42, 44], num_prompts=4)
+    assert torch.equal(batched.prompts[1], single.prompts)
+    assert torch.equal(batched.head_w[1], single.head.weight)
+    assert not torch.equal(batched.prompts[0], single.prompts)
+
+
+def test_chunking_and_batch_mates_do_not_change_a_run(backbone, data) -> None:
+    whole = fit_batched_vpt(backbone, data, None, SPECS, _config(epochs=2), num_classes=NUM_CLASSES,
+                            device=torch.device("cpu"), keep_params=True)
+    chunked = fit_batched_vpt(backbone, data, None, SPECS, _config(epochs=2, config_chunk=1),
+                              num_classes=NUM_CLASSES, device=torch.device("cpu"), keep_params=True)
+    alone = fit_batched_vpt(backbone, data, None, SPECS[2:], _config(epochs=2), num_classes=NUM_CLASSES,
+                            device=torch.device("cpu"), keep_params=True)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a.params["prompts"], b.params["prompts"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(whole[2].params["prompts"], alone[0].params["prompts"], rtol=1e-5, atol=1e-6)
+
+
+def test_prompt_dropout_is_per_configuration(backbone, data) -> None:
+    cfg = _config(epochs=1, prompt_dropout=0.5)
+    two = fit_batched_vpt(backbone, data, None, [SPECS[0], SPECS[0]], cfg, num_classes=NUM_CLASSES,
+                          device=torch.device("cpu"), keep_params=True)
+    one = fit_batched_vpt(backbone, data, None, [SPECS[0]], cfg, num_classes=NUM_CLASSES,
+                          device=torch.device("cpu"), keep_params=True)
+    torch.testing.assert_close(two[0].params["prompts"], one[0].params["prompts"])
+    torch.testing.assert_close(two[1].params["prompts"], one[0].params["prompts"])
+
+
+def test_rejects_empty_inputs(backbone, data) -> None:
+    with pytest.raises(ConfigError, match="at least one configuration"):
+        fit_batched_vpt(backbone, data, None, [], _config(), num_classes=3, device=torch.device("cpu"))
+    empty = (data[0][:0], data[1][:0])
+    with pytest.raises(ConfigError, match="empty training split"):
+        fit_batched_vpt(backbone, empty, None, SPECS, _config(), num_classes=3, device=torch.device("cpu"))
