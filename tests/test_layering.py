@@ -1,0 +1,53 @@
+"""The architecture rules, checked: imports point advisor -> engine and benchmarks -> engine only,
+the engine never talks to the terminal, and the pure layers stay free of torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _py_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _py_files("engine"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_engine_is_a_library(path: Path) -> None:
+    imported = _imports(path)
+    assert not imported & {"advisor", "benchmarks"}, f"{path} imports upward: {imported & {'advisor', 'benchmarks'}}"
+    assert not imported & {"typer", "rich", "click"}, f"{path} uses CLI/terminal packages"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    prints = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+    assert not prints, f"{path} calls print() at lines {prints}; log or use on_progress"
+
+
+@pytest.mark.parametrize("path", _py_files("benchmarks"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_benchmarks_do_not_import_advisor(path: Path) -> None:
+    assert "advisor" not in _imports(path)
+
+
+def test_pure_modules_do_not_import_torch() -> None:
+    code = (
+        "import sys, engine, engine.errors, engine.paths, engine.progress, advisor.errors\n"
+        "bad = sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
