@@ -257,3 +257,4 @@ class RecommendReport(_Model):
     dataset: DatasetEvidence | None = Field(default=None, description="Dataset profile summary.")
     fid_measurement: FidEvidence | None = Field(default=None, description="FID measurement summary.")
     warnings: list[str] = Field(default_factory=list, description="Warnings shown on stderr.")
+    pilot: PilotEvidence | None = Field(default=None, description="Pilot evidence used (recommend --pilot).")

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
-from advisor.schemas import MethodScore, PilotEvidence, Recommendation
+from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
 
-__all__ = ["PilotReport", "LONG_CPU_RUN_S", "default_prompt_length", "pilot_evidence", "pilot_command", "register"]
+__all__ = ["PilotReport", "PilotRequest", "run_pilot_request", "write_pilot_outputs", "LONG_CPU_RUN_S", "default_prompt_length", "pilot_evidence", "pilot_command", "register"]
 
 LONG_CPU_RUN_S = 10 * 60
 """A CPU pilot estimated to take longer than this needs ``--yes`` (or an interactive confirmation)."""
@@ -88,10 +89,120 @@ def _confirm_long_run(plan: Any, device: Any, yes: bool) -> None:
                       "re-run with --yes to start it, or lower --budget")
 
 
+class PilotRequest(BaseModel):
+    """What the ``pilot`` command (or ``recommend --pilot``) was asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
+    task: str | None = Field(default=None, description="--task.")
+    disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
+    budget: str = Field(default="15m", description="Time budget for all trials.")
+    methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
+    model: str = Field(default="vit_base_patch16_224.orig_in21k", description="timm ViT name.")
+    weights: Path | None = Field(default=None, description="Local backbone weights.")
+    random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
+    prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
+    seeds: int = Field(default=3, ge=1, le=5, description="Seeds per method and lr.")
+    batch_size: int = Field(default=64, ge=1, description="Images per step.")
+    img_size: int | None = Field(default=None, ge=8, description="Input size.")
+    device: str = Field(default="auto", description="--device.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description="--precision.")
+    yes: bool = Field(default=False, description="Start long CPU runs without asking.")
+    out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
+
+
+def run_pilot_request(
+    req: PilotRequest,
+    *,
+    show_progress: bool = False,
+    on_plan: Callable[[Any, str], None] | None = None,
+    prior: AdvisorInputs | None = None,
+) -> tuple[PilotReport, Any]:
+    """Plan and run the pilot, then update the recommendation with its evidence.
+
+    Args:
+        req: the request.
+        show_progress: draw a progress bar on stderr.
+        on_plan: called with ``(plan, prompts_source)`` before training starts (the CLI prints it).
+        prior: decision inputs already gathered (``recommend --pilot`` passes its FID and size); else they
+            are built from ``--task``/``--disparity`` and the dataset size.
+
+    Returns:
+        The JSON-able report and the ``engine.pilot.PilotResult`` (for ``--report``).
+    """
+    from advisor.render import progress_bar
+    from engine.config.train import PilotConfig, parse_budget
+    from engine.data import index_dataset
+    from engine.device import describe_device, resolve_device
+    from engine.methods import parse_methods
+    from engine.paths import data_home
+    from engine.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+
+    method_list = parse_methods(req.methods)
+    budget_s = parse_budget(req.budget)
+    has_task = req.task is not None or req.disparity is not None or prior is not None
+    if req.task is not None or req.disparity is not None:
+        from advisor.decide import reconcile_disparity
+
+        reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
+    num_prompts, prompts_source = (
+        (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
+    dev = resolve_device(req.device)
+    prec = ("bf16" if dev.type == "cuda" else "fp32") if req.precision == "auto" else req.precision
+    config = PilotConfig(methods=method_list, model=req.model, weights=req.weights, random_init=req.random_init,
+                         num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
+                         batch_size=req.batch_size, img_size=req.img_size)
+    store = req.out if req.out is not None else data_home() / "pilot"
+    index = index_dataset(req.dataset)
+    check_pilot_data(index)
+    backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
+    plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone)
+    if on_plan is not None:
+        on_plan(plan, prompts_source)
+    _confirm_long_run(plan, dev, req.yes)
+    with progress_bar("Pilot (epochs)", enabled=show_progress) as on_progress:
+        result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
+                           on_progress=on_progress)
+    evidence = pilot_evidence(result)
+    recommendation = None
+    if evidence is not None and has_task:
+        from advisor.decide import build_inputs, recommend
+        from engine.calibration import load_calibration
+
+        inputs = prior or build_inputs(
+            task=req.task, disparity=req.disparity, n_train=len(index.samples),
+            n_train_source="labeled images in the dataset", calibration=load_calibration(),
+            fid_unmeasured_reason="the pilot does not measure FID; 'vpt-advisor recommend DATASET' does",
+        )
+        recommendation = recommend(inputs, evidence)
+    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
+                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
+                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
+    return report, result
+
+
+def write_pilot_outputs(report: PilotReport, result: Any, path: Path | None) -> Path | None:
+    """Write ``--report`` (HTML or Markdown) for a finished pilot; returns the path written."""
+    if path is None:
+        return None
+    from advisor.report import from_pilot, write_pilot_report
+
+    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset)
+    return write_pilot_report(inputs, path)
+
+
 _PrecisionOpt = Annotated[
     Literal["auto", "fp32", "bf16", "fp16"],
     typer.Option("--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (CUDA only)."),
 ]
+BudgetOpt = Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")]
+WeightsOpt = Annotated[Path | None, typer.Option(
+    "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
+    show_default=False)]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
+    show_default=False)]
 
 
 def pilot_command(
@@ -103,13 +214,11 @@ def pilot_command(
         show_default=False)] = None,
     disparity: Annotated[Literal["low", "high"] | None, typer.Option(
         "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)] = None,
-    budget: Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")] = "15m",
+    budget: BudgetOpt = "15m",
     methods: Annotated[str, typer.Option(
         "--methods", help="Comma-separated: full, linear, vpt-shallow, vpt-deep, mixed, ft-then-pt.")] = "full,vpt-deep",
     model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
-    weights: Annotated[Path | None, typer.Option(
-        "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
-        show_default=False)] = None,
+    weights: WeightsOpt = None,
     random_init: Annotated[bool, typer.Option(
         "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")] = False,
     prompts: Annotated[int | None, typer.Option(
@@ -126,60 +235,27 @@ def pilot_command(
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
         show_default=False)] = None,
+    report: ReportOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.render import emit_json, err_console
     from advisor.render.pilot import render_plan, render_report
-    from engine.config.train import PilotConfig, parse_budget
-    from engine.data import index_dataset
-    from engine.device import describe_device, resolve_device
-    from engine.methods import parse_methods
-    from engine.paths import data_home
-    from engine.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+    from advisor.report.write import check_report_path
 
-    method_list = parse_methods(methods)
-    budget_s = parse_budget(budget)
-    if task is not None or disparity is not None:
-        from advisor.decide import reconcile_disparity
-
-        reconcile_disparity(task, disparity)  # fail fast on a bad --task, before loading anything
-    num_prompts, prompts_source = (prompts, "--prompts") if prompts is not None else default_prompt_length(task)
-    dev = resolve_device(device)
-    prec = ("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision
-    config = PilotConfig(methods=method_list, model=model, weights=weights, random_init=random_init,
-                         num_prompts=num_prompts, seeds=seeds, budget_s=budget_s, precision=prec,
-                         batch_size=batch_size, img_size=img_size)
-    store = out if out is not None else data_home() / "pilot"
-    index = index_dataset(dataset)
-    check_pilot_data(index)
-    show = not as_json and err_console.is_terminal
-    backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
-    plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone)
-    if not as_json:
-        render_plan(plan, prompts_source=prompts_source)
-    _confirm_long_run(plan, dev, yes)
-    with progress_bar("Pilot (epochs)", enabled=show) as on_progress:
-        result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
-                           on_progress=on_progress)
-    evidence = pilot_evidence(result)
-    recommendation = None
-    if evidence is not None and (task is not None or disparity is not None):
-        from advisor.decide import build_inputs, recommend
-        from engine.calibration import load_calibration
-
-        inputs = build_inputs(
-            task=task, disparity=disparity, n_train=len(index.samples),
-            n_train_source="labeled images in the dataset", calibration=load_calibration(),
-            fid_unmeasured_reason="the pilot does not measure FID; 'vpt-advisor recommend DATASET' does",
-        )
-        recommendation = recommend(inputs, evidence)
-    report = PilotReport(dataset=str(dataset), n_labeled=len(index.samples), task=task, num_prompts=num_prompts,
-                         num_prompts_source=prompts_source, device=describe_device(dev),
-                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
+    if report is not None:
+        check_report_path(report)  # fail before any training
+    req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
+                       weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
+                       img_size=img_size, device=device, precision=precision, yes=yes, out=out)
+    on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
+    result, pilot = run_pilot_request(req, show_progress=not as_json and err_console.is_terminal, on_plan=on_plan)
     if as_json:
-        emit_json(report)
+        emit_json(result)
     else:
-        render_report(result, recommendation, has_task=task is not None or disparity is not None)
+        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+    written = write_pilot_outputs(result, pilot, report)
+    if written is not None:
+        err_console.print(f"Wrote {written}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,8 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt
+from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands.pilot import BudgetOpt, PilotRequest, WeightsOpt, run_pilot_request
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend, reconcile_disparity
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
@@ -48,6 +49,7 @@ def run_recommend(
     """
     from advisor.render import progress_bar
     from engine.calibration import load_calibration
+    from engine.demo import ensure_demo_dataset
     from engine.errors import ConfigError
 
     warnings: list[str] = []
@@ -183,10 +185,18 @@ def recommend_command(
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
         show_default=False)] = None,
+    pilot: Annotated[bool, typer.Option(
+        "--pilot", help="Also run a short FT vs VPT pilot on the dataset (see 'vpt-advisor pilot' for every "
+        "option); its evidence outranks the paper's priors when the gap exceeds the seed noise.")] = False,
+    budget: BudgetOpt = "15m",
+    weights: WeightsOpt = None,
+    yes: YesOpt = False,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
     from advisor.render import emit_json, err_console, warn
     from advisor.render.recommend import render_report
+    from engine.demo import ensure_demo_dataset
+    from engine.errors import ConfigError
 
     request = RecommendRequest(
         dataset=str(dataset) if dataset is not None else None, demo=demo, task=task,
@@ -196,12 +206,48 @@ def recommend_command(
         device=device, calibration_path=str(calibration) if calibration else None,
     )
     _check_output_paths(report, plot)  # fail before any image is read
-    result = run_recommend(request, show_progress=not as_json and err_console.is_terminal, on_warning=warn)
+    if pilot and dataset is None and not demo:
+        raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
+    show = not as_json and err_console.is_terminal
+    result = run_recommend(request, show_progress=show, on_warning=warn)
+    if pilot:
+        result = _run_pilot(result, PilotRequest(
+            dataset=dataset if dataset is not None else ensure_demo_dataset(),
+            task=result.recommendation.inputs.task,  # --demo implies counting
+            disparity=disparity,  # type: ignore[arg-type]
+            budget=budget, weights=weights, device=device, yes=yes), as_json=as_json, show=show)
     if as_json:
         emit_json(result)
     else:
         render_report(result)
     _write_outputs(result, report, plot)
+
+
+def _run_pilot(result: RecommendReport, req: PilotRequest, *, as_json: bool, show: bool) -> RecommendReport:
+    """Run the pilot on the profiled dataset and fold its evidence into the recommendation.
+
+    If the pilot cannot run (no backbone weights offline, budget too small...), the paper-only
+    recommendation is shown first and the error then ends the command with exit code 1.
+    """
+    from advisor.decide import recommend
+    from advisor.render import err_console
+    from advisor.render.pilot import render_plan
+    from advisor.render.recommend import render_report
+    from engine.errors import EngineError
+
+    on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
+    try:
+        pilot_report, _ = run_pilot_request(req, show_progress=show, on_plan=on_plan,
+                                            prior=result.recommendation.inputs)
+    except EngineError:
+        if not as_json:
+            err_console.print("The pilot could not run; the recommendation from the paper alone:")
+            render_report(result)
+        raise
+    if pilot_report.evidence is None:
+        return result.model_copy(update={"warnings": [*result.warnings, "the pilot finished no trial"]})
+    updated = recommend(result.recommendation.inputs, pilot_report.evidence)
+    return result.model_copy(update={"recommendation": updated, "pilot": pilot_report.evidence})
 
 
 def _check_output_paths(report: Path | None, plot: Path | None) -> None:

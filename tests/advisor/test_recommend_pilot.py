@@ -1,0 +1,90 @@
+"""``recommend --pilot`` and ``pilot --report``: the pilot's evidence reaches the recommendation and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import advisor.commands.recommend as rec_cmd
+from advisor.cli import main
+from advisor.commands.pilot import PilotReport, PilotRequest
+from advisor.schemas import MethodScore, PilotEvidence
+from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
+from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+
+
+def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):
+    def run(req: PilotRequest, *, show_progress: bool, on_plan: Any, prior: Any) -> tuple[PilotReport, None]:
+        calls.append(req)
+        assert prior is not None and prior.disparity == "high"  # the recommend inputs are passed on
+        evidence = PilotEvidence(n_train=160, n_val=40, scores=[
+            MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
+            MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3)])
+        report = PilotReport(dataset=str(req.dataset), n_labeled=200, task=req.task, num_prompts=100,
+                             num_prompts_source="test", device={"device": "cpu"}, pilot={}, evidence=evidence,
+                             recommendation=None)
+        return report, None
+
+    return run
+
+
+def test_pilot_evidence_overrides_the_paper_prior(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", "--demo", "--json"]) == 0
+    prior = json.loads(capsys.readouterr().out)
+    assert prior["recommendation"]["recommendation"] == "VPT"  # counting: high disparity, small N
+
+    calls: list[PilotRequest] = []
+    monkeypatch.setattr(rec_cmd, "run_pilot_request", _fake_pilot(calls, ft=90.0, vpt=60.0))
+    assert main(["recommend", "--demo", "--json", "--pilot", "--budget", "5m", "--yes"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (req,) = calls
+    assert req.task == "counting" and req.budget == "5m" and req.yes
+    assert req.dataset == Path(prior["dataset"]["source"])
+    assert out["pilot"]["scores"][0]["mean"] == 90.0
+    assert out["recommendation"]["recommendation"] == "FT"
+    assert any(r["rule"] == "pilot" for r in out["recommendation"]["reasons"])
+
+
+def test_pilot_within_noise_keeps_the_prior(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(rec_cmd, "run_pilot_request", _fake_pilot([], ft=70.2, vpt=70.0))
+    assert main(["recommend", "--demo", "--json", "--pilot"]) == 0
+    assert json.loads(capsys.readouterr().out)["recommendation"]["recommendation"] == "VPT"
+
+
+def test_pilot_needs_a_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", "--task", "counting", "--pilot"]) == 1
+    err = capsys.readouterr().err
+    assert "--pilot trains on a dataset" in err and "Traceback" not in err
+
+
+def test_pilot_offline_without_weights_shows_prior_then_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["recommend", "--demo", "--pilot", "--device", "cpu", "--yes"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "recommendation from the paper alone" in captured.err
+    assert "Visual prompt tuning" in captured.out  # the prior was still shown
+    assert "Error:" in captured.err and "Traceback" not in captured.err
+
+
+def test_pilot_report_html(colour_dataset: Path, tmp_path: Path, quick: None,  # noqa: F811
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "pilot.html"
+    code = main(["pilot", str(colour_dataset), "--task", "counting", "--prompts", "2", *TINY,
+                 "--out", str(tmp_path / "s"), "--report", str(report)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    html = report.read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") >= 2 and "vpt-deep" in html
+    assert f"Wrote {report}" in captured.err.replace("\n", "")
+
+
+def test_pilot_report_bad_suffix_fails_before_training(colour_dataset: Path, tmp_path: Path,  # noqa: F811
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pilot", str(colour_dataset), *TINY, "--report", str(tmp_path / "r.docx")]) == 1
+    assert "unknown report type" in capsys.readouterr().err
+    assert not (tmp_path / "r.docx").exists()
