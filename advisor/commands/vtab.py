@@ -135,6 +135,9 @@ def reproduce_vtab_command(
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
                                              show_default=False)] = None,
     yes: YesOpt = False,
+    report_path: Annotated[Path | None, typer.Option(
+        "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
+        show_default=False)] = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
     import sys
@@ -146,6 +149,11 @@ def reproduce_vtab_command(
     from benchmarks.vtab.run import run_sweep
     from benchmarks.vtab.tables import build_table, to_csv, to_json, to_markdown
 
+    from advisor.report import write_vtab_report
+    from advisor.report.write import check_report_path
+
+    if report_path is not None:
+        check_report_path(report_path)  # fail before any training
     request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
@@ -166,6 +174,8 @@ def reproduce_vtab_command(
                                                           unusable=[t.model_dump() for t in report.layout.unusable]))
     if out is not None:
         _write_outputs(out, request, table, report)
+    if report_path is not None:
+        err_console.print(f"Wrote {write_vtab_report(table, report_path)}")
 
 
 def calibrate_command(

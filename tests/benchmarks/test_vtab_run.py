@@ -69,9 +69,12 @@ def test_quick_protocol_end_to_end_with_broken_tasks(tmp_path: Path, capsys: pyt
     assert {"config.json", "table.md", "table.csv", "table.json"} <= written
     config = json.loads((out / "config.json").read_text())
     assert config["protocol"]["name"] == "quick" and config["model_kwargs"]["depth"] == 1
-    # a rerun finds everything finished and runs nothing
-    assert main(_cli_args(root, db) + ["--format", "markdown", "--out", str(out)]) == 0
+    # a rerun finds everything finished and runs nothing; it can also write the report
+    html = tmp_path / "vtab.html"
+    assert main(_cli_args(root, db) + ["--format", "markdown", "--out", str(out), "--report", str(html)]) == 0
     assert "| DTD | Natural |" in capsys.readouterr().out
+    page = html.read_text(encoding="utf-8")
+    assert "data:image/png;base64," in page and "DTD" in page
     report = json.loads((out / "report.json").read_text())
     assert report["ran"] == 0 and report["reused"] == 17 * 8
 
