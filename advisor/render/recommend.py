@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -54,10 +55,12 @@ def _reasons(rec: Recommendation) -> str:
 
 def _nearest(rec: Recommendation) -> Table:
     table = Table(title="Nearest paper tasks (ViT-B/16 ImageNet-21k; Tables 5-6, = Tables 1-2 at n=800)",
-                  title_justify="left")
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col, just in (("Task", "left"), ("Group", "left"), ("n", "right"), ("FT %", "right"), ("VPT %", "right"),
                       ("VPT-FT", "right"), ("Winner", "left"), ("Why near", "left")):
-        table.add_column(col, justify=just, no_wrap=col != "Why near")  # type: ignore[arg-type]
+        # "Why near" gets the spare width and wraps by words, so it stays readable on 80 columns
+        table.add_column(col, justify=just, no_wrap=col != "Why near",  # type: ignore[arg-type]
+                         ratio=1 if col == "Why near" else None, min_width=14 if col == "Why near" else None)
     for t in rec.nearest_tasks:
         table.add_row(escape(t.name), t.group, f"{t.n_train:,}", f"{t.ft:.1f}", f"{t.vpt:.1f}",
                       f"{t.vpt - t.ft:+.1f}", t.winner, escape(t.why))
