@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
 from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
 
-__all__ = ["PilotReport", "PilotRequest", "run_pilot_request", "write_pilot_outputs", "LONG_CPU_RUN_S", "default_prompt_length", "pilot_evidence", "pilot_command", "register"]
+__all__ = [
+    "PilotReport", "PilotRequest", "run_pilot_request", "write_pilot_outputs", "LONG_CPU_RUN_S",
+    "default_prompt_length", "pilot_evidence", "pilot_command", "register",
+]
 
 LONG_CPU_RUN_S = 10 * 60
 """A CPU pilot estimated to take longer than this needs ``--yes`` (or an interactive confirmation)."""
@@ -55,15 +58,16 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
     """The paper's prompt length for a VTAB-1k ``task``, else the documented default."""
     from engine.config.train import DEFAULT_NUM_PROMPTS
 
+    from engine.errors import UnknownTaskError
+    from engine.paper import get_vtab_task
+
     if task:
         try:
-            from engine.errors import UnknownTaskError
-            from engine.paper import get_vtab_task
-
             vt = get_vtab_task(task)
-            return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
-        except (ImportError, UnknownTaskError):
+        except UnknownTaskError:  # a task type such as 'counting', not a VTAB-1k task
             pass
+        else:
+            return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
 
 

@@ -1,14 +1,11 @@
 """The 19 VTAB-1k tasks as the reproduction sees them: a view over :data:`engine.paper.VTAB_TASKS`.
 
-Each :class:`TaskSpec` adds the NOAH-layout list files of a task folder (ANCHORS section 3) and, for
-the data-size study of Tables 5-6, the list-file names a larger split must have.
+This module adds the NOAH-layout list files of a task folder (ANCHORS section 3) and, for the
+data-size study of Tables 5-6, the list-file names a larger split must have.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from engine.config import FrozenModel
 from engine.paper import VTAB_TASKS, VtabTask, get_vtab_task
 
 __all__ = ["LIST_FILES", "TaskSpec", "TASKS", "resolve_tasks", "size_list_files"]
@@ -17,27 +14,10 @@ LIST_FILES: tuple[str, ...] = ("train800.txt", "val200.txt", "train800val200.txt
 """List files every task folder of a VTAB-1k tree must hold (lines ``relative/path label``)."""
 
 
-class TaskSpec(FrozenModel):
-    """One task of the reproduction: the paper's facts plus where its files live."""
+TaskSpec = VtabTask
+"""A task of the reproduction is the paper's registry entry; its files live under ``<root>/<folder>``."""
 
-    key: str = Field(description="Paper-data key, e.g. 'clevr_count'.")
-    name: str = Field(description="Display name.")
-    group: str = Field(description="Natural, Specialized or Structured.")
-    disparity: str = Field(description="low or high task disparity.")
-    num_classes: int = Field(description="Number of classes.")
-    prompt_length: int = Field(description="The paper's VPT prompt length (Tables 16-18).")
-    folder: str = Field(description="Folder name in the NOAH VTAB-1k layout.")
-    winner_800: str = Field(description="Paper winner (FT or VPT) at 800/200.")
-
-    @classmethod
-    def from_paper(cls, task: VtabTask) -> TaskSpec:
-        """Build the view of one registry entry."""
-        return cls(key=task.key, name=task.name, group=task.group, disparity=task.disparity,
-                   num_classes=task.num_classes, prompt_length=task.prompt_length or 10, folder=task.folder,
-                   winner_800=task.winner_800)
-
-
-TASKS: dict[str, TaskSpec] = {k: TaskSpec.from_paper(t) for k, t in VTAB_TASKS.items()}
+TASKS: dict[str, TaskSpec] = dict(VTAB_TASKS)
 """All 19 tasks in the paper's order."""
 
 

@@ -112,7 +112,7 @@ class VtabTask(FrozenModel):
     group: Group = Field(description="VTAB group.")
     disparity: Disparity = Field(description="Task disparity: low (Natural, Specialized) or high (Structured).")
     num_classes: int = Field(description="Number of classes.")
-    prompt_length: int | None = Field(default=None, description="The paper's VPT prompt length (Tables 16-18).")
+    prompt_length: int = Field(description="The paper's VPT prompt length (Tables 16-18; given for all 19 tasks).")
     folder: str = Field(description="Folder name in the NOAH VTAB-1k layout, e.g. 'clevr_dist'.")
     aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings (normalised).")
     winner_800: Literal["FT", "VPT"] = Field(description="Winner at the 800/200 split (Tables 1-2).")

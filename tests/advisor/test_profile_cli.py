@@ -8,45 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 
-from advisor.commands.profile import register
+from advisor.cli import main
 from tests.conftest import write_png
-
-
-def _main(argv: list[str]) -> int:
-    """Run ``profile`` on its own typer app, with ``advisor.cli.main``'s error handling.
-
-    ``advisor.cli`` imports every command module; this keeps these tests about ``profile`` alone.
-    ``test_wired_into_the_real_cli`` checks the real entry point.
-    """
-    import click
-
-    from advisor.errors import format_error
-    from advisor.render import err_console
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        """Root (forces typer to keep ``profile`` as a sub-command)."""
-
-    try:
-        app(args=argv, prog_name="vpt-advisor", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - as advisor.cli.main does
-        message = format_error(exc)
-        assert message is not None, f"unexpected internal error {exc!r}"
-        err_console.print(f"Error: {message}", markup=False, soft_wrap=True)
-        return 1
-    return 0
 
 
 def test_profile_table(tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tiny_imagefolder / "dog" / "broken.png").write_bytes(b"")
-    assert _main(["profile", str(tiny_imagefolder)]) == 0
+    assert main(["profile", str(tiny_imagefolder)]) == 0
     out = capsys.readouterr().out
     assert "ImageFolder" in out and "Images used" in out and "18" in out
     assert "zero-byte" in out and "broken.png" in out
@@ -54,7 +23,7 @@ def test_profile_table(tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_profile_json(tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _main(["profile", str(tiny_imagefolder), "--json", "--workers", "2"]) == 0
+    assert main(["profile", str(tiny_imagefolder), "--json", "--workers", "2"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["n_used"] == 18 and data["class_counts"] == {"cat": 6, "dog": 6, "fox": 6}
 
@@ -63,14 +32,14 @@ def test_profile_non_utf8_names_json(tmp_path: Path, capsys: pytest.CaptureFixtu
     write_png(Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"\xff.png"))), np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "bad\xe9.png").write_bytes(b"")
     os.rename(tmp_path / "bad\xe9.png", os.path.join(os.fsencode(tmp_path), b"bad\xe9.png"))
-    assert _main(["profile", str(tmp_path), "--json"]) == 0
+    assert main(["profile", str(tmp_path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["n_used"] == 1 and data["skipped_examples"][0]["path"].endswith("bad\\xe9.png")
 
 
 def test_empty_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
-    assert _main(["profile", str(tmp_path / "empty")]) == 1
+    assert main(["profile", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error:") and "no images found" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -78,22 +47,8 @@ def test_empty_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_all_bad_and_missing_paths_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.jpg").write_text("text")
-    assert _main(["profile", str(tmp_path)]) == 1
+    assert main(["profile", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "Error:" in err and "all 1 files were skipped (not-an-image 1)" in err and "Traceback" not in err
-    assert _main(["profile", str(tmp_path / "missing")]) == 1
+    assert main(["profile", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
-
-
-def test_wired_into_the_real_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    try:
-        from advisor.cli import main
-    except Exception as exc:  # noqa: BLE001 - another command module is still being written
-        pytest.skip(f"advisor.cli does not import yet: {exc!r}")
-    (tmp_path / "empty").mkdir()
-    assert main(["profile", str(tmp_path / "empty")]) == 1
-    err = capsys.readouterr().err
-    assert "Error:" in err and "no images found" in err and "Traceback" not in err
-    write_png(tmp_path / "one" / "a.png", np.zeros((4, 4, 3), np.uint8))
-    assert main(["profile", str(tmp_path / "one"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_used"] == 1

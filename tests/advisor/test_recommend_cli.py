@@ -1,7 +1,6 @@
 """``vpt-advisor recommend``: what-if and dataset modes, JSON schema, one-line errors.
 
-The tests run through ``advisor.cli.main`` when every command module imports; until then through a
-local app with the same error handling (``_main``), so ``recommend`` is tested either way.
+The tests run through the real entry point, ``advisor.cli.main``.
 """
 
 from __future__ import annotations
@@ -9,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 
-from advisor.commands.recommend import register
+from advisor.cli import main
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend
 from advisor.schemas import RecommendReport
 from engine.calibration import Calibration, save_calibration
@@ -19,42 +17,8 @@ from engine.errors import ReferenceNotFoundError, WeightsNotFoundError
 from engine.paper import fgvc_table
 
 
-def _local_main(argv: list[str]) -> int:
-    import click
-
-    from advisor.errors import format_error
-    from advisor.render import err_console
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        """Root (keeps ``recommend`` a sub-command)."""
-
-    try:
-        app(args=argv, prog_name="vpt-advisor", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - as advisor.cli.main does
-        message = format_error(exc)
-        if message is None:
-            raise
-        err_console.print(f"Error: {message}", markup=False, soft_wrap=True)
-        return 1
-    return 0
-
-
-def _main(argv: list[str]) -> int:
-    try:
-        from advisor.cli import main
-    except Exception:  # noqa: BLE001 - another command module is still being written
-        return _local_main(argv)
-    return main(argv)
-
-
 def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> RecommendReport:
-    assert _main([*argv, "--json"]) == 0
+    assert main([*argv, "--json"]) == 0
     return RecommendReport.model_validate_json(capsys.readouterr().out)
 
 
@@ -73,7 +37,7 @@ def test_stanford_cars_via_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_rich_output_names_sources(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _main(["recommend", "--task", "counting", "--n-train", "600"]) == 0
+    assert main(["recommend", "--task", "counting", "--n-train", "600"]) == 0
     out = capsys.readouterr().out
     assert "Visual prompt tuning (VPT)" in out and "Table 2" in out and "Clevr/count" in out
     assert "Data-size trend" in out and "unmeasured" in out
@@ -89,7 +53,7 @@ def test_rich_output_names_sources(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _main(argv) == 1
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -110,7 +74,7 @@ def test_dataset_without_reference_answers_without_fid(
     tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tiny_imagefolder / "cat" / "broken.png").write_bytes(b"")
-    assert _main(["recommend", str(tiny_imagefolder), "--task", "counting", "--json"]) == 0
+    assert main(["recommend", str(tiny_imagefolder), "--task", "counting", "--json"]) == 0
     captured = capsys.readouterr()
     report = RecommendReport.model_validate_json(captured.out)
     rec = report.recommendation
@@ -163,7 +127,7 @@ def test_missing_weights_or_reference_is_a_warning_not_an_error(
         raise error
 
     monkeypatch.setattr(fidrun, "measure_fid_against_reference", unavailable)
-    assert _main(["recommend", str(tiny_imagefolder), "--disparity", "low"]) == 0
+    assert main(["recommend", str(tiny_imagefolder), "--disparity", "low"]) == 0
     captured = capsys.readouterr()
     assert str(error) in " ".join(captured.err.split())
     assert "unmeasured" in captured.out and "Traceback" not in captured.err
@@ -177,7 +141,7 @@ def test_demo_defaults_to_counting(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_help_lists_task_types(capsys: pytest.CaptureFixture[str]) -> None:
-    _main(["recommend", "--help"])
+    main(["recommend", "--help"])
     out = capsys.readouterr().out
     for word in ("counting", "fine-grained", "clevr_count", "--disparity", "--backbone", "--n-train"):
         assert word in out
@@ -187,6 +151,6 @@ def test_help_lists_task_types(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(("flag", "value"), [("--disparity", "medium"), ("--backbone", "resnet")])
 def test_bad_choices_are_one_line_errors(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["recommend", "--n-train", "800", flag, value] + (["--task", "counting"] if flag == "--backbone" else [])
-    assert _main(argv) == 1
+    assert main(argv) == 1
     err = capsys.readouterr().err
     assert "Error:" in err and flag.lstrip("-") in err and "internal error" not in err and "Traceback" not in err
