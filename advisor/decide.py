@@ -52,7 +52,7 @@ from advisor.schemas import (
 from advisor.tasks import resolve_task
 from advisor.trend import size_trend
 from engine import __version__
-from engine.calibration import Calibration, derive_threshold
+from engine.fid.calibration import Calibration, derive_threshold
 from engine.errors import ConfigError
 from engine.paper import (
     VTAB_TASKS,
@@ -297,7 +297,8 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
             the paper's priors (see ``advisor.rules.read_pilot``).
     """
     thr, reasons = resolve_threshold(inputs)
-    similarity = classify_similarity(inputs.fid, thr)
+    # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
+    similarity = "unverified" if inputs.fid_status == "unverified" else classify_similarity(inputs.fid, thr)
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
     prior = combine_priors(inputs, thr, similarity, trend, summary)

@@ -38,7 +38,7 @@ __all__ = [
     "read_pilot",
 ]
 
-Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured"]
+Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
 THRESHOLD_LABEL = "derived from Table 19 (5 FGVC datasets), not printed by the paper"
 REFERENCE_CAVEAT = (
     "The paper measured FID against its ImageNet-21k pretraining data with a reference set it does not "
@@ -79,8 +79,10 @@ def _signed(x: float) -> str:
 
 def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity) -> Reason:
     src = {"table19-default": "Table 19", "calibration": "calibration file", "user": "--fid-threshold"}[thr.source]
-    if sim == "unmeasured":
+    if sim in ("unmeasured", "unverified"):
         why = inputs.fid_unmeasured_reason or "no FID was given (pass a DATASET to measure one, or --fid)"
+        if sim == "unverified":
+            why = f"FID {inputs.fid:.1f} is unverified: " + "; ".join(inputs.fid_unverified_reasons)
         if inputs.disparity == "high":
             tail = ("for high-disparity tasks the paper's rule does not depend on it: VPT won all 8 Structured "
                     "tasks at 800 samples (Table 2)")
@@ -90,7 +92,7 @@ def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Sim
                     f"data size and the paper's record: VPT won {wins} of {total} Natural+Specialized tasks at "
                     f"800 samples (Tables 1-2)")
         return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
-                      sentence=f"The similarity axis is unmeasured ({why.rstrip('.')}); {tail}.")
+                      sentence=f"The similarity axis is {sim} ({why.rstrip('.')}); {tail}.")
     lo, hi = thr.band
     where = {
         "similar": f"at or below the threshold {thr.value:.1f}",

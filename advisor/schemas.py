@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.calibration import Calibration
+from engine.fid.calibration import Calibration
 
 __all__ = [
     "AdvisorInputs",
@@ -21,6 +21,7 @@ __all__ = [
     "Confidence",
     "DatasetEvidence",
     "DisparityName",
+    "FidStatus",
     "FidEvidence",
     "MethodScore",
     "NearestTask",
@@ -40,7 +41,8 @@ Choice = Literal["FT", "VPT", "pilot"]
 Confidence = Literal["low", "medium", "high"]
 DisparityName = Literal["low", "high"]
 BackboneName = Literal["in21k", "mae", "mocov3", "swin-in21k"]
-Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured"]
+Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
+FidStatus = Literal["verified", "unverified"]
 
 
 class _Model(BaseModel):
@@ -88,6 +90,12 @@ class AdvisorInputs(_Model):
     fid: float | None = Field(default=None, ge=0.0, description="FID of the dataset against the reference.")
     fid_source: str = Field(default="", description="'--fid', 'measured' or ''.")
     fid_unmeasured_reason: str | None = Field(default=None, description="Why no FID is available.")
+    fid_status: FidStatus = Field(default="verified", description=(
+        "'unverified' when the FID came from non-official Inception weights or an unprovenanced, foreign or too "
+        "small reference: it is shown but never decides."))
+    fid_unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
+    fid_n: int | None = Field(default=None, ge=1, description="Sample size N at which the user's FID was measured.")
+    fid_interval: tuple[float, float] | None = Field(default=None, description="Bootstrap interval of the FID.")
     fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")

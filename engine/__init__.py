@@ -2,7 +2,7 @@
 
 The engine is usable without the CLI: it never prints, it logs through ``logging`` and reports
 progress through optional ``on_progress(done, total)`` callbacks. Importing ``engine`` is cheap;
-torch is imported only by the submodules that need it (``engine.features``, ``engine.vpt``, ...).
+torch is imported only by the submodules that need it (``engine.fid.features``, ``engine.train.vpt``, ...).
 """
 
 from engine.errors import EngineError

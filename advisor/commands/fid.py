@@ -44,7 +44,7 @@ def fid_command(
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.fid import render_fid
     from engine.config.fid import FidConfig
-    from engine.fidrun import compute_fid
+    from engine.fid.run import compute_fid
 
     config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
                        use_cache=not no_cache, offline=offline)

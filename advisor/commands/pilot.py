@@ -1,6 +1,6 @@
 """``vpt-advisor pilot DATASET --task T --budget 15m``: measured FT vs VPT on the user's own data.
 
-The pilot (``engine.pilot``) fits a stratified 4:1 subsample, a small lr grid and ``--seeds`` seeds
+The pilot (``engine.train.pilot``) fits a stratified 4:1 subsample, a small lr grid and ``--seeds`` seeds
 into the budget from a measured warm-up, states the plan, and asks for ``--yes`` before a long CPU
 run. Finished trials are stored under ``--out`` (rerunning resumes; Ctrl-C keeps them). With
 ``--task`` (or ``--disparity``) the pilot's accuracies become ``PilotEvidence`` for
@@ -49,7 +49,7 @@ class PilotReport(BaseModel):
     num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
     num_prompts_source: str = Field(description="Where the prompt length came from.")
     device: dict[str, str] = Field(description="Device, torch version, GPU name or CPU threads.")
-    pilot: Any = Field(description="engine.pilot.PilotResult (plan, per-method summaries, trials).")
+    pilot: Any = Field(description="engine.train.pilot.PilotResult (plan, per-method summaries, trials).")
     evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
 
@@ -72,7 +72,7 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
 
 
 def pilot_evidence(result: Any) -> PilotEvidence | None:
-    """Convert an ``engine.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only)."""
+    """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only)."""
     scores = [MethodScore(method=m.method, mean=m.mean_acc, std=m.std_acc, n_seeds=m.n_seeds)
               for m in result.methods if m.n_seeds >= 1]
     if not scores or result.plan.n_train < 1 or result.plan.n_val < 1:
@@ -133,15 +133,15 @@ def run_pilot_request(
             are built from ``--task``/``--disparity`` and the dataset size.
 
     Returns:
-        The JSON-able report and the ``engine.pilot.PilotResult`` (for ``--report``).
+        The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from advisor.render import progress_bar
     from engine.config.train import PilotConfig, parse_budget
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device
-    from engine.methods import parse_methods
+    from engine.train.methods import parse_methods
     from engine.paths import data_home
-    from engine.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+    from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
 
     method_list = parse_methods(req.methods)
     budget_s = parse_budget(req.budget)
@@ -172,7 +172,7 @@ def run_pilot_request(
     recommendation = None
     if evidence is not None and has_task:
         from advisor.decide import build_inputs, recommend
-        from engine.calibration import load_calibration
+        from engine.fid.calibration import load_calibration
 
         inputs = prior or build_inputs(
             task=req.task, disparity=req.disparity, n_train=len(index.samples),

@@ -28,7 +28,7 @@ def profile_command(
     """Decode every image once and report images used and skipped, classes, class sizes and image sizes."""
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.profile import render_profile
-    from engine.profile import profile_path
+    from engine.data.profile import profile_path
 
     with progress_bar("Reading images", enabled=not as_json and err_console.is_terminal) as on_progress:
         profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress)

@@ -48,8 +48,8 @@ def run_recommend(
         DatasetError: the dataset cannot be read or has no usable image.
     """
     from advisor.render import progress_bar
-    from engine.calibration import load_calibration
-    from engine.demo import ensure_demo_dataset
+    from engine.fid.calibration import load_calibration
+    from engine.data.demo import ensure_demo_dataset
     from engine.errors import ConfigError
 
     warnings: list[str] = []
@@ -76,12 +76,12 @@ def run_recommend(
     fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
     source: Path | None = Path(request.dataset) if request.dataset is not None else None
     if request.demo:
-        from engine.demo import ensure_demo_dataset
+        from engine.data.demo import ensure_demo_dataset
 
         source = ensure_demo_dataset()
     if source is not None:
-        from engine.data import index_dataset
-        from engine.profile import profile_dataset
+        from engine.data.index import index_dataset
+        from engine.data.profile import profile_dataset
 
         with progress_bar("Reading images", enabled=show_progress) as on_progress:
             profile, index = profile_dataset(index_dataset(source), on_progress=on_progress)
@@ -123,7 +123,7 @@ def _measure(index: object, request: RecommendRequest, show_progress: bool) -> t
     from engine.config.fid import FidConfig
     from engine.device import resolve_device
     from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
-    from engine.fidrun import measure_fid_against_reference
+    from engine.fid.run import measure_fid_against_reference
 
     config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
     try:
@@ -195,7 +195,7 @@ def recommend_command(
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
     from advisor.render import emit_json, err_console, warn
     from advisor.render.recommend import render_report
-    from engine.demo import ensure_demo_dataset
+    from engine.data.demo import ensure_demo_dataset
     from engine.errors import ConfigError
 
     request = RecommendRequest(

@@ -45,7 +45,7 @@ def build_command(
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
-    from engine.reference import build_reference
+    from engine.fid.reference import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
     with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:
@@ -62,7 +62,7 @@ def list_command(*, as_json: JsonOpt = False) -> None:
     """List the references in the data directory (name, N, source, date, extractor)."""
     from advisor.render import emit_json
     from advisor.render.fid import ReferenceList, render_reference_list
-    from engine.reference import list_references
+    from engine.fid.reference import list_references
 
     refs = ReferenceList(references=list_references())
     if as_json:
@@ -80,7 +80,7 @@ def show_command(
     """Show one reference's provenance (and check the .npz against its sidecar)."""
     from advisor.render import emit_json
     from advisor.render.fid import render_reference
-    from engine.reference import reference_info
+    from engine.fid.reference import reference_info
 
     info = reference_info(name)
     if as_json:

@@ -7,8 +7,8 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console, warn
-from engine.fidrun import FidResult, SideSummary
-from engine.reference import ReferenceInfo
+from engine.fid.run import FidResult, SideSummary
+from engine.fid.reference import ReferenceInfo
 
 __all__ = ["ReferenceList", "render_fid", "render_reference", "render_reference_list"]
 

@@ -6,7 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console
-from engine.profile import DatasetProfile
+from engine.data.profile import DatasetProfile
 
 __all__ = ["render_profile", "MAX_CLASS_ROWS"]
 

@@ -2,11 +2,11 @@
 
 - :func:`from_recommendation`: ``advisor.schemas.Recommendation`` (or the whole ``recommend --json``
   object, ``advisor.schemas.RecommendReport``) -> :class:`RecommendReportInputs`.
-- :func:`from_pilot`: ``engine.pilot.PilotResult`` (plus, optionally, the updated Recommendation)
+- :func:`from_pilot`: ``engine.train.pilot.PilotResult`` (plus, optionally, the updated Recommendation)
   -> :class:`PilotReportInputs`.
 - :func:`from_vtab_table`: ``benchmarks.vtab.tables.VtabTable`` -> :class:`VtabReportInputs`.
 
-Only attributes are read, and the heavy modules (``engine.pilot`` imports torch) are named for type
+Only attributes are read, and the heavy modules (``engine.train.pilot`` imports torch) are named for type
 checking only, so importing this module stays cheap.
 """
 
@@ -41,7 +41,7 @@ VtabTable = Any
 
 if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
-    from engine.pilot import PilotResult
+    from engine.train.pilot import PilotResult
 
 __all__ = ["from_recommendation", "from_pilot", "from_vtab_table", "verdict_label"]
 
@@ -178,7 +178,7 @@ def from_pilot(
 ) -> PilotReportInputs:
     """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
 
-    Each method is shown at its best grid lr (as :func:`engine.pilot.summarize_trials` picks it):
+    Each method is shown at its best grid lr (as :func:`engine.train.pilot.summarize_trials` picks it):
     the best validation accuracy of every seed there, and those runs' learning curves.
 
     Args:

@@ -20,7 +20,7 @@ VtabTable = Any
 
 if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
-    from engine.pilot import PilotResult
+    from engine.train.pilot import PilotResult
 
 __all__ = [
     "REPORT_SUFFIXES",
@@ -110,7 +110,7 @@ def write_pilot_report(inputs: PilotReportInputs | PilotResult, path: Path) -> P
     """Write the pilot report (accuracy per method with seed spread, learning curves) as HTML or Markdown.
 
     Args:
-        inputs: Report inputs, or an ``engine.pilot.PilotResult`` (adapted with
+        inputs: Report inputs, or an ``engine.train.pilot.PilotResult`` (adapted with
             :func:`advisor.report.adapters.from_pilot`; call that yourself to add the updated recommendation).
         path: ``.html`` or ``.md``.
     """

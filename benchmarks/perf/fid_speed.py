@@ -87,7 +87,7 @@ def _run_pytorch_fid(a: Path, b: Path, env: dict[str, str], work: Path) -> tuple
     if code == 0 and match:
         return Run(wall, rss, float(match.group(1))), "pytorch-fid computed its own FID"
     reason = (err.strip().splitlines() or ["?"])[-1]
-    from engine.fid import frechet_distance, load_stats
+    from engine.fid.frechet import frechet_distance, load_stats
 
     stats = []
     for src, name in ((a, "a.npz"), (b, "b.npz")):

@@ -1,7 +1,7 @@
 """Training throughput and peak memory of FT vs VPT-deep vs VPT-shallow, side by side in one run.
 
 ViT-B/16 at 224 px, batch 64 by default (random weights: speed does not depend on their values),
-through the project's own training step (``engine.train.train_one_epoch`` over a decode-once
+through the project's own training step (``engine.train.loop.train_one_epoch`` over a decode-once
 uint8 tensor). Each method runs in its **own subprocess**, so the CPU peak RSS of one method is
 not polluted by another; on CUDA the peak is ``max_memory_allocated``. FLOPs per training step
 are counted once per method with ``torch.utils.flop_counter`` on the meta device (no compute),
@@ -40,7 +40,7 @@ def peak_bf16_flops(gpu_name: str) -> float | None:
 def _build(model_name: str, method: str, prompts: int, img_size: int, classes: int) -> Any:
     import timm
 
-    from engine.transfer import build_model
+    from engine.train.transfer import build_model
 
     backbone = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size)
     return build_model(backbone, method, classes, num_prompts=prompts)  # type: ignore[arg-type]
@@ -66,10 +66,10 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from engine.device import autocast_context, resolve_device
-    from engine.methods import uses_sgd
-    from engine.tensordata import ImageTensors, TensorLoader
-    from engine.train import make_optimizer, train_one_epoch
-    from engine.transfer import set_train_mode
+    from engine.train.methods import uses_sgd
+    from engine.data.tensors import ImageTensors, TensorLoader
+    from engine.train.loop import make_optimizer, train_one_epoch
+    from engine.train.transfer import set_train_mode
 
     if args.threads:
         torch.set_num_threads(args.threads)

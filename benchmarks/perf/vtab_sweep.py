@@ -4,8 +4,8 @@ Run: ``.venv/bin/python -m benchmarks.perf.vtab_sweep [--configs 40] [--repeats 
 
 Both arms go through the production trial path (``benchmarks.vtab.trials.run_trials``) on one
 generated VTAB-1k-shaped task: ``sequential`` runs each of the K grid configurations as its own trial
-(``engine="fit"``: build the VPT model, ``engine.train.fit`` with per-epoch validation), ``batched``
-runs all K as one unit (``engine="batched"``: ``engine.batched_vpt``). Decoded images and the
+(``engine="fit"``: build the VPT model, ``engine.train.loop.fit`` with per-epoch validation), ``batched``
+runs all K as one unit (``engine="batched"``: ``engine.train.batched_vpt``). Decoded images and the
 pristine backbone are cached per process in both arms (warmed first), so the comparison is about
 training. A second line compares the bare training loops (``fit`` x K vs ``fit_batched_vpt``).
 Prints medians over ``--repeats`` and the ratio measured in this run.

@@ -3,9 +3,9 @@
 Han et al. (ICLR 2024, Sec. 4.3, Fig. 3) observe that among *low-disparity* tasks (Natural and
 Specialized), a larger FID to the pretraining data favours full finetuning; they print no threshold.
 Here each task's FID against the reference (e.g. the user's ImageNet-21k statistics ``in21k``) is
-measured on its ``train800val200`` images with ``engine.fidrun``, and :func:`fit_threshold` picks the
+measured on its ``train800val200`` images with ``engine.fid.run``, and :func:`fit_threshold` picks the
 threshold that best separates the paper's FT-won tasks (SVHN, Patch Camelyon, Retinopathy) from the
-VPT-won ones. The result is written with ``engine.calibration.save_calibration`` and read by
+VPT-won ones. The result is written with ``engine.fid.calibration.save_calibration`` and read by
 ``recommend`` whenever it measures FID against the same reference.
 
 The fitting rule is ours: predict FT when ``FID > threshold``; candidates are the midpoints between
@@ -137,14 +137,14 @@ def run_calibration(request: CalibrationRequest, *,
 
     Raises:
         DatasetError: the root is not a folder.
-        ReferenceNotFoundError / WeightsNotFoundError: from ``engine.fidrun`` (messages say what to do).
+        ReferenceNotFoundError / WeightsNotFoundError: from ``engine.fid.run`` (messages say what to do).
         ConfigError: too few low-disparity tasks measured to fit a threshold.
     """
-    from engine.calibration import Calibration, save_calibration
+    from engine.fid.calibration import Calibration, save_calibration
     from engine.config.fid import FidConfig
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
     from engine.errors import DatasetError
-    from engine.fidrun import measure_fid_against_reference
+    from engine.fid.run import measure_fid_against_reference
     from engine.progress import report
 
     root = Path(request.root).expanduser()

@@ -6,7 +6,7 @@ Layout (ANCHORS section 3)::
     VTAB_ROOT/<folder>/{train800,val200,train800val200,test}.txt   # lines "relative/path label"
 
 Every task is checked up front and reported as ``ok``, ``missing`` or ``malformed`` with what to do;
-the sweep then runs the usable tasks only. List files are read with :func:`engine.data.index_dataset`,
+the sweep then runs the usable tasks only. List files are read with :func:`engine.data.index.index_dataset`,
 which never lets an entry resolve outside the task folder (such entries are reported here as
 malformed) and reports missing or empty image files.
 """
@@ -20,9 +20,9 @@ from typing import Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.data import index_dataset
+from engine.data.index import index_dataset
 from engine.errors import DatasetError
-from engine.imageio import display_path
+from engine.data.imageio import display_path
 
 from benchmarks.vtab.tasks import LIST_FILES, TaskSpec, size_list_files
 

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.errors import StoreError
-from engine.imageio import display_path
+from engine.data.imageio import display_path
 
 __all__ = ["SCHEMA_VERSION", "TrialRecord", "TrialStore", "config_hash"]
 

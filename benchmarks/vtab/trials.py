@@ -1,11 +1,11 @@
 """One VTAB-1k trial as a pure function of its config: :class:`TrialConfig` -> :class:`TrialResult`.
 
 A trial reads its task's NOAH list files, decodes (and resizes) the images, builds the backbone
-(``engine.models.create_backbone``) and the transfer model (``engine.transfer.build_model``), trains
-it with ``engine.train.fit`` and reports the accuracy on the evaluation split: ``val200`` in the
+(``engine.train.models.create_backbone``) and the transfer model (``engine.train.transfer.build_model``), trains
+it with ``engine.train.loop.fit`` and reports the accuracy on the evaluation split: ``val200`` in the
 search phase, ``test`` in the final phase. VPT trials with ``engine="batched"`` that differ only in
 lr / weight decay / seed are run together by :func:`run_trials` on one frozen backbone
-(``engine.batched_vpt``). Decoded images and pristine backbones are cached per process, so a worker
+(``engine.train.batched_vpt``). Decoded images and pristine backbones are cached per process, so a worker
 decodes a split once however many trials use it.
 """
 
@@ -65,7 +65,7 @@ class TrialConfig(FrozenModel):
     max_train: int | None = Field(None, ge=1, description="Cap on training images.")
     max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
-    engine: Literal["fit", "batched"] = Field("fit", description="engine.train.fit, or batched VPT.")
+    engine: Literal["fit", "batched"] = Field("fit", description="engine.train.loop.fit, or batched VPT.")
 
     @property
     def key(self) -> str:
@@ -127,7 +127,7 @@ def group_key(cfg: TrialConfig) -> tuple[Any, ...] | None:
 
 
 def _list(cfg: TrialConfig, name: str) -> list[Any]:
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
 
     return index_dataset(Path(cfg.root) / cfg.folder / name).samples
 
@@ -139,7 +139,7 @@ def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
     (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
     Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
     """
-    from engine.data import stratified_subsample
+    from engine.data.index import stratified_subsample
 
     n_train, n_val = split_sizes(cfg.n_train)
     if n_train > 800:
@@ -175,7 +175,7 @@ def _decode(paths: tuple[str, ...], labels: tuple[int, ...], size: int) -> tuple
     import numpy as np
     import torch
 
-    from engine.imageio import decode_images
+    from engine.data.imageio import decode_images
 
     dec = decode_images([Path(p) for p in paths], size=size, resample="bicubic")
     if not dec.ok:
@@ -195,7 +195,7 @@ def _pristine_backbone(model: str, weights: str | None, random_init: bool, img_s
                        kwargs: tuple[tuple[str, Any], ...]) -> Any:
     import torch
 
-    from engine.models import create_backbone
+    from engine.train.models import create_backbone
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a random-init backbone must be the same in every process
@@ -213,9 +213,9 @@ def _backbone(cfg: TrialConfig) -> Any:
 def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     from engine.config.train import TrainConfig
     from engine.device import autocast_context
-    from engine.tensordata import ImageTensors, TensorLoader
-    from engine.train import evaluate, fit
-    from engine.transfer import build_model
+    from engine.data.tensors import ImageTensors, TensorLoader
+    from engine.train.loop import evaluate, fit
+    from engine.train.transfer import build_model
 
     fit_on, eval_on = split_samples(cfg)
     x_tr, y_tr, skip_tr = _tensors(fit_on, cfg.img_size)
@@ -252,7 +252,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
 
 
 def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> list[TrialResult]:
-    from engine.batched_vpt import BatchedVptConfig, VptRunSpec, fit_batched_vpt
+    from engine.train.batched_vpt import BatchedVptConfig, VptRunSpec, fit_batched_vpt
 
     first = cfgs[0]
     fit_on, eval_on = split_samples(first)

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError
-from engine.methods import METHODS, Method, uses_sgd
+from engine.train.methods import METHODS, Method, uses_sgd
 
 __all__ = [
     "TrainConfig",
@@ -59,7 +59,7 @@ def method_defaults(method: Method) -> dict[str, Any]:
 class TrainConfig(FrozenModel):
     """One training run (one method, one learning rate, one seed)."""
 
-    method: Method = Field("vpt-deep", description="Transfer method (engine.transfer.METHODS).")
+    method: Method = Field("vpt-deep", description="Transfer method (engine.train.transfer.METHODS).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
     warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay (VPT 10, FT 5).")
     batch_size: int = Field(64, ge=1, description="Images per optimiser step (paper: 64 for VPT).")

@@ -17,7 +17,7 @@ from advisor.decide import (
     reconcile_disparity,
 )
 from advisor.schemas import MethodScore, PilotEvidence, Recommendation
-from engine.calibration import Calibration
+from engine.fid.calibration import Calibration
 from engine.errors import ConfigError, UnknownTaskError
 from engine.paper import VTAB_TASKS, backbone_results, fgvc_table
 

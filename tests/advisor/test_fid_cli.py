@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from advisor.cli import main
-from engine.features import INCEPTION_FILENAME
+from engine.fid.features import INCEPTION_FILENAME
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
 

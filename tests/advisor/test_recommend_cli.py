@@ -12,7 +12,7 @@ import pytest
 from advisor.cli import main
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend
 from advisor.schemas import RecommendReport
-from engine.calibration import Calibration, save_calibration
+from engine.fid.calibration import Calibration, save_calibration
 from engine.errors import ReferenceNotFoundError, WeightsNotFoundError
 from engine.paper import fgvc_table
 
@@ -88,8 +88,8 @@ def test_dataset_without_reference_answers_without_fid(
 def test_dataset_with_measured_fid(
     tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.fidrun as fidrun
-    from engine.reference import ReferenceInfo
+    import engine.fid.run as fidrun
+    from engine.fid.reference import ReferenceInfo
 
     seen: dict[str, object] = {}
 
@@ -121,7 +121,7 @@ def test_dataset_with_measured_fid(
 def test_missing_weights_or_reference_is_a_warning_not_an_error(
     error: Exception, tiny_imagefolder: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.fidrun as fidrun
+    import engine.fid.run as fidrun
 
     def unavailable(*args: object, **kwargs: object) -> None:
         raise error

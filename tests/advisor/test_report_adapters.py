@@ -1,5 +1,5 @@
 """The adapters turn the real decision (advisor.decide.recommend) and a real pilot summary
-(engine.pilot.summarize_trials) into report inputs that carry their numbers faithfully."""
+(engine.train.pilot.summarize_trials) into report inputs that carry their numbers faithfully."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from advisor.decide import build_inputs, recommend
 from advisor.report import write_pilot_report, write_recommend_plots, write_recommend_report, write_vtab_report
 from advisor.report.adapters import from_pilot, from_recommendation, verdict_label
-from engine.calibration import Calibration
+from engine.fid.calibration import Calibration
 
 
 def test_recommendation_with_measured_fid_maps_every_part() -> None:
@@ -58,9 +58,9 @@ def test_write_functions_accept_the_decision_directly(tmp_path: Path) -> None:
     assert len(write_recommend_plots(rec, tmp_path / "p.png")) == 2
 
 
-def _pilot_result():  # noqa: ANN202 - engine.pilot imports torch; keep it inside the test
-    from engine.pilot import PilotPlan, PilotResult, TrialResult, TrialSpec, summarize_trials
-    from engine.train import FitResult
+def _pilot_result():  # noqa: ANN202 - engine.train.pilot imports torch; keep it inside the test
+    from engine.train.pilot import PilotPlan, PilotResult, TrialResult, TrialSpec, summarize_trials
+    from engine.train.loop import FitResult
 
     grid = {"full": (1e-4, 1e-3), "vpt-deep": (0.5,)}
     specs = [TrialSpec(method=m, lr=lr, seed=s) for m, lrs in grid.items() for lr in lrs for s in (42, 44)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.vtab.calibrate import fit_threshold, paper_low_disparity_winners
-from engine.calibration import Calibration, load_calibration, save_calibration
+from engine.fid.calibration import Calibration, load_calibration, save_calibration
 from engine.errors import ConfigError
 
 
@@ -78,8 +78,8 @@ from tests.gen_inception import fid_weights, random_inception_file  # noqa: E402
 def _write_reference(name: str = "in21k", dims: int = 64) -> None:
     import numpy as np
 
-    from engine.fid import FeatureStats, save_stats
-    from engine.reference import reference_path
+    from engine.fid.frechet import FeatureStats, save_stats
+    from engine.fid.reference import reference_path
 
     gen = np.random.default_rng(5)
     feats = gen.normal(size=(96, dims)) * 0.1

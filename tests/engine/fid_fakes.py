@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.config.fid import FidConfig
-from engine.features import extractor_id, resolve_weights, weights_sha256
+from engine.fid.features import extractor_id, resolve_weights, weights_sha256
 
 
 class FakeExtractor:
@@ -53,6 +53,6 @@ def fake_extractors(monkeypatch: pytest.MonkeyPatch) -> list[FakeExtractor]:
         made.append(FakeExtractor(config))
         return made[-1]
 
-    monkeypatch.setattr("engine.fidrun.load_inception", load)
-    monkeypatch.setattr("engine.refbuild.load_inception", load)
+    monkeypatch.setattr("engine.fid.run.load_inception", load)
+    monkeypatch.setattr("engine.fid.refbuild.load_inception", load)
     return made

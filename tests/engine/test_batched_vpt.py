@@ -1,5 +1,5 @@
 """Batched VPT equals sequential single runs: K configurations stacked along the batch reach the same
-parameters as K separate ``engine.train.fit`` runs of ``PromptedViT`` (same init, data order, schedule)."""
+parameters as K separate ``engine.train.loop.fit`` runs of ``PromptedViT`` (same init, data order, schedule)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import copy
 import pytest
 import torch
 
-from engine.batched_vpt import BatchedPromptModel, BatchedVptConfig, VptRunSpec, fit_batched_vpt
+from engine.train.batched_vpt import BatchedPromptModel, BatchedVptConfig, VptRunSpec, fit_batched_vpt
 from engine.config.train import TrainConfig
 from engine.errors import ConfigError
 from engine.seed import seed_everything
-from engine.tensordata import ImageTensors
-from engine.train import fit
-from engine.transfer import build_model
+from engine.data.tensors import ImageTensors
+from engine.train.loop import fit
+from engine.train.transfer import build_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -56,7 +56,7 @@ def _config(**kw) -> BatchedVptConfig:
 
 
 def _sequential(backbone, data, spec: VptRunSpec, cfg: BatchedVptConfig):
-    """One single-configuration run through the production path (build_model + engine.train.fit)."""
+    """One single-configuration run through the production path (build_model + engine.train.loop.fit)."""
     tc = TrainConfig.for_method("vpt-deep", epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
                                 batch_size=cfg.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
                                 seed=spec.seed, num_prompts=cfg.num_prompts, prompt_dropout=0.0, img_size=32)

@@ -1,4 +1,4 @@
-"""engine.calibration: threshold derivation and the calibration file."""
+"""engine.fid.calibration: threshold derivation and the calibration file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.calibration import (
+from engine.fid.calibration import (
     Calibration,
     default_calibration_path,
     derive_threshold,

@@ -1,4 +1,4 @@
-"""engine.data: layouts, list-file safety, symlink cycles, deterministic stratified splits."""
+"""engine.data.index: layouts, list-file safety, symlink cycles, deterministic stratified splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.data import Sample, index_dataset, stratified_subsample, train_val_split
+from engine.data.index import Sample, index_dataset, stratified_subsample, train_val_split
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ListFileError
 from tests.conftest import write_png
 

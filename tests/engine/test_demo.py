@@ -1,4 +1,4 @@
-"""engine.demo: the counting demo is complete, byte-identical across runs, reused, and written atomically."""
+"""engine.data.demo: the counting demo is complete, byte-identical across runs, reused, and written atomically."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine.demo as demo
-from engine.data import index_dataset
+import engine.data.demo as demo
+from engine.data.index import index_dataset
 from engine.paths import demo_dir
 
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 from engine.config.fid import FidConfig
 from engine.errors import WeightsError, WeightsNotFoundError
-from engine.features import FID_WEIGHTS_URL, INCEPTION_FILENAME, default_weights_path, load_inception, resolve_weights
-from engine.fid import compute_feature_stats, frechet_distance
-from engine.fidrun import compute_fid, extract_file_features
+from engine.fid.features import FID_WEIGHTS_URL, INCEPTION_FILENAME, default_weights_path, load_inception, resolve_weights
+from engine.fid.frechet import compute_feature_stats, frechet_distance
+from engine.fid.run import compute_fid, extract_file_features
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
 from tests.gen_inception import fid_weights, random_inception_file  # noqa: F401 - fixtures
@@ -45,7 +45,7 @@ def test_failed_download_becomes_weights_not_found(monkeypatch: pytest.MonkeyPat
     def no_network(target: Path) -> None:
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr("engine.features._download", no_network)
+    monkeypatch.setattr("engine.fid.features._download", no_network)
     with pytest.raises(WeightsNotFoundError, match="download failed.*unreachable"):
         resolve_weights(FidConfig())
     with pytest.raises(WeightsNotFoundError, match="offline"):

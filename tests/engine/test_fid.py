@@ -10,7 +10,7 @@ import pytest
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from engine.errors import StatsFileError
-from engine.fid import (
+from engine.fid.frechet import (
     FeatureStats,
     StatsProvenance,
     compute_feature_stats,

@@ -1,4 +1,4 @@
-"""engine.imageio: every bad-file kind is skipped with its reason; every colour mode becomes correct RGB."""
+"""engine.data.imageio: every bad-file kind is skipped with its reason; every colour mode becomes correct RGB."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import ImageDecodeError
-from engine.imageio import (
+from engine.data.imageio import (
     IMAGE_EXTENSIONS,
     check_file,
     decode_images,
@@ -234,7 +234,7 @@ def test_decode_images_resize_matches_pil(tmp_path: Path) -> None:
 
 
 def test_decode_images_uses_threads_and_survives_decoder_bugs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.imageio as imageio
+    import engine.data.imageio as imageio
 
     paths = [write_png(tmp_path / f"{i}.png", np.full((4, 4, 3), i, np.uint8)) for i in range(8)]
     threads: set[str] = set()

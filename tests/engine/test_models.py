@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
-from engine.models import create_backbone
+from engine.train.models import create_backbone
 from tests.gen_vit import (  # noqa: F401 - one_torch_thread is an autouse fixture
     TINY_VIT,
     TINY_VIT_NAME,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import engine.pilot as pilot_mod
+import engine.train.pilot as pilot_mod
 from engine.config.train import PAPER_SEEDS, PilotConfig, parse_budget
-from engine.data import index_dataset
+from engine.data.index import index_dataset
 from engine.errors import BudgetError, ConfigError
-from engine.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
+from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
 from tests.conftest import write_png
 from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit, one_torch_thread  # noqa: F401 - autouse fixture
 

@@ -1,4 +1,4 @@
-"""engine.profile: numbers on a known dataset, bad files moved to skipped, empty datasets refused."""
+"""engine.data.profile: numbers on a known dataset, bad files moved to skipped, empty datasets refused."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data import index_dataset
+from engine.data.index import index_dataset
 from engine.errors import EmptyDatasetError
-from engine.profile import EXAMPLES_PER_REASON, profile_dataset, profile_path
+from engine.data.profile import EXAMPLES_PER_REASON, profile_dataset, profile_path
 from tests.conftest import write_png
 
 

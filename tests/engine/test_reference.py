@@ -11,11 +11,11 @@ import pytest
 
 from engine.config.fid import FidConfig
 from engine.errors import ConfigError, ReferenceNotFoundError, ReferenceStatsError
-from engine.fid import compute_feature_stats, load_stats
-from engine.fidrun import extract_file_features, measure_fid_against_reference
+from engine.fid.frechet import compute_feature_stats, load_stats
+from engine.fid.run import extract_file_features, measure_fid_against_reference
 from engine.paths import references_dir
-from engine.refbuild import PlanItem, build_reference, discover_items, plan_sample
-from engine.reference import list_references, reference_info, resolve_reference
+from engine.fid.refbuild import PlanItem, build_reference, discover_items, plan_sample
+from engine.fid.reference import list_references, reference_info, resolve_reference
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
 
@@ -86,7 +86,7 @@ def test_build_from_folder_list_show_and_measure(
     assert [r.name for r in list_references()] == ["mini"] and reference_info("mini").n_images == 9
     with pytest.raises(ReferenceStatsError, match="--overwrite"):
         build_reference(src, name="mini", config=config, device="cpu")
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
 
     m = measure_fid_against_reference(index_dataset(src), "mini", config=config, device="cpu")
     assert m.reference.name == "mini" and m.n_images == 12 and m.preprocessing == "pil-bicubic-299"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.vpt import PromptedViT, prompt_init_bound
+from engine.train.vpt import PromptedViT, prompt_init_bound
 from tests.gen_vit import make_vit, one_torch_thread  # noqa: F401 - autouse fixture
 
 P = 3

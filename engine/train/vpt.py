@@ -18,7 +18,7 @@ not copied):
 The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
 ``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
 keep working. Whether the frozen backbone stays in ``eval()`` during training is decided by the
-training loop (``engine.transfer.set_train_mode``), not hidden here.
+training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 """
 
 from __future__ import annotations

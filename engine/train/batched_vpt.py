@@ -36,7 +36,7 @@ from engine.config import FrozenModel
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
-from engine.vpt import prompt_init_bound
+from engine.train.vpt import prompt_init_bound
 
 __all__ = [
     "VptRunSpec",
@@ -88,7 +88,7 @@ class BatchedVptResult:
     train_images_per_s: float = 0.0
     trainable_params: int = 0
     diverged: bool = False
-    """The loss became non-finite (as ``engine.train.fit``, the accuracy is then reported as 0)."""
+    """The loss became non-finite (as ``engine.train.loop.fit``, the accuracy is then reported as 0)."""
     params: dict[str, torch.Tensor] | None = None
     """Trained ``prompts`` ``(L, P, D)``, ``head.weight`` and ``head.bias`` (CPU), when asked for."""
 
@@ -97,8 +97,8 @@ class BatchedPromptModel(nn.Module):
     """K independent prompt sets and linear heads around one frozen timm ``VisionTransformer``.
 
     Configuration ``k`` owns ``prompts[k]`` (``(L, P, D)`` deep, ``(1, P, D)`` shallow, the layout of
-    :class:`engine.vpt.PromptedViT`) and a head ``head_w[k]``/``head_b[k]``. Its initial values are
-    drawn exactly as ``engine.transfer.build_model`` draws them after ``seed_everything(seed)`` (head
+    :class:`engine.train.vpt.PromptedViT`) and a head ``head_w[k]``/``head_b[k]``. Its initial values are
+    drawn exactly as ``engine.train.transfer.build_model`` draws them after ``seed_everything(seed)`` (head
     as ``nn.Linear``, then the prompts), so a batched run starts where a single run starts.
     ``forward`` returns logits ``(k, B, num_classes)``.
     """
@@ -142,7 +142,7 @@ class BatchedPromptModel(nn.Module):
         return self
 
     def config_params(self, k: int) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """Parameters of configuration ``k``: (weight-decayed, not decayed). As ``engine.train``, 1-D
+        """Parameters of configuration ``k``: (weight-decayed, not decayed). As ``engine.train.loop``, 1-D
         parameters (the head bias) get no decay."""
         return [self.prompts[k], self.head_w[k]], [self.head_b[k]]
 
@@ -196,7 +196,7 @@ class BatchedPromptModel(nn.Module):
 
 
 def _normalize(images: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    # the arithmetic of engine.tensordata.TensorLoader: (x - 255 mean) / (255 std)
+    # the arithmetic of engine.data.tensors.TensorLoader: (x - 255 mean) / (255 std)
     return images.float().sub_(shift).div_(scale)
 
 
@@ -226,10 +226,10 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
                     keep_params: bool = False) -> list[BatchedVptResult]:
     """Train ``len(specs)`` VPT configurations together on one frozen backbone.
 
-    Each configuration follows ``engine.train.fit`` for VPT-deep: the same initial values, data order
+    Each configuration follows ``engine.train.loop.fit`` for VPT-deep: the same initial values, data order
     (``torch.randperm`` from a generator seeded with its seed, a new permutation per epoch), SGD with
     momentum and weight decay on every parameter with more than one dimension, the same per-step
-    warm-up + cosine schedule (``engine.train.make_scheduler``), the backbone in eval mode. Only
+    warm-up + cosine schedule (``engine.train.loop.make_scheduler``), the backbone in eval mode. Only
     prompt dropout draws its masks from a per-configuration generator instead of the global one.
 
     Args:
@@ -250,8 +250,8 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
     Raises:
         ConfigError: empty ``specs`` or training split, or a backbone VPT cannot wrap.
     """
-    from engine.tensordata import NORMALIZATION
-    from engine.train import make_scheduler
+    from engine.data.tensors import NORMALIZATION
+    from engine.train.loop import make_scheduler
 
     if not specs:
         raise ConfigError("batched VPT needs at least one configuration")

@@ -14,8 +14,8 @@ from statistics import median
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.data import DatasetIndex, Layout, empty_dataset_error, index_dataset
-from engine.imageio import MAX_IMAGE_PIXELS, SkippedFile, decode_images, display_path
+from engine.data.index import DatasetIndex, Layout, empty_dataset_error, index_dataset
+from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, decode_images, display_path
 from engine.progress import ProgressCallback
 
 __all__ = ["DatasetProfile", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]
@@ -71,7 +71,7 @@ def profile_dataset(
     """Decode every image of ``index`` once (threads) and profile the usable ones.
 
     Args:
-        index: from :func:`engine.data.index_dataset`.
+        index: from :func:`engine.data.index.index_dataset`.
         workers: decoding threads (``0`` = automatic).
         on_progress: ``on_progress(done, total)`` after each image.
         max_pixels: decompression-bomb limit per image.
@@ -156,10 +156,10 @@ def profile_path(
     on_progress: ProgressCallback | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> tuple[DatasetProfile, DatasetIndex]:
-    """Index ``source`` (:func:`engine.data.index_dataset`) and profile it (:func:`profile_dataset`).
+    """Index ``source`` (:func:`engine.data.index.index_dataset`) and profile it (:func:`profile_dataset`).
 
     Raises:
-        DatasetError: see :func:`engine.data.index_dataset`.
+        DatasetError: see :func:`engine.data.index.index_dataset`.
         EmptyDatasetError: nothing usable.
     """
     index = index_dataset(source)

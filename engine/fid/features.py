@@ -40,8 +40,8 @@ import numpy.typing as npt
 
 from engine.config.fid import FidConfig
 from engine.errors import ImageDecodeError, WeightsError, WeightsNotFoundError
-from engine.fid import file_sha256
-from engine.imageio import resolve_workers
+from engine.fid.frechet import file_sha256
+from engine.data.imageio import resolve_workers
 from engine.paths import cache_dir
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Pilots and VTAB-style runs need small labeled subsets that keep the class proportions of the full
 dataset (VTAB-1k draws 800 + 200 images per task). Every draw uses ``numpy.random.default_rng(seed)``
 explicitly, never global state, so the same seed gives the same subset on every machine.
-Re-exported by :mod:`engine.data`.
+Re-exported by :mod:`engine.data.index`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
-    from engine.data import Sample
+    from engine.data.index import Sample
 
 __all__ = ["stratified_subsample", "train_val_split"]
 

@@ -5,8 +5,8 @@ Pipeline for a set of image files (:func:`extract_file_features`):
 1. Fingerprint every file on a thread pool: read its bytes once, hash them (sha256) and read the
    image size from the header. Unreadable files are skipped with their reason.
 2. Pick the named preprocessing (``auto``: ``pytorch-fid`` when all sizes agree, else
-   ``pil-bicubic-299``; see :mod:`engine.features`).
-3. Look every file up in the content-keyed feature cache (:mod:`engine.featcache`).
+   ``pil-bicubic-299``; see :mod:`engine.fid.features`).
+3. Look every file up in the content-keyed feature cache (:mod:`engine.fid.cache`).
 4. Only for misses: load the network, decode on threads while the network runs, store each batch.
 
 A second run over the same files therefore decodes nothing and never loads the network.
@@ -30,8 +30,8 @@ from pydantic import Field
 from engine.config import FrozenModel
 from engine.config.fid import FidConfig
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError
-from engine.featcache import FeatureCache, cache_key
-from engine.features import (
+from engine.fid.cache import FeatureCache, cache_key
+from engine.fid.features import (
     PREPROCESSING,
     content_sha256,
     extractor_id,
@@ -42,7 +42,7 @@ from engine.features import (
     to_model_array,
     weights_sha256,
 )
-from engine.fid import (
+from engine.fid.frechet import (
     FeatureStats,
     StatsProvenance,
     compute_feature_stats,
@@ -53,14 +53,14 @@ from engine.fid import (
     save_stats,
     small_sample_warning,
 )
-from engine.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers
+from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers
 from engine.progress import ProgressCallback, report
-from engine.reference import ReferenceInfo, resolve_reference
+from engine.fid.reference import ReferenceInfo, resolve_reference
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.data import DatasetIndex
+    from engine.data.index import DatasetIndex
 
 __all__ = [
     "FileFeatures",
@@ -277,7 +277,7 @@ def _source_side(
         return _Side(stats, summary, [w for w in [small_sample_warning(stats.n, stats.dims, label)] if w])
     if not source.exists():
         raise DatasetError(f"{label}: no such folder or .npz stats file")
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
 
     index = index_dataset(source)
     return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
@@ -286,7 +286,7 @@ def _source_side(
 def compute_source_stats(
     source: Path, config: FidConfig, device: torch.device | str, *, on_progress: ProgressCallback | None = None
 ) -> tuple[FeatureStats, SideSummary, list[str]]:
-    """Statistics of a folder (any layout :func:`engine.data.index_dataset` accepts) or a ``.npz``.
+    """Statistics of a folder (any layout :func:`engine.data.index.index_dataset` accepts) or a ``.npz``.
 
     Returns:
         ``(stats, summary, warnings)``.

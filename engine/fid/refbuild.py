@@ -2,7 +2,7 @@
 
 Sources:
 
-* a folder tree (any layout :func:`engine.data.index_dataset` accepts): the class of an image is its
+* a folder tree (any layout :func:`engine.data.index.index_dataset` accepts): the class of an image is its
   first-level folder (for ImageNet-21k, the WordNet id such as ``n01440764``);
 * a ``.tar`` file, or a folder holding ``.tar``/``.tar.gz`` shards (WebDataset layout). Image members
   are read one by one with :mod:`tarfile` (never extracted to disk). The class of a member is its
@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from engine.config.fid import FidConfig
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError
-from engine.features import (
+from engine.fid.features import (
     PREPROCESSING,
     extractor_id,
     forward_arrays,
@@ -55,11 +55,11 @@ from engine.features import (
     to_model_array,
     weights_sha256,
 )
-from engine.fid import FeatureStats, StatsProvenance, library_versions, save_stats
-from engine.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, is_image_name, open_rgb, resolve_workers
+from engine.fid.frechet import FeatureStats, StatsProvenance, library_versions, save_stats
+from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, is_image_name, open_rgb, resolve_workers
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
-from engine.reference import ReferenceInfo, reference_path, resolve_reference, validate_reference_name
+from engine.fid.reference import ReferenceInfo, reference_path, resolve_reference, validate_reference_name
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +115,7 @@ def discover_items(source: Path) -> tuple[str, list[Path], list[PlanItem], int]:
             except (tarfile.TarError, OSError) as exc:
                 raise DatasetError(f"{display_path(shard)}: not a readable tar file ({exc})") from None
         return "tar", shards, items, 0
-    from engine.data import index_dataset
+    from engine.data.index import index_dataset
 
     index = index_dataset(source)
     names = index.classes
@@ -158,10 +158,10 @@ def plan_sample(
 
 
 def _decode_bytes(data: bytes, label: str) -> object:
-    """Decode image bytes to RGB exactly as :func:`engine.imageio.open_rgb` converts files."""
+    """Decode image bytes to RGB exactly as :func:`engine.data.imageio.open_rgb` converts files."""
     from PIL import Image, UnidentifiedImageError
 
-    from engine.imageio import to_rgb  # the one shared conversion rule (module docstring there)
+    from engine.data.imageio import to_rgb  # the one shared conversion rule (module docstring there)
 
     try:
         im = Image.open(io.BytesIO(data))

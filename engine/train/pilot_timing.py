@@ -18,9 +18,9 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.device import Precision, autocast_context
-from engine.methods import Method, stages_of, uses_sgd
-from engine.train import make_optimizer
-from engine.transfer import build_model, configure_trainable, set_train_mode
+from engine.train.methods import Method, stages_of, uses_sgd
+from engine.train.loop import make_optimizer
+from engine.train.transfer import build_model, configure_trainable, set_train_mode
 
 __all__ = ["MethodTiming", "measure_method_timing"]
 

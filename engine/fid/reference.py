@@ -1,10 +1,10 @@
 """Named reference statistics (e.g. ``in21k``): where they live, how to find, list and show them.
 
 No ImageNet-21k FID statistics are published, so users build them once with
-``vpt-advisor reference build SRC --name in21k`` (:func:`engine.refbuild.build_reference`). A
+``vpt-advisor reference build SRC --name in21k`` (:func:`engine.fid.refbuild.build_reference`). A
 reference is two files in :func:`engine.paths.references_dir` (``$VPT_ADVISOR_HOME/references``):
 ``<name>.npz`` (``mu``/``sigma``, pytorch-fid's format) and ``<name>.json`` (the
-:class:`engine.fid.StatsProvenance` sidecar: source, N, sampling, extractor, preprocessing,
+:class:`engine.fid.frechet.StatsProvenance` sidecar: source, N, sampling, extractor, preprocessing,
 versions, sha256). Anywhere a name is accepted, a path to a ``.npz`` works too.
 """
 
@@ -19,7 +19,7 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError, ReferenceNotFoundError, StatsFileError
-from engine.fid import FeatureStats, StatsProvenance, load_stats, sidecar_path
+from engine.fid.frechet import FeatureStats, StatsProvenance, load_stats, sidecar_path
 from engine.paths import references_dir
 
 __all__ = [
@@ -149,7 +149,7 @@ def reference_info(name_or_path: str | Path) -> ReferenceInfo:
 
 
 def build_reference(*args: object, **kwargs: object) -> ReferenceInfo:
-    """Build a named reference; see :func:`engine.refbuild.build_reference` (imported lazily: torch)."""
-    from engine.refbuild import build_reference as _build
+    """Build a named reference; see :func:`engine.fid.refbuild.build_reference` (imported lazily: torch)."""
+    from engine.fid.refbuild import build_reference as _build
 
     return _build(*args, **kwargs)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@
 the prompts and the head (Jia et al., 2022); ``mixed`` trains VPT-deep prompts *and* every
 backbone weight (the paper's "Mixed"); ``ft-then-pt`` first fine-tunes the backbone without prompts,
 then freezes it and tunes VPT-deep prompts (the paper's "FT-then-PT"; the two stages are run by
-``engine.train.fit``).
+``engine.train.loop.fit``).
 
 Trainable parameters are chosen from module identity (the prompt parameter object, the head
 module), never by substring matches on parameter names, by the single function
@@ -18,8 +18,8 @@ from typing import Literal
 from torch import nn
 
 from engine.errors import ConfigError
-from engine.methods import METHODS, PROMPT_METHODS, Method, parse_method, stages_of, uses_sgd
-from engine.vpt import PromptedViT
+from engine.train.methods import METHODS, PROMPT_METHODS, Method, parse_method, stages_of, uses_sgd
+from engine.train.vpt import PromptedViT
 
 __all__ = [
     "Method",
@@ -52,7 +52,7 @@ def build_model(
     :func:`configure_trainable` afterwards.
 
     Args:
-        backbone: a timm ViT (e.g. from ``engine.models.create_backbone``).
+        backbone: a timm ViT (e.g. from ``engine.train.models.create_backbone``).
         method: one of :data:`METHODS`.
         num_classes: output classes of the new head.
         num_prompts: prompt tokens per set (prompt methods only).

@@ -1,7 +1,7 @@
 """Dataset indexing: ImageFolder trees, flat folders, VTAB-1k list files and CSV files.
 
 :func:`index_dataset` turns a path into a :class:`DatasetIndex` (sorted, deterministic) without
-decoding any image; :mod:`engine.profile` decodes and cleans it. Supported layouts:
+decoding any image; :mod:`engine.data.profile` decodes and cleans it. Supported layouts:
 
 * **ImageFolder** - class sub-folders; an image at any depth below a class folder belongs to that
   class. Classes are the sorted folder names (torchvision's convention). Images lying directly in the
@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
-from engine.imageio import SkippedFile, check_file, display_path, is_image_name
-from engine.splits import stratified_subsample, train_val_split
+from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
+from engine.data.splits import stratified_subsample, train_val_split
 
 __all__ = [
     "Layout",

@@ -76,7 +76,7 @@ class StatsProvenance(FrozenModel):
     n_skipped: int = Field(default=0, description="Files skipped because they could not be decoded.")
     dims: int = Field(default=2048, description="Feature dimensionality.")
     extractor: str = Field(default="", description="Feature extractor id (network, layer, weights hash).")
-    preprocessing: str = Field(default="", description="Named preprocessing (see engine.features).")
+    preprocessing: str = Field(default="", description="Named preprocessing (see engine.fid.features).")
     created: str = Field(default="", description="UTC time the statistics were written (ISO 8601).")
     versions: dict[str, str] = Field(default_factory=dict, description="Library versions used.")
     npz_sha256: str = Field(default="", description="sha256 of the .npz file this sidecar describes.")

@@ -1,10 +1,10 @@
 """The training loop: plain functions over explicit objects (the shape of timm's ``train.py``).
 
-One run trains one transfer method (``engine.transfer``) with the optimiser the paper's code uses
+One run trains one transfer method (``engine.train.transfer``) with the optimiser the paper's code uses
 for it (SGD + momentum for prompts/head, AdamW for weights; cosine schedule with linear warm-up,
 stepped per optimiser step), and evaluates top-1 accuracy after every epoch. Design points:
 
-* images come from decode-once uint8 tensors (``engine.tensordata``), normalised on the device;
+* images come from decode-once uint8 tensors (``engine.data.tensors``), normalised on the device;
 * no host synchronisation inside an epoch: loss and correct counts accumulate on the device and
   are read once per epoch (a non-finite epoch loss stops the run and marks it ``diverged``);
 * frozen parameters have ``requires_grad=False`` (no weight gradients, no optimizer state), and
@@ -32,12 +32,12 @@ from torch import nn
 from engine.config import FrozenModel
 from engine.config.train import TrainConfig
 from engine.device import autocast_context
-from engine.methods import Method, stages_of
-from engine.models import count_parameters
+from engine.train.methods import Method, stages_of
+from engine.train.models import count_parameters
 from engine.seed import seed_everything
-from engine.tensordata import ImageTensors, TensorLoader
-from engine.transfer import configure_trainable, set_train_mode
-from engine.vpt import PromptedViT
+from engine.data.tensors import ImageTensors, TensorLoader
+from engine.train.transfer import configure_trainable, set_train_mode
+from engine.train.vpt import PromptedViT
 
 __all__ = [
     "EpochStats",
@@ -159,7 +159,7 @@ def train_one_epoch(
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
-    """Train one epoch; the caller sets the train/eval modes (``engine.transfer.set_train_mode``).
+    """Train one epoch; the caller sets the train/eval modes (``engine.train.transfer.set_train_mode``).
 
     Loss and correct counts stay on ``device`` until the end of the epoch (one host sync).
     """
@@ -228,7 +228,7 @@ def fit(
     device: torch.device,
     on_epoch: Callable[[int, EpochStats, EvalStats], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` (built by ``engine.transfer.build_model`` for ``config.method``).
+    """Train ``model`` (built by ``engine.train.transfer.build_model`` for ``config.method``).
 
     ``ft-then-pt`` runs two stages: ``ft_stage_epochs`` of AdamW fine-tuning without prompts
     (``ft_stage_lr``), then ``epochs`` of prompt tuning with the config's optimiser. Warm-up is

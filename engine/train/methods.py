@@ -2,7 +2,7 @@
 
 ``full`` (FT), ``linear`` (head only), ``vpt-shallow`` and ``vpt-deep`` (Jia et al., 2022),
 ``mixed`` (VPT-deep prompts plus every backbone weight) and ``ft-then-pt`` (fine-tune, then freeze
-and prompt-tune). ``engine.transfer`` builds and configures the models.
+and prompt-tune). ``engine.train.transfer`` builds and configures the models.
 """
 
 from __future__ import annotations

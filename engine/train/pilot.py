@@ -32,16 +32,16 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
-from engine.data import DatasetIndex, Sample, stratified_subsample, train_val_split
+from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError, ConfigError, StoreError
-from engine.methods import Method, stages_of
-from engine.models import create_backbone
-from engine.pilot_timing import MethodTiming, measure_method_timing
+from engine.train.methods import Method, stages_of
+from engine.train.models import create_backbone
+from engine.train.pilot_timing import MethodTiming, measure_method_timing
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
-from engine.tensordata import load_image_tensors
-from engine.train import FitResult, fit
-from engine.transfer import build_model
+from engine.data.tensors import load_image_tensors
+from engine.train.loop import FitResult, fit
+from engine.train.transfer import build_model
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot", "run_pilot",
            "summarize_trials", "check_pilot_data", "load_pilot_backbone"]

@@ -1,7 +1,7 @@
 """Content-keyed cache of per-image Inception features (SQLite, one row per image).
 
 The key is ``sha256(file bytes) | extractor id | preprocessing``, where the extractor id contains
-the feature layer and the weights file's hash (see :func:`engine.features.extractor_id`). A renamed
+the feature layer and the weights file's hash (see :func:`engine.fid.features.extractor_id`). A renamed
 or copied file therefore hits the cache, and an edited file, other weights or other preprocessing
 miss it. Features are stored as raw float32 bytes, exactly as the network produced them, so a
 cached run gives bit-identical statistics.
