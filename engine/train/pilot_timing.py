@@ -1,45 +1,76 @@
-"""Warm-up timing for pilot budget planning: a few measured training and evaluation steps per method.
+"""The pilot's timing probe: a few measured steps per method, at most ``PROBE_BUDGET_S`` in all, cached.
 
-On a CPU one ViT-B/16 step takes seconds, so the warm-up uses a small batch there (cost per image
-is close to linear in the batch size on a CPU) and the configured batch on a GPU.
+A CPU step costs a fixed overhead plus a per-image part, so timing one batch size and reading the
+per-image cost off it overestimates small-batch runs and underestimates nothing (the old probe at
+batch 4 was 2.5x too pessimistic for batch-64 runs). The probe times two batch sizes and fits
+``t(B) = per_step + B * per_image`` for training and for evaluation; a trial's epoch then costs
+``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and threads,
+or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
+runs once per setup.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import logging
 import math
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, ValidationError
 from torch import nn
 
 from engine.config import FrozenModel
 from engine.device import Precision, autocast_context
-from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.loop import make_optimizer
+from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
 
-__all__ = ["MethodTiming", "measure_method_timing"]
+__all__ = ["MethodTiming", "PROBE_BUDGET_S", "measure_method_timing", "timing_cache_key", "cached_timing",
+           "store_timing", "epoch_seconds"]
 
-_CPU_WARMUP_BATCH = 4
+logger = logging.getLogger(__name__)
+
+PROBE_BUDGET_S = 10.0
+"""Wall-time cap of the whole probe, all methods together (issue 11: at most 10 s)."""
+_CPU_PROBE_BATCHES = (1, 3)
+"""Two batch sizes for the line fit on a CPU (a ViT-B/16 step at batch 3 takes about 2 s here)."""
 
 
 class MethodTiming(FrozenModel):
-    """Measured cost of one method on this device."""
+    """Measured cost of one method on this device: ``t(B) = per_step + B * per_image``."""
 
     method: Method
     train_s_per_image: float = Field(description="Seconds per training image (forward, backward, step).")
     eval_s_per_image: float = Field(description="Seconds per evaluated image.")
     setup_s: float = Field(description="Seconds to copy the backbone and build the model (per trial).")
-    batch: int = Field(description="Batch size the warm-up used.")
+    batch: int = Field(description="Largest batch size the probe used.")
+    train_s_per_step: float = Field(0.0, ge=0, description="Fixed seconds per training step (any batch size).")
+    eval_s_per_step: float = Field(0.0, ge=0, description="Fixed seconds per evaluation batch.")
+    probe_s: float = Field(0.0, ge=0, description="Wall time the probe took (0 when read from the cache).")
+    source: str = Field("probe", description="probe, cache, or trial (measured in a real pilot trial).")
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _line(points: dict[int, float]) -> tuple[float, float]:
+    """(per_step, per_image) through the two (batch, seconds) points; proportional with one point."""
+    if len(points) < 2:
+        (b, t), = points.items()
+        return 0.0, t / b
+    (b1, t1), (b2, t2) = sorted(points.items())
+    per_image = max((t2 - t1) / (b2 - b1), 1e-9)
+    return max(0.0, t1 - b1 * per_image), per_image
 
 
 def measure_method_timing(
@@ -52,11 +83,13 @@ def measure_method_timing(
     img_size: int,
     precision: Precision,
     device: torch.device,
-    timed_steps: int | None = None,
+    budget_s: float = PROBE_BUDGET_S,
 ) -> MethodTiming:
-    """Time one untimed and ``timed_steps`` timed steps (keeping the fastest) of ``method`` on random inputs.
+    """Time training and evaluation steps of ``method`` at two batch sizes, within ``budget_s``.
 
-    The backbone is copied, never modified. For ``ft-then-pt`` the slower (fine-tuning) stage is timed.
+    One untimed step first (allocations, lazy init). The backbone is copied, never modified. For
+    ``ft-then-pt`` the slower (fine-tuning) stage is timed. A measurement starts only while the
+    budget lasts, so the probe may fall back to one batch size (a proportional model).
     """
     t0 = time.perf_counter()
     model = build_model(copy.deepcopy(backbone), method, num_classes, num_prompts=num_prompts)
@@ -64,37 +97,107 @@ def measure_method_timing(
         configure_trainable(model, method, stage="ft")
     model.to(device)
     setup_s = time.perf_counter() - t0
-    batch = batch_size if device.type == "cuda" else min(batch_size, _CPU_WARMUP_BATCH)
-    steps = timed_steps if timed_steps is not None else 2
-    kind = "sgd" if uses_sgd(method) else "adamw"
-    optimizer = make_optimizer(model, kind=kind, lr=1e-6, weight_decay=0.0, device=device)
+    batches = (max(1, min(batch_size, 8)), batch_size) if device.type == "cuda" else _CPU_PROBE_BATCHES
+    batches = tuple(sorted({min(b, batch_size) for b in batches}))
+    optimizer = make_optimizer(model, kind="sgd" if uses_sgd(method) else "adamw", lr=1e-6, weight_decay=0.0,
+                               device=device)
     autocast = autocast_context(device, precision)
-    x = torch.randn(batch, 3, img_size, img_size, device=device)
-    y = torch.randint(0, num_classes, (batch,), device=device)
+    deadline = t0 + budget_s
     set_train_mode(model)
 
-    def step() -> None:
-        with autocast():
-            loss = F.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    def train_step(b: int) -> Callable[[], object]:
+        x = torch.randn(b, 3, img_size, img_size, device=device)
+        y = torch.randint(0, num_classes, (b,), device=device)
+
+        def run() -> None:
+            with autocast():
+                loss = F.cross_entropy(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return run
 
     def timed(fn: Callable[[], object]) -> float:
-        fn()  # untimed: allocations, optimizer state, lazy initialisation
+        t = time.perf_counter()
+        fn()
         _sync(device)
-        best = math.inf
-        for _ in range(steps):
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            best = min(best, time.perf_counter() - t)
-        return best / batch
+        return time.perf_counter() - t
 
-    train_s = timed(step)
+    timed(train_step(batches[0]))  # untimed: allocations, optimizer state, lazy initialisation
+    train = {b: timed(train_step(b)) for b in batches if b == batches[0] or time.perf_counter() < deadline}
     model.eval()
+    evals: dict[int, float] = {}
     with torch.inference_mode(), autocast():
-        eval_s = timed(lambda: model(x))
+        for b in batches:
+            if not evals or time.perf_counter() < deadline:
+                x = torch.randn(b, 3, img_size, img_size, device=device)
+                evals[b] = timed(lambda x=x: model(x))
     del model, optimizer
-    return MethodTiming(method=method, train_s_per_image=train_s, eval_s_per_image=eval_s, setup_s=setup_s,
-                        batch=batch)
+    t_step, t_img = _line(train)
+    e_step, e_img = _line(evals)
+    return MethodTiming(method=method, train_s_per_image=t_img, eval_s_per_image=e_img, setup_s=setup_s,
+                        batch=max(train), train_s_per_step=t_step, eval_s_per_step=e_step,
+                        probe_s=time.perf_counter() - t0)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} x{torch.get_num_threads()} threads"
+
+
+def timing_cache_key(device: torch.device, model: str, model_kwargs: dict[str, object], method: Method, *,
+                     img_size: int, num_prompts: int, precision: str, batch_size: int) -> str:
+    """The cache key: device (CPU model + threads, or GPU), model, method, image size, prompts, precision, batch."""
+    parts = {"device": _device_name(device), "model": model, "kwargs": model_kwargs, "method": method,
+             "img_size": img_size, "prompts": num_prompts, "precision": precision, "batch": batch_size,
+             "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cached_timing(path: Path | None, key: str) -> MethodTiming | None:
+    """The cached timing under ``key`` (None when absent or unreadable)."""
+    if path is None:
+        return None
+    entry = _read_cache(path).get(key)
+    try:
+        return MethodTiming.model_validate(entry).model_copy(update={"probe_s": 0.0}) if entry else None
+    except ValidationError:
+        logger.warning("ignoring an unreadable timing-cache entry in %s", path)
+        return None
+
+
+def store_timing(path: Path | None, key: str, timing: MethodTiming) -> None:
+    """Write ``timing`` under ``key`` (atomic replace; a failure to write only logs)."""
+    if path is None:
+        return
+    data = _read_cache(path)
+    data[key] = timing.model_dump(mode="json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("cannot write the timing cache %s: %s", path, exc)
+
+
+def epoch_seconds(per_step: float, per_image: float, n: int, batch: int) -> float:
+    """Cost of one pass over ``n`` images in batches of ``batch`` under the line model."""
+    return math.ceil(n / max(1, batch)) * per_step + n * per_image if n > 0 else 0.0
