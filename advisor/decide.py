@@ -293,8 +293,8 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
 
     Args:
         inputs: reconciled inputs (see :func:`build_inputs`).
-        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks
-            the paper's priors (see ``advisor.rules.read_pilot``).
+        pilot: optional pilot results on the user's data; a paired difference whose 95 % interval
+            excludes zero outranks the paper's priors (see ``advisor.rules.read_pilot``).
     """
     thr, reasons = resolve_threshold(inputs)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
@@ -312,9 +312,8 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
         reasons.insert(0, pilot_reason)
         if verdict.decisive and verdict.winner is not None:
             choice, lean = verdict.winner, None
-            seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
-            confidence = "high" if seeds >= 2 else "medium"
-        elif choice == "pilot" and verdict.difference is not None:
+            confidence = verdict.confidence or "medium"  # follows the interval (advisor.rules.read_pilot)
+        elif choice == "pilot" and verdict.difference is not None and verdict.by_design:
             choice, lean, confidence = ("VPT" if verdict.difference >= 0 else "FT"), None, "low"
     src = paper_source()
     label = {"FT": "full finetuning (FT)", "VPT": "visual prompt tuning (VPT)", "pilot": "run a pilot"}[choice]

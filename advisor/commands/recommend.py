@@ -187,7 +187,8 @@ def recommend_command(
         show_default=False)] = None,
     pilot: Annotated[bool, typer.Option(
         "--pilot", help="Also run a short FT vs VPT pilot on the dataset (see 'vpt-advisor pilot' for every "
-        "option); its evidence outranks the paper's priors when the gap exceeds the seed noise.")] = False,
+        "option); its evidence outranks the paper's priors when the paired 95 % interval of the gap "
+        "excludes zero.")] = False,
     budget: BudgetOpt = "15m",
     weights: WeightsOpt = None,
     yes: YesOpt = False,

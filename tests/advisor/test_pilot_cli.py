@@ -34,7 +34,7 @@ def colour_dataset(tmp_path: Path) -> Path:
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the tiny CLI runs short: at most 2 epochs and one lr per method."""
-    import engine.train.pilot as pilot_mod
+    import engine.train.pilot_plan as pilot_mod
     from engine.config import train as train_cfg
 
     monkeypatch.setattr(pilot_mod, "_EPOCHS", (2,))

@@ -191,3 +191,23 @@ def test_summary_is_mean_and_std_over_seeds_at_the_best_lr(colour_dataset: Path,
     assert vpt.trainable_params == 2 * 32 + 32 * 3 + 3  # one shallow set of 2 prompts + head
     assert 0 < vpt.trainable_pct < 5
     assert vpt.images_per_s > 0 and vpt.peak_memory_bytes > 0 and vpt.wall_s > 0
+
+
+def test_probe_fits_a_line_and_is_cached(colour_dataset: Path, tmp_path: Path) -> None:
+    from engine.train.pilot_timing import measure_method_timing
+
+    timing = measure_method_timing(make_vit(), "full", num_classes=3, num_prompts=2, batch_size=16, img_size=32,
+                                   precision="fp32", device=torch.device("cpu"), budget_s=5.0)
+    assert timing.train_s_per_image > 0 and timing.eval_s_per_image > 0 and timing.batch == 3
+    assert timing.train_s_per_step >= 0 and timing.probe_s < 5.0 + 2.0  # one step may start just before the cap
+    cache = tmp_path / "timing.json"
+    index = index_dataset(colour_dataset)
+    first = plan_pilot(index, _config(), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)
+    assert {t.source for t in first.timings} == {"probe"} and first.probe_s > 0
+    # another request (other seeds) on the same device/model/methods/size reads the cache: no probe
+    again = plan_pilot(index, _config(seeds=1), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)
+    assert {t.source for t in again.timings} == {"cache"} and again.probe_s == 0.0
+    assert [t.train_s_per_image for t in again.timings] == [t.train_s_per_image for t in first.timings]
+    other = plan_pilot(index, _config(img_size=24), device=torch.device("cpu"), backbone=make_vit(img_size=24),
+                       timing_cache=cache)
+    assert {t.source for t in other.timings} == {"probe"}  # another image size is another entry
