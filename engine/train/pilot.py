@@ -35,13 +35,13 @@ from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_de
 from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
-from engine.errors import ConfigError, StoreError
+from engine.errors import ConfigError, EngineError, StoreError
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
 from engine.train.loop import FitResult, fit
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone
-from engine.train.pilot_plan import PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
+from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
 from engine.train.pilot_timing import (
     MethodTiming,
     cached_timing,
@@ -56,6 +56,9 @@ __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSumma
            "run_pilot", "summarize_trials", "compare_methods", "check_pilot_data", "load_pilot_backbone"]
 
 logger = logging.getLogger(__name__)
+
+_DECODE_PROBE_FILES = 8
+"""Files decoded to time decoding when planning (a few: the probe must stay short)."""
 
 FT_METHOD: Method = "full"
 VPT_METHODS: tuple[Method, ...] = ("vpt-deep", "vpt-shallow")
@@ -188,6 +191,20 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
     return {m: out[m] for m in config.methods}
 
 
+def _decode_seconds(samples: list[Sample], img_size: int, workers: int) -> float:
+    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant)."""
+    step = max(1, len(samples) // _DECODE_PROBE_FILES)
+    few = samples[::step][:_DECODE_PROBE_FILES]
+    if not few:
+        return DECODE_S_PER_IMAGE
+    t = time.perf_counter()
+    try:
+        load_image_tensors(few, size=img_size, workers=workers)
+    except EngineError:  # none decodable: the run itself will say so; plan with the fallback
+        return DECODE_S_PER_IMAGE
+    return (time.perf_counter() - t) / len(few)
+
+
 def plan_pilot(
     index: DatasetIndex,
     config: PilotConfig,
@@ -223,9 +240,11 @@ def plan_pilot(
     timings = _probe(backbone, config, num_classes=index.num_classes, img_size=img_size, device=device,
                      timing_cache=timing_cache)
     probe_s = time.perf_counter() - t0 if any(t.source == "probe" for t in timings.values()) else 0.0
+    decode_s = _decode_seconds(index.samples, img_size, config.workers)
     n_labeled = len(index.samples)
-    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes)
-    enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled)
+    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes,
+                                 decode_s=decode_s)
+    enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled, decode_s=decode_s)
     train, val, compare = split_samples(index.samples, config, n_compare=choice.n_compare, n=choice.n)
     lr_grid = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
     seeds = PAPER_SEEDS[: config.seeds]
@@ -239,7 +258,7 @@ def plan_pilot(
         device=str(device), precision=config.precision, model=config.model, num_prompts=config.num_prompts,
         min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
-        assumed_discordance=config.assumed_discordance, probe_s=probe_s,
+        assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
     )
     if plan_path is not None:
         _atomic_write(plan_path, plan.model_dump_json(indent=2))

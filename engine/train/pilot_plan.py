@@ -28,11 +28,13 @@ from engine.train.methods import Method, stages_of
 from engine.train.pilot_timing import MethodTiming, epoch_seconds
 from engine.train.power import ALPHA, IMAGE_SHARE, POWER, compare_images_needed, min_detectable_difference
 
-__all__ = ["TrialSpec", "PilotPlan", "Choice", "choose_plan", "split_samples", "estimate_seconds", "MDD_FORMULA"]
+__all__ = ["TrialSpec", "PilotPlan", "Choice", "choose_plan", "split_samples", "estimate_seconds", "MDD_FORMULA",
+           "DECODE_S_PER_IMAGE"]
 
 _SIZES = (10000, 5000, 2000, 1000, 800, 500, 400, 250, 200, 100, 50, 25)
 _EPOCHS = (50, 30, 20, 10, 5, 3, 2, 1)
-_DECODE_S_PER_IMAGE = 0.01  # rough cost of decoding + resizing one image once (PIL, 224 px, one core)
+DECODE_S_PER_IMAGE = 0.01
+"""Fallback cost of decoding + resizing one image (PIL, 224 px, one core); plans measure it on a few files."""
 MDD_FORMULA = ("MDD = (z[1-alpha/2] + z[power]) * sqrt(p_d * (rho + (1-rho)/seeds) / n_compare) * 100; "
                "paired test on the same comparison images, p_d = share of images the methods disagree on")
 
@@ -80,6 +82,7 @@ class PilotPlan(FrozenModel):
     image_share: float = IMAGE_SHARE
     mdd_formula: str = MDD_FORMULA
     probe_s: float = Field(0.0, description="Wall time of the timing probe (0 when every timing was cached).")
+    decode_s_per_image: float = Field(DECODE_S_PER_IMAGE, description="Measured decode + resize seconds per image.")
 
     @property
     def n_trials(self) -> int:
@@ -112,11 +115,11 @@ def _trial_cost(t: MethodTiming, method: Method, epochs: int, n_train: int, n_va
 
 
 def estimate_seconds(timings: dict[str, MethodTiming], config: PilotConfig, *, n_compare: int, n: int, epochs: int,
-                     grid: int) -> float:
-    """Estimated wall time: decoding once, then every trial (setup, epochs, one comparison pass)."""
+                     grid: int, decode_s: float = DECODE_S_PER_IMAGE) -> float:
+    """Estimated wall time: decoding once (``decode_s`` per image), then every trial (setup, epochs, comparison)."""
     n_train, n_val = _split_val(n, config)
     batch = min(config.batch_size, n_train)
-    total = (n + n_compare) * _DECODE_S_PER_IMAGE
+    total = (n + n_compare) * decode_s
     for m in config.methods:
         g = min(grid, len(config.grid_for(m)))
         total += g * config.seeds * _trial_cost(timings[m], m, epochs, n_train, n_val, n_compare, batch)
@@ -128,8 +131,8 @@ def _options(cap: int, floor: int) -> list[int]:
     return sorted({cap, *(s for s in _SIZES if floor <= s <= cap)}, reverse=True)
 
 
-def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labeled: int,
-                num_classes: int) -> tuple[Choice, int]:
+def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labeled: int, num_classes: int,
+                decode_s: float = DECODE_S_PER_IMAGE) -> tuple[Choice, int]:
     """Pick (comparison size, training size, epochs, grid) for ``config.budget_s``; also return the needed size.
 
     Preference: a comparison set that reaches ``min_detectable``, then at least 5 epochs, then a larger
@@ -150,7 +153,7 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
         for n in _options(train_cap, floor):
             for e in epochs_options:
                 for g in range(1, max_grid + 1):
-                    est = estimate_seconds(timings, config, n_compare=n_cmp, n=n, epochs=e, grid=g)
+                    est = estimate_seconds(timings, config, n_compare=n_cmp, n=n, epochs=e, grid=g, decode_s=decode_s)
                     choice = Choice(n_compare=n_cmp, n=n, epochs=e, grid=g, estimated_s=est)
                     if cheapest is None or est < cheapest.estimated_s:
                         cheapest = choice
@@ -171,12 +174,13 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
 
 
 def sufficient(timings: dict[str, MethodTiming], config: PilotConfig, choice: Choice, needed: int,
-               n_labeled: int) -> tuple[int | None, float | None]:
+               n_labeled: int, decode_s: float = DECODE_S_PER_IMAGE) -> tuple[int | None, float | None]:
     """(labeled images, budget seconds) that would reach ``min_detectable`` with the chosen training plan."""
     if choice.n_compare >= needed:
         return None, None
     images = needed + choice.n
-    budget = estimate_seconds(timings, config, n_compare=needed, n=choice.n, epochs=choice.epochs, grid=choice.grid)
+    budget = estimate_seconds(timings, config, n_compare=needed, n=choice.n, epochs=choice.epochs, grid=choice.grid,
+                              decode_s=decode_s)
     return (images if images > n_labeled else None), budget
 
 

@@ -1,9 +1,9 @@
 """The pilot's timing probe: a few measured steps per method, at most ``PROBE_BUDGET_S`` in all, cached.
 
-A CPU step costs a fixed overhead plus a per-image part, so timing one batch size and reading the
-per-image cost off it overestimates small-batch runs and underestimates nothing (the old probe at
-batch 4 was 2.5x too pessimistic for batch-64 runs). The probe times two batch sizes and fits
-``t(B) = per_step + B * per_image`` for training and for evaluation; a trial's epoch then costs
+A step costs a fixed overhead plus a per-image part, so timing one small batch and reading the
+per-image cost off it overestimates large-batch runs (the old probe at batch 4 was 2.5x too
+pessimistic for batch-64 runs). The probe times batch 1 and the largest batch (up to the real one)
+that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation; a trial's epoch then costs
 ``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and threads,
 or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
 runs once per setup.
@@ -18,18 +18,19 @@ import logging
 import math
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, ValidationError
 from torch import nn
 
 from engine.config import FrozenModel
 from engine.device import Precision, autocast_context
-from engine.train.loop import make_optimizer
+from engine.data.tensors import ImageTensors, TensorLoader
+from engine.train.loop import evaluate, make_optimizer, make_scheduler, train_one_epoch
 from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
 
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_BUDGET_S = 10.0
 """Wall-time cap of the whole probe, all methods together (issue 11: at most 10 s)."""
-_CPU_PROBE_BATCHES = (1, 3)
-"""Two batch sizes for the line fit on a CPU (a ViT-B/16 step at batch 3 takes about 2 s here)."""
+_MAX_REPEATS = 5
+"""Timed repeats per point when the budget allows (their median counts)."""
 
 
 class MethodTiming(FrozenModel):
@@ -73,6 +74,63 @@ def _line(points: dict[int, float]) -> tuple[float, float]:
     return max(0.0, t1 - b1 * per_image), per_image
 
 
+def _second_batch(t1: float, b1: int, batch_size: int, *, per_point_s: float) -> int:
+    """The largest batch up to ``batch_size`` whose step (extrapolated from ``t1``) fits ``per_point_s``.
+
+    Timing the real batch where it is affordable (GPUs, small models) makes the line exact there;
+    on a CPU with ViT-B/16 the budget allows a few images only, and the line extrapolates.
+    """
+    if t1 <= 0:
+        return batch_size
+    return max(b1, min(batch_size, int(per_point_s / (t1 / b1))))
+
+
+class _Probe:
+    """One method's model, optimizer and the real loop functions, timed on random uint8 images."""
+
+    def __init__(self, model: nn.Module, method: Method, *, num_classes: int, img_size: int, precision: Precision,
+                 device: torch.device, deadline: float) -> None:
+        self.model, self.device, self.deadline = model, device, deadline
+        self.num_classes, self.img_size = num_classes, img_size
+        self.optimizer = make_optimizer(model, kind="sgd" if uses_sgd(method) else "adamw", lr=1e-6,
+                                        weight_decay=0.0, device=device)
+        self.scheduler = make_scheduler(self.optimizer, warmup_steps=0, total_steps=1000)
+        self.autocast = autocast_context(device, precision)
+
+    def _loader(self, b: int) -> TensorLoader:
+        gen = torch.Generator().manual_seed(b)
+        data = ImageTensors(torch.randint(0, 256, (b, 3, self.img_size, self.img_size), generator=gen,
+                                          dtype=torch.uint8), torch.randint(0, self.num_classes, (b,), generator=gen))
+        return TensorLoader(data, batch_size=b, device=self.device)
+
+    def _timed(self, fn: Callable[[], object]) -> float:
+        """Median of up to _MAX_REPEATS runs while the budget lasts, after one untimed run.
+
+        The median, not the minimum: a pilot runs for minutes on a machine that also does other work,
+        and its steps cost what a typical step costs, not the luckiest one.
+        """
+        fn()
+        times: list[float] = []
+        while len(times) < _MAX_REPEATS and (not times or time.perf_counter() + times[-1] <= self.deadline):
+            t = time.perf_counter()
+            fn()
+            _sync(self.device)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    def train(self, b: int) -> float:
+        """Seconds of one training step at batch ``b`` through ``train_one_epoch`` (loader, scheduler included)."""
+        loader = self._loader(b)
+        set_train_mode(self.model)
+        return self._timed(lambda: train_one_epoch(self.model, loader, self.optimizer, self.scheduler,
+                                                   autocast=self.autocast, device=self.device))
+
+    def eval(self, b: int) -> float:
+        """Seconds of evaluating one batch of ``b`` through ``evaluate``."""
+        loader = self._loader(b)
+        return self._timed(lambda: evaluate(self.model, loader, autocast=self.autocast, device=self.device))
+
+
 def measure_method_timing(
     backbone: nn.Module,
     method: Method,
@@ -85,11 +143,11 @@ def measure_method_timing(
     device: torch.device,
     budget_s: float = PROBE_BUDGET_S,
 ) -> MethodTiming:
-    """Time training and evaluation steps of ``method`` at two batch sizes, within ``budget_s``.
+    """Time training and evaluation at batch 1 and the largest affordable batch, within ``budget_s``.
 
-    One untimed step first (allocations, lazy init). The backbone is copied, never modified. For
-    ``ft-then-pt`` the slower (fine-tuning) stage is timed. A measurement starts only while the
-    budget lasts, so the probe may fall back to one batch size (a proportional model).
+    Steps go through the real loop (``train_one_epoch``/``evaluate`` over a ``TensorLoader``), so the
+    loader, scheduler and bookkeeping are in the measurement. The backbone is copied, never modified.
+    For ``ft-then-pt`` the slower (fine-tuning) stage is timed.
     """
     t0 = time.perf_counter()
     model = build_model(copy.deepcopy(backbone), method, num_classes, num_prompts=num_prompts)
@@ -97,42 +155,16 @@ def measure_method_timing(
         configure_trainable(model, method, stage="ft")
     model.to(device)
     setup_s = time.perf_counter() - t0
-    batches = (max(1, min(batch_size, 8)), batch_size) if device.type == "cuda" else _CPU_PROBE_BATCHES
-    batches = tuple(sorted({min(b, batch_size) for b in batches}))
-    optimizer = make_optimizer(model, kind="sgd" if uses_sgd(method) else "adamw", lr=1e-6, weight_decay=0.0,
-                               device=device)
-    autocast = autocast_context(device, precision)
-    deadline = t0 + budget_s
-    set_train_mode(model)
-
-    def train_step(b: int) -> Callable[[], object]:
-        x = torch.randn(b, 3, img_size, img_size, device=device)
-        y = torch.randint(0, num_classes, (b,), device=device)
-
-        def run() -> None:
-            with autocast():
-                loss = F.cross_entropy(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        return run
-
-    def timed(fn: Callable[[], object]) -> float:
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        return time.perf_counter() - t
-
-    timed(train_step(batches[0]))  # untimed: allocations, optimizer state, lazy initialisation
-    train = {b: timed(train_step(b)) for b in batches if b == batches[0] or time.perf_counter() < deadline}
-    model.eval()
-    evals: dict[int, float] = {}
-    with torch.inference_mode(), autocast():
-        for b in batches:
-            if not evals or time.perf_counter() < deadline:
-                x = torch.randn(b, 3, img_size, img_size, device=device)
-                evals[b] = timed(lambda x=x: model(x))
-    del model, optimizer
+    probe = _Probe(model, method, num_classes=num_classes, img_size=img_size, precision=precision, device=device,
+                   deadline=t0 + budget_s)
+    train = {1: probe.train(1)}
+    b2 = _second_batch(train[1], 1, batch_size, per_point_s=(probe.deadline - time.perf_counter()) / 4)
+    if b2 > 1:
+        train[b2] = probe.train(b2)
+    evals = {1: probe.eval(1)}
+    if b2 > 1 and time.perf_counter() < probe.deadline:
+        evals[b2] = probe.eval(b2)
+    del model, probe
     t_step, t_img = _line(train)
     e_step, e_img = _line(evals)
     return MethodTiming(method=method, train_s_per_image=t_img, eval_s_per_image=e_img, setup_s=setup_s,
