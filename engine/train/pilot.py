@@ -48,6 +48,7 @@ from engine.train.pilot_timing import (
     measure_method_timing,
     store_timing,
     timing_cache_key,
+    timing_from_trials,
 )
 from engine.train.power import PairedComparison, paired_bootstrap
 from engine.train.transfer import build_model
@@ -167,6 +168,11 @@ def check_pilot_data(index: DatasetIndex) -> None:
         raise ConfigError(f"the pilot needs at least 2 classes, found {index.num_classes} in {index.root}")
 
 
+def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
+    return timing_cache_key(device, config.model, dict(config.model_kwargs), method, img_size=img_size,
+                            num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
+
+
 def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,
            timing_cache: Path | None) -> dict[str, MethodTiming]:
     """Timing per method: from the cache, else measured (the whole probe within PROBE_BUDGET_S)."""
@@ -175,12 +181,10 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
     out: dict[str, MethodTiming] = {}
     todo: list[tuple[Method, str]] = []
     for m in config.methods:
-        key = timing_cache_key(device, config.model, dict(config.model_kwargs), m, img_size=img_size,
-                               num_prompts=config.num_prompts, precision=config.precision,
-                               batch_size=config.batch_size)
+        key = _cache_key(config, m, img_size, device)
         hit = cached_timing(timing_cache, key)
         if hit is not None:
-            out[m] = hit.model_copy(update={"source": "cache"})
+            out[m] = hit if hit.source == "trial" else hit.model_copy(update={"source": "cache"})
         else:
             todo.append((m, key))
     for m, key in todo:
@@ -375,6 +379,7 @@ def run_pilot(
     backbone: nn.Module | None = None,
     on_progress: ProgressCallback | None = None,
     on_trial: Callable[[TrialResult, bool], None] | None = None,
+    timing_cache: Path | None = None,
 ) -> PilotResult:
     """Run (or resume) the pilot described by ``plan`` (made by :func:`plan_pilot` when ``None``).
 
@@ -387,6 +392,7 @@ def run_pilot(
         backbone: a ready backbone (tests); built from ``config`` when ``None``.
         on_progress: ``on_progress(done, total)`` in epochs over all trials; also called once at start.
         on_trial: ``on_trial(result, resumed)`` for every trial, resumed ones included.
+        timing_cache: the probe's cache; trials run now replace their method's training cost in it.
 
     Returns:
         A :class:`PilotResult`. A ``KeyboardInterrupt`` propagates after the finished trials are on disk.
@@ -409,6 +415,7 @@ def run_pilot(
                             else (None, []))
     backbone.to("cpu")
     results: list[TrialResult] = []
+    fresh: set[str] = set()
     resumed = run = 0
     # progress is counted in epochs (a CPU trial can take minutes); resumed trials count at once
     units = {spec: len(stages_of(spec.method)) * plan.epochs for spec in plan.trials}
@@ -423,6 +430,7 @@ def run_pilot(
             result = _run_trial(backbone, plan, config, spec, tc, train, val, compare, device,
                                 key=path.stem, on_epoch=lambda e, base=done: report(on_progress, base + e, total))
             _atomic_write(path, result.model_dump_json())
+            fresh.add(result.key)
             run += 1
         else:
             resumed += 1
@@ -431,12 +439,24 @@ def run_pilot(
         if on_trial is not None:
             on_trial(result, was_resumed)
         report(on_progress, done, total)
+    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
     methods = summarize_trials(plan, results)
     return PilotResult(
         plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results), trials_run=run,
         trials_resumed=resumed, n_skipped_files=len(skipped_train) + len(skipped_val) + len(skipped_cmp),
         store_dir=str(store_dir), wall_s=time.perf_counter() - start,
     )
+
+
+def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResult], device: torch.device,
+                    timing_cache: Path | None) -> None:
+    if timing_cache is None:
+        return
+    for t in plan.timings:
+        speeds = [r.fit.images_per_s for r in fresh if r.spec.method == t.method and not r.fit.diverged]
+        if speeds and len(stages_of(t.method)) == 1:
+            store_timing(timing_cache, _cache_key(config, t.method, plan.img_size, device),
+                         timing_from_trials(t, speeds))
 
 
 def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,

@@ -6,7 +6,8 @@ pessimistic for batch-64 runs). The probe times batch 1 and the largest batch (u
 that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation; a trial's epoch then costs
 ``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and threads,
 or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
-runs once per setup.
+runs once per setup; finished pilot trials then overwrite the training cost with what they measured
+(``timing_from_trials``), so a noisy probe does not mislead later plans.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
 
 __all__ = ["MethodTiming", "PROBE_BUDGET_S", "measure_method_timing", "timing_cache_key", "cached_timing",
-           "store_timing", "epoch_seconds"]
+           "store_timing", "epoch_seconds", "timing_from_trials"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,15 +162,27 @@ def measure_method_timing(
     b2 = _second_batch(train[1], 1, batch_size, per_point_s=(probe.deadline - time.perf_counter()) / 4)
     if b2 > 1:
         train[b2] = probe.train(b2)
-    evals = {1: probe.eval(1)}
-    if b2 > 1 and time.perf_counter() < probe.deadline:
-        evals[b2] = probe.eval(b2)
+    evals: dict[int, float] = {}
+    if time.perf_counter() < probe.deadline:
+        evals[1] = probe.eval(1)
+        if b2 > 1 and time.perf_counter() < probe.deadline:
+            evals[b2] = probe.eval(b2)
     del model, probe
     t_step, t_img = _line(train)
-    e_step, e_img = _line(evals)
+    # out of time: a forward pass is about a third of a training step (backward ~ 2x forward in FLOPs)
+    e_step, e_img = _line(evals) if evals else (t_step / 3, t_img / 3)
     return MethodTiming(method=method, train_s_per_image=t_img, eval_s_per_image=e_img, setup_s=setup_s,
                         batch=max(train), train_s_per_step=t_step, eval_s_per_step=e_step,
                         probe_s=time.perf_counter() - t0)
+
+
+def timing_from_trials(probe: MethodTiming, images_per_s: list[float]) -> MethodTiming:
+    """``probe`` with its training cost replaced by what real trials measured (at the real batch size)."""
+    speeds = [v for v in images_per_s if v > 0]
+    if not speeds:
+        return probe
+    return probe.model_copy(update={"train_s_per_image": 1.0 / statistics.median(speeds), "train_s_per_step": 0.0,
+                                    "probe_s": 0.0, "source": "trial"})
 
 
 def _device_name(device: torch.device) -> str:

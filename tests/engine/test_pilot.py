@@ -210,3 +210,10 @@ def test_probe_fits_a_line_and_is_cached(colour_dataset: Path, tmp_path: Path) -
     other = plan_pilot(index, _config(img_size=24), device=torch.device("cpu"), backbone=make_vit(img_size=24),
                        timing_cache=cache)
     assert {t.source for t in other.timings} == {"probe"}  # another image size is another entry
+    # real trials replace the probe's training cost in the cache
+    config = _config(lr_grid={"full": (1e-3,), "vpt-deep": (1.0,)}, seeds=1)
+    run_pilot(index, config, store_dir=tmp_path / "store", device=torch.device("cpu"), backbone=make_vit(),
+              timing_cache=cache)
+    later = plan_pilot(index, _config(seeds=1, epochs=3), device=torch.device("cpu"), backbone=make_vit(),
+                       timing_cache=cache)
+    assert {t.source for t in later.timings} == {"trial"}
