@@ -128,7 +128,7 @@ def estimate_seconds(timings: dict[str, MethodTiming], config: PilotConfig, *, n
 
 def _options(cap: int, floor: int) -> list[int]:
     floor = min(floor, cap)
-    return sorted({cap, *(s for s in _SIZES if floor <= s <= cap)}, reverse=True)
+    return sorted({cap, floor, *(s for s in _SIZES if floor <= s <= cap)}, reverse=True)
 
 
 def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labeled: int, num_classes: int,
