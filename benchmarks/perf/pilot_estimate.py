@@ -20,10 +20,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.data.index import DatasetIndex
 
 __all__ = ["main"]
 
-_TINY = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+_TINY: dict[str, int | float | bool | str] = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 """The tiny test ViT's architecture (tests/gen_vit.py TINY_VIT)."""
 TOLERANCE = 0.30
 """Issue 11's target: the estimate within +-30 % of the measured wall time."""
@@ -44,7 +48,7 @@ def _dataset(root: Path, n_per_class: int, size: int) -> Path:
     return root
 
 
-def _one_budget(index: object, args: argparse.Namespace, budget_s: float, cache: Path, work: Path) -> dict[str, float]:
+def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, cache: Path, work: Path) -> dict[str, float]:
     import torch
 
     from engine.config.train import PilotConfig
@@ -57,11 +61,10 @@ def _one_budget(index: object, args: argparse.Namespace, budget_s: float, cache:
                          min_detectable=args.min_detectable)
     device = torch.device("cpu")
     t0 = time.perf_counter()
-    plan = plan_pilot(index, config, device=device, timing_cache=cache)  # type: ignore[arg-type]
+    plan = plan_pilot(index, config, device=device, timing_cache=cache)
     planned = time.perf_counter() - t0
     t1 = time.perf_counter()
-    run_pilot(index, config, store_dir=work / f"store{budget_s:g}", device=device, plan=plan,  # type: ignore[arg-type]
-              timing_cache=cache)
+    run_pilot(index, config, store_dir=work / f"store{budget_s:g}", device=device, plan=plan, timing_cache=cache)
     actual = time.perf_counter() - t1
     sources = ",".join(sorted({t.source for t in plan.timings}))
     print(f"{budget_s:>8.0f}{plan.n_train:>7}{plan.n_compare:>6}{plan.epochs:>5}{plan.n_trials:>7}"

@@ -250,7 +250,7 @@ def plan_pilot(
                                  decode_s=decode_s)
     enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled, decode_s=decode_s)
     train, val, compare = split_samples(index.samples, config, n_compare=choice.n_compare, n=choice.n)
-    lr_grid = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
+    lr_grid: dict[str, tuple[float, ...]] = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
     seeds = PAPER_SEEDS[: config.seeds]
     mdd = mdd_of(config, len(compare))
     plan = PilotPlan(
@@ -427,8 +427,13 @@ def run_pilot(
         result = _load_trial(path)
         was_resumed = result is not None
         if result is None:
-            result = _run_trial(backbone, plan, config, spec, tc, train, val, compare, device,
-                                key=path.stem, on_epoch=lambda e, base=done: report(on_progress, base + e, total))
+            base = done
+
+            def on_epoch(epoch: int, base: int = base) -> None:
+                report(on_progress, base + epoch, total)
+
+            result = _run_trial(backbone, plan, config, spec, tc, train, val, compare, device, key=path.stem,
+                                on_epoch=on_epoch)
             _atomic_write(path, result.model_dump_json())
             fresh.add(result.key)
             run += 1

@@ -173,7 +173,7 @@ def measure_method_timing(
     e_step, e_img = _line(evals) if evals else (t_step / 3, t_img / 3)
     return MethodTiming(method=method, train_s_per_image=t_img, eval_s_per_image=e_img, setup_s=setup_s,
                         batch=max(train), train_s_per_step=t_step, eval_s_per_step=e_step,
-                        probe_s=time.perf_counter() - t0)
+                        probe_s=time.perf_counter() - t0, source="probe")
 
 
 def timing_from_trials(probe: MethodTiming, images_per_s: list[float]) -> MethodTiming:
