@@ -26,6 +26,9 @@ from engine.progress import StageProgress, no_progress
 if TYPE_CHECKING:
     import torch
 
+    from engine.config.train import PilotConfig
+    from engine.device import Precision
+
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = [
@@ -177,6 +180,16 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
     return recommend(inputs, evidence)
 
 
+def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
+    from engine.config.train import PilotConfig, parse_budget
+    from engine.train.methods import parse_methods
+
+    return PilotConfig(methods=parse_methods(req.methods), model=req.model, weights=req.weights,
+                       random_init=req.random_init, num_prompts=num_prompts, seeds=req.seeds,
+                       budget_s=parse_budget(req.budget), precision=precision, batch_size=req.batch_size,
+                       img_size=req.img_size, min_detectable=req.min_detectable)
+
+
 def run_pilot_request(
     req: PilotRequest,
     *,
@@ -198,16 +211,12 @@ def run_pilot_request(
     Returns:
         The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.config.train import PilotConfig, parse_budget
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device, resolve_precision
     from engine.errors import NotDecisiveError
     from engine.paths import cache_dir, data_home
-    from engine.train.methods import parse_methods
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
 
-    method_list = parse_methods(req.methods)
-    budget_s = parse_budget(req.budget)
     has_task = req.task is not None or req.disparity is not None or prior is not None
     if req.task is not None or req.disparity is not None:
         from advisor.decide import reconcile_disparity
@@ -216,10 +225,7 @@ def run_pilot_request(
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
-    prec = resolve_precision(dev, req.precision)
-    config = PilotConfig(methods=method_list, model=req.model, weights=req.weights, random_init=req.random_init,
-                         num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
-                         batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable)
+    config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
     check_pilot_data(index)

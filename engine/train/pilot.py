@@ -21,9 +21,9 @@ import hashlib
 import json
 import logging
 import os
-import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from engine.device import autocast_context
 from engine.errors import ConfigError, EngineError, StoreError
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
-from engine.train.loop import FitResult, fit
+from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone
 from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
@@ -50,7 +50,8 @@ from engine.train.pilot_timing import (
     timing_cache_key,
     timing_from_trials,
 )
-from engine.train.power import PairedComparison, paired_bootstrap
+from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
+from engine.train.power import PairedComparison
 from engine.train.transfer import build_model
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
@@ -61,47 +62,6 @@ logger = logging.getLogger(__name__)
 _DECODE_PROBE_FILES = 8
 """Files decoded to time decoding when planning (a few: the probe must stay short)."""
 
-FT_METHOD: Method = "full"
-VPT_METHODS: tuple[Method, ...] = ("vpt-deep", "vpt-shallow")
-"""The paper's comparison: full finetuning against the better VPT variant (picked on the selection split)."""
-
-
-class TrialResult(FrozenModel):
-    """A finished trial as stored on disk."""
-
-    key: str = Field(description="Fingerprint of everything that determines the trial.")
-    spec: TrialSpec
-    fit: FitResult
-    compare_correct: list[bool] = Field(
-        default_factory=list, description="Per comparison image (plan order): did the final model get it right?")
-
-    @property
-    def compare_acc(self) -> float:
-        """Accuracy (%) of the final model on the comparison images."""
-        return 100.0 * sum(self.compare_correct) / len(self.compare_correct) if self.compare_correct else 0.0
-
-
-class MethodSummary(FrozenModel):
-    """One method's pilot result."""
-
-    method: Method
-    best_lr: float | None = Field(description="Grid lr with the best mean selection accuracy (None: no trial).")
-    mean_acc: float = Field(description="Mean best-epoch selection accuracy (%) over seeds at best_lr.")
-    std_acc: float = Field(description="Sample std (%) over seeds at best_lr (0 with one seed).")
-    compare_acc: float = Field(0.0, description="Mean final-model accuracy (%) on the comparison images at best_lr.")
-    compare_std: float = Field(0.0, description="Sample std (%) over seeds of compare_acc.")
-    n_seeds: int
-    per_lr: dict[str, tuple[float, float, int]] = Field(description="lr -> (mean, std, seeds) on the selection split.")
-    trainable_params: int
-    total_params: int
-    trainable_pct: float
-    images_per_s: float = Field(description="Mean training throughput over the method's trials.")
-    peak_memory_bytes: int
-    peak_memory_kind: str
-    wall_s: float = Field(description="Summed wall time of the method's trials.")
-    diverged_trials: int
-    finished_trials: int
-    planned_trials: int
 
 
 class PilotResult(FrozenModel):
@@ -286,63 +246,6 @@ def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainCon
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 
-def _at_best_lr(trials: list[TrialResult], method: str) -> tuple[str | None, dict[str, tuple[float, float, int]]]:
-    mine = [t for t in trials if t.spec.method == method]
-    per_lr: dict[str, tuple[float, float, int]] = {}
-    for lr in sorted({t.spec.lr for t in mine}):
-        accs = [t.fit.best_val_acc for t in mine if t.spec.lr == lr]
-        per_lr[repr(lr)] = (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
-    best_lr = max(sorted(per_lr, key=float), key=lambda k: per_lr[k][0]) if per_lr else None
-    return best_lr, per_lr
-
-
-def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodSummary]:
-    """Per-method summary at the lr with the best mean selection accuracy (ties to the smaller lr)."""
-    out = []
-    for method in plan.lr_grid:
-        mine = [t for t in trials if t.spec.method == method]
-        best_lr, per_lr = _at_best_lr(trials, method)
-        mean, std, k = per_lr[best_lr] if best_lr is not None else (0.0, 0.0, 0)
-        cmp = [t.compare_acc for t in mine if best_lr is not None and repr(t.spec.lr) == best_lr and t.compare_correct]
-        fits = [t.fit for t in mine]
-        trainable = fits[0].trainable_params if fits else 0
-        total = fits[0].total_params if fits else 0
-        out.append(MethodSummary(
-            method=method, best_lr=float(best_lr) if best_lr is not None else None, mean_acc=mean, std_acc=std,
-            compare_acc=statistics.fmean(cmp) if cmp else 0.0,
-            compare_std=statistics.stdev(cmp) if len(cmp) > 1 else 0.0,
-            n_seeds=k, per_lr=per_lr, trainable_params=trainable, total_params=total,
-            trainable_pct=100.0 * trainable / total if total else 0.0,
-            images_per_s=statistics.fmean([f.images_per_s for f in fits]) if fits else 0.0,
-            peak_memory_bytes=max((f.peak_memory_bytes for f in fits), default=0),
-            peak_memory_kind=fits[0].peak_memory_kind if fits else "",
-            wall_s=sum(f.wall_s for f in fits), diverged_trials=sum(f.diverged for f in fits),
-            finished_trials=len(fits), planned_trials=sum(1 for t in plan.trials if t.method == method),
-        ))
-    return out
-
-
-def compare_methods(methods: list[MethodSummary], trials: list[TrialResult]) -> PairedComparison | None:
-    """FT vs the VPT variant with the best selection accuracy, paired on the comparison images.
-
-    Only trials at each method's selected lr count; ``None`` without FT, a VPT variant or comparison scores.
-    """
-    by_name = {m.method: m for m in methods if m.best_lr is not None}
-    vpts = [by_name[v] for v in VPT_METHODS if v in by_name]
-    if FT_METHOD not in by_name or not vpts:
-        return None
-    vpt = max(vpts, key=lambda m: m.mean_acc)  # picked on the selection split, never on the comparison set
-
-    def rows(m: MethodSummary) -> list[list[bool]]:
-        return [t.compare_correct for t in trials
-                if t.spec.method == m.method and t.spec.lr == m.best_lr and t.compare_correct]
-
-    ft_rows, vpt_rows = rows(by_name[FT_METHOD]), rows(vpt)
-    if not ft_rows or not vpt_rows or len({len(r) for r in ft_rows + vpt_rows}) != 1:
-        return None
-    return paired_bootstrap(ft_rows, vpt_rows, ft_method=FT_METHOD, vpt_method=vpt.method)
-
-
 def _score_compare(model: nn.Module, data: ImageTensors, tc: TrainConfig, device: torch.device) -> list[bool]:
     """Per-image correctness of ``model`` on ``data`` (input order), under the trial's precision."""
     if len(data) == 0:
@@ -408,49 +311,62 @@ def run_pilot(
     if plan is None:
         plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone)
     train_s, val_s, cmp_s = _splits(index, config, plan)
-    data_key = _digest([_dataset_fingerprint(train_s + val_s), _dataset_fingerprint(cmp_s)])
-    train, skipped_train = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
-    val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
-    compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers) if cmp_s
-                            else (None, []))
+    data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s), _dataset_fingerprint(cmp_s)]))
+    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
+    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
+    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers) if cmp_s
+                                 else (None, []))
     backbone.to("cpu")
+    results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
+                                 on_progress=on_progress, on_trial=on_trial)
+    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
+    methods = summarize_trials(plan, results)
+    return PilotResult(
+        plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results),
+        trials_run=len(fresh), trials_resumed=len(results) - len(fresh),
+        n_skipped_files=len(skipped) + len(skipped_val) + len(skipped_cmp), store_dir=str(store_dir),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+@dataclass
+class _Data:
+    """The decoded splits of one pilot and the fingerprint that keys its trials."""
+
+    data_key: str
+    train: ImageTensors | None = None
+    val: ImageTensors | None = None
+    compare: ImageTensors | None = None
+
+
+def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data: _Data, *, device: torch.device,
+                store_dir: Path, on_progress: ProgressCallback | None,
+                on_trial: Callable[[TrialResult, bool], None] | None) -> tuple[list[TrialResult], set[str]]:
+    """Every planned trial, read back from the store or trained and stored at once; (results, keys run now)."""
     results: list[TrialResult] = []
     fresh: set[str] = set()
-    resumed = run = 0
     # progress is counted in epochs (a CPU trial can take minutes); resumed trials count at once
     units = {spec: len(stages_of(spec.method)) * plan.epochs for spec in plan.trials}
     total, done = sum(units.values()), 0
     report(on_progress, 0, total)
     for spec in plan.trials:
         tc = _train_config(plan, config, spec)
-        path = store_dir / "trials" / f"{_trial_key(plan, config, data_key, tc)}.json"
+        path = store_dir / "trials" / f"{_trial_key(plan, config, data.data_key, tc)}.json"
         result = _load_trial(path)
         was_resumed = result is not None
         if result is None:
-            base = done
-
-            def on_epoch(epoch: int, base: int = base) -> None:
+            def on_epoch(epoch: int, base: int = done) -> None:
                 report(on_progress, base + epoch, total)
 
-            result = _run_trial(backbone, plan, config, spec, tc, train, val, compare, device, key=path.stem,
-                                on_epoch=on_epoch)
+            result = _run_trial(backbone, plan, config, spec, tc, data, device, key=path.stem, on_epoch=on_epoch)
             _atomic_write(path, result.model_dump_json())
             fresh.add(result.key)
-            run += 1
-        else:
-            resumed += 1
         results.append(result)
         done += units[spec]
         if on_trial is not None:
             on_trial(result, was_resumed)
         report(on_progress, done, total)
-    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
-    methods = summarize_trials(plan, results)
-    return PilotResult(
-        plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results), trials_run=run,
-        trials_resumed=resumed, n_skipped_files=len(skipped_train) + len(skipped_val) + len(skipped_cmp),
-        store_dir=str(store_dir), wall_s=time.perf_counter() - start,
-    )
+    return results, fresh
 
 
 def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResult], device: torch.device,
@@ -465,12 +381,12 @@ def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResul
 
 
 def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,
-               train: ImageTensors, val: ImageTensors, compare: ImageTensors | None, device: torch.device, *,
-               key: str, on_epoch: Callable[[int], None]) -> TrialResult:
+               data: _Data, device: torch.device, *, key: str, on_epoch: Callable[[int], None]) -> TrialResult:
     seed_everything(spec.seed, deterministic=config.deterministic)
     model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
                         num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
-    fitted = fit(model, train, val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))
-    correct = _score_compare(model, compare, tc, device) if compare is not None else []
+    assert data.train is not None and data.val is not None  # decoded by run_pilot
+    fitted = fit(model, data.train, data.val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))
+    correct = _score_compare(model, data.compare, tc, device) if data.compare is not None else []
     del model
     return TrialResult(key=key, spec=spec, fit=fitted, compare_correct=correct)
