@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
+from engine.config.train import DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class PilotRequest(BaseModel):
     device: str = Field(default="auto", description="--device.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto", description="--precision (auto: bf16 on CUDA and on CPUs with native bf16, else fp32).")
-    min_detectable: float = Field(default=3.0, gt=0, le=100,
+    min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
                                   description="Difference (points) the pilot must be able to detect to decide.")
     yes: bool = Field(default=False, description="Start long CPU runs and not-decisive-by-design pilots without asking.")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")

@@ -21,12 +21,12 @@ import math
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.config.train import PilotConfig
+from engine.config.train import DEFAULT_MIN_DETECTABLE, PilotConfig
 from engine.data.index import Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError
 from engine.train.methods import Method, stages_of
 from engine.train.pilot_timing import MethodTiming, epoch_seconds
-from engine.train.power import ALPHA, IMAGE_SHARE, POWER, compare_images_needed, min_detectable_difference
+from engine.train.power import ALPHA, ASSUMED_DISCORDANCE, IMAGE_SHARE, POWER, compare_images_needed, min_detectable_difference
 
 __all__ = ["TrialSpec", "PilotPlan", "Choice", "choose_plan", "split_samples", "estimate_seconds", "MDD_FORMULA",
            "DECODE_S_PER_IMAGE"]
@@ -71,12 +71,12 @@ class PilotPlan(FrozenModel):
     model: str
     num_prompts: int
     min_detectable: float = Field(math.inf, description="Smallest VPT-FT difference (points) this plan detects.")
-    target_detectable: float = Field(3.0, description="--min-detectable: the difference the user needs detectable.")
+    target_detectable: float = Field(DEFAULT_MIN_DETECTABLE, description="--min-detectable: the difference the user needs detectable.")
     decisive_by_design: bool = Field(False, description="min_detectable <= target_detectable.")
     compare_needed: int = Field(0, description="Comparison images that reach target_detectable.")
     sufficient_labeled: int | None = Field(None, description="Labeled images that would suffice (None: enough).")
     sufficient_budget_s: float | None = Field(None, description="Budget that would suffice (None: enough).")
-    assumed_discordance: float = Field(0.2, description="p_d assumed by the power calculation.")
+    assumed_discordance: float = Field(ASSUMED_DISCORDANCE, description="p_d assumed by the power calculation.")
     alpha: float = ALPHA
     power: float = POWER
     image_share: float = IMAGE_SHARE
