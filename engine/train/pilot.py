@@ -374,10 +374,13 @@ def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResul
     if timing_cache is None:
         return
     for t in plan.timings:
-        speeds = [r.fit.images_per_s for r in fresh if r.spec.method == t.method and not r.fit.diverged]
-        if speeds and len(stages_of(t.method)) == 1:
-            store_timing(timing_cache, _cache_key(config, t.method, plan.img_size, device),
-                         timing_from_trials(t, speeds))
+        fits = [r.fit for r in fresh if r.spec.method == t.method and not r.fit.diverged]
+        if not fits or len(stages_of(t.method)) != 1:
+            continue
+        measured = [(f.images_per_s, f.wall_s - len(f.val_accs) * plan.n_train / f.images_per_s,
+                     len(f.val_accs) * plan.n_val) for f in fits if f.images_per_s > 0]
+        store_timing(timing_cache, _cache_key(config, t.method, plan.img_size, device),
+                     timing_from_trials(t, measured))
 
 
 def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,

@@ -186,13 +186,22 @@ def measure_method_timing(
                         probe_s=time.perf_counter() - t0, source="probe")
 
 
-def timing_from_trials(probe: MethodTiming, images_per_s: list[float]) -> MethodTiming:
-    """``probe`` with its training cost replaced by what real trials measured (at the real batch size)."""
-    speeds = [v for v in images_per_s if v > 0]
-    if not speeds:
+def timing_from_trials(probe: MethodTiming, fits: list[tuple[float, float, int]]) -> MethodTiming:
+    """``probe`` with training and evaluation costs replaced by what real trials measured.
+
+    Each entry of ``fits`` is ``(images_per_s, eval_seconds, eval_images)`` of one trial: its training
+    throughput at the real batch size, and the rest of its wall time (evaluations plus per-epoch
+    bookkeeping) over the images it evaluated, which is how the estimate scales that rest.
+    """
+    fits = [f for f in fits if f[0] > 0]
+    if not fits:
         return probe
-    return probe.model_copy(update={"train_s_per_image": 1.0 / statistics.median(speeds), "train_s_per_step": 0.0,
-                                    "probe_s": 0.0, "source": "trial"})
+    update: dict[str, object] = {"train_s_per_image": 1.0 / statistics.median(f[0] for f in fits),
+                                 "train_s_per_step": 0.0, "probe_s": 0.0, "source": "trial"}
+    evals = [max(0.0, e) / n for _, e, n in fits if n > 0]
+    if evals:
+        update.update(eval_s_per_image=statistics.median(evals), eval_s_per_step=0.0)
+    return probe.model_copy(update=update)
 
 
 def _device_name(device: torch.device) -> str:

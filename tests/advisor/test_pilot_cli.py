@@ -129,6 +129,18 @@ def test_not_decisive_by_design_runs_with_yes_and_never_changes_the_answer(
     assert rec["pilot"]["decisive"] is False and "not decisive by design" in rec["reasons"][0]["sentence"]
 
 
+def test_bf16_on_a_cpu_that_emulates_it_is_refused(colour_dataset: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_bf16_support",
+                        lambda cpuinfo=None: device_mod.CpuBf16(native=False, flags=(), capability="AVX512",
+                                                                source="test"))
+    assert main(["pilot", str(colour_dataset), *TINY, "--precision", "bf16"]) == 1
+    err = capsys.readouterr().err
+    assert "bf16 refused" in err and "emulated" in err and "--precision fp32" in err and "Traceback" not in err
+
+
 def test_default_prompt_length_follows_the_paper() -> None:
     assert pilot_uc.default_prompt_length("clevr_count")[0] == get_vtab_task("clevr_count").prompt_length
     assert pilot_uc.default_prompt_length("counting")[0] == DEFAULT_NUM_PROMPTS  # a type, not a VTAB task
