@@ -43,6 +43,7 @@ from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone
 from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
 from engine.train.pilot_timing import (
+    PROBE_BUDGET_S,
     MethodTiming,
     cached_timing,
     measure_method_timing,
@@ -136,8 +137,6 @@ def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch
 def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,
            timing_cache: Path | None) -> dict[str, MethodTiming]:
     """Timing per method: from the cache, else measured (the whole probe within PROBE_BUDGET_S)."""
-    from engine.train.pilot_timing import PROBE_BUDGET_S
-
     out: dict[str, MethodTiming] = {}
     todo: list[tuple[Method, str]] = []
     for m in config.methods:
