@@ -178,8 +178,8 @@ def from_pilot(
 ) -> PilotReportInputs:
     """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
 
-    Each method is shown at its best grid lr (as :func:`engine.train.pilot.summarize_trials` picks it):
-    the best validation accuracy of every seed there, and those runs' learning curves.
+    Each method is shown at its lr picked on the selection split (as :func:`engine.train.pilot.summarize_trials`
+    picks it): every seed's accuracy on the held-out comparison images there, and those runs' learning curves.
 
     Args:
         result: The pilot result.
