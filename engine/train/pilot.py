@@ -146,10 +146,12 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
             out[m] = hit if hit.source == "trial" else hit.model_copy(update={"source": "cache"})
         else:
             todo.append((m, key))
-    for m, key in todo:
+    deadline = time.perf_counter() + PROBE_BUDGET_S
+    for i, (m, key) in enumerate(todo):
+        share = max(0.0, deadline - time.perf_counter()) / (len(todo) - i)  # what earlier methods left
         out[m] = measure_method_timing(backbone, m, num_classes=num_classes, num_prompts=config.num_prompts,
                                        batch_size=config.batch_size, img_size=img_size, precision=config.precision,
-                                       device=device, budget_s=PROBE_BUDGET_S / len(todo))
+                                       device=device, budget_s=share)
         store_timing(timing_cache, key, out[m])
     return {m: out[m] for m in config.methods}
 
