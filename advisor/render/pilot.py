@@ -10,6 +10,7 @@ from rich.table import Table
 
 from advisor.render import console, err_console
 from advisor.schemas import Recommendation
+from advisor.usecases.pilot import budget_flag
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
@@ -60,7 +61,7 @@ def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
     grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
                  f"budget{probe}")
     if not plan.decisive_by_design:
-        need = [f"--budget {format_seconds(plan.sufficient_budget_s)}"] if plan.sufficient_budget_s else []
+        need = [f"--budget {budget_flag(plan.sufficient_budget_s)}"] if plan.sufficient_budget_s else []
         if plan.sufficient_labeled:
             need.append(f"about {plan.sufficient_labeled:,} labeled images")
         grid.add_row("[yellow]verdict[/]", "[yellow]not decisive by design[/]: this plan cannot detect "

@@ -14,6 +14,7 @@ otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PilotReport", "PilotRequest", "run_pilot_request", "LONG_CPU_RUN_S", "default_prompt_length",
-    "pilot_evidence", "power_refusal", "PilotRefusal",
+    "pilot_evidence", "power_refusal", "PilotRefusal", "budget_flag",
 ]
 
 LONG_CPU_RUN_S = 10 * 60
@@ -135,8 +136,9 @@ def pilot_evidence(result: PilotResult) -> PilotEvidence | None:
                          target_detectable=plan.target_detectable)
 
 
-def _format_minutes(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60 + 0.5))
+def budget_flag(seconds: float) -> str:
+    """``--budget`` value covering ``seconds``, rounded up to whole minutes (``48m``, ``1h05m``)."""
+    minutes = max(1, math.ceil(seconds / 60))
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
@@ -144,7 +146,7 @@ def power_refusal(plan: PilotPlan) -> str:
     """Why ``plan`` cannot decide, and what would: the budget and the labeled images that would suffice."""
     need = []
     if plan.sufficient_budget_s is not None:
-        need.append(f"--budget {_format_minutes(plan.sufficient_budget_s)}")
+        need.append(f"--budget {budget_flag(plan.sufficient_budget_s)}")
     if plan.sufficient_labeled is not None:
         need.append(f"about {plan.sufficient_labeled:,} labeled images (you have {plan.n_labeled:,})")
     return (f"this pilot cannot decide: with {plan.n_compare} held-out comparison images and {len(plan.seeds)} "

@@ -136,7 +136,8 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
     """Pick (comparison size, training size, epochs, grid) for ``config.budget_s``; also return the needed size.
 
     Preference: a comparison set that reaches ``min_detectable``, then at least 5 epochs, then a larger
-    comparison set, then more training data, up to 10 epochs, a larger grid, more epochs.
+    comparison set (up to the training subsample's size), then more training data, up to 10 epochs, a
+    larger grid, more epochs.
 
     Raises:
         BudgetError: not even the smallest pilot fits the budget.
@@ -159,7 +160,8 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
                         cheapest = choice
                     if est > config.budget_s:
                         continue
-                    score = (int(n_cmp >= needed), min(e, 5), n_cmp, n, min(e, 10), g, e)
+                    # below the needed size, a comparison set larger than the training data buys little
+                    score = (int(n_cmp >= needed), min(e, 5), min(n_cmp, n), n, min(e, 10), g, e)
                     if best is None or score > best[0]:
                         best = (score, choice)
     if best is None:
