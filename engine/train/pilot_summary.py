@@ -13,7 +13,7 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.train.loop import FitResult
-from engine.train.methods import Method
+from engine.train.methods import Method, parse_method
 from engine.train.pilot_plan import PilotPlan, TrialSpec
 from engine.train.power import PairedComparison, paired_bootstrap
 
@@ -75,7 +75,8 @@ def _at_best_lr(trials: list[TrialResult], method: str) -> tuple[str | None, dic
 def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodSummary]:
     """Per-method summary at the lr with the best mean selection accuracy (ties to the smaller lr)."""
     out = []
-    for method in plan.lr_grid:
+    for name in plan.lr_grid:
+        method = parse_method(name)
         mine = [t for t in trials if t.spec.method == method]
         best_lr, per_lr = _at_best_lr(trials, method)
         mean, std, k = per_lr[best_lr] if best_lr is not None else (0.0, 0.0, 0)
