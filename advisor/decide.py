@@ -27,13 +27,12 @@ import math
 from pathlib import PurePath
 from typing import Literal
 
+from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
     THRESHOLD_LABEL,
     Similarity,
-    combine_priors,
-    read_pilot,
 )
 from advisor.schemas import (
     AdvisorInputs,
@@ -72,7 +71,6 @@ __all__ = [
     "build_inputs",
     "calibration_matches",
     "classify_similarity",
-    "nearest_tasks",
     "recommend",
     "reconcile_disparity",
     "resolve_threshold",
@@ -167,11 +165,6 @@ def build_inputs(
     )
 
 
-def calibration_matches(cal: Calibration, reference: str) -> bool:
-    """True when a calibration was measured against ``reference`` (a name, or a path whose stem is the name)."""
-    return cal.reference in (reference, PurePath(reference).stem)
-
-
 def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[Reason]]:
     """Threshold in force: ``--fid-threshold`` > a calibration for the same reference > the Table 19 default."""
     notes: list[Reason] = []
@@ -248,82 +241,37 @@ def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityTh
     return size_trend(keys, inputs.n_train, grouping=grouping)
 
 
-def _pair_winner(ft: float, vpt: float) -> Literal["FT", "VPT", "tie"]:
-    return "VPT" if vpt > ft else "FT" if ft > vpt else "tie"
-
-
-def nearest_tasks(inputs: AdvisorInputs, n_train: int, limit: int = 5) -> list[NearestTask]:
-    """Paper tasks nearest the user's: related tasks first, then by calibrated FID, then paper order."""
-    fids = _task_fids(inputs)
-    keys = [k for k, t in VTAB_TASKS.items() if t.disparity == inputs.disparity]
-    related = [k for k in inputs.related_tasks if k in keys]
-    rest = [k for k in keys if k not in related]
-    if fids and inputs.fid is not None:
-        rest.sort(key=lambda k: abs(fids[k] - inputs.fid) if k in fids else float("inf"))  # type: ignore[operator]
-    table = data_size_table()
-    out: list[NearestTask] = []
-    for key in (related + rest)[:limit]:
-        sizes = [s for s, p in table[key].items() if p.gap is not None]
-        size = min(sizes, key=lambda s: abs(math.log(s / n_train)))
-        pair = table[key][size]
-        assert pair.ft is not None and pair.vpt is not None
-        task = VTAB_TASKS[key]
-        if key in related:
-            if inputs.task_kind == "vtab":
-                why = "same task" if key == inputs.task_name else "same VTAB group"
-            else:
-                why = f"like '{inputs.task_name}'"
-        elif key in fids and inputs.fid is not None:
-            why = f"FID {fids[key]:.1f}"
-        else:
-            why = "same disparity"
-        # At 800 the winner keeps the paper's tie-break digits (Clevr/distance 58.2(3) vs 58.2(2)).
-        winner = task.winner_800 if size == 800 else _pair_winner(pair.ft, pair.vpt)
-        out.append(NearestTask(
-            key=key, name=task.name, group=task.group, disparity=task.disparity, n_train=size, ft=pair.ft,
-            vpt=pair.vpt, winner=winner, fid=fids.get(key), why=why,
-            source=("Table 5" if task.disparity == "low" else "Table 6")
-            + (" (= Tables 1-2)" if size == 800 else ""),
-        ))
-    return out
-
-
 def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Recommendation:
     """FT, VPT or 'pilot' for the user's task, with a confidence and every reason.
 
     Args:
         inputs: reconciled inputs (see :func:`build_inputs`).
-        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks
-            the paper's priors (see ``advisor.rules.read_pilot``).
+        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks the
+            paper's evidence at the pilot's own size (see :func:`advisor.answer.combine_pilot`).
     """
     thr, reasons = resolve_threshold(inputs)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = "unverified" if inputs.fid_status == "unverified" else classify_similarity(inputs.fid, thr)
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
-    prior = combine_priors(inputs, thr, similarity, trend, summary)
-    reasons.extend(prior.reasons)
-    choice: Choice = prior.choice
-    lean = prior.lean
-    confidence: Confidence = prior.confidence
+    finding, quadrant, context = paper_finding(inputs, similarity, thr, n_train=inputs.n_train)
+    reasons.extend(context)
+    reasons.extend(finding.reasons)
+    choice, lean, confidence = finding.choice, finding.lean, finding.confidence
     verdict = None
     if pilot is not None:
-        verdict, pilot_reason = read_pilot(pilot)
-        reasons.insert(0, pilot_reason)
-        if verdict.decisive and verdict.winner is not None:
-            choice, lean = verdict.winner, None
-            seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
-            confidence = "high" if seeds >= 2 else "medium"
-        elif choice == "pilot" and verdict.difference is not None:
-            choice, lean, confidence = ("VPT" if verdict.difference >= 0 else "FT"), None, "low"
+        verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
+            inputs, similarity, thr, finding, pilot)
+        reasons[:0] = pilot_reasons
     src = paper_source()
     label = {"FT": "full finetuning (FT)", "VPT": "visual prompt tuning (VPT)", "pilot": "run a pilot"}[choice]
-    headline = f"Recommendation: {label}" + (f", leaning {lean}" if lean else "") + f" (confidence {confidence})"
+    headline = (f"Recommendation: {label}, leaning {lean} (confidence {confidence})" if choice == "pilot" and lean
+                else f"Recommendation: {label} (confidence {confidence})")
     return Recommendation(
         recommendation=choice, lean=lean if choice == "pilot" else None, confidence=confidence,
-        headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=prior.quadrant,
-        reasons=reasons, nearest_tasks=nearest_tasks(inputs, trend.n_train), size_trend=trend,
-        backbone=summary, pilot=verdict, inputs=inputs,
+        headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=quadrant,
+        reasons=reasons, task_line=task_line(inputs), nearest_tasks=finding.rows, vote=finding.vote,
+        size_trend=trend, backbone=summary, pilot=verdict, inputs=inputs,
         provenance=Provenance(
             paper=f"{src['authors']}, \"{src['title']}\", {src['venue']}", arxiv=src["arxiv"],
             paper_data_sha256=paper_data_sha256(), advisor_version=__version__, threshold=thr,
