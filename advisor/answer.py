@@ -137,15 +137,18 @@ def _similarity(inputs: AdvisorInputs, sim: Similarity, threshold: float, defaul
         return Finding("pilot", "low", lean=size.vote.majority if size.vote else None, vote=size.vote,
                        rows=size.rows, reasons=size.reasons)
     side = _calibrated_side(inputs, sim, threshold, n)
-    if side is None:
-        cells = fgvc_side(sim, threshold)
-        if not cells:
-            quad: Choice = "VPT" if sim == "similar" else "FT"
-            return Finding(quad, "low", vote=None, rows=[], reasons=[Reason(
-                rule="similarity-vote", source="Fig. 1; Table 19", favours=quad, sentence=(
-                    f"Table 19 has no dataset on the {sim} side of FID {threshold:.1f}, so the answer rests on "
-                    f"Fig. 1's rule alone ({sim} data -> {quad}) and the confidence is low."))])
-        side = vote_finding(cells, n, what=f"Table 19 datasets on the {sim} side of FID {threshold:.1f}",
+    quad: Choice = "VPT" if sim == "similar" else "FT"
+    cells = fgvc_side(sim, threshold) if default else []
+    if side is None and not cells:
+        why = (f"Table 19 has no dataset on the {sim} side of FID {threshold:.1f}" if default else
+               "the threshold is not Table 19's, so Table 19's FIDs (against the paper's own reference) cannot "
+               "be placed on either side of it")
+        side = Finding(quad, "medium" if not default else "low", reasons=[Reason(
+            rule="similarity-vote", source="Fig. 1", favours=quad, sentence=(
+                f"{why[0].upper()}{why[1:]}, so the answer rests on Fig. 1's rule alone: {sim} data with low "
+                f"disparity favours {quad}."))])
+    elif side is None:
+        side = vote_finding(cells, n, what=f"datasets on the {sim} side of FID {threshold:.1f}",
                             rule="similarity-vote", why=f"{sim} side (Table 19)")
     if default and side.confidence == "high":
         side.confidence = "medium"
@@ -205,9 +208,8 @@ def _apply_caps(f: Finding, inputs: AdvisorInputs, n: int, assumed: bool) -> Non
             f"The task type rests on {f.vote.n_voters} paper task{'s' if f.vote.n_voters > 1 else ''} only, "
             "so the confidence is at most medium.")))
     for limit, source, sentence in caps:
-        if f.confidence != cap(f.confidence, limit):
-            f.confidence = cap(f.confidence, limit)
-            f.reasons.append(Reason(rule="confidence", source=source, sentence=sentence))
+        f.confidence = cap(f.confidence, limit)
+        f.reasons.append(Reason(rule="confidence", source=source, sentence=sentence))
     if f.choice == "pilot":
         f.confidence = "low"
 

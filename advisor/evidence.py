@@ -201,7 +201,9 @@ def vote_finding(cells: Sequence[Experiment], n: int, *, what: str, rule: str, w
             f"{_join([c.name for c in narrow])} {'wins' if len(narrow) == 1 else 'win'} by less than "
             f"{NARROW_GAP:g} point, within what seeds can move (the paper prints no seed spread here), "
             "so the confidence is lowered.")))
-    far = max((_distance(c.n_train, n) for c in cells if c.n_train is not None), default=0.0)
+    # Beyond the largest table size the extrapolation rule (advisor.answer) caps the confidence instead.
+    far = max((_distance(c.n_train, n) for c in cells
+               if c.n_train is not None and not (c.n_train == DATA_SIZES[-1] < n)), default=0.0)
     if far > math.log(FAR_FACTOR):
         conf = cap(conf, "low" if far > math.log(VERY_FAR_FACTOR) else "medium")
         reasons.append(Reason(rule="confidence", source="our rule", sentence=(
