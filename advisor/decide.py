@@ -237,6 +237,13 @@ def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityTh
             return size_trend(side, inputs.n_train, grouping=grouping)
         except ValueError:  # no calibrated task on that side has Tables 5-6 data at this size
             why = f"no calibrated {similarity}-side task has Tables 5-6 data at this size"
+    if inputs.task_kind is not None and inputs.task_name is not None:
+        own = [inputs.task_name] if inputs.task_kind == "vtab" else list(inputs.related_tasks)
+        label = "the task itself" if inputs.task_kind == "vtab" else f"the tasks like '{inputs.task_name}'"
+        try:
+            return size_trend(own, inputs.n_train, grouping=label)
+        except ValueError:  # those tasks are not measured around this size: use the whole disparity group
+            why = f"{label} are not measured around this size"
     grouping = f"all {inputs.disparity}-disparity tasks (by disparity only: {why})"
     return size_trend(keys, inputs.n_train, grouping=grouping)
 
