@@ -115,9 +115,10 @@ def paper_data_size_points(keys: Collection[str] | None = None) -> list[DataSize
             continue
         name = VTAB_TASKS[key].name
         for n, pair in sorted(by_size.items()):
-            for method, acc in (("FT", pair.ft), ("VPT", pair.vpt)):
-                if acc is not None:
-                    points.append(DataSizePoint(task=name, method=method, n_train=n, accuracy=acc, origin="paper"))
+            if pair.ft is not None:
+                points.append(DataSizePoint(task=name, method="FT", n_train=n, accuracy=pair.ft, origin="paper"))
+            if pair.vpt is not None:
+                points.append(DataSizePoint(task=name, method="VPT", n_train=n, accuracy=pair.vpt, origin="paper"))
     return points
 
 

@@ -51,11 +51,12 @@ class ThresholdFit(FrozenModel):
     accuracy: float = Field(description="Fraction of tasks the threshold classifies correctly.")
     n_tasks: int = Field(description="Tasks used.")
     misclassified: list[str] = Field(default_factory=list, description="Tasks on the wrong side.")
-    loo_accuracy: float | None = Field(None, description="Leave-one-task-out accuracy: each task predicted by a "
+    loo_accuracy: float | None = Field(default=None, description="Leave-one-task-out accuracy: each task predicted by a "
                                        "threshold fitted on the others (None when not computed).")
-    majority_accuracy: float = Field(0.0, description="Accuracy of always predicting the more common winner.")
-    n_ft: int = Field(0, description="FT-won tasks used.")
-    n_vpt: int = Field(0, description="VPT-won tasks used.")
+    majority_accuracy: float = Field(default=0.0, description="Accuracy of always predicting the more common "
+                                     "winner.")
+    n_ft: int = Field(default=0, description="FT-won tasks used.")
+    n_vpt: int = Field(default=0, description="VPT-won tasks used.")
 
 
 def paper_low_disparity_winners() -> dict[str, Literal["FT", "VPT"]]:

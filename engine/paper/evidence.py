@@ -24,9 +24,9 @@ from engine.config import FrozenModel
 from engine.paper import (
     DATA_SIZES,
     Backbone,
+    VTAB_TASKS,
     Disparity,
     Winner,
-    VTAB_TASKS,
     backbone_results,
     data_size_table,
     fgvc_table,
@@ -78,23 +78,27 @@ def _sized_table(key: str, n: int) -> str:
     return "Table 5" if low else "Table 6"
 
 
+def _vtab_cell(key: str, setting: Setting, n: int, ft: float, vpt: float, table: str) -> Experiment:
+    task = VTAB_TASKS[key]
+    return Experiment(key=key, name=task.name, group=task.group, disparity=task.disparity, backbone="in21k",
+                      setting=setting, n_train=n, ft=ft, vpt=vpt, table=table,
+                      winner=paper_winner(key, n if setting == "sized" else None, ft, vpt))
+
+
 def _in21k() -> list[Experiment]:
     out: list[Experiment] = []
     ft800, vpt800 = vtab1k_results("FT"), vtab1k_results("VPT")
     ft1, vpt1 = vtab_oneshot_results("FT"), vtab_oneshot_results("VPT")
     sized = data_size_table()
     for key, task in VTAB_TASKS.items():
-        base = dict(key=key, name=task.name, group=task.group, disparity=task.disparity, backbone="in21k")
-        out.append(Experiment(**base, setting="one-shot", n_train=task.num_classes, ft=ft1[key], vpt=vpt1[key],
-                              winner=paper_winner(key, None, ft1[key], vpt1[key]),
-                              table="Table 3" if task.disparity == "low" else "Table 4"))
+        out.append(_vtab_cell(key, "one-shot", task.num_classes, ft1[key], vpt1[key],
+                              "Table 3" if task.disparity == "low" else "Table 4"))
         for n in DATA_SIZES:
             pair = sized[key][n]
             ft, vpt = (ft800[key], vpt800[key]) if n == 800 else (pair.ft, pair.vpt)
             if ft is None or vpt is None:
                 continue  # printed '-': the dataset is too small for this size
-            out.append(Experiment(**base, setting="sized", n_train=n, ft=ft, vpt=vpt,
-                                  winner=paper_winner(key, n, ft, vpt), table=_sized_table(key, n)))
+            out.append(_vtab_cell(key, "sized", n, ft, vpt, _sized_table(key, n)))
     return out
 
 
