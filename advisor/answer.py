@@ -48,7 +48,7 @@ from engine.fid.calibration import Calibration
 from engine.paper import DATA_SIZES, VTAB_TASKS
 from engine.paper.evidence import task_cells
 
-__all__ = ["calibration_matches", "combine_pilot", "paper_finding", "task_line"]
+__all__ = ["calibration_matches", "combine_pilot", "paper_finding", "task_line", "usable_calibration"]
 
 DEFAULT_N = 800
 """The paper's default training size (800/200 split, Tables 1-2), assumed when n_train is unknown."""
@@ -60,9 +60,17 @@ def calibration_matches(cal: Calibration, reference: str) -> bool:
     return cal.reference in (reference, PurePath(reference).stem)
 
 
-def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
+def usable_calibration(inputs: AdvisorInputs) -> Calibration | None:
+    """The calibration, when it is for the user's reference and its fit was checked by ``calibrate``."""
     cal = inputs.calibration
-    return dict(cal.task_fids) if cal is not None and calibration_matches(cal, inputs.reference) else {}
+    if cal is None or not calibration_matches(cal, inputs.reference) or cal.loo_accuracy is None:
+        return None
+    return cal
+
+
+def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
+    cal = usable_calibration(inputs)
+    return dict(cal.task_fids) if cal is not None else {}
 
 
 def _keys(inputs: AdvisorInputs) -> list[str]:

@@ -27,7 +27,7 @@ import math
 from pathlib import PurePath
 from typing import Literal
 
-from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line
+from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
@@ -173,6 +173,11 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
         notes.append(Reason(rule="threshold", source="calibration file", sentence=(
             f"The calibration file is for reference '{cal.reference}', not '{inputs.reference}', so it is ignored.")))
         cal = None
+    if cal is not None and cal.loo_accuracy is None:
+        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
+            "The calibration file has no leave-one-task-out accuracy (it was written before 'calibrate' refused "
+            "weak fits), so it is ignored; re-run 'vpt-advisor calibrate' to use a calibration.")))
+        cal = None
     if inputs.fid_threshold is not None:
         thr = SimilarityThreshold(
             value=inputs.fid_threshold, band=(inputs.fid_threshold, inputs.fid_threshold), source="user",
@@ -219,8 +224,8 @@ def backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSu
 
 
 def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
-    cal = inputs.calibration
-    return dict(cal.task_fids) if cal is not None and calibration_matches(cal, inputs.reference) else {}
+    cal = usable_calibration(inputs)
+    return dict(cal.task_fids) if cal is not None else {}
 
 
 def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityThreshold) -> SizeTrend:

@@ -16,6 +16,7 @@ from advisor.schemas import (
     PilotEvidence,
     PilotVerdict,
     Reason,
+    Similarity,
     SimilarityThreshold,
 )
 from engine.paper import VTAB_TASKS, backbone_results
@@ -33,7 +34,6 @@ __all__ = [
     "similarity_reason",
 ]
 
-Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
 THRESHOLD_LABEL = "derived from Table 19 (5 FGVC datasets), not printed by the paper"
 REFERENCE_CAVEAT = (
     "The paper measured FID against its ImageNet-21k pretraining data with a reference set it does not "

@@ -60,13 +60,13 @@ def verdict_label(choice: str, lean: str | None = None) -> str:
 
 
 def _quadrant(rec: Recommendation) -> QuadrantInputs:
-    from advisor.decide import calibration_matches
+    from advisor.answer import usable_calibration
 
     thr = rec.provenance.threshold
     inputs = rec.inputs
     points = paper_fgvc_points()
-    cal = inputs.calibration
-    if cal is not None and calibration_matches(cal, inputs.reference):
+    cal = usable_calibration(inputs)
+    if cal is not None:
         points += calibration_points(cal.task_fids, source=f"calibration vs {cal.reference}")
     low, high = thr.band
     return QuadrantInputs(

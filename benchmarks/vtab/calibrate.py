@@ -228,6 +228,7 @@ def run_calibration(request: CalibrationRequest, *,
             if r.fid is not None and r.disparity == "low" else r for r in rows]
     cal = Calibration(
         reference=request.reference, threshold=fit.threshold, band=fit.band, task_fids=fids, method=METHOD,
+        loo_accuracy=fit.loo_accuracy, majority_accuracy=fit.majority_accuracy,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}, leave-one-task-out "
                f"accuracy {fit.loo_accuracy:.2f} (majority rule {fit.majority_accuracy:.2f})",

@@ -178,7 +178,7 @@ def test_fid_inside_the_band_gives_pilot(frac: float) -> None:
 def _cal(reference: str = "in21k", **kw: object) -> Calibration:
     fids = {k: (100.0 if i % 2 else 140.0) for i, k in enumerate(VTAB_TASKS)}
     return Calibration(reference=reference, threshold=120.0, band=(115.0, 125.0), task_fids=fids,
-                       method="test", **kw)  # type: ignore[arg-type]
+                       method="test", loo_accuracy=0.9, **kw)  # type: ignore[arg-type]
 
 
 def test_user_threshold_overrides() -> None:
@@ -269,7 +269,7 @@ def test_decide_does_not_import_torch() -> None:
 def test_calibrated_side_without_data_at_n_falls_back_to_disparity() -> None:
     fids = {k: 100.0 for k in VTAB_TASKS}
     fids["caltech101"] = 200.0  # the only dissimilar task, printed only at 400 and 800 (Table 5)
-    cal = Calibration(reference="in21k", threshold=150.0, band=(150.0, 150.0), task_fids=fids)
+    cal = Calibration(reference="in21k", threshold=150.0, band=(150.0, 150.0), task_fids=fids, loo_accuracy=0.9)
     small = _rec(disparity="low", fid=180.0, n_train=800, calibration=cal)
     assert small.size_trend is not None and [t.key for t in small.size_trend.tasks] == ["caltech101"]
     big = _rec(disparity="low", fid=180.0, n_train=5000, calibration=cal)
@@ -293,3 +293,36 @@ def test_a_small_pilot_is_combined_with_the_size_trend_not_substituted() -> None
     assert near.recommendation == "VPT" and near.confidence == "high"  # 1,500 <= 2 x 800: the pilot speaks for n
     agree = _rec(task="dsprites_location", n_train=20000, pilot=_pilot_at(800, ft=70.0, vpt=50.0))
     assert agree.recommendation == "FT" and agree.confidence == "medium"
+
+
+# --- the headline never contradicts the experiments that voted (issue 8, item 2) ----------------------------
+
+_GRID_TASKS = ["svhn", "clevr_count", "kitti_distance", "caltech101", "natural", "specialized", "structured",
+               "counting", "fine-grained", "medical", "orientation", None]
+
+
+@pytest.mark.parametrize("task", _GRID_TASKS)
+@pytest.mark.parametrize("backbone", ["in21k", "mocov3"])
+def test_headline_follows_the_voting_table(task: str | None, backbone: str) -> None:
+    for n in (5, 60, 300, 400, 600, 800, 2000, 5000, 10000, 30000):
+        for fid in (None, FGVC["stanford_dogs"].fid, FGVC["stanford_cars"].fid, 175.0):
+            kw: dict[str, object] = {"n_train": n, "fid": fid, "backbone": backbone}
+            kw.update({"task": task} if task else {"disparity": "low"})
+            rec = _rec(**kw)
+            assert rec.reasons and all(r.source and r.sentence.endswith(".") for r in rec.reasons)
+            assert "  " not in " ".join(r.sentence for r in rec.reasons)
+            winners = [t.winner for t in rec.nearest_tasks]
+            assert rec.vote is not None and rec.vote.n_voters == len(winners)
+            if rec.recommendation != "pilot":
+                assert rec.vote.clear and rec.recommendation == rec.vote.majority, (kw, winners)
+            else:
+                assert rec.confidence == "low"
+            if rec.confidence == "high":
+                assert set(winners) == {rec.recommendation} and 400 <= n <= 10000, (kw, winners)
+
+
+def test_an_unchecked_calibration_file_is_ignored() -> None:
+    old = Calibration(reference="in21k", threshold=120.0, band=(115.0, 125.0), method="before loo checks")
+    rec = _rec(disparity="low", fid=150.0, n_train=800, calibration=old)
+    assert rec.provenance.threshold.source == "table19-default"
+    assert any("no leave-one-task-out accuracy" in r.sentence for r in rec.reasons)

@@ -60,7 +60,8 @@ def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.Captu
 
 
 def test_calibration_file_replaces_the_default(capsys: pytest.CaptureFixture[str]) -> None:
-    save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test"))
+    save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test",
+                                 loo_accuracy=0.9))
     report = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--n-train", "800"])
     thr = report.recommendation.provenance.threshold
     assert thr.source == "calibration" and thr.value == 140.0
