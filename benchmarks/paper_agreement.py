@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from advisor.decide import build_inputs, recommend
-from advisor.schemas import Recommendation
+from advisor.schemas import BackboneName, Recommendation
 from advisor.tasks import TASK_TYPES
 from engine.paper import DATA_SIZES, VTAB_TASKS
 from engine.paper.evidence import experiments, fgvc_cells
@@ -37,9 +37,13 @@ class Question:
 
     kind: str  # "named", "one-shot", "type", "similarity"
     label: str
-    kwargs: tuple[tuple[str, object], ...]
     expected: str  # "FT", "VPT" or "pilot" (for a printed tie)
     source: str
+    n_train: int
+    task: str | None = None
+    disparity: str | None = None
+    fid: float | None = None
+    backbone: BackboneName = "in21k"
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,8 @@ def _named() -> Iterator[Question]:
             continue
         kind = "one-shot" if cell.setting == "one-shot" else "named"
         expected = "pilot" if cell.winner == "tie" else cell.winner
-        yield Question(kind, f"{cell.key} n={cell.n_train} {cell.backbone}",
-                       (("task", cell.key), ("n_train", cell.n_train), ("backbone", cell.backbone)),
-                       expected, cell.table)
+        yield Question(kind, f"{cell.key} n={cell.n_train} {cell.backbone}", expected, cell.table,
+                       n_train=cell.n_train, task=cell.key, backbone=cell.backbone)
 
 
 def _types() -> Iterator[Question]:
@@ -75,15 +78,16 @@ def _types() -> Iterator[Question]:
             winners = {c.winner for c in at}
             if not at or len(winners) != 1 or "tie" in winners:
                 continue
-            arg = ("disparity", name.split()[-1]) if name.startswith("--") else ("task", name)
-            yield Question("type", f"{name} n={n}", (arg, ("n_train", n)), winners.pop(),
-                           ", ".join(sorted({c.table for c in at})))
+            by_disparity = name.startswith("--")
+            yield Question("type", f"{name} n={n}", winners.pop(), ", ".join(sorted({c.table for c in at})),
+                           n_train=n, task=None if by_disparity else name,
+                           disparity=name.split()[-1] if by_disparity else None)
 
 
 def _similarity() -> Iterator[Question]:
     for cell in fgvc_cells():
-        yield Question("similarity", f"fine-grained FID {cell.fid} ({cell.name})",
-                       (("task", "fine-grained"), ("fid", cell.fid), ("n_train", 800)), cell.winner, "Table 19")
+        yield Question("similarity", f"fine-grained FID {cell.fid} ({cell.name})", cell.winner, "Table 19",
+                       n_train=800, task="fine-grained", fid=cell.fid)
 
 
 def questions() -> list[Question]:
@@ -93,7 +97,8 @@ def questions() -> list[Question]:
 
 def ask(q: Question) -> Recommendation:
     """The advisor's recommendation for one question (paper evidence only, no pilot)."""
-    return recommend(build_inputs(**dict(q.kwargs)))  # type: ignore[arg-type]
+    return recommend(build_inputs(task=q.task, disparity=q.disparity, n_train=q.n_train, fid=q.fid,
+                                  backbone=q.backbone))
 
 
 def run() -> list[Outcome]:
@@ -112,12 +117,16 @@ def main() -> int:
     print(f"CPU: {platform.processor() or platform.machine()} ({platform.python_implementation()} "
           f"{platform.python_version()}); pure decision logic, no timing")
     outcomes = run()
-    print(f"{'questions':<12} {'asked':>6} {'agree':>6} {'miss':>5}  high-confidence answers contradicted")
-    for kind in ("named", "one-shot", "type", "similarity"):
-        rows = [o for o in outcomes if o.question.kind == kind]
+    print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'miss':>4}   high medium  low   high contradicted")
+    groups = [(f"{kind} {bb}", [o for o in outcomes if o.question.kind == kind and o.question.backbone == bb])
+              for kind in ("named", "one-shot", "type", "similarity") for bb in ("in21k", "swin-in21k", "mae", "mocov3")]
+    for label, rows in groups:
+        if not rows:
+            continue
         agree = sum(o.agrees for o in rows)
-        print(f"{kind:<12} {len(rows):>6} {agree:>6} {len(rows) - agree:>5}  "
-              f"{sum(o.contradicted_high for o in rows)}")
+        conf = [sum(o.confidence == c for o in rows) for c in ("high", "medium", "low")]
+        print(f"{label:<22} {len(rows):>5} {agree:>5} {len(rows) - agree:>4}   {conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   "
+              f"{sum(o.contradicted_high for o in rows):>4}")
     misses = [o for o in outcomes if not o.agrees or o.contradicted_high]
     if misses:
         print("\nmisses (question: paper -> advisor, confidence; source)")

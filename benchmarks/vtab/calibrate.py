@@ -51,8 +51,9 @@ class ThresholdFit(FrozenModel):
     accuracy: float = Field(description="Fraction of tasks the threshold classifies correctly.")
     n_tasks: int = Field(description="Tasks used.")
     misclassified: list[str] = Field(default_factory=list, description="Tasks on the wrong side.")
-    loo_accuracy: float | None = Field(default=None, description="Leave-one-task-out accuracy: each task predicted by a "
-                                       "threshold fitted on the others (None when not computed).")
+    loo_accuracy: float | None = Field(default=None, description=(
+        "Leave-one-task-out accuracy: each task predicted by a threshold fitted on the others (None when not "
+        "computed)."))
     majority_accuracy: float = Field(default=0.0, description="Accuracy of always predicting the more common "
                                      "winner.")
     n_ft: int = Field(default=0, description="FT-won tasks used.")

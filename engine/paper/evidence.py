@@ -104,14 +104,15 @@ def _in21k() -> list[Experiment]:
 
 def _other_backbones() -> list[Experiment]:
     out: list[Experiment] = []
-    for backbone in ("swin-in21k", "mae", "mocov3"):
-        for group, result in backbone_results(backbone).items():  # type: ignore[arg-type]
+    others: tuple[Backbone, ...] = ("swin-in21k", "mae", "mocov3")
+    for backbone in others:
+        for group, result in backbone_results(backbone).items():
             for key, pair in result.results.items():
                 if pair.ft is None or pair.vpt is None:
                     continue
                 task = VTAB_TASKS[key]
                 out.append(Experiment(
-                    key=key, name=task.name, group=group, disparity=task.disparity, backbone=backbone,  # type: ignore[arg-type]
+                    key=key, name=task.name, group=group, disparity=task.disparity, backbone=backbone,
                     setting="sized", n_train=800, ft=pair.ft, vpt=pair.vpt, winner=result.winners[key],
                     table=TABLE_NUMBERS[(backbone, group)]))
     return out
