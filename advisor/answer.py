@@ -32,7 +32,7 @@ from advisor.evidence import (
     select_cells,
     vote_finding,
 )
-from advisor.rules import Similarity, quadrant_reason, read_pilot, similarity_reason
+from advisor.rules import quadrant_reason, read_pilot, similarity_reason
 from advisor.schemas import (
     AdvisorInputs,
     Choice,
@@ -41,6 +41,7 @@ from advisor.schemas import (
     PilotEvidence,
     PilotVerdict,
     Reason,
+    Similarity,
     SimilarityThreshold,
 )
 from advisor.tasks import resolve_task
@@ -237,6 +238,10 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
     conf: Confidence = "high" if seeds >= 2 else "medium"
     m, n = pilot.n_train, inputs.n_train
     if n is None or n <= 2 * m:
+        size = "your training-set size is unknown" if n is None else f"your {n:,} is at most twice its {m:,}"
+        reasons.append(Reason(rule="pilot", source="pilot (your data)", favours=won, sentence=(
+            f"The pilot speaks for your data at your size ({size}), so its {won} outranks the paper's "
+            "experiments.")))
         return verdict, reasons, (won, None, conf)
     at_m, _, _ = paper_finding(inputs, sim, thr, n_train=m)
     trend = (f"the paper's comparable experiments favour {_said(at_m)} at {m:,} samples and "

@@ -1,50 +1,43 @@
-"""The paper's decision rules as pure functions: FT or VPT for a ViT-B/16 pretrained on ImageNet-21k.
+"""FT, VPT or "run a pilot" for a ViT-B/16, from the paper's own experiments (pure functions, no torch).
 
-Han et al., "Facing the Elephant in the Room: Visual Prompt Tuning or Full Finetuning?" (ICLR 2024):
-Fig. 1 splits tasks by *task disparity* and by *data similarity* (FID to the pretraining data). VPT is
-preferable in three quadrants; FT only for low disparity with dissimilar data. Tables 5-6 add that
-the gap narrows with more data; Appendix C that the picture changes with other backbones.
+Han et al., "Facing the Elephant in the Room: Visual Prompt Tuning or Full Finetuning?" (ICLR 2024).
+Every cell of Tables 1-15 and 19 is an experiment (``engine.paper.evidence``); ``advisor.answer``
+selects the ones comparable to the question (a named task's own cell, a task type's vote of tasks, the
+Table 19 side of the FID threshold) and ``advisor.evidence`` turns their vote into a choice and a
+confidence. This module reconciles the user's options, resolves the FID threshold and assembles the
+:class:`~advisor.schemas.Recommendation`; the Tables 5-6 size trend is computed here for display.
 
-Every rule returns its reason (a sentence and its source), which the report shows. No torch import:
-this module is tested exhaustively in milliseconds. Rules that are ours, not the paper's (the FID
-threshold, the noise margin of a pilot, the confidence levels), say so in their reason or docstring.
+Confidence rules (explicit; the numbers marked "our rule" are ours, not the paper's):
 
-Confidence rules (explicit):
-
-* ``pilot`` is always ``low`` (the evidence does not decide); ``lean`` says which way it points.
-* The quadrant and the size trend agree -> ``high``; they disagree -> ``medium`` or ``pilot``.
-* Caps: ``medium`` when n_train is unknown, above 10,000 (beyond Tables 5-6), or similarity rests on
-  the Table 19 default threshold; ``low`` for a non-default backbone whose group VPT mostly wins
-  (the quadrant analysis is for ViT-B/16 ImageNet-21k only).
-* Similarity unmeasured with low disparity -> ``medium`` if at least 3/4 of the comparable tasks
-  agree at the user's size, otherwise ``low``.
-* Decisive pilot evidence -> ``high`` with >= 2 seeds per method, ``medium`` with one seed.
+* ``high`` only when every voting experiment agrees, each by at least 1 point (our rule: the paper prints
+  no seed spread for VTAB cells), measured within 2x of the user's size (our rule; 4x -> low).
+* a clear vote (>= 3/4 agree, our rule) that is not unanimous -> ``medium``; a split vote -> ``pilot``
+  with ``low`` and a lean to the majority; a printed tie -> ``pilot``.
+* caps: ``low`` below 400 samples (one-shot Tables 3-4) and for a named task between two sizes whose
+  winners differ; ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type
+  resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+* a pilot beyond seed noise decides at its own size (``high`` with >= 2 seeds per method, else
+  ``medium``); when the user's n is more than twice the pilot's, it is combined with the paper's
+  experiments at n (``advisor.answer.combine_pilot``).
 """
 
 from __future__ import annotations
-
-import math
-from pathlib import PurePath
-from typing import Literal
 
 from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
     THRESHOLD_LABEL,
-    Similarity,
 )
 from advisor.schemas import (
     AdvisorInputs,
     BackboneName,
     BackboneSummary,
-    Choice,
-    Confidence,
-    NearestTask,
     PilotEvidence,
     Provenance,
     Reason,
     Recommendation,
+    Similarity,
     SimilarityThreshold,
     SizeTrend,
 )
@@ -58,7 +51,6 @@ from engine.paper import (
     Disparity,
     Group,
     backbone_results,
-    data_size_table,
     fgvc_table,
     paper_data_sha256,
     paper_source,

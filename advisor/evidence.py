@@ -170,7 +170,7 @@ def vote_sentence(cells: Sequence[Experiment], vote: Vote, what: str) -> str:
 def single_sentence(cell: Experiment, n: int) -> str:
     """One complete sentence describing a named task's own cell."""
     if cell.setting == "fgvc":
-        size, near = f"its full training set (FID {cell.fid:.1f})", ""
+        size, near = f"its full training set, FID {cell.fid:.1f}", ""
     else:
         size = "one image per class" if cell.setting == "one-shot" else f"{cell.n_train:,} training samples"
         near = "" if cell.n_train == n else f", the measured size nearest to {n:,} in log n"
@@ -178,7 +178,7 @@ def single_sentence(cell: Experiment, n: int) -> str:
         result = "the paper prints a tie"
     else:
         result = f"{cell.winner} wins by {fmt_acc(abs(cell.gap))} points"
-    return (f"{cell.table} has {cell.name} at {size}{near} ({cell.backbone} backbone): FT {fmt_acc(cell.ft)}, "
+    return (f"{cell.table} has {cell.name} at {size}{near}, {cell.backbone} backbone: FT {fmt_acc(cell.ft)}, "
             f"VPT {fmt_acc(cell.vpt)}, so {result}.")
 
 

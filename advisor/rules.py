@@ -146,7 +146,7 @@ def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
     scores = (f"{vpt.method} {vpt.mean:.1f}+-{vpt.std:.1f} ({vpt.n_seeds} seed(s)) vs {ft.method} "
               f"{ft.mean:.1f}+-{ft.std:.1f} ({ft.n_seeds} seed(s))")
     if decisive:
-        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot outranks the paper's priors"
+        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot decides at its own size"
     else:
         tail = f"is within the noise margin {margin:.1f} ({how}; our rule), so the paper's priors decide"
     return verdict, Reason(rule="pilot", source="pilot (your data)", favours=winner or "neutral", sentence=(
