@@ -199,26 +199,29 @@ def paper_finding(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
 
 
 def _apply_caps(f: Finding, inputs: AdvisorInputs, n: int, assumed: bool) -> None:
-    caps: list[tuple[Confidence, str, str]] = []
+    # (cap, source, sentence, always): range caps are always stated, the others only when they lower the answer
+    caps: list[tuple[Confidence, str, str, bool]] = []
     if assumed:
-        caps.append(("medium", "Tables 1-2", f"n_train is unknown, so the paper's default {DEFAULT_N} is assumed."))
+        caps.append(("medium", "Tables 1-2", f"n_train is unknown, so the paper's default {DEFAULT_N} is assumed.",
+                     True))
     if n < DATA_SIZES[0] and inputs.backbone == "in21k":
         caps.append(("low", "Tables 3-4, 5-6", (
             f"Below {DATA_SIZES[0]} training samples the evidence is the one-shot Tables 3-4 (one image per class, "
             f"chosen by iterative testing, App. G.4) and the smallest size of Tables 5-6, so the confidence is "
-            "at most low.")))
+            "at most low."), True))
     if n > DATA_SIZES[-1]:
         caps.append(("medium", "Tables 5-6", (
             f"{n:,} training samples is beyond the largest size the paper measures ({DATA_SIZES[-1]:,}): the "
-            "answer extrapolates, so the confidence is at most medium.")))
-    if inputs.task_kind == "type" and f.vote is not None and f.vote.n_voters < 3 and f.rows \
-            and f.rows[0].setting != "fgvc":
+            "answer extrapolates, so the confidence is at most medium."), True))
+    n_tasks = len({r.key for r in f.rows})
+    if inputs.task_kind == "type" and f.rows and f.rows[0].setting != "fgvc" and n_tasks < 3:
         caps.append(("medium", "our rule", (
-            f"The task type rests on {f.vote.n_voters} paper task{'s' if f.vote.n_voters > 1 else ''} only, "
-            "so the confidence is at most medium.")))
-    for limit, source, sentence in caps:
+            f"The task type rests on {n_tasks} paper task{'s' if n_tasks > 1 else ''} only, so the confidence "
+            "is at most medium."), False))
+    for limit, source, sentence, always in caps:
+        if always or f.confidence != cap(f.confidence, limit):
+            f.reasons.append(Reason(rule="confidence", source=source, sentence=sentence))
         f.confidence = cap(f.confidence, limit)
-        f.reasons.append(Reason(rule="confidence", source=source, sentence=sentence))
     if f.choice == "pilot":
         f.confidence = "low"
 

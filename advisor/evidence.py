@@ -202,8 +202,10 @@ def vote_finding(cells: Sequence[Experiment], n: int, *, what: str, rule: str, w
             f"{NARROW_GAP:g} point, within what seeds can move (the paper prints no seed spread here), "
             "so the confidence is lowered.")))
     # Beyond the largest table size the extrapolation rule (advisor.answer) caps the confidence instead.
+    # Below 400 the one-shot rule caps it (the one-shot and 400-sample cells are the designated evidence).
     far = max((_distance(c.n_train, n) for c in cells
-               if c.n_train is not None and not (c.n_train == DATA_SIZES[-1] < n)), default=0.0)
+               if c.n_train is not None and c.setting == "sized" and not (c.n_train == DATA_SIZES[-1] < n)
+               and not (n < ONE_SHOT_LIMIT and c.n_train == ONE_SHOT_LIMIT)), default=0.0)
     if far > math.log(FAR_FACTOR):
         conf = cap(conf, "low" if far > math.log(VERY_FAR_FACTOR) else "medium")
         reasons.append(Reason(rule="confidence", source="our rule", sentence=(

@@ -54,8 +54,6 @@ def _reasons(rec: Recommendation) -> str:
 
 
 def _size(t: NearestTask) -> str:
-    if t.setting == "one-shot":
-        return f"1/class ({t.n_train})"
     return "full" if t.n_train is None else f"{t.n_train:,}"
 
 
@@ -71,7 +69,8 @@ def _nearest(rec: Recommendation) -> Table:
         table.add_column(col, justify=just, no_wrap=col != "Why",  # type: ignore[arg-type]
                          ratio=1 if col == "Why" else None, min_width=14 if col == "Why" else None)
     for t in rec.nearest_tasks:
-        why = t.why + (f", FID {t.fid:.1f}" if t.fid is not None else "")
+        why = t.why + (", one-shot" if t.setting == "one-shot" else "") + (f", FID {t.fid:.1f}" if t.fid is not None
+                                                                          else "")
         table.add_row(escape(t.name), escape(t.source), _size(t), fmt_acc(t.ft), fmt_acc(t.vpt),
                       f"{t.gap:+.1f}", t.winner, escape(why))
     return table
