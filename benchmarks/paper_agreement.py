@@ -71,17 +71,20 @@ def _types() -> Iterator[Question]:
     groups: dict[str, tuple[str, ...]] = {name: t.related for name, t in TASK_TYPES.items()}
     for disp in ("low", "high"):
         groups[f"--disparity {disp}"] = tuple(k for k, t in VTAB_TASKS.items() if t.disparity == disp)
-    cells = [c for c in experiments() if c.setting == "sized" and c.backbone == "in21k"]
+    cells = [c for c in experiments() if c.setting == "sized"]
+    backbones: tuple[BackboneName, ...] = ("in21k", "swin-in21k", "mae", "mocov3")
     for name, keys in groups.items():
-        for n in DATA_SIZES:
-            at = [c for c in cells if c.key in keys and c.n_train == n]
-            winners = {c.winner for c in at}
-            if not at or len(winners) != 1 or "tie" in winners:
-                continue
-            by_disparity = name.startswith("--")
-            yield Question("type", f"{name} n={n}", winners.pop(), ", ".join(sorted({c.table for c in at})),
-                           n_train=n, task=None if by_disparity else name,
-                           disparity=name.split()[-1] if by_disparity else None)
+        for backbone in backbones:
+            for n in DATA_SIZES if backbone == "in21k" else (800,):
+                at = [c for c in cells if c.key in keys and c.n_train == n and c.backbone == backbone]
+                winners = {c.winner for c in at}
+                if not at or len(winners) != 1 or "tie" in winners:
+                    continue
+                by_disparity = name.startswith("--")
+                yield Question("type", f"{name} n={n} {backbone}", winners.pop(),
+                               ", ".join(sorted({c.table for c in at})), n_train=n,
+                               task=None if by_disparity else name,
+                               disparity=name.split()[-1] if by_disparity else None, backbone=backbone)
 
 
 def _similarity() -> Iterator[Question]:
