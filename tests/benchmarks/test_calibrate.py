@@ -127,3 +127,35 @@ def test_calibrate_without_reference_is_a_one_line_error(tmp_path, capsys) -> No
     assert main(["calibrate", str(root), "--reference", "nosuchref", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error:") and "nosuchref" in err
+
+
+def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, monkeypatch) -> None:
+    """The write path, with the FID measurement replaced by known per-task values (no Inception run)."""
+    from types import SimpleNamespace
+
+    import engine.fid.run as fid_run
+    from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
+    from benchmarks.vtab.tasks import TASKS
+    from tests.benchmarks.vtab_tree import make_vtab_tree
+
+    winners = paper_low_disparity_winners()
+    fids = {k: (190.0 + i if w == "FT" else 120.0 + 3 * i) for i, (k, w) in enumerate(winners.items())}
+    by_folder = {TASKS[k].folder: v for k, v in fids.items()}
+    root = make_vtab_tree(tmp_path / "vtab", tasks=list(fids), per_split={"train800": 1, "val200": 1, "test": 1})
+
+    def fake(index, reference, *, config, device):  # noqa: ANN001, ANN202 - stands in for the Inception run
+        return SimpleNamespace(fid=by_folder[index.root.name], n_images=len(index.samples), warnings=[])
+
+    monkeypatch.setattr(fid_run, "measure_fid_against_reference", fake)
+    out = tmp_path / "cal.json"
+    report = run_calibration(CalibrationRequest(root=root, output=out))
+    cal = load_calibration(out)
+    assert cal is not None and cal.loo_accuracy == pytest.approx(1.0) == report.fit.loo_accuracy
+    assert cal.majority_accuracy == pytest.approx(8 / 11)
+    assert any("leave-one-task-out accuracy 1.00" in n for n in cal.notes)
+    # the same tree with interleaved FIDs is refused and leaves the file as it was
+    by_folder.update({TASKS[k].folder: 100.0 + 10 * i for i, k in enumerate(winners)})
+    before = out.read_text()
+    with pytest.raises(ConfigError, match="calibration refused"):
+        run_calibration(CalibrationRequest(root=root, output=out))
+    assert out.read_text() == before
