@@ -236,9 +236,7 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
         if prior.choice == "pilot" and verdict.difference is not None and verdict.difference != 0:
             return verdict, reasons, ("VPT" if verdict.difference > 0 else "FT", None, "low")
         return verdict, reasons, keep
-    won = verdict.winner
-    seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
-    conf: Confidence = "high" if seeds >= 2 else "medium"
+    won, conf = verdict.winner, _pilot_confidence(verdict)
     m, n = pilot.n_train, inputs.n_train
     if n is None or n <= 2 * m:
         size = "your training-set size is unknown" if n is None else f"your {n:,} is at most twice its {m:,}"
@@ -260,6 +258,12 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
         f"{trend}. The pilot's {won} and the paper's {prior.choice} at your size disagree, so repeat the pilot "
         f"on a training set closer to {n:,} images.")))
     return verdict, reasons, ("pilot", prior.choice if prior.choice != "pilot" else prior.lean, "low")
+
+
+def _pilot_confidence(verdict: PilotVerdict) -> Confidence:
+    """Confidence of a decisive pilot at its own size: high with >= 2 seeds per method, else medium."""
+    seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
+    return "high" if seeds >= 2 else "medium"
 
 
 def _said(f: Finding) -> str:
