@@ -56,8 +56,15 @@ def render_reference(info: ReferenceInfo) -> None:
         ("Dims", str(info.dims)), ("npz sha256", info.npz_sha256 or "-"),
     ):
         t.add_row(key, Text(value))
+    if info.n_shards:
+        t.add_row("Shards", str(info.n_shards))
+    if info.n_skipped or info.skipped_reasons:
+        detail = ", ".join(f"{k} {v}" for k, v in info.skipped_reasons.items())
+        t.add_row("Skipped", Text(f"{info.n_skipped}" + (f" ({detail})" if detail else "")))
     for note in info.notes:
         t.add_row("Note", Text(note))
+    for msg in info.messages:
+        t.add_row("Warning", Text(msg))
     console.print(t)
 
 

@@ -50,6 +50,11 @@ class ReferenceInfo(FrozenModel):
     dims: int = Field(default=2048, description="Feature dimensionality.")
     npz_sha256: str = Field(default="", description="sha256 of the .npz.")
     notes: list[str] = Field(default_factory=list, description="Sampling and other remarks.")
+    n_skipped: int = Field(default=0, description="Images skipped while building (undecodable, truncated...).")
+    skipped_reasons: dict[str, int] = Field(default_factory=dict, description="Skipped images per reason code.")
+    n_shards: int = Field(default=0, description="Tar shards read (0 = a folder source or unknown).")
+    messages: list[str] = Field(default_factory=list, description="What happened during this build (e.g. a "
+                                "damaged checkpoint discarded); empty when only shown.")
 
 
 def validate_reference_name(name: str) -> str:
@@ -62,6 +67,10 @@ def validate_reference_name(name: str) -> str:
         raise ConfigError(
             f"invalid reference name {name!r}: use 1-64 letters, digits, '.', '_' or '-' (e.g. in21k)"
         )
+    stem, dot, ext = name.rpartition(".")
+    if dot and ext.lower() in ("npz", "json"):
+        raise ConfigError(f"invalid reference name {name!r}: give the name without .{ext} (e.g. {stem}); "
+                          "the files <name>.npz and <name>.json are created for you")
     return name
 
 
@@ -76,7 +85,8 @@ def _info(name: str, npz: Path, prov: StatsProvenance | None, dims: int) -> Refe
     return ReferenceInfo(
         name=name, path=str(npz), n_images=prov.n_images, source=prov.source, created=prov.created,
         extractor=prov.extractor, preprocessing=prov.preprocessing, dims=prov.dims or dims,
-        npz_sha256=prov.npz_sha256, notes=list(prov.notes),
+        npz_sha256=prov.npz_sha256, notes=list(prov.notes), n_skipped=prov.n_skipped,
+        skipped_reasons=dict(prov.skipped_reasons), n_shards=len(prov.shards),
     )
 
 

@@ -77,7 +77,7 @@ def test_build_from_folder_list_show_and_measure(
     assert info.preprocessing == "pil-bicubic-299" and "3 classes" in info.notes[0]
     assert seen[-1] == (9, 9)
     # The stored statistics equal the statistics of the same 9 images' features.
-    files = [Path(p.name) for p in plan_sample(discover_items(src)[2], max_images=None, per_class=3, seed=0)]
+    files = [Path(p.name) for p in plan_sample(discover_items(src)[0], max_images=None, per_class=3, seed=0)]
     direct = extract_file_features(files, config.model_copy(update={"resize": "pil-bicubic-299"}), "cpu")
     expected = compute_feature_stats(direct.features)
     stats, _ = load_stats(references_dir() / "mini.npz")
@@ -103,9 +103,13 @@ def test_build_from_tar_shards_without_extracting(
     names = sorted(arrays)
     _tar(shards / "train-000.tar", {k: arrays[k] for k in names[:3]})
     _tar(shards / "train-001.tar", {f"n00000002/{k}": arrays[k] for k in names[3:]})
-    kind, found, items, _ = discover_items(shards)
-    assert kind == "tar" and len(found) == 2 and len(items) == 6
-    assert {i.cls for i in items} == {"n00000001", "n00000002"}
+    from engine.data.sources import list_tar_images, resolve_source
+
+    found = resolve_source(shards)
+    assert found.kind == "shards" and len(found.shards) == 2
+    listings = [list_tar_images(Path(s.url), s.name) for s in found.shards]
+    assert sum(len(x.members) for x in listings) == 6 and not any(x.skipped for x in listings)
+    assert {c for x in listings for c in x.labels.values()} == {"n00000001", "n00000002"}
     info = build_reference(shards, name="tarref", config=FidConfig(weights=fake_weights, dims=64), device="cpu")
     assert info.n_images == 6 and not list(shards.glob("*.png"))  # nothing extracted to disk
     # Same statistics as from the same images as files.
