@@ -409,6 +409,16 @@ def _label_of(member: str, fallback: str) -> str:
     return key.split("_", 1)[0] if "_" in key else fallback
 
 
+_END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE
+"""A complete tar ends with two zero blocks (POSIX ustar); a file that stops earlier was cut short."""
+
+
+def _is_compressed(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
+
+
 def list_tar_images(path: Path, label: str) -> TarListing:
     """Image members of a tar shard in storage order, with each one's class.
 
@@ -417,6 +427,7 @@ def list_tar_images(path: Path, label: str) -> TarListing:
     """
     out = TarListing()
     stem = Path(label).name.split(".", 1)[0]
+    plain = not _is_compressed(path)
     try:
         file_size = path.stat().st_size
         with tarfile.open(path, "r:*") as tf:
@@ -425,15 +436,19 @@ def list_tar_images(path: Path, label: str) -> TarListing:
                     continue
                 if m.size == 0:
                     out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="zero-byte", detail=""))
-                elif m.offset_data + m.size > file_size:
+                elif plain and m.offset_data + m.size > file_size:
                     out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="truncated",
                                                    detail="member data runs past the end of the shard"))
                 else:
                     out.members.append(m)
                     out.labels[m.name] = _label_of(m.name, stem)
+            if plain and file_size < tf.offset + _END_OF_ARCHIVE and not any(s.reason == "truncated" for s in out.skipped):
+                out.skipped.append(SkippedFile(path=label, reason="truncated", detail="no end-of-archive marker: the "
+                                               "shard is cut short, members after the last one listed are lost"))
     except (tarfile.TarError, EOFError, OSError) as exc:
-        reason = "truncated" if out.members or isinstance(exc, EOFError) else "not-a-tar"
-        out.skipped.append(SkippedFile(path=label, reason=reason, detail=f"stopped listing: {exc}"))
+        reason = "truncated" if out.members or out.skipped or isinstance(exc, EOFError) else "not-a-tar"
+        if not any(s.reason == "truncated" for s in out.skipped):  # one record per cut, not two
+                out.skipped.append(SkippedFile(path=label, reason=reason, detail=f"stopped listing: {exc}"))
     return out
 
 
