@@ -214,10 +214,10 @@ def resolve_source(text: str | os.PathLike[str]) -> Source:
         return Source(text=text, kind="shards", shards=shards, revision=revision)
     if text.startswith(("http://", "https://")):
         return Source(text=text, kind="shards", shards=_http_shards(text))
-    shards = _local_shards(text)
-    if shards is None:
+    local = _local_shards(text)
+    if local is None:
         return Source(text=text, kind="folder", root=os.fsdecode(Path(text).expanduser().resolve()))
-    return Source(text=text, kind="shards", shards=shards)
+    return Source(text=text, kind="shards", shards=local)
 
 
 # --- Hugging Face Hub ---------------------------------------------------------------------------------

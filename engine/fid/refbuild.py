@@ -524,11 +524,8 @@ def build_reference(
             raise ConfigError("--per-class needs a folder tree with class folders; shard sources are sampled per shard")
         if src.kind == "folder" and shards is not None:
             raise ConfigError("--shards applies to tar-shard sources; this source is a folder of images")
-        params = {"source": src.text if src.kind == "shards" else src.root, "revision": src.revision,
-                  "shard_urls": hashlib.sha256("\n".join(s.url for s in src.shards).encode()).hexdigest(),
-                  "max_images": max_images, "per_class": per_class, "shards": shards, "seed": seed,
-                  "extractor": extractor_id(config.dims, weights_digest), "preprocessing": preprocessing,
-                  "dims": config.dims, "batch_size": config.batch_size}
+        params = _params(src, config, weights_digest, preprocessing,
+                         {"max_images": max_images, "per_class": per_class, "shards": shards, "seed": seed})
         job = _Job(name=name, source=src, work=references_dir() / f".{name}.partial", params=params,
                    ext=_Extractor(config, device, preprocessing), batch_size=config.batch_size,
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
@@ -541,6 +538,14 @@ def build_reference(
         finally:
             job.ext.close()
         return _finish(job, target, sums, extra, weights_digest)
+
+
+def _params(src: Source, config: FidConfig, weights_digest: str, preprocessing: str, limits: dict) -> dict:
+    """Everything that must match for a rerun to resume (a change starts the build over)."""
+    return {"source": src.text if src.kind == "shards" else src.root, "revision": src.revision,
+            "shard_urls": hashlib.sha256("\n".join(s.url for s in src.shards).encode()).hexdigest(), **limits,
+            "extractor": extractor_id(config.dims, weights_digest), "preprocessing": preprocessing,
+            "dims": config.dims, "batch_size": config.batch_size}
 
 
 def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: str) -> ReferenceInfo:

@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 DEFAULT_REFERENCE = "in21k"
+IN21K_SOURCE = "hf://datasets/timm/imagenet-22k-wds"
+"""ImageNet-22k fall11 in WebDataset shards on the Hugging Face Hub (gated), the data behind the in21k ViT-B/16."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -111,9 +113,10 @@ def list_references() -> list[ReferenceInfo]:
 
 
 def _build_hint(name: str) -> str:
-    size = " --max-images 50000" if name == DEFAULT_REFERENCE else ""
-    src = "/path/to/imagenet21k" if name == DEFAULT_REFERENCE else "/path/to/images"
-    return f"build it with: vpt-advisor reference build {src} --name {name}{size}"
+    if name == DEFAULT_REFERENCE:
+        return (f"build it with: vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images 50000 "
+                "(needs HF_TOKEN; or 'vpt-advisor reference pull URL --sha256 HEX' from a colleague)")
+    return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 
 def _looks_like_path(text: str) -> bool:
