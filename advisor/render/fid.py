@@ -72,7 +72,7 @@ def render_reference_list(refs: ReferenceList) -> None:
     """Print the table of references (or how to build the first one)."""
     if not refs.references:
         console.print("No references yet. Build one with: "
-                      "vpt-advisor reference build hf://datasets/timm/imagenet-22k-wds --name in21k --max-images 50000 "
+                      "vpt-advisor reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k --max-images 50000 "
                       "(needs HF_TOKEN), or pull one: vpt-advisor reference pull URL --sha256 HEX")
         return
     t = Table(show_header=True, header_style="bold")

@@ -6,8 +6,9 @@ A *source* is what a user types where a dataset is expected:
 * a local WebDataset ``.tar`` shard, a folder holding ``.tar`` shards, or a brace pattern of local
   shards (``/data/shard-{0000..0099}.tar``);
 * HTTP(S) URLs with the same brace patterns (``https://host/path/shard-{0000..0099}.tar``);
-* a Hugging Face Hub dataset repo ``hf://datasets/OWNER/REPO[/subdir][@revision]``: every ``.tar`` file
-  under ``subdir`` is a shard. The repo is listed with ``huggingface_hub`` (``HfApi.list_repo_tree``),
+* a Hugging Face Hub dataset repo ``hf://datasets/OWNER/REPO[/subdir][/PATTERN][@revision]``: every ``.tar``
+  file under ``subdir`` (at any depth) whose name matches ``PATTERN`` (shell wildcards or braces, e.g.
+  ``imagenet22k-train-*.tar``) is a shard. The repo is listed with ``huggingface_hub`` (``HfApi.list_repo_tree``),
   pinned to the commit it had when listed, and each shard is fetched from its ``resolve`` URL
   (:func:`huggingface_hub.hf_hub_url`). ``HF_TOKEN`` (or a ``huggingface-cli login`` token) is sent to
   the Hub endpoint only (never to the storage host a download is redirected to); ``HF_ENDPOINT`` names
@@ -22,6 +23,7 @@ its sha256; :func:`list_tar_images` lists a shard's image members, counting unre
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import logging
 import os
@@ -263,12 +265,20 @@ def _hf_error(text: str, repo_id: str, exc: Exception) -> DatasetError:
     return DatasetError(f"{text}: cannot list the repo at {hub_endpoint()}: {type(exc).__name__}: {exc}")
 
 
+def _matches(name: str, pattern: str) -> bool:
+    """Shell-style match of a file name, after brace expansion (empty pattern = everything)."""
+    return not pattern or any(fnmatch.fnmatchcase(name, p) for p in expand_braces(pattern))
+
+
 def _hf_shards(text: str) -> tuple[str, list[ShardRef]]:
     """List the ``.tar`` files of a Hub dataset repo, pinned to its current commit."""
     from huggingface_hub import HfApi, constants, hf_hub_url
     from huggingface_hub.hf_api import RepoFile
 
     repo_id, subdir, revision = _parse_hf(text)
+    pattern = ""
+    if any(c in subdir.rsplit("/", 1)[-1] for c in "*?[{"):
+        subdir, _, pattern = subdir.rpartition("/")
     if constants.is_offline_mode():
         raise DatasetError(f"{text}: HF_HUB_OFFLINE is set; unset it to read from the Hub")
     endpoint = hub_endpoint()
@@ -279,9 +289,11 @@ def _hf_shards(text: str) -> tuple[str, list[ShardRef]]:
                                           repo_type="dataset", revision=sha))
     except Exception as exc:  # noqa: BLE001 - huggingface_hub and httpx raise many types; all become one message
         raise _hf_error(text, repo_id, exc) from None
-    files = sorted((e for e in entries if isinstance(e, RepoFile) and _is_tar_name(e.path)), key=lambda e: e.path)
+    files = sorted((e for e in entries if isinstance(e, RepoFile) and _is_tar_name(e.path)
+                    and _matches(e.path.rsplit("/", 1)[-1], pattern)), key=lambda e: e.path)
     if not files:
-        raise DatasetError(f"{text}: no .tar shards in {repo_id}" + (f"/{subdir}" if subdir else ""))
+        where = repo_id + (f"/{subdir}" if subdir else "") + (f" matching {pattern}" if pattern else "")
+        raise DatasetError(f"{text}: no .tar shards in {where}")
     shards = [
         ShardRef(name=f.path, url=hf_hub_url(repo_id, f.path, repo_type="dataset", revision=sha, endpoint=endpoint),
                  sha256=f.lfs.sha256 if f.lfs is not None else "", size=f.size)

@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 DEFAULT_REFERENCE = "in21k"
-IN21K_SOURCE = "hf://datasets/timm/imagenet-22k-wds"
-"""ImageNet-22k fall11 in WebDataset shards on the Hugging Face Hub (gated), the data behind the in21k ViT-B/16."""
+IN21K_SOURCE = "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar'"
+"""ImageNet-22k fall11 train shards on the Hugging Face Hub (gated), the data behind the in21k ViT-B/16 (shell-quoted:
+the shard names follow the dataset card, ``imagenet22k-train-{0000..4095}.tar``)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 

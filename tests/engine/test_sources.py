@@ -118,6 +118,11 @@ def test_hub_path_resolves_via_hf_endpoint_and_honours_the_token(
     src = resolve_source(f"hf://datasets/{REPO}/train")
     assert src.revision == COMMIT and [s.name for s in src.shards] == [f"train/{n}" for n in sorted(images)]
     assert all(f"/resolve/{COMMIT}/" in s.url for s in src.shards)
+    picked = resolve_source(f"hf://datasets/{REPO}/shard-{{0001..0002}}.tar")
+    assert [s.name for s in picked.shards] == ["train/shard-0001.tar", "train/shard-0002.tar"]
+    assert len(resolve_source(f"hf://datasets/{REPO}/*-000[0-1].tar").shards) == 2
+    with pytest.raises(DatasetError, match="matching val-"):
+        resolve_source(f"hf://datasets/{REPO}/val-*.tar")
     info = build_reference(f"hf://datasets/{REPO}/train", name="hub", config=config, device="cpu")
     build_reference(_folder(tmp_path / "tree", images), name="tree", config=config, device="cpu")
     np.testing.assert_allclose(resolve_reference("hub")[0].sigma, resolve_reference("tree")[0].sigma, atol=1e-12)
