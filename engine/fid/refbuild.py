@@ -310,9 +310,13 @@ class _Extractor:
         self._net: object | None = None
         self.pool = ThreadPoolExecutor(max_workers=resolve_workers(config.workers))
 
-    def features(self, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+    def load(self) -> None:
+        """Load the network now (before any download), so bad weights fail before the work."""
         if self._net is None:
             self._net = load_inception(self.config, _device(self.device))
+
+    def features(self, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        self.load()
         return forward_arrays(self._net, arrays)  # type: ignore[arg-type]  # an InceptionExtractor (or test stand-in)
 
     def decode_files(self, paths: Sequence[str]) -> list[npt.NDArray[np.uint8] | ImageDecodeError]:
@@ -530,6 +534,7 @@ def build_reference(
                    ext=_Extractor(config, device, preprocessing), batch_size=config.batch_size,
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
+            job.ext.load()
             sums, body, state = _start(job, config.dims)
             if src.kind == "folder":
                 extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))

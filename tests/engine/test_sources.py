@@ -18,6 +18,7 @@ from engine.fid.reference import resolve_reference
 from engine.paths import references_dir
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
+from tests.gen_inception import fid_weights, random_inception_file  # noqa: F401 - fixtures
 from tests.shard_server import COMMIT, REPO, ShardServer, make_shard, png_bytes, shard_server  # noqa: F401
 
 N_SHARDS, PER_SHARD = 4, 3
@@ -167,3 +168,21 @@ def test_iter_source_images_streams_any_source(tmp_path: Path, shard_server: Sha
     assert sorted(i.data for i in remote) == sorted(i.data for i in local)
     assert {i.label for i in remote} == {i.label for i in local} == {f"n0000000{s}" for s in range(N_SHARDS)}
     assert not list((tmp_path / "work").glob("*"))  # the downloaded shard is removed
+
+
+@pytest.mark.slow
+def test_url_build_equals_folder_build_with_real_inception(
+    tmp_path: Path, shard_server: ShardServer, fid_weights: Path  # noqa: F811
+) -> None:
+    """The same equality through the real network (generated random weights in pytorch-fid's format)."""
+    gen = np.random.default_rng(6)
+    images = {f"s-{k}.tar": {f"n{k}_0.png": gen.integers(0, 256, (24, 24, 3), dtype=np.uint8)} for k in range(3)}
+    _serve(shard_server, images)
+    config = FidConfig(batch_size=4)
+    info = build_reference(f"{shard_server.base}/files/s-{{0..2}}.tar", name="web", config=config, device="cpu")
+    build_reference(_folder(tmp_path / "tree", images), name="tree", config=config, device="cpu")
+    web, tree = resolve_reference("web")[0], resolve_reference("tree")[0]
+    assert info.n_images == 3 and info.extractor.startswith("pytorch-fid-inception-v3:dims=2048")
+    assert float(np.abs(web.sigma).max()) > 0
+    np.testing.assert_allclose(web.mu, tree.mu, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(web.sigma, tree.sigma, rtol=0, atol=1e-12)
