@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import random
+import sqlite3
 import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -52,9 +53,11 @@ import numpy.typing as npt
 from engine.config.fid import FidConfig
 from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, open_rgb, resolve_workers
 from engine.data.sources import Source, ShardRef, fetch_shard, list_tar_images, remove_tree, resolve_source
-from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError
+from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError, StoreError
+from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.features import (
     PREPROCESSING,
+    content_sha256,
     extractor_id,
     forward_arrays,
     load_inception,
@@ -281,6 +284,10 @@ def _decode_bytes(data: bytes, label: str) -> object:
         return rgb.copy() if rgb is im else rgb
 
 
+_Decoded = tuple[str, "npt.NDArray[np.uint8] | ImageDecodeError"]
+"""(feature-cache key, model-ready array or the reason it could not be decoded)."""
+
+
 @dataclass
 class _Sums:
     """Running float64 sums of features, and what was skipped."""
@@ -290,56 +297,102 @@ class _Sums:
     n: int = 0
     skipped: list[dict] = field(default_factory=list)
 
-    def add(self, batch: Sequence[npt.NDArray[np.uint8] | ImageDecodeError], features: Callable) -> int:
-        arrays = [a for a in batch if not isinstance(a, ImageDecodeError)]
+    def add(self, batch: Sequence[_Decoded], features: Callable) -> int:
+        good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
         self.skipped += [SkippedFile(path=e.path, reason=e.reason, detail=e.detail).model_dump()
-                         for e in batch if isinstance(e, ImageDecodeError)]
-        if arrays:
-            f = features(arrays).astype(np.float64)
+                         for _, e in batch if isinstance(e, ImageDecodeError)]
+        if good:
+            f = features([k for k, _ in good], [a for _, a in good]).astype(np.float64)
             self.s1 += f.sum(axis=0)
             self.s2 += f.T @ f
             self.n += f.shape[0]
-        return len(arrays)
+        return len(good)
 
 
 class _Extractor:
-    """Loads the network on first use; decodes in a thread pool; turns arrays into features."""
+    """Decodes in a thread pool; features from the shared content-keyed cache, else from the network.
 
-    def __init__(self, config: FidConfig, device: torch.device | str, preprocessing: str) -> None:
-        self.config, self.device, self.preprocessing = config, device, preprocessing
+    The cache (:mod:`engine.fid.cache`, the one ``fid`` and ``recommend`` use) stores the network's float32
+    output, so a cached image contributes exactly what a fresh forward pass did. A cache that cannot be
+    opened or read is left out with a warning: it is an optimisation and never costs the build.
+    """
+
+    def __init__(self, config: FidConfig, device: torch.device | str, preprocessing: str, ext_id: str) -> None:
+        self.config, self.device, self.preprocessing, self.ext_id = config, device, preprocessing, ext_id
         self._net: object | None = None
         self.pool = ThreadPoolExecutor(max_workers=resolve_workers(config.workers))
+        self.cache: FeatureCache | None = None
+        self.n_cached = 0
+        if config.use_cache:
+            try:
+                self.cache = FeatureCache()
+            except (StoreError, OSError, sqlite3.Error) as exc:
+                logger.warning("building without the feature cache: %s", exc)
 
     def load(self) -> None:
         """Load the network now (before any download), so bad weights fail before the work."""
         if self._net is None:
             self._net = load_inception(self.config, _device(self.device))
 
-    def features(self, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        self.load()
-        return forward_arrays(self._net, arrays)  # type: ignore[arg-type]  # an InceptionExtractor (or test stand-in)
+    def _cached(self, keys: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+        if self.cache is None:
+            return {}
+        try:
+            return self.cache.get_many(keys, self.config.dims)
+        except sqlite3.Error as exc:
+            logger.warning("feature cache unreadable (%s); continuing without it", exc)
+            self.cache = None
+            return {}
 
-    def decode_files(self, paths: Sequence[str]) -> list[npt.NDArray[np.uint8] | ImageDecodeError]:
-        def one(p: str) -> npt.NDArray[np.uint8] | ImageDecodeError:
+    def features(self, keys: list[str], arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        found = self._cached([k for k in keys if k])
+        miss = [i for i, k in enumerate(keys) if not k or k not in found]
+        out = np.empty((len(arrays), self.config.dims), np.float32)
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
+        if miss:
+            self.load()
+            out[miss] = forward_arrays(self._net, [arrays[i] for i in miss])  # type: ignore[arg-type]  # InceptionExtractor or a test stand-in
+            if self.cache is not None:
+                try:
+                    self.cache.put_many((keys[i], out[i]) for i in miss if keys[i])
+                except sqlite3.Error as exc:
+                    logger.warning("feature cache not writable (%s); continuing without it", exc)
+                    self.cache = None
+        self.n_cached += len(keys) - len(miss)
+        return out
+
+    def _key(self, data: bytes) -> str:
+        return cache_key(content_sha256(data), self.ext_id, self.preprocessing)
+
+    def decode_files(self, paths: Sequence[str]) -> list[_Decoded]:
+        def one(p: str) -> _Decoded:
             try:
-                return to_model_array(open_rgb(Path(p)), self.preprocessing)
+                key = self._key(Path(p).read_bytes())
+            except OSError:
+                key = ""  # open_rgb below reports the precise reason
+            try:
+                return key, to_model_array(open_rgb(Path(p)), self.preprocessing)
             except ImageDecodeError as exc:
-                return exc
+                return key, exc
         return list(self.pool.map(one, paths))
 
-    def decode_blobs(self, blobs: Sequence[tuple[str, bytes | ImageDecodeError]]) -> list[npt.NDArray[np.uint8] | ImageDecodeError]:
-        def one(item: tuple[str, bytes | ImageDecodeError]) -> npt.NDArray[np.uint8] | ImageDecodeError:
+    def decode_blobs(self, blobs: Sequence[tuple[str, bytes | ImageDecodeError]]) -> list[_Decoded]:
+        def one(item: tuple[str, bytes | ImageDecodeError]) -> _Decoded:
             label, data = item
             if isinstance(data, ImageDecodeError):
-                return data
+                return "", data
             try:
-                return to_model_array(_decode_bytes(data, label), self.preprocessing)
+                return self._key(data), to_model_array(_decode_bytes(data, label), self.preprocessing)
             except ImageDecodeError as exc:
-                return exc
+                return "", exc
         return list(self.pool.map(one, blobs))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        if self.cache is not None:
+            self.cache.close()
 
 
 def _device(device: torch.device | str) -> torch.device:
@@ -531,7 +584,7 @@ def build_reference(
         params = _params(src, config, weights_digest, preprocessing,
                          {"max_images": max_images, "per_class": per_class, "shards": shards, "seed": seed})
         job = _Job(name=name, source=src, work=references_dir() / f".{name}.partial", params=params,
-                   ext=_Extractor(config, device, preprocessing), batch_size=config.batch_size,
+                   ext=_Extractor(config, device, preprocessing, params["extractor"]), batch_size=config.batch_size,
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
             job.ext.load()
@@ -572,6 +625,7 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
     )
     save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
     remove_tree(job.work)
-    logger.info("reference %r: %d images, %d skipped -> %s", job.name, n, prov.n_skipped, target)
+    logger.info("reference %r: %d images (%d from the feature cache), %d skipped -> %s", job.name, n,
+                job.ext.n_cached, prov.n_skipped, target)
     info = resolve_reference(job.name)[1]
     return info.model_copy(update={"messages": list(job.messages)})

@@ -126,7 +126,7 @@ def test_interrupted_build_resumes_to_identical_stats(
     tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
 ) -> None:
     src = _tree(tmp_path / "src", {"a": 7, "b": 6, "c": 5}, seed=2)
-    config = FidConfig(weights=fake_weights, dims=64, batch_size=3)
+    config = FidConfig(weights=fake_weights, dims=64, batch_size=3, use_cache=False)  # count network passes
     build_reference(src, name="full", config=config, device="cpu", checkpoint_every=6)
     full, _ = resolve_reference("full")
 
@@ -153,3 +153,18 @@ def test_build_argument_errors(tmp_path: Path, fake_weights: Path) -> None:
         build_reference(tmp_path, name="a/b", config=FidConfig(weights=fake_weights), device="cpu")
     with pytest.raises(ConfigError, match="max-images"):
         build_reference(tmp_path, name="x", config=FidConfig(weights=fake_weights), device="cpu", max_images=1)
+
+
+def test_build_reuses_the_feature_cache_with_identical_stats(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    src = _tree(tmp_path / "src", {"a": 4, "b": 3}, seed=3)
+    config = FidConfig(weights=fake_weights, dims=64, batch_size=3)
+    build_reference(src, name="first", config=config, device="cpu")
+    assert sum(e.n_images for e in fake_extractors) == 7
+    (src / "a" / "a_0.png").rename(src / "a" / "renamed.png")  # the cache is keyed by content, not by name
+    build_reference(src, name="second", config=config, device="cpu")
+    assert sum(e.n_images for e in fake_extractors) == 7  # nothing went through the network again
+    first, second = resolve_reference("first")[0], resolve_reference("second")[0]
+    np.testing.assert_allclose(second.mu, first.mu, rtol=1e-12)
+    np.testing.assert_allclose(second.sigma, first.sigma, rtol=1e-10, atol=1e-12)

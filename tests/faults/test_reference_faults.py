@@ -187,3 +187,17 @@ def test_kill_9_during_an_http_build_resumes_to_identical_stats(
     build_reference(url, name="whole", config=config, device="cpu")
     np.testing.assert_array_equal(resolve_reference("web")[0].sigma, resolve_reference("whole")[0].sigma)
     assert info.n_images == 12 and info.n_shards == 4
+
+
+def test_a_damaged_feature_cache_never_costs_the_build(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    from engine.fid.cache import default_cache_path
+
+    src = _tree(tmp_path / "src")
+    build_reference(src, name="clean", config=FidConfig(weights=fake_weights, dims=64, use_cache=False), device="cpu")
+    default_cache_path().parent.mkdir(parents=True, exist_ok=True)
+    default_cache_path().write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)  # a header, then junk pages
+    info = build_reference(src, name="r", config=_config(fake_weights), device="cpu")
+    assert info.n_images == 12
+    np.testing.assert_allclose(resolve_reference("r")[0].sigma, resolve_reference("clean")[0].sigma, rtol=1e-12)
