@@ -470,7 +470,7 @@ def _choose_members(members: list[tarfile.TarInfo], quota: int | None, seed: int
     return [m for k, m in enumerate(members) if k in keep]
 
 
-def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: int) -> ShardRecord:
+def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: int, total: int) -> ShardRecord:
     """Download (if remote), list, sample and accumulate one shard; returns its provenance record."""
     n0, skipped0 = sums.n, len(sums.skipped)
     with fetch_shard(ref, job.work / "download") as got:
@@ -488,6 +488,7 @@ def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: 
                     except (tarfile.TarError, OSError, EOFError) as exc:
                         blobs.append((label, ImageDecodeError(label, "truncated", str(exc))))
                 sums.add(job.ext.decode_blobs(blobs), job.ext.features)
+                report(job.on_progress, sums.n, total or sums.n)
     return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,
                        n_skipped=len(sums.skipped) - skipped0)
 
@@ -510,10 +511,13 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
             break
         ref = shards[picked[j]]
         logger.info("shard %d/%d: %s", j + 1, len(picked), ref.url)
-        done.append(_read_shard(job, sums, ref, quota, seed))
+        done.append(_read_shard(job, sums, ref, quota, seed, total))
         _save_checkpoint(job.work, sums.s1, sums.s2,
                          {"n": sums.n, "skipped": sums.skipped, "done": [d.model_dump() for d in done]})
         report(job.on_progress, sums.n, total or sums.n)
+    if max_images is not None and sums.n < max_images:
+        job.messages.append(f"only {sums.n} of the requested {max_images} images could be read from {len(done)} "
+                            "shards; pass --shards with a larger number to read more shards")
     note = (f"shard source; {len(done)} of {len(shards)} shards, spread evenly over the listing; seeded draw "
             f"inside each shard (seed {seed}); max_images {max_images}")
     return {"notes": [note], "shards": done}

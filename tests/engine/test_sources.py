@@ -97,6 +97,8 @@ def test_max_images_spreads_over_shards_with_seeded_draws(
     other = build_reference(url, name="c", config=config, device="cpu", max_images=5, shards=3, seed=7)
     assert np.array_equal(resolve_reference("a")[0].mu, resolve_reference("b")[0].mu) and again.n_images == 5
     assert not np.array_equal(resolve_reference("a")[0].mu, resolve_reference("c")[0].mu) and other.n_images == 5
+    short = build_reference(url, name="d", config=config, device="cpu", max_images=10, shards=2)
+    assert short.n_images == 6 and any("only 6 of the requested 10" in m for m in short.messages)
 
 
 def test_hub_path_resolves_via_hf_endpoint_and_honours_the_token(
