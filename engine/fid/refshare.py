@@ -168,7 +168,7 @@ def import_reference(file: Path, *, name: str | None = None, overwrite: bool = F
         else:
             npz, side, inner = _unpack(file, tmp)
         target_name = validate_reference_name(name or inner)
-        _validate(npz, side, display_path(file))
+        prov = _validate(npz, side, display_path(file))
         target = reference_path(target_name)
         if target.exists() and not overwrite:
             raise ReferenceStatsError(f"reference {target_name!r} already exists; pass --overwrite or --name OTHER")
@@ -176,7 +176,12 @@ def import_reference(file: Path, *, name: str | None = None, overwrite: bool = F
         if side is not None:  # sidecar first: until the npz lands, the old npz no longer matches it
             os.replace(side, sidecar_path(target))
         os.replace(npz, target)
-    return resolve_reference(target_name)[1]
+    info = resolve_reference(target_name)[1]
+    if prov is None:
+        info = info.model_copy(update={"messages": [
+            "imported without a provenance sidecar: its extractor, preprocessing and N are unknown, so FIDs "
+            "against it cannot be verified"]})
+    return info
 
 
 def pull_reference(url: str, *, sha256: str, name: str | None = None, overwrite: bool = False) -> ReferenceInfo:

@@ -89,6 +89,10 @@ def test_import_refuses_damaged_or_foreign_files_and_writes_nothing(tmp_path: Pa
     with pytest.raises(ReferenceStatsError, match="not a"):
         import_reference(tmp_path / "junk.tar", name="x")
     assert _names() == before  # no half-imported files, no staging folders left
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, mu=np.zeros(8), sigma=np.eye(8))
+    info = import_reference(bare, name="bare")
+    assert info.n_images == 0 and any("without a provenance sidecar" in m for m in info.messages)
 
 
 def test_pull_verifies_the_sha256_before_importing(tmp_path: Path, shard_server: ShardServer) -> None:
