@@ -95,12 +95,6 @@ class Source(FrozenModel):
     shards: list[ShardRef] = Field(default_factory=list, description="Shards in listing order (kind 'shards').")
     revision: str = Field(default="", description="Hub commit the listing was pinned to ('' = not a Hub repo).")
 
-    @property
-    def total_bytes(self) -> int | None:
-        """Sum of the listed shard sizes (None when any size is unknown)."""
-        sizes = [s.size for s in self.shards]
-        return None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
-
 
 @dataclass(frozen=True)
 class SourceImage:
@@ -482,10 +476,16 @@ def iter_source_images(text: str, work: Path) -> Iterator[SourceImage]:
         from engine.data.index import index_dataset
 
         index = index_dataset(Path(src.root))
+        for s in index.skipped:
+            logger.warning("skipped %s: %s", s.path, s.reason)
         for smp in index.samples:
-            with contextlib.suppress(OSError):
-                label = index.classes[smp.label] if smp.label is not None else ""
-                yield SourceImage(key=os.fsdecode(smp.path), data=Path(smp.path).read_bytes(), label=label)
+            label = index.classes[smp.label] if smp.label is not None else ""
+            try:
+                data = Path(smp.path).read_bytes()
+            except OSError as exc:
+                logger.warning("skipped %s: unreadable (%s)", display_path(smp.path), exc.strerror or exc)
+                continue
+            yield SourceImage(key=os.fsdecode(smp.path), data=data, label=label)
         return
     for ref in src.shards:
         with fetch_shard(ref, work) as got:

@@ -499,6 +499,9 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
     if body is None:
         k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
         body = {"params": job.params, "picked": spread_shards(len(shards), k)}
+        sizes = [shards[i].size for i in body["picked"]]
+        logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
+                    "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
         _save_plan(job.work, body)
         state = {"n": 0, "skipped": [], "done": []}
         _save_checkpoint(job.work, sums.s1, sums.s2, state)
