@@ -181,6 +181,9 @@ def _local_shards(text: str) -> list[ShardRef] | None:
         path = Path(text).expanduser()
         if not path.exists():
             raise DatasetError(f"{display_path(path)}: no such folder, tar file or URL")
+        if not path.is_dir() and not path.is_file():
+            raise DatasetError(f"{display_path(path)}: not a folder or a regular file (a device, pipe or socket); "
+                               "give a folder of images, .tar shards or a URL")
         if path.is_file():
             if not _is_tar_name(path.name):
                 raise DatasetError(f"{display_path(path)}: not a folder or a .tar shard")
@@ -492,6 +495,8 @@ def iter_source_images(text: str, work: Path) -> Iterator[SourceImage]:
             listing = list_tar_images(got.path, ref.name)
             for s in listing.skipped:
                 logger.warning("skipped %s: %s", s.path, s.reason)
+            if not listing.members:
+                continue
             with tarfile.open(got.path, "r:*") as tf:
                 for m in listing.members:
                     fh = tf.extractfile(m)

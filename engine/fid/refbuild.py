@@ -477,6 +477,9 @@ def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: 
         listing = list_tar_images(got.path, ref.name)
         sums.skipped += [s.model_dump() for s in listing.skipped]
         chosen = _choose_members(listing.members, quota, seed, ref.name)
+        if not chosen:  # nothing usable (the listing recorded why)
+            return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=0,
+                               n_skipped=len(sums.skipped) - skipped0)
         with tarfile.open(got.path, "r:*") as tf:
             for start in range(0, len(chosen), job.batch_size):
                 blobs: list[tuple[str, bytes | ImageDecodeError]] = []

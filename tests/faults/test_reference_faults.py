@@ -201,3 +201,19 @@ def test_a_damaged_feature_cache_never_costs_the_build(
     info = build_reference(src, name="r", config=_config(fake_weights), device="cpu")
     assert info.n_images == 12
     np.testing.assert_allclose(resolve_reference("r")[0].sigma, resolve_reference("clean")[0].sigma, rtol=1e-12)
+
+
+def test_special_files_and_non_tar_shards_end_in_one_clear_error(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor], capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    fifo = tmp_path / "pipe.tar"
+    os.mkfifo(fifo)
+    fake = tmp_path / "shards"
+    fake.mkdir()
+    (fake / "x.tar").write_bytes(b"definitely not a tar archive" * 40)
+    for source, expected in ((fifo, "not a folder or a regular file"), ("/dev/null", "not a folder or a regular file"),
+                             (fake, "only 0 usable image(s) (1 skipped)"), (tmp_path / "nope", "no such folder")):
+        code = main(["reference", "build", str(source), "--name", "x", "--inception-weights", str(fake_weights)])
+        err = " ".join(capsys.readouterr().err.split())
+        assert code == 1 and err.count("Error:") == 1 and expected in err and "internal error" not in err, err
+    assert not list(references_dir().glob("x.*"))
