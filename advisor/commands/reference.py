@@ -30,8 +30,8 @@ def build_command(
     *,
     name: Annotated[str, typer.Option("--name", help="Reference name ('in21k' is recommend's default).")],
     max_images: Annotated[
-        int | None, typer.Option("--max-images", min=2, help="Stop after this many images.", show_default=False)
-    ] = None,
+        int, typer.Option("--max-images", min=0, help="Images to use (0 = all of the source).")
+    ] = 50_000,
     per_class: Annotated[
         int | None, typer.Option("--per-class", min=1, help="At most this many images per class (folders).",
                                  show_default=False)
@@ -56,7 +56,7 @@ def build_command(
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
     with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:
-        info = build_reference(source, name=name, config=config, device=device, max_images=max_images,
+        info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
                                per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
                                on_progress=on_progress)
     if as_json:
