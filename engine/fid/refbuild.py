@@ -40,8 +40,8 @@ import random
 import sqlite3
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -248,7 +248,13 @@ def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
         messages.append(f"discarded damaged build plan {display_path(path)} ({exc}); starting over")
         logger.warning("%s", messages[-1])
         return None
-    return raw["body"] if raw["body"].get("params") == params else None
+    old = raw["body"].get("params")
+    if old != params:
+        changed = sorted(k for k in set(params) | set(old or {}) if (old or {}).get(k) != params.get(k))
+        messages.append(f"an unfinished build of this name used other settings ({', '.join(changed)}); starting over")
+        logger.warning("%s", messages[-1])
+        return None
+    return raw["body"]
 
 
 def _save_plan(work: Path, body: dict) -> None:
@@ -449,16 +455,39 @@ def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits
     plan, pos, bs = body["plan"], int(state.get("pos", 0)), job.batch_size
     every = max(1, -(-job.checkpoint_every // bs)) * bs
     report(job.on_progress, pos, len(plan))
-    while pos < len(plan):
-        batch = plan[pos:pos + bs]
-        sums.add(job.ext.decode_files(batch), job.ext.features)
-        pos += len(batch)
-        if pos % every == 0 or pos == len(plan):
-            _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
-        report(job.on_progress, pos, len(plan))
+    starts = list(range(pos, len(plan), bs))
+    with contextlib.closing(_one_ahead(lambda a: job.ext.decode_files(plan[a:a + bs]), starts)) as batches:
+        for batch in batches:
+            sums.add(batch, job.ext.features)
+            pos = min(len(plan), pos + bs)
+            if pos % every == 0 or pos == len(plan):
+                _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
+            report(job.on_progress, pos, len(plan))
     sums.skipped = list(body["index_skipped"]) + sums.skipped
     return {"notes": [f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
                       f"max_images {max_images}, per_class {per_class}"], "shards": []}
+
+
+def _one_ahead(prepare: Callable[[int], list[_Decoded]], starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
+    """``prepare(start)`` for each start, the next one running in a thread while the caller uses the current one.
+
+    Reading and decoding overlap the network this way. On early exit (``close()``), the batch in flight is
+    awaited before returning, so the caller may close the files it reads from right after.
+    """
+    if not starts:
+        return
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        nxt: Future[list[_Decoded]] = ahead.submit(prepare, starts[0])
+        try:
+            for i in range(len(starts)):
+                batch = nxt.result()
+                if i + 1 < len(starts):
+                    nxt = ahead.submit(prepare, starts[i + 1])
+                yield batch
+        finally:
+            if not nxt.cancel():
+                with contextlib.suppress(Exception):
+                    nxt.result()
 
 
 def _choose_members(members: list[tarfile.TarInfo], quota: int | None, seed: int, shard: str) -> list[tarfile.TarInfo]:
@@ -481,17 +510,21 @@ def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: 
             return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=0,
                                n_skipped=len(sums.skipped) - skipped0)
         with tarfile.open(got.path, "r:*") as tf:
-            for start in range(0, len(chosen), job.batch_size):
+            def prepare(start: int) -> list[_Decoded]:
                 blobs: list[tuple[str, bytes | ImageDecodeError]] = []
-                for m in chosen[start:start + job.batch_size]:
+                for m in chosen[start:start + job.batch_size]:  # read in storage order, by one thread
                     label = f"{ref.name}:{m.name}"
                     try:
                         fh = tf.extractfile(m)
                         blobs.append((label, fh.read() if fh is not None else b""))
                     except (tarfile.TarError, OSError, EOFError) as exc:
                         blobs.append((label, ImageDecodeError(label, "truncated", str(exc))))
-                sums.add(job.ext.decode_blobs(blobs), job.ext.features)
-                report(job.on_progress, sums.n, total or sums.n)
+                return job.ext.decode_blobs(blobs)
+
+            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), job.batch_size)))) as batches:
+                for batch in batches:
+                    sums.add(batch, job.ext.features)
+                    report(job.on_progress, sums.n, total or sums.n)
     return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,
                        n_skipped=len(sums.skipped) - skipped0)
 

@@ -165,7 +165,8 @@ def test_kill_9_during_an_http_build_resumes_to_identical_stats(
             release.wait(60)
 
     shard_server.on_file = stall
-    args = ["reference", "build", url, "--name", "web", "--inception-weights", str(fake_weights), "--batch-size", "2"]
+    args = ["reference", "build", url, "--name", "web", "--inception-weights", str(fake_weights), "--batch-size", "2",
+            "--max-images", "0"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, *args], env=env, cwd=REPO_ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -217,3 +218,13 @@ def test_special_files_and_non_tar_shards_end_in_one_clear_error(
         err = " ".join(capsys.readouterr().err.split())
         assert code == 1 and err.count("Error:") == 1 and expected in err and "internal error" not in err, err
     assert not list(references_dir().glob("x.*"))
+
+
+def test_rerun_with_other_settings_says_it_starts_over(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    src, config = _tree(tmp_path / "src"), _config(fake_weights)
+    with pytest.raises(KeyboardInterrupt):
+        build_reference(src, name="r", config=config, device="cpu", checkpoint_every=3, on_progress=_interrupt_after(6))
+    info = build_reference(src, name="r", config=config, device="cpu", max_images=8)
+    assert info.n_images == 8 and any("other settings (max_images); starting over" in m for m in info.messages)
