@@ -66,7 +66,13 @@ from engine.fid.features import (
     weights_sha256,
 )
 from engine.fid.frechet import FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
-from engine.fid.reference import ReferenceInfo, reference_path, resolve_reference, validate_reference_name
+from engine.fid.reference import (
+    ReferenceInfo,
+    reference_lock,
+    reference_path,
+    resolve_reference,
+    validate_reference_name,
+)
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
 
@@ -209,30 +215,6 @@ def _load_checkpoint(work: Path, messages: list[str]) -> tuple[npt.NDArray[np.fl
             logger.warning("%s", messages[-1])
             path.unlink(missing_ok=True)
     return None
-
-
-@contextlib.contextmanager
-def _build_lock(name: str) -> Iterator[None]:
-    """Hold ``<references>/.<name>.lock`` for the build; fail at once if another process holds it."""
-    folder = references_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f".{name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock available
-        yield
-        return
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ReferenceStatsError(
-                f"another 'reference build --name {name}' is running (it holds {display_path(path)}); "
-                "wait for it to finish, or stop it and rerun to resume") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
@@ -618,7 +600,7 @@ def build_reference(
     target = _check_args(name, max_images, per_class, shards, overwrite)
     weights_digest = weights_sha256(resolve_weights(config))
     preprocessing = "pil-bicubic-299" if config.resize == "auto" else config.resize
-    with _build_lock(name):
+    with reference_lock(name, "reference build"):
         src = resolve_source(source)
         if src.kind == "shards" and per_class is not None:
             raise ConfigError("--per-class needs a folder tree with class folders; shard sources are sampled per shard")

@@ -10,15 +10,17 @@ versions, sha256). Anywhere a name is accepted, a path to a ``.npz`` works too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.errors import ConfigError, ReferenceNotFoundError, StatsFileError
+from engine.errors import ConfigError, ReferenceNotFoundError, ReferenceStatsError, StatsFileError
 from engine.fid.frechet import FeatureStats, StatsProvenance, load_stats, sidecar_path
 from engine.paths import references_dir
 
@@ -26,6 +28,7 @@ __all__ = [
     "DEFAULT_REFERENCE",
     "ReferenceInfo",
     "reference_path",
+    "reference_lock",
     "validate_reference_name",
     "list_references",
     "resolve_reference",
@@ -75,6 +78,36 @@ def validate_reference_name(name: str) -> str:
         raise ConfigError(f"invalid reference name {name!r}: give the name without .{ext} (e.g. {stem}); "
                           "the files <name>.npz and <name>.json are created for you")
     return name
+
+
+@contextlib.contextmanager
+def reference_lock(name: str, what: str) -> Iterator[None]:
+    """Hold ``<references>/.<name>.lock`` while ``what`` writes reference ``name``; fail at once if it is held.
+
+    An ``flock``: the kernel releases it when the holder exits, even after kill -9, so no stale lock remains.
+
+    Raises:
+        ReferenceStatsError: Another process (or thread) holds the lock.
+    """
+    folder = references_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{validate_reference_name(name)}.lock"
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock available
+        yield
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ReferenceStatsError(
+                f"reference {name!r} is being written by another command ({what} found {path} locked; e.g. another "
+                f"'reference build --name {name}' is running); wait for it to finish, or stop it and rerun") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def reference_path(name: str) -> Path:

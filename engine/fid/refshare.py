@@ -32,7 +32,13 @@ import numpy as np
 from engine.data.imageio import display_path
 from engine.errors import ConfigError, ReferenceStatsError, StatsFileError
 from engine.fid.frechet import StatsProvenance, file_sha256, load_stats, sidecar_path
-from engine.fid.reference import ReferenceInfo, reference_path, resolve_reference, validate_reference_name
+from engine.fid.reference import (
+    ReferenceInfo,
+    reference_lock,
+    reference_path,
+    resolve_reference,
+    validate_reference_name,
+)
 from engine.paths import references_dir
 
 __all__ = ["export_reference", "import_reference", "pull_reference", "MAX_ARCHIVE_BYTES"]
@@ -170,12 +176,13 @@ def import_reference(file: Path, *, name: str | None = None, overwrite: bool = F
         target_name = validate_reference_name(name or inner)
         prov = _validate(npz, side, display_path(file))
         target = reference_path(target_name)
-        if target.exists() and not overwrite:
-            raise ReferenceStatsError(f"reference {target_name!r} already exists; pass --overwrite or --name OTHER")
-        sidecar_path(target).unlink(missing_ok=True)
-        if side is not None:  # sidecar first: until the npz lands, the old npz no longer matches it
-            os.replace(side, sidecar_path(target))
-        os.replace(npz, target)
+        with reference_lock(target_name, "reference import"):
+            if target.exists() and not overwrite:
+                raise ReferenceStatsError(f"reference {target_name!r} already exists; pass --overwrite or --name OTHER")
+            sidecar_path(target).unlink(missing_ok=True)
+            if side is not None:  # sidecar first: until the npz lands, the old npz no longer matches it
+                os.replace(side, sidecar_path(target))
+            os.replace(npz, target)
     info = resolve_reference(target_name)[1]
     if prov is None:
         info = info.model_copy(update={"messages": [

@@ -106,10 +106,15 @@ def test_concurrent_builds_of_one_name_fail_fast(
     try:
         assert started.wait(30)
         t0 = time.monotonic()
-        with pytest.raises(ReferenceStatsError, match="another 'reference build --name same' is running"):
+        with pytest.raises(ReferenceStatsError, match="being written by another command.*'reference build --name same'"):
             build_reference(src, name="same", config=config, device="cpu")
         assert time.monotonic() - t0 < 5
         build_reference(src, name="other", config=config, device="cpu")  # other names are not blocked
+        from engine.fid.refshare import export_reference, import_reference
+
+        archive = export_reference("other", tmp_path / "other.tar")
+        with pytest.raises(ReferenceStatsError, match="being written by another command"):
+            import_reference(archive, name="same")  # an import cannot slip in under a running build either
     finally:
         release.set()
         first.join(30)
