@@ -189,9 +189,14 @@ def _local_shards(text: str) -> list[ShardRef] | None:
                 raise DatasetError(f"{display_path(path)}: not a folder or a .tar shard")
             paths = [path]
         else:
-            paths = sorted(p for p in path.iterdir() if p.is_file() and _is_tar_name(p.name) and not p.name.startswith("."))
+            visible = [p for p in path.iterdir() if not p.name.startswith(".")]
+            paths = sorted(p for p in visible if p.is_file() and _is_tar_name(p.name))
             if not paths:
                 return None
+            mixed = [p for p in visible if p.is_dir() or is_image_name(p.name)]
+            if mixed:  # either reading would silently leave the other half out
+                raise DatasetError(f"{display_path(path)}: holds both .tar shards and image files or folders "
+                                   f"(e.g. {mixed[0].name}); point at the shards or at the images, not both")
     return [ShardRef(name=p.name, url=os.fsdecode(p.resolve())) for p in paths]
 
 

@@ -217,7 +217,11 @@ def test_special_files_and_non_tar_shards_end_in_one_clear_error(
     fake = tmp_path / "shards"
     fake.mkdir()
     (fake / "x.tar").write_bytes(b"definitely not a tar archive" * 40)
-    for source, expected in ((fifo, "not a folder or a regular file"), ("/dev/null", "not a folder or a regular file"),
+    mixed = tmp_path / "mixed"
+    (mixed / "c0").mkdir(parents=True)
+    (mixed / "a.tar").write_bytes((fake / "x.tar").read_bytes())
+    for source, expected in ((mixed, "holds both .tar shards and image files or folders"),
+                             (fifo, "not a folder or a regular file"), ("/dev/null", "not a folder or a regular file"),
                              (fake, "only 0 usable image(s) (1 skipped)"), (tmp_path / "nope", "no such folder")):
         code = main(["reference", "build", str(source), "--name", "x", "--inception-weights", str(fake_weights)])
         err = " ".join(capsys.readouterr().err.split())
