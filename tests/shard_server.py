@@ -40,16 +40,17 @@ def png_bytes(arr: np.ndarray) -> bytes:
 
 
 def make_shard(images: dict[str, bytes]) -> bytes:
-    """A WebDataset-style tar: ``<key>.png`` plus a ``<key>.cls`` side member for each image."""
+    """A WebDataset-style tar: ``<key>.png`` plus a ``<key>.cls`` label member (the key's prefix before ``_``)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
         for name, data in images.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+            label = name.rsplit(".", 1)[0].split("_", 1)[0].encode()
             meta = tarfile.TarInfo(name.rsplit(".", 1)[0] + ".cls")
-            meta.size = 1
-            tf.addfile(meta, io.BytesIO(b"0"))
+            meta.size = len(label)
+            tf.addfile(meta, io.BytesIO(label))
     return buf.getvalue()
 
 

@@ -57,7 +57,6 @@ __all__ = [
     "hub_endpoint",
     "fetch_shard",
     "list_tar_images",
-    "read_member",
     "iter_source_images",
     "is_remote",
 ]
@@ -423,6 +422,10 @@ def _label_of(member: str, fallback: str) -> str:
     return key.split("_", 1)[0] if "_" in key else fallback
 
 
+_LABEL_SUFFIX = ".cls"
+"""WebDataset's class-label member: ``<key>.cls`` holding the label as text (e.g. ``417``)."""
+_MAX_LABEL_BYTES = 256
+"""A ``.cls`` member larger than this is not a label (a label is a short integer or name)."""
 _END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE
 """A complete tar ends with two zero blocks (POSIX ustar); a file that stops earlier was cut short."""
 
@@ -433,44 +436,61 @@ def _is_compressed(path: Path) -> bool:
     return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
 
 
+def _wds_key(member: str) -> str:
+    """WebDataset sample key: the member path up to the first dot of its file name."""
+    folder, _, base = member.rpartition("/")
+    return (folder + "/" if folder else "") + base.split(".", 1)[0]
+
+
+def _read_label(tf: tarfile.TarFile, m: tarfile.TarInfo) -> str:
+    try:
+        fh = tf.extractfile(m)
+        return (fh.read() if fh is not None else b"").decode("utf-8", "replace").strip()
+    except (tarfile.TarError, OSError, EOFError):
+        return ""
+
+
+def _scan(tf: tarfile.TarFile, label: str, file_size: int, plain: bool, out: TarListing) -> dict[str, str]:
+    """Fill ``out`` with the image members of ``tf``; returns the ``.cls`` label text per sample key."""
+    cls: dict[str, str] = {}
+    for m in tf:
+        if m.isfile() and m.name.endswith(_LABEL_SUFFIX) and 0 < m.size <= _MAX_LABEL_BYTES:
+            cls[_wds_key(m.name)] = _read_label(tf, m)
+        elif not (m.isfile() and is_image_name(m.name)):
+            continue
+        elif m.size == 0:
+            out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="zero-byte", detail=""))
+        elif plain and m.offset_data + m.size > file_size:
+            out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="truncated",
+                                           detail="member data runs past the end of the shard"))
+        else:
+            out.members.append(m)
+    if plain and file_size < tf.offset + _END_OF_ARCHIVE and not any(s.reason == "truncated" for s in out.skipped):
+        out.skipped.append(SkippedFile(path=label, reason="truncated", detail="no end-of-archive marker: the "
+                                       "shard is cut short, members after the last one listed are lost"))
+    return cls
+
+
 def list_tar_images(path: Path, label: str) -> TarListing:
     """Image members of a tar shard in storage order, with each one's class.
 
-    A member whose header or data lies past the end of the file (a truncated shard) or a shard that
-    is not a tar at all is recorded in ``skipped`` (reason ``truncated`` / ``not-a-tar``), never raised.
+    The class is the sample's ``.cls`` member (WebDataset's label convention) when there is one, else the
+    member's first folder (``n01440764/x.JPEG``), else its key prefix before ``_`` (``n01440764_10026.jpg``),
+    else the shard's name. A member whose header or data lies past the end of the file (a truncated shard)
+    or a shard that is not a tar at all is recorded in ``skipped`` (``truncated`` / ``not-a-tar``), never raised.
     """
     out = TarListing()
     stem = Path(label).name.split(".", 1)[0]
-    plain = not _is_compressed(path)
+    cls: dict[str, str] = {}
     try:
-        file_size = path.stat().st_size
         with tarfile.open(path, "r:*") as tf:
-            for m in tf:
-                if not (m.isfile() and is_image_name(m.name)):
-                    continue
-                if m.size == 0:
-                    out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="zero-byte", detail=""))
-                elif plain and m.offset_data + m.size > file_size:
-                    out.skipped.append(SkippedFile(path=f"{label}:{m.name}", reason="truncated",
-                                                   detail="member data runs past the end of the shard"))
-                else:
-                    out.members.append(m)
-                    out.labels[m.name] = _label_of(m.name, stem)
-            if plain and file_size < tf.offset + _END_OF_ARCHIVE and not any(s.reason == "truncated" for s in out.skipped):
-                out.skipped.append(SkippedFile(path=label, reason="truncated", detail="no end-of-archive marker: the "
-                                               "shard is cut short, members after the last one listed are lost"))
+            cls = _scan(tf, label, path.stat().st_size, not _is_compressed(path), out)
     except (tarfile.TarError, EOFError, OSError) as exc:
         reason = "truncated" if out.members or out.skipped or isinstance(exc, EOFError) else "not-a-tar"
         if not any(s.reason == "truncated" for s in out.skipped):  # one record per cut, not two
-                out.skipped.append(SkippedFile(path=label, reason=reason, detail=f"stopped listing: {exc}"))
+            out.skipped.append(SkippedFile(path=label, reason=reason, detail=f"stopped listing: {exc}"))
+    out.labels = {m.name: cls.get(_wds_key(m.name)) or _label_of(m.name, stem) for m in out.members}
     return out
-
-
-def read_member(path: Path, member: tarfile.TarInfo) -> bytes:
-    """Bytes of one listed member (opens the shard; for many reads keep a ``tarfile`` open instead)."""
-    with tarfile.open(path, "r:*") as tf:
-        fh = tf.extractfile(member)
-        return fh.read() if fh is not None else b""
 
 
 def iter_source_images(text: str, work: Path) -> Iterator[SourceImage]:

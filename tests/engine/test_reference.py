@@ -28,16 +28,21 @@ def _tree(root: Path, classes: dict[str, int], size: int = 16, seed: int = 0) ->
     return root
 
 
-def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
+def _png(arr: np.ndarray) -> bytes:
     from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
     with tarfile.open(path, "w") as tf:
         for name, arr in members.items():
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="PNG")
+            data = _png(arr)
             info = tarfile.TarInfo(name)
-            info.size = len(buf.getvalue())
-            tf.addfile(info, io.BytesIO(buf.getvalue()))
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
             meta = tarfile.TarInfo(name.rsplit(".", 1)[0] + ".cls")  # WebDataset side member, not an image
             meta.size = 1
             tf.addfile(meta, io.BytesIO(b"0"))
@@ -109,7 +114,16 @@ def test_build_from_tar_shards_without_extracting(
     assert found.kind == "shards" and len(found.shards) == 2
     listings = [list_tar_images(Path(s.url), s.name) for s in found.shards]
     assert sum(len(x.members) for x in listings) == 6 and not any(x.skipped for x in listings)
-    assert {c for x in listings for c in x.labels.values()} == {"n00000001", "n00000002"}
+    assert {c for x in listings for c in x.labels.values()} == {"0"}  # each sample's .cls member wins
+    (shards / "train-002.tar").write_bytes(b"")  # no .cls: the first folder or the key prefix names the class
+    with tarfile.open(shards / "train-002.tar", "w") as tf:
+        for name in ("n00000003/a.png", "n00000004_b.png"):
+            data = _png(arrays[names[0]])
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert set(list_tar_images(shards / "train-002.tar", "train-002.tar").labels.values()) == {"n00000003", "n00000004"}
+    (shards / "train-002.tar").unlink()
     info = build_reference(shards, name="tarref", config=FidConfig(weights=fake_weights, dims=64), device="cpu")
     assert info.n_images == 6 and not list(shards.glob("*.png"))  # nothing extracted to disk
     # Same statistics as from the same images as files.
