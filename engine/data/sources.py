@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import json
 import logging
 import os
 import re
@@ -59,6 +60,8 @@ __all__ = [
     "list_tar_images",
     "iter_source_images",
     "is_remote",
+    "only_shards",
+    "unpack_shards",
 ]
 
 logger = logging.getLogger(__name__)
@@ -422,6 +425,8 @@ def _label_of(member: str, fallback: str) -> str:
     return key.split("_", 1)[0] if "_" in key else fallback
 
 
+_SKIPPED_FILE = ".skipped.json"
+"""Inside an unpacked shard tree: the members skipped while unpacking (hidden, so indexing ignores it)."""
 _LABEL_SUFFIX = ".cls"
 """WebDataset's class-label member: ``<key>.cls`` holding the label as text (e.g. ``417``)."""
 _MAX_LABEL_BYTES = 256
@@ -527,6 +532,70 @@ def iter_source_images(text: str, work: Path) -> Iterator[SourceImage]:
                     fh = tf.extractfile(m)
                     if fh is not None:
                         yield SourceImage(key=f"{ref.name}:{m.name}", data=fh.read(), label=listing.labels[m.name])
+
+
+def only_shards(path: Path) -> bool:
+    """True when a local path is a ``.tar`` file, or a folder whose visible entries are all ``.tar`` files."""
+    if path.is_file():
+        return _is_tar_name(path.name)
+    if not path.is_dir():
+        return False
+    visible = [p for p in path.iterdir() if not p.name.startswith(".")]
+    return bool(visible) and all(p.is_file() and _is_tar_name(p.name) for p in visible)
+
+
+def _safe_name(shard: str, member: str) -> str:
+    """A flat file name for a member (no folders, nothing that can leave the target folder)."""
+    flat = f"{Path(shard).name.split('.', 1)[0]}__{member.strip('/')}"
+    return re.sub(r"[^\w.+-]", "_", flat).replace("..", "_")
+
+
+def unpack_shards(src: Source, cache: Path) -> tuple[Path, list[SkippedFile]]:
+    """The image members of shard source ``src`` as an image-folder tree (one folder per class) under ``cache``.
+
+    For commands that index files (``profile``, ``fid``, ``recommend``). The tree is named by a sha256 over
+    every shard's sha256, written once (in a temporary folder, renamed when complete, so a half-written tree
+    is never used) and reused while the shards are unchanged. Returns the tree and the members skipped
+    while listing (kept in the tree's ``.skipped.json``).
+    """
+    digest = hashlib.sha256()
+    for ref in src.shards:
+        with fetch_shard(ref, cache / ".download") as got:
+            digest.update(got.sha256.encode())
+    final = cache / digest.hexdigest()[:32]
+    if not (final / _SKIPPED_FILE).is_file():
+        _unpack_into(src, cache, final)
+    try:
+        raw = json.loads((final / _SKIPPED_FILE).read_text(encoding="utf-8"))
+        return final, [SkippedFile.model_validate(r) for r in raw]
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{display_path(final)}: unpacked shards unreadable ({exc}); delete that folder") from None
+
+
+def _unpack_into(src: Source, cache: Path, final: Path) -> None:
+    work = cache / ".unpacking"
+    remove_tree(work)
+    work.mkdir(parents=True)
+    skipped: list[SkippedFile] = []
+    try:
+        for ref in src.shards:
+            with fetch_shard(ref, cache / ".download") as got:
+                listing = list_tar_images(got.path, ref.name)
+                skipped += listing.skipped
+                if not listing.members:
+                    continue
+                with tarfile.open(got.path, "r:*") as tf:
+                    for m in listing.members:
+                        fh = tf.extractfile(m)
+                        folder = re.sub(r"[^\w+-]", "_", listing.labels[m.name]) or "_"  # a safe folder name
+                        dest = work / folder / _safe_name(ref.name, m.name)
+                        dest.parent.mkdir(exist_ok=True)
+                        dest.write_bytes(fh.read() if fh is not None else b"")
+        (work / _SKIPPED_FILE).write_text(json.dumps([x.model_dump() for x in skipped]), encoding="utf-8")
+        remove_tree(final)
+        os.replace(work, final)
+    finally:
+        remove_tree(work)
 
 
 def remove_tree(path: Path) -> None:

@@ -188,3 +188,34 @@ def test_url_build_equals_folder_build_with_real_inception(
     assert float(np.abs(web.sigma).max()) > 0
     np.testing.assert_allclose(web.mu, tree.mu, rtol=0, atol=1e-12)
     np.testing.assert_allclose(web.sigma, tree.sigma, rtol=0, atol=1e-12)
+
+
+def test_profile_and_fid_read_tar_shards_through_the_same_seam(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor], capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    from advisor.cli import main
+    from engine.data.index import index_dataset
+    from engine.data.profile import profile_dataset
+    from engine.fid.run import measure_fid_against_reference
+
+    images = _images(4)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for name, members in images.items():
+        (shards / name).write_bytes(make_shard({k: png_bytes(a) for k, a in members.items()}))
+    whole = (shards / "shard-0003.tar").read_bytes()
+    (shards / "shard-0003.tar").write_bytes(whole[: 512 + 10])  # cut inside its first image: counted, not fatal
+    tree = _folder(tmp_path / "tree", {k: v for k, v in images.items() if k != "shard-0003.tar"})
+    from_shards, from_tree = profile_dataset(index_dataset(shards))[0], profile_dataset(index_dataset(tree))[0]
+    assert from_shards.n_used == from_tree.n_used == 3 * PER_SHARD
+    assert from_shards.class_counts == from_tree.class_counts  # classes from each sample's .cls member
+    assert from_shards.skipped_by_reason.get("truncated", 0) >= 1 and from_shards.source == str(shards)
+    first = index_dataset(shards).root
+    assert index_dataset(shards).root == first and first.stat().st_mtime_ns == first.stat().st_mtime_ns
+    config = FidConfig(weights=fake_weights, dims=64)
+    build_reference(tree, name="ref", config=config, device="cpu")
+    a = measure_fid_against_reference(index_dataset(shards), "ref", config=config, device="cpu")
+    b = measure_fid_against_reference(index_dataset(tree), "ref", config=config, device="cpu")
+    assert a.n_images == b.n_images == 3 * PER_SHARD and abs(a.fid - b.fid) < 1e-9
+    assert main(["profile", str(shards), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_used"] == 3 * PER_SHARD
