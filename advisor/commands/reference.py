@@ -1,4 +1,4 @@
-"""``vpt-advisor reference build|list|show``: the reference statistics FID is measured against."""
+"""``vpt-advisor reference build|list|show|export|import|pull``: the reference statistics FID is measured against."""
 
 from __future__ import annotations
 
@@ -21,17 +21,24 @@ reference_app = typer.Typer(
 @reference_app.command("build")
 def build_command(
     source: Annotated[
-        Path,
+        str,
         typer.Argument(help="Image folder tree (class = first folder level, e.g. ImageNet-21k WordNet ids), "
-                       "a .tar shard, or a folder of WebDataset .tar shards.", show_default=False),
+                       "a .tar shard or folder of WebDataset shards, an HTTP(S) URL with a brace pattern "
+                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO[/subdir] "
+                       "(uses HF_TOKEN and HF_ENDPOINT).", show_default=False),
     ],
     *,
     name: Annotated[str, typer.Option("--name", help="Reference name ('in21k' is recommend's default).")],
     max_images: Annotated[
-        int | None, typer.Option("--max-images", min=2, help="Stop after this many images.", show_default=False)
-    ] = None,
+        int, typer.Option("--max-images", min=0, help="Images to use (0 = all of the source).")
+    ] = 50_000,
     per_class: Annotated[
-        int | None, typer.Option("--per-class", min=1, help="At most this many images per class.", show_default=False)
+        int | None, typer.Option("--per-class", min=1, help="At most this many images per class (folders).",
+                                 show_default=False)
+    ] = None,
+    shards: Annotated[
+        int | None, typer.Option("--shards", min=1, help="Shards to read, spread over the listing (shard sources; "
+                                 "default: max-images / 2000, or all).", show_default=False)
     ] = None,
     seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
@@ -41,7 +48,7 @@ def build_command(
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
-    """Compute reference statistics (streaming, class-balanced, resumable: rerun the same command after an interruption)."""
+    """Compute reference statistics (streaming, resumable: rerun the same command after an interruption)."""
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
@@ -49,8 +56,69 @@ def build_command(
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
     with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:
-        info = build_reference(source, name=name, config=config, device=device, max_images=max_images,
-                               per_class=per_class, seed=seed, overwrite=overwrite, on_progress=on_progress)
+        info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
+                               per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
+                               on_progress=on_progress)
+    if as_json:
+        emit_json(info)
+    else:
+        render_reference(info)
+
+
+@reference_app.command("export")
+def export_command(
+    name: Annotated[str, typer.Argument(help="Reference name.", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="Archive to write (.tar).", show_default=False)],
+    *,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
+) -> None:
+    """Write a reference (stats + provenance) to one file to share; prints its sha256 for 'reference pull'."""
+    from advisor.render import console
+    from engine.fid.frechet import file_sha256
+    from engine.fid.refshare import export_reference
+
+    path = export_reference(name, file, overwrite=overwrite)
+    console.print(f"Exported {name} to {path}\nsha256 {file_sha256(path)}")
+
+
+@reference_app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="Archive from 'reference export', or a .npz (+ .json).",
+                                         show_default=False)],
+    *,
+    name: Annotated[str | None, typer.Option("--name", help="Store under this name (default: the archive's).",
+                                             show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate and store reference statistics someone exported."""
+    from advisor.render import emit_json
+    from advisor.render.fid import render_reference
+    from engine.fid.refshare import import_reference
+
+    info = import_reference(file, name=name, overwrite=overwrite)
+    if as_json:
+        emit_json(info)
+    else:
+        render_reference(info)
+
+
+@reference_app.command("pull")
+def pull_command(
+    url: Annotated[str, typer.Argument(help="HTTP(S) URL of an exported archive.", show_default=False)],
+    *,
+    sha256: Annotated[str, typer.Option("--sha256", help="Expected sha256 of the archive (64 hex digits).")],
+    name: Annotated[str | None, typer.Option("--name", help="Store under this name (default: the archive's).",
+                                             show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download an exported reference, verify its sha256 (refuse on mismatch) and import it."""
+    from advisor.render import emit_json
+    from advisor.render.fid import render_reference
+    from engine.fid.refshare import pull_reference
+
+    info = pull_reference(url, sha256=sha256, name=name, overwrite=overwrite)
     if as_json:
         emit_json(info)
     else:

@@ -56,8 +56,15 @@ def render_reference(info: ReferenceInfo) -> None:
         ("Dims", str(info.dims)), ("npz sha256", info.npz_sha256 or "-"),
     ):
         t.add_row(key, Text(value))
+    if info.n_shards:
+        t.add_row("Shards", str(info.n_shards))
+    if info.n_skipped or info.skipped_reasons:
+        detail = ", ".join(f"{k} {v}" for k, v in info.skipped_reasons.items())
+        t.add_row("Skipped", Text(f"{info.n_skipped}" + (f" ({detail})" if detail else "")))
     for note in info.notes:
         t.add_row("Note", Text(note))
+    for msg in info.messages:
+        t.add_row("Warning", Text(msg))
     console.print(t)
 
 
@@ -65,7 +72,8 @@ def render_reference_list(refs: ReferenceList) -> None:
     """Print the table of references (or how to build the first one)."""
     if not refs.references:
         console.print("No references yet. Build one with: "
-                      "vpt-advisor reference build /path/to/imagenet21k --name in21k --max-images 50000")
+                      "vpt-advisor reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k --max-images 50000 "
+                      "(needs HF_TOKEN), or pull one: vpt-advisor reference pull URL --sha256 HEX")
         return
     t = Table(show_header=True, header_style="bold")
     for col in ("name", "images", "source", "created", "extractor"):

@@ -183,6 +183,24 @@ def _index_folder(root: Path) -> DatasetIndex:
     return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())))
 
 
+def _only_shards(source: Path) -> bool:
+    from engine.data.sources import only_shards
+
+    return only_shards(source)
+
+
+def _index_shards(source: Path) -> DatasetIndex:
+    """WebDataset ``.tar`` shards: unpacked once into the cache (see :func:`engine.data.sources.unpack_shards`)."""
+    from engine.data.sources import resolve_source, unpack_shards
+    from engine.paths import cache_dir
+
+    root, skipped = unpack_shards(resolve_source(source), cache_dir() / "shards")
+    index = _index_folder(root)
+    index.skipped[:0] = skipped
+    index.source = source
+    return index
+
+
 # ----------------------------------------------------------------------------------------- list files
 def _read_text(path: Path) -> str:
     try:
@@ -309,8 +327,9 @@ def index_dataset(source: Path) -> DatasetIndex:
     """Index a dataset folder, list file or CSV without decoding images.
 
     Args:
-        source: an ImageFolder tree, a flat image folder, a ``.csv`` file, or a list file
-            (``relative/path label`` lines, e.g. VTAB-1k's ``<task>/train800val200.txt``).
+        source: an ImageFolder tree, a flat image folder, a ``.csv`` file, a list file
+            (``relative/path label`` lines, e.g. VTAB-1k's ``<task>/train800val200.txt``), or WebDataset
+            ``.tar`` shards (one file, or a folder holding only shards; class = each sample's ``.cls``).
 
     Returns:
         The index: samples in sorted (folders) or file (lists) order, class names, and the entries
@@ -329,7 +348,9 @@ def index_dataset(source: Path) -> DatasetIndex:
             f"dataset path {display_path(source)} does not exist or cannot be read ({exc.strerror or exc}); "
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
-    if os.path.isdir(source):
+    if _only_shards(source):
+        index = _index_shards(source)
+    elif os.path.isdir(source):
         index = _index_folder(source)
     elif is_image_name(source):
         raise DatasetError(f"{display_path(source)} is a single image; pass the folder that contains the dataset")

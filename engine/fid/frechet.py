@@ -33,6 +33,7 @@ from engine.errors import StatsFileError
 __all__ = [
     "FeatureStats",
     "StatsProvenance",
+    "ShardRecord",
     "frechet_distance",
     "frechet_distance_from_features",
     "compute_feature_stats",
@@ -68,6 +69,16 @@ class FeatureStats:
         return int(self.mu.shape[0])
 
 
+class ShardRecord(FrozenModel):
+    """One tar shard a reference was built from (recorded in the provenance sidecar)."""
+
+    url: str = Field(description="HTTP(S) URL or local path of the shard.")
+    sha256: str = Field(description="sha256 of the shard's bytes as read.")
+    size: int = Field(default=0, description="Bytes.")
+    n_images: int = Field(default=0, description="Images of this shard whose features went into the statistics.")
+    n_skipped: int = Field(default=0, description="Members of this shard skipped (undecodable, truncated).")
+
+
 class StatsProvenance(FrozenModel):
     """Where a stats file came from; stored as the JSON sidecar next to the ``.npz``."""
 
@@ -81,6 +92,11 @@ class StatsProvenance(FrozenModel):
     versions: dict[str, str] = Field(default_factory=dict, description="Library versions used.")
     npz_sha256: str = Field(default="", description="sha256 of the .npz file this sidecar describes.")
     notes: list[str] = Field(default_factory=list, description="Sampling choices and other remarks.")
+    weights_sha256: str = Field(default="", description="Full sha256 of the Inception weights file ('' = unknown).")
+    source_kind: str = Field(default="", description="'folder' or 'shards' ('' = unknown).")
+    revision: str = Field(default="", description="Hub commit a hf:// source was read at ('' = not a Hub repo).")
+    shards: list[ShardRecord] = Field(default_factory=list, description="Every shard read: URL, sha256, images used.")
+    skipped_reasons: dict[str, int] = Field(default_factory=dict, description="Skipped images per reason code.")
 
 
 def _psd_clip(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -1,25 +1,30 @@
-"""Build reference FID statistics from an image tree or WebDataset-style tar shards, resumably.
+"""Build reference FID statistics from any dataset source, streaming and resumably.
 
-Sources:
+Sources are classified by :func:`engine.data.sources.resolve_source`: an image-folder tree, or tar shards
+(local files, HTTP(S) brace patterns, or a ``hf://datasets/OWNER/REPO`` Hub repo).
 
-* a folder tree (any layout :func:`engine.data.index.index_dataset` accepts): the class of an image is its
-  first-level folder (for ImageNet-21k, the WordNet id such as ``n01440764``);
-* a ``.tar`` file, or a folder holding ``.tar``/``.tar.gz`` shards (WebDataset layout). Image members
-  are read one by one with :mod:`tarfile` (never extracted to disk). The class of a member is its
-  first folder (``n01440764/x.JPEG``) or else the prefix of its key before the first ``_``
-  (``n01440764_10026.jpg``), else the shard's name.
+Folder trees (class = first folder level, e.g. the WordNet id ``n01440764``): classes are visited
+round-robin in a seeded order; each round takes the next image of every class (images shuffled within
+each class), at most ``per_class`` rounds, until ``max_images`` images are planned. The plan is read in
+storage order. A checkpoint is written every ``checkpoint_every`` images.
 
-Sampling (reproducible from ``seed``): classes are visited round-robin in a seeded order; each
-round takes the next image of every class (images shuffled within each class), at most
-``per_class`` rounds, until ``max_images`` images are planned. The plan is then read in storage
-order (sorted by file / shard and member), so tar shards stream forward.
+Tar shards (WebDataset): ``K`` shards spread evenly over the whole listing are read, one at a time
+(a remote shard is downloaded, read, and deleted before the next: at most one shard on disk).
+``K`` is ``--shards``, by default ``ceil(max_images / IMAGES_PER_SHARD)`` (all shards when there is no
+``max_images``). Shard ``j`` of ``K`` takes ``ceil(still needed / shards left)`` images, chosen by a
+seeded draw inside the shard and read in storage order, so a short shard's deficit moves to the
+next ones. A checkpoint is written after every finished shard, and every shard's URL, sha256, size
+and image count go into the provenance sidecar.
 
-Resumability: the plan, the running float64 sums ``sum(x)`` and ``sum(x x^T)`` and the position
-are checkpointed atomically in ``<references>/.<name>.partial/`` every ``checkpoint_every``
-images (at batch boundaries). A rerun with the same arguments continues from there and performs
-the same float operations in the same order as an uninterrupted build, so it gives the same
-statistics. ``sigma = (sum(x x^T) - n mu mu^T) / (n - 1)`` in float64 (the features are float32
-network outputs, so float64 sums lose nothing that matters at n <= 10^7).
+Checkpoints (``<references>/.<name>.partial/``) hold the running float64 sums ``sum(x)`` and
+``sum(x x^T)``, the count and the position in one ``.npz`` written in one atomic step (temporary file,
+fsync, rename) with a sha256 over its contents. The previous checkpoint is kept; a damaged one fails its
+checksum and is discarded with a warning, and the build continues from the previous one (or from the
+start). A rerun performs the same float operations in the same order as an uninterrupted build, so it
+gives the same statistics. ``sigma = (sum(x x^T) - n mu mu^T) / (n - 1)``.
+
+One build per name at a time: a second build of the same name fails at once (an ``flock`` on
+``<references>/.<name>.lock``, released by the kernel even after kill -9).
 """
 
 from __future__ import annotations
@@ -29,14 +34,15 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import random
-import shutil
+import sqlite3
 import tarfile
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,9 +51,13 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.fid import FidConfig
-from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError
+from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, open_rgb, resolve_workers
+from engine.data.sources import Source, ShardRef, fetch_shard, list_tar_images, remove_tree, resolve_source
+from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError, StoreError
+from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.features import (
     PREPROCESSING,
+    content_sha256,
     extractor_id,
     forward_arrays,
     load_inception,
@@ -55,24 +65,36 @@ from engine.fid.features import (
     to_model_array,
     weights_sha256,
 )
-from engine.fid.frechet import FeatureStats, StatsProvenance, library_versions, save_stats
-from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, is_image_name, open_rgb, resolve_workers
+from engine.fid.frechet import FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
+from engine.fid.reference import (
+    ReferenceInfo,
+    reference_lock,
+    reference_path,
+    resolve_reference,
+    validate_reference_name,
+)
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
-from engine.fid.reference import ReferenceInfo, reference_path, resolve_reference, validate_reference_name
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_reference", "plan_sample", "discover_items", "plan_digest", "PlanItem"]
+__all__ = ["build_reference", "plan_sample", "discover_items", "plan_digest", "PlanItem", "spread_shards",
+           "IMAGES_PER_SHARD"]
 
 logger = logging.getLogger(__name__)
-_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+IMAGES_PER_SHARD = 2000
+"""Default images taken per shard. timm/imagenet-22k-wds holds 13,673,551 training images in 4,096 shards
+(its dataset card), about 3,338 per shard, so 2,000 leaves room for short shards while reading few shards."""
+_CKPT = "checkpoint.npz"
+_CKPT_PREV = "checkpoint.prev.npz"
+_PLAN = "plan.json"
 
 
 @dataclass(frozen=True)
 class PlanItem:
-    """One image to read: a file (``shard == -1``, ``name`` = path) or tar member ``name`` of ``shard``."""
+    """One image file to read (folder sources)."""
 
     cls: str
     shard: int
@@ -80,50 +102,20 @@ class PlanItem:
     order: int
 
 
-def _is_tar(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(_TAR_SUFFIXES)
+# --- planning -------------------------------------------------------------------------------------------
 
 
-def _member_class(member: str, shard: Path) -> str:
-    parts = member.strip("/").split("/")
-    if len(parts) > 1:
-        return parts[0]
-    key = parts[0].split(".", 1)[0]
-    return key.split("_", 1)[0] if "_" in key else shard.name.split(".", 1)[0]
-
-
-def discover_items(source: Path) -> tuple[str, list[Path], list[PlanItem], int]:
-    """List every candidate image of ``source``.
-
-    Returns:
-        ``(kind, shards, items, n_skipped_while_indexing)`` where ``kind`` is ``"tar"`` or ``"folder"``.
-    """
-    source = Path(source)
-    if not source.exists():
-        raise DatasetError(f"{display_path(source)}: no such folder or tar file")
-    shards = [source] if _is_tar(source) else []
-    if source.is_dir():
-        shards = sorted(p for p in source.iterdir() if _is_tar(p) and not p.name.startswith("."))
-    if shards:
-        items: list[PlanItem] = []
-        for s, shard in enumerate(shards):
-            try:
-                with tarfile.open(shard, "r:*") as tf:
-                    for k, m in enumerate(tf):
-                        if m.isfile() and m.size > 0 and is_image_name(m.name):
-                            items.append(PlanItem(_member_class(m.name, shard), s, m.name, k))
-            except (tarfile.TarError, OSError) as exc:
-                raise DatasetError(f"{display_path(shard)}: not a readable tar file ({exc})") from None
-        return "tar", shards, items, 0
+def discover_items(source: Path) -> tuple[list[PlanItem], list[SkippedFile]]:
+    """Every candidate image of a folder tree, and the files skipped while indexing it."""
     from engine.data.index import index_dataset
 
-    index = index_dataset(source)
+    index = index_dataset(Path(source))
     names = index.classes
     items = [
         PlanItem(names[smp.label] if smp.label is not None else "", -1, os.fsdecode(smp.path), k)
         for k, smp in enumerate(index.samples)
     ]
-    return "folder", [], items, len(index.skipped)
+    return items, list(index.skipped)
 
 
 def plan_sample(
@@ -157,6 +149,104 @@ def plan_sample(
     return sorted(chosen, key=lambda i: (i.shard, i.order))
 
 
+def spread_shards(n_shards: int, k: int) -> list[int]:
+    """``k`` shard indices spread evenly over ``0..n_shards-1`` (the middle of each of k equal strata)."""
+    k = max(1, min(k, n_shards))
+    return [min(n_shards - 1, ((2 * i + 1) * n_shards) // (2 * k)) for i in range(k)]
+
+
+def plan_digest(plan: Sequence[PlanItem]) -> str:
+    """sha256 over a plan (for tests and logs)."""
+    return hashlib.sha256(json.dumps([asdict(i) for i in plan]).encode()).hexdigest()
+
+
+# --- checkpoints and the build lock ----------------------------------------------------------------------
+
+
+def _digest(s1: npt.NDArray[np.float64], s2: npt.NDArray[np.float64], state: bytes) -> str:
+    h = hashlib.sha256()
+    for part in (np.ascontiguousarray(s1).tobytes(), np.ascontiguousarray(s2).tobytes(), state):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(work: Path, s1: npt.NDArray[np.float64], s2: npt.NDArray[np.float64], state: dict) -> None:
+    """One atomic write of sums + state + checksum; the previous checkpoint becomes ``checkpoint.prev``."""
+    blob = json.dumps(state, sort_keys=True).encode()
+    buf = io.BytesIO()
+    np.savez(buf, s1=s1, s2=s2, state=np.frombuffer(blob, np.uint8),
+             digest=np.frombuffer(_digest(s1, s2, blob).encode(), np.uint8))
+    if (work / _CKPT).exists():
+        os.replace(work / _CKPT, work / _CKPT_PREV)
+    _fsync_write(work / _CKPT, buf.getvalue())
+
+
+def _read_checkpoint(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict]:
+    """Load and verify one checkpoint file. Raises ValueError/OSError/KeyError when damaged."""
+    with np.load(path, allow_pickle=False) as f:
+        s1, s2 = f["s1"].astype(np.float64), f["s2"].astype(np.float64)
+        blob, digest = f["state"].tobytes(), f["digest"].tobytes().decode()
+    if _digest(s1, s2, blob) != digest:
+        raise ValueError("checksum mismatch")
+    return s1, s2, json.loads(blob)
+
+
+def _load_checkpoint(work: Path, messages: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict] | None:
+    """The newest checkpoint that passes its checksum; damaged ones are discarded with a message."""
+    for name in (_CKPT, _CKPT_PREV):
+        path = work / name
+        if not path.exists():
+            continue
+        try:
+            return _read_checkpoint(path)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as exc:
+            msg = f"discarded damaged checkpoint {display_path(path)} ({type(exc).__name__}: {exc})"
+            messages.append(msg + "; continuing from the previous good state")
+            logger.warning("%s", messages[-1])
+            path.unlink(missing_ok=True)
+    return None
+
+
+def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
+    path = work / _PLAN
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        body = json.dumps(raw["body"], sort_keys=True)
+        if hashlib.sha256(body.encode()).hexdigest() != raw["digest"]:
+            raise ValueError("checksum mismatch")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        messages.append(f"discarded damaged build plan {display_path(path)} ({exc}); starting over")
+        logger.warning("%s", messages[-1])
+        return None
+    old = raw["body"].get("params")
+    if old != params:
+        changed = sorted(k for k in set(params) | set(old or {}) if (old or {}).get(k) != params.get(k))
+        messages.append(f"an unfinished build of this name used other settings ({', '.join(changed)}); starting over")
+        logger.warning("%s", messages[-1])
+        return None
+    return raw["body"]
+
+
+def _save_plan(work: Path, body: dict) -> None:
+    text = json.dumps(body, sort_keys=True)
+    _fsync_write(work / _PLAN, json.dumps({"body": body, "digest": hashlib.sha256(text.encode()).hexdigest()}).encode())
+
+
+# --- feature accumulation ---------------------------------------------------------------------------------
+
+
 def _decode_bytes(data: bytes, label: str) -> object:
     """Decode image bytes to RGB exactly as :func:`engine.data.imageio.open_rgb` converts files."""
     from PIL import Image, UnidentifiedImageError
@@ -182,199 +272,115 @@ def _decode_bytes(data: bytes, label: str) -> object:
         return rgb.copy() if rgb is im else rgb
 
 
-class _Reader:
-    """Sequential access to plan items; tar shards stay open while consecutive items use them."""
+_Decoded = tuple[str, "npt.NDArray[np.uint8] | ImageDecodeError"]
+"""(feature-cache key, model-ready array or the reason it could not be decoded)."""
 
-    def __init__(self, shards: Sequence[Path]) -> None:
-        self.shards = list(shards)
-        self._shard = -1
-        self._tf: tarfile.TarFile | None = None
-        self._members: dict[str, tarfile.TarInfo] = {}
 
-    def read(self, item: PlanItem) -> bytes | ImageDecodeError:
-        label = f"{self.shards[item.shard].name}:{item.name}" if item.shard >= 0 else item.name
-        if item.shard < 0:
-            return b""  # files are opened by the decode threads themselves
+@dataclass
+class _Sums:
+    """Running float64 sums of features, and what was skipped."""
+
+    s1: npt.NDArray[np.float64]
+    s2: npt.NDArray[np.float64]
+    n: int = 0
+    skipped: list[dict] = field(default_factory=list)
+
+    def add(self, batch: Sequence[_Decoded], features: Callable) -> int:
+        good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
+        self.skipped += [SkippedFile(path=e.path, reason=e.reason, detail=e.detail).model_dump()
+                         for _, e in batch if isinstance(e, ImageDecodeError)]
+        if good:
+            f = features([k for k, _ in good], [a for _, a in good]).astype(np.float64)
+            self.s1 += f.sum(axis=0)
+            self.s2 += f.T @ f
+            self.n += f.shape[0]
+        return len(good)
+
+
+class _Extractor:
+    """Decodes in a thread pool; features from the shared content-keyed cache, else from the network.
+
+    The cache (:mod:`engine.fid.cache`, the one ``fid`` and ``recommend`` use) stores the network's float32
+    output, so a cached image contributes exactly what a fresh forward pass did. A cache that cannot be
+    opened or read is left out with a warning: it is an optimisation and never costs the build.
+    """
+
+    def __init__(self, config: FidConfig, device: torch.device | str, preprocessing: str, ext_id: str) -> None:
+        self.config, self.device, self.preprocessing, self.ext_id = config, device, preprocessing, ext_id
+        self._net: object | None = None
+        self.pool = ThreadPoolExecutor(max_workers=resolve_workers(config.workers))
+        self.cache: FeatureCache | None = None
+        self.n_cached = 0
+        if config.use_cache:
+            try:
+                self.cache = FeatureCache()
+            except (StoreError, OSError, sqlite3.Error) as exc:
+                logger.warning("building without the feature cache: %s", exc)
+
+    def load(self) -> None:
+        """Load the network now (before any download), so bad weights fail before the work."""
+        if self._net is None:
+            self._net = load_inception(self.config, _device(self.device))
+
+    def _cached(self, keys: list[str]) -> dict[str, npt.NDArray[np.float32]]:
+        if self.cache is None:
+            return {}
         try:
-            if item.shard != self._shard:
-                self.close()
-                self._tf = tarfile.open(self.shards[item.shard], "r:*")
-                self._members = {m.name: m for m in self._tf.getmembers()}
-                self._shard = item.shard
-            assert self._tf is not None
-            fh = self._tf.extractfile(self._members[item.name])
-            if fh is None:
-                return ImageDecodeError(label, "not-an-image", "not a regular member")
-            return fh.read()
-        except (tarfile.TarError, OSError, KeyError, EOFError) as exc:
-            return ImageDecodeError(label, "unreadable", str(exc))
+            return self.cache.get_many(keys, self.config.dims)
+        except sqlite3.Error as exc:
+            logger.warning("feature cache unreadable (%s); continuing without it", exc)
+            self.cache = None
+            return {}
+
+    def features(self, keys: list[str], arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        found = self._cached([k for k in keys if k])
+        miss = [i for i, k in enumerate(keys) if not k or k not in found]
+        out = np.empty((len(arrays), self.config.dims), np.float32)
+        for i, k in enumerate(keys):
+            if k in found:
+                out[i] = found[k]
+        if miss:
+            self.load()
+            out[miss] = forward_arrays(self._net, [arrays[i] for i in miss])  # type: ignore[arg-type]  # InceptionExtractor or a test stand-in
+            if self.cache is not None:
+                try:
+                    self.cache.put_many((keys[i], out[i]) for i in miss if keys[i])
+                except sqlite3.Error as exc:
+                    logger.warning("feature cache not writable (%s); continuing without it", exc)
+                    self.cache = None
+        self.n_cached += len(keys) - len(miss)
+        return out
+
+    def _key(self, data: bytes) -> str:
+        return cache_key(content_sha256(data), self.ext_id, self.preprocessing)
+
+    def decode_files(self, paths: Sequence[str]) -> list[_Decoded]:
+        def one(p: str) -> _Decoded:
+            try:
+                key = self._key(Path(p).read_bytes())
+            except OSError:
+                key = ""  # open_rgb below reports the precise reason
+            try:
+                return key, to_model_array(open_rgb(Path(p)), self.preprocessing)
+            except ImageDecodeError as exc:
+                return key, exc
+        return list(self.pool.map(one, paths))
+
+    def decode_blobs(self, blobs: Sequence[tuple[str, bytes | ImageDecodeError]]) -> list[_Decoded]:
+        def one(item: tuple[str, bytes | ImageDecodeError]) -> _Decoded:
+            label, data = item
+            if isinstance(data, ImageDecodeError):
+                return "", data
+            try:
+                return self._key(data), to_model_array(_decode_bytes(data, label), self.preprocessing)
+            except ImageDecodeError as exc:
+                return "", exc
+        return list(self.pool.map(one, blobs))
 
     def close(self) -> None:
-        if self._tf is not None:
-            self._tf.close()
-        self._tf, self._shard, self._members = None, -1, {}
-
-
-def _atomic_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _save_checkpoint(work: Path, pos: int, n: int, s1: npt.NDArray, s2: npt.NDArray, skipped: list[dict]) -> None:
-    tmp = work / "sums.tmp.npz"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, s1=s1, s2=s2)
-    os.replace(tmp, work / "sums.npz")
-    _atomic_json(work / "state.json", {"pos": pos, "n": n, "skipped": skipped})
-
-
-def build_reference(
-    source: Path,
-    *,
-    name: str,
-    config: FidConfig,
-    device: torch.device | str,
-    max_images: int | None = None,
-    per_class: int | None = None,
-    seed: int = 0,
-    overwrite: bool = False,
-    checkpoint_every: int = 2000,
-    on_progress: ProgressCallback | None = None,
-) -> ReferenceInfo:
-    """Compute reference statistics and store them as ``<references>/<name>.npz`` + ``.json``.
-
-    Args:
-        source: Folder tree, one ``.tar`` shard, or a folder of shards.
-        name: Reference name (``in21k`` is what ``recommend`` uses by default).
-        config: Feature extraction settings; ``resize='auto'`` means ``pil-bicubic-299`` here
-            (reference collections have mixed sizes, and a fixed choice keeps references comparable).
-        device: Where the network runs.
-        max_images: Stop after this many planned images (None = all).
-        per_class: At most this many images per class (None = no cap).
-        seed: Sampling seed.
-        overwrite: Replace an existing reference of that name.
-        checkpoint_every: Images between checkpoints (rounded up to whole batches).
-        on_progress: ``on_progress(done, total)`` after each batch (an exception raised from it
-            interrupts the build; the last checkpoint is kept and a rerun resumes).
-
-    Raises:
-        ReferenceStatsError: The reference exists (without ``overwrite``) or nothing usable was found.
-        WeightsNotFoundError: No Inception weights.
-    """
-    validate_reference_name(name)
-    if (max_images is not None and max_images < 2) or (per_class is not None and per_class < 1):
-        raise ConfigError("--max-images must be >= 2 and --per-class >= 1")
-    target = reference_path(name)
-    if target.exists() and not overwrite:
-        raise ReferenceStatsError(f"reference {name!r} already exists at {target}; pass --overwrite to rebuild it")
-    preprocessing = "pil-bicubic-299" if config.resize == "auto" else config.resize
-    ext_id = extractor_id(config.dims, weights_sha256(resolve_weights(config)))
-    source = Path(source).expanduser().resolve()
-    params = {
-        "source": os.fsdecode(source), "max_images": max_images, "per_class": per_class, "seed": seed,
-        "extractor": ext_id, "preprocessing": preprocessing, "dims": config.dims, "batch_size": config.batch_size,
-    }
-    work = references_dir() / f".{name}.partial"
-    pos, n, skipped = 0, 0, []
-    s1 = np.zeros(config.dims, np.float64)
-    s2 = np.zeros((config.dims, config.dims), np.float64)
-    resumed = False
-    try:
-        meta = json.loads((work / "params.json").read_text(encoding="utf-8"))
-        if meta["params"] == params:
-            kind, shards = meta["kind"], [Path(p) for p in meta["shards"]]
-            plan = [PlanItem(**d) for d in meta["plan"]]
-            n_index_skipped, n_classes = meta["n_index_skipped"], meta["n_classes"]
-            state = json.loads((work / "state.json").read_text(encoding="utf-8"))
-            with np.load(work / "sums.npz", allow_pickle=False) as f:
-                s1, s2 = f["s1"].copy(), f["s2"].copy()
-            pos, n, skipped = state["pos"], state["n"], state["skipped"]
-            resumed = True
-            logger.info("resuming reference %r at image %d of %d", name, pos, len(plan))
-    except (OSError, ValueError, KeyError, TypeError):
-        resumed = False
-    if not resumed:
-        shutil.rmtree(work, ignore_errors=True)
-        kind, shards, items, n_index_skipped = discover_items(source)
-        if not items:
-            raise EmptyDatasetError(f"{display_path(source)}: no images found to build reference {name!r}")
-        plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
-        n_classes = len({i.cls for i in plan})
-        work.mkdir(parents=True, exist_ok=True)
-        _save_checkpoint(work, 0, 0, s1, s2, [])
-        _atomic_json(work / "params.json", {
-            "params": params, "kind": kind, "shards": [os.fsdecode(p) for p in shards],
-            "plan": [asdict(i) for i in plan], "n_index_skipped": n_index_skipped, "n_classes": n_classes,
-        })
-
-    total = len(plan)
-    bs = config.batch_size
-    every = max(1, -(-checkpoint_every // bs)) * bs
-    report(on_progress, pos, total)
-    if pos < total:
-        extractor = load_inception(config, _device(device))
-        reader = _Reader(shards)
-        workers = resolve_workers(config.workers)
-
-        def decode(k: int, data: bytes | ImageDecodeError) -> npt.NDArray[np.uint8] | ImageDecodeError:
-            if isinstance(data, ImageDecodeError):
-                return data
-            it = plan[k]
-            try:
-                img = open_rgb(Path(it.name)) if it.shard < 0 else _decode_bytes(data, f"{shards[it.shard].name}:{it.name}")
-                return to_model_array(img, preprocessing)
-            except ImageDecodeError as exc:
-                return exc
-
-        def prepare(start: int, pool: ThreadPoolExecutor) -> list[npt.NDArray[np.uint8] | ImageDecodeError]:
-            ks = range(start, min(total, start + bs))
-            raw = [reader.read(plan[k]) for k in ks]  # sequential: tar streams forward
-            return list(pool.map(decode, ks, raw))
-
-        with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-            nxt: Future = ahead.submit(prepare, pos, pool)
-            try:
-                while pos < total:
-                    batch = nxt.result()
-                    start, pos = pos, min(total, pos + bs)
-                    if pos < total:
-                        nxt = ahead.submit(prepare, pos, pool)
-                    arrays = [a for a in batch if not isinstance(a, ImageDecodeError)]
-                    skipped += [SkippedFile(path=e.path, reason=e.reason, detail=e.detail).model_dump()
-                                for e in batch if isinstance(e, ImageDecodeError)]
-                    if arrays:
-                        f = forward_arrays(extractor, arrays).astype(np.float64)
-                        s1 += f.sum(axis=0)
-                        s2 += f.T @ f
-                        n += f.shape[0]
-                    if pos % every == 0 or pos == total:
-                        _save_checkpoint(work, pos, n, s1, s2, skipped)
-                    report(on_progress, pos, total)
-            finally:
-                if not nxt.cancel():  # let a running prefetch finish before closing its tar file
-                    with contextlib.suppress(Exception):
-                        nxt.result()
-                reader.close()
-    if n < 2:
-        raise EmptyDatasetError(f"{display_path(source)}: only {n} usable image(s); a reference needs at least 2")
-    mu = s1 / n
-    sigma = (s2 - n * np.outer(mu, mu)) / (n - 1)
-    sigma = 0.5 * (sigma + sigma.T)
-    notes = [
-        f"{kind} source; {n_classes} classes; round-robin class-balanced sample, seed {seed}, "
-        f"max_images {max_images}, per_class {per_class}",
-        f"preprocessing: {PREPROCESSING[preprocessing]}",
-    ]
-    prov = StatsProvenance(
-        source=display_path(source), n_images=n, n_skipped=len(skipped) + n_index_skipped, dims=config.dims,
-        extractor=ext_id, preprocessing=preprocessing, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions=library_versions(), notes=notes,
-    )
-    save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
-    shutil.rmtree(work, ignore_errors=True)
-    logger.info("reference %r: %d images, %d skipped -> %s", name, n, prov.n_skipped, target)
-    return resolve_reference(name)[1]
+        self.pool.shutdown(wait=True)
+        if self.cache is not None:
+            self.cache.close()
 
 
 def _device(device: torch.device | str) -> torch.device:
@@ -383,6 +389,268 @@ def _device(device: torch.device | str) -> torch.device:
     return resolve_device(device) if isinstance(device, str) else device
 
 
-def plan_digest(plan: Sequence[PlanItem]) -> str:
-    """sha256 over a plan (for tests and logs)."""
-    return hashlib.sha256(json.dumps([asdict(i) for i in plan]).encode()).hexdigest()
+# --- the two pipelines -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """Everything one build needs, fixed before any work starts."""
+
+    name: str
+    source: Source
+    work: Path
+    params: dict
+    ext: _Extractor
+    batch_size: int
+    checkpoint_every: int
+    on_progress: ProgressCallback | None
+    messages: list[str] = field(default_factory=list)
+
+
+def _start(job: _Job, dims: int) -> tuple[_Sums, dict | None, dict]:
+    """Resume state (sums, plan body or None, checkpoint state) from the work folder, or a fresh start."""
+    body = _load_plan(job.work, job.params, job.messages) if job.work.is_dir() else None
+    if body is not None:
+        got = _load_checkpoint(job.work, job.messages)
+        if got is not None:
+            s1, s2, state = got
+            if s1.shape == (dims,) and s2.shape == (dims, dims):
+                logger.info("resuming reference %r from its checkpoint", job.name)
+                return _Sums(s1, s2, int(state["n"]), list(state["skipped"])), body, state
+    remove_tree(job.work)
+    job.work.mkdir(parents=True, exist_ok=True)
+    return _Sums(np.zeros(dims), np.zeros((dims, dims))), None, {}
+
+
+def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits: tuple) -> dict:
+    max_images, per_class, seed = limits
+    if body is None:
+        items, skipped_index = discover_items(Path(job.source.root))
+        if not items:
+            raise EmptyDatasetError(f"{display_path(job.source.root)}: no images found to build reference {job.name!r}")
+        plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
+        body = {"params": job.params, "plan": [i.name for i in plan], "n_classes": len({i.cls for i in plan}),
+                "index_skipped": [s.model_dump() for s in skipped_index]}
+        _save_plan(job.work, body)
+        state = {"pos": 0, "n": 0, "skipped": []}
+        _save_checkpoint(job.work, sums.s1, sums.s2, state)
+    plan, pos, bs = body["plan"], int(state.get("pos", 0)), job.batch_size
+    every = max(1, -(-job.checkpoint_every // bs)) * bs
+    report(job.on_progress, pos, len(plan))
+    starts = list(range(pos, len(plan), bs))
+    with contextlib.closing(_one_ahead(lambda a: job.ext.decode_files(plan[a:a + bs]), starts)) as batches:
+        for batch in batches:
+            sums.add(batch, job.ext.features)
+            pos = min(len(plan), pos + bs)
+            if pos % every == 0 or pos == len(plan):
+                _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
+            report(job.on_progress, pos, len(plan))
+    sums.skipped = list(body["index_skipped"]) + sums.skipped
+    return {"notes": [f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
+                      f"max_images {max_images}, per_class {per_class}"], "shards": []}
+
+
+def _one_ahead(prepare: Callable[[int], list[_Decoded]], starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
+    """``prepare(start)`` for each start, the next one running in a thread while the caller uses the current one.
+
+    Reading and decoding overlap the network this way. On early exit (``close()``), the batch in flight is
+    awaited before returning, so the caller may close the files it reads from right after.
+    """
+    if not starts:
+        return
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        nxt: Future[list[_Decoded]] = ahead.submit(prepare, starts[0])
+        try:
+            for i in range(len(starts)):
+                batch = nxt.result()
+                if i + 1 < len(starts):
+                    nxt = ahead.submit(prepare, starts[i + 1])
+                yield batch
+        finally:
+            if not nxt.cancel():
+                with contextlib.suppress(Exception):
+                    nxt.result()
+
+
+def _choose_members(members: list[tarfile.TarInfo], quota: int | None, seed: int, shard: str) -> list[tarfile.TarInfo]:
+    """A seeded draw of ``quota`` members of one shard, returned in storage order."""
+    if quota is None or quota >= len(members):
+        return members
+    rng = random.Random(f"{seed}:{shard}")
+    keep = set(rng.sample(range(len(members)), quota))
+    return [m for k, m in enumerate(members) if k in keep]
+
+
+def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: int, total: int) -> ShardRecord:
+    """Download (if remote), list, sample and accumulate one shard; returns its provenance record."""
+    n0, skipped0 = sums.n, len(sums.skipped)
+    with fetch_shard(ref, job.work / "download") as got:
+        listing = list_tar_images(got.path, ref.name)
+        sums.skipped += [s.model_dump() for s in listing.skipped]
+        chosen = _choose_members(listing.members, quota, seed, ref.name)
+        if not chosen:  # nothing usable (the listing recorded why)
+            return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=0,
+                               n_skipped=len(sums.skipped) - skipped0)
+        with tarfile.open(got.path, "r:*") as tf:
+            def prepare(start: int) -> list[_Decoded]:
+                blobs: list[tuple[str, bytes | ImageDecodeError]] = []
+                for m in chosen[start:start + job.batch_size]:  # read in storage order, by one thread
+                    label = f"{ref.name}:{m.name}"
+                    try:
+                        fh = tf.extractfile(m)
+                        blobs.append((label, fh.read() if fh is not None else b""))
+                    except (tarfile.TarError, OSError, EOFError) as exc:
+                        blobs.append((label, ImageDecodeError(label, "truncated", str(exc))))
+                return job.ext.decode_blobs(blobs)
+
+            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), job.batch_size)))) as batches:
+                for batch in batches:
+                    sums.add(batch, job.ext.features)
+                    report(job.on_progress, sums.n, total or sums.n)
+    return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,
+                       n_skipped=len(sums.skipped) - skipped0)
+
+
+def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits: tuple) -> dict:
+    max_images, n_shards, seed = limits
+    shards = job.source.shards
+    if body is None:
+        k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
+        body = {"params": job.params, "picked": spread_shards(len(shards), k)}
+        sizes = [shards[i].size for i in body["picked"]]
+        logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
+                    "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
+        _save_plan(job.work, body)
+        state = {"n": 0, "skipped": [], "done": []}
+        _save_checkpoint(job.work, sums.s1, sums.s2, state)
+    picked, done = body["picked"], [ShardRecord(**d) for d in state.get("done", [])]
+    total = max_images or 0
+    report(job.on_progress, sums.n, total)
+    for j in range(len(done), len(picked)):
+        quota = None if max_images is None else math.ceil(max(0, max_images - sums.n) / (len(picked) - j))
+        if quota == 0:
+            break
+        ref = shards[picked[j]]
+        logger.info("shard %d/%d: %s", j + 1, len(picked), ref.url)
+        done.append(_read_shard(job, sums, ref, quota, seed, total))
+        _save_checkpoint(job.work, sums.s1, sums.s2,
+                         {"n": sums.n, "skipped": sums.skipped, "done": [d.model_dump() for d in done]})
+        report(job.on_progress, sums.n, total or sums.n)
+    if max_images is not None and sums.n < max_images:
+        job.messages.append(f"only {sums.n} of the requested {max_images} images could be read from {len(done)} "
+                            "shards; pass --shards with a larger number to read more shards")
+    note = (f"shard source; {len(done)} of {len(shards)} shards, spread evenly over the listing; seeded draw "
+            f"inside each shard (seed {seed}); max_images {max_images}")
+    return {"notes": [note], "shards": done}
+
+
+# --- entry point ------------------------------------------------------------------------------------------
+
+
+def _check_args(name: str, max_images: int | None, per_class: int | None, shards: int | None, overwrite: bool) -> Path:
+    validate_reference_name(name)
+    if max_images is not None and max_images < 2:
+        raise ConfigError(f"--max-images {max_images}: a reference needs at least 2 images")
+    if per_class is not None and per_class < 1:
+        raise ConfigError(f"--per-class {per_class}: must be at least 1")
+    if shards is not None and shards < 1:
+        raise ConfigError(f"--shards {shards}: must be at least 1")
+    target = reference_path(name)
+    if target.exists() and not overwrite:
+        raise ReferenceStatsError(f"reference {name!r} already exists at {target}; pass --overwrite to rebuild it")
+    return target
+
+
+def build_reference(
+    source: str | os.PathLike[str],
+    *,
+    name: str,
+    config: FidConfig,
+    device: torch.device | str,
+    max_images: int | None = None,
+    per_class: int | None = None,
+    shards: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    checkpoint_every: int = 2000,
+    on_progress: ProgressCallback | None = None,
+) -> ReferenceInfo:
+    """Compute reference statistics and store them as ``<references>/<name>.npz`` + ``.json``.
+
+    Args:
+        source: Folder tree, ``.tar`` shard(s), folder of shards, HTTP(S) brace pattern or ``hf://datasets/...``.
+        name: Reference name (``in21k`` is what ``recommend`` uses by default).
+        config: Feature extraction settings; ``resize='auto'`` means ``pil-bicubic-299`` here.
+        device: Where the network runs.
+        max_images: Stop after this many images (None = all).
+        per_class: At most this many images per class (folder sources only).
+        shards: How many shards to read, spread over the listing (shard sources; default see module doc).
+        seed: Sampling seed.
+        overwrite: Replace an existing reference of that name.
+        checkpoint_every: Images between checkpoints for folder sources (shard sources: every shard).
+        on_progress: ``on_progress(done, total)`` after each batch; an exception raised from it
+            interrupts the build (the last checkpoint is kept and a rerun resumes).
+
+    Raises:
+        ConfigError: A bad name or limit (checked before any work).
+        ReferenceStatsError: The reference exists (without ``overwrite``) or another build of it runs.
+        DatasetError: The source cannot be listed or read; EmptyDatasetError: fewer than 2 usable images.
+        WeightsNotFoundError: No Inception weights.
+    """
+    target = _check_args(name, max_images, per_class, shards, overwrite)
+    weights_digest = weights_sha256(resolve_weights(config))
+    preprocessing = "pil-bicubic-299" if config.resize == "auto" else config.resize
+    with reference_lock(name, "reference build"):
+        src = resolve_source(source)
+        if src.kind == "shards" and per_class is not None:
+            raise ConfigError("--per-class needs a folder tree with class folders; shard sources are sampled per shard")
+        if src.kind == "folder" and shards is not None:
+            raise ConfigError("--shards applies to tar-shard sources; this source is a folder of images")
+        params = _params(src, config, weights_digest, preprocessing,
+                         {"max_images": max_images, "per_class": per_class, "shards": shards, "seed": seed})
+        job = _Job(name=name, source=src, work=references_dir() / f".{name}.partial", params=params,
+                   ext=_Extractor(config, device, preprocessing, params["extractor"]), batch_size=config.batch_size,
+                   checkpoint_every=checkpoint_every, on_progress=on_progress)
+        try:
+            job.ext.load()
+            sums, body, state = _start(job, config.dims)
+            if src.kind == "folder":
+                extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))
+            else:
+                extra = _shard_build(job, sums, body, state, (max_images, shards, seed))
+        finally:
+            job.ext.close()
+        return _finish(job, target, sums, extra, weights_digest)
+
+
+def _params(src: Source, config: FidConfig, weights_digest: str, preprocessing: str, limits: dict) -> dict:
+    """Everything that must match for a rerun to resume (a change starts the build over)."""
+    return {"source": src.text if src.kind == "shards" else src.root, "revision": src.revision,
+            "shard_urls": hashlib.sha256("\n".join(s.url for s in src.shards).encode()).hexdigest(), **limits,
+            "extractor": extractor_id(config.dims, weights_digest), "preprocessing": preprocessing,
+            "dims": config.dims, "batch_size": config.batch_size}
+
+
+def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: str) -> ReferenceInfo:
+    n, params = sums.n, job.params
+    if n < 2:
+        raise EmptyDatasetError(f"{display_path(job.source.text)}: only {n} usable image(s) "
+                                f"({len(sums.skipped)} skipped); a reference needs at least 2")
+    mu = sums.s1 / n
+    sigma = (sums.s2 - n * np.outer(mu, mu)) / (n - 1)
+    sigma = 0.5 * (sigma + sigma.T)
+    reasons = Counter(str(s.get("reason", "")) for s in sums.skipped)
+    prov = StatsProvenance(
+        source=job.source.text if job.source.kind == "shards" else display_path(job.source.root), n_images=n,
+        n_skipped=len(sums.skipped), dims=params["dims"], extractor=params["extractor"],
+        preprocessing=params["preprocessing"], created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        versions=library_versions(), notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
+        weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
+        shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
+    )
+    save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
+    remove_tree(job.work)
+    logger.info("reference %r: %d images (%d from the feature cache), %d skipped -> %s", job.name, n,
+                job.ext.n_cached, prov.n_skipped, target)
+    info = resolve_reference(job.name)[1]
+    return info.model_copy(update={"messages": list(job.messages)})

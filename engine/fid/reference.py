@@ -10,15 +10,17 @@ versions, sha256). Anywhere a name is accepted, a path to a ``.npz`` works too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.errors import ConfigError, ReferenceNotFoundError, StatsFileError
+from engine.errors import ConfigError, ReferenceNotFoundError, ReferenceStatsError, StatsFileError
 from engine.fid.frechet import FeatureStats, StatsProvenance, load_stats, sidecar_path
 from engine.paths import references_dir
 
@@ -26,6 +28,7 @@ __all__ = [
     "DEFAULT_REFERENCE",
     "ReferenceInfo",
     "reference_path",
+    "reference_lock",
     "validate_reference_name",
     "list_references",
     "resolve_reference",
@@ -34,6 +37,9 @@ __all__ = [
 ]
 
 DEFAULT_REFERENCE = "in21k"
+IN21K_SOURCE = "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar'"
+"""ImageNet-22k fall11 train shards on the Hugging Face Hub (gated), the data behind the in21k ViT-B/16 (shell-quoted:
+the shard names follow the dataset card, ``imagenet22k-train-{0000..4095}.tar``)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -50,6 +56,11 @@ class ReferenceInfo(FrozenModel):
     dims: int = Field(default=2048, description="Feature dimensionality.")
     npz_sha256: str = Field(default="", description="sha256 of the .npz.")
     notes: list[str] = Field(default_factory=list, description="Sampling and other remarks.")
+    n_skipped: int = Field(default=0, description="Images skipped while building (undecodable, truncated...).")
+    skipped_reasons: dict[str, int] = Field(default_factory=dict, description="Skipped images per reason code.")
+    n_shards: int = Field(default=0, description="Tar shards read (0 = a folder source or unknown).")
+    messages: list[str] = Field(default_factory=list, description="What happened during this build (e.g. a "
+                                "damaged checkpoint discarded); empty when only shown.")
 
 
 def validate_reference_name(name: str) -> str:
@@ -62,7 +73,41 @@ def validate_reference_name(name: str) -> str:
         raise ConfigError(
             f"invalid reference name {name!r}: use 1-64 letters, digits, '.', '_' or '-' (e.g. in21k)"
         )
+    stem, dot, ext = name.rpartition(".")
+    if dot and ext.lower() in ("npz", "json"):
+        raise ConfigError(f"invalid reference name {name!r}: give the name without .{ext} (e.g. {stem}); "
+                          "the files <name>.npz and <name>.json are created for you")
     return name
+
+
+@contextlib.contextmanager
+def reference_lock(name: str, what: str) -> Iterator[None]:
+    """Hold ``<references>/.<name>.lock`` while ``what`` writes reference ``name``; fail at once if it is held.
+
+    An ``flock``: the kernel releases it when the holder exits, even after kill -9, so no stale lock remains.
+
+    Raises:
+        ReferenceStatsError: Another process (or thread) holds the lock.
+    """
+    folder = references_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{validate_reference_name(name)}.lock"
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process lock available
+        yield
+        return
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ReferenceStatsError(
+                f"reference {name!r} is being written by another command ({what} found {path} locked; e.g. another "
+                f"'reference build --name {name}' is running); wait for it to finish, or stop it and rerun") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def reference_path(name: str) -> Path:
@@ -76,7 +121,8 @@ def _info(name: str, npz: Path, prov: StatsProvenance | None, dims: int) -> Refe
     return ReferenceInfo(
         name=name, path=str(npz), n_images=prov.n_images, source=prov.source, created=prov.created,
         extractor=prov.extractor, preprocessing=prov.preprocessing, dims=prov.dims or dims,
-        npz_sha256=prov.npz_sha256, notes=list(prov.notes),
+        npz_sha256=prov.npz_sha256, notes=list(prov.notes), n_skipped=prov.n_skipped,
+        skipped_reasons=dict(prov.skipped_reasons), n_shards=len(prov.shards),
     )
 
 
@@ -101,9 +147,10 @@ def list_references() -> list[ReferenceInfo]:
 
 
 def _build_hint(name: str) -> str:
-    size = " --max-images 50000" if name == DEFAULT_REFERENCE else ""
-    src = "/path/to/imagenet21k" if name == DEFAULT_REFERENCE else "/path/to/images"
-    return f"build it with: vpt-advisor reference build {src} --name {name}{size}"
+    if name == DEFAULT_REFERENCE:
+        return (f"build it with: vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images 50000 "
+                "(needs HF_TOKEN; or 'vpt-advisor reference pull URL --sha256 HEX' from a colleague)")
+    return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 
 def _looks_like_path(text: str) -> bool:

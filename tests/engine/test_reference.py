@@ -28,16 +28,21 @@ def _tree(root: Path, classes: dict[str, int], size: int = 16, seed: int = 0) ->
     return root
 
 
-def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
+def _png(arr: np.ndarray) -> bytes:
     from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
     with tarfile.open(path, "w") as tf:
         for name, arr in members.items():
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="PNG")
+            data = _png(arr)
             info = tarfile.TarInfo(name)
-            info.size = len(buf.getvalue())
-            tf.addfile(info, io.BytesIO(buf.getvalue()))
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
             meta = tarfile.TarInfo(name.rsplit(".", 1)[0] + ".cls")  # WebDataset side member, not an image
             meta.size = 1
             tf.addfile(meta, io.BytesIO(b"0"))
@@ -45,7 +50,7 @@ def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
 
 
 def test_missing_default_reference_says_how_to_build() -> None:
-    with pytest.raises(ReferenceNotFoundError, match="reference build /path/to/imagenet21k --name in21k --max-images"):
+    with pytest.raises(ReferenceNotFoundError, match="reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-\\*.tar' --name in21k --max-images 50000"):
         resolve_reference("in21k")
     with pytest.raises(ReferenceNotFoundError, match="not found"):
         resolve_reference("/no/such/file.npz")
@@ -77,7 +82,7 @@ def test_build_from_folder_list_show_and_measure(
     assert info.preprocessing == "pil-bicubic-299" and "3 classes" in info.notes[0]
     assert seen[-1] == (9, 9)
     # The stored statistics equal the statistics of the same 9 images' features.
-    files = [Path(p.name) for p in plan_sample(discover_items(src)[2], max_images=None, per_class=3, seed=0)]
+    files = [Path(p.name) for p in plan_sample(discover_items(src)[0], max_images=None, per_class=3, seed=0)]
     direct = extract_file_features(files, config.model_copy(update={"resize": "pil-bicubic-299"}), "cpu")
     expected = compute_feature_stats(direct.features)
     stats, _ = load_stats(references_dir() / "mini.npz")
@@ -103,9 +108,22 @@ def test_build_from_tar_shards_without_extracting(
     names = sorted(arrays)
     _tar(shards / "train-000.tar", {k: arrays[k] for k in names[:3]})
     _tar(shards / "train-001.tar", {f"n00000002/{k}": arrays[k] for k in names[3:]})
-    kind, found, items, _ = discover_items(shards)
-    assert kind == "tar" and len(found) == 2 and len(items) == 6
-    assert {i.cls for i in items} == {"n00000001", "n00000002"}
+    from engine.data.sources import list_tar_images, resolve_source
+
+    found = resolve_source(shards)
+    assert found.kind == "shards" and len(found.shards) == 2
+    listings = [list_tar_images(Path(s.url), s.name) for s in found.shards]
+    assert sum(len(x.members) for x in listings) == 6 and not any(x.skipped for x in listings)
+    assert {c for x in listings for c in x.labels.values()} == {"0"}  # each sample's .cls member wins
+    (shards / "train-002.tar").write_bytes(b"")  # no .cls: the first folder or the key prefix names the class
+    with tarfile.open(shards / "train-002.tar", "w") as tf:
+        for name in ("n00000003/a.png", "n00000004_b.png"):
+            data = _png(arrays[names[0]])
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert set(list_tar_images(shards / "train-002.tar", "train-002.tar").labels.values()) == {"n00000003", "n00000004"}
+    (shards / "train-002.tar").unlink()
     info = build_reference(shards, name="tarref", config=FidConfig(weights=fake_weights, dims=64), device="cpu")
     assert info.n_images == 6 and not list(shards.glob("*.png"))  # nothing extracted to disk
     # Same statistics as from the same images as files.
@@ -122,7 +140,7 @@ def test_interrupted_build_resumes_to_identical_stats(
     tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
 ) -> None:
     src = _tree(tmp_path / "src", {"a": 7, "b": 6, "c": 5}, seed=2)
-    config = FidConfig(weights=fake_weights, dims=64, batch_size=3)
+    config = FidConfig(weights=fake_weights, dims=64, batch_size=3, use_cache=False)  # count network passes
     build_reference(src, name="full", config=config, device="cpu", checkpoint_every=6)
     full, _ = resolve_reference("full")
 
@@ -149,3 +167,18 @@ def test_build_argument_errors(tmp_path: Path, fake_weights: Path) -> None:
         build_reference(tmp_path, name="a/b", config=FidConfig(weights=fake_weights), device="cpu")
     with pytest.raises(ConfigError, match="max-images"):
         build_reference(tmp_path, name="x", config=FidConfig(weights=fake_weights), device="cpu", max_images=1)
+
+
+def test_build_reuses_the_feature_cache_with_identical_stats(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    src = _tree(tmp_path / "src", {"a": 4, "b": 3}, seed=3)
+    config = FidConfig(weights=fake_weights, dims=64, batch_size=3)
+    build_reference(src, name="first", config=config, device="cpu")
+    assert sum(e.n_images for e in fake_extractors) == 7
+    (src / "a" / "a_0.png").rename(src / "a" / "renamed.png")  # the cache is keyed by content, not by name
+    build_reference(src, name="second", config=config, device="cpu")
+    assert sum(e.n_images for e in fake_extractors) == 7  # nothing went through the network again
+    first, second = resolve_reference("first")[0], resolve_reference("second")[0]
+    np.testing.assert_allclose(second.mu, first.mu, rtol=1e-12)
+    np.testing.assert_allclose(second.sigma, first.sigma, rtol=1e-10, atol=1e-12)
