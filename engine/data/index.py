@@ -28,6 +28,7 @@ import csv
 import io
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from engine.data.imageio import SkippedFile, check_file, display_path, is_image_
 from engine.data.splits import stratified_subsample, train_val_split
 
 __all__ = [
+    "DUPLICATE",
+    "MAX_CLASS_INDEX",
     "Layout",
     "SkippedFile",
     "Sample",
@@ -52,6 +55,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Layout = Literal["imagefolder", "flat", "listfile", "csv"]
+
+MAX_CLASS_INDEX = 100_000
+"""Largest integer label accepted. ImageNet-21k, the largest label space in the paper's setting, has
+21,843 classes (Ridnik et al. 2021 count 21,841 after cleaning); a label far above that is almost
+always a size or an id column read as a label, and would make a classifier head of that many rows."""
+
+MAX_LIST_FILE_BYTES = 2 * 1024**3
+"""Largest list/CSV file read (2 GiB: a list of every ImageNet-21k image is about 1 GB)."""
+
+DUPLICATE = "duplicate"
+"""Skip reason of a list/CSV row (or a linked file) naming a file that is already in the dataset."""
 
 _PATH_COLUMNS = {"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "relpath"}
 _LABEL_COLUMNS = {"label", "class", "class_name", "target", "category", "y", "label_id"}
@@ -173,11 +187,16 @@ def _index_folder(root: Path) -> DatasetIndex:
         if top:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
+    dedup = _Dedup()
     for path, label in labeled:
         try:
             check_file(path)
         except ImageDecodeError as exc:
             skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
+            continue
+        twin = dedup.check(path, label, display_path(path))  # a file linked into the tree twice
+        if twin is not None:
+            skipped.append(twin)
             continue
         samples.append(Sample(path, label))
     return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())))
@@ -186,6 +205,10 @@ def _index_folder(root: Path) -> DatasetIndex:
 # ----------------------------------------------------------------------------------------- list files
 def _read_text(path: Path) -> str:
     try:
+        size = os.stat(path).st_size
+        if size > MAX_LIST_FILE_BYTES:
+            raise DatasetError(f"list file {display_path(path)} is {size / 1024**3:.1f} GiB, larger than the "
+                               f"{MAX_LIST_FILE_BYTES // 1024**3} GiB a list of image paths needs; is it the right file?")
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read list file {display_path(path)}: {exc.strerror or exc}") from None
@@ -209,8 +232,36 @@ def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None,
     return Path(os.path.normpath(candidate)), None
 
 
-def _classes_for_ints(labels: Sequence[int]) -> list[str]:
-    return [str(i) for i in range(max(labels) + 1)] if labels else []
+class _Dedup:
+    """Keeps the first entry of each real file; later entries become ``duplicate`` skips.
+
+    Duplicates would inflate ``n_train`` and could land on both sides of a train/validation split,
+    so they are never used twice; a repeat with a different label is named in the detail.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[str, int | None]] = {}
+
+    def check(self, path: Path, label: int | None, where: str) -> SkippedFile | None:
+        key = os.path.realpath(path)
+        first = self._first.get(key)
+        if first is None:
+            self._first[key] = (where, label)
+            return None
+        other = f" with label {first[1]}" if first[1] != label else ""
+        return _skip(path, DUPLICATE, f"same file as {first[0]}{other}")
+
+
+def _classes_for_ints(labels: Sequence[int], where: str) -> list[str]:
+    if not labels:
+        return []
+    top = max(labels)
+    if top > MAX_CLASS_INDEX:
+        raise ListFileError(
+            f"{where}: label {top} is larger than {MAX_CLASS_INDEX:,}; labels must be class indices 0..K-1 "
+            "(is a size or id column being read as the label?)"
+        )
+    return [str(i) for i in range(top + 1)]
 
 
 def _index_listfile(list_path: Path) -> DatasetIndex:
@@ -218,6 +269,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
     root_real = os.path.realpath(base)
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
+    dedup = _Dedup()
     for lineno, raw in enumerate(_read_text(list_path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -235,12 +287,15 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         if label < 0:
             raise ListFileError(f"{where}: label {label} is negative; labels are class indices 0..K-1")
         path, skip = _resolve_entry(root_real, base, parts[0])
+        if skip is None and path is not None:
+            skip = dedup.check(path, label, f"line {lineno}")
         if skip is not None:
             skipped.append(skip)
-        else:
-            samples.append(Sample(path, label))  # type: ignore[arg-type]
+        elif path is not None:
+            samples.append(Sample(path, label))
     labels = [s.label for s in samples if s.label is not None]
-    return DatasetIndex(base, "listfile", samples, _classes_for_ints(labels), skipped, source=list_path)
+    classes = _classes_for_ints(labels, display_path(list_path))
+    return DatasetIndex(base, "listfile", samples, classes, skipped, source=list_path)
 
 
 def _index_csv(csv_path: Path) -> DatasetIndex:
@@ -281,18 +336,22 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
         if min(ints) < 0:
             raise ListFileError(f"{where}: negative label {min(ints)}; integer labels are class indices 0..K-1")
         to_id = {lab: int(lab) for lab in raw_labels}
-        classes = _classes_for_ints(ints)
+        classes = _classes_for_ints(ints, where)
     else:  # class names: sorted, like ImageFolder folders
         classes = sorted(set(raw_labels))
         to_id = {c: i for i, c in enumerate(classes)}
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
-    for _, rel, lab in entries:
+    dedup = _Dedup()
+    for lineno, rel, lab in entries:
+        label = None if lab is None else to_id[lab]
         path, skip = _resolve_entry(root_real, base, rel)
+        if skip is None and path is not None:
+            skip = dedup.check(path, label, f"line {lineno}")
         if skip is not None:
             skipped.append(skip)
-        else:
-            samples.append(Sample(path, None if lab is None else to_id[lab]))  # type: ignore[arg-type]
+        elif path is not None:
+            samples.append(Sample(path, label))
     return DatasetIndex(base, "csv", samples, classes, skipped, source=csv_path)
 
 
@@ -305,6 +364,19 @@ def _is_int(text: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- API
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_kind(source: Path, mode: int) -> None:
+    """Refuse special files before reading: a FIFO would block forever and /dev/zero never ends."""
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+    raise DatasetError(f"dataset path {display_path(source)} is {kind}; pass an image folder, a 'path label' "
+                       "list file or a 'path,label' CSV")
+
+
 def index_dataset(source: Path) -> DatasetIndex:
     """Index a dataset folder, list file or CSV without decoding images.
 
@@ -323,13 +395,14 @@ def index_dataset(source: Path) -> DatasetIndex:
     """
     source = Path(os.path.abspath(Path(source).expanduser()))  # absolute, symlinks kept as given
     try:
-        os.stat(source)
+        st = os.stat(source)
     except OSError as exc:
         raise DatasetError(
             f"dataset path {display_path(source)} does not exist or cannot be read ({exc.strerror or exc}); "
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
-    if os.path.isdir(source):
+    _check_kind(source, st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
         index = _index_folder(source)
     elif is_image_name(source):
         raise DatasetError(f"{display_path(source)} is a single image; pass the folder that contains the dataset")
