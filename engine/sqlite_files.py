@@ -27,11 +27,31 @@ SqliteFault = Literal["damaged", "full", "busy", "other"]
 _DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _FULL_CODES = {13}  # SQLITE_FULL
 _BUSY_CODES = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_IOERR_CODE = 10  # SQLITE_IOERR
 _DAMAGED_TEXT = ("malformed", "not a database", "file is encrypted", "corrupt")
 
 
-def sqlite_fault(exc: BaseException) -> SqliteFault:
-    """Classify an error raised by ``sqlite3`` (or an ``OSError`` around it)."""
+_LOW_SPACE_BYTES = 1024 * 1024
+"""Below this much free space, SQLite's generic I/O error (it cannot create its ``-shm``/``-wal``
+files) is taken to mean a full disk."""
+
+
+def _disk_nearly_full(path: Path | None) -> bool:
+    if path is None or not hasattr(os, "statvfs"):
+        return False
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE_BYTES
+
+
+def sqlite_fault(exc: BaseException, path: Path | None = None) -> SqliteFault:
+    """Classify an error raised by ``sqlite3`` (or an ``OSError`` around it).
+
+    With ``path`` (the database file), an I/O error on a filesystem with almost no free space
+    counts as ``full``.
+    """
     if isinstance(exc, OSError):
         import errno
 
@@ -45,6 +65,8 @@ def sqlite_fault(exc: BaseException) -> SqliteFault:
             return "full"
         if primary in _BUSY_CODES:
             return "busy"
+        if primary == _IOERR_CODE and _disk_nearly_full(path):
+            return "full"
     text = str(exc).lower()
     if any(t in text for t in _DAMAGED_TEXT):
         return "damaged"
@@ -52,6 +74,8 @@ def sqlite_fault(exc: BaseException) -> SqliteFault:
         return "full"
     if "locked" in text or "busy" in text:
         return "busy"
+    if "disk i/o error" in text and _disk_nearly_full(path):
+        return "full"
     return "other"
 
 

@@ -253,6 +253,15 @@ def _collect(search: list[TrialConfig], final: list[TrialConfig], store: TrialSt
     return out
 
 
+def _check_backbone(request: SweepRequest) -> None:
+    """Refuse a backbone no trial could build (not a ViT, bad --model-arg, missing --weights) before any work."""
+    from engine.train.models import check_backbone_request, check_weights_file
+
+    check_backbone_request(request.model, img_size=request.protocol.img_size, model_kwargs=dict(request.model_kwargs))
+    if request.weights is not None:
+        check_weights_file(Path(request.weights))
+
+
 def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = None,
               on_event: EventCallback | None = None) -> SweepReport:
     """Run (or resume) a VTAB-1k reproduction and collect its results.
@@ -267,10 +276,13 @@ def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = N
 
     Raises:
         DatasetError: the root is not a folder.
-        ConfigError: no requested task is usable.
-        StoreError: the store cannot be opened.
+        ConfigError: no requested task is usable, no task has a requested size, or the backbone
+            cannot be built (checked before any trial).
+        WeightsError: ``--weights`` is missing or of an unknown format.
+        StoreError: the store cannot be opened (a damaged store is moved aside instead).
     """
     tasks = resolve_tasks(request.tasks)
+    _check_backbone(request)
     layout = check_layout(request.root, tasks, tuple(request.sizes))
     if on_event is not None:  # up front: what cannot run and what to do about it
         for check in layout.unusable:

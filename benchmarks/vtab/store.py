@@ -117,10 +117,14 @@ class TrialStore:
         try:
             self._db = self._connect(self.path)
         except sqlite3.DatabaseError as exc:
-            if sqlite_fault(exc) != "damaged":
+            fault = sqlite_fault(exc, self.path)
+            if fault == "damaged":
+                self._db = self._replace_damaged(exc)
+            elif fault == "full":
+                self._db = self._memory(exc, "nothing was lost from the file")
+            else:
                 raise StoreError(f"cannot open results store {display_path(self.path)}: {exc}; "
                                  "pass another --db path or free disk space") from None
-            self._db = self._replace_damaged(exc)
 
     @staticmethod
     def _connect(path: Path | str) -> sqlite3.Connection:
@@ -164,6 +168,11 @@ class TrialStore:
         """An in-memory store holding whatever could still be read: the run goes on, nothing more is saved."""
         mem = sqlite3.connect(":memory:", isolation_level=None)
         old = getattr(self, "_db", None)
+        if old is None and self.path.is_file():  # opening failed: read the file without writing anything
+            try:
+                old = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            except sqlite3.Error:
+                old = None
         if old is not None:
             try:
                 old.backup(mem)
@@ -177,14 +186,14 @@ class TrialStore:
         mem.executescript(_SCHEMA)
         mem.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         self.in_memory = True
-        why = "the disk is full" if sqlite_fault(exc) == "full" else "it cannot be used"
+        why = "the disk is full" if sqlite_fault(exc, self.path) == "full" else "it cannot be used"
         self._warn(f"results store {display_path(self.path)}: {why} ({exc}; {detail}); this run goes on in memory "
                    "and its new trials will not be saved: free space or pass another --db to keep them")
         return mem
 
     def _heal(self, exc: sqlite3.DatabaseError) -> None:
         """React to an error mid-run: move a damaged file aside, or go on in memory (full disk...)."""
-        fault = sqlite_fault(exc)
+        fault = sqlite_fault(exc, self.path)
         if self.in_memory or fault in ("busy", "other"):
             raise StoreError(f"results store {display_path(self.path)}: {exc}") from None
         if fault == "damaged":

@@ -59,7 +59,7 @@ class FeatureCache:
         try:
             self._db = self._connect()
         except (sqlite3.DatabaseError, OSError) as exc:
-            if sqlite_fault(exc) == "damaged" and self._move_aside(exc):
+            if sqlite_fault(exc, self.path) == "damaged" and self._move_aside(exc):
                 try:
                     self._db = self._connect()
                 except (sqlite3.DatabaseError, OSError) as again:
@@ -97,7 +97,7 @@ class FeatureCache:
     def _disable(self, exc: BaseException, extra: str = "") -> None:
         """Run on without the cache (features are recomputed; results are unchanged)."""
         self.close()
-        fault = sqlite_fault(exc)
+        fault = sqlite_fault(exc, self.path)
         why = {"full": "the disk is full", "busy": "it is locked by another process",
                "damaged": "it is damaged"}.get(fault, "it cannot be used")
         message = f"feature cache {self.path} is off for this run because {why} ({exc}){extra}; features are recomputed"
@@ -106,7 +106,7 @@ class FeatureCache:
 
     def _failed(self, exc: BaseException) -> None:
         """An error during a lookup or a write: move a damaged file aside, then run on without a cache."""
-        if sqlite_fault(exc) != "damaged":
+        if sqlite_fault(exc, self.path) != "damaged":
             self._disable(exc)
         elif self._move_aside(exc):
             try:

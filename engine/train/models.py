@@ -31,7 +31,7 @@ from torch import nn
 
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 
-__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "create_backbone", "load_backbone_weights", "count_parameters"]
+__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone", "load_backbone_weights", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,6 +223,22 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def check_weights_file(path: Path) -> Path:
+    """The weights validator: an existing regular file with a known suffix (contents are checked on load).
+
+    Raises:
+        WeightsNotFoundError: ``path`` does not exist or is not a file.
+        WeightsError: unknown suffix.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist or is not a file; check --weights")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise WeightsError(f"{path}: unknown weights format {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
+    return path
+
+
 def load_backbone_weights(model: nn.Module, path: Path) -> None:
     """Load a local weight file into a timm ViT in place (head excluded unless it fits).
 
@@ -230,12 +246,8 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
         WeightsNotFoundError: ``path`` does not exist.
         WeightsError: unknown suffix, unreadable file, or tensors that do not fit the model.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(f"weights file {path} does not exist")
+    path = check_weights_file(path)
     suffix = path.suffix.lower()
-    if suffix not in WEIGHT_SUFFIXES:
-        raise WeightsError(f"{path}: unknown weights format {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
     if suffix == ".npz":
         try:
             model.load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling

@@ -35,7 +35,7 @@ from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_de
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError, ConfigError, RunFailedError, StoreError
 from engine.train.methods import Method, stages_of
-from engine.train.models import check_backbone_request, create_backbone
+from engine.train.models import check_backbone_request, check_weights_file, create_backbone
 from engine.train.pilot_timing import MethodTiming, measure_method_timing
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -253,6 +253,8 @@ def check_pilot_data(index: DatasetIndex, config: PilotConfig | None = None) -> 
             f"the pilot needs validation images, but {index.root} has {len(index.samples)} usable images for "
             f"{present} classes and every class keeps one for training; add images (at least 2 in some class)")
     check_backbone_request(config.model, img_size=config.img_size, model_kwargs=dict(config.model_kwargs))
+    if config.weights is not None:
+        check_weights_file(config.weights)
 
 
 def plan_pilot(
