@@ -81,7 +81,9 @@ def pilot_command(
     report: ReportOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
-    from advisor.render import emit_json, err_console
+    from rich.markup import escape
+
+    from advisor.render import emit_json, err_console, warn
     from advisor.render.pilot import render_plan, render_report
     from advisor.report.write import check_report_path
 
@@ -97,9 +99,13 @@ def pilot_command(
         emit_json(result)
     else:
         render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+        if result.skipped_by_reason:
+            why = ", ".join(f"{reason} {n}" for reason, n in result.skipped_by_reason.items())
+            warn(f"{sum(result.skipped_by_reason.values())} dataset entries were not used ({why}); "
+                 "'vpt-advisor profile' lists them")
     written = write_pilot_outputs(result, pilot, report)
     if written is not None:
-        err_console.print(f"Wrote {written}")
+        err_console.print(f"Wrote {escape(str(written))}")
 
 
 def register(app: typer.Typer) -> None:

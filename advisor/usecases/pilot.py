@@ -12,6 +12,7 @@ otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examp
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +49,8 @@ class PilotReport(BaseModel):
 
     dataset: str = Field(description="Dataset path as given.")
     n_labeled: int = Field(description="Labeled images found in the dataset.")
+    skipped_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="Dataset entries not used, per reason (bad files, duplicate rows...).")
     task: str | None = Field(description="--task as given.")
     num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
     num_prompts_source: str = Field(description="Where the prompt length came from.")
@@ -175,7 +178,7 @@ def run_pilot_request(
                          batch_size=req.batch_size, img_size=req.img_size)
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
-    check_pilot_data(index)
+    check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone)
     if on_plan is not None:
@@ -187,7 +190,9 @@ def run_pilot_request(
     evidence = pilot_evidence(result)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)
                       if evidence is not None and has_task else None)
-    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
+    skipped = dict(sorted(Counter(s.reason for s in index.skipped).items()))
+    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), skipped_by_reason=skipped,
+                         task=req.task,
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -1,9 +1,10 @@
 """Validators for values typed on the command line: one function per kind of value, used where it enters.
 
 Each raises :class:`engine.errors.ConfigError` with one line naming the flag, the value and what to do,
-so ``main`` prints ``Error: ...`` and exits 1. Files and data are validated by the engine next to
-their readers (list files in :mod:`engine.data.index`, weights in :mod:`engine.train.models`,
-calibration files in :mod:`engine.fid.calibration`); this module covers flag values only.
+so the CLI prints ``Error: ...`` and exits 1. They live in the engine because both the advisor's use
+cases and ``benchmarks.vtab`` build requests from flags (and benchmarks may not import the advisor).
+Files and data are validated next to their readers (list files in :mod:`engine.data.index`, weights
+in :mod:`engine.train.models`, calibration files in :mod:`engine.fid.calibration`).
 """
 
 from __future__ import annotations
