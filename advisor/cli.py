@@ -90,6 +90,15 @@ class _WarningHandler(logging.Handler):
             self.handleError(record)
 
 
+def _interrupted_if_130(code: int) -> int:
+    """typer >= 0.22 turns Ctrl-C into ``Exit(130)`` (older click into ``Abort``): say what was kept either way."""
+    if code == 130:
+        from advisor.render import err_console
+
+        err_console.print(INTERRUPTED, markup=False)
+    return code
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("VPT_ADVISOR_DEBUG", "") not in ("", "0")
 
@@ -108,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).addHandler(handler)
     try:
         result = app(args=args, prog_name="vpt-advisor", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
+        return _interrupted_if_130(int(result) if isinstance(result, int) else 0)
     except exit_types as exc:
-        return int(getattr(exc, "exit_code", 0))
+        return _interrupted_if_130(int(getattr(exc, "exit_code", 0)))
     except abort_types:  # click turns Ctrl-C into Abort; every store commits per finished unit
         err_console.print(INTERRUPTED, markup=False)
         return 130
