@@ -176,7 +176,7 @@ def _index_folder(root: Path) -> DatasetIndex:
     if not nested:
         layout: Layout = "flat"
         classes: list[str] = []
-        labeled = [(p, None) for p in top]
+        labeled: list[tuple[Path, int | None]] = [(p, None) for p in top]
     else:
         layout = "imagefolder"
         class_of = {p: p.relative_to(root).parts[0] for p in nested}
@@ -344,14 +344,14 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     skipped: list[SkippedFile] = []
     dedup = _Dedup()
     for lineno, rel, lab in entries:
-        label = None if lab is None else to_id[lab]
+        label_id = None if lab is None else to_id[lab]
         path, skip = _resolve_entry(root_real, base, rel)
         if skip is None and path is not None:
-            skip = dedup.check(path, label, f"line {lineno}")
+            skip = dedup.check(path, label_id, f"line {lineno}")
         if skip is not None:
             skipped.append(skip)
         elif path is not None:
-            samples.append(Sample(path, label))
+            samples.append(Sample(path, label_id))
     return DatasetIndex(base, "csv", samples, classes, skipped, source=csv_path)
 
 
