@@ -136,7 +136,7 @@ def run_calibration(request: CalibrationRequest, *,
     """Measure every task's FID against the reference, fit the threshold and save the calibration.
 
     Raises:
-        DatasetError: the root is not a folder.
+        DatasetError: the root is not a folder, or no task under it could be measured.
         ReferenceNotFoundError / WeightsNotFoundError: from ``engine.fid.run`` (messages say what to do).
         ConfigError: too few low-disparity tasks measured to fit a threshold.
     """
@@ -172,6 +172,10 @@ def run_calibration(request: CalibrationRequest, *,
         warnings += [f"{task.key}: {w}" for w in m.warnings]
         rows.append(TaskFid(**row, fid=m.fid, n_images=m.n_images))
         report(on_progress, i + 1, len(TASKS))
+    if not fids:  # every task failed: say why instead of "too few tasks won by each method"
+        problems = "; ".join(f"{r.task}: {r.problem}" for r in rows[:3] if r.problem)
+        raise DatasetError(f"no VTAB-1k task could be measured under {root} ({problems}; ...); pass the folder "
+                           "that holds the task folders in the NOAH layout")
     fit = fit_threshold(fids, paper_low_disparity_winners())
     rows = [r.model_copy(update={"predicted": ("FT" if r.fid > fit.threshold else "VPT")})
             if r.fid is not None and r.disparity == "low" else r for r in rows]

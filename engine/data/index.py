@@ -203,6 +203,17 @@ def _index_folder(root: Path) -> DatasetIndex:
 
 
 # ----------------------------------------------------------------------------------------- list files
+_SNIFF_BYTES = 8192
+"""Bytes of a list file checked for NUL (binary content) before it is parsed."""
+_EXCERPT_CHARS = 80
+"""Characters of a bad line quoted in an error message."""
+
+
+def _excerpt(line: str) -> str:
+    shown = display_path(line)
+    return shown if len(shown) <= _EXCERPT_CHARS else shown[:_EXCERPT_CHARS] + "..."
+
+
 def _read_text(path: Path) -> str:
     try:
         size = os.stat(path).st_size
@@ -212,6 +223,9 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read list file {display_path(path)}: {exc.strerror or exc}") from None
+    if b"\x00" in data[:_SNIFF_BYTES]:  # text never holds NUL bytes; archives, weights and images do
+        raise ListFileError(f"{display_path(path)} is a binary file, not a list of images; pass an image folder, "
+                            "a 'path label' list file or a 'path,label' CSV")
     # surrogateescape keeps non-UTF-8 file names byte-exact for os functions.
     return data.decode("utf-8-sig", errors="surrogateescape")
 
@@ -277,7 +291,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         parts = line.rsplit(None, 1)
         where = f"{display_path(list_path)}, line {lineno}"
         if len(parts) != 2:
-            raise ListFileError(f"{where}: expected 'relative/path label', got {display_path(line)!r}")
+            raise ListFileError(f"{where}: expected 'relative/path label', got {_excerpt(line)!r}")
         try:
             label = int(parts[1])
         except ValueError:

@@ -148,3 +148,17 @@ def test_a_huge_list_file_is_not_read_into_memory(cli, tmp_path: Path, monkeypat
     listing.write_text("x.png 0\n" * 1000)
     monkeypatch.setattr(index_mod, "MAX_LIST_FILE_BYTES", 100)
     assert_clean_error(cli("profile", listing), "big.txt", "GiB")
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04" + bytes(range(256)) * 40, b"\0" * 300])
+def test_a_binary_file_given_as_a_list_file_is_named_as_such(cli, tmp_path: Path, content: bytes) -> None:
+    blob = tmp_path / "archive.zip"
+    blob.write_bytes(content)
+    assert_clean_error(cli("profile", blob), "archive.zip", "binary file")
+
+
+def test_a_long_bad_line_is_quoted_short(cli, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text("x" * 5000 + "\n")
+    line = assert_clean_error(cli("profile", listing), "line 1")
+    assert len(line) < 300

@@ -148,3 +148,8 @@ def test_reproduce_vtab_json_reports_skipped_and_duplicate_list_entries(cli, tmp
     notes = " ".join(n for t in data.get("unusable", []) for n in t.get("notes", []))
     assert "duplicate" not in notes  # the task stays usable; the count is in 'skipped'
     _ = np  # numpy is imported for the fixtures' images
+
+
+def test_calibrate_on_a_folder_without_tasks_says_so(cli, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(cli("calibrate", tmp_path / "empty"), "no VTAB-1k task could be measured", "NOAH layout")
