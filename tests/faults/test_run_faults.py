@@ -153,3 +153,15 @@ def test_reproduce_vtab_json_reports_skipped_and_duplicate_list_entries(cli, tmp
 def test_calibrate_on_a_folder_without_tasks_says_so(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert_clean_error(cli("calibrate", tmp_path / "empty"), "no VTAB-1k task could be measured", "NOAH layout")
+
+
+def test_recommend_pilot_that_cannot_work_is_refused_before_the_fid(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import advisor.commands.recommend as command
+
+    def no_fid(*_a: object, **_k: object) -> None:
+        raise AssertionError("the FID was measured before the pilot was refused")
+
+    monkeypatch.setattr(command, "run_recommend", no_fid)
+    data = labeled_folder(tmp_path / "d", {"a": 1, "b": 1})
+    assert_clean_error(cli("recommend", data, "--task", "dtd", "--pilot", "--yes"), "validation images")
