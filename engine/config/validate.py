@@ -10,24 +10,16 @@ in :mod:`engine.train.models`, calibration files in :mod:`engine.fid.calibration
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from engine.errors import ConfigError
 
-__all__ = ["MIN_TRAIN_SIZE", "finite_number", "parse_model_args", "parse_sizes", "existing_file", "split_list"]
+__all__ = ["MIN_TRAIN_SIZE", "parse_model_args", "parse_sizes", "split_list"]
 
 MIN_TRAIN_SIZE = 4
 """Smallest training-set size a trial accepts (``benchmarks.vtab.trials.TrialConfig.n_train``: with the
 paper's 4:1 train:val ratio, fewer images leave no validation image)."""
 
 ModelArg = int | float | bool | str
-
-
-def finite_number(flag: str, value: float | None) -> float | None:
-    """Refuse NaN and infinities (``--x inf`` parses as a float but means nothing)."""
-    if value is not None and not math.isfinite(value):
-        raise ConfigError(f"{flag} {value} is not a finite number; pass a number such as 150")
-    return value
 
 
 def split_list(values: list[str] | None) -> list[str]:
@@ -87,15 +79,3 @@ def parse_sizes(values: list[str] | None, default: tuple[int, ...] = (800,)) -> 
             raise ConfigError(f"--sizes {n} is too small; a training set needs at least {MIN_TRAIN_SIZE} images")
         sizes.append(n)
     return tuple(dict.fromkeys(sizes)) or default
-
-
-def existing_file(flag: str, path: Path | None) -> Path | None:
-    """A path that must name an existing regular file (``--weights``, ``--calibration``...)."""
-    if path is None:
-        return None
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError(f"{flag} {path} does not exist; check the path")
-    if not p.is_file():
-        raise ConfigError(f"{flag} {path} is not a regular file")
-    return p
