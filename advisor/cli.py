@@ -76,16 +76,24 @@ _LIBRARY_LOGGERS = ("engine", "benchmarks")
 
 
 class _WarningHandler(logging.Handler):
-    """Show the library's warnings (a healed cache, a skipped folder...) as ``Warning:`` lines on stderr."""
+    """Show the library's warnings (a healed cache, a skipped folder...) as ``Warning:`` lines on stderr.
+
+    Each distinct message is shown once per command (a sweep builds its backbone once per trial).
+    """
 
     def __init__(self) -> None:
         super().__init__(level=logging.WARNING)
+        self._seen: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         from advisor.render import warn
 
         try:
-            warn(record.getMessage())
+            message = record.getMessage()
+            if message in self._seen:
+                return
+            self._seen.add(message)
+            warn(message)
         except Exception:  # noqa: BLE001 - a warning must never end the run
             self.handleError(record)
 
