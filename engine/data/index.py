@@ -36,6 +36,16 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
+from engine.data.checks import (
+    DUPLICATE,
+    MAX_CLASS_INDEX,
+    Dedup,
+    check_list_size,
+    check_source_kind,
+    check_text,
+    classes_for_ints,
+    excerpt,
+)
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.splits import stratified_subsample, train_val_split
 
@@ -55,17 +65,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Layout = Literal["imagefolder", "flat", "listfile", "csv"]
-
-MAX_CLASS_INDEX = 100_000
-"""Largest integer label accepted. ImageNet-21k, the largest label space in the paper's setting, has
-21,843 classes (Ridnik et al. 2021 count 21,841 after cleaning); a label far above that is almost
-always a size or an id column read as a label, and would make a classifier head of that many rows."""
-
-MAX_LIST_FILE_BYTES = 2 * 1024**3
-"""Largest list/CSV file read (2 GiB: a list of every ImageNet-21k image is about 1 GB)."""
-
-DUPLICATE = "duplicate"
-"""Skip reason of a list/CSV row (or a linked file) naming a file that is already in the dataset."""
 
 _PATH_COLUMNS = {"path", "file", "filename", "file_name", "filepath", "image", "image_path", "img", "relpath"}
 _LABEL_COLUMNS = {"label", "class", "class_name", "target", "category", "y", "label_id"}
@@ -187,7 +186,7 @@ def _index_folder(root: Path) -> DatasetIndex:
         if top:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
-    dedup = _Dedup()
+    dedup = Dedup()
     for path, label in labeled:
         try:
             check_file(path)
@@ -203,29 +202,14 @@ def _index_folder(root: Path) -> DatasetIndex:
 
 
 # ----------------------------------------------------------------------------------------- list files
-_SNIFF_BYTES = 8192
-"""Bytes of a list file checked for NUL (binary content) before it is parsed."""
-_EXCERPT_CHARS = 80
-"""Characters of a bad line quoted in an error message."""
-
-
-def _excerpt(line: str) -> str:
-    shown = display_path(line)
-    return shown if len(shown) <= _EXCERPT_CHARS else shown[:_EXCERPT_CHARS] + "..."
-
-
 def _read_text(path: Path) -> str:
     try:
         size = os.stat(path).st_size
-        if size > MAX_LIST_FILE_BYTES:
-            raise DatasetError(f"list file {display_path(path)} is {size / 1024**3:.1f} GiB, larger than the "
-                               f"{MAX_LIST_FILE_BYTES // 1024**3} GiB a list of image paths needs; is it the right file?")
+        check_list_size(path, size)
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read list file {display_path(path)}: {exc.strerror or exc}") from None
-    if b"\x00" in data[:_SNIFF_BYTES]:  # text never holds NUL bytes; archives, weights and images do
-        raise ListFileError(f"{display_path(path)} is a binary file, not a list of images; pass an image folder, "
-                            "a 'path label' list file or a 'path,label' CSV")
+    check_text(path, data)
     # surrogateescape keeps non-UTF-8 file names byte-exact for os functions.
     return data.decode("utf-8-sig", errors="surrogateescape")
 
@@ -246,44 +230,12 @@ def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None,
     return Path(os.path.normpath(candidate)), None
 
 
-class _Dedup:
-    """Keeps the first entry of each real file; later entries become ``duplicate`` skips.
-
-    Duplicates would inflate ``n_train`` and could land on both sides of a train/validation split,
-    so they are never used twice; a repeat with a different label is named in the detail.
-    """
-
-    def __init__(self) -> None:
-        self._first: dict[str, tuple[str, int | None]] = {}
-
-    def check(self, path: Path, label: int | None, where: str) -> SkippedFile | None:
-        key = os.path.realpath(path)
-        first = self._first.get(key)
-        if first is None:
-            self._first[key] = (where, label)
-            return None
-        other = f" with label {first[1]}" if first[1] != label else ""
-        return _skip(path, DUPLICATE, f"same file as {first[0]}{other}")
-
-
-def _classes_for_ints(labels: Sequence[int], where: str) -> list[str]:
-    if not labels:
-        return []
-    top = max(labels)
-    if top > MAX_CLASS_INDEX:
-        raise ListFileError(
-            f"{where}: label {top} is larger than {MAX_CLASS_INDEX:,}; labels must be class indices 0..K-1 "
-            "(is a size or id column being read as the label?)"
-        )
-    return [str(i) for i in range(top + 1)]
-
-
 def _index_listfile(list_path: Path) -> DatasetIndex:
     base = list_path.parent
     root_real = os.path.realpath(base)
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
-    dedup = _Dedup()
+    dedup = Dedup()
     for lineno, raw in enumerate(_read_text(list_path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -291,7 +243,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         parts = line.rsplit(None, 1)
         where = f"{display_path(list_path)}, line {lineno}"
         if len(parts) != 2:
-            raise ListFileError(f"{where}: expected 'relative/path label', got {_excerpt(line)!r}")
+            raise ListFileError(f"{where}: expected 'relative/path label', got {excerpt(line)!r}")
         try:
             label = int(parts[1])
         except ValueError:
@@ -308,7 +260,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         elif path is not None:
             samples.append(Sample(path, label))
     labels = [s.label for s in samples if s.label is not None]
-    classes = _classes_for_ints(labels, display_path(list_path))
+    classes = classes_for_ints(labels, display_path(list_path))
     return DatasetIndex(base, "listfile", samples, classes, skipped, source=list_path)
 
 
@@ -350,13 +302,13 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
         if min(ints) < 0:
             raise ListFileError(f"{where}: negative label {min(ints)}; integer labels are class indices 0..K-1")
         to_id = {lab: int(lab) for lab in raw_labels}
-        classes = _classes_for_ints(ints, where)
+        classes = classes_for_ints(ints, where)
     else:  # class names: sorted, like ImageFolder folders
         classes = sorted(set(raw_labels))
         to_id = {c: i for i, c in enumerate(classes)}
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
-    dedup = _Dedup()
+    dedup = Dedup()
     for lineno, rel, lab in entries:
         label_id = None if lab is None else to_id[lab]
         path, skip = _resolve_entry(root_real, base, rel)
@@ -378,19 +330,6 @@ def _is_int(text: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- API
-_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _check_kind(source: Path, mode: int) -> None:
-    """Refuse special files before reading: a FIFO would block forever and /dev/zero never ends."""
-    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-        return
-    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
-    raise DatasetError(f"dataset path {display_path(source)} is {kind}; pass an image folder, a 'path label' "
-                       "list file or a 'path,label' CSV")
-
-
 def index_dataset(source: Path) -> DatasetIndex:
     """Index a dataset folder, list file or CSV without decoding images.
 
@@ -415,7 +354,7 @@ def index_dataset(source: Path) -> DatasetIndex:
             f"dataset path {display_path(source)} does not exist or cannot be read ({exc.strerror or exc}); "
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
-    _check_kind(source, st.st_mode)
+    check_source_kind(source, st.st_mode)
     if stat.S_ISDIR(st.st_mode):
         index = _index_folder(source)
     elif is_image_name(source):

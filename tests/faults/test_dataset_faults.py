@@ -142,11 +142,11 @@ def test_markup_in_names_and_labels_is_printed_as_text(cli, tmp_path: Path) -> N
 
 
 def test_a_huge_list_file_is_not_read_into_memory(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.data.index as index_mod
+    import engine.data.checks as checks
 
     listing = tmp_path / "big.txt"
     listing.write_text("x.png 0\n" * 1000)
-    monkeypatch.setattr(index_mod, "MAX_LIST_FILE_BYTES", 100)
+    monkeypatch.setattr(checks, "MAX_LIST_FILE_BYTES", 100)
     assert_clean_error(cli("profile", listing), "big.txt", "GiB")
 
 
