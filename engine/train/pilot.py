@@ -33,9 +33,10 @@ from torch import nn
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
-from engine.errors import BudgetError, ConfigError, RunFailedError, StoreError
+from engine.errors import BudgetError, StoreError
 from engine.train.methods import Method, stages_of
-from engine.train.models import check_backbone_request, check_weights_file, create_backbone
+from engine.train.models import create_backbone
+from engine.train.pilot_checks import check_pilot_data, check_some_converged
 from engine.train.pilot_timing import MethodTiming, measure_method_timing
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -225,38 +226,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def check_pilot_data(index: DatasetIndex, config: PilotConfig | None = None) -> None:
-    """Refuse a pilot that cannot work, before any weights are loaded or any image is decoded.
-
-    Checks that ``index`` is labeled with at least two classes and, with ``config``, that the
-    train/validation split leaves validation images (one image per class leaves none: every class
-    keeps one for training) and that the backbone can be prompted at the requested image size
-    (:func:`engine.train.models.check_backbone_request`).
-
-    Raises:
-        ConfigError: one of the above, with what to do.
-    """
-    if not index.labeled:
-        raise ConfigError(f"the pilot needs labeled images (an ImageFolder, or a list/CSV file with labels); "
-                          f"{index.root} has none")
-    if index.num_classes < 2:
-        raise ConfigError(f"the pilot needs at least 2 classes, found {index.num_classes} in {index.root}")
-    if config is None:
-        return
-    present = len({s.label for s in index.samples})
-    if present < 2:
-        raise ConfigError(f"the pilot needs images of at least 2 classes; every usable image in {index.root} has "
-                          "the same label")
-    _, val = train_val_split(index.samples, val_fraction=config.val_fraction, seed=config.split_seed)
-    if not val:
-        raise ConfigError(
-            f"the pilot needs validation images, but {index.root} has {len(index.samples)} usable images for "
-            f"{present} classes and every class keeps one for training; add images (at least 2 in some class)")
-    check_backbone_request(config.model, img_size=config.img_size, model_kwargs=dict(config.model_kwargs))
-    if config.weights is not None:
-        check_weights_file(config.weights)
-
-
 def plan_pilot(
     index: DatasetIndex,
     config: PilotConfig,
@@ -270,7 +239,7 @@ def plan_pilot(
     A plan already stored under ``store_dir`` for the same data, config and device is reused.
 
     Raises:
-        ConfigError: unlabeled data or fewer than two classes.
+        ConfigError: a pilot that cannot work (:func:`engine.train.pilot_checks.check_pilot_data`).
         BudgetError: not even the smallest pilot fits the budget.
     """
     check_pilot_data(index, config)
@@ -352,16 +321,6 @@ def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodS
     return out
 
 
-def _check_some_converged(results: list[TrialResult]) -> None:
-    """Raise when every trial diverged: their 0% accuracies must never become advice."""
-    if not results or not all(r.fit.diverged for r in results):
-        return
-    methods = ", ".join(dict.fromkeys(r.spec.method for r in results))
-    raise RunFailedError(
-        f"{len(results)} pilot trials failed: the loss became NaN/inf in every one ({methods}); check that the "
-        "weights are finite and the images are valid, or lower the learning rates (finished trials are kept)")
-
-
 def run_pilot(
     index: DatasetIndex,
     config: PilotConfig,
@@ -441,7 +400,7 @@ def run_pilot(
         if on_trial is not None:
             on_trial(result, False)
         report(on_progress, done, total)
-    _check_some_converged(results)
+    check_some_converged(results)
     return PilotResult(
         plan=plan, methods=summarize_trials(plan, results), trials=results, trials_run=run, trials_resumed=resumed,
         n_skipped_files=len(skipped_train) + len(skipped_val), store_dir=str(store_dir),
