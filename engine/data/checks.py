@@ -73,9 +73,12 @@ class Dedup:
     def __init__(self) -> None:
         self._first: dict[str, tuple[str, int | None]] = {}
 
-    def check(self, path: Path, label: int | None, where: str) -> SkippedFile | None:
-        """``None`` for the first entry of a real file; a ``duplicate`` skip (naming ``where`` it was first) after."""
-        key = os.path.realpath(path)
+    def check(self, path: Path, label: int | None, where: str, real: str | None = None) -> SkippedFile | None:
+        """``None`` for the first entry of a real file; a ``duplicate`` skip (naming ``where`` it was first) after.
+
+        ``real`` is the file's resolved path when the caller already has it (``os.path.realpath`` otherwise).
+        """
+        key = real if real is not None else os.path.realpath(path)
         first = self._first.get(key)
         if first is None:
             self._first[key] = (where, label)

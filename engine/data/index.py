@@ -123,8 +123,11 @@ def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDa
 
 
 # ----------------------------------------------------------------------------------------------- walk
-def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
-    """All image files under ``root`` in sorted depth-first order, each real directory visited once."""
+def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None) -> list[Path]:
+    """All image files under ``root`` in sorted depth-first order, each real directory visited once.
+
+    Image files that are symlinks are also added to ``links`` (the only files that can appear twice).
+    """
     found: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
     st = os.stat(root)
@@ -160,6 +163,8 @@ def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
                 subdirs.append(path)
             elif is_image_name(entry.name):
                 found.append(path)
+                if links is not None and entry.is_symlink():
+                    links.add(str(path))
             else:
                 ignored[os.path.splitext(entry.name)[1].lower()] += 1
         stack.extend(reversed(subdirs))  # pop() then visits them in sorted order
@@ -168,7 +173,8 @@ def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
 
 def _index_folder(root: Path) -> DatasetIndex:
     ignored: Counter[str] = Counter()
-    files = _walk_images(root, ignored)
+    links: set[str] = set()
+    files = _walk_images(root, ignored, links)
     top = [p for p in files if p.parent == root]
     nested = [p for p in files if p.parent != root]
     skipped: list[SkippedFile] = []
@@ -187,13 +193,23 @@ def _index_folder(root: Path) -> DatasetIndex:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
     dedup = Dedup()
+    real_dirs: dict[str, str] = {}  # one realpath per folder, not per file (trees hold millions of files)
     for path, label in labeled:
         try:
             check_file(path)
         except ImageDecodeError as exc:
             skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
             continue
-        twin = dedup.check(path, label, display_path(path))  # a file linked into the tree twice
+        text = str(path)
+        if text in links:
+            real = os.path.realpath(text)
+        else:
+            folder, name = os.path.split(text)
+            parent = real_dirs.get(folder)
+            if parent is None:
+                parent = real_dirs[folder] = os.path.realpath(folder)
+            real = os.path.join(parent, name)
+        twin = dedup.check(path, label, text, real)  # a file linked into the tree twice
         if twin is not None:
             skipped.append(twin)
             continue
@@ -214,20 +230,21 @@ def _read_text(path: Path) -> str:
     return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None, SkippedFile | None]:
-    """Map a list entry to a path inside the root, or to a skip record."""
+def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None, SkippedFile | None, str]:
+    """Map a list entry to ``(path inside the root, None, real path)``, or to ``(None, skip record, "")``."""
     rel = entry.strip()
     if "\x00" in rel:
-        return None, _skip(rel.replace("\x00", "?"), "missing", "path contains a NUL byte")
+        return None, _skip(rel.replace("\x00", "?"), "missing", "path contains a NUL byte"), ""
     candidate = Path(rel) if os.path.isabs(rel) else base / rel
     real = os.path.realpath(candidate)
     if os.path.commonpath([root_real, real]) != root_real:
-        return None, _skip(rel, "outside-root", f"resolves to {display_path(real)}, outside {display_path(root_real)}")
+        why = f"resolves to {display_path(real)}, outside {display_path(root_real)}"
+        return None, _skip(rel, "outside-root", why), ""
     try:
         check_file(candidate)
     except ImageDecodeError as exc:
-        return None, _skip(candidate, exc.reason, exc.detail)
-    return Path(os.path.normpath(candidate)), None
+        return None, _skip(candidate, exc.reason, exc.detail), ""
+    return Path(os.path.normpath(candidate)), None, real
 
 
 def _index_listfile(list_path: Path) -> DatasetIndex:
@@ -252,9 +269,9 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
             ) from None
         if label < 0:
             raise ListFileError(f"{where}: label {label} is negative; labels are class indices 0..K-1")
-        path, skip = _resolve_entry(root_real, base, parts[0])
+        path, skip, real = _resolve_entry(root_real, base, parts[0])
         if skip is None and path is not None:
-            skip = dedup.check(path, label, f"line {lineno}")
+            skip = dedup.check(path, label, f"line {lineno}", real)
         if skip is not None:
             skipped.append(skip)
         elif path is not None:
@@ -311,9 +328,9 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     dedup = Dedup()
     for lineno, rel, lab in entries:
         label_id = None if lab is None else to_id[lab]
-        path, skip = _resolve_entry(root_real, base, rel)
+        path, skip, real = _resolve_entry(root_real, base, rel)
         if skip is None and path is not None:
-            skip = dedup.check(path, label_id, f"line {lineno}")
+            skip = dedup.check(path, label_id, f"line {lineno}", real)
         if skip is not None:
             skipped.append(skip)
         elif path is not None:

@@ -162,3 +162,11 @@ def test_a_long_bad_line_is_quoted_short(cli, tmp_path: Path) -> None:
     listing.write_text("x" * 5000 + "\n")
     line = assert_clean_error(cli("profile", listing), "line 1")
     assert len(line) < 300
+
+
+def test_a_file_linked_into_two_classes_is_used_once(cli, tmp_path: Path) -> None:
+    root = labeled_folder(tmp_path / "data", {"a": 3, "b": 3})
+    (root / "b" / "also-a0.png").symlink_to(root / "a" / "0.png")
+    (root / "c").symlink_to(root / "a")  # a class folder that is a link to another: each real folder walked once
+    data = json.loads(cli("profile", root, "--json").out)
+    assert data["n_used"] == 6 and data["skipped_by_reason"] == {"duplicate": 1}
