@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.config.train import MAX_IMG_SIZE
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 
 __all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone", "load_backbone_weights", "count_parameters"]
@@ -93,6 +94,9 @@ def check_backbone_request(name: str, *, img_size: int | None = None,
     if patch is None:
         match = re.search(r"patch(\d+)", base)
         patch = int(match.group(1)) if match else None
+    if img_size is not None and img_size > MAX_IMG_SIZE:
+        raise ConfigError(f"--img-size {img_size} is larger than {MAX_IMG_SIZE}: the sequence grows with its square "
+                          "and would exhaust memory; the paper uses 224")
     if img_size is not None and isinstance(patch, int) and img_size < patch:
         raise ConfigError(f"--img-size {img_size} is smaller than the model's {patch}-pixel patches; "
                           f"use at least {patch} (the paper uses 224)")

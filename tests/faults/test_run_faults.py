@@ -165,3 +165,22 @@ def test_recommend_pilot_that_cannot_work_is_refused_before_the_fid(
     monkeypatch.setattr(command, "run_recommend", no_fid)
     data = labeled_folder(tmp_path / "d", {"a": 1, "b": 1})
     assert_clean_error(cli("recommend", data, "--task", "dtd", "--pilot", "--yes"), "validation images")
+
+
+def test_a_budget_that_overflows_to_infinity_is_refused(cli, colours: Path, no_loading: None) -> None:
+    run = cli("pilot", colours, "--task", "dtd", "--random-init", *PILOT[:-3], "--budget", "9" * 400 + "m")
+    assert_clean_error(run, "not a finite time")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--prompts", "1000000000"), ("--img-size", "100000")])
+def test_sizes_that_would_exhaust_memory_are_refused(cli, colours: Path, no_loading: None, flag: str,
+                                                     value: str) -> None:
+    args = [a for a in PILOT if a not in ("--img-size", "32")]
+    assert_clean_error(cli("pilot", colours, "--task", "dtd", "--random-init", *args, flag, value),
+                       "less than or equal to")
+
+
+def test_reproduce_vtab_refuses_an_image_size_that_would_exhaust_memory(cli, tmp_path: Path) -> None:
+    args = _vtab(tmp_path, "--random-init")
+    args[args.index("--img-size") + 1] = 100000
+    assert_clean_error(cli(*args), "--img-size 100000", "exhaust memory")
