@@ -76,9 +76,11 @@ def reproduce_vtab_command(
     from advisor.report import write_vtab_report
     from advisor.report.write import check_report_path
     from benchmarks.vtab.reproduce import build_sweep_request, reproduce_vtab, write_outputs
+    from engine.config.validate import check_output_dir
 
     if report_path is not None:
         check_report_path(report_path)  # fail before any training
+    check_output_dir("--out", out)
     request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,

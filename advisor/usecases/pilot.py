@@ -156,12 +156,14 @@ def run_pilot_request(
         The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from engine.config.train import PilotConfig, parse_budget
+    from engine.config.validate import check_output_dir
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device
     from engine.paths import data_home
     from engine.train.methods import parse_methods
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
 
+    check_output_dir("--out", req.out)  # the trial store: refused before anything is loaded
     method_list = parse_methods(req.methods)
     budget_s = parse_budget(req.budget)
     has_task = req.task is not None or req.disparity is not None or prior is not None

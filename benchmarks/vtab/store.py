@@ -114,6 +114,9 @@ class TrialStore:
         self.path = Path(path).expanduser()
         self.warnings: list[str] = []
         self.in_memory = False
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"results store {display_path(self.path)} is a folder or a special file; "
+                             "pass a file path to --db (e.g. runs.sqlite)")
         try:
             self._db = self._connect(self.path)
         except sqlite3.DatabaseError as exc:

@@ -10,10 +10,12 @@ in :mod:`engine.train.models`, calibration files in :mod:`engine.fid.calibration
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 from engine.errors import ConfigError
 
-__all__ = ["MIN_TRAIN_SIZE", "parse_model_args", "parse_sizes", "split_list"]
+__all__ = ["MIN_TRAIN_SIZE", "parse_model_args", "parse_sizes", "split_list", "check_output_dir"]
 
 MIN_TRAIN_SIZE = 4
 """Smallest training-set size a trial accepts (``benchmarks.vtab.trials.TrialConfig.n_train``: with the
@@ -79,3 +81,22 @@ def parse_sizes(values: list[str] | None, default: tuple[int, ...] = (800,)) -> 
             raise ConfigError(f"--sizes {n} is too small; a training set needs at least {MIN_TRAIN_SIZE} images")
         sizes.append(n)
     return tuple(dict.fromkeys(sizes)) or default
+
+
+def check_output_dir(flag: str, path: Path | None) -> None:
+    """A folder that results will be written into (``--out``): refused up front when it cannot be one.
+
+    Raises:
+        ConfigError: ``path`` exists and is not a folder, or lies under a file.
+    """
+    if path is None:
+        return
+    p = Path(path).expanduser()
+    for part in (p, *p.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is" if part == p else f"lies under {part}, which is"
+                raise ConfigError(f"{flag} {path} {what} a file, not a folder; pass a folder to write into")
+            if not os.access(part, os.W_OK | os.X_OK):
+                raise ConfigError(f"{flag} {path}: {part} is not writable; pass a folder you can write to")
+            return

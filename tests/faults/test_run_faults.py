@@ -184,3 +184,16 @@ def test_reproduce_vtab_refuses_an_image_size_that_would_exhaust_memory(cli, tmp
     args = _vtab(tmp_path, "--random-init")
     args[args.index("--img-size") + 1] = 100000
     assert_clean_error(cli(*args), "--img-size 100000", "exhaust memory")
+
+
+def test_output_paths_that_cannot_be_folders_are_refused_before_the_work(cli, tmp_path: Path, colours: Path,
+                                                                       no_loading: None) -> None:
+    a_file = tmp_path / "taken.png"
+    a_file.write_bytes(b"x")
+    assert_clean_error(cli(*_vtab(tmp_path, "--random-init", "--out", a_file)), "--out", "not a folder")
+    assert not (tmp_path / "runs.sqlite").exists()  # refused before the store was even opened
+    assert_clean_error(cli("pilot", colours, "--task", "dtd", "--random-init", *PILOT, "--out", a_file / "store"),
+                       "lies under", "not a folder")
+    args = _vtab(tmp_path, "--random-init")
+    args[args.index("--db") + 1] = tmp_path  # a folder, not a store file
+    assert_clean_error(cli(*args), "--db", "a folder")
