@@ -145,3 +145,33 @@ def test_finished_trials_are_still_reused_when_the_disk_is_full(tmp_path: Path, 
     with TrialStore(db) as store:  # cannot even create its -shm file: read-only copy in memory
         assert store.in_memory and store.statuses() == {cfg.key: "finished"}
         store.mark_failed("other", "x")  # writes go to memory, never raise
+
+
+def test_two_extractions_at_once_share_the_feature_cache(
+    tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    import threading
+
+    from engine.config.fid import FidConfig
+    from engine.fid.run import extract_file_features
+
+    paths = sorted(_folder(tmp_path / "a", 30, 5).glob("*.png"))
+    config = FidConfig(weights=fake_weights, dims=64, batch_size=4)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def extract() -> None:
+        try:
+            results.append(extract_file_features(paths, config, "cpu").features)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=extract) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and len(results) == 2
+    np.testing.assert_array_equal(results[0], results[1])
+    third = extract_file_features(paths, config, "cpu")
+    assert third.n_cached == 30  # both writers' rows landed intact
