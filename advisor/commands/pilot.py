@@ -13,6 +13,7 @@ import typer
 from advisor.commands._callbacks import cli_confirm, cli_progress
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotReport, PilotRequest, run_pilot_request
+from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
@@ -89,6 +90,7 @@ def pilot_command(
 
     if report is not None:
         check_report_path(report)  # fail before any training
+    check_output_dir("--out", out)
     req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
                        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
                        img_size=img_size, device=device, precision=precision, yes=yes, out=out)

@@ -18,6 +18,7 @@ import typer
 
 from advisor.commands._callbacks import cli_progress
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
     from benchmarks.vtab.run import SweepReport
@@ -76,7 +77,6 @@ def reproduce_vtab_command(
     from advisor.report import write_vtab_report
     from advisor.report.write import check_report_path
     from benchmarks.vtab.reproduce import build_sweep_request, reproduce_vtab, write_outputs
-    from engine.config.validate import check_output_dir
 
     if report_path is not None:
         check_report_path(report_path)  # fail before any training

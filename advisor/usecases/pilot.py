@@ -156,14 +156,13 @@ def run_pilot_request(
         The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from engine.config.train import PilotConfig, parse_budget
-    from engine.config.validate import check_output_dir
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device
     from engine.paths import data_home
     from engine.train.methods import parse_methods
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+    from engine.train.pilot_checks import check_some_converged
 
-    check_output_dir("--out", req.out)  # the trial store: refused before anything is loaded
     method_list = parse_methods(req.methods)
     budget_s = parse_budget(req.budget)
     has_task = req.task is not None or req.disparity is not None or prior is not None
@@ -189,12 +188,12 @@ def run_pilot_request(
     with progress("Pilot (epochs)") as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress)
+    check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
     evidence = pilot_evidence(result)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)
                       if evidence is not None and has_task else None)
-    skipped = dict(sorted(Counter(s.reason for s in index.skipped).items()))
-    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), skipped_by_reason=skipped,
-                         task=req.task,
+    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
+                         skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -36,7 +36,7 @@ from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_
 from engine.errors import BudgetError, StoreError
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone
-from engine.train.pilot_checks import check_pilot_data, check_some_converged
+from engine.train.pilot_checks import check_pilot_data
 from engine.train.pilot_timing import MethodTiming, measure_method_timing
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -400,7 +400,6 @@ def run_pilot(
         if on_trial is not None:
             on_trial(result, False)
         report(on_progress, done, total)
-    check_some_converged(results)
     return PilotResult(
         plan=plan, methods=summarize_trials(plan, results), trials=results, trials_run=run, trials_resumed=resumed,
         n_skipped_files=len(skipped_train) + len(skipped_val), store_dir=str(store_dir),
