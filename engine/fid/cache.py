@@ -45,11 +45,11 @@ def cache_key(content_sha256: str, extractor: str, preprocessing: str) -> str:
 class FeatureCache:
     """Get and put float32 feature vectors by key. Use as a context manager or call :meth:`close`.
 
-    The cache heals itself: a damaged file (junk pages, not a database) is moved aside to
-    ``features.sqlite.damaged-<time>`` and a fresh cache is started; a full disk, a locked file or a
-    damage found mid-run switches the cache off for the rest of the run. Each case logs one warning
-    saying where the file went, and lookups then miss, so the run recomputes and gives the same
-    result. ``problem`` holds that warning (``None`` while the cache works).
+    The cache heals itself: a damaged file (junk pages, not a database), found when opening it or
+    mid-run, is moved aside to ``features.sqlite.damaged-<time>`` and a fresh cache is started; a
+    full disk or a file locked by another process switches the cache off for the rest of the run.
+    Each case logs one warning saying where the file went; lookups that fail miss, so the run
+    recomputes and gives the same result. ``problem`` holds that warning (``None`` while all is well).
     """
 
     def __init__(self, path: Path | None = None) -> None:
@@ -113,11 +113,6 @@ class FeatureCache:
                 self._db = self._connect()
             except (sqlite3.DatabaseError, OSError) as again:
                 self._disable(again)
-
-    @property
-    def enabled(self) -> bool:
-        """False once the cache was switched off for this run."""
-        return self._db is not None
 
     def __enter__(self) -> FeatureCache:
         return self
