@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TASKS = ["dtd", "svhn"]
 PLANNED = len(TASKS) * 4  # quick protocol, ft only: 2 search grid points + 2 final seeds per task
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and kill -9 need a POSIX system")
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="signals and kill -9 need a POSIX system"),
+              pytest.mark.slow]
 
 
 def _argv(root: Path, db: Path) -> list[str]:
