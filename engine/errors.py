@@ -24,6 +24,7 @@ __all__ = [
     "StoreError",
     "BudgetError",
     "RunFailedError",
+    "NotDecisiveError",
 ]
 
 
@@ -108,3 +109,11 @@ class RunFailedError(EngineError):
 
     Whatever finished is kept; the message groups identical errors and says what to fix.
     """
+
+
+class NotDecisiveError(BudgetError):
+    """A pilot plan cannot detect the difference asked for; ``plan`` is its JSON form (shown before refusing)."""
+
+    def __init__(self, message: str, plan: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from engine.config import FrozenModel
 from engine.errors import ConfigError
 from engine.train.methods import METHODS, Method, uses_sgd
+from engine.train.power import ASSUMED_DISCORDANCE
 
 __all__ = [
     "TrainConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_NUM_PROMPTS",
     "MAX_IMG_SIZE",
     "PILOT_LR_GRID",
+    "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
     "parse_budget",
 ]
@@ -44,6 +46,9 @@ sequence, so a length used by mistake as a size (1e9) would exhaust memory inste
 MAX_IMG_SIZE = 1024
 """Largest input size accepted: above every timm ViT's pretrained resolution (at most 518). The sequence
 grows with the square of the size, so a size typed by mistake (100000) would exhaust memory."""
+
+DEFAULT_MIN_DETECTABLE = 3.0
+"""Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
 
 PILOT_LR_GRID: dict[str, tuple[float, ...]] = {
     # base learning rates before batch/256 scaling, best-first guesses from the paper's grids
@@ -168,6 +173,15 @@ class PilotConfig(FrozenModel):
     workers: int = Field(0, ge=0, description="Image-decoding threads (0 = automatic).")
     deterministic: bool = Field(False, description="Deterministic algorithms (CPU tests).")
     grad_checkpointing: bool = Field(False, description="Gradient checkpointing in every trial.")
+    min_detectable: float = Field(
+        DEFAULT_MIN_DETECTABLE, gt=0, le=100,
+        description="Smallest VPT-FT difference (points) the pilot must be able to detect to count as decisive.")
+    assumed_discordance: float = Field(
+        ASSUMED_DISCORDANCE, gt=0, le=1, description="Share of images FT and VPT disagree on, assumed when planning "
+        "(engine.train.power.ASSUMED_DISCORDANCE).")
+    compare_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Largest share of the labeled images held out to compare the methods "
+        "(never trained on, never used to pick the lr).")
 
     @model_validator(mode="after")
     def _check(self) -> PilotConfig:

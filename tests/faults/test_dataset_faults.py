@@ -108,12 +108,12 @@ def test_duplicate_csv_rows_are_counted_not_used(cli, tmp_path: Path) -> None:
 def test_duplicates_never_reach_both_sides_of_the_pilot_split(tmp_path: Path) -> None:
     from engine.config.train import PilotConfig
     from engine.data.index import index_dataset
-    from engine.train.pilot import _subset
+    from engine.train.pilot_plan import split_samples
 
     index = index_dataset(_list_with_duplicates(tmp_path / "data"))
     config = PilotConfig(budget_s=60, random_init=True)
-    train, val = _subset(index, config, len(index.samples))
-    paths = [os.path.realpath(s.path) for s in train + val]
+    train, val, compare = split_samples(index.samples, config, n_compare=2, n=6)
+    paths = [os.path.realpath(s.path) for s in train + val + compare]
     assert len(paths) == len(set(paths)) == 8
 
 
