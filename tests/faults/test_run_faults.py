@@ -108,8 +108,11 @@ def test_pilot_with_weights_full_of_nan_is_refused_before_training(cli, colours:
 def test_pilot_whose_every_trial_diverged_never_becomes_advice(
         cli, colours: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.train.pilot as pilot_mod
+    import engine.train.pilot_plan as plan_mod
+    from engine.config import train as train_cfg
 
-    monkeypatch.setattr(pilot_mod, "_EPOCHS", (1,))
+    monkeypatch.setattr(plan_mod, "_EPOCHS", (1,))
+    monkeypatch.setattr(train_cfg, "PILOT_LR_GRID", {k: v[:1] for k, v in train_cfg.PILOT_LR_GRID.items()})
     real_fit = pilot_mod.fit
 
     def diverging_fit(*args: object, **kwargs: object):  # what NaN losses leave: diverged, 0% accuracy
