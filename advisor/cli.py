@@ -9,6 +9,7 @@ Commands live in ``advisor.commands.<group>`` and each registers itself through 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
@@ -68,6 +69,44 @@ def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, 
     return tuple(exits), tuple(aborts), tuple(usage)
 
 
+INTERRUPTED = "Interrupted; finished work was kept."
+"""What Ctrl-C prints (exit 130): stores and caches commit each finished unit, so a rerun resumes."""
+
+_LIBRARY_LOGGERS = ("engine", "benchmarks")
+
+
+class _WarningHandler(logging.Handler):
+    """Show the library's warnings (a healed cache, a skipped folder...) as ``Warning:`` lines on stderr.
+
+    Each distinct message is shown once per command (a sweep builds its backbone once per trial).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self._seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from advisor.render import warn
+
+        try:
+            message = record.getMessage()
+            if message in self._seen:
+                return
+            self._seen.add(message)
+            warn(message)
+        except Exception:  # noqa: BLE001 - a warning must never end the run
+            self.handleError(record)
+
+
+def _interrupted_if_130(code: int) -> int:
+    """typer >= 0.22 turns Ctrl-C into ``Exit(130)`` (older click into ``Abort``): say what was kept either way."""
+    if code == 130:
+        from advisor.render import err_console
+
+        err_console.print(INTERRUPTED, markup=False)
+    return code
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("VPT_ADVISOR_DEBUG", "") not in ("", "0")
 
@@ -81,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     from advisor.render import err_console
 
     exit_types, abort_types, usage_types = _exception_types()
+    handler = _WarningHandler()
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
     try:
         result = app(args=args, prog_name="vpt-advisor", standalone_mode=False)
-        return int(result) if isinstance(result, int) else 0
+        return _interrupted_if_130(int(result) if isinstance(result, int) else 0)
     except exit_types as exc:
-        return int(getattr(exc, "exit_code", 0))
-    except abort_types:
-        err_console.print("Aborted.")
+        return _interrupted_if_130(int(getattr(exc, "exit_code", 0)))
+    except abort_types:  # click turns Ctrl-C into Abort; every store commits per finished unit
+        err_console.print(INTERRUPTED, markup=False)
         return 130
     except usage_types as exc:  # usage errors: the parser's own message, exit 2
         show = getattr(exc, "show", None)
@@ -97,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             err_console.print(f"Error: {escape(str(exc))}")
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
-        err_console.print("Interrupted; finished work was kept.")
+        err_console.print(INTERRUPTED, markup=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the single place where errors become messages
         message = format_error(exc)
@@ -111,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
         return 1
+    finally:
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownNameError",
     "StoreError",
     "BudgetError",
+    "RunFailedError",
     "NotDecisiveError",
 ]
 
@@ -101,6 +102,13 @@ class StoreError(EngineError):
 
 class BudgetError(EngineError):
     """A requested time budget is too small for even the smallest run."""
+
+
+class RunFailedError(EngineError):
+    """Every unit of work of a run failed (every trial diverged, every trial raised...).
+
+    Whatever finished is kept; the message groups identical errors and says what to fix.
+    """
 
 
 class NotDecisiveError(BudgetError):

@@ -13,6 +13,7 @@ import typer
 from advisor.commands._callbacks import cli_confirm, cli_progress
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
+from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
 
 if TYPE_CHECKING:
@@ -88,12 +89,15 @@ def pilot_command(
     report: ReportOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
-    from advisor.render import emit_json, err_console
+    from rich.markup import escape
+
+    from advisor.render import emit_json, err_console, warn
     from advisor.render.pilot import render_plan, render_report
     from advisor.report.write import check_report_path
 
     if report is not None:
         check_report_path(report)  # fail before any training
+    check_output_dir("--out", out)
     req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
                        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
                        img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
@@ -110,9 +114,13 @@ def pilot_command(
         emit_json(result)
     else:
         render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+        if result.skipped_by_reason:
+            why = ", ".join(f"{reason} {n}" for reason, n in result.skipped_by_reason.items())
+            warn(f"{sum(result.skipped_by_reason.values())} dataset entries were not used ({why}); "
+                 "'vpt-advisor profile' lists them")
     written = write_pilot_outputs(result, pilot, report)
     if written is not None:
-        err_console.print(f"Wrote {written}")
+        err_console.print(f"Wrote {escape(str(written))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ import typer
 
 from advisor.commands._callbacks import cli_progress
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
     from benchmarks.vtab.run import SweepReport
@@ -79,6 +80,7 @@ def reproduce_vtab_command(
 
     if report_path is not None:
         check_report_path(report_path)  # fail before any training
+    check_output_dir("--out", out)
     request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
@@ -89,12 +91,14 @@ def reproduce_vtab_command(
     if out is not None:
         write_outputs(out, request, table, report)
     if report_path is not None:
-        err_console.print(f"Wrote {write_vtab_report(table, report_path)}")
+        err_console.print(f"Wrote {escape(str(write_vtab_report(table, report_path)))}")
 
 
 def _render(fmt: str, report: SweepReport, table: VtabTable) -> None:
     """``--format rich`` tables on the terminal, or markdown/csv/json on stdout."""
     import sys
+
+    from rich.markup import escape
 
     from advisor.render import err_console
     from advisor.render.vtab import render_layout, render_table
@@ -102,13 +106,16 @@ def _render(fmt: str, report: SweepReport, table: VtabTable) -> None:
 
     if fmt == "rich":
         render_layout(report.layout)
-        for failure in report.failures:
-            err_console.print(f"[red]failed[/red] {failure}")
+        for line in report.failure_summary:  # identical errors grouped: "12 trials failed: ..."
+            err_console.print(f"[red]failed[/red] {escape(line)} (retried by the next run)", soft_wrap=True)
+        for task, n in report.skipped.items():
+            err_console.print(f"[yellow]skipped[/yellow] {escape(task)}: {n} list entries (see the notes above)")
         render_table(table, db=report.db)
         return
     text = {"markdown": to_markdown, "csv": to_csv}.get(fmt)
-    sys.stdout.write(text(table) if text else to_json(table, db=report.db, failures=report.failures,
-                                                      unusable=[t.model_dump() for t in report.layout.unusable]))
+    sys.stdout.write(text(table) if text else to_json(
+        table, db=report.db, failures=report.failures, failed=report.failed, failure_summary=report.failure_summary,
+        warnings=report.warnings, skipped=report.skipped, unusable=[t.model_dump() for t in report.layout.unusable]))
 
 
 def calibrate_command(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -65,5 +66,5 @@ def emit_json(model: BaseModel) -> None:
 
 
 def warn(message: str) -> None:
-    """Print a one-line warning to stderr."""
-    err_console.print(f"[yellow]Warning:[/yellow] {message}")
+    """Print a one-line warning to stderr (the message is text: rich markup in it is shown, not applied)."""
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", soft_wrap=True)

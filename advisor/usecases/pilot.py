@@ -15,6 +15,7 @@ otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examp
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,6 +56,8 @@ class PilotReport(BaseModel):
 
     dataset: str = Field(description="Dataset path as given.")
     n_labeled: int = Field(description="Labeled images found in the dataset.")
+    skipped_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="Dataset entries not used, per reason (bad files, duplicate rows...).")
     task: str | None = Field(description="--task as given.")
     num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
     num_prompts_source: str = Field(description="Where the prompt length came from.")
@@ -219,6 +222,7 @@ def run_pilot_request(
     from engine.errors import NotDecisiveError
     from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+    from engine.train.pilot_checks import check_some_converged
 
     has_task = req.task is not None or req.disparity is not None or prior is not None
     if req.task is not None or req.disparity is not None:
@@ -231,7 +235,7 @@ def run_pilot_request(
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
-    check_pilot_data(index)
+    check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
                       timing_cache=cache_dir() / "pilot_timing.json")
@@ -243,10 +247,12 @@ def run_pilot_request(
     with progress("Pilot (epochs)") as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
+    check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
     evidence = pilot_evidence(result)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)
                       if evidence is not None and has_task else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
+                         skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

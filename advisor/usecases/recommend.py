@@ -194,11 +194,17 @@ def add_pilot(
 
 
 def check_pilot_request(request: RecommendRequest) -> None:
-    """``--pilot`` needs a dataset (or the demo): fail before any image is read."""
+    """``--pilot`` needs a dataset (or the demo) a pilot can work on: fail before any image is decoded."""
     from engine.errors import ConfigError
 
     if request.dataset is None and not request.demo:
         raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
+    if request.dataset is not None:  # a pilot that cannot work is refused before the FID is measured
+        from engine.config.train import PilotConfig
+        from engine.data.index import index_dataset
+        from engine.train.pilot import check_pilot_data
+
+        check_pilot_data(index_dataset(Path(request.dataset)), PilotConfig(budget_s=1.0))
 
 
 def _pilot_dataset(request: RecommendRequest) -> Path:

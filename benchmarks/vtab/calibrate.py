@@ -181,12 +181,23 @@ class CalibrationReport(FrozenModel):
     warnings: list[str] = Field(default_factory=list, description="FID warnings (preprocessing, extractor).")
 
 
+def _check_measured(fids: dict[str, float], rows: list[TaskFid], root: Path) -> None:
+    """Every task failed: say why, instead of "too few tasks won by each method"."""
+    if fids:
+        return
+    from engine.errors import DatasetError
+
+    problems = "; ".join(f"{r.task}: {r.problem}" for r in rows[:3] if r.problem)
+    raise DatasetError(f"no VTAB-1k task could be measured under {root} ({problems}; ...); pass the folder "
+                       "that holds the task folders in the NOAH layout")
+
+
 def run_calibration(request: CalibrationRequest, *,
                     on_progress: ProgressCallback | None = None) -> CalibrationReport:
     """Measure every task's FID against the reference, fit the threshold and save the calibration.
 
     Raises:
-        DatasetError: the root is not a folder.
+        DatasetError: the root is not a folder, or no task under it could be measured.
         ReferenceNotFoundError / WeightsNotFoundError: from ``engine.fid.run`` (messages say what to do).
         ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
             (:func:`check_fit`); nothing is written then.
@@ -223,6 +234,7 @@ def run_calibration(request: CalibrationRequest, *,
         warnings += [f"{task.key}: {w}" for w in m.warnings]
         rows.append(TaskFid(**row, fid=m.fid, n_images=m.n_images))
         report(on_progress, i + 1, len(TASKS))
+    _check_measured(fids, rows, root)
     winners = paper_low_disparity_winners()
     fit = check_fit(fit_threshold(fids, winners), fids, winners)
     rows = [r.model_copy(update={"predicted": ("FT" if r.fid > fit.threshold else "VPT")})

@@ -14,6 +14,7 @@ malformed) and reports missing or empty image files.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +44,8 @@ class TaskCheck(FrozenModel):
     notes: list[str] = Field(default_factory=list, description="Non-fatal observations (unusual split sizes).")
     counts: dict[str, int] = Field(default_factory=dict, description="Usable entries per list file.")
     sizes: list[int] = Field(default_factory=list, description="Data-size points (--sizes) this task supports.")
+    skipped: dict[str, int] = Field(default_factory=dict,
+                                    description="Entries skipped per list file (missing/bad files, duplicate rows).")
 
 
 class LayoutReport(FrozenModel):
@@ -71,15 +74,15 @@ def find_task_folder(root: Path, task: TaskSpec) -> Path | None:
     return None
 
 
-def _check_list(folder: Path, name: str, num_classes: int) -> tuple[int, list[str], list[str]]:
-    """Return (usable entries, problems, notes) of one list file."""
+def _check_list(folder: Path, name: str, num_classes: int) -> tuple[int, list[str], list[str], int]:
+    """Return (usable entries, problems, notes, skipped entries) of one list file."""
     path = folder / name
     if not path.is_file():
-        return 0, [f"{name} is missing"], []
+        return 0, [f"{name} is missing"], [], 0
     try:
         index = index_dataset(path)
     except DatasetError as exc:  # malformed line, empty list, every entry missing ...
-        return 0, [str(exc)], []
+        return 0, [str(exc)], [], 0
     problems: list[str] = []
     notes: list[str] = []
     escaped = [s for s in index.skipped if s.reason == "outside-root"]
@@ -88,7 +91,9 @@ def _check_list(folder: Path, name: str, num_classes: int) -> tuple[int, list[st
                         "entries must be paths relative to the task folder")
     other = [s for s in index.skipped if s.reason != "outside-root"]
     if other:
-        notes.append(f"{name}: {len(other)} entries skipped ({other[0].reason}: {other[0].path})")
+        reasons = Counter(s.reason for s in other)
+        why = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        notes.append(f"{name}: {len(other)} entries skipped ({why}; e.g. {other[0].path})")
     bad = sorted({s.label for s in index.samples if s.label is not None and s.label >= num_classes})
     if bad:
         problems.append(f"{name}: labels {bad[:5]} are outside 0..{num_classes - 1} for this task; "
@@ -96,7 +101,7 @@ def _check_list(folder: Path, name: str, num_classes: int) -> tuple[int, list[st
     expected = _EXPECTED.get(name)
     if expected is not None and len(index.samples) != expected:
         notes.append(f"{name} has {len(index.samples)} usable entries (VTAB-1k has {expected})")
-    return len(index.samples), problems, notes
+    return len(index.samples), problems, notes, len(index.skipped)
 
 
 def check_task(root: Path, task: TaskSpec, sizes: tuple[int, ...] = (800,)) -> TaskCheck:
@@ -106,17 +111,20 @@ def check_task(root: Path, task: TaskSpec, sizes: tuple[int, ...] = (800,)) -> T
         return TaskCheck(key=task.key, folder=task.folder, status="missing",
                          problems=[f"no folder {display_path(root / task.folder)}; {_EXPORT_HINT}"])
     counts: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     problems: list[str] = []
     notes: list[str] = []
     for name in LIST_FILES:
-        n, p, note = _check_list(folder, name, task.num_classes)
+        n, p, note, n_skipped = _check_list(folder, name, task.num_classes)
         counts[name] = n
+        if n_skipped:
+            skipped[name] = n_skipped
         problems += p
         notes += note
     if problems:
         problems.append(f"fix the list files in {display_path(folder)} or {_EXPORT_HINT}")
         return TaskCheck(key=task.key, folder=folder.name, status="malformed", problems=problems,
-                         notes=notes, counts=counts)
+                         notes=notes, counts=counts, skipped=skipped)
     supported: list[int] = []
     for n_train in sizes:
         if n_train <= 800:
@@ -129,7 +137,8 @@ def check_task(root: Path, task: TaskSpec, sizes: tuple[int, ...] = (800,)) -> T
                          f"need larger splits exported from the full dataset, train:val 4:1)")
         else:
             supported.append(n_train)
-    return TaskCheck(key=task.key, folder=folder.name, status="ok", notes=notes, counts=counts, sizes=supported)
+    return TaskCheck(key=task.key, folder=folder.name, status="ok", notes=notes, counts=counts, sizes=supported,
+                     skipped=skipped)
 
 
 def check_layout(root: Path, tasks: list[TaskSpec], sizes: tuple[int, ...] = (800,)) -> LayoutReport:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import BudgetError, ConfigError
+from engine.config.validate import parse_model_args, parse_sizes, split_list
+from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
 
 from benchmarks.vtab.protocol import get_protocol
@@ -17,31 +18,6 @@ from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sw
 from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
 
 __all__ = ["parse_model_args", "build_sweep_request", "check_budget", "reproduce_vtab", "write_outputs"]
-
-
-def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | str]:
-    """``["depth=2", "embed_dim=32"]`` -> ``{"depth": 2, "embed_dim": 32}`` (ints, floats, booleans, strings)."""
-    out: dict[str, int | float | bool | str] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--model-arg {item!r} must be KEY=VALUE, e.g. depth=2")
-        value: int | float | bool | str = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        out[key.strip()] = value
-    return out
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
 
 
 def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
@@ -53,16 +29,13 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
         raise ConfigError("--jobs applies to --backend local only; the cluster decides its own workers")
     if backend == "local" and scheduler:
         raise ConfigError("--scheduler needs --backend dask (or ray)")
-    method_list = _split(methods) or ["ft", "vpt"]
+    method_list = split_list(methods) or ["ft", "vpt"]
     bad = [m for m in method_list if m not in ("ft", "vpt")]
     if bad:
         raise ConfigError(f"unknown method(s) {bad}; choose ft and/or vpt")
-    try:
-        size_list = tuple(int(s) for s in _split(sizes)) or (800,)
-    except ValueError:
-        raise ConfigError(f"--sizes takes training-set sizes such as 400,800,5000; got {sizes}") from None
+    size_list = parse_sizes(sizes)
     overrides = {"img_size": img_size} if img_size else {}
-    return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=_split(tasks) or None,
+    return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=split_list(tasks) or None,
                         methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
                         scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,
                         model_kwargs=parse_model_args(model_args), device=device, batch_vpt=batch_vpt)
@@ -91,11 +64,15 @@ def reproduce_vtab(request: SweepRequest, *, yes: bool = False, progress: StageP
 
     Raises:
         BudgetError: the paper protocol on a local CPU without ``yes``.
+        RunFailedError: trials ran and every one failed (identical errors grouped in the message).
         ConfigError, DatasetError, StoreError: as :func:`benchmarks.vtab.run.run_sweep`.
     """
     check_budget(request, yes)
     with progress("VTAB-1k trials") as on_progress:
         report = run_sweep(request, on_progress=on_progress, on_event=on_event)
+    if report.all_failed:  # an empty table with exit 0 would read as "nothing to do"
+        raise RunFailedError(f"every trial failed: {'; '.join(report.failure_summary)}; fix the cause and rerun "
+                             f"(failed trials are retried; store {report.db})")
     return report, build_table(report)
 
 

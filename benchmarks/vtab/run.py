@@ -35,7 +35,7 @@ from benchmarks.vtab.tasks import TASKS, TaskSpec, resolve_tasks
 from benchmarks.vtab.trials import TrialConfig, TrialResult, group_key
 
 __all__ = ["SweepRequest", "CellResult", "SweepReport", "default_db_path", "plan_search", "plan_final",
-           "make_units", "run_sweep"]
+           "make_units", "run_sweep", "summarize_failures"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,25 @@ class SweepReport(FrozenModel):
     ran: int = Field(0, description="Trials run by this invocation.")
     reused: int = Field(0, description="Finished trials found in the store and skipped.")
     failures: list[str] = Field(default_factory=list, description="Failed trials (retried by the next run).")
+    failed: int = Field(0, description="Trials that failed in this invocation.")
+    failure_summary: list[str] = Field(default_factory=list,
+                                       description="Identical errors grouped: '12 trials failed: <error>'.")
+    warnings: list[str] = Field(default_factory=list, description="Store problems that were healed, and the like.")
+    skipped: dict[str, int] = Field(default_factory=dict,
+                                    description="List-file entries skipped per task (bad files, duplicates...).")
+
+    @property
+    def all_failed(self) -> bool:
+        """True when trials were attempted and not one finished (nor was found finished)."""
+        return self.failed > 0 and self.ran == 0 and self.reused == 0
+
+
+def summarize_failures(errors: list[str]) -> list[str]:
+    """Group identical error texts, most frequent first: ``"12 trials failed: WeightsNotFoundError: ..."``."""
+    from collections import Counter
+
+    counts = Counter(errors)
+    return [f"{n} trial{'s' if n != 1 else ''} failed: {text}" for text, n in counts.most_common()]
 
 
 def default_db_path(protocol: str) -> Path:
@@ -174,6 +193,7 @@ class _Runner:
         self.on_progress, self.on_event = on_progress, on_event
         self.done = self.ran = self.reused = 0
         self.failures: list[str] = []
+        self.errors: list[str] = []
 
     def run(self, configs: list[TrialConfig], phase: str) -> None:
         status = self.store.statuses(c.key for c in configs)
@@ -193,12 +213,14 @@ class _Runner:
             if isinstance(result, str):
                 for cfg in unit:
                     self.store.mark_failed(cfg.key, result)
+                    self.errors.append(result)
                     self.failures.append(f"{cfg.task}/{cfg.method}/{cfg.phase} lr={cfg.lr:g} wd={cfg.weight_decay:g} "
                                          f"seed={cfg.seed}: {result}")
             else:
+                configs = {c.key: c for c in unit}
                 for res in result:
                     self.store.mark_finished(res.key, metrics=res.metrics(), timings=res.timings(),
-                                             versions=res.versions, device=res.device)
+                                             versions=res.versions, device=res.device, config=configs.get(res.key))
                 self.ran += len(unit)
             self.done += len(unit)
             report(self.on_progress, self.done, self.total)
@@ -231,6 +253,15 @@ def _collect(search: list[TrialConfig], final: list[TrialConfig], store: TrialSt
     return out
 
 
+def _check_backbone(request: SweepRequest) -> None:
+    """Refuse a backbone no trial could build (not a ViT, bad --model-arg, missing --weights) before any work."""
+    from engine.train.models import check_backbone_request, check_weights_file
+
+    check_backbone_request(request.model, img_size=request.protocol.img_size, model_kwargs=dict(request.model_kwargs))
+    if request.weights is not None:
+        check_weights_file(Path(request.weights))
+
+
 def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = None,
               on_event: EventCallback | None = None) -> SweepReport:
     """Run (or resume) a VTAB-1k reproduction and collect its results.
@@ -245,10 +276,13 @@ def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = N
 
     Raises:
         DatasetError: the root is not a folder.
-        ConfigError: no requested task is usable.
-        StoreError: the store cannot be opened.
+        ConfigError: no requested task is usable, no task has a requested size, or the backbone
+            cannot be built (checked before any trial).
+        WeightsError: ``--weights`` is missing or of an unknown format.
+        StoreError: the store cannot be opened (a damaged store is moved aside instead).
     """
     tasks = resolve_tasks(request.tasks)
+    _check_backbone(request)
     layout = check_layout(request.root, tasks, tuple(request.sizes))
     if on_event is not None:  # up front: what cannot run and what to do about it
         for check in layout.unusable:
@@ -258,6 +292,10 @@ def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = N
         raise ConfigError(f"no usable VTAB-1k task under {layout.root} ({problems})")
     db = Path(request.db) if request.db else default_db_path(request.protocol.name)
     search = plan_search(request, layout)
+    if not search:
+        notes = "; ".join(n for t in layout.tasks for n in t.notes if n.startswith("size"))
+        raise ConfigError(f"no usable task has a split for --sizes {','.join(map(str, request.sizes))}"
+                          + (f" ({notes})" if notes else "") + "; choose sizes the split files can provide")
     cells = len({(c.task, c.method, c.n_train) for c in search})
     total = len(search) + cells * len(request.protocol.final_seeds)
     with TrialStore(db) as store:
@@ -267,5 +305,8 @@ def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = N
         runner.run(final, "final")
         cells_out = _collect(search, final, store)
         counts = store.counts()
+        warnings = list(store.warnings)
+    skipped = {t.key: sum(t.skipped.values()) for t in layout.tasks if sum(t.skipped.values())}
     return SweepReport(request=request, db=str(db), layout=layout, cells=cells_out, counts=counts, ran=runner.ran,
-                       reused=runner.reused, failures=runner.failures)
+                       reused=runner.reused, failures=runner.failures, failed=len(runner.errors),
+                       failure_summary=summarize_failures(runner.errors), warnings=warnings, skipped=skipped)

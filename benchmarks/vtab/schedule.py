@@ -99,7 +99,12 @@ def _run_local(units: list[list[TrialConfig]], on_outcome: UnitOutcome, *, jobs:
             queue.put(g)
         jobs = min(jobs, gpus)
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        cpus = os.cpu_count() or 1
+        if jobs > cpus:  # more processes than cores only multiplies memory (each holds a backbone)
+            log.warning("--jobs %d is more than the %d CPU cores; using %d worker processes", jobs, cpus, cpus)
+            jobs = cpus
+        jobs = min(jobs, len(units))
+        threads = max(1, cpus // jobs)
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     for index, outcome in parallel(delayed(_work)(i, u, device, max_rows, queue, threads)
                                    for i, u in enumerate(units)):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
+from engine.config.validate import MIN_TRAIN_SIZE
 from engine.errors import ConfigError
 
 from benchmarks.vtab.protocol import METHODS, MethodName, split_sizes
@@ -45,7 +46,7 @@ class TrialConfig(FrozenModel):
     protocol: str = Field("paper", description="Protocol name (paper or quick).")
     method: MethodName = Field("vpt", description="ft (full finetuning) or vpt (VPT-deep).")
     phase: Phase = Field("search", description="search: train/val; final: train+val/test.")
-    n_train: int = Field(800, ge=4, description="Training-set size point (val = n_train/4).")
+    n_train: int = Field(800, ge=MIN_TRAIN_SIZE, description="Training-set size point (val = n_train/4).")
     lr: float = Field(gt=0, description="Base learning rate (before batch/256 scaling).")
     weight_decay: float = Field(ge=0, description="Weight decay.")
     seed: int = Field(description="Run seed.")

@@ -8,6 +8,7 @@ here, filled per method by :meth:`TrainConfig.for_method`, so nothing is hidden 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ __all__ = [
     "PilotConfig",
     "PAPER_SEEDS",
     "DEFAULT_NUM_PROMPTS",
+    "MAX_NUM_PROMPTS",
+    "MAX_IMG_SIZE",
     "PILOT_LR_GRID",
     "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
@@ -35,6 +38,14 @@ PAPER_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
 
 DEFAULT_NUM_PROMPTS = 10
 """Prompt length when no VTAB task names the paper's per-task length (VPT's README examples use 10)."""
+
+MAX_NUM_PROMPTS = 1000
+"""Largest prompt length accepted: 5x the longest the paper uses (200, App. E). Prompts are tokens of the
+sequence, so a length used by mistake as a size (1e9) would exhaust memory instead of failing."""
+
+MAX_IMG_SIZE = 1024
+"""Largest input size accepted: above every timm ViT's pretrained resolution (at most 518). The sequence
+grows with the square of the size, so a size typed by mistake (100000) would exhaust memory."""
 
 DEFAULT_MIN_DETECTABLE = 3.0
 """Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
@@ -80,9 +91,11 @@ class TrainConfig(FrozenModel):
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
     seed: int = Field(42, description="Seed for head/prompt init, batch order and dropout.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")
-    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set (prompt methods).")
+    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS,
+                             description="Prompt tokens per set (prompt methods).")
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on prompts (VPT: 0.1 deep, 0 shallow).")
-    img_size: int = Field(224, ge=8, description="Square input size images are resized to (no crop, as VTAB).")
+    img_size: int = Field(224, ge=8, le=MAX_IMG_SIZE,
+                          description="Square input size images are resized to (no crop, as VTAB).")
     normalization: Literal["imagenet", "inception"] = Field(
         "imagenet", description="Input mean/std: imagenet (0.485,0.456,0.406)/(0.229,0.224,0.225) as VPT's VTAB "
         "loader, or inception (0.5,0.5,0.5)/(0.5,0.5,0.5) as timm's cfg for the Google weights.")
@@ -128,6 +141,8 @@ def parse_budget(text: str | float | int) -> float:
             pos, matched = m.end(), True
         if not matched:
             raise ConfigError(f"cannot read budget {text!r}; use e.g. 15m, 90s, 1h30m")
+    if not math.isfinite(seconds):  # "999...9m" overflows to inf
+        raise ConfigError(f"budget {str(text)[:40]!r} is not a finite time; use e.g. 15m, 90s, 1h30m")
     if seconds <= 0:
         raise ConfigError(f"budget must be positive, got {text!r}")
     return seconds
@@ -142,13 +157,14 @@ class PilotConfig(FrozenModel):
     random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
     model_kwargs: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
-    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set.")
+    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
     budget_s: float = Field(900.0, gt=0, description="Wall-clock budget in seconds for all trials.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
     batch_size: int = Field(64, ge=1, description="Images per step.")
-    img_size: int | None = Field(None, ge=8, description="Input size (None = the model's default, 224 for ViT-B/16).")
+    img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
+                                 description="Input size (None = the model's default, 224 for ViT-B/16).")
     max_samples: int = Field(1000, ge=10, description="Largest subsample (train+val); 1000 = VTAB-1k's 800/200.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Validation share of the subsample (4:1 as the paper).")
     epochs: int | None = Field(None, ge=1, description="Epochs per trial (None = chosen from the budget).")

@@ -28,6 +28,7 @@ import csv
 import io
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,10 +36,22 @@ from pathlib import Path
 from typing import Literal
 
 from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
+from engine.data.checks import (
+    DUPLICATE,
+    MAX_CLASS_INDEX,
+    Dedup,
+    check_list_size,
+    check_source_kind,
+    check_text,
+    classes_for_ints,
+    excerpt,
+)
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.splits import stratified_subsample, train_val_split
 
 __all__ = [
+    "DUPLICATE",
+    "MAX_CLASS_INDEX",
     "Layout",
     "SkippedFile",
     "Sample",
@@ -110,8 +123,11 @@ def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDa
 
 
 # ----------------------------------------------------------------------------------------------- walk
-def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
-    """All image files under ``root`` in sorted depth-first order, each real directory visited once."""
+def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None) -> list[Path]:
+    """All image files under ``root`` in sorted depth-first order, each real directory visited once.
+
+    Image files that are symlinks are also added to ``links`` (the only files that can appear twice).
+    """
     found: list[Path] = []
     seen_dirs: set[tuple[int, int]] = set()
     st = os.stat(root)
@@ -147,6 +163,8 @@ def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
                 subdirs.append(path)
             elif is_image_name(entry.name):
                 found.append(path)
+                if links is not None and entry.is_symlink():
+                    links.add(str(path))
             else:
                 ignored[os.path.splitext(entry.name)[1].lower()] += 1
         stack.extend(reversed(subdirs))  # pop() then visits them in sorted order
@@ -155,14 +173,15 @@ def _walk_images(root: Path, ignored: Counter[str]) -> list[Path]:
 
 def _index_folder(root: Path) -> DatasetIndex:
     ignored: Counter[str] = Counter()
-    files = _walk_images(root, ignored)
+    links: set[str] = set()
+    files = _walk_images(root, ignored, links)
     top = [p for p in files if p.parent == root]
     nested = [p for p in files if p.parent != root]
     skipped: list[SkippedFile] = []
     if not nested:
         layout: Layout = "flat"
         classes: list[str] = []
-        labeled = [(p, None) for p in top]
+        labeled: list[tuple[Path, int | None]] = [(p, None) for p in top]
     else:
         layout = "imagefolder"
         class_of = {p: p.relative_to(root).parts[0] for p in nested}
@@ -173,11 +192,26 @@ def _index_folder(root: Path) -> DatasetIndex:
         if top:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
+    dedup = Dedup()
+    real_dirs: dict[str, str] = {}  # one realpath per folder, not per file (trees hold millions of files)
     for path, label in labeled:
         try:
             check_file(path)
         except ImageDecodeError as exc:
             skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
+            continue
+        text = str(path)
+        if text in links:
+            real = os.path.realpath(text)
+        else:
+            folder, name = os.path.split(text)
+            parent = real_dirs.get(folder)
+            if parent is None:
+                parent = real_dirs[folder] = os.path.realpath(folder)
+            real = os.path.join(parent, name)
+        twin = dedup.check(path, label, text, real)  # a file linked into the tree twice
+        if twin is not None:
+            skipped.append(twin)
             continue
         samples.append(Sample(path, label))
     return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())))
@@ -204,31 +238,31 @@ def _index_shards(source: Path) -> DatasetIndex:
 # ----------------------------------------------------------------------------------------- list files
 def _read_text(path: Path) -> str:
     try:
+        size = os.stat(path).st_size
+        check_list_size(path, size)
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"cannot read list file {display_path(path)}: {exc.strerror or exc}") from None
+    check_text(path, data)
     # surrogateescape keeps non-UTF-8 file names byte-exact for os functions.
     return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None, SkippedFile | None]:
-    """Map a list entry to a path inside the root, or to a skip record."""
+def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None, SkippedFile | None, str]:
+    """Map a list entry to ``(path inside the root, None, real path)``, or to ``(None, skip record, "")``."""
     rel = entry.strip()
     if "\x00" in rel:
-        return None, _skip(rel.replace("\x00", "?"), "missing", "path contains a NUL byte")
+        return None, _skip(rel.replace("\x00", "?"), "missing", "path contains a NUL byte"), ""
     candidate = Path(rel) if os.path.isabs(rel) else base / rel
     real = os.path.realpath(candidate)
     if os.path.commonpath([root_real, real]) != root_real:
-        return None, _skip(rel, "outside-root", f"resolves to {display_path(real)}, outside {display_path(root_real)}")
+        why = f"resolves to {display_path(real)}, outside {display_path(root_real)}"
+        return None, _skip(rel, "outside-root", why), ""
     try:
         check_file(candidate)
     except ImageDecodeError as exc:
-        return None, _skip(candidate, exc.reason, exc.detail)
-    return Path(os.path.normpath(candidate)), None
-
-
-def _classes_for_ints(labels: Sequence[int]) -> list[str]:
-    return [str(i) for i in range(max(labels) + 1)] if labels else []
+        return None, _skip(candidate, exc.reason, exc.detail), ""
+    return Path(os.path.normpath(candidate)), None, real
 
 
 def _index_listfile(list_path: Path) -> DatasetIndex:
@@ -236,6 +270,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
     root_real = os.path.realpath(base)
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
+    dedup = Dedup()
     for lineno, raw in enumerate(_read_text(list_path).splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -243,7 +278,7 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         parts = line.rsplit(None, 1)
         where = f"{display_path(list_path)}, line {lineno}"
         if len(parts) != 2:
-            raise ListFileError(f"{where}: expected 'relative/path label', got {display_path(line)!r}")
+            raise ListFileError(f"{where}: expected 'relative/path label', got {excerpt(line)!r}")
         try:
             label = int(parts[1])
         except ValueError:
@@ -252,13 +287,16 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
             ) from None
         if label < 0:
             raise ListFileError(f"{where}: label {label} is negative; labels are class indices 0..K-1")
-        path, skip = _resolve_entry(root_real, base, parts[0])
+        path, skip, real = _resolve_entry(root_real, base, parts[0])
+        if skip is None and path is not None:
+            skip = dedup.check(path, label, f"line {lineno}", real)
         if skip is not None:
             skipped.append(skip)
-        else:
-            samples.append(Sample(path, label))  # type: ignore[arg-type]
+        elif path is not None:
+            samples.append(Sample(path, label))
     labels = [s.label for s in samples if s.label is not None]
-    return DatasetIndex(base, "listfile", samples, _classes_for_ints(labels), skipped, source=list_path)
+    classes = classes_for_ints(labels, display_path(list_path))
+    return DatasetIndex(base, "listfile", samples, classes, skipped, source=list_path)
 
 
 def _index_csv(csv_path: Path) -> DatasetIndex:
@@ -299,18 +337,22 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
         if min(ints) < 0:
             raise ListFileError(f"{where}: negative label {min(ints)}; integer labels are class indices 0..K-1")
         to_id = {lab: int(lab) for lab in raw_labels}
-        classes = _classes_for_ints(ints)
+        classes = classes_for_ints(ints, where)
     else:  # class names: sorted, like ImageFolder folders
         classes = sorted(set(raw_labels))
         to_id = {c: i for i, c in enumerate(classes)}
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
-    for _, rel, lab in entries:
-        path, skip = _resolve_entry(root_real, base, rel)
+    dedup = Dedup()
+    for lineno, rel, lab in entries:
+        label_id = None if lab is None else to_id[lab]
+        path, skip, real = _resolve_entry(root_real, base, rel)
+        if skip is None and path is not None:
+            skip = dedup.check(path, label_id, f"line {lineno}", real)
         if skip is not None:
             skipped.append(skip)
-        else:
-            samples.append(Sample(path, None if lab is None else to_id[lab]))  # type: ignore[arg-type]
+        elif path is not None:
+            samples.append(Sample(path, label_id))
     return DatasetIndex(base, "csv", samples, classes, skipped, source=csv_path)
 
 
@@ -342,15 +384,16 @@ def index_dataset(source: Path) -> DatasetIndex:
     """
     source = Path(os.path.abspath(Path(source).expanduser()))  # absolute, symlinks kept as given
     try:
-        os.stat(source)
+        st = os.stat(source)
     except OSError as exc:
         raise DatasetError(
             f"dataset path {display_path(source)} does not exist or cannot be read ({exc.strerror or exc}); "
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
+    check_source_kind(source, st.st_mode)
     if _only_shards(source):
         index = _index_shards(source)
-    elif os.path.isdir(source):
+    elif stat.S_ISDIR(st.st_mode):
         index = _index_folder(source)
     elif is_image_name(source):
         raise DatasetError(f"{display_path(source)} is a single image; pass the folder that contains the dataset")

@@ -121,11 +121,17 @@ def default_calibration_path() -> Path:
 
 
 def load_calibration(path: Path | None = None) -> Calibration | None:
-    """Read a calibration file; ``None`` when the file does not exist.
+    """Read a calibration file; ``None`` when no path is given and the default file does not exist.
 
     Raises:
-        ConfigError: the file exists but is not a valid calibration (the message names the path).
+        ConfigError: an explicit ``path`` does not exist or is not a file (a typo must not let the
+            default threshold decide silently), or the file is not a valid calibration.
     """
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(
+            f"calibration file {path} does not exist or is not a file; check the path, or create one with "
+            "'vpt-advisor calibrate VTAB_ROOT --output FILE'"
+        )
     path = default_calibration_path() if path is None else Path(path)
     if not path.is_file():
         return None

@@ -22,15 +22,17 @@ A randomly initialised backbone makes every pilot result meaningless, so it is o
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine.config.train import MAX_IMG_SIZE
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 
-__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "create_backbone", "load_backbone_weights", "count_parameters"]
+__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone", "load_backbone_weights", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,53 @@ def _check_name(name: str) -> None:
     close = difflib.get_close_matches(base, timm.list_models("vit_*"), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('vit_*')"
     raise UnknownNameError(f"unknown timm model {name!r}{hint}")
+
+
+_PROMPTABLE_MODULES = ("timm.models.vision_transformer", "timm.models.deit")
+"""timm modules whose models are ``VisionTransformer``s that :class:`engine.train.vpt.PromptedViT` can wrap."""
+
+
+def check_backbone_request(name: str, *, img_size: int | None = None,
+                           model_kwargs: dict[str, int | float | bool | str] | None = None) -> None:
+    """Refuse a backbone the engine cannot prompt or build, before any weights are loaded.
+
+    Checks the name against timm's registry, that it is a plain timm ViT (``resnet18`` is not),
+    that ``img_size`` is at least one patch, and that timm accepts ``model_kwargs`` (the model is
+    built on PyTorch's ``meta`` device: no memory, no weights, no download).
+
+    Raises:
+        UnknownNameError: timm does not know ``name``.
+        ConfigError: not a ViT, an image smaller than a patch, or arguments timm rejects.
+    """
+    import timm
+    from timm.models import model_entrypoint
+
+    _check_name(name)
+    base = name.split(".", 1)[0]
+    module = model_entrypoint(base).__module__
+    if module not in _PROMPTABLE_MODULES:
+        raise ConfigError(f"{name!r} is not a timm Vision Transformer (it comes from {module}); VPT and the pilot "
+                          f"prompt timm ViTs only, e.g. {DEFAULT_BACKBONE}")
+    kwargs: dict[str, Any] = dict(model_kwargs or {})
+    patch = kwargs.get("patch_size")
+    if patch is None:
+        match = re.search(r"patch(\d+)", base)
+        patch = int(match.group(1)) if match else None
+    if img_size is not None and img_size > MAX_IMG_SIZE:
+        raise ConfigError(f"--img-size {img_size} is larger than {MAX_IMG_SIZE}: the sequence grows with its square "
+                          "and would exhaust memory; the paper uses 224")
+    if img_size is not None and isinstance(patch, int) and img_size < patch:
+        raise ConfigError(f"--img-size {img_size} is smaller than the model's {patch}-pixel patches; "
+                          f"use at least {patch} (the paper uses 224)")
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    try:
+        with torch.device("meta"):
+            timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as exc:
+        args = ", ".join(f"{k}={v}" for k, v in (model_kwargs or {}).items()) or "none"
+        raise ConfigError(f"timm cannot build {name!r} with img_size={img_size} and --model-arg {args} "
+                          f"({type(exc).__name__}: {exc}); fix or drop those arguments") from None
 
 
 def _is_offline_error(exc: BaseException) -> bool:
@@ -178,6 +227,22 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def check_weights_file(path: Path) -> Path:
+    """The weights validator: an existing regular file with a known suffix (contents are checked on load).
+
+    Raises:
+        WeightsNotFoundError: ``path`` does not exist or is not a file.
+        WeightsError: unknown suffix.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {path} does not exist or is not a file; check --weights")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise WeightsError(f"{path}: unknown weights format {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
+    return path
+
+
 def load_backbone_weights(model: nn.Module, path: Path) -> None:
     """Load a local weight file into a timm ViT in place (head excluded unless it fits).
 
@@ -185,12 +250,8 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
         WeightsNotFoundError: ``path`` does not exist.
         WeightsError: unknown suffix, unreadable file, or tensors that do not fit the model.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(f"weights file {path} does not exist")
+    path = check_weights_file(path)
     suffix = path.suffix.lower()
-    if suffix not in WEIGHT_SUFFIXES:
-        raise WeightsError(f"{path}: unknown weights format {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
     if suffix == ".npz":
         try:
             model.load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling
@@ -198,6 +259,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
             raise WeightsError(
                 f"{path}: not a Google ViT .npz that fits this model ({type(exc).__name__}: {exc})"
             ) from exc
+        _check_finite(model, path)
         return
     from timm.models.vision_transformer import checkpoint_filter_fn
 
@@ -225,6 +287,16 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
             parts.append(f"unexpected {len(unexpected)} keys, e.g. {', '.join(unexpected[:3])}")
         raise WeightsError(f"{path}: weights do not match the model ({'; '.join(parts)}); wrong --model?")
     model.load_state_dict(state, strict=False)
+    _check_finite(model, path)
+
+
+def _check_finite(model: nn.Module, path: Path) -> None:
+    """Refuse weights holding NaN or inf: every trial would diverge and report 0% accuracy."""
+    bad = [name for name, t in model.state_dict().items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise WeightsError(f"{path}: {len(bad)} weight tensors hold NaN or inf (e.g. {', '.join(bad[:3])}); "
+                           "the file is damaged or was saved from a diverged run; use other weights")
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

@@ -35,12 +35,13 @@ from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_de
 from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
-from engine.errors import ConfigError, EngineError, StoreError
+from engine.errors import EngineError, StoreError
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
 from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone
+from engine.train.pilot_checks import check_pilot_data
 from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
 from engine.train.pilot_timing import (
     PROBE_BUDGET_S,
@@ -120,15 +121,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def check_pilot_data(index: DatasetIndex) -> None:
-    """Raise ConfigError unless ``index`` is labeled with at least two classes."""
-    if not index.labeled:
-        raise ConfigError(f"the pilot needs labeled images (an ImageFolder, or a list/CSV file with labels); "
-                          f"{index.root} has none")
-    if index.num_classes < 2:
-        raise ConfigError(f"the pilot needs at least 2 classes, found {index.num_classes} in {index.root}")
-
-
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
     return timing_cache_key(device, config.model, dict(config.model_kwargs), method, img_size=img_size,
                             num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
@@ -187,10 +179,10 @@ def plan_pilot(
     refusing is the caller's decision.
 
     Raises:
-        ConfigError: unlabeled data or fewer than two classes.
+        ConfigError: a pilot that cannot work (:func:`engine.train.pilot_checks.check_pilot_data`).
         BudgetError: not even the smallest pilot fits the budget.
     """
-    check_pilot_data(index)
+    check_pilot_data(index, config)
     key = _request_key(index, config, device)
     plan_path = store_dir / "plans" / f"{key}.json" if store_dir is not None else None
     if plan_path is not None and plan_path.is_file():

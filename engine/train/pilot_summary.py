@@ -63,7 +63,7 @@ class MethodSummary(FrozenModel):
 
 
 def _at_best_lr(trials: list[TrialResult], method: str) -> tuple[str | None, dict[str, tuple[float, float, int]]]:
-    mine = [t for t in trials if t.spec.method == method]
+    mine = [t for t in trials if t.spec.method == method and not t.fit.diverged]  # a diverged 0% says nothing
     per_lr: dict[str, tuple[float, float, int]] = {}
     for lr in sorted({t.spec.lr for t in mine}):
         accs = [t.fit.best_val_acc for t in mine if t.spec.lr == lr]
@@ -80,7 +80,8 @@ def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodS
         mine = [t for t in trials if t.spec.method == method]
         best_lr, per_lr = _at_best_lr(trials, method)
         mean, std, k = per_lr[best_lr] if best_lr is not None else (0.0, 0.0, 0)
-        cmp = [t.compare_acc for t in mine if best_lr is not None and repr(t.spec.lr) == best_lr and t.compare_correct]
+        cmp = [t.compare_acc for t in mine
+               if best_lr is not None and repr(t.spec.lr) == best_lr and t.compare_correct and not t.fit.diverged]
         fits = [t.fit for t in mine]
         trainable = fits[0].trainable_params if fits else 0
         total = fits[0].total_params if fits else 0

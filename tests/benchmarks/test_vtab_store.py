@@ -54,11 +54,13 @@ def test_finishing_an_unknown_trial_is_an_error(tmp_path: Path) -> None:
         store.mark_finished("abc", metrics={}, timings={}, versions={}, device="cpu")
 
 
-def test_unreadable_or_foreign_files_raise_store_errors(tmp_path: Path) -> None:
+def test_junk_store_is_moved_aside_and_foreign_schema_raises(tmp_path: Path) -> None:
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(StoreError, match="junk.sqlite"):
-        TrialStore(junk)
+    with TrialStore(junk) as store:  # healed: the junk is kept next to it, a fresh store starts
+        assert store.counts() == {} and "moved it to" in store.warnings[0]
+    aside = list(tmp_path.glob("junk.sqlite.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
     db = tmp_path / "old.sqlite"
     TrialStore(db).close()
     with sqlite3.connect(db) as con:
