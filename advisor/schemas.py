@@ -64,6 +64,9 @@ class PilotEvidence(_Model):
     n_train: int = Field(ge=1, description="Training images per pilot run.")
     n_val: int = Field(ge=1, description="Validation images per pilot run.")
     scores: list[MethodScore] = Field(default_factory=list, description="One entry per method.")
+    random_init: bool = Field(default=False, description=(
+        "True when the pilot ran on a randomly initialised backbone (--random-init): such evidence never "
+        "feeds a recommendation."))
 
 
 class SimilarityThreshold(_Model):
@@ -74,6 +77,8 @@ class SimilarityThreshold(_Model):
     source: Literal["table19-default", "calibration", "user"] = Field(description="Where the threshold came from.")
     reference: str | None = Field(default=None, description="Reference the threshold's FIDs were measured against.")
     description: str = Field(description="One sentence saying how the threshold was obtained.")
+    n: int | None = Field(default=None, ge=2, description="Sample size N at which the threshold's FIDs were measured.")
+    n_note: str = Field(default="", description="What is known about N when it is None.")
 
 
 class AdvisorInputs(_Model):
@@ -87,7 +92,8 @@ class AdvisorInputs(_Model):
     disparity_source: str = Field(description="Where the disparity came from ('--task counting', '--disparity').")
     n_train: int | None = Field(default=None, ge=1, description="Training-set size; None = unknown.")
     n_train_source: str = Field(default="", description="Where n_train came from.")
-    fid: float | None = Field(default=None, ge=0.0, description="FID of the dataset against the reference.")
+    fid: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
+                              description="FID of the dataset against the reference.")
     fid_source: str = Field(default="", description="'--fid', 'measured' or ''.")
     fid_unmeasured_reason: str | None = Field(default=None, description="Why no FID is available.")
     fid_status: FidStatus = Field(default="verified", description=(
@@ -96,7 +102,8 @@ class AdvisorInputs(_Model):
     fid_unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
     fid_n: int | None = Field(default=None, ge=1, description="Sample size N at which the user's FID was measured.")
     fid_interval: tuple[float, float] | None = Field(default=None, description="Bootstrap interval of the FID.")
-    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold override.")
+    fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
+                                        description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
     backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
@@ -224,8 +231,10 @@ class RecommendRequest(_Model):
     task: str | None = Field(default=None, description="--task.")
     disparity: DisparityName | None = Field(default=None, description="--disparity.")
     n_train: int | None = Field(default=None, ge=1, description="--n-train.")
-    fid: float | None = Field(default=None, ge=0.0, description="--fid (skips the measurement).")
-    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold.")
+    fid: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, description="--fid (skips the measurement).")
+    fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, description="--fid-threshold.")
+    trust_reference: bool = Field(default=False, description=(
+        "--trust-reference: an unprovenanced, foreign or small reference does not make the FID unverified."))
     reference: str = Field(default="in21k", description="--reference name or .npz path.")
     inception_weights: str | None = Field(default=None, description="--inception-weights.")
     backbone: BackboneName = Field(default="in21k", description="--backbone.")

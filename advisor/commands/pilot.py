@@ -52,6 +52,8 @@ class PilotReport(BaseModel):
     pilot: Any = Field(description="engine.train.pilot.PilotResult (plan, per-method summaries, trials).")
     evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
+    random_init: bool = Field(default=False, description=(
+        "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
 
 
 def default_prompt_length(task: str | None) -> tuple[int, str]:
@@ -71,13 +73,17 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
 
 
-def pilot_evidence(result: Any) -> PilotEvidence | None:
-    """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only)."""
+def pilot_evidence(result: Any, *, random_init: bool = False) -> PilotEvidence | None:
+    """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only).
+
+    ``random_init`` marks a pilot on a randomly initialised backbone: the decision ignores such evidence.
+    """
     scores = [MethodScore(method=m.method, mean=m.mean_acc, std=m.std_acc, n_seeds=m.n_seeds)
               for m in result.methods if m.n_seeds >= 1]
     if not scores or result.plan.n_train < 1 or result.plan.n_val < 1:
         return None
-    return PilotEvidence(n_train=result.plan.n_train, n_val=result.plan.n_val, scores=scores)
+    return PilotEvidence(n_train=result.plan.n_train, n_val=result.plan.n_val, scores=scores,
+                         random_init=random_init)
 
 
 def _confirm_long_run(plan: Any, device: Any, yes: bool) -> None:
@@ -168,7 +174,7 @@ def run_pilot_request(
     with progress_bar("Pilot (epochs)", enabled=show_progress) as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress)
-    evidence = pilot_evidence(result)
+    evidence = pilot_evidence(result, random_init=req.random_init)
     recommendation = None
     if evidence is not None and has_task:
         from advisor.decide import build_inputs, recommend
@@ -180,7 +186,7 @@ def run_pilot_request(
             fid_unmeasured_reason="the pilot does not measure FID; 'vpt-advisor recommend DATASET' does",
         )
         recommendation = recommend(inputs, evidence)
-    report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
+    report = PilotReport(random_init=req.random_init, dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result
