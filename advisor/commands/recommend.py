@@ -18,7 +18,14 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import (
+    DeviceOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    ReferenceOpt,
+    YesOpt,
+    finite_non_negative,
+)
 from advisor.commands.pilot import BudgetOpt, PilotRequest, WeightsOpt, run_pilot_request
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend, reconcile_disparity
 from advisor.rules import THRESHOLD_LABEL
@@ -165,9 +172,10 @@ def recommend_command(
         "--n-train", min=1, help="Training-set size (default: the dataset's usable labeled images).",
         show_default=False)] = None,
     fid: Annotated[float | None, typer.Option(
-        "--fid", min=0.0, help="Known FID to the reference (skips the measurement).", show_default=False)] = None,
+        "--fid", callback=finite_non_negative, help="Known FID to the reference (skips the measurement).",
+        show_default=False)] = None,
     fid_threshold: Annotated[float | None, typer.Option(
-        "--fid-threshold", min=0.0, show_default=False,
+        "--fid-threshold", callback=finite_non_negative, show_default=False,
         help="FID above which data counts as dissimilar (default: a calibration file for the same reference, "
         f"else {DEFAULT_THRESHOLD.value:.1f}, {THRESHOLD_LABEL}).")] = None,
     reference: ReferenceOpt = "in21k",

@@ -46,8 +46,8 @@ SUBSETS = 5
 """Our choice: random subsets averaged when the dataset has more images than the N compared at."""
 BOOTSTRAP_REPLICATES = 20
 """Our choice: bootstrap resamples per interval (seeded)."""
-BOOTSTRAP_MAX_N = 1000
-"""Our choice: resamples are drawn at min(n, 1000) images and their spread scaled by sqrt(m / n)
+BOOTSTRAP_MAX_N = 500
+"""Our choice: resamples are drawn at min(n, 500) images and their spread scaled by sqrt(m / n)
 (an m-out-of-n bootstrap, Bickel, Götze & van Zwet 1997), which keeps an interval at N > 2048 cheap."""
 INTERVAL_LEVEL = 0.90
 """Two-sided level of the interval: estimate +/- 1.645 standard deviations of the resampled FIDs."""

@@ -71,8 +71,9 @@ a matrix stored in float32 can reach a few 1e-6 (``sqrt(d) * 6e-8``), so 1e-5 ac
 refuses a matrix that is not a covariance (whose negative eigenvalues are of the order of the others)."""
 
 ROUNDOFF_RTOL = 1e-8
-"""Our tolerance: a Fréchet distance in ``[-1e-8 * (Tr S1 + Tr S2 + |mu1 - mu2|^2), 0)`` is round-off
-and is reported as 0 silently; a more negative value is also clamped to 0 but logged as a warning."""
+"""Our tolerance: a Fréchet distance within ``1e-8 * (Tr S1 + Tr S2 + |mu1 - mu2|^2)`` of zero is round-off
+and is reported as 0 silently (float64 leaves about 1e-12 of that scale); a more negative value is also
+clamped to 0 but logged as a warning. It is never negative or NaN."""
 
 
 @dataclass
@@ -153,12 +154,17 @@ def validate_stats(
 
 
 def clamp_distance(value: float, scale: float, where: str) -> float:
-    """Clamp a Fréchet distance's round-off below zero to 0 (warn when it exceeds round-off)."""
+    """A Fréchet distance within round-off of zero becomes 0; below it, 0 with a warning; NaN is refused.
+
+    ``scale`` is ``Tr S1 + Tr S2 + |mu1 - mu2|^2``, the size of the terms whose difference is the
+    distance; round-off is ``ROUNDOFF_RTOL * scale`` (see :data:`ROUNDOFF_RTOL`).
+    """
     if math.isnan(value):
         raise ValueError(f"{where}: the Fréchet distance came out NaN; the statistics are not valid")
-    if value >= 0.0:
+    tol = ROUNDOFF_RTOL * max(scale, 1.0)
+    if value > tol:
         return value
-    if value < -ROUNDOFF_RTOL * max(scale, 1.0):
+    if value < -tol:
         logger.warning("%s: Fréchet distance %.3g is below zero by more than round-off (%g relative); "
                        "reported as 0. The statistics are probably not valid covariances.",
                        where, value, ROUNDOFF_RTOL)
@@ -196,6 +202,8 @@ def frechet_distance(
     mu2: npt.ArrayLike,
     sigma2: npt.ArrayLike,
     eps: float = 1e-6,
+    *,
+    validate: bool = True,
 ) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
 
@@ -217,6 +225,8 @@ def frechet_distance(
         mu2: Mean of the second set.
         sigma2: Covariance of the second set.
         eps: Diagonal offset used only for the non-convergence fallback.
+        validate: Run :func:`validate_stats` on both inputs (False only for statistics already validated
+            by :func:`load_stats` or computed by :func:`compute_feature_stats`; saves two eigendecompositions).
 
     Returns:
         The squared Fréchet distance (what every FID tool reports as "FID"): never negative or NaN
@@ -229,8 +239,11 @@ def frechet_distance(
     m2 = np.asarray(mu2, dtype=np.float64)
     if m1.shape != m2.shape:
         raise ValueError(f"mean vectors have different lengths: {m1.shape} vs {m2.shape}")
-    m1, s1 = validate_stats(m1, sigma1, "first statistics (mu1/sigma1)", error=ValueError)
-    m2, s2 = validate_stats(m2, sigma2, "second statistics (mu2/sigma2)", error=ValueError)
+    if validate:
+        m1, s1 = validate_stats(m1, sigma1, "first statistics (mu1/sigma1)", error=ValueError)
+        m2, s2 = validate_stats(m2, sigma2, "second statistics (mu2/sigma2)", error=ValueError)
+    else:
+        s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     d = m1.shape[0]
     diff = m1 - m2
     try:

@@ -122,6 +122,9 @@ class FidResult(FrozenModel):
     warnings: list[str] = Field(default_factory=list)
     saved_stats: str | None = Field(default=None, description="Where the first side's stats were written.")
     seconds: float = Field(description="Wall time.")
+    status: str | None = Field(default=None, description=(
+        "Images against a stored reference or .npz: 'verified' or 'unverified' (see engine.fid.gates); else None."))
+    unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 
 
 class FidMeasurement(FrozenModel):
@@ -259,6 +262,7 @@ class _Side:
     features: npt.NDArray[np.float32] | None = None
     prepared: PreparedReference | None = None
     preprocessing: str = ""
+    info: ReferenceInfo | None = None
 
 
 def _distance(x: _Side, y: _Side) -> float:
@@ -274,7 +278,8 @@ def _distance(x: _Side, y: _Side) -> float:
         return ProjectedFeatures(y.features, x.prepared).fid()
     if x.features is not None and y.features is not None and min(x.stats.n, y.stats.n) < x.stats.dims:
         return frechet_distance_from_features(x.features, y.features)
-    return frechet_distance(x.stats.mu, x.stats.sigma, y.stats.mu, y.stats.sigma)
+    # both sides come from load_stats (validated) or compute_feature_stats (PSD by construction)
+    return frechet_distance(x.stats.mu, x.stats.sigma, y.stats.mu, y.stats.sigma, validate=False)
 
 
 def config_for_reference(config: FidConfig, reference_preprocessing: str) -> FidConfig:
@@ -333,7 +338,7 @@ def _stats_side(source: Path, config: FidConfig) -> _Side | None:
         extractor=info.extractor, preprocessing=info.preprocessing,
     )
     warns = [w for w in [small_sample_warning(stats.n, stats.dims, label)] if w]
-    return _Side(stats, summary, warns, prepared=prepared, preprocessing=info.preprocessing)
+    return _Side(stats, summary, warns, prepared=prepared, preprocessing=info.preprocessing, info=info)
 
 
 def _source_side(
@@ -413,6 +418,7 @@ def compute_fid(
         saved = display_path(save_stats_to)
     fid = None
     sum2 = None
+    verdict: FidVerdict | None = None
     if b is not None:
         side2 = side2_first if side2_first is not None else _source_side(Path(b), config, device, on_progress)
         sum2 = side2.summary
@@ -423,10 +429,20 @@ def compute_fid(
             )
         warn += _compat_warnings(sum1, sum2)
         fid = _distance(side1, side2)
+        verdict = _fid_verdict(side1, side2)
     for w in warn:
         logger.info("warning: %s", w)  # also returned in .warnings, which the CLI shows
     return FidResult(fid=fid, a=sum1, b=sum2, dims=s1.dims, warnings=warn, saved_stats=saved,
-                     seconds=time.perf_counter() - t0)
+                     seconds=time.perf_counter() - t0, status=verdict.status if verdict else None,
+                     unverified_reasons=list(verdict.reasons) if verdict else [])
+
+
+def _fid_verdict(x: _Side, y: _Side) -> FidVerdict | None:
+    """The gates of ``recommend`` for images measured against a stored reference or ``.npz``."""
+    images, ref = (x, y) if y.info is not None and x.features is not None else (y, x)
+    if ref.info is None or images.features is None:
+        return None
+    return verify_fid(ref.info, images.summary.extractor, images.summary.preprocessing)
 
 
 def _measure_warnings(side: _Side, fid: float, verdict: FidVerdict) -> list[str]:

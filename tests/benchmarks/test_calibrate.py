@@ -108,6 +108,7 @@ def test_calibrate_command_writes_the_file_recommend_reads(tmp_path, fid_weights
     assert missing["fid"] is None and "train800val200.txt" in missing["problem"]
     cal = load_calibration(out)
     assert cal is not None and cal.reference == "in21k" and cal.task_fids == pytest.approx(fids)
+    assert cal.n == 3 and cal.levels == []  # every task has 3 images: no N of (250, 500, 1000) fits below that
     refit = fit_threshold(fids, paper_low_disparity_winners())
     assert cal.threshold == pytest.approx(refit.threshold) and tuple(cal.band) == pytest.approx(refit.band)
     for t in report["tasks"]:
