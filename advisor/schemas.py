@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.fid.calibration import Calibration
+from engine.fid.equal_n import FidAtN, FidInfinity
 
 __all__ = [
     "AdvisorInputs",
@@ -256,14 +257,21 @@ class DatasetEvidence(_Model):
 
 
 class FidEvidence(_Model):
-    """Summary of an FID measurement."""
+    """Summary of an FID measurement: the FID of all images, the FID compared (at the threshold's N) and its checks."""
 
-    fid: float = Field(description="FID against the reference.")
+    fid: float = Field(description="FID of all n_images images (what 'vpt-advisor fid DATASET REFERENCE' prints).")
     n_images: int = Field(description="Images measured.")
     reference: dict[str, Any] = Field(description="Reference name, path and provenance.")
     extractor: str = Field(description="Feature extractor.")
     preprocessing: str = Field(description="Preprocessing.")
     warnings: list[str] = Field(default_factory=list, description="Measurement warnings.")
+    compared: FidAtN | None = Field(default=None, description=(
+        "The FID the decision compares with the threshold: at the threshold's N (mean over random subsets when "
+        "the dataset is larger), with its bootstrap interval."))
+    compared_note: str = Field(default="", description="Why the FID is compared at that N.")
+    infinity: FidInfinity | None = Field(default=None, description="FID-infinity (an estimate, Chong & Forsyth 2020).")
+    status: FidStatus = Field(default="verified", description="'unverified': shown, never decides.")
+    unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 
 
 class RecommendReport(_Model):

@@ -176,11 +176,15 @@ def default_calibration_path() -> Path:
 
 
 def load_calibration(path: Path | None = None) -> Calibration | None:
-    """Read a calibration file; ``None`` when the file does not exist.
+    """Read a calibration file; ``None`` when the default file does not exist.
 
     Raises:
-        ConfigError: the file exists but is not a valid calibration (the message names the path).
+        ConfigError: an explicitly given file does not exist, or the file is not a valid calibration
+            (non-finite numbers included; the message names the path).
     """
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"--calibration {path}: no such file; give an existing calibration file or omit the option "
+                          "(then calibration.json in the data home is used when present)")
     path = default_calibration_path() if path is None else Path(path)
     if not path.is_file():
         return None
