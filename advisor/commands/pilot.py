@@ -96,7 +96,8 @@ def pilot_command(
     if as_json:
         emit_json(result)
     else:
-        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None,
+                      random_init=result.random_init)
     written = write_pilot_outputs(result, pilot, report)
     if written is not None:
         err_console.print(f"Wrote {written}")

@@ -68,7 +68,8 @@ def _methods_table(result: Any) -> Table:
     return table
 
 
-def render_report(result: Any, recommendation: Recommendation | None, *, has_task: bool) -> None:
+def render_report(result: Any, recommendation: Recommendation | None, *, has_task: bool,
+                  random_init: bool = False) -> None:
     """Print the per-method table, then the updated recommendation (if any)."""
     console.print(_methods_table(result))
     plan = result.plan
@@ -87,3 +88,6 @@ def render_report(result: Any, recommendation: Recommendation | None, *, has_tas
         render_recommendation(recommendation)
     elif not has_task:
         console.print("Pass --task (or --disparity) to turn these results into a recommendation.")
+    elif random_init:
+        console.print("--random-init: the backbone was randomly initialised, so these accuracies say nothing about "
+                      "finetuning a pretrained model and are not turned into a recommendation.")

@@ -191,8 +191,8 @@ def run_pilot_request(
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress)
     evidence = pilot_evidence(result, random_init=req.random_init)
-    recommendation = (_recommend(req, evidence, len(index.samples), prior)
-                      if evidence is not None and has_task else None)
+    recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises
+                      if evidence is not None and has_task and not req.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
                          device=describe_device(dev),

@@ -111,13 +111,15 @@ class StatsProvenance(FrozenModel):
 def validate_stats(
     mu: npt.ArrayLike, sigma: npt.ArrayLike, label: str = "statistics", *,
     error: type[Exception] = StatsFileError, eigenvalues: npt.NDArray[np.float64] | None = None,
+    check_psd: bool = True,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """The one validator of Gaussian feature statistics: shape, finiteness, symmetry, PSD.
 
     Checks, in order: ``mu`` is (d,) with d >= 1 and ``sigma`` (d, d); every value is finite;
     ``sigma`` is symmetric within :data:`SYMMETRY_RTOL` and positive semi-definite within
     :data:`PSD_RTOL`. The PSD check needs the eigenvalues; pass them when already known (a prepared
-    reference) to skip the eigendecomposition.
+    reference) to skip the eigendecomposition, or ``check_psd=False`` when the caller
+    eigendecomposes (and checks) the covariance itself.
 
     Returns:
         ``(mu, sigma)`` as float64, ``sigma`` exactly symmetrised.
@@ -144,6 +146,8 @@ def validate_stats(
         raise error(f"{label}: sigma is not symmetric (max |S - S^T| = {asym:.3g}, tolerance "
                     f"{SYMMETRY_RTOL:g} x max |S| = {SYMMETRY_RTOL * scale:.3g}); it is not a covariance matrix")
     s = 0.5 * (s + s.T)
+    if not check_psd:
+        return m, s
     w = np.linalg.eigvalsh(s) if eigenvalues is None else np.asarray(eigenvalues, np.float64)
     top = float(np.max(np.abs(w), initial=0.0))
     low = float(np.min(w, initial=0.0))
@@ -367,8 +371,11 @@ def load_prepared_reference(
             prep = PreparedReference(mu=stats.mu, trace=float(np.trace(stats.sigma)), sqrt=cached[1],
                                      eigenvalues=cached[0], n=stats.n)
             return stats, prov, prep
-    stats, prov = load_stats(path)
-    prep = prepare_reference(stats)
+    stats, prov = load_stats(path, check_psd=False)
+    try:
+        prep = prepare_reference(stats)  # validates PSD with the eigenvalues it computes
+    except StatsFileError as exc:
+        raise StatsFileError(f"{path}: {exc}") from None
     if target is not None:
         buf = io.BytesIO()
         np.savez(buf, eigenvalues=prep.eigenvalues, sqrt=prep.sqrt)
@@ -486,12 +493,13 @@ def _read_sidecar(path: Path) -> StatsProvenance | None:
 
 
 def load_stats(
-    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None
+    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True
 ) -> tuple[FeatureStats, StatsProvenance | None]:
     """Read a ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) (ours or pytorch-fid's), validated.
 
     Every file goes through :func:`validate_stats` (shape, finiteness, symmetry, PSD); pass the
-    covariance's ``eigenvalues`` when they are already known to skip the eigendecomposition.
+    covariance's ``eigenvalues`` when they are already known to skip the eigendecomposition, or
+    ``check_psd=False`` when the caller eigendecomposes (and so checks) the covariance itself.
 
     Loaded with ``allow_pickle=False``. The provenance comes from the JSON sidecar when one exists
     and matches the npz's sha256; otherwise it is None and ``n`` is 0 (unknown).
@@ -517,7 +525,7 @@ def load_stats(
     except (OSError, ValueError, EOFError) as exc:
         raise StatsFileError(f"{path}: not a readable .npz stats file ({exc}); {hint}") from exc
     try:
-        mu, sigma = validate_stats(mu, sigma, str(path), eigenvalues=eigenvalues)
+        mu, sigma = validate_stats(mu, sigma, str(path), eigenvalues=eigenvalues, check_psd=check_psd)
     except StatsFileError as exc:
         raise StatsFileError(f"{exc}; {hint}") from None
     prov = _read_sidecar(path)
