@@ -175,13 +175,14 @@ def clamp_distance(value: float, scale: float, where: str) -> float:
     return 0.0
 
 
-def psd_clip(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def psd_clip(eigenvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Eigenvalues of a PSD matrix with rounding noise removed.
 
     Eigenvalues below ``d * eps * max|w|`` (LAPACK's accuracy for a symmetric eigensolver) are
     zero up to rounding: set them to 0 instead of taking square roots of noise, which would add
     ~sqrt(1e-16 * scale) per null direction when the covariance is rank deficient (N < d).
     """
+    w = np.asarray(eigenvalues, dtype=np.float64)
     tol = w.shape[0] * np.finfo(np.float64).eps * float(np.max(np.abs(w), initial=0.0))
     return np.where(w > tol, w, 0.0)
 
