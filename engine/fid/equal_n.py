@@ -100,11 +100,12 @@ class ProjectedFeatures:
     """
 
     def __init__(self, features: npt.ArrayLike, reference: PreparedReference) -> None:
-        self.x = np.asarray(features, dtype=np.float64)
+        self.x = np.asarray(features)  # kept in its dtype (float32 features: half the memory); rows cast per use
         if self.x.ndim != 2 or self.x.shape[1] != reference.dims:
             raise ValueError(f"features must be (n, {reference.dims}); got {self.x.shape}")
         self.ref = reference
-        self._z = self.x @ reference.sqrt if self.x.shape[0] <= _PROJECT_ALL_MAX_N else None
+        small = self.x.shape[0] <= _PROJECT_ALL_MAX_N
+        self._z = self.x.astype(np.float64) @ reference.sqrt if small else None
 
     @property
     def n(self) -> int:
@@ -113,7 +114,7 @@ class ProjectedFeatures:
 
     def fid(self, rows: npt.NDArray[np.intp] | None = None) -> float:
         """FID of the selected rows (all rows when None) against the reference."""
-        x = self.x if rows is None else self.x[rows]
+        x = (self.x if rows is None else self.x[rows]).astype(np.float64)
         n, d = x.shape
         if n < 2:
             raise ValueError(f"need at least 2 images for an FID; got {n}")
