@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.perf.cpuinfo import cpu_line
 from engine.fid.equal_n import ProjectedFeatures, fid_infinity, infinity_sizes
-from engine.fid.frechet import FeatureStats, frechet_distance, prepare_reference
+from engine.fid.frechet import FeatureStats, prepare_reference
 
 __all__ = ["main", "population"]
 
@@ -41,9 +41,9 @@ def population(dims: int, seed: int) -> tuple[np.ndarray, np.ndarray, FeatureSta
     sigma2 = (q * l2) @ q.T
     sigma2 = 0.5 * (sigma2 + sigma2.T)
     mu1 = gen.normal(0.0, 0.05, dims)
-    mu2 = np.zeros(dims)
-    true = frechet_distance(mu1, np.diag(l1), mu2, sigma2)
-    return mu1, l1, FeatureStats(mu=mu2, sigma=sigma2, n=0), true
+    ref = FeatureStats(mu=np.zeros(dims), sigma=sigma2, n=0)
+    true = prepare_reference(ref).distance_to_stats(FeatureStats(mu=mu1, sigma=np.diag(l1), n=0))
+    return mu1, l1, ref, true
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@
   ``N x d`` by ``d x d`` product) and take the eigenvalues of an ``N x N`` Gram matrix (``d x d``
   when N > d).
 * **now, + intervals**: the warm FID plus what ``recommend`` adds: the FID at N = 1,000 (mean of 5
-  subsets), bootstrap intervals (20 resamples) and FID-infinity (5 sizes).
+  subsets when the dataset is larger), its bootstrap interval (20 resamples) and FID-infinity (5 sizes).
 
 Feature extraction is not timed (it is the same in both routes and cached by content). Medians of
 ``--repeats`` runs; the synthetic reference has a full-rank covariance like one from 50,000 images.
@@ -71,8 +71,7 @@ def _now(npz: Path, feats: np.ndarray, cache: Path, extras: bool) -> float:
     proj = ProjectedFeatures(feats, prepared)
     fid = proj.fid()
     if extras:
-        fid_at_n(proj, 1000, full=fid)
-        fid_at_n(proj, proj.n, full=fid)
+        fid_at_n(proj, 1000, full=fid)  # what recommend adds: the FID at the calibration's N with its interval
         fid_infinity(proj, full=fid)
     return fid
 

@@ -138,7 +138,8 @@ class FidMeasurement(FrozenModel):
     preprocessing: str
     warnings: list[str] = Field(default_factory=list)
     at_n: list[FidAtN] = Field(default_factory=list, description=(
-        "The FID at each requested sample size N (and at all images), with bootstrap intervals."))
+        "The FID at each requested sample size N (clamped to n_images; all images when none was requested), "
+        "with bootstrap intervals."))
     infinity: FidInfinity | None = Field(default=None, description="FID-infinity estimate (None below 50 images).")
     status: str = Field(default="verified", description="'verified' or 'unverified' (see engine.fid.gates).")
     unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
@@ -146,9 +147,16 @@ class FidMeasurement(FrozenModel):
     total_linear_algebra_s: float = Field(default=0.0, description="The same plus subsets, bootstrap and FID-infinity.")
 
     def estimate(self, n: int | None) -> FidAtN:
-        """The entry of :attr:`at_n` for sample size ``n`` (clamped to the dataset); all images when None."""
+        """The entry of :attr:`at_n` for sample size ``n`` (clamped to the dataset); all images when None.
+
+        Raises:
+            KeyError: ``n`` was not requested from :func:`measure_fid_against_reference`.
+        """
         want = self.n_images if n is None else min(n, self.n_images)
-        return next(e for e in self.at_n if e.n == want)
+        for entry in self.at_n:
+            if entry.n == want:
+                return entry
+        raise KeyError(f"no FID at N = {want} was measured (measured: {[e.n for e in self.at_n]})")
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -495,7 +503,7 @@ def measure_fid_against_reference(
     proj = ProjectedFeatures(side.features, prepared)
     fid = proj.fid()
     frechet_s = prep_s + time.perf_counter() - t1
-    sizes = sorted({min(int(n), side.stats.n) for n in at_n if n >= 2} | {side.stats.n})
+    sizes = sorted({min(int(n), side.stats.n) for n in at_n if n >= 2} or {side.stats.n})
     estimates = [fid_at_n(proj, n, seed=seed, full=fid) for n in sizes]
     infinity = fid_infinity(proj, seed=seed, full=fid)
     verdict = verify_fid(ref_info, side.summary.extractor, side.summary.preprocessing, trust_reference=trust_reference)
