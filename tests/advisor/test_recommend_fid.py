@@ -91,6 +91,9 @@ def test_nonstandard_weights_and_small_reference_make_the_fid_unverified(
     lo, hi = m["compared"]["interval"]
     assert m["compared"]["n"] == 60 and lo <= m["compared"]["fid"] <= hi
     assert m["infinity"] is not None and "estimate" in m["infinity"]["label"]
+    assert main(["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "at N = 60" in text and "90% interval" in text and "(estimate)" in text and "UNVERIFIED" in text
 
 
 def test_trust_reference_overrides_reference_doubts_only(
