@@ -153,3 +153,11 @@ def test_non_finite_calibration_values_are_refused(
     assert code == 1
     _one_error_line(err)
     assert "cal.json" in err
+
+
+def test_a_missing_calibration_file_is_an_error_not_ignored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["recommend", "--disparity", "low", "--fid", "150", "--calibration", str(tmp_path / "typo.json")])
+    err = capsys.readouterr().err
+    assert code == 1
+    _one_error_line(err)
+    assert "typo.json" in err and "no such file" in err
