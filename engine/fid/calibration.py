@@ -183,8 +183,8 @@ def load_calibration(path: Path | None = None) -> Calibration | None:
             (non-finite numbers included; the message names the path).
     """
     if path is not None and not Path(path).is_file():
-        raise ConfigError(f"--calibration {path}: no such file; give an existing calibration file or omit the option "
-                          "(then calibration.json in the data home is used when present)")
+        raise ConfigError(f"calibration file {path}: no such file; give an existing calibration file, or none to use "
+                          "calibration.json in the data home when present")
     path = default_calibration_path() if path is None else Path(path)
     if not path.is_file():
         return None

@@ -47,7 +47,8 @@ def test_roundtrip_in_the_data_home(tmp_path: Path) -> None:
     path = save_calibration(cal)
     assert path == default_calibration_path() and path.is_file()
     assert load_calibration() == cal
-    assert load_calibration(tmp_path / "absent.json") is None
+    with pytest.raises(ConfigError, match="absent.json: no such file"):  # a named file must exist (issue 10)
+        load_calibration(tmp_path / "absent.json")
 
 
 def test_invalid_files_and_values(tmp_path: Path) -> None:
