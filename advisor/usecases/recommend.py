@@ -90,7 +90,9 @@ def _compare_at(request: RecommendRequest, calibration: Calibration | None,
 
     if request.fid_threshold is not None:
         return calibration, None, "--fid-threshold gives no N, so the FID of all images is compared"
-    if calibration is None or not calibration_matches(calibration, request.reference):
+    usable = (calibration is not None and calibration_matches(calibration, request.reference)
+              and calibration.loo_accuracy is not None)  # the same test as advisor.decide.resolve_threshold
+    if calibration is None or not usable:
         return calibration, None, ("the default threshold's N is not printed by the paper (Table 19), so the FID "
                                    "of all images is compared")
     if calibration.n is None:

@@ -120,6 +120,7 @@ def test_the_fid_is_compared_at_the_calibrations_n(
     capsys.readouterr()
     save_calibration(Calibration(
         reference="in21k", threshold=150.0, band=(140.0, 160.0), task_fids={"dtd": 120.0}, n=1000,
+        loo_accuracy=1.0, majority_accuracy=0.7,
         levels=[CalibrationLevel(n=8, threshold=90.0, band=(80.0, 100.0), task_fids={"dtd": 70.0})]))
     data = _folder(tmp_path / "data", 20, 4)
     rec = _run(capsys, ["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights)])
@@ -145,7 +146,7 @@ def test_an_interval_straddling_the_threshold_is_borderline() -> None:
 
 
 def test_random_init_pilot_evidence_never_decides() -> None:
-    inputs = build_inputs(task="counting", n_train=800)
+    inputs = build_inputs(task="counting", n_train=100)  # the pilot's own size: its evidence alone decides
     scores = [MethodScore(method="full", mean=95.0, std=0.1, n_seeds=3),
               MethodScore(method="vpt-deep", mean=40.0, std=0.1, n_seeds=3)]
     real = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores))
