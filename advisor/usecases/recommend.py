@@ -107,9 +107,15 @@ def _compare_at(request: RecommendRequest, calibration: Calibration | None,
     return view, view.n, f"compared at N = {view.n}, the N of the calibration's threshold ({how})"
 
 
-def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProgress,
-             compare_n: int | None, note: str) -> tuple[FidEvidence | None, str | None]:
-    """Measure the FID; return ``(None, message)`` when weights or the reference are unavailable."""
+def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProgress, calibration: Calibration | None,
+             n_available: int) -> tuple[Calibration | None, FidEvidence | None, str | None]:
+    """Measure the FID at the threshold's N (:func:`_compare_at`).
+
+    Returns:
+        ``(calibration at that N, evidence, None)``, or ``(calibration, None, message)`` when the
+        weights or the reference are unavailable.
+    """
+    calibration, compare_n, note = _compare_at(request, calibration, n_available)
     from engine.config.fid import FidConfig
     from engine.device import resolve_device
     from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
@@ -124,8 +130,8 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
                 trust_reference=request.trust_reference,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
-        return None, " ".join(str(exc).split())
-    return FidEvidence(
+        return calibration, None, " ".join(str(exc).split())
+    return calibration, FidEvidence(
         fid=m.fid, n_images=m.n_images, reference=m.reference.model_dump(mode="json"), extractor=m.extractor,
         preprocessing=m.preprocessing, warnings=list(m.warnings), compared=m.estimate(compare_n),
         compared_note=note, infinity=m.infinity, status="unverified" if m.status == "unverified" else "verified",
@@ -186,8 +192,7 @@ def run_recommend(
         elif n_train is None:
             warn("the dataset has no labels, so its training size is unknown; pass --n-train")
         if fid is None:
-            calibration, compare_n, note = _compare_at(request, calibration, dataset_ev.n_used)
-            fid_ev, fid_reason = _measure(index, request, progress, compare_n, note)
+            calibration, fid_ev, fid_reason = _measure(index, request, progress, calibration, dataset_ev.n_used)
             if fid_ev is not None:
                 fid, fid_source = (fid_ev.compared.fid if fid_ev.compared else fid_ev.fid), "measured"
                 for w in fid_ev.warnings:
@@ -196,12 +201,11 @@ def run_recommend(
                 warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
     elif fid is None:
         fid_reason = "what-if mode: no dataset to measure and no --fid given"
-    inputs = build_inputs(
+    inputs = _measured_inputs(build_inputs(
         task=task, disparity=request.disparity, n_train=n_train, n_train_source=n_source, fid=fid,
         fid_source=fid_source, fid_unmeasured_reason=fid_reason, fid_threshold=request.fid_threshold,
         calibration=calibration, reference=request.reference, backbone=request.backbone,
-    )
-    inputs = _measured_inputs(inputs, fid_ev)
+    ), fid_ev)
     return RecommendReport(recommendation=recommend(inputs), request=request, dataset=dataset_ev,
                            fid_measurement=fid_ev, warnings=warnings)
 
