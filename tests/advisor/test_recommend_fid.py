@@ -11,7 +11,7 @@ import pytest
 
 from advisor.cli import main
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, classify_similarity, recommend
-from advisor.schemas import MethodScore, PilotEvidence
+from advisor.schemas import MethodScore, PairedDifference, PilotEvidence
 from engine.fid.calibration import Calibration, CalibrationLevel, save_calibration
 from engine.fid.features import weights_sha256
 from engine.fid.reference import reference_path
@@ -149,8 +149,10 @@ def test_random_init_pilot_evidence_never_decides() -> None:
     inputs = build_inputs(task="counting", n_train=100)  # the pilot's own size: its evidence alone decides
     scores = [MethodScore(method="full", mean=95.0, std=0.1, n_seeds=3),
               MethodScore(method="vpt-deep", mean=40.0, std=0.1, n_seeds=3)]
-    real = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores))
+    paired = PairedDifference(vpt_method="vpt-deep", ft_method="full", difference=-55.0, ci95=(-60.0, -50.0),
+                              ci99=(-62.0, -48.0), n_compare=200, discordance=0.6)
+    real = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores, paired=paired))
     assert real.recommendation == "FT"  # decisive real evidence outranks the prior
-    fake = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores, random_init=True))
+    fake = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores, paired=paired, random_init=True))
     assert fake.recommendation == recommend(inputs).recommendation == "VPT" and fake.pilot is None
     assert "randomly initialised" in fake.reasons[0].sentence
