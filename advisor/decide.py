@@ -85,6 +85,8 @@ def _default_threshold() -> SimilarityThreshold:
             f"({vpt_top.fid:.3f}, the highest FID where VPT wins) and {ft_low.name} ({ft_low.fid:.3f}, "
             f"the lowest FID where FT wins); FIDs strictly between them are borderline"
         ),
+        n=None,
+        n_note="N not printed by the paper (Table 19 gives the FIDs without their sample size)",
     )
 
 
@@ -176,20 +178,25 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
             value=inputs.fid_threshold, band=(inputs.fid_threshold, inputs.fid_threshold), source="user",
             reference=inputs.reference,
             description=f"FID threshold {inputs.fid_threshold:.1f} given with --fid-threshold (no borderline band)",
+            n=None, n_note="N not given with --fid-threshold",
         )
     elif cal is not None:
         thr = SimilarityThreshold(
             value=cal.threshold, band=cal.band, source="calibration", reference=cal.reference,
             description=(f"FID threshold {cal.threshold:.1f} from the calibration file "
                          f"({cal.method or 'calibrate'}; reference '{cal.reference}', {len(cal.task_fids)} task FIDs)"),
+            n=cal.n, n_note="" if cal.n else "N not recorded by this calibration file",
         )
     else:
         thr = DEFAULT_THRESHOLD
     return thr, notes
 
 
-def classify_similarity(fid: float | None, threshold: SimilarityThreshold) -> Similarity:
-    """``similar`` (<= threshold), ``dissimilar`` (> threshold), ``borderline`` (strictly inside the band).
+def classify_similarity(
+    fid: float | None, threshold: SimilarityThreshold, interval: tuple[float, float] | None = None
+) -> Similarity:
+    """``similar`` (<= threshold), ``dissimilar`` (> threshold), ``borderline`` (strictly inside the band,
+    or the FID's bootstrap ``interval`` straddles the threshold).
 
     The band is exclusive so that the datasets it was derived from keep their observed side: with the
     Table 19 default, NABirds (169.117, VPT won) is similar and Stanford Cars (182.487, FT won) dissimilar.
@@ -197,7 +204,7 @@ def classify_similarity(fid: float | None, threshold: SimilarityThreshold) -> Si
     if fid is None:
         return "unmeasured"
     lo, hi = threshold.band
-    if lo < fid < hi:
+    if lo < fid < hi or (interval is not None and interval[0] < threshold.value < interval[1]):
         return "borderline"
     return "similar" if fid <= threshold.value else "dissimilar"
 
@@ -257,7 +264,8 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
     """
     thr, reasons = resolve_threshold(inputs)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
-    similarity = "unverified" if inputs.fid_status == "unverified" else classify_similarity(inputs.fid, thr)
+    similarity = ("unverified" if inputs.fid_status == "unverified"
+                  else classify_similarity(inputs.fid, thr, inputs.fid_interval))
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
     finding, quadrant, context = paper_finding(inputs, similarity, thr, n_train=inputs.n_train)
@@ -265,6 +273,11 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
     reasons.extend(finding.reasons)
     choice, lean, confidence = finding.choice, finding.lean, finding.confidence
     verdict = None
+    if pilot is not None and pilot.random_init:
+        reasons.insert(0, Reason(rule="pilot", source="pilot (your data)", sentence=(
+            "The pilot ran on a randomly initialised backbone (--random-init), so its accuracies say nothing "
+            "about finetuning a pretrained model and are ignored.")))
+        pilot = None
     if pilot is not None:
         verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
             inputs, similarity, thr, finding, pilot)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.fid.calibration import Calibration
+from engine.fid.equal_n import FidAtN, FidInfinity
 
 __all__ = [
     "AdvisorInputs",
@@ -86,6 +87,9 @@ class PilotEvidence(_Model):
         default=True, description="False when the plan could not detect target_detectable: never changes the answer.")
     min_detectable: float | None = Field(default=None, description="Smallest difference (points) the plan detects.")
     target_detectable: float | None = Field(default=None, description="--min-detectable (points).")
+    random_init: bool = Field(default=False, description=(
+        "True when the pilot ran on a randomly initialised backbone (--random-init): such evidence never "
+        "feeds a recommendation."))
 
 
 class SimilarityThreshold(_Model):
@@ -96,6 +100,8 @@ class SimilarityThreshold(_Model):
     source: Literal["table19-default", "calibration", "user"] = Field(description="Where the threshold came from.")
     reference: str | None = Field(default=None, description="Reference the threshold's FIDs were measured against.")
     description: str = Field(description="One sentence saying how the threshold was obtained.")
+    n: int | None = Field(default=None, ge=2, description="Sample size N at which the threshold's FIDs were measured.")
+    n_note: str = Field(default="", description="What is known about N when it is None.")
 
 
 class AdvisorInputs(_Model):
@@ -109,7 +115,8 @@ class AdvisorInputs(_Model):
     disparity_source: str = Field(description="Where the disparity came from ('--task counting', '--disparity').")
     n_train: int | None = Field(default=None, ge=1, description="Training-set size; None = unknown.")
     n_train_source: str = Field(default="", description="Where n_train came from.")
-    fid: float | None = Field(default=None, ge=0.0, description="FID of the dataset against the reference.")
+    fid: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
+                              description="FID of the dataset against the reference.")
     fid_source: str = Field(default="", description="'--fid', 'measured' or ''.")
     fid_unmeasured_reason: str | None = Field(default=None, description="Why no FID is available.")
     fid_status: FidStatus = Field(default="verified", description=(
@@ -118,7 +125,8 @@ class AdvisorInputs(_Model):
     fid_unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
     fid_n: int | None = Field(default=None, ge=1, description="Sample size N at which the user's FID was measured.")
     fid_interval: tuple[float, float] | None = Field(default=None, description="Bootstrap interval of the FID.")
-    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold override.")
+    fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
+                                        description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
     backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
@@ -269,8 +277,10 @@ class RecommendRequest(_Model):
     task: str | None = Field(default=None, description="--task.")
     disparity: DisparityName | None = Field(default=None, description="--disparity.")
     n_train: int | None = Field(default=None, ge=1, description="--n-train.")
-    fid: float | None = Field(default=None, ge=0.0, description="--fid (skips the measurement).")
-    fid_threshold: float | None = Field(default=None, ge=0.0, description="--fid-threshold.")
+    fid: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, description="--fid (skips the measurement).")
+    fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False, description="--fid-threshold.")
+    trust_reference: bool = Field(default=False, description=(
+        "--trust-reference: an unprovenanced, foreign or small reference does not make the FID unverified."))
     reference: str = Field(default="in21k", description="--reference name or .npz path.")
     inception_weights: str | None = Field(default=None, description="--inception-weights.")
     backbone: BackboneName = Field(default="in21k", description="--backbone.")
@@ -292,14 +302,21 @@ class DatasetEvidence(_Model):
 
 
 class FidEvidence(_Model):
-    """Summary of an FID measurement."""
+    """Summary of an FID measurement: the FID of all images, the FID compared (at the threshold's N) and its checks."""
 
-    fid: float = Field(description="FID against the reference.")
+    fid: float = Field(description="FID of all n_images images (what 'vpt-advisor fid DATASET REFERENCE' prints).")
     n_images: int = Field(description="Images measured.")
     reference: dict[str, Any] = Field(description="Reference name, path and provenance.")
     extractor: str = Field(description="Feature extractor.")
     preprocessing: str = Field(description="Preprocessing.")
     warnings: list[str] = Field(default_factory=list, description="Measurement warnings.")
+    compared: FidAtN | None = Field(default=None, description=(
+        "The FID the decision compares with the threshold: at the threshold's N (mean over random subsets when "
+        "the dataset is larger), with its bootstrap interval."))
+    compared_note: str = Field(default="", description="Why the FID is compared at that N.")
+    infinity: FidInfinity | None = Field(default=None, description="FID-infinity (an estimate, Chong & Forsyth 2020).")
+    status: FidStatus = Field(default="verified", description="'unverified': shown, never decides.")
+    unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 
 
 class RecommendReport(_Model):

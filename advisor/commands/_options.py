@@ -17,6 +17,7 @@ __all__ = [
     "BatchSizeOpt",
     "WorkersOpt",
     "YesOpt",
+    "finite_non_negative",
 ]
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
@@ -40,3 +41,12 @@ ReferenceOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Start long runs without asking.")]
+
+
+def finite_non_negative(value: float | None) -> float | None:
+    """Option callback: refuse NaN, infinities and negative numbers (typer's ``min`` lets NaN and inf through)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value >= 0.0):
+        raise typer.BadParameter(f"{value} is not a finite number >= 0")
+    return value

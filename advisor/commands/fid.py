@@ -13,10 +13,13 @@ __all__ = ["register", "fid_command"]
 
 
 def fid_command(
-    a: Annotated[Path, typer.Argument(help="Image folder (any depth) or .npz stats file.", show_default=False)],
+    a: Annotated[Path, typer.Argument(help="Image folder (any depth), .npz stats file or reference name.",
+                                      show_default=False)],
     b: Annotated[
         Path | None,
-        typer.Argument(help="Second image folder or .npz (optional with --save-stats).", show_default=False),
+        typer.Argument(help="Second image folder, .npz or reference name such as in21k (optional with "
+                       "--save-stats). Against a reference, its recorded preprocessing wins, as in recommend.",
+                       show_default=False),
     ] = None,
     *,
     as_json: JsonOpt = False,
@@ -40,7 +43,10 @@ def fid_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
 ) -> None:
-    """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B')."""
+    """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B').
+
+    Against a stored reference the number is the one 'recommend' reports as the FID of all images.
+    """
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.fid import render_fid
     from engine.config.fid import FidConfig

@@ -113,7 +113,8 @@ def pilot_command(
     if as_json:
         emit_json(result)
     else:
-        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None,
+                      random_init=result.random_init)
         if result.skipped_by_reason:
             why = ", ".join(f"{reason} {n}" for reason, n in result.skipped_by_reason.items())
             warn(f"{sum(result.skipped_by_reason.values())} dataset entries were not used ({why}); "

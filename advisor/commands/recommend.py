@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import (
+    DeviceOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    ReferenceOpt,
+    YesOpt,
+    finite_non_negative,
+)
 from advisor.commands._callbacks import cli_confirm, cli_progress
 from advisor.commands.pilot import BudgetOpt, MinDetectableOpt, WeightsOpt
 from advisor.decide import DEFAULT_THRESHOLD
@@ -49,12 +56,17 @@ def recommend_command(
         "--n-train", min=1, help="Training-set size (default: the dataset's usable labeled images).",
         show_default=False)] = None,
     fid: Annotated[float | None, typer.Option(
-        "--fid", min=0.0, help="Known FID to the reference (skips the measurement).", show_default=False)] = None,
+        "--fid", callback=finite_non_negative, help="Known FID to the reference (skips the measurement).",
+        show_default=False)] = None,
     fid_threshold: Annotated[float | None, typer.Option(
-        "--fid-threshold", min=0.0, show_default=False,
+        "--fid-threshold", callback=finite_non_negative, show_default=False,
         help="FID above which data counts as dissimilar (default: a calibration file for the same reference, "
         f"else {DEFAULT_THRESHOLD.value:.1f}, {THRESHOLD_LABEL}).")] = None,
     reference: ReferenceOpt = "in21k",
+    trust_reference: Annotated[bool, typer.Option(
+        "--trust-reference", help="Let the FID decide although the reference lacks provenance, was built with "
+        "another extractor or preprocessing, or from fewer than 10,000 images (experts only; non-standard "
+        "Inception weights stay unverified).")] = False,
     inception_weights: InceptionWeightsOpt = None,
     backbone: _BackboneOpt = "in21k",
     device: DeviceOpt = "auto",
@@ -87,7 +99,7 @@ def recommend_command(
         disparity=disparity,  # type: ignore[arg-type]
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
         inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,  # type: ignore[arg-type]
-        device=device, calibration_path=str(calibration) if calibration else None,
+        device=device, calibration_path=str(calibration) if calibration else None, trust_reference=trust_reference,
     )
     _check_output_paths(report, plot)  # fail before any image is read
     if pilot:

@@ -21,14 +21,15 @@ class ReferenceList(BaseModel):
 
 def _side_row(t: Table, label: str, s: SideSummary) -> None:
     n = str(s.n_images) if s.n_images else "unknown"
-    detail = f"{s.n_cached} from cache" if s.kind == "images" else "stats file"
+    detail = {"images": f"{s.n_cached} from cache", "reference": "stored reference"}.get(s.kind, "stats file")
     t.add_row(label, Text(s.source), n, str(s.n_skipped), detail, s.preprocessing or "-")
 
 
 def render_fid(result: FidResult) -> None:
     """Print the FID, both sides and any warnings."""
     if result.fid is not None:
-        console.print(f"[bold]FID:[/bold] {result.fid:.6f}")
+        mark = " [yellow](unverified)[/yellow]" if result.status == "unverified" else ""
+        console.print(f"[bold]FID:[/bold] {result.fid:.6f}{mark}")
     t = Table(show_header=True, header_style="bold", title_justify="left")
     for col in ("side", "source", "images", "skipped", "features", "preprocessing"):
         t.add_column(col)
@@ -42,6 +43,8 @@ def render_fid(result: FidResult) -> None:
         console.print(Text(f"Statistics of A written to {result.saved_stats}"), soft_wrap=True)
     for w in result.warnings:
         warn(w)
+    for reason in result.unverified_reasons:
+        warn(f"FID unverified: {reason}")
 
 
 def render_reference(info: ReferenceInfo) -> None:

@@ -112,7 +112,8 @@ def paired_line(result: PilotResult) -> str:
             f"disagree on {p.discordance:.0%} of images): {verdict}.")
 
 
-def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool) -> None:
+def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
+                  random_init: bool = False) -> None:
     """Print the per-method table, then the updated recommendation (if any)."""
     console.print(_methods_table(result))
     console.print(paired_line(result))
@@ -133,3 +134,6 @@ def render_report(result: PilotResult, recommendation: Recommendation | None, *,
         render_recommendation(recommendation)
     elif not has_task:
         console.print("Pass --task (or --disparity) to turn these results into a recommendation.")
+    elif random_init:
+        console.print("--random-init: the backbone was randomly initialised, so these accuracies say nothing about "
+                      "finetuning a pretrained model and are not turned into a recommendation.")

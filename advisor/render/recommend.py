@@ -41,9 +41,25 @@ def _inputs(report: RecommendReport) -> Table:
     table.add_row("n_train", escape(f"{inp.n_train:,} ({inp.n_train_source})" if inp.n_train else "unknown"))
     fid = (f"{inp.fid:.2f} ({inp.fid_source}, reference '{inp.reference}')" if inp.fid is not None
            else "unmeasured (see the first reason)")
-    table.add_row("FID", escape(fid))
+    table.add_row("FID", escape(fid + _fid_detail(report)))
     table.add_row("backbone", inp.backbone)
     return table
+
+
+def _fid_detail(report: RecommendReport) -> str:
+    """N, interval, FID of all images, FID-infinity and the verification mark of a measured FID."""
+    m = report.fid_measurement
+    if m is None or m.compared is None:
+        return ""
+    c = m.compared
+    parts = [f"at N = {c.n:,}" + (f" (mean of {c.n_subsets} subsets)" if c.n_subsets > 1 else ""),
+             f"{c.level:.0%} interval {c.interval[0]:.1f}-{c.interval[1]:.1f}"]
+    if c.n != m.n_images:
+        parts.append(f"all {m.n_images:,} images: {m.fid:.2f}")
+    if m.infinity is not None:
+        parts.append(f"FID-infinity ~ {m.infinity.value:.1f} (estimate)")
+    mark = "; UNVERIFIED: " + "; ".join(m.unverified_reasons) if m.status == "unverified" else ""
+    return " · " + ", ".join(parts) + mark
 
 
 def _reasons(rec: Recommendation) -> str:

@@ -65,6 +65,8 @@ class PilotReport(BaseModel):
     pilot: Any = Field(description="engine.train.pilot.PilotResult (plan, per-method summaries, trials).")
     evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
+    random_init: bool = Field(default=False, description=(
+        "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
 
 
 class PilotRefusal(BaseModel):
@@ -119,10 +121,11 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
 
 
-def pilot_evidence(result: PilotResult) -> PilotEvidence | None:
+def pilot_evidence(result: PilotResult, *, random_init: bool = False) -> PilotEvidence | None:
     """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only).
 
     Scores are comparison-set accuracies where the plan held out comparison images, else selection ones.
+    ``random_init`` marks a pilot on a randomly initialised backbone: the decision ignores such evidence.
     """
     plan = result.plan
     scores = [MethodScore(method=m.method, mean=m.compare_acc if plan.n_compare else m.mean_acc,
@@ -136,7 +139,7 @@ def pilot_evidence(result: PilotResult) -> PilotEvidence | None:
         n_compare=p.n_compare, discordance=p.discordance)
     return PilotEvidence(n_train=plan.n_train, n_val=plan.n_val, scores=scores, paired=paired,
                          decisive_by_design=plan.decisive_by_design, min_detectable=plan.min_detectable,
-                         target_detectable=plan.target_detectable)
+                         target_detectable=plan.target_detectable, random_init=random_init)
 
 
 def budget_flag(seconds: float) -> str:
@@ -248,11 +251,12 @@ def run_pilot_request(
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
-    evidence = pilot_evidence(result)
-    recommendation = (_recommend(req, evidence, len(index.samples), prior)
-                      if evidence is not None and has_task else None)
+    evidence = pilot_evidence(result, random_init=req.random_init)
+    recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises
+                      if evidence is not None and has_task and not req.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
+                         random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
+                         device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advisor.decide import build_inputs, recommend, reconcile_disparity
-from advisor.schemas import DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
+from advisor.schemas import AdvisorInputs, DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
 from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
     from engine.data.index import DatasetIndex
+    from engine.fid.calibration import Calibration
 
 __all__ = ["EXAMPLES", "run_recommend", "add_pilot", "check_pilot_request"]
 
@@ -77,9 +78,44 @@ def _profile(source: Path, progress: StageProgress) -> tuple[DatasetEvidence, Da
     return evidence, index
 
 
-def _measure(index: DatasetIndex, request: RecommendRequest,
-             progress: StageProgress) -> tuple[FidEvidence | None, str | None]:
-    """Measure the FID; return ``(None, message)`` when weights or the reference are unavailable."""
+def _compare_at(request: RecommendRequest, calibration: Calibration | None,
+                n_available: int) -> tuple[Calibration | None, int | None, str]:
+    """The calibration level in force and the N the dataset's FID is compared at (None = all images).
+
+    FID falls with N, so the dataset's FID is compared at the N the threshold's FIDs were measured
+    at: a calibration's largest N that the dataset reaches (its FID is then the mean over random
+    subsets of N images). The Table 19 default and ``--fid-threshold`` carry no N: all images are used.
+    """
+    from advisor.decide import calibration_matches
+
+    if request.fid_threshold is not None:
+        return calibration, None, "--fid-threshold gives no N, so the FID of all images is compared"
+    usable = (calibration is not None and calibration_matches(calibration, request.reference)
+              and calibration.loo_accuracy is not None)  # the same test as advisor.decide.resolve_threshold
+    if calibration is None or not usable:
+        return calibration, None, ("the default threshold's N is not printed by the paper (Table 19), so the FID "
+                                   "of all images is compared")
+    if calibration.n is None:
+        return calibration, None, "the calibration file records no N, so the FID of all images is compared"
+    view = calibration.at_n(n_available)
+    assert view.n is not None
+    if view.n > n_available:
+        return view, view.n, (f"the calibration's smallest N is {view.n} but the dataset has {n_available} usable "
+                              f"images: compared at {n_available}, not at equal N (a smaller N biases the FID "
+                              "upwards, towards 'dissimilar')")
+    how = "all images" if view.n == n_available else "mean over random subsets of that size"
+    return view, view.n, f"compared at N = {view.n}, the N of the calibration's threshold ({how})"
+
+
+def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProgress, calibration: Calibration | None,
+             n_available: int) -> tuple[Calibration | None, FidEvidence | None, str | None]:
+    """Measure the FID at the threshold's N (:func:`_compare_at`).
+
+    Returns:
+        ``(calibration at that N, evidence, None)``, or ``(calibration, None, message)`` when the
+        weights or the reference are unavailable.
+    """
+    calibration, compare_n, note = _compare_at(request, calibration, n_available)
     from engine.config.fid import FidConfig
     from engine.device import resolve_device
     from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
@@ -90,14 +126,26 @@ def _measure(index: DatasetIndex, request: RecommendRequest,
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
                 index, request.reference, config=config, device=resolve_device(request.device),  # type: ignore[arg-type]
-                on_progress=on_progress,
+                on_progress=on_progress, at_n=[compare_n] if compare_n else [],
+                trust_reference=request.trust_reference,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
-        return None, " ".join(str(exc).split())
-    return FidEvidence(
+        return calibration, None, " ".join(str(exc).split())
+    return calibration, FidEvidence(
         fid=m.fid, n_images=m.n_images, reference=m.reference.model_dump(mode="json"), extractor=m.extractor,
-        preprocessing=m.preprocessing, warnings=list(m.warnings),
+        preprocessing=m.preprocessing, warnings=list(m.warnings), compared=m.estimate(compare_n),
+        compared_note=note, infinity=m.infinity, status="unverified" if m.status == "unverified" else "verified",
+        unverified_reasons=list(m.unverified_reasons),
     ), None
+
+
+def _measured_inputs(inputs: AdvisorInputs, ev: FidEvidence | None) -> AdvisorInputs:
+    """Carry the measurement's N, interval and verification into the decision inputs."""
+    if ev is None or ev.compared is None:
+        return inputs
+    return inputs.model_copy(update={
+        "fid_n": ev.compared.n, "fid_interval": ev.compared.interval, "fid_status": ev.status,
+        "fid_unverified_reasons": list(ev.unverified_reasons)})
 
 
 def run_recommend(
@@ -144,20 +192,20 @@ def run_recommend(
         elif n_train is None:
             warn("the dataset has no labels, so its training size is unknown; pass --n-train")
         if fid is None:
-            fid_ev, fid_reason = _measure(index, request, progress)
+            calibration, fid_ev, fid_reason = _measure(index, request, progress, calibration, dataset_ev.n_used)
             if fid_ev is not None:
-                fid, fid_source = fid_ev.fid, "measured"
+                fid, fid_source = (fid_ev.compared.fid if fid_ev.compared else fid_ev.fid), "measured"
                 for w in fid_ev.warnings:
                     warn(w)
             else:
                 warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
     elif fid is None:
         fid_reason = "what-if mode: no dataset to measure and no --fid given"
-    inputs = build_inputs(
+    inputs = _measured_inputs(build_inputs(
         task=task, disparity=request.disparity, n_train=n_train, n_train_source=n_source, fid=fid,
         fid_source=fid_source, fid_unmeasured_reason=fid_reason, fid_threshold=request.fid_threshold,
         calibration=calibration, reference=request.reference, backbone=request.backbone,
-    )
+    ), fid_ev)
     return RecommendReport(recommendation=recommend(inputs), request=request, dataset=dataset_ev,
                            fid_measurement=fid_ev, warnings=warnings)
 

@@ -20,7 +20,7 @@ import datetime as _dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,9 @@ from engine.progress import ProgressCallback
 
 from benchmarks.vtab.layout import find_task_folder
 from benchmarks.vtab.tasks import TASKS
+
+if TYPE_CHECKING:
+    from engine.fid.calibration import Calibration
 
 __all__ = ["MIN_TASKS_PER_SIDE", "ThresholdFit", "CalibrationRequest", "TaskFid", "CalibrationReport",
            "check_fit", "fit_threshold", "leave_one_out", "paper_low_disparity_winners", "run_calibration"]
@@ -41,6 +44,9 @@ MIN_TASKS_PER_SIDE = 3
 tasks at 800/200, SVHN, Patch Camelyon and Retinopathy, so every one of them must be measured)."""
 
 METHOD = "max-accuracy threshold on low-disparity VTAB-1k tasks (ties: midpoint of the widest gap)"
+CALIBRATION_SIZES = (250, 500, 1000)
+"""Our choice: sample sizes N at which each task's FID is stored (1,000 = all of train800val200), so that
+``recommend`` compares a dataset of N' images at the largest of these N <= N' (FID depends on N)."""
 
 
 class ThresholdFit(FrozenModel):
@@ -165,8 +171,9 @@ class TaskFid(FrozenModel):
     name: str = Field(description="Display name.")
     disparity: str = Field(description="low or high.")
     winner: str = Field(description="Paper winner at 800/200.")
-    fid: float | None = Field(None, description="FID against the reference (None if not measured).")
+    fid: float | None = Field(None, description="FID of all n_images images against the reference (None if not measured).")
     n_images: int = Field(0, description="Images used.")
+    fid_at_n: dict[int, float] = Field(default_factory=dict, description="N -> FID at N images (subset mean).")
     problem: str | None = Field(None, description="Why the task was not measured.")
     predicted: str | None = Field(None, description="FT/VPT by the fitted threshold (low disparity only).")
 
@@ -192,6 +199,31 @@ def _check_measured(fids: dict[str, float], rows: list[TaskFid], root: Path) -> 
                        "that holds the task folders in the NOAH layout")
 
 
+def _calibration(request: CalibrationRequest, root: Path, fit: ThresholdFit, fids: dict[str, float],
+                 at_n: dict[int, dict[str, float]], rows: list[TaskFid]) -> Calibration:
+    """The calibration file: the fit on all images (top level, N = the smallest task size) plus one per N."""
+    from engine.fid.calibration import Calibration, CalibrationLevel
+
+    sizes = [r.n_images for r in rows if r.fid is not None]
+    levels = []
+    for n, level_fids in sorted(at_n.items()):
+        if sizes and n < min(sizes):
+            lv = fit_threshold(level_fids, paper_low_disparity_winners())
+            levels.append(CalibrationLevel(n=n, threshold=lv.threshold, band=lv.band, task_fids=level_fids))
+    uneven = sorted({r.task for r in rows if r.fid is not None and r.n_images != max(sizes)}) if sizes else []
+    return Calibration(
+        reference=request.reference, threshold=fit.threshold, band=fit.band, task_fids=fids, method=METHOD,
+        loo_accuracy=fit.loo_accuracy, majority_accuracy=fit.majority_accuracy,
+        n=min(sizes) if sizes else None, levels=levels,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}, leave-one-task-out "
+               f"accuracy {fit.loo_accuracy:.2f} (majority rule {fit.majority_accuracy:.2f})",
+               f"FID on {request.list_file} of {root}, {request.dims}-d Inception features; smaller N: mean over "
+               "random subsets of each task's features"]
+        + ([f"misclassified: {', '.join(fit.misclassified)}"] if fit.misclassified else [])
+        + ([f"tasks with fewer images than the others (skipped files): {', '.join(uneven)}"] if uneven else []))
+
+
 def run_calibration(request: CalibrationRequest, *,
                     on_progress: ProgressCallback | None = None) -> CalibrationReport:
     """Measure every task's FID against the reference, fit the threshold and save the calibration.
@@ -202,7 +234,7 @@ def run_calibration(request: CalibrationRequest, *,
         ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
             (:func:`check_fit`); nothing is written then.
     """
-    from engine.fid.calibration import Calibration, save_calibration
+    from engine.fid.calibration import save_calibration
     from engine.config.fid import FidConfig
     from engine.data.index import index_dataset
     from engine.errors import DatasetError
@@ -217,6 +249,7 @@ def run_calibration(request: CalibrationRequest, *,
     rows: list[TaskFid] = []
     warnings: list[str] = []
     fids: dict[str, float] = {}
+    at_n: dict[int, dict[str, float]] = {n: {} for n in CALIBRATION_SIZES}
     for i, task in enumerate(TASKS.values()):
         row = dict(task=task.key, name=task.name, disparity=task.disparity, winner=task.winner_800)
         folder = find_task_folder(root, task)
@@ -229,24 +262,21 @@ def run_calibration(request: CalibrationRequest, *,
         except DatasetError as exc:
             rows.append(TaskFid(**row, problem=str(exc)))
             continue
-        m = measure_fid_against_reference(index, request.reference, config=config, device=request.device)
+        m = measure_fid_against_reference(index, request.reference, config=config, device=request.device,
+                                          at_n=CALIBRATION_SIZES)
         fids[task.key] = m.fid
+        for n in CALIBRATION_SIZES:
+            at_n[n][task.key] = m.estimate(n).fid
         warnings += [f"{task.key}: {w}" for w in m.warnings]
-        rows.append(TaskFid(**row, fid=m.fid, n_images=m.n_images))
+        rows.append(TaskFid(**row, fid=m.fid, n_images=m.n_images,
+                            fid_at_n={n: m.estimate(n).fid for n in CALIBRATION_SIZES}))
         report(on_progress, i + 1, len(TASKS))
     _check_measured(fids, rows, root)
     winners = paper_low_disparity_winners()
     fit = check_fit(fit_threshold(fids, winners), fids, winners)
     rows = [r.model_copy(update={"predicted": ("FT" if r.fid > fit.threshold else "VPT")})
             if r.fid is not None and r.disparity == "low" else r for r in rows]
-    cal = Calibration(
-        reference=request.reference, threshold=fit.threshold, band=fit.band, task_fids=fids, method=METHOD,
-        loo_accuracy=fit.loo_accuracy, majority_accuracy=fit.majority_accuracy,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}, leave-one-task-out "
-               f"accuracy {fit.loo_accuracy:.2f} (majority rule {fit.majority_accuracy:.2f})",
-               f"FID on {request.list_file} of {root}, {request.dims}-d Inception features"]
-        + ([f"misclassified: {', '.join(fit.misclassified)}"] if fit.misclassified else []))
+    cal = _calibration(request, root, fit, fids, at_n, rows)
     path = save_calibration(cal, request.output)
     return CalibrationReport(reference=request.reference, path=str(path), fit=fit, tasks=rows,
                              warnings=sorted(set(warnings)))

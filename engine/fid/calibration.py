@@ -16,6 +16,7 @@ Pure module: no torch, no printing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from engine.paths import data_home
 
 __all__ = [
     "Calibration",
+    "CalibrationLevel",
     "default_calibration_path",
     "derive_threshold",
     "load_calibration",
@@ -40,8 +42,52 @@ __all__ = [
 CALIBRATION_FILE = "calibration.json"
 
 
+def _canonical_fids(value: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, fid in value.items():
+        try:
+            key = get_vtab_task(name).key
+        except UnknownTaskError as exc:  # pydantic turns ValueError into a ValidationError
+            raise ValueError(str(exc)) from exc
+        if not math.isfinite(float(fid)) or float(fid) < 0:
+            raise ValueError(f"task {name!r}: FID {fid!r} is not a finite number >= 0")
+        out[key] = float(fid)
+    return out
+
+
+def _check_threshold(threshold: float, band: tuple[float, float]) -> None:
+    if not all(math.isfinite(v) for v in (threshold, *band)):
+        raise ValueError(f"threshold {threshold!r} and band {band!r} must be finite numbers")
+    if not band[0] <= threshold <= band[1]:
+        raise ValueError(f"band {band} must contain the threshold {threshold}")
+
+
+class CalibrationLevel(FrozenModel):
+    """Threshold and task FIDs measured at one sample size N (FID depends on N: compare at equal N)."""
+
+    n: int = Field(ge=2, description="Images per task at which these FIDs were measured.")
+    threshold: float = Field(description="FID above which data counts as dissimilar, at this N.")
+    band: tuple[float, float] = Field(description="Borderline band (low, high) at this N.")
+    task_fids: dict[str, float] = Field(default_factory=dict, description="VTAB-1k task key -> FID at this N.")
+
+    @field_validator("task_fids")
+    @classmethod
+    def _canonical_task_keys(cls, value: dict[str, float]) -> dict[str, float]:
+        return _canonical_fids(value)
+
+    @model_validator(mode="after")
+    def _band_contains_threshold(self) -> CalibrationLevel:
+        _check_threshold(self.threshold, self.band)
+        return self
+
+
 class Calibration(FrozenModel):
-    """A similarity threshold on FID, tied to the reference statistics the FIDs were measured against."""
+    """A similarity threshold on FID, tied to the reference statistics the FIDs were measured against.
+
+    The top-level ``threshold``/``band``/``task_fids`` were measured at ``n`` images per task;
+    ``levels`` holds the same at other sample sizes, so a smaller dataset is compared at its own N
+    (see :meth:`at_n`). ``n`` is None only in files written before N was recorded.
+    """
 
     reference: str = Field(description="Name of the reference statistics (e.g. 'in21k') the FIDs are against.")
     threshold: float = Field(description="FID above which data counts as dissimilar to the reference.")
@@ -63,23 +109,40 @@ class Calibration(FrozenModel):
         default=None, ge=0.0, le=1.0, description="Accuracy of always predicting the more common winner."
     )
 
+    n: int | None = Field(default=None, ge=2, description=(
+        "Images per task at which task_fids and the threshold were measured (None: not recorded)."))
+    levels: list[CalibrationLevel] = Field(default_factory=list, description="The same at other sample sizes N.")
+
     @field_validator("task_fids")
     @classmethod
     def _canonical_task_keys(cls, value: dict[str, float]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, fid in value.items():
-            try:
-                out[get_vtab_task(name).key] = float(fid)
-            except UnknownTaskError as exc:  # pydantic turns ValueError into a ValidationError
-                raise ValueError(str(exc)) from exc
-        return out
+        return _canonical_fids(value)
 
     @model_validator(mode="after")
     def _band_contains_threshold(self) -> Calibration:
-        lo, hi = self.band
-        if not lo <= self.threshold <= hi:
-            raise ValueError(f"band {self.band} must contain the threshold {self.threshold}")
+        _check_threshold(self.threshold, self.band)
         return self
+
+    def sizes(self) -> list[int]:
+        """Every N this calibration has a threshold for, ascending."""
+        return sorted({lv.n for lv in self.levels} | ({self.n} if self.n else set()))
+
+    def at_n(self, n_available: int) -> Calibration:
+        """This calibration with the threshold of the largest N <= ``n_available`` on top.
+
+        A dataset of ``n_available`` images is then compared at that N (its FID averaged over
+        subsets of N images). When every recorded N exceeds ``n_available``, the smallest is used
+        and the caller must say that the comparison is not at equal N. Without recorded N the
+        calibration is returned unchanged.
+        """
+        if self.n is None:
+            return self
+        options = [CalibrationLevel(n=self.n, threshold=self.threshold, band=self.band, task_fids=self.task_fids),
+                   *self.levels]
+        fitting = [lv for lv in options if lv.n <= n_available]
+        pick = max(fitting, key=lambda lv: lv.n) if fitting else min(options, key=lambda lv: lv.n)
+        return self.model_copy(update={"n": pick.n, "threshold": pick.threshold, "band": pick.band,
+                                       "task_fids": dict(pick.task_fids)})
 
 
 def derive_threshold(

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import platform
 import tempfile
@@ -44,12 +45,36 @@ __all__ = [
     "file_sha256",
     "RECOMMENDED_MIN_IMAGES",
     "library_versions",
+    "validate_stats",
+    "PreparedReference",
+    "prepare_reference",
+    "load_prepared_reference",
+    "SYMMETRY_RTOL",
+    "PSD_RTOL",
+    "ROUNDOFF_RTOL",
+    "clamp_distance",
+    "psd_clip",
 ]
 
 logger = logging.getLogger(__name__)
 
 RECOMMENDED_MIN_IMAGES = 2048
 """Below this many images the 2048-d covariance is rank deficient (pytorch-fid / TTUR advice)."""
+
+SYMMETRY_RTOL = 1e-6
+"""Our tolerance: a covariance is symmetric when ``max|S - S^T| <= 1e-6 * max|S|``. np.cov in float64
+leaves asymmetry near 1e-16 relative; a float32 round trip about 6e-8, so 1e-6 accepts both."""
+
+PSD_RTOL = 1e-5
+"""Our tolerance: a covariance is positive semi-definite when its smallest eigenvalue is
+``>= -1e-5 * (its largest)``. Float64 rounding gives about ``d * eps ~ 5e-13`` relative at d = 2048;
+a matrix stored in float32 can reach a few 1e-6 (``sqrt(d) * 6e-8``), so 1e-5 accepts both and still
+refuses a matrix that is not a covariance (whose negative eigenvalues are of the order of the others)."""
+
+ROUNDOFF_RTOL = 1e-8
+"""Our tolerance: a Fréchet distance within ``1e-8 * (Tr S1 + Tr S2 + |mu1 - mu2|^2)`` of zero is round-off
+and is reported as 0 silently (float64 leaves about 1e-12 of that scale); a more negative value is also
+clamped to 0 but logged as a warning. It is never negative or NaN."""
 
 
 @dataclass
@@ -99,13 +124,81 @@ class StatsProvenance(FrozenModel):
     skipped_reasons: dict[str, int] = Field(default_factory=dict, description="Skipped images per reason code.")
 
 
-def _psd_clip(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def validate_stats(
+    mu: npt.ArrayLike, sigma: npt.ArrayLike, label: str = "statistics", *,
+    error: type[Exception] = StatsFileError, eigenvalues: npt.NDArray[np.float64] | None = None,
+    check_psd: bool = True,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The one validator of Gaussian feature statistics: shape, finiteness, symmetry, PSD.
+
+    Checks, in order: ``mu`` is (d,) with d >= 1 and ``sigma`` (d, d); every value is finite;
+    ``sigma`` is symmetric within :data:`SYMMETRY_RTOL` and positive semi-definite within
+    :data:`PSD_RTOL`. The PSD check needs the eigenvalues; pass them when already known (a prepared
+    reference) to skip the eigendecomposition, or ``check_psd=False`` when the caller
+    eigendecomposes (and checks) the covariance itself.
+
+    Returns:
+        ``(mu, sigma)`` as float64, ``sigma`` exactly symmetrised.
+
+    Raises:
+        error: (StatsFileError by default) naming ``label``, what is wrong and the tolerance used.
+    """
+    m = np.asarray(mu)
+    s = np.asarray(sigma)
+    if m.dtype.kind not in "fiu" or s.dtype.kind not in "fiu":
+        raise error(f"{label}: mu/sigma must be numeric arrays (got {m.dtype} and {s.dtype})")
+    m = m.astype(np.float64)
+    s = s.astype(np.float64)
+    if m.ndim != 1 or m.shape[0] < 1:
+        raise error(f"{label}: mu has shape {m.shape}; expected a non-empty vector (d,)")
+    d = m.shape[0]
+    if s.shape != (d, d):
+        raise error(f"{label}: mu has shape {m.shape} and sigma {s.shape}; expected ({d},) and ({d}, {d})")
+    if not (np.isfinite(m).all() and np.isfinite(s).all()):
+        raise error(f"{label}: mu/sigma contain NaN or infinite values")
+    scale = float(np.max(np.abs(s), initial=0.0))
+    asym = float(np.max(np.abs(s - s.T), initial=0.0))
+    if asym > SYMMETRY_RTOL * scale:
+        raise error(f"{label}: sigma is not symmetric (max |S - S^T| = {asym:.3g}, tolerance "
+                    f"{SYMMETRY_RTOL:g} x max |S| = {SYMMETRY_RTOL * scale:.3g}); it is not a covariance matrix")
+    s = 0.5 * (s + s.T)
+    if not check_psd:
+        return m, s
+    w = np.linalg.eigvalsh(s) if eigenvalues is None else np.asarray(eigenvalues, np.float64)
+    top = float(np.max(np.abs(w), initial=0.0))
+    low = float(np.min(w, initial=0.0))
+    if low < -PSD_RTOL * top:
+        raise error(f"{label}: sigma is not positive semi-definite (smallest eigenvalue {low:.3g}, largest "
+                    f"{top:.3g}; tolerance {PSD_RTOL:g} x largest); it is not a covariance matrix")
+    return m, s
+
+
+def clamp_distance(value: float, scale: float, where: str) -> float:
+    """A Fréchet distance within round-off of zero becomes 0; below it, 0 with a warning; NaN is refused.
+
+    ``scale`` is ``Tr S1 + Tr S2 + |mu1 - mu2|^2``, the size of the terms whose difference is the
+    distance; round-off is ``ROUNDOFF_RTOL * scale`` (see :data:`ROUNDOFF_RTOL`).
+    """
+    if math.isnan(value):
+        raise ValueError(f"{where}: the Fréchet distance came out NaN; the statistics are not valid")
+    tol = ROUNDOFF_RTOL * max(scale, 1.0)
+    if value > tol:
+        return value
+    if value < -tol:
+        logger.warning("%s: Fréchet distance %.3g is below zero by more than round-off (%g relative); "
+                       "reported as 0. The statistics are probably not valid covariances.",
+                       where, value, ROUNDOFF_RTOL)
+    return 0.0
+
+
+def psd_clip(eigenvalues: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Eigenvalues of a PSD matrix with rounding noise removed.
 
     Eigenvalues below ``d * eps * max|w|`` (LAPACK's accuracy for a symmetric eigensolver) are
     zero up to rounding: set them to 0 instead of taking square roots of noise, which would add
     ~sqrt(1e-16 * scale) per null direction when the covariance is rank deficient (N < d).
     """
+    w = np.asarray(eigenvalues, dtype=np.float64)
     tol = w.shape[0] * np.finfo(np.float64).eps * float(np.max(np.abs(w), initial=0.0))
     return np.where(w > tol, w, 0.0)
 
@@ -113,7 +206,7 @@ def _psd_clip(w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _sqrt_psd(sigma: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Symmetric square root of a PSD matrix via ``eigh``."""
     w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(_psd_clip(w))) @ v.T
+    return (v * np.sqrt(psd_clip(w))) @ v.T
 
 
 def _trace_sqrt_product(sigma1: npt.NDArray[np.float64], sigma2: npt.NDArray[np.float64]) -> float:
@@ -121,7 +214,7 @@ def _trace_sqrt_product(sigma1: npt.NDArray[np.float64], sigma2: npt.NDArray[np.
     m = r @ sigma2 @ r
     m = 0.5 * (m + m.T)  # remove the asymmetry rounding leaves, so eigvalsh sees a symmetric matrix
     ev = np.linalg.eigvalsh(m)
-    return float(np.sqrt(_psd_clip(ev)).sum())
+    return float(np.sqrt(psd_clip(ev)).sum())
 
 
 def frechet_distance(
@@ -130,6 +223,8 @@ def frechet_distance(
     mu2: npt.ArrayLike,
     sigma2: npt.ArrayLike,
     eps: float = 1e-6,
+    *,
+    validate: bool = True,
 ) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in float64.
 
@@ -151,25 +246,26 @@ def frechet_distance(
         mu2: Mean of the second set.
         sigma2: Covariance of the second set.
         eps: Diagonal offset used only for the non-convergence fallback.
+        validate: Run :func:`validate_stats` on both inputs (False only for statistics already validated
+            by :func:`load_stats` or computed by :func:`compute_feature_stats`; saves two eigendecompositions).
 
     Returns:
-        The squared Fréchet distance (what every FID tool reports as "FID"), >= 0 up to rounding.
+        The squared Fréchet distance (what every FID tool reports as "FID"): never negative or NaN
+        (round-off below zero is clamped to 0, see :data:`ROUNDOFF_RTOL`).
 
     Raises:
-        ValueError: If shapes disagree or an input is not finite.
+        ValueError: If shapes disagree, or an input fails :func:`validate_stats`.
     """
-    m1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
-    m2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    s1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
-    s2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
+    m1 = np.asarray(mu1, dtype=np.float64)
+    m2 = np.asarray(mu2, dtype=np.float64)
     if m1.shape != m2.shape:
         raise ValueError(f"mean vectors have different lengths: {m1.shape} vs {m2.shape}")
+    if validate:
+        m1, s1 = validate_stats(m1, sigma1, "first statistics (mu1/sigma1)", error=ValueError)
+        m2, s2 = validate_stats(m2, sigma2, "second statistics (mu2/sigma2)", error=ValueError)
+    else:
+        s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     d = m1.shape[0]
-    if s1.shape != (d, d) or s2.shape != (d, d):
-        raise ValueError(f"covariances must be ({d}, {d}); got {s1.shape} and {s2.shape}")
-    for name, arr in (("mu1", m1), ("sigma1", s1), ("mu2", m2), ("sigma2", s2)):
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
     diff = m1 - m2
     try:
         tr_covmean = _trace_sqrt_product(s1, s2)
@@ -177,7 +273,8 @@ def frechet_distance(
         logger.warning("eigendecomposition did not converge; adding %g to the covariance diagonals", eps)
         offset = np.eye(d) * eps
         tr_covmean = _trace_sqrt_product(s1 + offset, s2 + offset)
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
+    return clamp_distance(scale - 2.0 * tr_covmean, scale, "frechet_distance")
 
 
 def frechet_distance_from_features(feats1: npt.ArrayLike, feats2: npt.ArrayLike) -> float:
@@ -207,7 +304,103 @@ def frechet_distance_from_features(feats1: npt.ArrayLike, feats2: npt.ArrayLike)
     tr2 = float(np.einsum("ij,ij->", c2, c2)) / (n2 - 1)
     cross = (c1 @ c2.T) / np.sqrt((n1 - 1) * (n2 - 1))
     tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum())
-    return float(diff @ diff + tr1 + tr2 - 2.0 * tr_covmean)
+    scale = float(diff @ diff + tr1 + tr2)
+    return clamp_distance(scale - 2.0 * tr_covmean, scale, "frechet_distance_from_features")
+
+
+@dataclass
+class PreparedReference:
+    """What the Fréchet distance needs from a fixed reference, computed once: ``Sigma^{1/2}`` and its spectrum.
+
+    With ``R = Sigma_ref^{1/2}``, ``Tr sqrt(Sigma Sigma_ref)`` is the trace of the square root of
+    ``R Sigma R``, whose non-zero eigenvalues are those of the Gram matrix of ``(X - mean) R`` for
+    the user's centred features ``X``. So a distance against a prepared reference costs one
+    ``n x d`` by ``d x d`` product and one eigendecomposition of size ``min(n, d)``, never the
+    reference's own ``d x d`` eigendecomposition.
+    """
+
+    mu: npt.NDArray[np.float64]
+    trace: float
+    sqrt: npt.NDArray[np.float64]
+    eigenvalues: npt.NDArray[np.float64]
+    n: int
+
+    @property
+    def dims(self) -> int:
+        """Feature dimensionality d."""
+        return int(self.mu.shape[0])
+
+    def distance_to_stats(self, stats: FeatureStats) -> float:
+        """Fréchet distance between ``stats`` and this reference (same value as :func:`frechet_distance`)."""
+        mu, sigma = validate_stats(stats.mu, stats.sigma, "statistics", error=ValueError)
+        m = self.sqrt @ sigma @ self.sqrt
+        ev = np.linalg.eigvalsh(0.5 * (m + m.T))
+        diff = mu - self.mu
+        scale = float(diff @ diff + np.trace(sigma) + self.trace)
+        return clamp_distance(scale - 2.0 * float(np.sqrt(psd_clip(ev)).sum()), scale, "prepared reference")
+
+
+def prepare_reference(stats: FeatureStats) -> PreparedReference:
+    """Eigendecompose a reference covariance once (validated PSD within :data:`PSD_RTOL`)."""
+    sigma = 0.5 * (stats.sigma + stats.sigma.T)
+    w, v = np.linalg.eigh(sigma)
+    validate_stats(stats.mu, sigma, "reference statistics", eigenvalues=w)
+    sqrt = (v * np.sqrt(psd_clip(w))) @ v.T
+    return PreparedReference(mu=np.asarray(stats.mu, np.float64), trace=float(np.trace(sigma)), sqrt=sqrt,
+                             eigenvalues=w, n=stats.n)
+
+
+def _read_prepared(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            w, r = np.asarray(f["eigenvalues"], np.float64), np.asarray(f["sqrt"], np.float64)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        logger.warning("ignoring unreadable prepared-reference cache %s (%s); recomputing", path, exc)
+        return None
+    d = w.shape[0] if w.ndim == 1 else -1
+    if r.shape != (d, d) or not (np.isfinite(w).all() and np.isfinite(r).all()):
+        logger.warning("ignoring prepared-reference cache %s: wrong shape or values; recomputing", path)
+        return None
+    return w, r
+
+
+def load_prepared_reference(
+    path: Path, cache_folder: Path | None
+) -> tuple[FeatureStats, StatsProvenance | None, PreparedReference]:
+    """Load a reference ``.npz`` with its prepared form, cached by the npz's sha256 in ``cache_folder``.
+
+    The cache (``frechet-<sha256>.npz``: eigenvalues and ``Sigma^{1/2}``, uncompressed) is an
+    optimisation only: a missing, unreadable or unwritable cache costs one eigendecomposition.
+    The cached eigenvalues serve the PSD check of :func:`validate_stats`.
+
+    Raises:
+        StatsFileError: as :func:`load_stats`.
+    """
+    path = Path(path)
+    target = None
+    cached = None
+    if cache_folder is not None and path.is_file():
+        target = Path(cache_folder) / f"frechet-{file_sha256(path)}.npz"
+        cached = _read_prepared(target) if target.is_file() else None
+    if cached is not None:
+        stats, prov = load_stats(path, eigenvalues=cached[0])
+        if stats.dims == cached[0].shape[0]:
+            prep = PreparedReference(mu=stats.mu, trace=float(np.trace(stats.sigma)), sqrt=cached[1],
+                                     eigenvalues=cached[0], n=stats.n)
+            return stats, prov, prep
+    stats, prov = load_stats(path, check_psd=False)
+    try:
+        prep = prepare_reference(stats)  # validates PSD with the eigenvalues it computes
+    except StatsFileError as exc:
+        raise StatsFileError(f"{path}: {exc}") from None
+    if target is not None:
+        buf = io.BytesIO()
+        np.savez(buf, eigenvalues=prep.eigenvalues, sqrt=prep.sqrt)
+        try:
+            _atomic_write_bytes(target, buf.getvalue())
+        except OSError as exc:
+            logger.warning("could not write the prepared-reference cache %s (%s); continuing without it", target, exc)
+    return stats, prov, prep
 
 
 def compute_feature_stats(feats: npt.ArrayLike) -> FeatureStats:
@@ -316,8 +509,14 @@ def _read_sidecar(path: Path) -> StatsProvenance | None:
     return prov
 
 
-def load_stats(path: Path) -> tuple[FeatureStats, StatsProvenance | None]:
-    """Read a ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) (ours or pytorch-fid's).
+def load_stats(
+    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True
+) -> tuple[FeatureStats, StatsProvenance | None]:
+    """Read a ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) (ours or pytorch-fid's), validated.
+
+    Every file goes through :func:`validate_stats` (shape, finiteness, symmetry, PSD); pass the
+    covariance's ``eigenvalues`` when they are already known to skip the eigendecomposition, or
+    ``check_psd=False`` when the caller eigendecomposes (and so checks) the covariance itself.
 
     Loaded with ``allow_pickle=False``. The provenance comes from the JSON sidecar when one exists
     and matches the npz's sha256; otherwise it is None and ``n`` is 0 (unknown).
@@ -342,13 +541,9 @@ def load_stats(path: Path) -> tuple[FeatureStats, StatsProvenance | None]:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise StatsFileError(f"{path}: not a readable .npz stats file ({exc}); {hint}") from exc
-    if mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu":
-        raise StatsFileError(f"{path}: mu/sigma must be numeric arrays; {hint}")
-    mu = np.asarray(mu, np.float64)
-    sigma = np.asarray(sigma, np.float64)
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise StatsFileError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d)")
-    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise StatsFileError(f"{path}: mu/sigma contain NaN or infinite values; {hint}")
+    try:
+        mu, sigma = validate_stats(mu, sigma, str(path), eigenvalues=eigenvalues, check_psd=check_psd)
+    except StatsFileError as exc:
+        raise StatsFileError(f"{exc}; {hint}") from None
     prov = _read_sidecar(path)
     return FeatureStats(mu=mu, sigma=sigma, n=prov.n_images if prov else 0), prov

@@ -21,7 +21,14 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError, ReferenceNotFoundError, ReferenceStatsError, StatsFileError
-from engine.fid.frechet import FeatureStats, StatsProvenance, load_stats, sidecar_path
+from engine.fid.frechet import (
+    FeatureStats,
+    PreparedReference,
+    StatsProvenance,
+    load_prepared_reference,
+    load_stats,
+    sidecar_path,
+)
 from engine.paths import references_dir
 
 __all__ = [
@@ -32,6 +39,8 @@ __all__ = [
     "validate_reference_name",
     "list_references",
     "resolve_reference",
+    "resolve_reference_path",
+    "resolve_prepared_reference",
     "reference_info",
     "build_reference",
 ]
@@ -157,6 +166,32 @@ def _looks_like_path(text: str) -> bool:
     return text.lower().endswith(".npz") or os.sep in text or (os.altsep is not None and os.altsep in text)
 
 
+def resolve_reference_path(name_or_path: str | Path) -> tuple[str, Path]:
+    """``(name, npz path)`` of a reference given by name (``in21k``) or by ``.npz`` path; reads nothing.
+
+    Raises:
+        ReferenceNotFoundError: No such reference; the message lists the available names and the
+            command that builds it.
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, Path) or _looks_like_path(text):
+        npz = Path(text).expanduser()
+        if not npz.is_file():
+            raise ReferenceNotFoundError(f"reference stats file {npz} not found")
+        return npz.stem, npz
+    try:
+        npz = reference_path(text)
+    except ConfigError as exc:
+        raise ReferenceNotFoundError(str(exc)) from None
+    if not npz.is_file():
+        have = [r.name for r in list_references()]
+        available = f"available: {', '.join(have)}" if have else "no references built yet"
+        raise ReferenceNotFoundError(
+            f"no reference statistics named {text!r} in {npz.parent} ({available}); {_build_hint(text)}"
+        )
+    return text, npz
+
+
 def resolve_reference(name_or_path: str | Path) -> tuple[FeatureStats, ReferenceInfo]:
     """Load a reference by name (``in21k``) or by ``.npz`` path.
 
@@ -165,29 +200,28 @@ def resolve_reference(name_or_path: str | Path) -> tuple[FeatureStats, Reference
             command that builds it.
         StatsFileError: The file exists but is not valid statistics.
     """
-    text = str(name_or_path)
-    if isinstance(name_or_path, Path) or _looks_like_path(text):
-        npz = Path(text).expanduser()
-        if not npz.is_file():
-            raise ReferenceNotFoundError(f"reference stats file {npz} not found")
-        name = npz.stem
-    else:
-        try:
-            npz = reference_path(text)
-        except ConfigError as exc:
-            raise ReferenceNotFoundError(str(exc)) from None
-        name = text
-        if not npz.is_file():
-            have = [r.name for r in list_references()]
-            available = f"available: {', '.join(have)}" if have else "no references built yet"
-            raise ReferenceNotFoundError(
-                f"no reference statistics named {text!r} in {npz.parent} ({available}); {_build_hint(text)}"
-            )
+    name, npz = resolve_reference_path(name_or_path)
     try:
         stats, prov = load_stats(npz)
     except StatsFileError as exc:
         raise StatsFileError(f"reference {name!r}: {exc}") from None
     return stats, _info(name, npz, prov, stats.dims)
+
+
+def resolve_prepared_reference(
+    name_or_path: str | Path, cache_folder: Path | None
+) -> tuple[FeatureStats, ReferenceInfo, PreparedReference]:
+    """:func:`resolve_reference` plus the prepared form the Fréchet distance needs (cached by content).
+
+    Raises:
+        ReferenceNotFoundError / StatsFileError: as :func:`resolve_reference`.
+    """
+    name, npz = resolve_reference_path(name_or_path)
+    try:
+        stats, prov, prepared = load_prepared_reference(npz, cache_folder)
+    except StatsFileError as exc:
+        raise StatsFileError(f"reference {name!r}: {exc}") from None
+    return stats, _info(name, npz, prov, stats.dims), prepared
 
 
 def reference_info(name_or_path: str | Path) -> ReferenceInfo:

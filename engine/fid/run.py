@@ -42,8 +42,11 @@ from engine.fid.features import (
     to_model_array,
     weights_sha256,
 )
+from engine.fid.equal_n import FidAtN, FidInfinity, ProjectedFeatures, fid_at_n, fid_infinity
+from engine.fid.gates import FidVerdict, implausible_fid_warning, verify_fid
 from engine.fid.frechet import (
     FeatureStats,
+    PreparedReference,
     StatsProvenance,
     compute_feature_stats,
     frechet_distance,
@@ -55,7 +58,13 @@ from engine.fid.frechet import (
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers
 from engine.progress import ProgressCallback, report
-from engine.fid.reference import ReferenceInfo, resolve_reference
+from engine.fid.reference import (
+    ReferenceInfo,
+    reference_path,
+    resolve_prepared_reference,
+    validate_reference_name,
+)
+from engine.paths import cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -71,6 +80,7 @@ __all__ = [
     "compute_source_stats",
     "compute_fid",
     "measure_fid_against_reference",
+    "config_for_reference",
     "library_versions",
 ]
 
@@ -94,7 +104,7 @@ class SideSummary(FrozenModel):
     """One side of an FID comparison."""
 
     source: str = Field(description="Folder or stats file.")
-    kind: str = Field(description="'images' (features extracted) or 'stats' (a .npz).")
+    kind: str = Field(description="'images' (features extracted), 'stats' (a .npz) or 'reference' (a name).")
     n_images: int = Field(description="Images in the statistics (0 = unknown, e.g. a pytorch-fid .npz).")
     n_skipped: int = Field(default=0, description="Files skipped as unreadable.")
     n_cached: int = Field(default=0, description="Images whose features came from the cache.")
@@ -112,18 +122,41 @@ class FidResult(FrozenModel):
     warnings: list[str] = Field(default_factory=list)
     saved_stats: str | None = Field(default=None, description="Where the first side's stats were written.")
     seconds: float = Field(description="Wall time.")
+    status: str | None = Field(default=None, description=(
+        "Images against a stored reference or .npz: 'verified' or 'unverified' (see engine.fid.gates); else None."))
+    unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 
 
 class FidMeasurement(FrozenModel):
     """FID of a dataset against a named reference, with everything needed to trust the number."""
 
-    fid: float
+    fid: float = Field(description="FID of all n_images images (the number 'vpt-advisor fid' prints).")
     n_images: int
     n_skipped: int
     reference: ReferenceInfo
     extractor: str
     preprocessing: str
     warnings: list[str] = Field(default_factory=list)
+    at_n: list[FidAtN] = Field(default_factory=list, description=(
+        "The FID at each requested sample size N (clamped to n_images; all images when none was requested), "
+        "with bootstrap intervals."))
+    infinity: FidInfinity | None = Field(default=None, description="FID-infinity estimate (None below 50 images).")
+    status: str = Field(default="verified", description="'verified' or 'unverified' (see engine.fid.gates).")
+    unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
+    frechet_s: float = Field(default=0.0, description="Seconds of linear algebra for the FID (reference load included).")
+    total_linear_algebra_s: float = Field(default=0.0, description="The same plus subsets, bootstrap and FID-infinity.")
+
+    def estimate(self, n: int | None) -> FidAtN:
+        """The entry of :attr:`at_n` for sample size ``n`` (clamped to the dataset); all images when None.
+
+        Raises:
+            KeyError: ``n`` was not requested from :func:`measure_fid_against_reference`.
+        """
+        want = self.n_images if n is None else min(n, self.n_images)
+        for entry in self.at_n:
+            if entry.n == want:
+                return entry
+        raise KeyError(f"no FID at N = {want} was measured (measured: {[e.n for e in self.at_n]})")
 
 
 def _resolve_device(device: torch.device | str) -> torch.device:
@@ -235,13 +268,43 @@ class _Side:
     summary: SideSummary
     warnings: list[str]
     features: npt.NDArray[np.float32] | None = None
+    prepared: PreparedReference | None = None
+    preprocessing: str = ""
+    info: ReferenceInfo | None = None
 
 
 def _distance(x: _Side, y: _Side) -> float:
-    """Fréchet distance; through the features' cross-Gram matrix when a side has fewer images than dims."""
+    """Fréchet distance, by the cheapest exact route.
+
+    Images against a stored reference or ``.npz``: through the prepared reference (the same code as
+    ``recommend``, so both print the same number). Two image sets with fewer images than dims:
+    through the features' cross-Gram matrix. Otherwise the two covariances.
+    """
+    if x.features is not None and y.prepared is not None:
+        return ProjectedFeatures(x.features, y.prepared).fid()
+    if y.features is not None and x.prepared is not None:
+        return ProjectedFeatures(y.features, x.prepared).fid()
     if x.features is not None and y.features is not None and min(x.stats.n, y.stats.n) < x.stats.dims:
         return frechet_distance_from_features(x.features, y.features)
-    return frechet_distance(x.stats.mu, x.stats.sigma, y.stats.mu, y.stats.sigma)
+    # both sides come from load_stats (validated) or compute_feature_stats (PSD by construction)
+    return frechet_distance(x.stats.mu, x.stats.sigma, y.stats.mu, y.stats.sigma, validate=False)
+
+
+def config_for_reference(config: FidConfig, reference_preprocessing: str) -> FidConfig:
+    """The one preprocessing rule of every command: the reference's recorded preprocessing wins.
+
+    With ``resize='auto'`` a set is measured the way the reference was built when that is possible:
+    ``pil-bicubic-299`` always is; ``pytorch-fid`` needs one image size per set, so ``auto`` keeps
+    choosing it for such sets and falls back to ``pil-bicubic-299`` for mixed sizes (then the
+    measurement is marked as differing from the reference). An explicit ``resize`` is kept.
+    """
+    if config.resize == "auto" and reference_preprocessing == "pil-bicubic-299":
+        return config.model_copy(update={"resize": "pil-bicubic-299"})
+    return config
+
+
+def _prepared_cache() -> Path:
+    return cache_dir() / "frechet"
 
 
 def _stats_from_images(
@@ -260,7 +323,30 @@ def _stats_from_images(
         source=source, kind="images", n_images=stats.n, n_skipped=n_skipped, n_cached=res.n_cached,
         extractor=res.extractor, preprocessing=res.preprocessing,
     )
-    return _Side(stats, summary, warnings, res.features if stats.n < config.dims else None)
+    return _Side(stats, summary, warnings, res.features, preprocessing=res.preprocessing)
+
+
+def _is_reference_name(text: str) -> bool:
+    try:
+        return reference_path(validate_reference_name(text)).is_file()
+    except ConfigError:
+        return False
+
+
+def _stats_side(source: Path, config: FidConfig) -> _Side | None:
+    """A side given as a ``.npz`` path or a reference name (None when ``source`` is neither)."""
+    text = str(source)
+    if source.suffix.lower() != ".npz" and (source.exists() or not _is_reference_name(text)):
+        return None
+    cache = _prepared_cache() if config.use_cache else None
+    stats, info, prepared = resolve_prepared_reference(source if source.suffix.lower() == ".npz" else text, cache)
+    label = display_path(source) if source.suffix.lower() == ".npz" else f"reference {info.name}"
+    summary = SideSummary(
+        source=label, kind="stats" if source.suffix.lower() == ".npz" else "reference", n_images=stats.n,
+        extractor=info.extractor, preprocessing=info.preprocessing,
+    )
+    warns = [w for w in [small_sample_warning(stats.n, stats.dims, label)] if w]
+    return _Side(stats, summary, warns, prepared=prepared, preprocessing=info.preprocessing, info=info)
 
 
 def _source_side(
@@ -268,15 +354,11 @@ def _source_side(
 ) -> _Side:
     source = Path(source)
     label = display_path(source)
-    if source.suffix.lower() == ".npz":
-        stats, prov = load_stats(source)
-        summary = SideSummary(
-            source=label, kind="stats", n_images=stats.n,
-            extractor=prov.extractor if prov else "", preprocessing=prov.preprocessing if prov else "",
-        )
-        return _Side(stats, summary, [w for w in [small_sample_warning(stats.n, stats.dims, label)] if w])
+    side = _stats_side(source, config)
+    if side is not None:
+        return side
     if not source.exists():
-        raise DatasetError(f"{label}: no such folder or .npz stats file")
+        raise DatasetError(f"{label}: no such folder, .npz stats file or reference name")
     from engine.data.index import index_dataset
 
     index = index_dataset(source)
@@ -331,7 +413,12 @@ def compute_fid(
     t0 = time.perf_counter()
     if b is None and save_stats_to is None:
         raise ConfigError("give a second folder/.npz to compare with, or --save-stats OUT.npz")
+    side2_first = _stats_side(Path(b), config) if b is not None else None
+    if side2_first is not None:  # the reference's recorded preprocessing wins, as in recommend
+        config = config_for_reference(config, side2_first.preprocessing)
     side1 = _source_side(Path(a), config, device, on_progress)
+    if side2_first is None and side1.prepared is not None and b is not None:
+        config = config_for_reference(config, side1.preprocessing)
     s1, sum1, warn = side1.stats, side1.summary, list(side1.warnings)
     saved = None
     if save_stats_to is not None:
@@ -339,8 +426,9 @@ def compute_fid(
         saved = display_path(save_stats_to)
     fid = None
     sum2 = None
+    verdict: FidVerdict | None = None
     if b is not None:
-        side2 = _source_side(Path(b), config, device, on_progress)
+        side2 = side2_first if side2_first is not None else _source_side(Path(b), config, device, on_progress)
         sum2 = side2.summary
         warn += side2.warnings
         if s1.dims != side2.stats.dims:
@@ -349,10 +437,32 @@ def compute_fid(
             )
         warn += _compat_warnings(sum1, sum2)
         fid = _distance(side1, side2)
+        verdict = _fid_verdict(side1, side2)
     for w in warn:
         logger.info("warning: %s", w)  # also returned in .warnings, which the CLI shows
     return FidResult(fid=fid, a=sum1, b=sum2, dims=s1.dims, warnings=warn, saved_stats=saved,
-                     seconds=time.perf_counter() - t0)
+                     seconds=time.perf_counter() - t0, status=verdict.status if verdict else None,
+                     unverified_reasons=list(verdict.reasons) if verdict else [])
+
+
+def _fid_verdict(x: _Side, y: _Side) -> FidVerdict | None:
+    """The gates of ``recommend`` for images measured against a stored reference or ``.npz``."""
+    images, ref = (x, y) if y.info is not None and x.features is not None else (y, x)
+    if ref.info is None or images.features is None:
+        return None
+    return verify_fid(ref.info, images.summary.extractor, images.summary.preprocessing)
+
+
+def _measure_warnings(side: _Side, fid: float, verdict: FidVerdict) -> list[str]:
+    warnings = list(side.warnings)
+    warnings += [f"--trust-reference: accepted although {doubt}" for doubt in verdict.trusted]
+    warnings += [f"FID unverified: {reason}" for reason in verdict.reasons]
+    implausible = implausible_fid_warning(fid, side.stats.n, verdict)
+    if implausible:
+        warnings.append(implausible)
+    if fid == 0.0:
+        warnings.append("FID is 0: the dataset has the same feature statistics as the reference (the same images?)")
+    return warnings
 
 
 def measure_fid_against_reference(
@@ -362,39 +472,47 @@ def measure_fid_against_reference(
     config: FidConfig,
     device: torch.device | str,
     on_progress: ProgressCallback | None = None,
+    at_n: Sequence[int] = (),
+    seed: int = 0,
+    trust_reference: bool = False,
 ) -> FidMeasurement:
     """FID of a dataset's images against reference statistics (``recommend``'s similarity axis).
 
-    The reference is resolved first, so a missing one fails before any image is read.
+    The reference is resolved first, so a missing one fails before any image is read. Features are
+    extracted once; the FID at each size in ``at_n`` (mean over random subsets, seeded), the FID of
+    all images, their bootstrap intervals and FID-infinity all reuse them (:mod:`engine.fid.equal_n`).
+    The gates of :mod:`engine.fid.gates` set ``status``.
 
     Raises:
         ReferenceNotFoundError: Unknown reference name/path (the message says how to build it).
         WeightsNotFoundError: No Inception weights (the message says where to put the file).
         EmptyDatasetError: Fewer than 2 usable images.
     """
-    ref_stats, ref_info = resolve_reference(reference)
-    if config.resize == "auto" and ref_info.preprocessing == "pil-bicubic-299":
-        config = config.model_copy(update={"resize": "pil-bicubic-299"})  # measure the way the reference was built
+    t0 = time.perf_counter()
+    ref_stats, ref_info, prepared = resolve_prepared_reference(
+        reference, _prepared_cache() if config.use_cache else None)
+    prep_s = time.perf_counter() - t0
+    config = config_for_reference(config, ref_info.preprocessing)
     if ref_stats.dims != config.dims:
         raise ConfigError(f"reference {ref_info.name!r} has {ref_stats.dims}-d features but dims={config.dims}")
     side = _stats_from_images(
         display_path(index.root), [s.path for s in index.samples], len(index.skipped), config, device, on_progress
     )
-    warnings = list(side.warnings)
-    if ref_info.extractor and ref_info.extractor != side.summary.extractor:
-        warnings.append(
-            f"reference {ref_info.name!r} was built with {ref_info.extractor}, this dataset with "
-            f"{side.summary.extractor}: different Inception weights make the FID meaningless; rebuild the reference"
-        )
-    if ref_info.preprocessing and ref_info.preprocessing != side.summary.preprocessing:
-        warnings.append(
-            f"reference preprocessing is {ref_info.preprocessing}, the dataset's is {side.summary.preprocessing} "
-            f"({PREPROCESSING.get(side.summary.preprocessing, '')})"
-        )
-    fid = frechet_distance(side.stats.mu, side.stats.sigma, ref_stats.mu, ref_stats.sigma)
+    assert side.features is not None
+    t1 = time.perf_counter()
+    proj = ProjectedFeatures(side.features, prepared)
+    fid = proj.fid()
+    frechet_s = prep_s + time.perf_counter() - t1
+    sizes = sorted({min(int(n), side.stats.n) for n in at_n if n >= 2} or {side.stats.n})
+    estimates = [fid_at_n(proj, n, seed=seed, full=fid) for n in sizes]
+    infinity = fid_infinity(proj, seed=seed, full=fid)
+    verdict = verify_fid(ref_info, side.summary.extractor, side.summary.preprocessing, trust_reference=trust_reference)
+    warnings = _measure_warnings(side, fid, verdict)
     for w in warnings:
         logger.info("warning: %s", w)  # also returned in .warnings, which callers show
     return FidMeasurement(
         fid=fid, n_images=side.stats.n, n_skipped=side.summary.n_skipped, reference=ref_info,
         extractor=side.summary.extractor, preprocessing=side.summary.preprocessing, warnings=warnings,
+        at_n=estimates, infinity=infinity, status=verdict.status, unverified_reasons=list(verdict.reasons),
+        frechet_s=frechet_s, total_linear_algebra_s=prep_s + time.perf_counter() - t1,
     )

@@ -94,12 +94,18 @@ def test_dataset_with_measured_fid(
 
     seen: dict[str, object] = {}
 
-    def fake_measure(index, reference, *, config, device, on_progress=None):  # type: ignore[no-untyped-def]
-        seen.update(n=len(index.samples), reference=reference, weights=config.weights, device=str(device))
+    from engine.fid.equal_n import FidAtN
+
+    def fake_measure(index, reference, *, config, device, on_progress=None, at_n=(), seed=0,  # type: ignore[no-untyped-def]
+                     trust_reference=False):
+        seen.update(n=len(index.samples), reference=reference, weights=config.weights, device=str(device),
+                    at_n=list(at_n))
+        n = len(index.samples)
         return fidrun.FidMeasurement(
-            fid=190.0, n_images=len(index.samples), n_skipped=0,
+            fid=190.0, n_images=n, n_skipped=0,
             reference=ReferenceInfo(name="in21k", path="/refs/in21k.npz"), extractor="test", preprocessing="test",
             warnings=["fewer than 2048 images"],
+            at_n=[FidAtN(n=n, fid=190.0, n_subsets=1, interval=(188.0, 192.0), n_bootstrap=20, bootstrap_n=n, seed=0)],
         )
 
     monkeypatch.setattr(fidrun, "measure_fid_against_reference", fake_measure)
@@ -107,11 +113,14 @@ def test_dataset_with_measured_fid(
     argv = ["recommend", str(tiny_imagefolder), "--task", "fine-grained", "--inception-weights", str(weights),
             "--device", "cpu", "--n-train", "1000"]
     report = _json(capsys, argv)
-    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu"}
+    # the default threshold has no N, so the FID of all images is compared
+    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu", "at_n": []}
     rec = report.recommendation
     assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "dissimilar"
     assert rec.recommendation == "FT" and rec.inputs.n_train == 1000
     assert report.fid_measurement is not None and "fewer than 2048 images" in report.warnings
+    assert rec.inputs.fid_n == 18 and rec.inputs.fid_interval == (188.0, 192.0)
+    assert "N is not printed by the paper" in report.fid_measurement.compared_note
 
 
 @pytest.mark.parametrize(

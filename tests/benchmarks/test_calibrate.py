@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.vtab.calibrate import check_fit, fit_threshold, leave_one_out, paper_low_disparity_winners
+from benchmarks.vtab.calibrate import (
+    CALIBRATION_SIZES,
+    check_fit,
+    fit_threshold,
+    leave_one_out,
+    paper_low_disparity_winners,
+)
 from engine.fid.calibration import Calibration, load_calibration, save_calibration
 from engine.errors import ConfigError
 
@@ -143,8 +149,14 @@ def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, m
     by_folder = {TASKS[k].folder: v for k, v in fids.items()}
     root = make_vtab_tree(tmp_path / "vtab", tasks=list(fids), per_split={"train800": 1, "val200": 1, "test": 1})
 
-    def fake(index, reference, *, config, device):  # noqa: ANN001, ANN202 - stands in for the Inception run
-        return SimpleNamespace(fid=by_folder[index.root.name], n_images=len(index.samples), warnings=[])
+    def fake(index, reference, *, config, device, at_n=()):  # noqa: ANN001, ANN202 - stands in for the Inception run
+        fid = by_folder[index.root.name]
+        assert tuple(at_n) == CALIBRATION_SIZES  # every task is measured at each N (subsets of one extraction)
+
+        def estimate(n):  # noqa: ANN001, ANN202 - FID rises at small N, as the real one does
+            return SimpleNamespace(n=n, fid=fid + 1000.0 / n)
+
+        return SimpleNamespace(fid=fid, n_images=1000, warnings=[], estimate=estimate)
 
     monkeypatch.setattr(fid_run, "measure_fid_against_reference", fake)
     out = tmp_path / "cal.json"
@@ -153,6 +165,12 @@ def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, m
     assert cal is not None and cal.loo_accuracy == pytest.approx(1.0) == report.fit.loo_accuracy
     assert cal.majority_accuracy == pytest.approx(8 / 11)
     assert any("leave-one-task-out accuracy 1.00" in n for n in cal.notes)
+    # N bookkeeping: the top level at all 1,000 images, one level per smaller N with that N's FIDs and threshold
+    assert cal.n == 1000 and [lv.n for lv in cal.levels] == [250, 500]
+    for lv in cal.levels:
+        assert lv.task_fids == pytest.approx({k: v + 1000.0 / lv.n for k, v in fids.items()})
+        assert lv.threshold == pytest.approx(fit_threshold(lv.task_fids, winners).threshold)
+    assert cal.at_n(600).n == 500 and cal.at_n(600).threshold == cal.levels[1].threshold
     # the same tree with interleaved FIDs is refused and leaves the file as it was
     by_folder.update({TASKS[k].folder: 100.0 + 10 * i for i, k in enumerate(winners)})
     before = out.read_text()
