@@ -160,4 +160,4 @@ def test_a_missing_calibration_file_is_an_error_not_ignored(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert code == 1
     _one_error_line(err)
-    assert "typo.json" in err and "no such file" in err
+    assert "typo.json" in err and "does not exist" in err
