@@ -44,6 +44,9 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     """Global options (``--debug`` is read by ``main`` before the command runs)."""
+    from advisor.render import configure_consoles
+
+    configure_consoles()  # the width follows COLUMNS for every run, also when piped
 
 
 for _name in COMMAND_MODULES:
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _debug_requested(args)
     from rich.markup import escape
 
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
 
     exit_types, abort_types, usage_types = _exception_types()
     try:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 "re-run with --debug and report it", markup=True, soft_wrap=True
             )
         else:
-            err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+            print_message(message, prefix="[red]Error:[/red] ", target=err_console)
         return 1
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "BatchSizeOpt",
     "WorkersOpt",
     "YesOpt",
+    "ExplainOpt",
 ]
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
@@ -40,3 +41,8 @@ ReferenceOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Start long runs without asking.")]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option("--explain", "-v", help="Print the full reasoning (every reason in full, trend, provenance); "
+                 "the default is a short view."),
+]

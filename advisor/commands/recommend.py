@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 from advisor.commands.pilot import BudgetOpt, PilotRequest, WeightsOpt, run_pilot_request
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend, reconcile_disparity
 from advisor.rules import THRESHOLD_LABEL
@@ -178,6 +178,7 @@ def recommend_command(
         "--calibration", help="Calibration file (default: calibration.json in the data home, if present).",
         show_default=False)] = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
@@ -193,7 +194,7 @@ def recommend_command(
     yes: YesOpt = False,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
-    from advisor.render import emit_json, err_console, warn
+    from advisor.render import emit_json, err_console
     from advisor.render.recommend import render_report
     from engine.data.demo import ensure_demo_dataset
     from engine.errors import ConfigError
@@ -209,7 +210,7 @@ def recommend_command(
     if pilot and dataset is None and not demo:
         raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
     show = not as_json and err_console.is_terminal
-    result = run_recommend(request, show_progress=show, on_warning=warn)
+    result = run_recommend(request, show_progress=show)  # warnings: printed once by render_report
     if pilot:
         result = _run_pilot(result, PilotRequest(
             dataset=dataset if dataset is not None else ensure_demo_dataset(),
@@ -219,7 +220,7 @@ def recommend_command(
     if as_json:
         emit_json(result)
     else:
-        render_report(result)
+        render_report(result, explain=explain)
     _write_outputs(result, report, plot)
 
 

@@ -1,17 +1,23 @@
-"""All terminal output: rich consoles, progress bars and JSON emission.
+"""All terminal output: rich consoles, progress bars, copyable messages and JSON emission.
 
 The engine reports progress through ``on_progress(done, total)`` callbacks; ``progress_bar`` turns
-one into a rich bar. Commands render through this package only.
+one into a rich bar, drawn only once real work reports in (a failed lookup before any image is read
+never shows a spinner). Messages go through ``print_message``, which keeps URLs, paths and commands
+whole: they are printed on their own line, never wrapped or cropped, so they can be copied.
+Commands render through this package only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
 from collections.abc import Iterator
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,17 +30,94 @@ from rich.progress import (
 
 from engine.progress import ProgressCallback
 
-__all__ = ["console", "err_console", "progress_bar", "emit_json", "warn"]
+__all__ = [
+    "console", "err_console", "configure_consoles", "progress_bar", "emit_json", "warn", "note",
+    "print_message", "split_copyable", "reset_warnings",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+_seen_warnings: set[str] = set()
+
+COPYABLE_MIN_LEN = 40
+"""A single token at least this long (a path, a hash) is printed on its own line, so no wrap cuts it."""
+
+# A URL; a command introduced by "with: ", "run: " or "Build one with: " (up to ';', ')' or the end);
+# or any long whitespace-free token. Trailing sentence punctuation is not part of the match.
+_COPYABLE = re.compile(
+    r"https?://[^\s)]+[^\s).,;:]"
+    r"|(?<=: )(?:vpt-advisor|python -m|pip install|\.venv/bin/\S+) [^;)]*[^\s;).,]"
+    rf"|[^\s()'\"]{{{COPYABLE_MIN_LEN},}}"
+)
+
+
+def configure_consoles() -> None:
+    """Re-read ``COLUMNS`` for both consoles (called once per command; tests change it between runs).
+
+    Without ``COLUMNS`` rich measures the terminal, or uses 80 columns when the output is piped.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    for c in (console, err_console):
+        c._width = int(columns) if columns.isdigit() and int(columns) > 0 else None  # noqa: SLF001 - rich's own field
+    _seen_warnings.clear()
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were printed (each command run starts afresh)."""
+    _seen_warnings.clear()
+
+
+def split_copyable(message: str) -> list[tuple[str, bool]]:
+    """Split ``message`` into ``(text, copyable)`` parts; URLs, commands and long tokens are copyable."""
+    parts: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _COPYABLE.finditer(message):
+        if m.start() > pos:
+            parts.append((message[pos:m.start()], False))
+        parts.append((m.group(0), True))
+        pos = m.end()
+    if pos < len(message):
+        parts.append((message[pos:], False))
+    return parts
+
+
+def print_message(message: str, *, prefix: str = "", target: Console | None = None, style: str = "") -> None:
+    """Print prose wrapped to the width, with every URL, command and long path on its own unwrapped line.
+
+    Args:
+        message: plain text (not markup).
+        prefix: rich markup put before the first line (``"[yellow]Warning:[/yellow] "``).
+        target: the console (default: stdout's).
+        style: style for the prose.
+    """
+    out = target or console
+    prose, first = prefix, True
+
+    def flush(text: str) -> None:
+        nonlocal first
+        if re.search(r"\w", text.replace(prefix, "", 1)) or (first and prefix and text == prefix):
+            out.print(text.rstrip() if first else text.strip())
+        first = False
+
+    for text, copyable in split_copyable(message):
+        if not copyable:
+            prose += f"[{style}]{escape(text)}[/]" if style and text.strip() else escape(text)
+            continue
+        flush(prose)
+        prose = ""
+        # soft_wrap: no newline is inserted and nothing is cropped, so the terminal shows it whole
+        out.print("  " + text, markup=False, highlight=False, soft_wrap=True)
+    flush(prose)
 
 
 @contextlib.contextmanager
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[ProgressCallback]:
     """Yield an ``on_progress(done, total)`` callback drawing a rich bar on stderr.
 
-    With ``enabled=False`` (``--json`` runs, or no terminal) the callback does nothing.
+    The bar appears at the first report with a known total, so a step that fails (or finishes)
+    before any work is counted prints nothing. With ``enabled=False`` (``--json`` runs, or no
+    terminal) the callback does nothing.
     """
     if not enabled:
         yield lambda done, total: None
@@ -49,13 +132,24 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
         console=err_console,
         transient=False,
     )
-    task_id = progress.add_task(description, total=None)
+    task_id = progress.add_task(description, total=None, start=False)
+    started = False
 
     def update(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            if not total:
+                return  # nothing to measure yet
+            progress.start()
+            progress.start_task(task_id)
+            started = True
         progress.update(task_id, completed=done, total=total or None)
 
-    with progress:
+    try:
         yield update
+    finally:
+        if started:
+            progress.stop()
 
 
 def emit_json(model: BaseModel) -> None:
@@ -65,5 +159,14 @@ def emit_json(model: BaseModel) -> None:
 
 
 def warn(message: str) -> None:
-    """Print a one-line warning to stderr."""
-    err_console.print(f"[yellow]Warning:[/yellow] {message}")
+    """Print a warning to stderr once per command run (a repeated warning is dropped)."""
+    key = " ".join(message.split())
+    if key in _seen_warnings:
+        return
+    _seen_warnings.add(key)
+    print_message(message, prefix="[yellow]Warning:[/yellow] ", target=err_console)
+
+
+def note(message: str) -> None:
+    """Print a dim note to stdout (URLs, paths and commands kept whole)."""
+    print_message(message, style="dim")

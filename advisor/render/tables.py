@@ -1,0 +1,121 @@
+"""Tables that fit the terminal: nothing in a table is ever clipped with "…" or split inside a word.
+
+``fit_table`` tries, in order, until a trial render at the console's width clips nothing:
+
+1. the table with its full column headers;
+2. abbreviated headers (``Col.short``) with a legend line under the table;
+3. a vertical fold: one block per row, ``header  value`` per line.
+
+Numbers and names are never wrapped (``no_wrap``; overflow shows "…", which the trial render
+detects); only columns marked ``wrap`` (free text) wrap, by words. The same check drives
+``tests/advisor/test_output_width.py`` over every command at 80 and 120 columns.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["Col", "ELLIPSIS", "fit_table", "fits", "kv_table"]
+
+ELLIPSIS = "…"
+"""What rich prints where it clips; no table output may contain it."""
+
+Cell = str | Text
+Justify = Literal["left", "right", "center"]
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column: full header, optional abbreviation (explained in a legend), alignment, wrapping."""
+
+    header: str
+    justify: Justify = "left"
+    short: str | None = None
+    meaning: str | None = None
+    wrap: bool = False
+    style: str | None = None
+
+
+def _render_width(renderable: RenderableType, width: int) -> str:
+    trial = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, force_terminal=False)
+    trial.print(renderable)
+    out = trial.file.getvalue()  # type: ignore[attr-defined]  # StringIO, created above
+    return str(out)
+
+
+def fits(renderable: RenderableType, width: int) -> bool:
+    """True when ``renderable`` renders at ``width`` without any clipped or cropped cell."""
+    trial = Console(width=width, file=io.StringIO(), color_system=None)
+    if trial.measure(renderable).minimum > width:  # rich would crop the right edge silently
+        return False
+    return ELLIPSIS not in _render_width(renderable, width)
+
+
+def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str | None, short: bool,
+           caption: str | None) -> Table:
+    t = Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, header_style="bold", show_edge=False)
+    for c in cols:
+        header = c.short if short and c.short else c.header
+        t.add_column(header, justify=c.justify, no_wrap=not c.wrap, overflow="ellipsis", style=c.style,
+                     ratio=1 if c.wrap else None, min_width=12 if c.wrap else None)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def _legend(cols: Sequence[Col]) -> Text | None:
+    items = [f"{c.short} = {c.meaning or c.header}" for c in cols if c.short and c.short != c.header]
+    return Text("; ".join(items), style="dim") if items else None
+
+
+def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str | None,
+              caption: str | None) -> Group:
+    parts: list[RenderableType] = []
+    if title:
+        parts.append(Text(title, style="italic"))
+    for row in rows:
+        head = row[0]
+        parts.append(Text(head, style="bold") if isinstance(head, str) else head)
+        grid = Table.grid(padding=(0, 2), pad_edge=False)
+        grid.add_column(no_wrap=True, style="dim")
+        grid.add_column(overflow="fold")
+        for c, value in zip(cols[1:], row[1:]):
+            grid.add_row("  " + c.header, value)
+        parts.append(grid)
+    if caption:
+        parts.append(Text(caption, style="dim"))
+    return Group(*parts)
+
+
+def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int, title: str | None = None,
+              caption: str | None = None) -> RenderableType:
+    """The first layout of (full, abbreviated with legend, vertical) that shows every cell whole at ``width``."""
+    full = _table(cols, rows, title=title, short=False, caption=caption)
+    if fits(full, width):
+        return full
+    if any(c.short for c in cols):
+        legend = _legend(cols)
+        short = _table(cols, rows, title=title, short=True, caption=caption)
+        candidate: RenderableType = Group(short, legend) if legend is not None else short
+        if fits(candidate, width):
+            return candidate
+    return _vertical(cols, rows, title=title, caption=caption)
+
+
+def kv_table(pairs: Sequence[tuple[str, Cell]], *, title: str | None = None) -> Table:
+    """A two-column ``field  value`` table whose values wrap by words and fold only a word too long for a line."""
+    t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    t.add_column("field", style="bold", no_wrap=True)
+    t.add_column("value", overflow="fold")
+    for key, value in pairs:
+        t.add_row(key, value)
+    return t
