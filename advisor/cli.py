@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _debug_requested(args)
     from rich.markup import escape
 
-    from advisor.render import err_console, print_message
+    from advisor.render import err_console
 
     exit_types, abort_types, usage_types = _exception_types()
     try:
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 "re-run with --debug and report it", markup=True, soft_wrap=True
             )
         else:
-            print_message(message, prefix="[red]Error:[/red] ", target=err_console)
+            # one line, never wrapped or cropped by rich (soft_wrap): paths and URLs in it copy whole
+            err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
         return 1
 
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
+from advisor.commands._options import DeviceOpt, ExplainOpt, JsonOpt, YesOpt
 from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
 
 __all__ = [
@@ -236,6 +236,7 @@ def pilot_command(
     precision: _PrecisionOpt = "auto",
     yes: YesOpt = False,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
         show_default=False)] = None,
@@ -256,7 +257,8 @@ def pilot_command(
     if as_json:
         emit_json(result)
     else:
-        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None)
+        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None,
+                      explain=explain)
     written = write_pilot_outputs(result, pilot, report)
     if written is not None:
         err_console.print(f"Wrote {written}")

@@ -194,7 +194,7 @@ def recommend_command(
     yes: YesOpt = False,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
-    from advisor.render import emit_json, err_console
+    from advisor.render import emit_json, err_console, warn
     from advisor.render.recommend import render_report
     from engine.data.demo import ensure_demo_dataset
     from engine.errors import ConfigError
@@ -219,6 +219,8 @@ def recommend_command(
             budget=budget, weights=weights, device=device, yes=yes), as_json=as_json, show=show)
     if as_json:
         emit_json(result)
+        for w in result.warnings:
+            warn(w)  # stdout stays pure JSON; the warnings still reach the person on stderr
     else:
         render_report(result, explain=explain)
     _write_outputs(result, report, plot)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 
 __all__ = ["parse_model_args", "build_sweep_request", "reproduce_vtab_command", "calibrate_command", "register"]
 
@@ -135,6 +135,7 @@ def reproduce_vtab_command(
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
                                              show_default=False)] = None,
     yes: YesOpt = False,
+    explain: ExplainOpt = False,
     report_path: Annotated[Path | None, typer.Option(
         "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
         show_default=False)] = None,
@@ -142,9 +143,7 @@ def reproduce_vtab_command(
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
     import sys
 
-    from rich.markup import escape
-
-    from advisor.render import err_console, progress_bar
+    from advisor.render import err_console, print_message, progress_bar
     from advisor.render.vtab import render_layout, render_table
     from benchmarks.vtab.run import run_sweep
     from benchmarks.vtab.tables import build_table, to_csv, to_json, to_markdown
@@ -161,10 +160,10 @@ def reproduce_vtab_command(
     _confirm(request, yes)
     show = fmt == "rich" and err_console.is_terminal
     with progress_bar("VTAB-1k trials", enabled=show) as on_progress:
-        report = run_sweep(request, on_progress=on_progress, on_event=lambda m: err_console.print(escape(m)))
+        report = run_sweep(request, on_progress=on_progress, on_event=lambda m: print_message(m, target=err_console))
     table = build_table(report)
     if fmt == "rich":
-        render_layout(report.layout)
+        render_layout(report.layout, explain=explain)
         for failure in report.failures:
             err_console.print(f"[red]failed[/red] {failure}")
         render_table(table, db=report.db)
@@ -189,6 +188,7 @@ def calibrate_command(
     output: Annotated[Path | None, typer.Option("--output", help="Calibration file (default: <data home>/calibration.json).",
                                                 show_default=False)] = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Fit the FID similarity threshold on VTAB-1k (FT-won vs VPT-won low-disparity tasks) for 'recommend'."""
     from advisor.render import emit_json, err_console, progress_bar
@@ -202,7 +202,7 @@ def calibrate_command(
     if as_json:
         emit_json(report)
     else:
-        render_calibration(report)
+        render_calibration(report, explain=explain)
 
 
 def register(app: typer.Typer) -> None:

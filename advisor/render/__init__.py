@@ -32,7 +32,7 @@ from engine.progress import ProgressCallback
 
 __all__ = [
     "console", "err_console", "configure_consoles", "progress_bar", "emit_json", "warn", "note",
-    "print_message", "split_copyable", "reset_warnings",
+    "print_message", "print_fields", "split_copyable", "reset_warnings",
 ]
 
 console = Console(highlight=False)
@@ -53,13 +53,20 @@ _COPYABLE = re.compile(
 
 
 def configure_consoles() -> None:
-    """Re-read ``COLUMNS`` for both consoles (called once per command; tests change it between runs).
+    """Re-read ``COLUMNS`` and ``FORCE_COLOR`` for both consoles (once per command run).
 
-    Without ``COLUMNS`` rich measures the terminal, or uses 80 columns when the output is piped.
+    The consoles are created at import; a long-lived process (tests, a shell embedding the app)
+    runs many commands, so the width and the terminal detection are refreshed here. Without
+    ``COLUMNS`` rich measures the terminal, or uses 80 columns when the output is piped.
     """
     columns = os.environ.get("COLUMNS", "")
+    force = True if os.environ.get("FORCE_COLOR", "") not in ("", "0") else None
     for c in (console, err_console):
-        c._width = int(columns) if columns.isdigit() and int(columns) > 0 else None  # noqa: SLF001 - rich's own field
+        # rich keeps these in private fields set by __init__; there is no public setter for them
+        c._width = int(columns) if columns.isdigit() and int(columns) > 0 else None  # noqa: SLF001
+        if c._force_terminal != force:  # noqa: SLF001
+            c._force_terminal = force  # noqa: SLF001
+            c._color_system = c._detect_color_system()  # noqa: SLF001
     _seen_warnings.clear()
 
 
@@ -165,6 +172,16 @@ def warn(message: str) -> None:
         return
     _seen_warnings.add(key)
     print_message(message, prefix="[yellow]Warning:[/yellow] ", target=err_console)
+
+
+def print_fields(pairs: list[tuple[str, str]], *, title: str | None = None, target: Console | None = None) -> None:
+    """Print ``key  value`` lines; values wrap by words and long paths, hashes and URLs stay whole."""
+    out = target or console
+    if title:
+        out.print(f"[bold]{escape(title)}[/bold]")
+    width = max((len(k) for k, _ in pairs), default=0)
+    for key, value in pairs:
+        print_message(value, prefix=f"[bold]{escape(key.ljust(width))}[/bold]  ", target=out)
 
 
 def note(message: str) -> None:

@@ -75,7 +75,7 @@ def short_reason(reason: Reason, rec: Recommendation) -> str:
 def _headline(rec: Recommendation) -> Text:
     colour = _COLOURS[rec.recommendation]
     lean = f" (the priors lean {rec.lean})" if rec.lean else ""
-    line = Text.assemble((_LABELS[rec.recommendation], f"bold {colour}"), lean, "  ·  confidence ",
+    line = Text.assemble("Recommendation: ", (_LABELS[rec.recommendation], f"bold {colour}"), lean, "  ·  confidence ",
                          (rec.confidence, "bold"))
     return line
 
