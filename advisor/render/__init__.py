@@ -41,14 +41,14 @@ err_console = Console(stderr=True, highlight=False)
 _seen_warnings: set[str] = set()
 
 COPYABLE_MIN_LEN = 40
-"""A single token at least this long (a path, a hash) is printed on its own line, so no wrap cuts it."""
+"""Shortest token (a path, a hash) that may be put on a line of its own; ``print_message`` raises it to
+the console width minus a margin, since a shorter word is never split by rich's word wrap."""
 
-# A URL; a command introduced by "with: ", "run: " or "Build one with: " (up to ';', ')' or the end);
-# or any long whitespace-free token. Trailing sentence punctuation is not part of the match.
-_COPYABLE = re.compile(
+# A URL, or a command introduced by "with: ", "run: " or "Build one with: " (up to ';', ')' or the end).
+# Trailing sentence punctuation is not part of the match.
+_URL_OR_COMMAND = (
     r"https?://[^\s)]+[^\s).,;:]"
     r"|(?<=: )(?:vpt-advisor|python -m|pip install|\.venv/bin/\S+) [^;)]*[^\s;).,]"
-    rf"|[^\s()'\"]{{{COPYABLE_MIN_LEN},}}"
 )
 
 
@@ -75,11 +75,16 @@ def reset_warnings() -> None:
     _seen_warnings.clear()
 
 
-def split_copyable(message: str) -> list[tuple[str, bool]]:
-    """Split ``message`` into ``(text, copyable)`` parts; URLs, commands and long tokens are copyable."""
+def split_copyable(message: str, *, min_len: int = COPYABLE_MIN_LEN) -> list[tuple[str, bool]]:
+    """Split ``message`` into ``(text, copyable)`` parts.
+
+    URLs and commands are copyable, and so is any whitespace-free token of ``min_len`` characters or
+    more (a path or hash too long to be moved whole to the next line by the word wrap).
+    """
+    pattern = re.compile(rf"{_URL_OR_COMMAND}|[^\s()'\"]{{{min_len},}}")
     parts: list[tuple[str, bool]] = []
     pos = 0
-    for m in _COPYABLE.finditer(message):
+    for m in pattern.finditer(message):
         if m.start() > pos:
             parts.append((message[pos:m.start()], False))
         parts.append((m.group(0), True))
@@ -107,7 +112,9 @@ def print_message(message: str, *, prefix: str = "", target: Console | None = No
             out.print(text.rstrip() if first else text.strip())
         first = False
 
-    for text, copyable in split_copyable(message):
+    # a token shorter than the line is moved whole to the next line by the wrap; longer ones get their own
+    min_len = max(COPYABLE_MIN_LEN, out.width - 8)
+    for text, copyable in split_copyable(message, min_len=min_len):
         if not copyable:
             prose += f"[{style}]{escape(text)}[/]" if style and text.strip() else escape(text)
             continue

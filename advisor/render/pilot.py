@@ -50,7 +50,7 @@ _ACC_COLS = [Col("method"), Col("best lr", "right", short="lr"), Col("val acc %"
 _COST_COLS = [Col("trainable params", "right", short="params"), Col("% trained", "right", short="%"),
               Col("img/s", "right"), Col("peak memory", "right", short="memory"), Col("wall time", "right",
                                                                                         short="time")]
-_TITLE = "Pilot results (validation accuracy at each method's best lr)"
+_TITLE = "Pilot: validation accuracy at each method's best lr"
 
 
 def _rows(result: Any) -> tuple[list[list[str | Text]], list[list[str | Text]]]:

@@ -63,7 +63,7 @@ def short_reason(reason: Reason, rec: Recommendation) -> str:
                  "similar": f"below the threshold {thr.value:.1f}: similar data",
                  "dissimilar": f"above the threshold {thr.value:.1f}: dissimilar data",
                  "unverified": "unverified, so it does not decide"}.get(rec.similarity, rec.similarity)
-        return f"FID {inp.fid:.1f} against '{inp.reference}' is {where}"
+        return f"FID {inp.fid:.1f} is {where}"
     text = _first_sentence(_strip_parentheticals(reason.sentence))
     if len(text) > SHORT_REASON_CHARS:
         cut = min((i for i in (text.find("; "), text.find(": ")) if i >= 40), default=-1)
@@ -74,8 +74,8 @@ def short_reason(reason: Reason, rec: Recommendation) -> str:
 
 def _headline(rec: Recommendation) -> Text:
     colour = _COLOURS[rec.recommendation]
-    lean = f" (the priors lean {rec.lean})" if rec.lean else ""
-    line = Text.assemble("Recommendation: ", (_LABELS[rec.recommendation], f"bold {colour}"), lean, "  ·  confidence ",
+    lean = f" (leaning {rec.lean})" if rec.lean else ""
+    line = Text.assemble("Recommendation: ", (_LABELS[rec.recommendation], f"bold {colour}"), lean, " · confidence ",
                          (rec.confidence, "bold"))
     return line
 
@@ -89,7 +89,7 @@ def _facts(report: RecommendReport) -> str:
     return f"{task} · {fid} · {n}{backbone}"
 
 
-def _nearest(tasks: list[NearestTask], *, width: int) -> list[object]:
+def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[object]:
     """The nearest-task table; why each task is near is a letter explained once under it."""
     whys = list(dict.fromkeys(t.why for t in tasks))
     letter = {w: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, w in enumerate(whys)}
@@ -110,7 +110,7 @@ def _nearest(tasks: list[NearestTask], *, width: int) -> list[object]:
             row.append(letter[t.why])
         rows.append(row)
     tables = sorted({t.source.split(" (")[0] for t in tasks})
-    at_800 = "; n=800 as Tables 1-2" if any(t.n_train == 800 for t in tasks) else ""
+    at_800 = "; n=800: Tables 1-2" if detail and any(t.n_train == 800 for t in tasks) else ""
     title = f"Nearest paper tasks (ViT-B/16 IN-21k; {', '.join(tables)}{at_800})"
     out: list[object] = [fit_table(cols, rows, title=title, width=width)]
     if len(whys) == 1:
@@ -140,10 +140,14 @@ def _short(report: RecommendReport) -> None:
     console.print(_headline(rec))
     console.print(Text(_facts(report), style="dim"))
     console.print("[bold]Why[/]")
-    for i, r in enumerate(rec.reasons, 1):
-        console.print(Text.assemble(f" {i}. ", (_strip_parentheticals(r.source), "magenta"), " · ", short_reason(r, rec)))
+    why = Table.grid(padding=(0, 1))
+    why.add_column(justify="right", no_wrap=True)
+    why.add_column()
+    for i, r in enumerate(rec.reasons, 1):  # wrapped lines hang under the reason's first word
+        why.add_row(f" {i}.", Text.assemble((_strip_parentheticals(r.source), "magenta"), " · ", short_reason(r, rec)))
+    console.print(why)
     if rec.nearest_tasks:
-        for part in _nearest(rec.nearest_tasks, width=console.width):
+        for part in _nearest(rec.nearest_tasks, width=console.width, detail=False):
             console.print(part)  # type: ignore[arg-type]  # rich renderables
     thr = rec.provenance.threshold
     shown = [r.sentence for r in rec.reasons if r.rule != "similarity"]
@@ -210,7 +214,7 @@ def _explain(report: RecommendReport) -> None:
     for i, r in enumerate(rec.reasons, 1):
         print_message(f" {i}. {r.sentence} [{r.source}]")
     if rec.nearest_tasks:
-        for part in _nearest(rec.nearest_tasks, width=console.width):
+        for part in _nearest(rec.nearest_tasks, width=console.width, detail=True):
             console.print(part)  # type: ignore[arg-type]
     for line in _trend_lines(rec):
         print_message(line)

@@ -3,7 +3,8 @@
 ``fit_table`` tries, in order, until a trial render at the console's width clips nothing:
 
 1. the table with its full column headers;
-2. abbreviated headers (``Col.short``) with a legend line under the table;
+2. abbreviated headers (``Col.short``) with a legend line under the table, two spaces between columns,
+   then one;
 3. a vertical fold: one block per row, ``header  value`` per line.
 
 Numbers and names are never wrapped (``no_wrap``; overflow shows "…", which the trial render
@@ -60,9 +61,11 @@ def fits(renderable: RenderableType, width: int) -> bool:
 
 
 def _table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str | None, short: bool,
-           caption: str | None) -> Table:
+           caption: str | None, tight: bool = False) -> Table:
+    # two spaces between columns (collapse_padding), one when tight
     t = Table(title=title, title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
-              pad_edge=False, header_style="bold", show_edge=False)
+              pad_edge=False, header_style="bold", show_edge=False, collapse_padding=True,
+              padding=(0, 0) if tight else (0, 1))
     for c in cols:
         header = c.short if short and c.short else c.header
         t.add_column(header, justify=c.justify, no_wrap=not c.wrap, overflow="ellipsis", style=c.style,
@@ -97,17 +100,28 @@ def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str
 
 
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int, title: str | None = None,
-              caption: str | None = None) -> RenderableType:
-    """The first layout of (full, abbreviated with legend, vertical) that shows every cell whole at ``width``."""
+              caption: str | None = None, legends: list[str] | None = None) -> RenderableType:
+    """The first layout that shows every cell whole at ``width``.
+
+    Layouts, in order: full headers; abbreviated headers with a legend; the same with one space
+    between columns; a vertical fold. With ``legends`` the legend line is appended there (for the
+    caller to print once under several tables) instead of under the table.
+    """
     full = _table(cols, rows, title=title, short=False, caption=caption)
     if fits(full, width):
         return full
     if any(c.short for c in cols):
         legend = _legend(cols)
-        short = _table(cols, rows, title=title, short=True, caption=caption)
-        candidate: RenderableType = Group(short, legend) if legend is not None else short
-        if fits(candidate, width):
-            return candidate
+        for tight in (False, True):
+            short = _table(cols, rows, title=title, short=True, caption=caption, tight=tight)
+            if legends is not None:
+                candidate: RenderableType = short
+            else:
+                candidate = Group(short, legend) if legend is not None else short
+            if fits(candidate, width):
+                if legends is not None and legend is not None and legend.plain not in legends:
+                    legends.append(legend.plain)
+                return candidate
     return _vertical(cols, rows, title=title, caption=caption)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -45,9 +46,10 @@ _TASK_COLS = [Col("task"), Col("group"), Col("FT paper", "right", short="FT p", 
               Col("ΔFT", "right"), Col("VPT paper", "right", short="VPT p", meaning="VPT paper"),
               Col("VPT ours", "right", short="VPT o", meaning="VPT ours"), Col("ΔVPT", "right"),
               Col("winner (paper/ours)", short="win p/o", meaning="winner paper/ours")]
-_GROUP_COLS = [Col("group"), Col("tasks", "right"), Col("FT paper", "right", short="FT p"),
-               Col("FT ours", "right", short="FT o"), Col("VPT paper", "right", short="VPT p"),
-               Col("VPT ours", "right", short="VPT o"), Col("VPT wins paper", "right", short="wins p"),
+_GROUP_COLS = [Col("group"), Col("tasks", "right"), Col("FT paper", "right", short="FT p", meaning="FT paper"),
+               Col("FT ours", "right", short="FT o", meaning="FT ours (mean±sd over seeds)"),
+               Col("VPT paper", "right", short="VPT p", meaning="VPT paper"),
+               Col("VPT ours", "right", short="VPT o", meaning="VPT ours"), Col("VPT wins paper", "right", short="wins p"),
                Col("VPT wins ours", "right", short="wins o")]
 
 
@@ -59,7 +61,7 @@ def _task_row(r: Any) -> list[str | Text]:
             winners if agree else f"[yellow]{winners}[/yellow]"]
 
 
-def _task_tables(rows: list[Any], title: str, width: int) -> list[RenderableType]:
+def _task_tables(rows: list[Any], title: str, width: int, legends: list[str]) -> list[RenderableType]:
     """One table with a group column if it fits whole; else one table per group (no group column)."""
     full = fit_table(_TASK_COLS, [_task_row(r) for r in rows], title=title, width=width)
     if isinstance(full, Table):
@@ -68,7 +70,7 @@ def _task_tables(rows: list[Any], title: str, width: int) -> list[RenderableType
     out: list[RenderableType] = []
     for group in dict.fromkeys(r.group for r in rows):
         part = [[c for i, c in enumerate(_task_row(r)) if i != 1] for r in rows if r.group == group]
-        out.append(fit_table(cols, part, title=f"{title}: {group}", width=width))
+        out.append(fit_table(cols, part, title=f"{title}: {group}", width=width, legends=legends))
     return out
 
 
@@ -77,18 +79,21 @@ def render_table(table: Any, *, db: str | None = None) -> None:
     for note in table.notes:
         print_message(note, prefix="[yellow]Note:[/yellow] ", target=err_console)
     width = console.width
+    legends: list[str] = []  # abbreviations, explained once under the tables
     for n in sorted({r.n_train for r in table.rows}):
         title = f"VTAB-1k, {n} training images ({table.protocol} protocol)"
-        for part in _task_tables([r for r in table.rows if r.n_train == n], title, width):
+        for part in _task_tables([r for r in table.rows if r.n_train == n], title, width, legends):
             console.print(part)
         groups = [[row.group, str(row.n_tasks), _cell(row.paper_ft), _cell(row.ours_ft), _cell(row.paper_vpt),
                    _cell(row.ours_vpt), f"{row.paper_vpt_wins}/{row.n_tasks}", f"{row.ours_vpt_wins}/{row.n_tasks}"]
                   for row in table.groups if row.n_train == n]
-        console.print(fit_table(_GROUP_COLS, groups, title=f"Group means, n={n}", width=width))
+        console.print(fit_table(_GROUP_COLS, groups, title=f"Group means, n={n}", width=width, legends=legends))
+    for legend in legends:
+        console.print(f"[dim]{escape(legend)}[/dim]")
     if table.compared:
         console.print("[bold red]red[/bold red] Δ = beyond seed noise (benchmarks/vtab/expected.toml)")
     if db:
-        print_message(f"trials stored in {db} (rerun to resume)", style="dim")
+        print_message(f"rerun the same command to resume; trials are stored in {db}", style="dim")
 
 
 SHORT_PROBLEMS = 3
