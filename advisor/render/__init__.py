@@ -129,8 +129,8 @@ def print_message(message: str, *, prefix: str = "", target: Console | None = No
 def progress_bar(description: str, *, enabled: bool = True) -> Iterator[ProgressCallback]:
     """Yield an ``on_progress(done, total)`` callback drawing a rich bar on stderr.
 
-    The bar appears at the first report with a known total, so a step that fails (or finishes)
-    before any work is counted prints nothing. With ``enabled=False`` (``--json`` runs, or no
+    The bar appears at the first report of real work (a known total, or a first item done), so a
+    step that fails (or finishes) before any work is counted prints nothing. With ``enabled=False`` (``--json`` runs, or no
     terminal) the callback does nothing.
     """
     if not enabled:
@@ -152,8 +152,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
     def update(done: int, total: int) -> None:
         nonlocal started
         if not started:
-            if not total:
-                return  # nothing to measure yet
+            if not total and not done:
+                return  # no work counted yet (a total of 0 means unknown; done > 0 is real work)
             progress.start()
             progress.start_task(task_id)
             started = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import RenderableType
 from rich.text import Text
 
 from advisor.render import console, print_fields, print_message
@@ -60,7 +61,7 @@ def _skipped(p: DatasetProfile) -> None:
             console.print(f"{reason}: ... and {count - len(examples)} more")
 
 
-def _classes(p: DatasetProfile) -> object:
+def _classes(p: DatasetProfile) -> RenderableType:
     items = list(enumerate(p.class_counts.items()))
     caption = None
     if len(items) > MAX_CLASS_ROWS:  # show the smallest and largest classes only
@@ -80,4 +81,4 @@ def render_profile(profile: DatasetProfile) -> None:
     if profile.n_skipped:
         _skipped(profile)
     if profile.labeled and profile.class_counts:
-        console.print(_classes(profile))  # type: ignore[arg-type]  # a rich renderable
+        console.print(_classes(profile))

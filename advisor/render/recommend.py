@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rich.console import RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -89,7 +90,7 @@ def _facts(report: RecommendReport) -> str:
     return f"{task} · {fid} · {n}{backbone}"
 
 
-def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[object]:
+def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[RenderableType]:
     """The nearest-task table; why each task is near is a letter explained once under it."""
     whys = list(dict.fromkeys(t.why for t in tasks))
     letter = {w: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, w in enumerate(whys)}
@@ -112,7 +113,7 @@ def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[obje
     tables = sorted({t.source.split(" (")[0] for t in tasks})
     at_800 = "; n=800: Tables 1-2" if detail and any(t.n_train == 800 for t in tasks) else ""
     title = f"Nearest paper tasks (ViT-B/16 IN-21k; {', '.join(tables)}{at_800})"
-    out: list[object] = [fit_table(cols, rows, title=title, width=width)]
+    out: list[RenderableType] = [fit_table(cols, rows, title=title, width=width)]
     if len(whys) == 1:
         out.append(Text(f"Near because: {whys[0]}", style="dim"))
     else:
@@ -148,14 +149,17 @@ def _short(report: RecommendReport) -> None:
     console.print(why)
     if rec.nearest_tasks:
         for part in _nearest(rec.nearest_tasks, width=console.width, detail=False):
-            console.print(part)  # type: ignore[arg-type]  # rich renderables
+            console.print(part)
     thr = rec.provenance.threshold
     shown = [r.sentence for r in rec.reasons if r.rule != "similarity"]
     if rec.inputs.fid is not None and thr.source == "table19-default":
         console.print(Text(thr.description.split(": ")[0], style="dim"))
         shown.append(thr.description)
     for text in _caveats(report, shown):
-        warn(text) if text in report.warnings else print_message(text, style="dim")
+        if text in report.warnings:
+            warn(text)
+        elif rec.inputs.fid is not None or "FID" not in text:  # an FID caveat without an FID: --explain only
+            print_message(text, style="dim")
     console.print(Text(FULL_TEXT_HINT, style="dim"))
 
 
@@ -215,7 +219,7 @@ def _explain(report: RecommendReport) -> None:
         print_message(f" {i}. {r.sentence} [{r.source}]")
     if rec.nearest_tasks:
         for part in _nearest(rec.nearest_tasks, width=console.width, detail=True):
-            console.print(part)  # type: ignore[arg-type]
+            console.print(part)
     for line in _trend_lines(rec):
         print_message(line)
     if rec.backbone is not None and rec.backbone.backbone != "in21k":

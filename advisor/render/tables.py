@@ -46,10 +46,9 @@ class Col:
 
 
 def _render_width(renderable: RenderableType, width: int) -> str:
-    trial = Console(width=width, file=io.StringIO(), color_system=None, highlight=False, force_terminal=False)
-    trial.print(renderable)
-    out = trial.file.getvalue()  # type: ignore[attr-defined]  # StringIO, created above
-    return str(out)
+    buf = io.StringIO()
+    Console(width=width, file=buf, color_system=None, highlight=False, force_terminal=False).print(renderable)
+    return buf.getvalue()
 
 
 def fits(renderable: RenderableType, width: int) -> bool:
@@ -81,19 +80,28 @@ def _legend(cols: Sequence[Col]) -> Text | None:
 
 
 def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str | None,
-              caption: str | None) -> Group:
+              caption: str | None, width: int) -> Group:
+    """One block per row: ``header  value`` lines, or the value under its header when a pair is too wide."""
     parts: list[RenderableType] = []
     if title:
         parts.append(Text(title, style="italic"))
+    label_w = max((len(c.header) for c in cols[1:]), default=0)
     for row in rows:
         head = row[0]
         parts.append(Text(head, style="bold") if isinstance(head, str) else head)
-        grid = Table.grid(padding=(0, 2), pad_edge=False)
-        grid.add_column(no_wrap=True, style="dim")
-        grid.add_column(overflow="fold")
+        grid: Table | None = None
         for c, value in zip(cols[1:], row[1:]):
-            grid.add_row("  " + c.header, value)
-        parts.append(grid)
+            text = value if isinstance(value, Text) else Text.from_markup(value)
+            if 2 + label_w + 2 + len(text.plain) <= width:
+                if grid is None:  # every grid has the same label width, so the values line up
+                    grid = Table.grid(padding=(0, 2), pad_edge=False)
+                    grid.add_column(no_wrap=True, style="dim", min_width=2 + label_w)
+                    grid.add_column(no_wrap=True)
+                    parts.append(grid)
+                grid.add_row("  " + c.header, text)
+            else:  # the value gets a line of its own, under its header
+                grid = None
+                parts += [Text("  " + c.header, style="dim"), Text.assemble("    ", text)]
     if caption:
         parts.append(Text(caption, style="dim"))
     return Group(*parts)
@@ -122,7 +130,7 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int
                 if legends is not None and legend is not None and legend.plain not in legends:
                     legends.append(legend.plain)
                 return candidate
-    return _vertical(cols, rows, title=title, caption=caption)
+    return _vertical(cols, rows, title=title, caption=caption, width=width)
 
 
 def kv_table(pairs: Sequence[tuple[str, Cell]], *, title: str | None = None) -> Table:
