@@ -100,3 +100,22 @@ def test_long_url_in_a_warning_is_never_wrapped(capsys: pytest.CaptureFixture[st
     warn(f"weights missing; download {url} by hand")  # a repeated warning is dropped
     err = capsys.readouterr().err
     assert err.count(url) == 1 and any(line.strip() == url for line in err.splitlines())
+
+
+def test_progress_bar_draws_only_after_real_work(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.render import configure_consoles, progress_bar
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal: bars are enabled
+    configure_consoles()
+    try:
+        with progress_bar("Measuring FID"):
+            pass  # e.g. the reference is missing: the step fails before any image is read
+        assert "Measuring FID" not in capsys.readouterr().err
+        with progress_bar("Reading images") as on_progress:
+            on_progress(0, 0)  # nothing counted yet
+            on_progress(3, 4)
+        assert "Reading images" in capsys.readouterr().err
+    finally:
+        monkeypatch.delenv("FORCE_COLOR")
+        configure_consoles()
