@@ -85,17 +85,32 @@ def _facts(report: RecommendReport) -> str:
     rec, inp = report.recommendation, report.recommendation.inputs
     n = f"n_train {inp.n_train:,}" if inp.n_train else "n_train unknown"
     fid = f"FID {inp.fid:.1f} ({rec.similarity})" if inp.fid is not None else "FID unmeasured"
-    task = f"{inp.task} ({rec.disparity} disparity)" if inp.task else f"{rec.disparity} disparity"
+    task_line = getattr(rec, "task_line", "")  # 'counting: task type, high disparity, ...' when the decision says
+    task = task_line or (f"{inp.task} ({rec.disparity} disparity)" if inp.task else f"{rec.disparity} disparity")
     backbone = f" · backbone {inp.backbone}" if inp.backbone != "in21k" else ""
     return f"{task} · {fid} · {n}{backbone}"
 
 
-def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[RenderableType]:
-    """The nearest-task table; why each task is near is a letter explained once under it."""
-    whys = list(dict.fromkeys(t.why for t in tasks))
+def _vote_title(rec: Recommendation) -> str | None:
+    """'The paper's experiments that voted: VPT 5, FT 0 of 5' when the recommendation carries a vote."""
+    vote = getattr(rec, "vote", None)  # present once the decision counts votes; render what is there
+    if vote is None:
+        return None
+    ties = f", tie {vote.ties}" if getattr(vote, "ties", 0) else ""
+    return f"The paper's experiments that voted: VPT {vote.vpt}, FT {vote.ft}{ties} of {vote.n_voters}"
+
+
+def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[RenderableType]:
+    """The evidence table; why each row is there is a letter explained once under it."""
+    tasks = rec.nearest_tasks
+    whys = list(dict.fromkeys(_why(t) for t in tasks))
     letter = {w: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, w in enumerate(whys)}
-    cols = [Col("Task"), Col("Group"), Col("n", "right"), Col("FT %", "right"), Col("VPT %", "right"),
-            Col("VPT-FT", "right", short="Δ", meaning="VPT-FT (points)"), Col("Winner", short="Win")]
+    sources = list(dict.fromkeys(t.source.split(" (")[0] for t in tasks))
+    cols = [Col("Task"), Col("Group")]
+    if len(sources) > 1:
+        cols.append(Col("Table"))
+    cols += [Col("n", "right"), Col("FT %", "right"), Col("VPT %", "right"),
+             Col("VPT-FT", "right", short="Δ", meaning="VPT-FT (points)"), Col("Winner", short="Win")]
     show_fid = any(t.fid is not None for t in tasks)
     if show_fid:
         cols.append(Col("FID", "right"))
@@ -103,22 +118,30 @@ def _nearest(tasks: list[NearestTask], *, width: int, detail: bool) -> list[Rend
         cols.append(Col("Near", short="N", meaning="why near, below"))
     rows = []
     for t in tasks:
-        row: list[str | Text] = [Text(t.name), t.group, f"{t.n_train:,}", f"{t.ft:.1f}", f"{t.vpt:.1f}",
-                                 f"{t.vpt - t.ft:+.1f}", t.winner]
+        gap = getattr(t, "gap", None)  # the paper-precision gap, when the model carries it
+        row: list[str | Text] = [Text(t.name), t.group]
+        if len(sources) > 1:
+            row.append(Text(t.source.split(" (")[0]))
+        row += [f"{t.n_train:,}" if t.n_train is not None else "full", f"{t.ft:.1f}", f"{t.vpt:.1f}",
+                f"{gap if gap is not None else t.vpt - t.ft:+.1f}", t.winner]
         if show_fid:
             row.append(f"{t.fid:.1f}" if t.fid is not None else "-")
         if len(whys) > 1:
-            row.append(letter[t.why])
+            row.append(letter[_why(t)])
         rows.append(row)
-    tables = sorted({t.source.split(" (")[0] for t in tasks})
     at_800 = "; n=800: Tables 1-2" if detail and any(t.n_train == 800 for t in tasks) else ""
-    title = f"Nearest paper tasks (ViT-B/16 IN-21k; {', '.join(tables)}{at_800})"
+    title = _vote_title(rec) or f"Nearest paper tasks (ViT-B/16 IN-21k; {', '.join(sorted(sources))}{at_800})"
     out: list[RenderableType] = [fit_table(cols, rows, title=title, width=width)]
     if len(whys) == 1:
         out.append(Text(f"Near because: {whys[0]}", style="dim"))
     else:
         out.append(Text("Near: " + "; ".join(f"{letter[w]} = {w}" for w in whys), style="dim"))
     return out
+
+
+def _why(t: NearestTask) -> str:
+    one_shot = ", one-shot" if getattr(t, "setting", "sized") == "one-shot" else ""
+    return t.why + one_shot
 
 
 def _caveats(report: RecommendReport, said: Iterable[str]) -> list[str]:
@@ -148,7 +171,7 @@ def _short(report: RecommendReport) -> None:
         why.add_row(f" {i}.", Text.assemble((_strip_parentheticals(r.source), "magenta"), " · ", short_reason(r, rec)))
     console.print(why)
     if rec.nearest_tasks:
-        for part in _nearest(rec.nearest_tasks, width=console.width, detail=False):
+        for part in _nearest(rec, width=console.width, detail=False):
             console.print(part)
     thr = rec.provenance.threshold
     shown = [r.sentence for r in rec.reasons if r.rule != "similarity"]
@@ -218,7 +241,7 @@ def _explain(report: RecommendReport) -> None:
     for i, r in enumerate(rec.reasons, 1):
         print_message(f" {i}. {r.sentence} [{r.source}]")
     if rec.nearest_tasks:
-        for part in _nearest(rec.nearest_tasks, width=console.width, detail=True):
+        for part in _nearest(rec, width=console.width, detail=True):
             console.print(part)
     for line in _trend_lines(rec):
         print_message(line)
