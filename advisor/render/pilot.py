@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console, err_console, print_message, warn
-from advisor.render.tables import Col, fit_table
+from advisor.render.tables import Col, fit_table, fits_full
 from advisor.schemas import Recommendation
 
 __all__ = ["render_plan", "render_report", "methods_tables", "format_bytes", "format_seconds"]
@@ -72,10 +71,9 @@ def _rows(result: Any) -> tuple[list[list[str | Text]], list[list[str | Text]]]:
 def methods_tables(result: Any, *, width: int) -> list[RenderableType]:
     """One table when every column fits ``width``; else accuracy and cost as two tables (nothing clipped)."""
     acc_rows, cost_rows = _rows(result)
-    both = fit_table(_ACC_COLS + _COST_COLS, [a + c for a, c in zip(acc_rows, cost_rows)], title=_TITLE,
-                     width=width)
-    if isinstance(both, Table):  # the full-header table fits as it is
-        return [both]
+    both = [a + c for a, c in zip(acc_rows, cost_rows)]
+    if fits_full(_ACC_COLS + _COST_COLS, both, width=width):
+        return [fit_table(_ACC_COLS + _COST_COLS, both, title=_TITLE, width=width)]
     names = [row[:1] for row in acc_rows]
     return [fit_table(_ACC_COLS, acc_rows, title=_TITLE, width=width),
             fit_table([Col("method"), *_COST_COLS], [n + c for n, c in zip(names, cost_rows)],

@@ -66,6 +66,10 @@ def short_reason(reason: Reason, rec: Recommendation) -> str:
                  "unverified": "unverified, so it does not decide"}.get(rec.similarity, rec.similarity)
         return f"FID {inp.fid:.1f} is {where}"
     text = _first_sentence(_strip_parentheticals(reason.sentence))
+    source = _strip_parentheticals(reason.source)
+    if text.startswith(source + ": "):  # the source is printed in front of the line already
+        text = text[len(source) + 2:]
+        text = text[:1].upper() + text[1:]
     if len(text) > SHORT_REASON_CHARS:
         cut = min((i for i in (text.find("; "), text.find(": ")) if i >= 40), default=-1)
         if cut > 0:
@@ -85,7 +89,7 @@ def _facts(report: RecommendReport) -> str:
     rec, inp = report.recommendation, report.recommendation.inputs
     n = f"n_train {inp.n_train:,}" if inp.n_train else "n_train unknown"
     fid = f"FID {inp.fid:.1f} ({rec.similarity})" if inp.fid is not None else "FID unmeasured"
-    task_line = getattr(rec, "task_line", "")  # 'counting: task type, high disparity, ...' when the decision says
+    task_line = _short_list(getattr(rec, "task_line", ""))  # 'counting: task type, high disparity, like ...'
     task = task_line or (f"{inp.task} ({rec.disparity} disparity)" if inp.task else f"{rec.disparity} disparity")
     backbone = f" · backbone {inp.backbone}" if inp.backbone != "in21k" else ""
     return f"{task} · {fid} · {n}{backbone}"
@@ -98,6 +102,19 @@ def _vote_title(rec: Recommendation) -> str | None:
         return None
     ties = f", tie {vote.ties}" if getattr(vote, "ties", 0) else ""
     return f"The paper's experiments that voted: VPT {vote.vpt}, FT {vote.ft}{ties} of {vote.n_voters}"
+
+
+SHORT_LIST_ITEMS = 3
+"""A 'like A, B, C, D, ...' list in the short view names this many, then says how many more."""
+
+
+def _short_list(line: str) -> str:
+    """``'x: like A, B, C, D, E'`` -> ``'x: like A, B, C and 2 more'`` (the full list is in --explain)."""
+    head, sep, items = line.rpartition("like ")
+    names = items.split(", ")
+    if not sep or len(names) <= SHORT_LIST_ITEMS:
+        return line
+    return f"{head}like {', '.join(names[:SHORT_LIST_ITEMS])} and {len(names) - SHORT_LIST_ITEMS} more"
 
 
 def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[RenderableType]:
@@ -163,7 +180,6 @@ def _short(report: RecommendReport) -> None:
     rec = report.recommendation
     console.print(_headline(rec))
     console.print(Text(_facts(report), style="dim"))
-    console.print("[bold]Why[/]")
     why = Table.grid(padding=(0, 1))
     why.add_column(justify="right", no_wrap=True)
     why.add_column()
@@ -176,7 +192,7 @@ def _short(report: RecommendReport) -> None:
     thr = rec.provenance.threshold
     shown = [r.sentence for r in rec.reasons if r.rule != "similarity"]
     if rec.inputs.fid is not None and thr.source == "table19-default":
-        console.print(Text(thr.description.split(": ")[0], style="dim"))
+        console.print(Text(_strip_parentheticals(thr.description.split(": ")[0]), style="dim"))
         shown.append(thr.description)
     for text in _caveats(report, shown):
         if text in report.warnings:

@@ -24,7 +24,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Col", "ELLIPSIS", "fit_table", "fits", "kv_table"]
+__all__ = ["Col", "ELLIPSIS", "fit_table", "fits", "fits_full", "kv_table"]
 
 ELLIPSIS = "…"
 """What rich prints where it clips; no table output may contain it."""
@@ -107,6 +107,11 @@ def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str
     return Group(*parts)
 
 
+def fits_full(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int) -> bool:
+    """True when the table with its full headers shows every cell whole at ``width``."""
+    return fits(_table(cols, rows, title=None, short=False, caption=None), width)
+
+
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int, title: str | None = None,
               caption: str | None = None, legends: list[str] | None = None) -> RenderableType:
     """The first layout that shows every cell whole at ``width``.
@@ -115,17 +120,16 @@ def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, width: int
     between columns; a vertical fold. With ``legends`` the legend line is appended there (for the
     caller to print once under several tables) instead of under the table.
     """
-    full = _table(cols, rows, title=title, short=False, caption=caption)
+    head = [Text(title, style="italic")] if title else []  # the console's width, not the table's, for the title
+    full = _table(cols, rows, title=None, short=False, caption=caption)
     if fits(full, width):
-        return full
+        return Group(*head, full) if head else full
     if any(c.short for c in cols):
         legend = _legend(cols)
         for tight in (False, True):
-            short = _table(cols, rows, title=title, short=True, caption=caption, tight=tight)
-            if legends is not None:
-                candidate: RenderableType = short
-            else:
-                candidate = Group(short, legend) if legend is not None else short
+            short = _table(cols, rows, title=None, short=True, caption=caption, tight=tight)
+            body: list[RenderableType] = [short] if legends is not None or legend is None else [short, legend]
+            candidate: RenderableType = Group(*head, *body)
             if fits(candidate, width):
                 if legends is not None and legend is not None and legend.plain not in legends:
                     legends.append(legend.plain)

@@ -6,11 +6,10 @@ from typing import Any
 
 from rich.console import RenderableType
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console, err_console, print_message, warn
-from advisor.render.tables import Col, fit_table
+from advisor.render.tables import Col, fit_table, fits_full
 
 __all__ = ["render_layout", "render_table", "render_calibration"]
 
@@ -63,9 +62,8 @@ def _task_row(r: Any) -> list[str | Text]:
 
 def _task_tables(rows: list[Any], title: str, width: int, legends: list[str]) -> list[RenderableType]:
     """One table with a group column if it fits whole; else one table per group (no group column)."""
-    full = fit_table(_TASK_COLS, [_task_row(r) for r in rows], title=title, width=width)
-    if isinstance(full, Table):
-        return [full]
+    if fits_full(_TASK_COLS, [_task_row(r) for r in rows], width=width):
+        return [fit_table(_TASK_COLS, [_task_row(r) for r in rows], title=title, width=width)]
     cols = [c for c in _TASK_COLS if c.header != "group"]
     out: list[RenderableType] = []
     for group in dict.fromkeys(r.group for r in rows):

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from advisor.render.tables import Col, fit_table, fits
+from advisor.render.tables import Col, fit_table, fits, fits_full
 
 COLS = [Col("task"), Col("FT paper", "right", short="FT p"), Col("FT ours", "right", short="FT o"),
         Col("winner (paper/ours)", short="win", meaning="winner paper/ours")]
@@ -21,9 +21,10 @@ def _render(renderable: object, width: int) -> str:
 
 
 def test_full_headers_when_they_fit() -> None:
-    t = fit_table(COLS, ROWS, width=120)
-    assert isinstance(t, Table)
-    text = _render(t, 120)
+    assert fits_full(COLS, ROWS, width=120) and not fits_full(COLS, ROWS, width=48)
+    text = _render(fit_table(COLS, ROWS, width=120, title="A title longer than the table itself, kept on one line"),
+                   120)
+    assert "A title longer than the table itself, kept on one line" in text
     assert "winner (paper/ours)" in text and "…" not in text
 
 
