@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console, print_message, warn
+from advisor.evidence import fmt_acc
 from advisor.render.tables import Col, fit_table, kv_table
 from advisor.schemas import NearestTask, Reason, Recommendation, RecommendReport
 
@@ -89,7 +90,7 @@ def _facts(report: RecommendReport) -> str:
     rec, inp = report.recommendation, report.recommendation.inputs
     n = f"n_train {inp.n_train:,}" if inp.n_train else "n_train unknown"
     fid = f"FID {inp.fid:.1f} ({rec.similarity})" if inp.fid is not None else "FID unmeasured"
-    task_line = _short_list(getattr(rec, "task_line", ""))  # 'counting: task type, high disparity, like ...'
+    task_line = _short_list(rec.task_line)  # 'counting: task type, high disparity, like ...'
     task = task_line or (f"{inp.task} ({rec.disparity} disparity)" if inp.task else f"{rec.disparity} disparity")
     backbone = f" · backbone {inp.backbone}" if inp.backbone != "in21k" else ""
     return f"{task} · {fid} · {n}{backbone}"
@@ -97,10 +98,10 @@ def _facts(report: RecommendReport) -> str:
 
 def _vote_title(rec: Recommendation) -> str | None:
     """'The paper's experiments that voted: VPT 5, FT 0 of 5' when the recommendation carries a vote."""
-    vote = getattr(rec, "vote", None)  # present once the decision counts votes; render what is there
+    vote = rec.vote
     if vote is None:
         return None
-    ties = f", tie {vote.ties}" if getattr(vote, "ties", 0) else ""
+    ties = f", tie {vote.ties}" if vote.ties else ""
     return f"The paper's experiments that voted: VPT {vote.vpt}, FT {vote.ft}{ties} of {vote.n_voters}"
 
 
@@ -135,12 +136,11 @@ def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[Renderabl
         cols.append(Col("Near", short="N", meaning="why near, below"))
     rows = []
     for t in tasks:
-        gap = getattr(t, "gap", None)  # the paper-precision gap, when the model carries it
         row: list[str | Text] = [Text(t.name), t.group]
         if len(sources) > 1:
             row.append(Text(t.source.split(" (")[0]))
-        row += [f"{t.n_train:,}" if t.n_train is not None else "full", f"{t.ft:.1f}", f"{t.vpt:.1f}",
-                f"{gap if gap is not None else t.vpt - t.ft:+.1f}", t.winner]
+        row += [f"{t.n_train:,}" if t.n_train is not None else "full", fmt_acc(t.ft), fmt_acc(t.vpt),
+                f"{t.gap:+.1f}", t.winner]
         if show_fid:
             row.append(f"{t.fid:.1f}" if t.fid is not None else "-")
         if len(whys) > 1:
@@ -157,7 +157,7 @@ def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[Renderabl
 
 
 def _why(t: NearestTask) -> str:
-    one_shot = ", one-shot" if getattr(t, "setting", "sized") == "one-shot" else ""
+    one_shot = ", one-shot" if t.setting == "one-shot" else ""
     return t.why + one_shot
 
 
@@ -221,8 +221,7 @@ def _inputs(report: RecommendReport) -> Table:
         d = report.dataset
         skipped = f", {d.n_skipped} skipped" if d.n_skipped else ""
         pairs.append(("dataset", Text(f"{d.source} ({d.layout}, {d.n_used} images{skipped}, {d.num_classes} classes)")))
-    task = f"{inp.task} -> {inp.task_name} ({inp.task_kind})" if inp.task else "-"
-    pairs.append(("task", Text(task)))
+    pairs.append(("task", Text(report.recommendation.task_line or "-")))
     pairs.append(("disparity", Text(f"{inp.disparity} (from {inp.disparity_source})")))
     pairs.append(("n_train", Text(f"{inp.n_train:,} ({inp.n_train_source})" if inp.n_train else "unknown")))
     fid = (f"{inp.fid:.2f} ({inp.fid_source}, reference '{inp.reference}')" if inp.fid is not None
@@ -242,7 +241,7 @@ def _trend_lines(rec: Recommendation) -> list[str]:
         f"  mean VPT-FT gap at n={tr.n_train:,}{' (assumed)' if tr.n_assumed else ''}: {tr.mean_gap:+.1f} points "
         f"(range {tr.min_gap:+.1f} to {tr.max_gap:+.1f}, VPT ahead on {tr.vpt_ahead}/{len(tr.tasks)} tasks)",
         f"  mean gap at the table sizes: {curve}",
-        f"  FT catches up: {tr.catch_up_note}",
+        f"  {tr.catch_up_note}",
     ]
     if tr.extrapolation_note:
         lines.append(f"  extrapolation: {tr.extrapolation_note}")
