@@ -1,17 +1,30 @@
-"""Rich rendering of ``vpt-advisor pilot``: the plan before it starts, the per-method table after."""
+"""Rich rendering of ``vpt-advisor pilot``: the plan before it starts, the per-method table after.
+
+The table is fitted to the terminal (``advisor.render.tables.fit_table``: abbreviated headers or a
+vertical fold rather than a clipped number); the store path is printed whole; the updated
+recommendation is the short view, or the full argument with ``--explain``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
+
+from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 from advisor.render import console, err_console, print_message, warn
-from advisor.render.tables import Col, fit_table, fits_full
+from advisor.render.tables import Col, fit_table
 from advisor.schemas import Recommendation
+from advisor.usecases.pilot import budget_flag
 
-__all__ = ["render_plan", "render_report", "methods_tables", "format_bytes", "format_seconds"]
+if TYPE_CHECKING:
+    from engine.train.pilot import PilotPlan, PilotResult
+
+__all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line",
+           "methods_table"]
 
 
 def format_bytes(n: int) -> str:
@@ -31,66 +44,100 @@ def format_seconds(s: float) -> str:
     return f"{s:.1f}s"
 
 
-def render_plan(plan: Any, *, prompts_source: str) -> None:
-    """Print the pilot plan (to stderr, so stdout stays the result)."""
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
+    """The plan as a two-column grid that wraps inside 80 columns: images, training, power, time."""
+    grid = _grid()
     grids = "; ".join(f"{m} lr {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in plan.lr_grid.items())
-    print_message(
-        f"Pilot plan on {plan.device} ({plan.precision}), {plan.model}: "
-        f"{plan.n_train} train / {plan.n_val} val images ({plan.num_classes} classes), {plan.epochs} epochs, "
-        f"{len(plan.seeds)} seed(s), {plan.n_trials} trials; {grids}; {plan.num_prompts} prompts "
-        f"({prompts_source}). Estimated {format_seconds(plan.estimated_s)} "
-        f"of a {format_seconds(plan.budget_s)} budget.",
-        target=err_console,
-    )
+    grid.add_row("setup", f"{escape(plan.model)} on {escape(plan.device)} ({plan.precision}), {plan.img_size} px, "
+                 f"{plan.num_prompts} prompts ({escape(prompts_source)})")
+    grid.add_row("images", f"{plan.n_train:,} train · {plan.n_val:,} lr-selection · {plan.n_compare:,} comparison "
+                 f"(held out) of {plan.n_labeled:,} labeled, {plan.num_classes} classes")
+    grid.add_row("training", f"{plan.epochs} epochs × {len(plan.seeds)} seed(s), batch {plan.batch_size}; {grids} "
+                 f"({plan.n_trials} trials)")
+    z = plan.compare_needed
+    grid.add_row("detects", f"VPT-FT differences ≥ {plan.min_detectable:.1f} points (asked ≤ "
+                 f"{plan.target_detectable:g}; {z:,} comparison images reach it). Paired test on the same "
+                 f"images, two-sided α {plan.alpha:g}, power {plan.power:.0%}, assuming the methods disagree on "
+                 f"{plan.assumed_discordance:.0%} of images: MDD = (z₁₋α/₂ + z_power) × √(p_d / n) × 100")
+    probe = f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached"
+    grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
+                 f"budget{probe}")
+    if not plan.decisive_by_design:
+        need = [f"--budget {budget_flag(plan.sufficient_budget_s)}"] if plan.sufficient_budget_s else []
+        if plan.sufficient_labeled:
+            need.append(f"about {plan.sufficient_labeled:,} labeled images")
+        grid.add_row("[yellow]verdict[/]", "[yellow]not decisive by design[/]: this plan cannot detect "
+                     f"{plan.target_detectable:g} points; {' and '.join(need) or 'more data'} would")
+    return grid
 
 
-_ACC_COLS = [Col("method"), Col("best lr", "right", short="lr"), Col("val acc %", "right", short="acc %"),
-             Col("± sd", "right"), Col("seeds", "right")]
-_COST_COLS = [Col("trainable params", "right", short="params"), Col("% trained", "right", short="%"),
-              Col("img/s", "right"), Col("peak memory", "right", short="memory"), Col("wall time", "right",
-                                                                                        short="time")]
-_TITLE = "Pilot: validation accuracy at each method's best lr"
+def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
+    """Print the pilot plan (to stderr, so stdout stays the result)."""
+    err_console.print("[bold]Pilot plan[/]")
+    err_console.print(plan_lines(plan, prompts_source=prompts_source))
 
 
-def _rows(result: Any) -> tuple[list[list[str | Text]], list[list[str | Text]]]:
-    acc_rows: list[list[str | Text]] = []
-    cost_rows: list[list[str | Text]] = []
+_METHOD_COLS = [Col("method"), Col("lr", "right"), Col("select %", "right", short="sel %", meaning="select % (lr pick)"),
+                Col("compare %", "right", short="cmp %", meaning="compare % (held out)"), Col("seeds", "right"),
+                Col("trained", "right", short="train", meaning="trained % of parameters"), Col("img/s", "right"),
+                Col("time", "right")]
+_TITLE = "Pilot results (accuracy % at each method's lr, picked on the selection split)"
+
+
+def methods_table(result: PilotResult, *, width: int) -> RenderableType:
+    """The per-method table, fitted to ``width`` (nothing clipped)."""
+    rows: list[list[str | Text]] = []
     for m in result.methods:
         note = f" ({m.diverged_trials} diverged)" if m.diverged_trials else ""
-        done = f"{m.n_seeds}" + (f" ({m.finished_trials}/{m.planned_trials} trials)"
-                                 if m.finished_trials != m.planned_trials else "")
-        mem_kind = "GPU" if m.peak_memory_kind == "cuda-allocated" else "RSS"
-        acc_rows.append([Text(m.method + note), f"{m.best_lr:g}" if m.best_lr is not None else "-",
-                         f"{m.mean_acc:.1f}" if m.n_seeds else "-", f"{m.std_acc:.1f}" if m.n_seeds else "-", done])
-        cost_rows.append([f"{m.trainable_params:,}", f"{m.trainable_pct:.2f}", f"{m.images_per_s:.1f}",
-                          f"{format_bytes(m.peak_memory_bytes)} {mem_kind}" if m.peak_memory_bytes else "-",
-                          format_seconds(m.wall_s)])
-    return acc_rows, cost_rows
+        done = f"{m.n_seeds}" + (f" of {m.planned_trials}" if m.finished_trials != m.planned_trials else "")
+        rows.append([
+            Text(m.method + note),
+            f"{m.best_lr:g}" if m.best_lr is not None else "-",
+            f"{m.mean_acc:.1f}±{m.std_acc:.1f}" if m.n_seeds else "-",
+            f"{m.compare_acc:.1f}±{m.compare_std:.1f}" if m.n_seeds and result.plan.n_compare else "-",
+            done,
+            f"{m.trainable_pct:.2f}%",
+            f"{m.images_per_s:.1f}",
+            format_seconds(m.wall_s),
+        ])
+    return fit_table(_METHOD_COLS, rows, title=_TITLE, width=width)
 
 
-def methods_tables(result: Any, *, width: int) -> list[RenderableType]:
-    """One table when every column fits ``width``; else accuracy and cost as two tables (nothing clipped)."""
-    acc_rows, cost_rows = _rows(result)
-    both = [a + c for a, c in zip(acc_rows, cost_rows)]
-    if fits_full(_ACC_COLS + _COST_COLS, both, width=width):
-        return [fit_table(_ACC_COLS + _COST_COLS, both, title=_TITLE, width=width)]
-    names = [row[:1] for row in acc_rows]
-    return [fit_table(_ACC_COLS, acc_rows, title=_TITLE, width=width),
-            fit_table([Col("method"), *_COST_COLS], [n + c for n, c in zip(names, cost_rows)],
-                      title="Cost per method (summed over its trials)", width=width)]
+def paired_line(result: PilotResult) -> str:
+    """One sentence on the paired comparison (or why there is none)."""
+    p, plan = result.paired, result.plan
+    if p is None:
+        return "No paired comparison: the pilot needs full finetuning and a VPT variant, with comparison images."
+    lo, hi = p.ci95
+    decisive = (lo > 0 or hi < 0) and plan.decisive_by_design
+    verdict = ("decisive" if decisive else "not decisive by design" if not plan.decisive_by_design
+               else "not decisive (the interval includes 0)")
+    return (f"{p.vpt_method} − {p.ft_method} on {p.n_compare:,} held-out images: {p.difference:+.1f} points, "
+            f"95 % interval [{lo:+.1f}, {hi:+.1f}] (paired bootstrap over images and seeds; the methods "
+            f"disagree on {p.discordance:.0%} of images): {verdict}.")
 
 
-def render_report(result: Any, recommendation: Recommendation | None, *, has_task: bool,
+def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
                   explain: bool = False) -> None:
-    """Print the per-method table(s), then the updated recommendation (if any): short, or full with ``explain``."""
-    for table in methods_tables(result, width=console.width):
-        console.print(table)
+    """Print the per-method table, then the updated recommendation (short, or in full with ``explain``)."""
+    console.print(methods_table(result, width=console.width))
+    print_message(paired_line(result))
     plan = result.plan
-    print_message(f"{plan.n_train} train / {plan.n_val} val images, {plan.epochs} epochs; trials run "
-                  f"{result.trials_run}, resumed {result.trials_resumed}; stored in {result.store_dir}",
-                  style="dim")
-    print_message("Accuracies are on the validation split used to pick the lr, so they compare methods "
-                  "rather than predict test accuracy.", style="dim")
+    memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
+                       if m.peak_memory_bytes)
+    kind = "GPU allocated" if any(m.peak_memory_kind == "cuda-allocated" for m in result.methods) else "RSS"
+    print_message(
+        f"{plan.n_train:,} train / {plan.n_val:,} selection / {plan.n_compare:,} comparison images, "
+        f"{plan.epochs} epochs; trials run {result.trials_run}, resumed {result.trials_resumed}; peak memory "
+        f"({kind}) {memory or '-'}. The lr is picked on the selection split; the methods are compared only on the "
+        f"held-out comparison images. Trials are stored in {result.store_dir}", style="dim")
     if result.n_skipped_files:
         warn(f"{result.n_skipped_files} image(s) could not be decoded and were skipped")
     if recommendation is not None:

@@ -51,7 +51,7 @@ class Ctx:
 def _dataset(root: Path, seed: int) -> Path:
     gen = np.random.default_rng(seed)
     for c, name in enumerate(["red", "green", "blue_with_a_long_class_name"]):
-        for i in range(8):
+        for i in range(10):  # 30 images: enough held-out comparison images to detect 40 points
             img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
             img[..., c] += 150
             write_png(root / name / f"{i}.png", img)
@@ -84,7 +84,7 @@ def _fake_inception(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _quick_pilot(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.train.pilot as pilot_mod
+    import engine.train.pilot_plan as pilot_mod
     from engine.config import train as train_cfg
 
     monkeypatch.setattr(pilot_mod, "_EPOCHS", (1,))
@@ -134,7 +134,7 @@ def _vtab_args(c: Ctx) -> list[str]:
 
 
 _PILOT = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16", "--seeds", "2",
-          "--budget", "10m", "--device", "cpu", "--prompts", "2"]
+          "--budget", "10m", "--device", "cpu", "--prompts", "2", "--min-detectable", "40"]
 
 # name -> (argv builder, the flags that turn the same run into JSON, or None)
 CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str] | None]] = {
