@@ -45,6 +45,9 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     """Global options (``--debug`` is read by ``main`` before the command runs)."""
+    from advisor.render import configure_consoles
+
+    configure_consoles()  # the width follows COLUMNS for every run, also when piped
 
 
 for _name in COMMAND_MODULES:
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 "re-run with --debug and report it", markup=True, soft_wrap=True
             )
         else:
+            # one line, never wrapped or cropped by rich (soft_wrap): paths and URLs in it copy whole
             err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
         return 1
     finally:

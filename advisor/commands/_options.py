@@ -18,6 +18,7 @@ __all__ = [
     "WorkersOpt",
     "YesOpt",
     "finite_non_negative",
+    "ExplainOpt",
 ]
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
@@ -50,3 +51,10 @@ def finite_non_negative(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0.0):
         raise typer.BadParameter(f"{value} is not a finite number >= 0")
     return value
+
+
+ExplainOpt = Annotated[
+    bool,
+    typer.Option("--explain", "-v", help="Print the full reasoning (every reason in full, trend, provenance); "
+                 "the default is a short view."),
+]

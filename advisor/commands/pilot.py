@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_confirm, cli_progress
-from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
+from advisor.commands._options import DeviceOpt, ExplainOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
@@ -83,6 +83,7 @@ def pilot_command(
     min_detectable: MinDetectableOpt = 3.0,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
         show_default=False)] = None,
@@ -114,7 +115,7 @@ def pilot_command(
         emit_json(result)
     else:
         render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None,
-                      random_init=result.random_init)
+                      random_init=result.random_init, explain=explain)
         if result.skipped_by_reason:
             why = ", ".join(f"{reason} {n}" for reason, n in result.skipped_by_reason.items())
             warn(f"{sum(result.skipped_by_reason.values())} dataset entries were not used ({why}); "

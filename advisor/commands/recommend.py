@@ -14,6 +14,7 @@ import typer
 
 from advisor.commands._options import (
     DeviceOpt,
+    ExplainOpt,
     InceptionWeightsOpt,
     JsonOpt,
     ReferenceOpt,
@@ -74,6 +75,7 @@ def recommend_command(
         "--calibration", help="Calibration file (default: calibration.json in the data home, if present).",
         show_default=False)] = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
@@ -105,14 +107,16 @@ def recommend_command(
     if pilot:
         check_pilot_request(request)
     show = not as_json and err_console.is_terminal
-    result = run_recommend(request, progress=cli_progress(show), on_warning=warn)
+    result = run_recommend(request, progress=cli_progress(show))  # warnings: printed once, after the answer
     if pilot:
         result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show,
                              min_detectable=min_detectable)
     if as_json:
         emit_json(result)
+        for w in result.warnings:
+            warn(w)  # stdout stays pure JSON; the warnings still reach the person on stderr
     else:
-        render_report(result)
+        render_report(result, explain=explain)  # says each warning once (not again where a reason says it)
     _write_outputs(result, report, plot)
 
 

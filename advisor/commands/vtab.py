@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_progress
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
@@ -66,14 +66,13 @@ def reproduce_vtab_command(
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
                                              show_default=False)] = None,
     yes: YesOpt = False,
+    explain: ExplainOpt = False,
     report_path: Annotated[Path | None, typer.Option(
         "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
         show_default=False)] = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
     from advisor.report import write_vtab_report
     from advisor.report.write import check_report_path
     from benchmarks.vtab.reproduce import build_sweep_request, reproduce_vtab, write_outputs
@@ -86,15 +85,15 @@ def reproduce_vtab_command(
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
                                   batch_vpt=batch_vpt)
     report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
-                                   on_event=lambda m: err_console.print(escape(m)))
-    _render(fmt, report, table)
+                                   on_event=lambda m: print_message(m, target=err_console))
+    _render(fmt, report, table, explain=explain)
     if out is not None:
         write_outputs(out, request, table, report)
     if report_path is not None:
         err_console.print(f"Wrote {escape(str(write_vtab_report(table, report_path)))}")
 
 
-def _render(fmt: str, report: SweepReport, table: VtabTable) -> None:
+def _render(fmt: str, report: SweepReport, table: VtabTable, *, explain: bool = False) -> None:
     """``--format rich`` tables on the terminal, or markdown/csv/json on stdout."""
     import sys
 
@@ -105,7 +104,7 @@ def _render(fmt: str, report: SweepReport, table: VtabTable) -> None:
     from benchmarks.vtab.tables import to_csv, to_json, to_markdown
 
     if fmt == "rich":
-        render_layout(report.layout)
+        render_layout(report.layout, explain=explain)
         for line in report.failure_summary:  # identical errors grouped: "12 trials failed: ..."
             err_console.print(f"[red]failed[/red] {escape(line)} (retried by the next run)", soft_wrap=True)
         for task, n in report.skipped.items():
@@ -129,6 +128,7 @@ def calibrate_command(
     output: Annotated[Path | None, typer.Option("--output", help="Calibration file (default: <data home>/calibration.json).",
                                                 show_default=False)] = None,
     as_json: JsonOpt = False,
+    explain: ExplainOpt = False,
 ) -> None:
     """Fit the FID similarity threshold on VTAB-1k (FT-won vs VPT-won low-disparity tasks) for 'recommend'."""
     from advisor.render import emit_json, err_console, progress_bar
@@ -142,7 +142,7 @@ def calibrate_command(
     if as_json:
         emit_json(report)
     else:
-        render_calibration(report)
+        render_calibration(report, explain=explain)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from rich.table import Table
 from rich.text import Text
 
-from advisor.render import console, warn
+from advisor.render import console, print_fields, print_message, warn
+from advisor.render.tables import Col, fit_table
 from engine.fid.run import FidResult, SideSummary
 from engine.fid.reference import ReferenceInfo
 
@@ -19,28 +19,25 @@ class ReferenceList(BaseModel):
     references: list[ReferenceInfo]
 
 
-def _side_row(t: Table, label: str, s: SideSummary) -> None:
+def _side_row(label: str, s: SideSummary) -> list[str | Text]:
     n = str(s.n_images) if s.n_images else "unknown"
     detail = {"images": f"{s.n_cached} from cache", "reference": "stored reference"}.get(s.kind, "stats file")
-    t.add_row(label, Text(s.source), n, str(s.n_skipped), detail, s.preprocessing or "-")
+    return [label, n, str(s.n_skipped), detail, Text(s.preprocessing or "-")]
 
 
 def render_fid(result: FidResult) -> None:
-    """Print the FID, both sides and any warnings."""
+    """Print the FID, both sides (table, then each source path on its own line) and any warnings."""
     if result.fid is not None:
         mark = " [yellow](unverified)[/yellow]" if result.status == "unverified" else ""
         console.print(f"[bold]FID:[/bold] {result.fid:.6f}{mark}")
-    t = Table(show_header=True, header_style="bold", title_justify="left")
-    for col in ("side", "source", "images", "skipped", "features", "preprocessing"):
-        t.add_column(col)
-    _side_row(t, "A", result.a)
-    if result.b is not None:
-        _side_row(t, "B", result.b)
-    console.print(t)
+    sides = [("A", result.a)] + ([("B", result.b)] if result.b is not None else [])
+    cols = [Col("side"), Col("images", "right"), Col("skipped", "right"), Col("features"), Col("preprocessing")]
+    console.print(fit_table(cols, [_side_row(label, s) for label, s in sides], width=console.width))
+    print_fields([(f"{label}:", s.source) for label, s in sides])
     extractor = result.a.extractor or (result.b.extractor if result.b else "")
-    console.print(f"Extractor: {extractor or 'unknown'} · dims {result.dims} · {result.seconds:.1f} s", soft_wrap=True)
+    print_message(f"Extractor: {extractor or 'unknown'} · dims {result.dims} · {result.seconds:.1f} s")
     if result.saved_stats:
-        console.print(Text(f"Statistics of A written to {result.saved_stats}"), soft_wrap=True)
+        print_message(f"Statistics of A written to {result.saved_stats}")
     for w in result.warnings:
         warn(w)
     for reason in result.unverified_reasons:
@@ -48,40 +45,45 @@ def render_fid(result: FidResult) -> None:
 
 
 def render_reference(info: ReferenceInfo) -> None:
-    """Print one reference's provenance."""
-    t = Table(title=f"Reference {info.name}", show_header=False, title_justify="left")
-    t.add_column("field", style="bold")
-    t.add_column("value")
-    for key, value in (
+    """Print one reference's provenance (paths and hashes whole, on their own line when long)."""
+    pairs = [
         ("Path", info.path), ("Images", str(info.n_images) if info.n_images else "unknown"),
         ("Source", info.source or "unknown"), ("Created", info.created or "unknown"),
         ("Extractor", info.extractor or "unknown"), ("Preprocessing", info.preprocessing or "unknown"),
         ("Dims", str(info.dims)), ("npz sha256", info.npz_sha256 or "-"),
-    ):
-        t.add_row(key, Text(value))
+    ]
     if info.n_shards:
-        t.add_row("Shards", str(info.n_shards))
+        pairs.append(("Shards", str(info.n_shards)))
     if info.n_skipped or info.skipped_reasons:
         detail = ", ".join(f"{k} {v}" for k, v in info.skipped_reasons.items())
-        t.add_row("Skipped", Text(f"{info.n_skipped}" + (f" ({detail})" if detail else "")))
-    for note in info.notes:
-        t.add_row("Note", Text(note))
-    for msg in info.messages:
-        t.add_row("Warning", Text(msg))
-    console.print(t)
+        pairs.append(("Skipped", f"{info.n_skipped}" + (f" ({detail})" if detail else "")))
+    pairs += [("Note", n) for n in info.notes]
+    pairs += [("Warning", m) for m in info.messages]
+    print_fields(pairs, title=f"Reference {info.name}")
+
+
+def _extractor_parts(extractor: str) -> tuple[str, str]:
+    """``pytorch-fid-inception-v3:dims=2048:weights=0123abcd...`` -> (``inception-v3``, ``0123abcd...``)."""
+    if not extractor:
+        return "?", "?"
+    fields = dict(part.split("=", 1) for part in extractor.split(":") if "=" in part)
+    network = extractor.split(":", 1)[0].removeprefix("pytorch-fid-")
+    return network, fields.get("weights", "?")
 
 
 def render_reference_list(refs: ReferenceList) -> None:
-    """Print the table of references (or how to build the first one)."""
+    """Print the table of references (extractor and weights hash included), then each source whole."""
     if not refs.references:
-        console.print("No references yet. Build one with: "
-                      "vpt-advisor reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k --max-images 50000 "
-                      "(needs HF_TOKEN), or pull one: vpt-advisor reference pull URL --sha256 HEX")
+        print_message("No references yet. Build one (needs HF_TOKEN) with: vpt-advisor reference build "
+                      "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k --max-images 50000 "
+                      "or pull a shared one with: vpt-advisor reference pull URL --sha256 HEX")
         return
-    t = Table(show_header=True, header_style="bold")
-    for col in ("name", "images", "source", "created", "extractor"):
-        t.add_column(col)
+    cols = [Col("name"), Col("images", "right"), Col("dims", "right"), Col("extractor"),
+            Col("weights sha256", short="weights"), Col("created")]
+    rows: list[list[str | Text]] = []
     for r in refs.references:
-        t.add_row(r.name, str(r.n_images) if r.n_images else "?", Text(r.source or "?"), r.created or "?",
-                  Text(r.extractor or "?"))
-    console.print(t)
+        network, digest = _extractor_parts(r.extractor)
+        rows.append([Text(r.name), str(r.n_images) if r.n_images else "?", str(r.dims), Text(network), digest,
+                     (r.created or "?")[:10]])
+    console.print(fit_table(cols, rows, width=console.width))
+    print_fields([(f"{r.name}:", r.source or "source unknown") for r in refs.references])

@@ -1,21 +1,30 @@
-"""Rich rendering of ``vpt-advisor pilot``: the plan before it starts, the per-method table after."""
+"""Rich rendering of ``vpt-advisor pilot``: the plan before it starts, the per-method table after.
+
+The table is fitted to the terminal (``advisor.render.tables.fit_table``: abbreviated headers or a
+vertical fold rather than a clipped number); the store path is printed whole; the updated
+recommendation is the short view, or the full argument with ``--explain``.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich import box
+from rich.console import RenderableType
+
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from advisor.render import console, err_console
+from advisor.render import console, err_console, print_message, warn
+from advisor.render.tables import Col, fit_table
 from advisor.schemas import Recommendation
 from advisor.usecases.pilot import budget_flag
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
 
-__all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line"]
+__all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line",
+           "methods_table"]
 
 
 def format_bytes(n: int) -> str:
@@ -75,18 +84,21 @@ def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
     err_console.print(plan_lines(plan, prompts_source=prompts_source))
 
 
-def _methods_table(result: PilotResult) -> Table:
-    table = Table(title="Pilot results (accuracy % at each method's lr, picked on the selection split)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    # 8 narrow columns: about 72 characters with the longest method name, so 80 columns never clip
-    table.add_column("method", no_wrap=True)
-    for col in ("lr", "select %", "compare %", "seeds", "trained", "img/s", "time"):
-        table.add_column(col, justify="right", overflow="fold")
+_METHOD_COLS = [Col("method"), Col("lr", "right"), Col("select %", "right", short="sel %", meaning="select % (lr pick)"),
+                Col("compare %", "right", short="cmp %", meaning="compare % (held out)"), Col("seeds", "right"),
+                Col("trained", "right", short="train", meaning="trained % of parameters"), Col("img/s", "right"),
+                Col("time", "right")]
+_TITLE = "Pilot results (accuracy % at each method's lr, picked on the selection split)"
+
+
+def methods_table(result: PilotResult, *, width: int) -> RenderableType:
+    """The per-method table, fitted to ``width`` (nothing clipped)."""
+    rows: list[list[str | Text]] = []
     for m in result.methods:
         note = f" ({m.diverged_trials} diverged)" if m.diverged_trials else ""
         done = f"{m.n_seeds}" + (f" of {m.planned_trials}" if m.finished_trials != m.planned_trials else "")
-        table.add_row(
-            m.method + note,
+        rows.append([
+            Text(m.method + note),
             f"{m.best_lr:g}" if m.best_lr is not None else "-",
             f"{m.mean_acc:.1f}±{m.std_acc:.1f}" if m.n_seeds else "-",
             f"{m.compare_acc:.1f}±{m.compare_std:.1f}" if m.n_seeds and result.plan.n_compare else "-",
@@ -94,8 +106,8 @@ def _methods_table(result: PilotResult) -> Table:
             f"{m.trainable_pct:.2f}%",
             f"{m.images_per_s:.1f}",
             format_seconds(m.wall_s),
-        )
-    return table
+        ])
+    return fit_table(_METHOD_COLS, rows, title=_TITLE, width=width)
 
 
 def paired_line(result: PilotResult) -> str:
@@ -113,25 +125,25 @@ def paired_line(result: PilotResult) -> str:
 
 
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
-                  random_init: bool = False) -> None:
-    """Print the per-method table, then the updated recommendation (if any)."""
-    console.print(_methods_table(result))
-    console.print(paired_line(result))
+                  random_init: bool = False, explain: bool = False) -> None:
+    """Print the per-method table, then the updated recommendation (short, or in full with ``explain``)."""
+    console.print(methods_table(result, width=console.width))
+    print_message(paired_line(result))
     plan = result.plan
     memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
                        if m.peak_memory_bytes)
     kind = "GPU allocated" if any(m.peak_memory_kind == "cuda-allocated" for m in result.methods) else "RSS"
-    console.print(
-        f"[dim]{plan.n_train:,} train / {plan.n_val:,} selection / {plan.n_compare:,} comparison images, "
+    print_message(
+        f"{plan.n_train:,} train / {plan.n_val:,} selection / {plan.n_compare:,} comparison images, "
         f"{plan.epochs} epochs; trials run {result.trials_run}, resumed {result.trials_resumed}; peak memory "
-        f"({kind}) {memory or '-'}; stored in {escape(result.store_dir)}. The lr is picked on the selection "
-        "split; the methods are compared only on the held-out comparison images.[/]")
+        f"({kind}) {memory or '-'}. The lr is picked on the selection split; the methods are compared only on the "
+        f"held-out comparison images. Trials are stored in {result.store_dir}", style="dim")
     if result.n_skipped_files:
-        err_console.print(f"[yellow]Warning:[/yellow] {result.n_skipped_files} image(s) could not be decoded and were skipped")
+        warn(f"{result.n_skipped_files} image(s) could not be decoded and were skipped")
     if recommendation is not None:
         from advisor.render.recommend import render_recommendation
 
-        render_recommendation(recommendation)
+        render_recommendation(recommendation, explain=explain)
     elif not has_task:
         console.print("Pass --task (or --disparity) to turn these results into a recommendation.")
     elif random_init:

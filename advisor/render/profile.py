@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.console import RenderableType
 from rich.text import Text
 
-from advisor.render import console
+from advisor.render import console, print_fields, print_message
+from advisor.render.tables import Col, fit_table
 from engine.data.profile import DatasetProfile
 
 __all__ = ["render_profile", "MAX_CLASS_ROWS"]
@@ -27,64 +28,57 @@ def _num(value: float | int | None) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _summary(p: DatasetProfile) -> Table:
-    t = Table(title="Dataset", show_header=False, title_justify="left")
-    t.add_column("field", style="bold")
-    t.add_column("value")
-    t.add_row("Source", Text(p.source))
-    t.add_row("Layout", _LAYOUTS.get(p.layout, p.layout))
-    t.add_row("Images found", str(p.n_found))
-    t.add_row("Images used", Text(str(p.n_used), style="green"))
-    t.add_row("Images skipped", Text(str(p.n_skipped), style="yellow" if p.n_skipped else ""))
+def _summary(p: DatasetProfile) -> list[tuple[str, str]]:
+    pairs = [("Source", p.source), ("Layout", _LAYOUTS.get(p.layout, p.layout)), ("Images found", str(p.n_found)),
+             ("Images used", str(p.n_used)), ("Images skipped", str(p.n_skipped))]
     if p.ignored_files:
-        other = ", ".join(f"{ext or '(no extension)'} {n}" for ext, n in p.ignored_files.items())
-        t.add_row("Other files (ignored)", Text(other))
-    t.add_row("Classes", str(p.num_classes) if p.labeled else "none (unlabeled)")
+        pairs.append(("Other files (ignored)",
+                      ", ".join(f"{ext or '(no extension)'} {n}" for ext, n in p.ignored_files.items())))
+    pairs.append(("Classes", str(p.num_classes) if p.labeled else "none (unlabeled)"))
     if p.labeled:
-        t.add_row(
-            "Images per class",
-            f"min {_num(p.class_count_min)} / median {_num(p.class_count_median)} / max {_num(p.class_count_max)}",
-        )
-    t.add_row("Width (px)", f"min {p.width_min} / median {_num(p.width_median)} / max {p.width_max}")
-    t.add_row("Height (px)", f"min {p.height_min} / median {_num(p.height_median)} / max {p.height_max}")
-    t.add_row("Colour modes", ", ".join(f"{m} {n}" for m, n in p.modes.items()))
-    t.add_row("Formats", ", ".join(f"{f} {n}" for f, n in p.formats.items()))
-    return t
+        pairs.append(("Images per class", f"min {_num(p.class_count_min)} / median {_num(p.class_count_median)} / "
+                      f"max {_num(p.class_count_max)}"))
+    pairs += [
+        ("Width (px)", f"min {p.width_min} / median {_num(p.width_median)} / max {p.width_max}"),
+        ("Height (px)", f"min {p.height_min} / median {_num(p.height_median)} / max {p.height_max}"),
+        ("Colour modes", ", ".join(f"{m} {n}" for m, n in p.modes.items())),
+        ("Formats", ", ".join(f"{f} {n}" for f, n in p.formats.items())),
+    ]
+    return pairs
 
 
-def _skipped(p: DatasetProfile) -> Table:
-    t = Table(title="Skipped files", title_justify="left")
-    t.add_column("reason", style="yellow")
-    t.add_column("count", justify="right")
-    t.add_column("examples")
+def _skipped(p: DatasetProfile) -> None:
+    """Counts per reason in a table, then the example files, each path whole on its line."""
+    rows: list[list[str | Text]] = [[Text(reason, style="yellow"), str(count)]
+                                    for reason, count in p.skipped_by_reason.items()]
+    console.print(fit_table([Col("reason"), Col("count", "right")], rows, title="Skipped files",
+                            width=console.width))
     for reason, count in p.skipped_by_reason.items():
-        lines = [f"{s.path}" + (f"  ({s.detail})" if s.detail else "") for s in p.skipped_examples if s.reason == reason]
-        if count > len(lines):
-            lines.append(f"... and {count - len(lines)} more")
-        t.add_row(reason, str(count), Text("\n".join(lines)))
-    return t
+        examples = [s for s in p.skipped_examples if s.reason == reason]
+        for s in examples:
+            print_message(f"{reason}: {s.path}" + (f" ({s.detail})" if s.detail else ""))
+        if count > len(examples):
+            console.print(f"{reason}: ... and {count - len(examples)} more")
 
 
-def _classes(p: DatasetProfile) -> Table:
-    t = Table(title="Images per class", title_justify="left")
-    t.add_column("label", justify="right")
-    t.add_column("class")
-    t.add_column("images", justify="right")
+def _classes(p: DatasetProfile) -> RenderableType:
     items = list(enumerate(p.class_counts.items()))
+    caption = None
     if len(items) > MAX_CLASS_ROWS:  # show the smallest and largest classes only
         ranked = sorted(items, key=lambda it: (it[1][1], it[0]))
         half = MAX_CLASS_ROWS // 2
         items = sorted(ranked[:half] + ranked[-half:])
-        t.caption = f"{len(p.class_counts)} classes: the {half} smallest and {half} largest are shown"
-    for label, (name, count) in items:
-        t.add_row(str(label), Text(name), Text(str(count), style="red" if count == 0 else ""))
-    return t
+        caption = f"{len(p.class_counts)} classes: the {half} smallest and {half} largest are shown"
+    rows: list[list[str | Text]] = [[str(label), Text(name), Text(str(count), style="red" if count == 0 else "")]
+                                    for label, (name, count) in items]
+    return fit_table([Col("label", "right"), Col("class"), Col("images", "right")], rows,
+                     title="Images per class", caption=caption, width=console.width)
 
 
 def render_profile(profile: DatasetProfile) -> None:
-    """Print the profile as rich tables to stdout."""
-    console.print(_summary(profile))
+    """Print the profile to stdout: a summary, skipped files with reasons, images per class."""
+    print_fields(_summary(profile), title="Dataset")
     if profile.n_skipped:
-        console.print(_skipped(profile))
+        _skipped(profile)
     if profile.labeled and profile.class_counts:
         console.print(_classes(profile))

@@ -141,7 +141,9 @@ def resolve_weights(config: FidConfig) -> Path:
     target = default_weights_path()
     if target.is_file():
         return target
-    if is_offline(config):
+    from engine.network import host_reachable
+
+    if is_offline(config) or not host_reachable(FID_WEIGHTS_URL):  # one short attempt, not a 30 s timeout
         raise WeightsNotFoundError(_missing_message(target, "offline, and no cached file"))
     logger.info("downloading pytorch-fid Inception weights to %s", target)
     try:

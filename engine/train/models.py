@@ -7,7 +7,9 @@ used. The old name ``vit_base_patch16_224_in21k`` now maps to the *AugReg* weigh
 Weights come from one of three places:
 
 * ``weights=None``: timm's own hub download (Hugging Face, or the torch hub cache for URL-only
-  weights). Offline without a cached copy this raises :class:`WeightsNotFoundError` at once.
+  weights). Offline without a cached copy this raises :class:`WeightsNotFoundError` at once; when
+  the host does not answer one connection attempt within ``engine.network.REACHABILITY_TIMEOUT_S``
+  the load runs as in offline mode (no minute of retries).
 * ``weights=PATH`` to a Google ``.npz`` (``ViT-B_16.npz``): loaded through timm's
   ``model.load_pretrained`` (``_load_weights``), which understands the JAX key names and resamples
   the position embedding.
@@ -21,8 +23,10 @@ A randomly initialised backbone makes every pilot result meaningless, so it is o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +140,60 @@ def _is_offline_error(exc: BaseException) -> bool:
     return False
 
 
+def _hub_offline() -> bool:
+    """True when the Hugging Face client is already in offline mode (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
+
+
+@contextlib.contextmanager
+def _hub_offline_mode() -> Iterator[None]:
+    """Run the Hugging Face client as with ``HF_HUB_OFFLINE=1`` (read per request from its constants module)."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _offline_error(name: str) -> WeightsNotFoundError:
+    return WeightsNotFoundError(
+        f"pretrained weights for {name!r} are not in the local cache and cannot be downloaded "
+        "(offline); run once with internet, or pass --weights PATH to a local .npz/.safetensors/.pth"
+    )
+
+
+def _download_context(name: str) -> contextlib.AbstractContextManager[None]:
+    """Offline mode when the weights' host does not answer one short connection attempt (else no change).
+
+    Hub weights then load from the local cache or fail at once with the offline message; URL-only
+    weights (torch hub cache) fail at once when the file is not cached.
+    """
+    import timm
+
+    from engine.network import host_reachable
+
+    if _hub_offline():
+        return contextlib.nullcontext()
+    cfg = timm.models.get_pretrained_cfg(name)
+    hf_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    url = getattr(cfg, "url", None) if cfg is not None else None
+    if hf_id or not url:
+        from huggingface_hub import constants
+
+        return contextlib.nullcontext() if host_reachable(constants.ENDPOINT) else _hub_offline_mode()
+    if host_reachable(url):
+        return contextlib.nullcontext()
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if not cached.is_file():
+        raise _offline_error(name)
+    return contextlib.nullcontext()
+
+
 def create_backbone(
     name: str = DEFAULT_BACKBONE,
     *,
@@ -181,13 +239,13 @@ def create_backbone(
         load_backbone_weights(model, Path(weights))
     else:
         try:
-            model = timm.create_model(name, pretrained=True, **kwargs)
+            with _download_context(name):
+                model = timm.create_model(name, pretrained=True, **kwargs)
+        except WeightsNotFoundError:
+            raise
         except Exception as exc:  # noqa: BLE001 - translate download failures into one clear error
             if _is_offline_error(exc):
-                raise WeightsNotFoundError(
-                    f"pretrained weights for {name!r} are not in the local cache and cannot be downloaded "
-                    "(offline); run once with internet, or pass --weights PATH to a local .npz/.safetensors/.pth"
-                ) from exc
+                raise _offline_error(name) from exc
             if isinstance(exc, RuntimeError) and "No pretrained weights" in str(exc):
                 raise WeightsNotFoundError(
                     f"timm has no pretrained weights for {name!r}; name a tagged model "

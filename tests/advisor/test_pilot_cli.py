@@ -73,10 +73,7 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: Non
 
 def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from advisor.render import console, err_console
-
-    monkeypatch.setattr(console, "width", 80)
-    monkeypatch.setattr(err_console, "width", 80)
+    monkeypatch.setenv("COLUMNS", "80")  # read by every command run (advisor.render.configure_consoles)
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--methods", "full,vpt-shallow", *TINY,
                  "--out", str(tmp_path / "s")])
     captured = capsys.readouterr()

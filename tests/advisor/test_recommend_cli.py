@@ -40,7 +40,10 @@ def test_rich_output_names_sources(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["recommend", "--task", "counting", "--n-train", "600"]) == 0
     out = capsys.readouterr().out
     assert "Visual prompt tuning (VPT)" in out and "Table 2" in out and "Clevr/count" in out
-    assert "Data-size trend" in out and "unmeasured" in out
+    assert "unmeasured" in out and "--explain" in out and "Data-size trend" not in out
+    assert main(["recommend", "--task", "counting", "--n-train", "600", "--explain"]) == 0
+    full = capsys.readouterr().out
+    assert "Data-size trend" in full and "Source:" in full and "Clevr/count" in full
 
 
 @pytest.mark.parametrize(

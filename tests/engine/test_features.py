@@ -46,6 +46,7 @@ def test_failed_download_becomes_weights_not_found(monkeypatch: pytest.MonkeyPat
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr("engine.fid.features._download", no_network)
+    monkeypatch.setattr("engine.network.host_reachable", lambda url, **kw: True)  # the host answers; the download fails
     with pytest.raises(WeightsNotFoundError, match="download failed.*unreachable"):
         resolve_weights(FidConfig())
     with pytest.raises(WeightsNotFoundError, match="offline"):
