@@ -157,8 +157,8 @@ def list_references() -> list[ReferenceInfo]:
 
 def _build_hint(name: str) -> str:
     if name == DEFAULT_REFERENCE:
-        return (f"build it with: vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images 50000 "
-                "(needs HF_TOKEN; or 'vpt-advisor reference pull URL --sha256 HEX' from a colleague)")
+        return (f"build it (needs HF_TOKEN) with: vpt-advisor reference build {IN21K_SOURCE} --name {name} "
+                "--max-images 50000; or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
     return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 

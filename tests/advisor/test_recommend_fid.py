@@ -92,6 +92,9 @@ def test_nonstandard_weights_and_small_reference_make_the_fid_unverified(
     assert m["compared"]["n"] == 60 and lo <= m["compared"]["fid"] <= hi
     assert m["infinity"] is not None and "estimate" in m["infinity"]["label"]
     assert main(["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights)]) == 0
+    short = " ".join(capsys.readouterr().out.split())  # the short view: N, interval and the status on the facts line
+    assert "at N=60, interval" in short and "(unverified)" in short
+    assert main(["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights), "--explain"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "at N = 60" in text and "90% interval" in text and "(estimate)" in text and "UNVERIFIED" in text
 
