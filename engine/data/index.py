@@ -36,7 +36,7 @@ from typing import Literal
 
 from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
-from engine.data.splits import stratified_subsample, train_val_split
+from engine.data.splits import first_k, stratified_subsample, train_val_split
 
 __all__ = [
     "Layout",
@@ -45,6 +45,7 @@ __all__ = [
     "DatasetIndex",
     "index_dataset",
     "stratified_subsample",
+    "first_k",
     "train_val_split",
     "empty_dataset_error",
 ]

@@ -31,7 +31,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
+from engine.config.train import PAPER_SEEDS, LrSchedule, PilotConfig, TrainConfig, method_defaults
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError, ConfigError, StoreError
 from engine.train.methods import Method, stages_of
@@ -283,14 +283,20 @@ def plan_pilot(
     return plan
 
 
+PILOT_LR_SCHEDULE: LrSchedule = "per-step"
+"""The pilot's schedule granularity; every other training detail follows the paper's defaults."""
+
+
 def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> TrainConfig:
     defaults = method_defaults(spec.method)
     warmup = round(plan.epochs * defaults["warmup_epochs"] / 100)  # the paper's 5 or 10 of 100 epochs
+    # per-step schedule: a pilot trial runs a handful of epochs, where the original's per-epoch staircase
+    # would spend a whole warm-up epoch at lr 0 and decay in a few coarse jumps (benchmarks/vtab/README.md)
     return TrainConfig.for_method(
         spec.method, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
         precision=config.precision, seed=spec.seed, deterministic=config.deterministic,
         num_prompts=config.num_prompts, img_size=plan.img_size, grad_checkpointing=config.grad_checkpointing,
-        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None,
+        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None, lr_schedule=PILOT_LR_SCHEDULE,
     )
 
 
@@ -394,7 +400,9 @@ def run_pilot(
                 logger.warning("re-running trial with unreadable result file %s", path)
         seed_everything(spec.seed, deterministic=config.deterministic)
         model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
-                            num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
+                            num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout,
+                            prompt_dropout_mode=tc.prompt_dropout_mode, ft_dropout=tc.ft_dropout,
+                            head_init=tc.head_init)
         base = done
         fitted = fit(model, train, val, tc, device=device,
                      on_epoch=lambda epoch, _t, _v, base=base: report(on_progress, base + epoch, total))
