@@ -250,9 +250,10 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
 
     Each configuration follows ``engine.train.loop.fit`` for VPT-deep: the same initial values, data order
     (``torch.randperm`` from a generator seeded with its seed, a new permutation per epoch), SGD with
-    momentum and weight decay on every parameter with more than one dimension, the same per-step
-    warm-up + cosine schedule (``engine.train.loop.make_scheduler``), the backbone in eval mode. Only
-    prompt dropout draws its masks from a per-configuration generator instead of the global one.
+    momentum and weight decay on every parameter with more than one dimension, the same warm-up + cosine
+    schedule (``engine.train.loop.make_scheduler``, per epoch or per step), the backbone in eval mode, the
+    same prompt-dropout masks (a per-configuration generator seeded as ``fit`` seeds its global one) and
+    the same handling of a diverged configuration (``config.on_divergence``).
 
     Args:
         backbone: a timm ``VisionTransformer`` (frozen; its weights are not modified).

@@ -302,9 +302,18 @@ def _restore(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
                 param.copy_(saved[name])
 
 
-def _run_stage(model: nn.Module, config: TrainConfig, run: _Run, *, stage: int, loaders: tuple[TensorLoader,
-               TensorLoader], autocast: AutocastFactory, device: torch.device, scaler: torch.amp.GradScaler | None,
-               on_epoch: Callable[[int, EpochStats, EvalStats], None] | None) -> float:
+def _run_stage(
+    model: nn.Module,
+    config: TrainConfig,
+    run: _Run,
+    *,
+    stage: int,
+    loaders: tuple[TensorLoader, TensorLoader],
+    autocast: AutocastFactory,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+    on_epoch: Callable[[int, EpochStats, EvalStats], None] | None,
+) -> float:
     """Train one stage (ft-then-pt has two); return its peak learning rate."""
     train_loader, val_loader = loaders
     is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
