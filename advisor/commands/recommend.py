@@ -1,143 +1,27 @@
-"""``vpt-advisor recommend [DATASET]``: FT or VPT for a ViT-B/16 pretrained on ImageNet-21k, with reasons.
+"""``vpt-advisor recommend [DATASET]``: parse the options, call :mod:`advisor.usecases.recommend`, render.
 
-With a DATASET the images are profiled and the FID against a reference (``in21k`` by default) is
-measured; without one it is a what-if query (``recommend --task distance --n-train 5000 --fid 150``).
-``--demo`` runs on the embedded counting dataset. When the FID cannot be measured (no Inception
-weights, no reference) the answer uses the other axes and says why similarity is unmeasured.
-
-``n_train`` defaults to the number of usable *labeled* images of the dataset. The paper counts
-training images only (its 800-sample setting has 200 validation images on top), so holding out a
-validation split makes the true training size about 4/5 of this; pass ``--n-train`` to be exact.
+The use case (profiling, FID, the paper's rules, the optional pilot) is in
+:func:`advisor.usecases.recommend.run_recommend`; this module only turns options into a
+``RecommendRequest`` and the report into terminal output and files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
-from advisor.commands.pilot import BudgetOpt, PilotRequest, WeightsOpt, run_pilot_request
-from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend, reconcile_disparity
+from advisor.commands._callbacks import cli_confirm, cli_progress
+from advisor.commands.pilot import BudgetOpt, WeightsOpt
+from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
-from advisor.schemas import DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
+from advisor.schemas import RecommendReport, RecommendRequest
 from advisor.tasks import task_help
+from advisor.usecases.recommend import EXAMPLES, add_pilot, check_pilot_request, run_recommend
 
-__all__ = ["recommend_command", "register", "run_recommend"]
-
-EXAMPLES = (
-    "Examples: 'vpt-advisor recommend ./mydata --task counting' · "
-    "'vpt-advisor recommend --task distance --n-train 5000 --fid 150' (what-if) · "
-    "'vpt-advisor recommend --demo'"
-)
-
-
-def run_recommend(
-    request: RecommendRequest,
-    *,
-    show_progress: bool = False,
-    on_warning: Callable[[str], None] | None = None,
-) -> RecommendReport:
-    """Profile the dataset (if any), measure its FID (if possible) and apply the paper's rules.
-
-    Raises:
-        ConfigError: contradictory or missing options (checked before any image is read).
-        UnknownTaskError: unknown ``--task``.
-        DatasetError: the dataset cannot be read or has no usable image.
-    """
-    from advisor.render import progress_bar
-    from engine.fid.calibration import load_calibration
-    from engine.data.demo import ensure_demo_dataset
-    from engine.errors import ConfigError
-
-    warnings: list[str] = []
-
-    def warn(msg: str) -> None:
-        warnings.append(msg)
-        if on_warning is not None:
-            on_warning(msg)
-
-    task = request.task
-    if request.demo and request.dataset is not None:
-        raise ConfigError("give either a DATASET or --demo, not both")
-    if request.demo and task is None and request.disparity is None:
-        task = "counting"  # the demo is a counting task (1-8 shapes per image)
-    if request.dataset is None and not request.demo and task is None and request.disparity is None:
-        raise ConfigError(f"nothing to advise on: give a DATASET with --task/--disparity, or --task/--disparity alone "
-                          f"for a what-if answer, or --demo. {EXAMPLES}")
-    reconcile_disparity(task, request.disparity)  # fail fast, before reading any image
-    calibration = load_calibration(Path(request.calibration_path) if request.calibration_path else None)
-
-    dataset_ev: DatasetEvidence | None = None
-    fid_ev: FidEvidence | None = None
-    n_train, n_source = request.n_train, "--n-train" if request.n_train is not None else ""
-    fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
-    source: Path | None = Path(request.dataset) if request.dataset is not None else None
-    if request.demo:
-        from engine.data.demo import ensure_demo_dataset
-
-        source = ensure_demo_dataset()
-    if source is not None:
-        from engine.data.index import index_dataset
-        from engine.data.profile import profile_dataset
-
-        with progress_bar("Reading images", enabled=show_progress) as on_progress:
-            profile, index = profile_dataset(index_dataset(source), on_progress=on_progress)
-        dataset_ev = DatasetEvidence(
-            source=profile.source, layout=profile.layout, labeled=profile.labeled, n_used=profile.n_used,
-            n_skipped=profile.n_skipped, skipped_by_reason=dict(profile.skipped_by_reason),
-            num_classes=profile.num_classes, profile=profile.model_dump(mode="json"),
-        )
-        if profile.n_skipped:
-            warn(f"{profile.n_skipped} file(s) skipped: "
-                 + ", ".join(f"{r} {c}" for r, c in sorted(profile.skipped_by_reason.items())))
-        if n_train is None and profile.labeled:
-            n_train, n_source = profile.n_used, "usable labeled images in the dataset"
-        elif n_train is None:
-            warn("the dataset has no labels, so its training size is unknown; pass --n-train")
-        if fid is None:
-            fid_ev, fid_reason = _measure(index, request, show_progress)
-            if fid_ev is not None:
-                fid, fid_source = fid_ev.fid, "measured"
-                for w in fid_ev.warnings:
-                    warn(w)
-            else:
-                warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
-    elif fid is None:
-        fid_reason = "what-if mode: no dataset to measure and no --fid given"
-
-    inputs = build_inputs(
-        task=task, disparity=request.disparity, n_train=n_train, n_train_source=n_source, fid=fid,
-        fid_source=fid_source, fid_unmeasured_reason=fid_reason, fid_threshold=request.fid_threshold,
-        calibration=calibration, reference=request.reference, backbone=request.backbone,
-    )
-    return RecommendReport(recommendation=recommend(inputs), request=request, dataset=dataset_ev,
-                           fid_measurement=fid_ev, warnings=warnings)
-
-
-def _measure(index: object, request: RecommendRequest, show_progress: bool) -> tuple[FidEvidence | None, str | None]:
-    """Measure the FID; return ``(None, message)`` when weights or the reference are unavailable."""
-    from advisor.render import progress_bar
-    from engine.config.fid import FidConfig
-    from engine.device import resolve_device
-    from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
-    from engine.fid.run import measure_fid_against_reference
-
-    config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
-    try:
-        with progress_bar("Measuring FID", enabled=show_progress) as on_progress:
-            m = measure_fid_against_reference(
-                index, request.reference, config=config, device=resolve_device(request.device),  # type: ignore[arg-type]
-                on_progress=on_progress,
-            )
-    except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
-        return None, " ".join(str(exc).split())
-    return FidEvidence(
-        fid=m.fid, n_images=m.n_images, reference=m.reference.model_dump(mode="json"), extractor=m.extractor,
-        preprocessing=m.preprocessing, warnings=list(m.warnings),
-    ), None
+__all__ = ["recommend_command", "register"]
 
 
 # Choices are validated by RecommendRequest (one-line error), not by the option parser.
@@ -195,8 +79,6 @@ def recommend_command(
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
     from advisor.render import emit_json, err_console, warn
     from advisor.render.recommend import render_report
-    from engine.data.demo import ensure_demo_dataset
-    from engine.errors import ConfigError
 
     request = RecommendRequest(
         dataset=str(dataset) if dataset is not None else None, demo=demo, task=task,
@@ -206,16 +88,12 @@ def recommend_command(
         device=device, calibration_path=str(calibration) if calibration else None,
     )
     _check_output_paths(report, plot)  # fail before any image is read
-    if pilot and dataset is None and not demo:
-        raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
-    show = not as_json and err_console.is_terminal
-    result = run_recommend(request, show_progress=show, on_warning=warn)
     if pilot:
-        result = _run_pilot(result, PilotRequest(
-            dataset=dataset if dataset is not None else ensure_demo_dataset(),
-            task=result.recommendation.inputs.task,  # --demo implies counting
-            disparity=disparity,  # type: ignore[arg-type]
-            budget=budget, weights=weights, device=device, yes=yes), as_json=as_json, show=show)
+        check_pilot_request(request)
+    show = not as_json and err_console.is_terminal
+    result = run_recommend(request, progress=cli_progress(show), on_warning=warn)
+    if pilot:
+        result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show)
     if as_json:
         emit_json(result)
     else:
@@ -223,13 +101,9 @@ def recommend_command(
     _write_outputs(result, report, plot)
 
 
-def _run_pilot(result: RecommendReport, req: PilotRequest, *, as_json: bool, show: bool) -> RecommendReport:
-    """Run the pilot on the profiled dataset and fold its evidence into the recommendation.
-
-    If the pilot cannot run (no backbone weights offline, budget too small...), the paper-only
-    recommendation is shown first and the error then ends the command with exit code 1.
-    """
-    from advisor.decide import recommend
+def _with_pilot(result: RecommendReport, *, budget: str, weights: Path | None, yes: bool, as_json: bool,
+                show: bool) -> RecommendReport:
+    """Run the pilot; if it cannot run, show the paper-only recommendation first, then fail (exit 1)."""
     from advisor.render import err_console
     from advisor.render.pilot import render_plan
     from advisor.render.recommend import render_report
@@ -237,17 +111,13 @@ def _run_pilot(result: RecommendReport, req: PilotRequest, *, as_json: bool, sho
 
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        pilot_report, _ = run_pilot_request(req, show_progress=show, on_plan=on_plan,
-                                            prior=result.recommendation.inputs)
+        return add_pilot(result, budget=budget, weights=weights, yes=yes, progress=cli_progress(show),
+                         on_plan=on_plan, confirm=cli_confirm())
     except EngineError:
         if not as_json:
             err_console.print("The pilot could not run; the recommendation from the paper alone:")
             render_report(result)
         raise
-    if pilot_report.evidence is None:
-        return result.model_copy(update={"warnings": [*result.warnings, "the pilot finished no trial"]})
-    updated = recommend(result.recommendation.inputs, pilot_report.evidence)
-    return result.model_copy(update={"recommendation": updated, "pilot": pilot_report.evidence})
 
 
 def _check_output_paths(report: Path | None, plot: Path | None) -> None:

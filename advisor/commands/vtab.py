@@ -1,5 +1,8 @@
 """``vpt-advisor reproduce-vtab`` (the paper's VTAB-1k protocol, resumable) and ``vpt-advisor calibrate``.
 
+Parse, call, render: the use cases are :func:`benchmarks.vtab.reproduce.reproduce_vtab` and
+:func:`benchmarks.vtab.calibrate.run_calibration` (the CLI is the one place advisor reaches benchmarks).
+
 ``reproduce-vtab VTAB_ROOT`` checks the NOAH-layout tree, runs the lr x wd search on 800/200, the
 final seeds on train800val200 and the test split, and prints ours against the paper's Tables 1-2.
 Trials live in a SQLite store (``--db``); rerunning the same command resumes. ``calibrate VTAB_ROOT``
@@ -9,94 +12,21 @@ fits the FID similarity threshold ``recommend`` uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from advisor.commands._callbacks import cli_progress
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 
-__all__ = ["parse_model_args", "build_sweep_request", "reproduce_vtab_command", "calibrate_command", "register"]
+if TYPE_CHECKING:
+    from benchmarks.vtab.run import SweepReport
+    from benchmarks.vtab.tables import VtabTable
+
+__all__ = ["reproduce_vtab_command", "calibrate_command", "register"]
 
 EXAMPLES = ("Examples: 'vpt-advisor reproduce-vtab ~/data/vtab-1k --protocol quick --tasks dtd,eurosat' · "
             "'vpt-advisor reproduce-vtab ~/data/vtab-1k --backend dask --scheduler tcp://head:8786 --yes'")
-
-
-def parse_model_args(items: list[str] | None) -> dict[str, int | float | bool | str]:
-    """``["depth=2", "embed_dim=32"]`` -> ``{"depth": 2, "embed_dim": 32}`` (ints, floats, booleans, strings)."""
-    from engine.errors import ConfigError
-
-    out: dict[str, int | float | bool | str] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--model-arg {item!r} must be KEY=VALUE, e.g. depth=2")
-        value: int | float | bool | str = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    continue
-        out[key.strip()] = value
-    return out
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for raw in values or [] for v in raw.split(",") if v.strip()]
-
-
-def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
-                        sizes: list[str] | None, backend: str, scheduler: str | None, jobs: int, db: Path | None,
-                        model: str, weights: Path | None, random_init: bool, model_args: list[str] | None,
-                        img_size: int | None, device: str, batch_vpt: bool) -> Any:
-    """Reconcile the CLI flags into a ``SweepRequest`` (pure: no I/O beyond validation)."""
-    from benchmarks.vtab.protocol import get_protocol
-    from benchmarks.vtab.run import SweepRequest
-    from engine.errors import ConfigError
-
-    if backend != "local" and jobs:
-        raise ConfigError("--jobs applies to --backend local only; the cluster decides its own workers")
-    if backend == "local" and scheduler:
-        raise ConfigError("--scheduler needs --backend dask (or ray)")
-    method_list = _split(methods) or ["ft", "vpt"]
-    bad = [m for m in method_list if m not in ("ft", "vpt")]
-    if bad:
-        raise ConfigError(f"unknown method(s) {bad}; choose ft and/or vpt")
-    try:
-        size_list = tuple(int(s) for s in _split(sizes)) or (800,)
-    except ValueError:
-        raise ConfigError(f"--sizes takes training-set sizes such as 400,800,5000; got {sizes}") from None
-    overrides = {"img_size": img_size} if img_size else {}
-    return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=_split(tasks) or None,
-                        methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
-                        scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,
-                        model_kwargs=parse_model_args(model_args), device=device, batch_vpt=batch_vpt)
-
-
-def _confirm(request: Any, yes: bool) -> None:
-    from engine.errors import BudgetError
-
-    if yes or request.protocol.name == "quick" or request.backend != "local":
-        return
-    from engine.device import resolve_device
-
-    if resolve_device(request.device).type == "cpu":
-        raise BudgetError("the paper protocol trains thousands of ViT-B/16 epochs per task, far beyond a CPU; "
-                          "use --protocol quick for a smoke test, a GPU or --backend dask, or --yes to start anyway")
-
-
-def _write_outputs(out: Path, request: Any, table: Any, report: Any) -> list[Path]:
-    from benchmarks.vtab.tables import to_csv, to_json, to_markdown
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"config.json": request.model_dump_json(indent=2) + "\n", "table.md": to_markdown(table),
-             "table.csv": to_csv(table), "table.json": to_json(table), "report.json": report.model_dump_json(indent=2)}
-    for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
-    return [out / n for n in files]
 
 
 def reproduce_vtab_command(
@@ -140,17 +70,12 @@ def reproduce_vtab_command(
         show_default=False)] = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
-    import sys
-
     from rich.markup import escape
 
-    from advisor.render import err_console, progress_bar
-    from advisor.render.vtab import render_layout, render_table
-    from benchmarks.vtab.run import run_sweep
-    from benchmarks.vtab.tables import build_table, to_csv, to_json, to_markdown
-
+    from advisor.render import err_console
     from advisor.report import write_vtab_report
     from advisor.report.write import check_report_path
+    from benchmarks.vtab.reproduce import build_sweep_request, reproduce_vtab, write_outputs
 
     if report_path is not None:
         check_report_path(report_path)  # fail before any training
@@ -158,24 +83,32 @@ def reproduce_vtab_command(
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
                                   batch_vpt=batch_vpt)
-    _confirm(request, yes)
-    show = fmt == "rich" and err_console.is_terminal
-    with progress_bar("VTAB-1k trials", enabled=show) as on_progress:
-        report = run_sweep(request, on_progress=on_progress, on_event=lambda m: err_console.print(escape(m)))
-    table = build_table(report)
+    report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
+                                   on_event=lambda m: err_console.print(escape(m)))
+    _render(fmt, report, table)
+    if out is not None:
+        write_outputs(out, request, table, report)
+    if report_path is not None:
+        err_console.print(f"Wrote {write_vtab_report(table, report_path)}")
+
+
+def _render(fmt: str, report: SweepReport, table: VtabTable) -> None:
+    """``--format rich`` tables on the terminal, or markdown/csv/json on stdout."""
+    import sys
+
+    from advisor.render import err_console
+    from advisor.render.vtab import render_layout, render_table
+    from benchmarks.vtab.tables import to_csv, to_json, to_markdown
+
     if fmt == "rich":
         render_layout(report.layout)
         for failure in report.failures:
             err_console.print(f"[red]failed[/red] {failure}")
         render_table(table, db=report.db)
-    else:
-        text = {"markdown": to_markdown, "csv": to_csv}.get(fmt)
-        sys.stdout.write(text(table) if text else to_json(table, db=report.db, failures=report.failures,
-                                                          unusable=[t.model_dump() for t in report.layout.unusable]))
-    if out is not None:
-        _write_outputs(out, request, table, report)
-    if report_path is not None:
-        err_console.print(f"Wrote {write_vtab_report(table, report_path)}")
+        return
+    text = {"markdown": to_markdown, "csv": to_csv}.get(fmt)
+    sys.stdout.write(text(table) if text else to_json(table, db=report.db, failures=report.failures,
+                                                      unusable=[t.model_dump() for t in report.layout.unusable]))
 
 
 def calibrate_command(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import advisor.commands.pilot as pilot_cmd
+import advisor.usecases.pilot as pilot_uc
 from advisor.cli import main
 from engine.config.train import DEFAULT_NUM_PROMPTS
 from engine.paper import get_vtab_task
@@ -83,14 +83,14 @@ def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path, qu
 
 
 def test_default_prompt_length_follows_the_paper() -> None:
-    assert pilot_cmd.default_prompt_length("clevr_count")[0] == get_vtab_task("clevr_count").prompt_length
-    assert pilot_cmd.default_prompt_length("counting")[0] == DEFAULT_NUM_PROMPTS  # a type, not a VTAB task
-    assert pilot_cmd.default_prompt_length(None)[0] == DEFAULT_NUM_PROMPTS
+    assert pilot_uc.default_prompt_length("clevr_count")[0] == get_vtab_task("clevr_count").prompt_length
+    assert pilot_uc.default_prompt_length("counting")[0] == DEFAULT_NUM_PROMPTS  # a type, not a VTAB task
+    assert pilot_uc.default_prompt_length(None)[0] == DEFAULT_NUM_PROMPTS
 
 
 def test_long_cpu_run_needs_yes(colour_dataset: Path, tmp_path: Path, quick: None, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(pilot_cmd, "LONG_CPU_RUN_S", 0.0)
+    monkeypatch.setattr(pilot_uc, "LONG_CPU_RUN_S", 0.0)
     store = tmp_path / "s"
     assert main(["pilot", str(colour_dataset), "--methods", "linear", *TINY, "--out", str(store)]) == 1
     assert "--yes" in capsys.readouterr().err

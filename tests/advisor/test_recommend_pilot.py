@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-import advisor.commands.recommend as rec_cmd
+import advisor.usecases.recommend as rec_uc
 from advisor.cli import main
-from advisor.commands.pilot import PilotReport, PilotRequest
+from advisor.usecases.pilot import PilotReport, PilotRequest
 from advisor.schemas import MethodScore, PilotEvidence
 from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
 from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):
-    def run(req: PilotRequest, *, show_progress: bool, on_plan: Any, prior: Any) -> tuple[PilotReport, None]:
+    def run(req: PilotRequest, *, progress: Any, on_plan: Any, confirm: Any, prior: Any) -> tuple[PilotReport, None]:
         calls.append(req)
         assert prior is not None and prior.disparity == "high"  # the recommend inputs are passed on
         evidence = PilotEvidence(n_train=160, n_val=40, scores=[
@@ -38,7 +38,7 @@ def test_pilot_evidence_overrides_the_paper_prior(monkeypatch: pytest.MonkeyPatc
     assert prior["recommendation"]["recommendation"] == "VPT"  # counting: high disparity, small N
 
     calls: list[PilotRequest] = []
-    monkeypatch.setattr(rec_cmd, "run_pilot_request", _fake_pilot(calls, ft=90.0, vpt=60.0))
+    monkeypatch.setattr(rec_uc, "run_pilot_request", _fake_pilot(calls, ft=90.0, vpt=60.0))
     assert main(["recommend", "--demo", "--json", "--pilot", "--budget", "5m", "--yes"]) == 0
     out = json.loads(capsys.readouterr().out)
     (req,) = calls
@@ -51,7 +51,7 @@ def test_pilot_evidence_overrides_the_paper_prior(monkeypatch: pytest.MonkeyPatc
 
 def test_pilot_within_noise_keeps_the_prior(monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(rec_cmd, "run_pilot_request", _fake_pilot([], ft=70.2, vpt=70.0))
+    monkeypatch.setattr(rec_uc, "run_pilot_request", _fake_pilot([], ft=70.2, vpt=70.0))
     assert main(["recommend", "--demo", "--json", "--pilot"]) == 0
     assert json.loads(capsys.readouterr().out)["recommendation"]["recommendation"] == "VPT"
 

@@ -1,0 +1,207 @@
+"""The ``recommend`` use case: FT or VPT for a ViT-B/16 pretrained on ImageNet-21k, with reasons.
+
+With a dataset the images are profiled and the FID against a reference (``in21k`` by default) is
+measured; without one it is a what-if query (task, size, FID given). The demo runs on the embedded
+counting dataset. When the FID cannot be measured (no Inception weights, no reference) the answer
+uses the other axes and says why similarity is unmeasured.
+
+``n_train`` defaults to the number of usable *labeled* images of the dataset. The paper counts
+training images only (its 800-sample setting has 200 validation images on top), so holding out a
+validation split makes the true training size about 4/5 of this; pass ``--n-train`` to be exact.
+
+:func:`add_pilot` then runs a short pilot on the same dataset (:mod:`advisor.usecases.pilot`) and
+folds its evidence into the recommendation (``recommend --pilot``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from advisor.decide import build_inputs, recommend, reconcile_disparity
+from advisor.schemas import DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
+from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
+from engine.progress import StageProgress, no_progress
+
+if TYPE_CHECKING:
+    from engine.data.index import DatasetIndex
+
+__all__ = ["EXAMPLES", "run_recommend", "add_pilot", "check_pilot_request"]
+
+EXAMPLES = (
+    "Examples: 'vpt-advisor recommend ./mydata --task counting' · "
+    "'vpt-advisor recommend --task distance --n-train 5000 --fid 150' (what-if) · "
+    "'vpt-advisor recommend --demo'"
+)
+
+DEMO_TASK = "counting"
+"""The embedded demo dataset is a counting task (1-8 shapes per image; ``engine.data.demo``)."""
+
+
+def _check_request(request: RecommendRequest) -> str | None:
+    """Reject contradictory or empty requests before any image is read; return the task to use."""
+    from engine.errors import ConfigError
+
+    task = request.task
+    if request.demo and request.dataset is not None:
+        raise ConfigError("give either a DATASET or --demo, not both")
+    if request.demo and task is None and request.disparity is None:
+        task = DEMO_TASK
+    if request.dataset is None and not request.demo and task is None and request.disparity is None:
+        raise ConfigError(f"nothing to advise on: give a DATASET with --task/--disparity, or --task/--disparity alone "
+                          f"for a what-if answer, or --demo. {EXAMPLES}")
+    reconcile_disparity(task, request.disparity)  # fail fast, before reading any image
+    return task
+
+
+def _source(request: RecommendRequest) -> Path | None:
+    if request.demo:
+        from engine.data.demo import ensure_demo_dataset
+
+        return ensure_demo_dataset()
+    return Path(request.dataset) if request.dataset is not None else None
+
+
+def _profile(source: Path, progress: StageProgress) -> tuple[DatasetEvidence, DatasetIndex]:
+    from engine.data.index import index_dataset
+    from engine.data.profile import profile_dataset
+
+    with progress("Reading images") as on_progress:
+        profile, index = profile_dataset(index_dataset(source), on_progress=on_progress)
+    evidence = DatasetEvidence(
+        source=profile.source, layout=profile.layout, labeled=profile.labeled, n_used=profile.n_used,
+        n_skipped=profile.n_skipped, skipped_by_reason=dict(profile.skipped_by_reason),
+        num_classes=profile.num_classes, profile=profile.model_dump(mode="json"),
+    )
+    return evidence, index
+
+
+def _measure(index: DatasetIndex, request: RecommendRequest,
+             progress: StageProgress) -> tuple[FidEvidence | None, str | None]:
+    """Measure the FID; return ``(None, message)`` when weights or the reference are unavailable."""
+    from engine.config.fid import FidConfig
+    from engine.device import resolve_device
+    from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
+    from engine.fid.run import measure_fid_against_reference
+
+    config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
+    try:
+        with progress("Measuring FID") as on_progress:
+            m = measure_fid_against_reference(
+                index, request.reference, config=config, device=resolve_device(request.device),  # type: ignore[arg-type]
+                on_progress=on_progress,
+            )
+    except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
+        return None, " ".join(str(exc).split())
+    return FidEvidence(
+        fid=m.fid, n_images=m.n_images, reference=m.reference.model_dump(mode="json"), extractor=m.extractor,
+        preprocessing=m.preprocessing, warnings=list(m.warnings),
+    ), None
+
+
+def run_recommend(
+    request: RecommendRequest,
+    *,
+    progress: StageProgress = no_progress,
+    on_warning: Callable[[str], None] | None = None,
+) -> RecommendReport:
+    """Profile the dataset (if any), measure its FID (if possible) and apply the paper's rules.
+
+    Args:
+        request: the validated request.
+        progress: opens the "Reading images" and "Measuring FID" progress stages.
+        on_warning: called with each warning as it happens (they are also in the report).
+
+    Raises:
+        ConfigError: contradictory or missing options (checked before any image is read).
+        UnknownTaskError: unknown ``--task``.
+        DatasetError: the dataset cannot be read or has no usable image.
+    """
+    from engine.fid.calibration import load_calibration
+
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        if on_warning is not None:
+            on_warning(msg)
+
+    task = _check_request(request)
+    calibration = load_calibration(Path(request.calibration_path) if request.calibration_path else None)
+    dataset_ev: DatasetEvidence | None = None
+    fid_ev: FidEvidence | None = None
+    n_train, n_source = request.n_train, "--n-train" if request.n_train is not None else ""
+    fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
+    source = _source(request)
+    if source is not None:
+        dataset_ev, index = _profile(source, progress)
+        if dataset_ev.n_skipped:
+            warn(f"{dataset_ev.n_skipped} file(s) skipped: "
+                 + ", ".join(f"{r} {c}" for r, c in sorted(dataset_ev.skipped_by_reason.items())))
+        if n_train is None and dataset_ev.labeled:
+            n_train, n_source = dataset_ev.n_used, "usable labeled images in the dataset"
+        elif n_train is None:
+            warn("the dataset has no labels, so its training size is unknown; pass --n-train")
+        if fid is None:
+            fid_ev, fid_reason = _measure(index, request, progress)
+            if fid_ev is not None:
+                fid, fid_source = fid_ev.fid, "measured"
+                for w in fid_ev.warnings:
+                    warn(w)
+            else:
+                warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
+    elif fid is None:
+        fid_reason = "what-if mode: no dataset to measure and no --fid given"
+    inputs = build_inputs(
+        task=task, disparity=request.disparity, n_train=n_train, n_train_source=n_source, fid=fid,
+        fid_source=fid_source, fid_unmeasured_reason=fid_reason, fid_threshold=request.fid_threshold,
+        calibration=calibration, reference=request.reference, backbone=request.backbone,
+    )
+    return RecommendReport(recommendation=recommend(inputs), request=request, dataset=dataset_ev,
+                           fid_measurement=fid_ev, warnings=warnings)
+
+
+def add_pilot(
+    result: RecommendReport,
+    *,
+    budget: str,
+    weights: Path | None = None,
+    yes: bool = False,
+    progress: StageProgress = no_progress,
+    on_plan: PlanCallback | None = None,
+    confirm: Confirm | None = None,
+) -> RecommendReport:
+    """Run a pilot on ``result``'s dataset and fold its evidence into the recommendation.
+
+    The pilot gets the request's dataset (or the demo), device and disparity, the recommendation's
+    task (``--demo`` implies counting) and its decision inputs as the prior.
+
+    Raises:
+        ConfigError: the request has no dataset to train on.
+        EngineError: the pilot could not run (no backbone weights offline, budget too small...).
+    """
+    pilot = PilotRequest(dataset=_pilot_dataset(result.request), task=result.recommendation.inputs.task,
+                         disparity=result.request.disparity, budget=budget, weights=weights,
+                         device=result.request.device, yes=yes)
+    pilot_report, _ = run_pilot_request(pilot, progress=progress, on_plan=on_plan, confirm=confirm,
+                                        prior=result.recommendation.inputs)
+    if pilot_report.evidence is None:
+        return result.model_copy(update={"warnings": [*result.warnings, "the pilot finished no trial"]})
+    updated = recommend(result.recommendation.inputs, pilot_report.evidence)
+    return result.model_copy(update={"recommendation": updated, "pilot": pilot_report.evidence})
+
+
+def check_pilot_request(request: RecommendRequest) -> None:
+    """``--pilot`` needs a dataset (or the demo): fail before any image is read."""
+    from engine.errors import ConfigError
+
+    if request.dataset is None and not request.demo:
+        raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
+
+
+def _pilot_dataset(request: RecommendRequest) -> Path:
+    check_pilot_request(request)
+    source = _source(request)
+    assert source is not None  # check_pilot_request guarantees a dataset or the demo
+    return source
