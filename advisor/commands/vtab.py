@@ -60,6 +60,10 @@ def reproduce_vtab_command(
                                                  show_default=False)] = None,
     batch_vpt: Annotated[bool, typer.Option(
         "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")] = True,
+    protocol_set: Annotated[list[str] | None, typer.Option(
+        "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
+        "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
+        "code (benchmarks/vtab/README.md).", show_default=False)] = None,
     device: DeviceOpt = "auto",
     fmt: Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")] = "rich",
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
@@ -82,7 +86,7 @@ def reproduce_vtab_command(
     request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
-                                  batch_vpt=batch_vpt)
+                                  batch_vpt=batch_vpt, protocol_set=protocol_set)
     report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
                                    on_event=lambda m: err_console.print(escape(m)))
     _render(fmt, report, table)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from engine.config import FrozenModel
 from engine.config.train import FT_DROPOUT, DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
@@ -48,6 +48,8 @@ __all__ = [
     "MethodName",
     "ProtocolName",
     "SubsetMode",
+    "DETAIL_FIELDS",
+    "parse_detail_overrides",
     "Protocol",
     "get_protocol",
     "split_sizes",
@@ -132,6 +134,36 @@ _PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+DETAIL_FIELDS: tuple[str, ...] = (
+    "subset", "prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on_divergence")
+"""Training details that follow the original code by default (benchmarks/vtab/README.md); the CLI can set them."""
+
+
+def parse_detail_overrides(items: list[str] | None) -> dict[str, object]:
+    """``["lr_schedule=per-step", "ft_dropout=0"]`` -> protocol overrides (values checked by :class:`Protocol`).
+
+    Raises:
+        ConfigError: not ``KEY=VALUE``, or a key outside :data:`DETAIL_FIELDS`.
+    """
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
+            raise ConfigError(f"--protocol-set {item!r} must be KEY=VALUE, e.g. lr_schedule=per-step")
+        if key not in DETAIL_FIELDS:
+            raise ConfigError(f"--protocol-set cannot change {key!r}; choose from {', '.join(DETAIL_FIELDS)}")
+        out[key] = float(value) if key == "ft_dropout" and _is_number(value) else value
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def get_protocol(name: str, **overrides: object) -> Protocol:
     """Return the named protocol, optionally with fields replaced (e.g. ``img_size=32`` for tests).
 
@@ -145,7 +177,12 @@ def get_protocol(name: str, **overrides: object) -> Protocol:
     unknown = set(overrides) - set(Protocol.model_fields)
     if unknown:
         raise ConfigError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(Protocol.model_fields)}")
-    return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+    try:
+        return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"protocol field {field}={first.get('input')!r}: {first['msg']}") from None
 
 
 def split_sizes(n_train: int) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.errors import BudgetError, ConfigError
 from engine.progress import StageProgress, no_progress
 
-from benchmarks.vtab.protocol import get_protocol
+from benchmarks.vtab.protocol import get_protocol, parse_detail_overrides
 from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sweep
 from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
 
@@ -47,7 +47,8 @@ def _split(values: list[str] | None) -> list[str]:
 def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
                         sizes: list[str] | None, backend: str, scheduler: str | None, jobs: int, db: Path | None,
                         model: str, weights: Path | None, random_init: bool, model_args: list[str] | None,
-                        img_size: int | None, device: str, batch_vpt: bool) -> SweepRequest:
+                        img_size: int | None, device: str, batch_vpt: bool,
+                        protocol_set: list[str] | None = None) -> SweepRequest:
     """Reconcile the CLI flags into a ``SweepRequest`` (pure: no I/O beyond validation)."""
     if backend != "local" and jobs:
         raise ConfigError("--jobs applies to --backend local only; the cluster decides its own workers")
@@ -61,7 +62,8 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
         size_list = tuple(int(s) for s in _split(sizes)) or (800,)
     except ValueError:
         raise ConfigError(f"--sizes takes training-set sizes such as 400,800,5000; got {sizes}") from None
-    overrides = {"img_size": img_size} if img_size else {}
+    overrides: dict[str, object] = {"img_size": img_size} if img_size else {}
+    overrides.update(parse_detail_overrides(protocol_set))
     return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=_split(tasks) or None,
                         methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
                         scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,

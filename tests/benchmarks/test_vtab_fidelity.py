@@ -70,3 +70,22 @@ def test_first_k_keeps_list_order_and_refuses_empty() -> None:
     with pytest.raises(ConfigError, match="subset size"):
         first_k([1], 0)
 
+
+
+def test_cli_protocol_set_changes_a_detail_and_refuses_others(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from advisor.cli import main
+    from benchmarks.vtab.reproduce import build_sweep_request
+
+    common = dict(protocol="quick", tasks=None, methods=None, sizes=None, backend="local", scheduler=None, jobs=0,
+                  db=None, model="m", weights=None, random_init=True, model_args=None, img_size=None, device="cpu",
+                  batch_vpt=True)
+    req = build_sweep_request(tmp_path, **common, protocol_set=["lr_schedule=per-step", "ft_dropout=0"])
+    assert (req.protocol.lr_schedule, req.protocol.ft_dropout, req.protocol.head_init) == ("per-step", 0.0, "vpt")
+    with pytest.raises(ConfigError, match="cannot change 'epochs'"):
+        build_sweep_request(tmp_path, **common, protocol_set=["epochs=3"])
+    root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd"])
+    args = ["reproduce-vtab", str(root), "--protocol", "quick", "--db", str(tmp_path / "db")]
+    assert main([*args, "--protocol-set", "head_init=xavier"]) == 1
+    err = capsys.readouterr().err
+    assert "head_init" in err and "xavier" in err and "Traceback" not in err
