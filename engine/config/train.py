@@ -85,7 +85,11 @@ def method_defaults(method: Method) -> dict[str, Any]:
 
 
 class TrainConfig(FrozenModel):
-    """One training run (one method, one learning rate, one seed)."""
+    """One training run (one method, one learning rate, one seed).
+
+    ``prompt_dropout``, ``prompt_dropout_mode``, ``ft_dropout`` and ``head_init`` shape the model, so callers
+    pass them to ``engine.train.transfer.build_model``; the loop applies the rest.
+    """
 
     method: Method = Field("vpt-deep", description="Transfer method (engine.train.transfer.METHODS).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
