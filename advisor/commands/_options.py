@@ -17,6 +17,7 @@ __all__ = [
     "BatchSizeOpt",
     "WorkersOpt",
     "YesOpt",
+    "ProtocolSetOpt",
 ]
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
@@ -40,3 +41,8 @@ ReferenceOpt = Annotated[
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Start long runs without asking.")]
+
+ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
+    "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
+    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
+    "code (benchmarks/vtab/README.md).", show_default=False)]

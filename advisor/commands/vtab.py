@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_progress
-from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import (DeviceOpt, InceptionWeightsOpt, JsonOpt, ProtocolSetOpt, ReferenceOpt,
+                                      YesOpt)
 
 if TYPE_CHECKING:
     from benchmarks.vtab.run import SweepReport
@@ -60,10 +61,7 @@ def reproduce_vtab_command(
                                                  show_default=False)] = None,
     batch_vpt: Annotated[bool, typer.Option(
         "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")] = True,
-    protocol_set: Annotated[list[str] | None, typer.Option(
-        "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
-        "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
-        "code (benchmarks/vtab/README.md).", show_default=False)] = None,
+    protocol_set: ProtocolSetOpt = None,
     device: DeviceOpt = "auto",
     fmt: Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")] = "rich",
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",

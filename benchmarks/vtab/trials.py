@@ -240,9 +240,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     from engine.seed import seed_everything
 
     seed_everything(cfg.seed)
-    model = build_model(_backbone(cfg), method, cfg.num_classes, num_prompts=cfg.num_prompts,
-                        prompt_dropout=tc.prompt_dropout, prompt_dropout_mode=tc.prompt_dropout_mode,
-                        ft_dropout=tc.ft_dropout, head_init=tc.head_init)
+    model = build_model(_backbone(cfg), method, cfg.num_classes, **tc.model_options())
     t0 = time.perf_counter()
     if cfg.phase == "search":
         res = fit(model, ImageTensors(x_tr, y_tr), ImageTensors(x_ev, y_ev), tc, device=device)

@@ -87,8 +87,8 @@ def method_defaults(method: Method) -> dict[str, Any]:
 class TrainConfig(FrozenModel):
     """One training run (one method, one learning rate, one seed).
 
-    ``prompt_dropout``, ``prompt_dropout_mode``, ``ft_dropout`` and ``head_init`` shape the model, so callers
-    pass them to ``engine.train.transfer.build_model``; the loop applies the rest.
+    ``num_prompts``, ``prompt_dropout``, ``prompt_dropout_mode``, ``ft_dropout`` and ``head_init`` shape the
+    model: callers pass :meth:`model_options` to ``engine.train.transfer.build_model``; the loop applies the rest.
     """
 
     method: Method = Field("vpt-deep", description="Transfer method (engine.train.transfer.METHODS).")
@@ -140,6 +140,12 @@ class TrainConfig(FrozenModel):
     def for_method(cls, method: Method, **overrides: Any) -> TrainConfig:
         """A config with the paper code's optimiser settings for ``method``, then ``overrides``."""
         return cls(method=method, **{**method_defaults(method), **overrides})
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``engine.train.transfer.build_model`` that this config decides."""
+        return {"num_prompts": self.num_prompts, "prompt_dropout": self.prompt_dropout,
+                "prompt_dropout_mode": self.prompt_dropout_mode, "ft_dropout": self.ft_dropout,
+                "head_init": self.head_init}
 
     @property
     def effective_lr(self) -> float:

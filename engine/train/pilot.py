@@ -399,10 +399,7 @@ def run_pilot(
             except ValueError:
                 logger.warning("re-running trial with unreadable result file %s", path)
         seed_everything(spec.seed, deterministic=config.deterministic)
-        model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
-                            num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout,
-                            prompt_dropout_mode=tc.prompt_dropout_mode, ft_dropout=tc.ft_dropout,
-                            head_init=tc.head_init)
+        model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes, **tc.model_options())
         base = done
         fitted = fit(model, train, val, tc, device=device,
                      on_epoch=lambda epoch, _t, _v, base=base: report(on_progress, base + epoch, total))
