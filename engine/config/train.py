@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from engine.config import FrozenModel
 from engine.errors import ConfigError
 from engine.train.methods import METHODS, Method, uses_sgd
+from engine.train.power import ASSUMED_DISCORDANCE
 
 __all__ = [
     "TrainConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "PAPER_SEEDS",
     "DEFAULT_NUM_PROMPTS",
     "PILOT_LR_GRID",
+    "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
     "parse_budget",
     "PromptDropoutMode",
@@ -61,6 +63,9 @@ PAPER_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
 
 DEFAULT_NUM_PROMPTS = 10
 """Prompt length when no VTAB task names the paper's per-task length (VPT's README examples use 10)."""
+
+DEFAULT_MIN_DETECTABLE = 3.0
+"""Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
 
 PILOT_LR_GRID: dict[str, tuple[float, ...]] = {
     # base learning rates before batch/256 scaling, best-first guesses from the paper's grids
@@ -205,6 +210,15 @@ class PilotConfig(FrozenModel):
     workers: int = Field(0, ge=0, description="Image-decoding threads (0 = automatic).")
     deterministic: bool = Field(False, description="Deterministic algorithms (CPU tests).")
     grad_checkpointing: bool = Field(False, description="Gradient checkpointing in every trial.")
+    min_detectable: float = Field(
+        DEFAULT_MIN_DETECTABLE, gt=0, le=100,
+        description="Smallest VPT-FT difference (points) the pilot must be able to detect to count as decisive.")
+    assumed_discordance: float = Field(
+        ASSUMED_DISCORDANCE, gt=0, le=1, description="Share of images FT and VPT disagree on, assumed when planning "
+        "(engine.train.power.ASSUMED_DISCORDANCE).")
+    compare_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Largest share of the labeled images held out to compare the methods "
+        "(never trained on, never used to pick the lr).")
 
     @model_validator(mode="after")
     def _check(self) -> PilotConfig:

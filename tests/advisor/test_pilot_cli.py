@@ -16,7 +16,8 @@ from tests.conftest import write_png
 from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
 
 TINY = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16",
-        "--seeds", "2", "--budget", "10m", "--device", "cpu"]
+        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--min-detectable", "40"]
+"""Detecting 40 points takes 10 held-out comparison images (30 images could never detect the default 3)."""
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def colour_dataset(tmp_path: Path) -> Path:
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the tiny CLI runs short: at most 2 epochs and one lr per method."""
-    import engine.train.pilot as pilot_mod
+    import engine.train.pilot_plan as pilot_mod
     from engine.config import train as train_cfg
 
     monkeypatch.setattr(pilot_mod, "_EPOCHS", (2,))
@@ -51,7 +52,11 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: Non
     report = json.loads(capsys.readouterr().out)
     assert report["num_prompts"] == 3 and report["num_prompts_source"] == "--prompts"
     pilot = report["pilot"]
-    assert pilot["plan"]["n_train"] + pilot["plan"]["n_val"] == 30
+    plan = pilot["plan"]
+    assert plan["n_train"] + plan["n_val"] + plan["n_compare"] == 30 and plan["n_compare"] == 10
+    assert plan["decisive_by_design"] and plan["min_detectable"] <= 40 and plan["target_detectable"] == 40
+    assert len(pilot["trials"][0]["compare_correct"]) == 10  # per-image results are stored
+    assert pilot["paired"]["n_compare"] == 10 and report["evidence"]["paired"] is not None
     assert [m["method"] for m in pilot["methods"]] == ["full", "vpt-deep"]
     assert pilot["trials_run"] == 4 and pilot["trials_resumed"] == 0
     scores = {s["method"]: s for s in report["evidence"]["scores"]}
@@ -66,13 +71,20 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: Non
 
 
 def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.render import console, err_console
+
+    monkeypatch.setattr(console, "width", 80)
+    monkeypatch.setattr(err_console, "width", 80)
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--methods", "full,vpt-shallow", *TINY,
                  "--out", str(tmp_path / "s")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Pilot plan" in captured.err and f"{DEFAULT_NUM_PROMPTS} prompts" in captured.err
-    assert "vpt-shallow" in captured.out and "trainable params" in captured.out
+    assert "detects" in captured.err and "comparison (held out)" in captured.err
+    assert "vpt-shallow" in captured.out and "compare %" in captured.out and "95 % interval" in captured.out
+    ours = [line for line in (captured.out + captured.err).splitlines() if "RANDOM weights" not in line]
+    assert max(len(line) for line in ours) <= 80  # the plan and the table fit 80 columns
     assert "Recommendation" in captured.out and "Pilot on your data" in captured.out
 
 
@@ -80,6 +92,53 @@ def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path, qu
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(colour_dataset), "--methods", "linear", *TINY, "--out", str(tmp_path / "s")]) == 0
     assert "Pass --task" in capsys.readouterr().out
+
+
+def test_small_budget_on_a_small_dataset_is_refused_up_front(
+        colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.train.pilot as pilot_mod
+
+    trained: list[object] = []
+    monkeypatch.setattr(pilot_mod, "fit", lambda *a, **k: trained.append(a))
+    store = tmp_path / "s"
+    args = ["pilot", str(colour_dataset), "--task", "counting", *TINY[:-2], "--budget", "1m", "--out", str(store)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Pilot plan" in err and "not decisive by design" in err  # the plan is shown, then the refusal
+    assert "cannot decide" in err and "--budget" in err and "labeled images (you have 30)" in err
+    assert "--yes" in err and "Traceback" not in err
+    assert not trained and not (store / "trials").exists()
+
+    assert main([*args, "--json"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["started"] is False and refused["plan"]["decisive_by_design"] is False
+    assert refused["plan"]["sufficient_labeled"] > 1000 and refused["plan"]["sufficient_budget_s"] > 60
+
+
+def test_not_decisive_by_design_runs_with_yes_and_never_changes_the_answer(
+        colour_dataset: Path, tmp_path: Path, quick: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", "--task", "counting", "--n-train", "30", "--json"]) == 0
+    prior = json.loads(capsys.readouterr().out)["recommendation"]
+    args = ["pilot", str(colour_dataset), "--task", "counting", *TINY[:-2], "--out", str(tmp_path / "s"), "--json",
+            "--yes"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["evidence"]["decisive_by_design"] is False
+    rec = report["recommendation"]
+    assert (rec["recommendation"], rec["confidence"]) == (prior["recommendation"], prior["confidence"])
+    assert rec["pilot"]["decisive"] is False and "not decisive by design" in rec["reasons"][0]["sentence"]
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_refused(colour_dataset: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_bf16_support",
+                        lambda cpuinfo=None: device_mod.CpuBf16(native=False, flags=(), capability="AVX512",
+                                                                source="test"))
+    assert main(["pilot", str(colour_dataset), *TINY, "--precision", "bf16"]) == 1
+    err = capsys.readouterr().err
+    assert "bf16 refused" in err and "emulated" in err and "--precision fp32" in err and "Traceback" not in err
 
 
 def test_default_prompt_length_follows_the_paper() -> None:

@@ -11,7 +11,7 @@ import pytest
 import advisor.usecases.recommend as rec_uc
 from advisor.cli import main
 from advisor.usecases.pilot import PilotReport, PilotRequest
-from advisor.schemas import MethodScore, PilotEvidence
+from advisor.schemas import MethodScore, PairedDifference, PilotEvidence
 from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
 from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
 
@@ -20,7 +20,10 @@ def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):
     def run(req: PilotRequest, *, progress: Any, on_plan: Any, confirm: Any, prior: Any) -> tuple[PilotReport, None]:
         calls.append(req)
         assert prior is not None and prior.disparity == "high"  # the recommend inputs are passed on
-        evidence = PilotEvidence(n_train=160, n_val=40, scores=[
+        diff = vpt - ft
+        paired = PairedDifference(vpt_method="vpt-deep", ft_method="full", difference=diff, ci95=(diff - 3, diff + 3),
+                                  ci99=(diff - 4, diff + 4), n_compare=1800, discordance=0.3)
+        evidence = PilotEvidence(n_train=160, n_val=40, paired=paired, scores=[
             MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
             MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3)])
         report = PilotReport(dataset=str(req.dataset), n_labeled=200, task=req.task, num_prompts=100,
