@@ -183,7 +183,8 @@ def sufficient(timings: dict[str, MethodTiming], config: PilotConfig, choice: Ch
     images = needed + choice.n
     budget = estimate_seconds(timings, config, n_compare=needed, n=choice.n, epochs=choice.epochs, grid=choice.grid,
                               decode_s=decode_s)
-    return (images if images > n_labeled else None), budget
+    # Name only what is short: a budget the user already has is not advice (the images are the limit then).
+    return (images if images > n_labeled else None), (budget if budget > config.budget_s else None)
 
 
 def mdd_of(config: PilotConfig, n_compare: int) -> float:

@@ -105,14 +105,17 @@ def test_small_budget_on_a_small_dataset_is_refused_up_front(
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "Pilot plan" in err and "not decisive by design" in err  # the plan is shown, then the refusal
-    assert "cannot decide" in err and "--budget" in err and "labeled images (you have 30)" in err
+    assert "cannot decide" in err and "labeled images (you have 30)" in err
     assert "--yes" in err and "Traceback" not in err
     assert not trained and not (store / "trials").exists()
 
     assert main([*args, "--json"]) == 1
     refused = json.loads(capsys.readouterr().out)
     assert refused["started"] is False and refused["plan"]["decisive_by_design"] is False
-    assert refused["plan"]["sufficient_labeled"] > 1000 and refused["plan"]["sufficient_budget_s"] > 60
+    assert refused["plan"]["sufficient_labeled"] > 1000
+    # a budget is named only when the 1-minute budget is short too (that depends on this machine's speed)
+    assert refused["plan"]["sufficient_budget_s"] is None or refused["plan"]["sufficient_budget_s"] > 60
+    assert ("--budget" in err) == (refused["plan"]["sufficient_budget_s"] is not None)
 
 
 def test_not_decisive_by_design_runs_with_yes_and_never_changes_the_answer(
