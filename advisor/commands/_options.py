@@ -19,6 +19,7 @@ __all__ = [
     "YesOpt",
     "finite_non_negative",
     "ExplainOpt",
+    "ProtocolSetOpt",
 ]
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
@@ -58,3 +59,8 @@ ExplainOpt = Annotated[
     typer.Option("--explain", "-v", help="Print the full reasoning (every reason in full, trend, provenance); "
                  "the default is a short view."),
 ]
+
+ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
+    "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
+    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
+    "code (benchmarks/vtab/README.md).", show_default=False)]

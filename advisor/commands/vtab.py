@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_progress
-from advisor.commands._options import DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
+from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ProtocolSetOpt,
+                                      ReferenceOpt, YesOpt)
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def reproduce_vtab_command(
                                                  show_default=False)] = None,
     batch_vpt: Annotated[bool, typer.Option(
         "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")] = True,
+    protocol_set: ProtocolSetOpt = None,
     device: DeviceOpt = "auto",
     fmt: Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")] = "rich",
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
@@ -83,7 +85,7 @@ def reproduce_vtab_command(
     request = build_sweep_request(vtab_root, protocol=protocol, tasks=tasks, methods=methods, sizes=sizes,
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
-                                  batch_vpt=batch_vpt)
+                                  batch_vpt=batch_vpt, protocol_set=protocol_set)
     report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
                                    on_event=lambda m: print_message(m, target=err_console))
     _render(fmt, report, table, explain=explain)

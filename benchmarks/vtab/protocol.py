@@ -11,6 +11,11 @@ Paper protocol (Sec. 4.1 and the authors' ``tune_vtab.py``, ANCHORS section 1):
 * every grid learning rate is multiplied by ``batch_size / 256`` (the code's hidden rescale);
 * 100 epochs including 10 linear warm-up epochs, cosine decay; fp32.
 
+Training details follow the original code by default (per-sample prompt-dropout masks, warm-up/cosine
+stepped per epoch with epoch 0 at lr 0, the original head init, backbone dropout 0.1 for FT, a diverged run
+keeps its last finite evaluation, sizes below 800 take the first k of the split lists); each is a field with
+the other choice as an option. ``benchmarks/vtab/README.md`` tabulates them with the source lines read.
+
 Quirk of the original code kept out on purpose: its ``src/solver/optimizer.py`` replaces any positive
 AdamW weight decay by 0.01, so the FT wd grid effectively had only {0.01, 0}. We apply the nominal grid
 value; ``Protocol.ft_wd_quirk=True`` reproduces the original behaviour (duplicate points are merged).
@@ -23,9 +28,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from engine.config import FrozenModel
+from engine.config.train import FT_DROPOUT, DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
 from engine.errors import ConfigError
 
 __all__ = [
@@ -41,6 +47,9 @@ __all__ = [
     "METHODS",
     "MethodName",
     "ProtocolName",
+    "SubsetMode",
+    "DETAIL_FIELDS",
+    "parse_detail_overrides",
     "Protocol",
     "get_protocol",
     "split_sizes",
@@ -62,6 +71,7 @@ WARMUP_EPOCHS: int = 10
 
 MethodName = Literal["ft", "vpt"]
 ProtocolName = Literal["paper", "quick"]
+SubsetMode = Literal["first-k", "stratified"]
 METHODS: dict[str, str] = {"ft": "full", "vpt": "vpt-deep"}
 """CLI method name -> engine transfer method (the paper uses VPT-deep)."""
 
@@ -88,6 +98,18 @@ class Protocol(FrozenModel):
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision (paper: fp32).")
     max_train: int | None = Field(None, ge=1, description="Cap on training images per run (None = all).")
     max_eval: int | None = Field(None, ge=1, description="Cap on val/test images per run (None = all).")
+    subset: SubsetMode = Field(
+        "first-k", description="Sizes below 800: the first n of train800 / n/4 of val200 (VTAB-1k's train[:800] "
+        "style), or a class-stratified draw (seed sample_seed).")
+    prompt_dropout_mode: PromptDropoutMode = Field(
+        "per-sample", description="Prompt-dropout masks per image (the original) or one per batch (shared).")
+    lr_schedule: LrSchedule = Field(
+        "per-epoch", description="Warm-up/cosine stepped per epoch, epoch 0 at lr 0 (the original), or per step.")
+    head_init: HeadInit = Field("vpt", description="Head init: the original's (vpt) or nn.Linear's (torch).")
+    ft_dropout: float = Field(FT_DROPOUT, ge=0, lt=1,
+                              description="FT backbone dropout (original ViT-B/16 config: 0.1; timm default: 0).")
+    on_divergence: DivergencePolicy = Field(
+        "last-finite", description="A diverged run keeps its last finite evaluation (the original) or scores 0.")
 
     def grid(self, method: MethodName) -> list[tuple[float, float]]:
         """The (lr, wd) points of ``method``'s search, duplicates from ``ft_wd_quirk`` merged."""
@@ -112,6 +134,36 @@ _PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+DETAIL_FIELDS: tuple[str, ...] = (
+    "subset", "prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on_divergence")
+"""Training details that follow the original code by default (benchmarks/vtab/README.md); the CLI can set them."""
+
+
+def parse_detail_overrides(items: list[str] | None) -> dict[str, object]:
+    """``["lr_schedule=per-step", "ft_dropout=0"]`` -> protocol overrides (values checked by :class:`Protocol`).
+
+    Raises:
+        ConfigError: not ``KEY=VALUE``, or a key outside :data:`DETAIL_FIELDS`.
+    """
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key:
+            raise ConfigError(f"--protocol-set {item!r} must be KEY=VALUE, e.g. lr_schedule=per-step")
+        if key not in DETAIL_FIELDS:
+            raise ConfigError(f"--protocol-set cannot change {key!r}; choose from {', '.join(DETAIL_FIELDS)}")
+        out[key] = float(value) if key == "ft_dropout" and _is_number(value) else value
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def get_protocol(name: str, **overrides: object) -> Protocol:
     """Return the named protocol, optionally with fields replaced (e.g. ``img_size=32`` for tests).
 
@@ -125,7 +177,12 @@ def get_protocol(name: str, **overrides: object) -> Protocol:
     unknown = set(overrides) - set(Protocol.model_fields)
     if unknown:
         raise ConfigError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(Protocol.model_fields)}")
-    return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+    try:
+        return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"protocol field {field}={first.get('input')!r}: {first['msg']}") from None
 
 
 def split_sizes(n_train: int) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from engine.config.validate import parse_model_args, parse_sizes, split_list
 from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
 
-from benchmarks.vtab.protocol import get_protocol
+from benchmarks.vtab.protocol import get_protocol, parse_detail_overrides
 from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sweep
 from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
 
@@ -23,7 +23,8 @@ __all__ = ["parse_model_args", "build_sweep_request", "check_budget", "reproduce
 def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
                         sizes: list[str] | None, backend: str, scheduler: str | None, jobs: int, db: Path | None,
                         model: str, weights: Path | None, random_init: bool, model_args: list[str] | None,
-                        img_size: int | None, device: str, batch_vpt: bool) -> SweepRequest:
+                        img_size: int | None, device: str, batch_vpt: bool,
+                        protocol_set: list[str] | None = None) -> SweepRequest:
     """Reconcile the CLI flags into a ``SweepRequest`` (pure: no I/O beyond validation)."""
     if backend != "local" and jobs:
         raise ConfigError("--jobs applies to --backend local only; the cluster decides its own workers")
@@ -34,7 +35,8 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
     if bad:
         raise ConfigError(f"unknown method(s) {bad}; choose ft and/or vpt")
     size_list = parse_sizes(sizes)
-    overrides = {"img_size": img_size} if img_size else {}
+    overrides: dict[str, object] = {"img_size": img_size} if img_size else {}
+    overrides.update(parse_detail_overrides(protocol_set))
     return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=split_list(tasks) or None,
                         methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
                         scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,

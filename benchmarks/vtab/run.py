@@ -128,7 +128,9 @@ def _base(request: SweepRequest, task: TaskSpec, method: MethodName, n_train: in
                 img_size=p.img_size, precision=p.precision, model=request.model,
                 weights=str(request.weights) if request.weights else None, random_init=request.random_init,
                 model_kwargs=dict(request.model_kwargs), max_train=p.max_train, max_eval=p.max_eval,
-                engine="batched" if (method == "vpt" and request.batch_vpt) else "fit")
+                engine="batched" if (method == "vpt" and request.batch_vpt) else "fit", subset=p.subset,
+                prompt_dropout_mode=p.prompt_dropout_mode, lr_schedule=p.lr_schedule, head_init=p.head_init,
+                ft_dropout=p.ft_dropout, on_divergence=p.on_divergence)
 
 
 def plan_search(request: SweepRequest, layout: LayoutReport) -> list[TrialConfig]:

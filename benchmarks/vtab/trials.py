@@ -23,9 +23,10 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.config.validate import MIN_TRAIN_SIZE
+from engine.config.train import FT_DROPOUT, DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
 from engine.errors import ConfigError
 
-from benchmarks.vtab.protocol import METHODS, MethodName, split_sizes
+from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
 from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 
@@ -67,6 +68,12 @@ class TrialConfig(FrozenModel):
     max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
     engine: Literal["fit", "batched"] = Field("fit", description="engine.train.loop.fit, or batched VPT.")
+    subset: SubsetMode = Field("first-k", description="Sizes below 800: first n of the lists, or stratified.")
+    prompt_dropout_mode: PromptDropoutMode = Field("per-sample", description="Prompt-dropout masks per image or batch.")
+    lr_schedule: LrSchedule = Field("per-epoch", description="Warm-up/cosine stepped per epoch or per step.")
+    head_init: HeadInit = Field("vpt", description="The original head init (vpt) or nn.Linear's (torch).")
+    ft_dropout: float = Field(FT_DROPOUT, ge=0, lt=1, description="FT backbone dropout.")
+    on_divergence: DivergencePolicy = Field("last-finite", description="Keep the last finite evaluation, or 0.")
 
     @property
     def key(self) -> str:
@@ -136,11 +143,11 @@ def _list(cfg: TrialConfig, name: str) -> list[Any]:
 def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
     """(training samples, evaluation samples) of a trial, following the protocol.
 
-    Size 800 uses the VTAB-1k lists; smaller sizes draw a stratified subsample of train800/val200
-    (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
+    Size 800 uses the VTAB-1k lists; smaller sizes take the first ``n`` / ``n/4`` entries of train800/val200
+    (``subset="first-k"``, VTAB-1k's own rule) or a stratified subsample (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
     Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
     """
-    from engine.data.index import stratified_subsample
+    from engine.data.index import first_k, stratified_subsample
 
     n_train, n_val = split_sizes(cfg.n_train)
     if n_train > 800:
@@ -148,7 +155,9 @@ def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
         train, val = _list(cfg, tr_name), _list(cfg, va_name)
     else:
         train, val = _list(cfg, "train800.txt"), _list(cfg, "val200.txt")
-        if n_train < 800:
+        if n_train < 800 and cfg.subset == "first-k":
+            train, val = first_k(train, n_train), first_k(val, n_val)
+        elif n_train < 800:
             train = stratified_subsample(train, n_train, seed=cfg.sample_seed)
             val = stratified_subsample(val, n_val, seed=cfg.sample_seed + 1)
     if cfg.phase == "search":
@@ -226,12 +235,13 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
         method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
         num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if cfg.method == "vpt" else 0.0,
-        img_size=cfg.img_size, precision=cfg.precision)
+        img_size=cfg.img_size, precision=cfg.precision, prompt_dropout_mode=cfg.prompt_dropout_mode,
+        lr_schedule=cfg.lr_schedule, head_init=cfg.head_init, ft_dropout=cfg.ft_dropout,
+        on_divergence=cfg.on_divergence)
     from engine.seed import seed_everything
 
     seed_everything(cfg.seed)
-    model = build_model(_backbone(cfg), method, cfg.num_classes, num_prompts=cfg.num_prompts,
-                        prompt_dropout=tc.prompt_dropout)
+    model = build_model(_backbone(cfg), method, cfg.num_classes, **tc.model_options())
     t0 = time.perf_counter()
     if cfg.phase == "search":
         res = fit(model, ImageTensors(x_tr, y_tr), ImageTensors(x_ev, y_ev), tc, device=device)
@@ -244,6 +254,8 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
         loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, cfg.batch_size), device=device,
                               normalization=tc.normalization)
         acc = float(evaluate(model, loader, autocast=autocast_context(device, tc.precision), device=device).accuracy)
+        if res.diverged and (tc.on_divergence == "zero" or not res.val_accs):
+            acc = 0.0  # no finite epoch to keep (or the zero policy): the run scores 0, as in the search phase
     wall = time.perf_counter() - t0
     return TrialResult(
         key=cfg.key, config=cfg, eval_split="val" if cfg.phase == "search" else "test",
@@ -262,6 +274,8 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
     bc = BatchedVptConfig(num_prompts=first.num_prompts, deep=True, prompt_dropout=first.prompt_dropout,
                           epochs=first.epochs, warmup_epochs=first.warmup_epochs, batch_size=first.batch_size,
                           lr_scale_batch=first.lr_scale_batch, precision=first.precision,
+                          prompt_dropout_mode=first.prompt_dropout_mode, lr_schedule=first.lr_schedule,
+                          head_init=first.head_init, on_divergence=first.on_divergence,
                           config_chunk=max(1, max_rows // first.batch_size))
     specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
     t0 = time.perf_counter()

@@ -31,7 +31,35 @@ __all__ = [
     "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
     "parse_budget",
+    "PromptDropoutMode",
+    "LrSchedule",
+    "HeadInit",
+    "DivergencePolicy",
+    "FT_DROPOUT",
 ]
+
+PromptDropoutMode = Literal["per-sample", "shared"]
+"""``per-sample``: every image of a batch gets its own prompt-dropout mask (the original applies dropout
+after expanding the prompts to the batch, KMnP/vpt ``src/models/vit_prompt/vit.py`` lines 82 and 114-115);
+``shared``: one mask per prompt set for the whole batch."""
+
+LrSchedule = Literal["per-epoch", "per-step"]
+"""``per-epoch``: the warm-up/cosine factor changes once per epoch and epoch 0 runs at the warm-up's start
+value 0 (KMnP/vpt ``src/solver/lr_scheduler.py`` lines 56-65, stepped at ``src/engine/trainer.py`` line 221);
+``per-step``: a smooth per-optimiser-step version (the pilot's short runs use it)."""
+
+HeadInit = Literal["vpt", "torch"]
+"""``vpt``: head weight ~ kaiming-normal (fan-out), bias -log(99) (KMnP/vpt ``src/models/mlp.py`` lines 52-57,
+used with ``special_bias=True`` by ``src/models/vit_models.py`` lines 159-165); ``torch``: ``nn.Linear``'s default."""
+
+DivergencePolicy = Literal["last-finite", "zero"]
+"""``last-finite``: a run whose loss becomes non-finite stops and keeps its last finite evaluation (and its
+parameters from then); ``zero``: it scores 0 %."""
+
+FT_DROPOUT = 0.1
+"""Dropout after the position embedding and inside every MLP block while the backbone trains end to end: the
+original ViT-B/16 config's ``dropout_rate`` (KMnP/vpt ``src/configs/vit_configs.py`` line 35; attention dropout
+is 0.0, line 34)."""
 
 PAPER_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
 """The final-run seeds of the paper's ``tune_vtab.py``; pilot trial ``i`` uses ``PAPER_SEEDS[i]``."""
@@ -73,7 +101,11 @@ def method_defaults(method: Method) -> dict[str, Any]:
 
 
 class TrainConfig(FrozenModel):
-    """One training run (one method, one learning rate, one seed)."""
+    """One training run (one method, one learning rate, one seed).
+
+    ``num_prompts``, ``prompt_dropout``, ``prompt_dropout_mode``, ``ft_dropout`` and ``head_init`` shape the
+    model: callers pass :meth:`model_options` to ``engine.train.transfer.build_model``; the loop applies the rest.
+    """
 
     method: Method = Field("vpt-deep", description="Transfer method (engine.train.transfer.METHODS).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
@@ -106,11 +138,32 @@ class TrainConfig(FrozenModel):
         None, ge=1, description="ft-then-pt only: epochs of the fine-tuning stage (None = epochs).")
     ft_stage_lr: float = Field(5e-4, gt=0, description="ft-then-pt only: AdamW base lr of the fine-tuning stage.")
     ft_stage_weight_decay: float = Field(1e-2, ge=0, description="ft-then-pt only: fine-tuning-stage weight decay.")
+    prompt_dropout_mode: PromptDropoutMode = Field(
+        "per-sample", description="per-sample: each image gets its own prompt-dropout mask (the original); "
+        "shared: one mask per batch.")
+    lr_schedule: LrSchedule = Field(
+        "per-epoch", description="per-epoch: warm-up/cosine stepped once per epoch, epoch 0 at the warm-up start "
+        "value 0 (the original); per-step: stepped every optimiser step.")
+    ft_dropout: float = Field(
+        FT_DROPOUT, ge=0, lt=1, description="Backbone dropout (after the position embedding and in every MLP) "
+        "while the backbone trains end to end: full and ft-then-pt's FT stage (original ViT-B/16 config: 0.1).")
+    head_init: HeadInit = Field(
+        "vpt", description="vpt: kaiming-normal fan-out weight, bias -log(99) (the original head); "
+        "torch: nn.Linear's default init.")
+    on_divergence: DivergencePolicy = Field(
+        "last-finite", description="last-finite: a non-finite loss stops the run, which keeps its last finite "
+        "evaluation and parameters (the original); zero: the run scores 0.")
 
     @classmethod
     def for_method(cls, method: Method, **overrides: Any) -> TrainConfig:
         """A config with the paper code's optimiser settings for ``method``, then ``overrides``."""
         return cls(method=method, **{**method_defaults(method), **overrides})
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``engine.train.transfer.build_model`` that this config decides."""
+        return {"num_prompts": self.num_prompts, "prompt_dropout": self.prompt_dropout,
+                "prompt_dropout_mode": self.prompt_dropout_mode, "ft_dropout": self.ft_dropout,
+                "head_init": self.head_init}
 
     @property
     def effective_lr(self) -> float:

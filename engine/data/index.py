@@ -47,7 +47,7 @@ from engine.data.checks import (
     excerpt,
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
-from engine.data.splits import stratified_subsample, train_val_split
+from engine.data.splits import first_k, stratified_subsample, train_val_split
 
 __all__ = [
     "DUPLICATE",
@@ -58,6 +58,7 @@ __all__ = [
     "DatasetIndex",
     "index_dataset",
     "stratified_subsample",
+    "first_k",
     "train_val_split",
     "empty_dataset_error",
 ]

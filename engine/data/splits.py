@@ -1,9 +1,10 @@
-"""Deterministic, class-stratified subsets and train/validation splits.
+"""Deterministic subsets and train/validation splits: class-stratified, or the first ``k`` of a list.
 
-Pilots and VTAB-style runs need small labeled subsets that keep the class proportions of the full
-dataset (VTAB-1k draws 800 + 200 images per task). Every draw uses ``numpy.random.default_rng(seed)``
-explicitly, never global state, so the same seed gives the same subset on every machine.
-Re-exported by :mod:`engine.data.index`.
+Pilots need small labeled subsets that keep the class proportions of the full dataset. Every draw uses
+``numpy.random.default_rng(seed)`` explicitly, never global state, so the same seed gives the same subset
+on every machine. VTAB-1k itself takes the *first* ``k`` images of a split (``train[:800]``,
+``validation[:200]``: KMnP/vpt ``src/data/vtab_datasets/dtd.py`` lines 50-52 and the other task files), which
+:func:`first_k` reproduces on a list file kept in split order. Re-exported by :mod:`engine.data.index`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from engine.errors import ConfigError
 if TYPE_CHECKING:
     from engine.data.index import Sample
 
-__all__ = ["stratified_subsample", "train_val_split"]
+__all__ = ["stratified_subsample", "first_k", "train_val_split", "SUBSET_MODES"]
+
+SUBSET_MODES = ("first-k", "stratified")
+"""How a smaller subset is drawn from a list: its first ``k`` entries (VTAB-1k style) or class-stratified."""
 
 _S = TypeVar("_S", bound="Sample")
 
@@ -86,6 +90,17 @@ def stratified_subsample(samples: Sequence[_S], n: int, *, seed: int) -> list[_S
         members = np.flatnonzero(inverse == k)
         keep.extend(rng.choice(members, size=int(quota[k]), replace=False).tolist())
     return [samples[i] for i in sorted(keep)]
+
+
+def first_k(samples: Sequence[_S], n: int) -> list[_S]:
+    """The first ``n`` samples in list order (all of them when there are fewer), as VTAB-1k's ``train[:800]``.
+
+    Raises:
+        ConfigError: ``n`` < 1.
+    """
+    if n < 1:
+        raise ConfigError(f"subset size must be >= 1, got {n}")
+    return list(samples[:n])
 
 
 def train_val_split(

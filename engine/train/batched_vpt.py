@@ -10,8 +10,10 @@ serves all K. Each configuration owns separate SGD parameter groups, so its lear
 decay and momentum buffers are exactly those of a single run; the K losses are summed, and because
 the parameter sets are disjoint each configuration receives exactly its own gradient. Randomness
 (prompt/head init, data order, prompt dropout) comes from per-configuration generators seeded with
-the configuration's seed, so a configuration's trajectory does not depend on which others share the
-batch (tested against sequential single-configuration runs in ``tests/engine/test_batched_vpt.py``).
+the configuration's seed, drawn in the order a single ``engine.train.loop.fit`` run draws them from its
+seeded global generator, so a configuration's trajectory does not depend on which others share the
+batch and equals a single run, prompt-dropout masks included (tested against sequential
+single-configuration runs in ``tests/engine/test_batched_vpt.py``).
 
 The savings are per-step overheads (data preparation, patch embedding, Python and kernel-launch
 cost, small-matrix inefficiency), not FLOPs: the transformer blocks still process K x B sequences.
@@ -33,10 +35,12 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
+from engine.config.train import DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
-from engine.train.vpt import prompt_init_bound
+from engine.train.transfer import init_head
+from engine.train.vpt import drop_prompts, prompt_init_bound
 
 __all__ = [
     "VptRunSpec",
@@ -63,6 +67,14 @@ class BatchedVptConfig(FrozenModel):
     num_prompts: int = Field(10, ge=1, description="Prompt tokens per layer.")
     deep: bool = Field(True, description="VPT-deep (new prompts before every block) or VPT-shallow.")
     prompt_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens while training.")
+    prompt_dropout_mode: PromptDropoutMode = Field(
+        "per-sample", description="As TrainConfig.prompt_dropout_mode: a mask per image (the original) or per batch.")
+    lr_schedule: LrSchedule = Field(
+        "per-epoch", description="As TrainConfig.lr_schedule: stepped per epoch (the original) or per step.")
+    head_init: HeadInit = Field("vpt", description="As TrainConfig.head_init: the original head init or torch's.")
+    on_divergence: DivergencePolicy = Field(
+        "last-finite", description="As TrainConfig.on_divergence: a diverged configuration is evaluated with its "
+        "parameters from the end of its last finite epoch (the original), or scores 0.")
     epochs: int = Field(100, ge=1, description="Training epochs.")
     warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay.")
     batch_size: int = Field(64, ge=1, description="Images per step per configuration.")
@@ -88,7 +100,8 @@ class BatchedVptResult:
     train_images_per_s: float = 0.0
     trainable_params: int = 0
     diverged: bool = False
-    """The loss became non-finite (as ``engine.train.loop.fit``, the accuracy is then reported as 0)."""
+    """The loss became non-finite; as ``engine.train.loop.fit``, the configuration then keeps its last finite
+    epoch's parameters (``on_divergence="last-finite"``; 0 % when no epoch was finite) or scores 0 %."""
     params: dict[str, torch.Tensor] | None = None
     """Trained ``prompts`` ``(L, P, D)``, ``head.weight`` and ``head.bias`` (CPU), when asked for."""
 
@@ -99,12 +112,15 @@ class BatchedPromptModel(nn.Module):
     Configuration ``k`` owns ``prompts[k]`` (``(L, P, D)`` deep, ``(1, P, D)`` shallow, the layout of
     :class:`engine.train.vpt.PromptedViT`) and a head ``head_w[k]``/``head_b[k]``. Its initial values are
     drawn exactly as ``engine.train.transfer.build_model`` draws them after ``seed_everything(seed)`` (head
-    as ``nn.Linear``, then the prompts), so a batched run starts where a single run starts.
+    as ``nn.Linear`` re-initialised by ``init_head``, then the prompts), so a batched run starts where a
+    single run starts. Prompt-dropout masks come from a generator per configuration on the training
+    device, seeded with its seed, as ``fit`` draws them from the global generator it seeds.
     ``forward`` returns logits ``(k, B, num_classes)``.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, seeds: Sequence[int], *,
-                 num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0) -> None:
+                 num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0,
+                 prompt_dropout_mode: str = "per-sample", head_init: str = "vpt") -> None:
         super().__init__()
         if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != 1:
             raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
@@ -117,6 +133,8 @@ class BatchedPromptModel(nn.Module):
         self.num_prompts = num_prompts
         self.deep = deep
         self.prompt_dropout = prompt_dropout
+        self.per_sample_dropout = prompt_dropout_mode == "per-sample"
+        self.seeds = [int(seed) for seed in seeds]
         dim = int(backbone.embed_dim)
         n_sets = len(backbone.blocks) if deep else 1
         patch = backbone.patch_embed.patch_size
@@ -124,17 +142,17 @@ class BatchedPromptModel(nn.Module):
         self.prompts = nn.ParameterList()
         self.head_w = nn.ParameterList()
         self.head_b = nn.ParameterList()
-        self._generators: list[torch.Generator] = []
+        self._generators: dict[int, torch.Generator] = {}
         for seed in seeds:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed))  # the global-RNG order of seed_everything + build_model
                 head = nn.Linear(dim, num_classes)
+                init_head(head, head_init)
                 prompts = torch.empty(n_sets, num_prompts, dim)
                 nn.init.uniform_(prompts, -bound, bound)
             self.head_w.append(nn.Parameter(head.weight.detach().clone()))
             self.head_b.append(nn.Parameter(head.bias.detach().clone()))
             self.prompts.append(nn.Parameter(prompts))
-            self._generators.append(torch.Generator().manual_seed(int(seed) + 7919))
 
     def train(self, mode: bool = True) -> BatchedPromptModel:
         """Set training mode for the prompts (dropout) while the frozen backbone stays in eval mode."""
@@ -146,15 +164,20 @@ class BatchedPromptModel(nn.Module):
         parameters (the head bias) get no decay."""
         return [self.prompts[k], self.head_w[k]], [self.head_b[k]]
 
-    def _prompt(self, ks: Sequence[int]) -> torch.Tensor:
-        out = torch.stack([self.prompts[k] for k in ks])  # (k, sets, P, D)
-        if self.training and self.prompt_dropout > 0:
-            masks = []
-            for k in ks:  # per-config generator: a run's dropout masks do not depend on its batch-mates
-                keep = torch.rand(self.prompts[k].shape, generator=self._generators[k]) >= self.prompt_dropout
-                masks.append(keep.to(out.device, out.dtype) / (1.0 - self.prompt_dropout))
-            out = out * torch.stack(masks)
-        return out
+    def _generator(self, k: int, device: torch.device) -> torch.Generator:
+        """Configuration ``k``'s dropout generator: created on first use, seeded as ``fit`` seeds the global one."""
+        if k not in self._generators:
+            self._generators[k] = torch.Generator(device=device).manual_seed(self.seeds[k])
+        return self._generators[k]
+
+    def _prompt_rows(self, ks: Sequence[int], index: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
+        """Prompt set ``index`` of configurations ``ks`` expanded to ``(len(ks) * batch, P, D)``, with dropout
+        drawn per configuration in the order a single run draws it (set 0, 1, ... every step)."""
+        p = self.prompt_dropout if self.training else 0.0
+        rows = [drop_prompts(self.prompts[k][index], batch, p, per_sample=self.per_sample_dropout,
+                             generator=self._generator(k, self.prompts[k].device) if p > 0 else None)
+                for k in ks]
+        return torch.cat(rows).to(dtype)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding + CLS + position embedding of normalised images ``(B, 3, H, W)``."""
@@ -168,13 +191,12 @@ class BatchedPromptModel(nn.Module):
         """Run configurations ``ks`` on embedded tokens ``(len(ks), B, T, D)``; return logits ``(k, B, C)``."""
         kk, b, t, d = tokens.shape
         p = self.num_prompts
-        prompts = self._prompt(ks).to(tokens.dtype)  # (k, sets, P, D)
-        x = torch.cat([tokens[:, :, :1], prompts[:, None, 0].expand(kk, b, p, d), tokens[:, :, 1:]], dim=2)
+        first = self._prompt_rows(ks, 0, b, tokens.dtype).reshape(kk, b, p, d)
+        x = torch.cat([tokens[:, :, :1], first, tokens[:, :, 1:]], dim=2)
         x = x.reshape(kk * b, t + p, d)
         for i, block in enumerate(self.backbone.blocks):
             if i > 0 and self.deep:
-                new = prompts[:, None, i].expand(kk, b, p, d).reshape(kk * b, p, d)
-                x = torch.cat([x[:, :1], new, x[:, 1 + p:]], dim=1)
+                x = torch.cat([x[:, :1], self._prompt_rows(ks, i, b, tokens.dtype), x[:, 1 + p:]], dim=1)
             x = block(x)
         x = self.backbone.norm(x)
         cls = self.backbone.fc_norm(x[:, 0]).reshape(kk, b, d)
@@ -228,9 +250,10 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
 
     Each configuration follows ``engine.train.loop.fit`` for VPT-deep: the same initial values, data order
     (``torch.randperm`` from a generator seeded with its seed, a new permutation per epoch), SGD with
-    momentum and weight decay on every parameter with more than one dimension, the same per-step
-    warm-up + cosine schedule (``engine.train.loop.make_scheduler``), the backbone in eval mode. Only
-    prompt dropout draws its masks from a per-configuration generator instead of the global one.
+    momentum and weight decay on every parameter with more than one dimension, the same warm-up + cosine
+    schedule (``engine.train.loop.make_scheduler``, per epoch or per step), the backbone in eval mode, the
+    same prompt-dropout masks (a per-configuration generator seeded as ``fit`` seeds its global one) and
+    the same handling of a diverged configuration (``config.on_divergence``).
 
     Args:
         backbone: a timm ``VisionTransformer`` (frozen; its weights are not modified).
@@ -251,7 +274,6 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
         ConfigError: empty ``specs`` or training split, or a backbone VPT cannot wrap.
     """
     from engine.data.tensors import NORMALIZATION
-    from engine.train.loop import make_scheduler
 
     if not specs:
         raise ConfigError("batched VPT needs at least one configuration")
@@ -260,10 +282,58 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
     if n == 0:
         raise ConfigError("batched VPT got an empty training split")
     model = BatchedPromptModel(backbone, num_classes, [s.seed for s in specs], num_prompts=config.num_prompts,
-                               deep=config.deep, prompt_dropout=config.prompt_dropout).to(device)
+                               deep=config.deep, prompt_dropout=config.prompt_dropout,
+                               prompt_dropout_mode=config.prompt_dropout_mode, head_init=config.head_init).to(device)
     mean, std = NORMALIZATION[config.normalization]
-    shift = torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1)
-    scale = torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1)
+    norm = (torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1))
+    optimizer, scheduler = _optimizer(model, specs, config, steps_per_epoch=math.ceil(n / config.batch_size))
+    results = [BatchedVptResult(spec=s, trainable_params=sum(p.numel() for ps in model.config_params(k) for p in ps))
+               for k, s in enumerate(specs)]
+    state = _Sweep(model=model, specs=list(specs), config=config, device=device, norm=norm,
+                   data=(images.to(device), labels.to(device)), on_progress=on_progress,
+                   total=math.ceil(n / config.batch_size) * config.epochs)
+    keep = [_params_of(model, k) for k in range(model.k)] if config.on_divergence == "last-finite" else None
+    t0 = time.perf_counter()
+    for _epoch in range(config.epochs):
+        epoch_losses = _train_epoch(state, optimizer, scheduler)
+        if config.lr_schedule == "per-epoch":
+            scheduler.step()
+        for k, loss in enumerate(epoch_losses):
+            if results[k].diverged:
+                continue  # a single run stops here: later epochs are not its history
+            results[k].losses.append(loss)
+            if not math.isfinite(loss):
+                results[k].diverged = True
+            elif keep is not None:
+                keep[k] = _params_of(model, k)
+    wall = time.perf_counter() - t0
+    _finish(state, results, keep, evaluate, wall=wall, n=n, keep_params=keep_params)
+    log.info("batched VPT: %d configs x %d epochs on %d images in %.1fs", model.k, config.epochs, n, wall)
+    return results
+
+
+@dataclass
+class _Sweep:
+    """What every epoch of :func:`fit_batched_vpt` needs."""
+
+    model: BatchedPromptModel
+    specs: list[VptRunSpec]
+    config: BatchedVptConfig
+    device: torch.device
+    norm: tuple[torch.Tensor, torch.Tensor]
+    data: tuple[torch.Tensor, torch.Tensor]
+    on_progress: ProgressCallback | None
+    total: int
+    step: int = 0
+    generators: dict[int, torch.Generator] = field(default_factory=dict)
+
+
+def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: BatchedVptConfig, *,
+               steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with one pair of parameter groups per configuration, and the shared warm-up + cosine schedule."""
+    from engine.train.loop import make_scheduler
+
     factor = config.batch_size / 256.0 if config.lr_scale_batch else 1.0
     groups = []
     for k, spec in enumerate(specs):
@@ -271,62 +341,78 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
         groups.append({"params": decayed, "lr": spec.lr * factor, "weight_decay": spec.weight_decay})
         groups.append({"params": plain, "lr": spec.lr * factor, "weight_decay": 0.0})
     optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * steps_per_epoch,
-                               total_steps=total)
+    units = 1 if config.lr_schedule == "per-epoch" else steps_per_epoch
+    scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * units,
+                               total_steps=config.epochs * units, schedule=config.lr_schedule)
+    return optimizer, scheduler
+
+
+def _params_of(model: BatchedPromptModel, k: int) -> dict[str, torch.Tensor]:
+    return {"prompts": model.prompts[k].detach().clone(), "head.weight": model.head_w[k].detach().clone(),
+            "head.bias": model.head_b[k].detach().clone()}
+
+
+def _train_epoch(state: _Sweep, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LambdaLR) -> list[float]:
+    """One epoch of every configuration; returns the mean training loss of each."""
+    model, config, specs, device = state.model, state.config, state.specs, state.device
+    images, labels = state.data
+    n = len(images)
     autocast = autocast_context(device, config.precision)
     chunk = config.config_chunk or model.k
-    images_dev, labels_dev = images.to(device), labels.to(device)
     seeds = sorted({s.seed for s in specs})
-    generators = {seed: torch.Generator().manual_seed(seed) for seed in seeds}
+    for seed in seeds:  # data order: one generator per seed, as fit's loader generator
+        state.generators.setdefault(seed, torch.Generator().manual_seed(seed))
     slot = {seed: i for i, seed in enumerate(seeds)}
-    results = [BatchedVptResult(spec=s, trainable_params=sum(p.numel() for ps in model.config_params(k) for p in ps))
-               for k, s in enumerate(specs)]
-    t0 = time.perf_counter()
-    step = 0
-    for _epoch in range(config.epochs):
-        model.train()
-        orders = torch.stack([torch.randperm(n, generator=generators[seed]) for seed in seeds]).to(device)
-        sums = torch.zeros(model.k, dtype=torch.float64, device=device)
-        for b in range(steps_per_epoch):
-            idx = orders[:, b * config.batch_size:(b + 1) * config.batch_size]  # (seeds, B)
-            # one patch embedding per distinct data order (one in a grid search), shared by its configs
-            with torch.no_grad(), autocast():  # frozen, parameter-free for the prompts: no graph needed
-                x = _normalize(images_dev[idx.reshape(-1)], shift, scale)
-                emb = model.embed(x).reshape(len(seeds), idx.shape[1], -1, model.backbone.embed_dim)
-            optimizer.zero_grad(set_to_none=True)
-            for c0 in range(0, model.k, chunk):
-                ks = list(range(c0, min(model.k, c0 + chunk)))
-                which = torch.tensor([slot[specs[k].seed] for k in ks], device=device)
-                with autocast():
-                    logits = model.forward_tokens(emb[which] if len(seeds) > 1 else emb.expand(len(ks), *emb.shape[1:]),
-                                                  ks)
-                y = labels_dev[idx[which]]
-                per_cfg = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                          reduction="none").reshape(len(ks), -1).mean(-1)
-                per_cfg.sum().backward()  # disjoint parameters: each config gets exactly its own gradient
-                sums[c0:c0 + len(ks)] += per_cfg.detach().double() * idx.shape[1]
-            optimizer.step()
+    model.train()
+    orders = torch.stack([torch.randperm(n, generator=state.generators[seed]) for seed in seeds]).to(device)
+    sums = torch.zeros(model.k, dtype=torch.float64, device=device)
+    for b in range(math.ceil(n / config.batch_size)):
+        idx = orders[:, b * config.batch_size:(b + 1) * config.batch_size]  # (seeds, B)
+        # one patch embedding per distinct data order (one in a grid search), shared by its configs
+        with torch.no_grad(), autocast():  # frozen, parameter-free for the prompts: no graph needed
+            x = _normalize(images[idx.reshape(-1)], *state.norm)
+            emb = model.embed(x).reshape(len(seeds), idx.shape[1], -1, model.backbone.embed_dim)
+        optimizer.zero_grad(set_to_none=True)
+        for c0 in range(0, model.k, chunk):
+            ks = list(range(c0, min(model.k, c0 + chunk)))
+            which = torch.tensor([slot[specs[k].seed] for k in ks], device=device)
+            with autocast():
+                logits = model.forward_tokens(emb[which] if len(seeds) > 1 else emb.expand(len(ks), *emb.shape[1:]),
+                                              ks)
+            y = labels[idx[which]]
+            per_cfg = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                      reduction="none").reshape(len(ks), -1).mean(-1)
+            per_cfg.sum().backward()  # disjoint parameters: each config gets exactly its own gradient
+            sums[c0:c0 + len(ks)] += per_cfg.detach().double() * idx.shape[1]
+        optimizer.step()
+        if config.lr_schedule == "per-step":
             scheduler.step()
-            step += 1
-            report(on_progress, step, total)
-        epoch_losses = (sums / n).cpu().tolist()
-        for k in range(model.k):
-            results[k].losses.append(epoch_losses[k])
-    wall = time.perf_counter() - t0
-    accs = (_evaluate(model, *evaluate, config, shift, scale, device)
+        state.step += 1
+        report(state.on_progress, state.step, state.total)
+    return [float(v) for v in (sums / n).cpu().tolist()]
+
+
+def _finish(state: _Sweep, results: list[BatchedVptResult], keep: list[dict[str, torch.Tensor]] | None,
+            evaluate: tuple[torch.Tensor, torch.Tensor] | None, *, wall: float, n: int, keep_params: bool) -> None:
+    """Restore diverged configurations (last-finite policy), evaluate, and fill the results in place."""
+    model = state.model
+    no_finite_epoch = [res.diverged and len(res.losses) == 1 for res in results]
+    if keep is not None:
+        with torch.no_grad():
+            for k, res in enumerate(results):
+                if res.diverged:  # back to the end of its last finite epoch, as a single run restores
+                    model.prompts[k].copy_(keep[k]["prompts"])
+                    model.head_w[k].copy_(keep[k]["head.weight"])
+                    model.head_b[k].copy_(keep[k]["head.bias"])
+    accs = (_evaluate(model, *evaluate, state.config, *state.norm, state.device)
             if evaluate is not None and len(evaluate[0]) else None)
     for k, res in enumerate(results):
         res.wall_s = wall
-        res.train_images_per_s = n * config.epochs * model.k / wall if wall > 0 else 0.0
+        res.train_images_per_s = n * state.config.epochs * model.k / wall if wall > 0 else 0.0
         res.eval_acc = accs[k] if accs is not None else None
-        res.diverged = not all(math.isfinite(v) for v in res.losses)
-        if res.diverged and res.eval_acc is not None:
+        if res.diverged and res.eval_acc is not None and (keep is None or no_finite_epoch[k]):
             res.eval_acc = 0.0
         if keep_params:
-            res.params = {"prompts": model.prompts[k].detach().cpu().clone(),
-                          "head.weight": model.head_w[k].detach().cpu().clone(),
-                          "head.bias": model.head_b[k].detach().cpu().clone()}
-    log.info("batched VPT: %d configs x %d epochs on %d images in %.1fs", model.k, config.epochs, n, wall)
-    return results
+            res.params = _params_of(model, k)
+            res.params = {name: t.cpu() for name, t in res.params.items()}

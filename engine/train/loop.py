@@ -1,12 +1,15 @@
 """The training loop: plain functions over explicit objects (the shape of timm's ``train.py``).
 
 One run trains one transfer method (``engine.train.transfer``) with the optimiser the paper's code uses
-for it (SGD + momentum for prompts/head, AdamW for weights; cosine schedule with linear warm-up,
-stepped per optimiser step), and evaluates top-1 accuracy after every epoch. Design points:
+for it (SGD + momentum for prompts/head, AdamW for weights, one optimiser over every trainable parameter;
+cosine schedule with linear warm-up, stepped once per epoch as the original does, or per optimiser step
+with ``TrainConfig.lr_schedule="per-step"``), and evaluates top-1 accuracy after every epoch. Design points:
 
 * images come from decode-once uint8 tensors (``engine.data.tensors``), normalised on the device;
 * no host synchronisation inside an epoch: loss and correct counts accumulate on the device and
-  are read once per epoch (a non-finite epoch loss stops the run and marks it ``diverged``);
+  are read once per epoch (a non-finite epoch loss stops the run and marks it ``diverged``; with
+  ``on_divergence="last-finite"`` the trainable parameters go back to the end of the last finite epoch,
+  whose evaluation the run keeps, as the original keeps its last finite evaluation);
 * frozen parameters have ``requires_grad=False`` (no weight gradients, no optimizer state), and
   gradients are freed with ``zero_grad(set_to_none=True)``; evaluation runs in ``inference_mode``;
 * bf16 autocast when asked (the GPU default of the CLI); a ``GradScaler`` only for CUDA fp16;
@@ -90,7 +93,10 @@ class FitResult(FrozenModel):
     final_val_acc: float = Field(description="Validation accuracy after the last epoch.")
     train_losses: list[float | None] = Field(
         description="Mean training loss per epoch (all stages in order; None where it was not finite).")
-    val_accs: list[float] = Field(description="Validation accuracy per epoch (all stages in order).")
+    val_accs: list[float] = Field(description="Validation accuracy per epoch (all stages in order; a diverged "
+                                  "epoch adds 0 under on_divergence='zero' and nothing under 'last-finite').")
+    epoch_lrs: list[float] = Field(default_factory=list, description="Learning rate of the first parameter group "
+                                   "at the start of every epoch (all stages in order).")
     diverged: bool = Field(description="True when the loss became non-finite (the run stopped there).")
     effective_lr: float = Field(description="Learning rate after batch scaling (final stage).")
     images_per_s: float = Field(description="Training images per second (excluding evaluation).")
@@ -136,13 +142,22 @@ def make_optimizer(
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int
+    optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int, schedule: str = "per-step"
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from ~0 to the base lr, then cosine decay to 0, stepped every optimiser step."""
+    """Linear warm-up, then cosine decay to 0.
+
+    ``per-epoch`` (the original, KMnP/vpt src/solver/lr_scheduler.py lines 56-65): steps count epochs and the
+    caller steps once per epoch; the factor is ``e / warmup`` during warm-up, so epoch 0 runs at 0, then
+    ``0.5 (1 + cos(pi (e - warmup) / (total - warmup)))``. ``per-step``: steps count optimiser steps and the
+    warm-up starts at ``1 / (warmup + 1)``, so no step is wasted (short pilot runs).
+    """
+    if schedule not in ("per-epoch", "per-step"):
+        raise ValueError(f"unknown schedule {schedule!r}")
+    start_at_zero = schedule == "per-epoch"
 
     def factor(step: int) -> float:
         if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
+            return step / warmup_steps if start_at_zero else (step + 1) / (warmup_steps + 1)
         span = max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
 
@@ -253,6 +268,99 @@ def fit(
         torch.use_deterministic_algorithms(was_deterministic)
 
 
+@dataclass
+class _Run:
+    """Mutable state of one :func:`fit` across its stages."""
+
+    losses: list[float | None]
+    accs: list[float]
+    lrs: list[float]
+    stage_accs: list[float]
+    images: int = 0
+    seconds: float = 0.0
+    epoch_no: int = 0
+    diverged: bool = False
+
+
+def _snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """Copy the trainable parameters (into the same buffers after the first call)."""
+    out = into if into is not None else {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                if name in out:
+                    out[name].copy_(param)
+                else:
+                    out[name] = param.detach().clone()
+    return out
+
+
+def _restore(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in saved:
+                param.copy_(saved[name])
+
+
+def _run_stage(
+    model: nn.Module,
+    config: TrainConfig,
+    run: _Run,
+    *,
+    stage: int,
+    loaders: tuple[TensorLoader, TensorLoader],
+    autocast: AutocastFactory,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+    on_epoch: Callable[[int, EpochStats, EvalStats], None] | None,
+) -> float:
+    """Train one stage (ft-then-pt has two); return its peak learning rate."""
+    train_loader, val_loader = loaders
+    is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
+    epochs = (config.ft_stage_epochs or config.epochs) if is_ft_stage else config.epochs
+    lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
+    optimizer = make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
+                               weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
+                               momentum=config.momentum, device=device)
+    per_epoch = config.lr_schedule == "per-epoch"
+    units = 1 if per_epoch else len(train_loader)
+    scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, epochs // 2) * units,
+                               total_steps=epochs * units, schedule=config.lr_schedule)
+    keep = _snapshot(model, None) if config.on_divergence == "last-finite" else None
+    run.stage_accs = []
+    for _ in range(epochs):
+        run.epoch_no += 1
+        run.lrs.append(float(optimizer.param_groups[0]["lr"]))
+        set_train_mode(model, frozen_eval=config.frozen_eval)
+        stats = train_one_epoch(model, train_loader, optimizer, None if per_epoch else scheduler, autocast=autocast,
+                                device=device, scaler=scaler)
+        if per_epoch:
+            scheduler.step()
+        run.images += stats.images
+        run.seconds += stats.seconds
+        finite = math.isfinite(stats.loss)
+        run.losses.append(stats.loss if finite else None)
+        if not finite:
+            logger.warning("%s: loss became non-finite at epoch %d (lr %.3g); stopping", config.method, run.epoch_no,
+                           lr)
+            run.diverged = True
+            if keep is not None:
+                _restore(model, keep)  # back to the end of the last finite epoch (its evaluation stands)
+            else:
+                run.accs.append(0.0)
+                run.stage_accs.append(0.0)
+            break
+        ev = evaluate(model, val_loader, autocast=autocast, device=device)
+        run.accs.append(ev.accuracy)
+        run.stage_accs.append(ev.accuracy)
+        if keep is not None:
+            _snapshot(model, keep)
+        if on_epoch is not None:
+            on_epoch(run.epoch_no, stats, ev)
+    optimizer.zero_grad(set_to_none=True)
+    return lr
+
+
 def _fit(
     model: nn.Module,
     train: ImageTensors,
@@ -268,75 +376,34 @@ def _fit(
         _enable_checkpointing(model)
     autocast = autocast_context(device, config.precision)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and config.precision == "fp16" else None
-    train_loader = TensorLoader(train, batch_size=config.batch_size, device=device, normalization=config.normalization,
-                                shuffle=True, generator=generator)
-    val_loader = TensorLoader(val, batch_size=max(config.batch_size, 64), device=device,
-                              normalization=config.normalization)
+    loaders = (TensorLoader(train, batch_size=config.batch_size, device=device, normalization=config.normalization,
+                            shuffle=True, generator=generator),
+               TensorLoader(val, batch_size=max(config.batch_size, 64), device=device,
+                            normalization=config.normalization))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    losses: list[float | None] = []
-    accs: list[float] = []
-    train_images, train_seconds, epoch_no = 0, 0.0, 0
-    diverged = False
+    run = _Run(losses=[], accs=[], lrs=[], stage_accs=[])
     stages = stages_of(config.method)
-    stage_accs: list[float] = []
     lr = config.effective_lr
-    for s_index, stage_method in enumerate(stages):
-        two_stage = len(stages) > 1
-        if two_stage:
+    for s_index in range(len(stages)):
+        if len(stages) > 1:
             configure_trainable(model, config.method, stage="ft" if s_index == 0 else "pt")
         else:
             configure_trainable(model, config.method)
-        is_ft_stage = two_stage and s_index == 0
-        epochs = (config.ft_stage_epochs or config.epochs) if is_ft_stage else config.epochs
-        kind = "adamw" if is_ft_stage else config.optimizer
-        lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
-        wd = config.ft_stage_weight_decay if is_ft_stage else config.weight_decay
-        optimizer = make_optimizer(model, kind=kind, lr=lr, weight_decay=wd, momentum=config.momentum, device=device)
-        warmup = min(config.warmup_epochs, epochs // 2) * len(train_loader)
-        scheduler = make_scheduler(optimizer, warmup_steps=warmup, total_steps=epochs * len(train_loader))
-        stage_accs = []
-        for _ in range(epochs):
-            epoch_no += 1
-            set_train_mode(model, frozen_eval=config.frozen_eval)
-            stats = train_one_epoch(model, train_loader, optimizer, scheduler, autocast=autocast, device=device,
-                                    scaler=scaler)
-            train_images += stats.images
-            train_seconds += stats.seconds
-            finite = math.isfinite(stats.loss)
-            losses.append(stats.loss if finite else None)
-            if not finite:
-                logger.warning("%s: loss became non-finite at epoch %d (lr %.3g); stopping", stage_method, epoch_no, lr)
-                diverged = True
-                accs.append(0.0)
-                stage_accs.append(0.0)
-                break
-            ev = evaluate(model, val_loader, autocast=autocast, device=device)
-            accs.append(ev.accuracy)
-            stage_accs.append(ev.accuracy)
-            if on_epoch is not None:
-                on_epoch(epoch_no, stats, ev)
-        optimizer.zero_grad(set_to_none=True)
-        del optimizer
-        if diverged:
+        lr = _run_stage(model, config, run, stage=s_index, loaders=loaders, autocast=autocast, device=device,
+                        scaler=scaler, on_epoch=on_epoch)
+        if run.diverged:
             break
     peak, kind_name = peak_memory_bytes(device)
     trainable, total = count_parameters(model)
-    best = max(stage_accs) if stage_accs else 0.0
+    accs = run.stage_accs
+    best = max(accs) if accs else 0.0
     return FitResult(
-        method=config.method,
-        best_val_acc=best,
-        best_epoch=(stage_accs.index(best) + 1) if stage_accs else 0,
-        final_val_acc=stage_accs[-1] if stage_accs else 0.0,
-        train_losses=losses,
-        val_accs=accs,
-        diverged=diverged,
-        effective_lr=lr,
-        images_per_s=train_images / train_seconds if train_seconds > 0 else 0.0,
-        peak_memory_bytes=peak,
-        peak_memory_kind=kind_name,
-        wall_s=time.perf_counter() - start,
-        trainable_params=trainable,
-        total_params=total,
+        method=config.method, best_val_acc=best, best_epoch=(accs.index(best) + 1) if accs else 0,
+        final_val_acc=accs[-1] if accs else 0.0, train_losses=run.losses, val_accs=run.accs, epoch_lrs=run.lrs,
+        diverged=run.diverged, effective_lr=lr,
+        images_per_s=run.images / run.seconds if run.seconds > 0 else 0.0,
+        peak_memory_bytes=peak, peak_memory_kind=kind_name, wall_s=time.perf_counter() - start,
+        trainable_params=trainable, total_params=total,
     )

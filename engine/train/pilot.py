@@ -31,7 +31,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
+from engine.config.train import PAPER_SEEDS, LrSchedule, PilotConfig, TrainConfig, method_defaults
 from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
@@ -222,14 +222,20 @@ def plan_pilot(
     return plan
 
 
+PILOT_LR_SCHEDULE: LrSchedule = "per-step"
+"""The pilot's schedule granularity; every other training detail follows the paper's defaults."""
+
+
 def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> TrainConfig:
     defaults = method_defaults(spec.method)
     warmup = round(plan.epochs * defaults["warmup_epochs"] / 100)  # the paper's 5 or 10 of 100 epochs
+    # per-step schedule: a pilot trial runs a handful of epochs, where the original's per-epoch staircase
+    # would spend a whole warm-up epoch at lr 0 and decay in a few coarse jumps (benchmarks/vtab/README.md)
     return TrainConfig.for_method(
         spec.method, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
         precision=config.precision, seed=spec.seed, deterministic=config.deterministic,
         num_prompts=config.num_prompts, img_size=plan.img_size, grad_checkpointing=config.grad_checkpointing,
-        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None,
+        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None, lr_schedule=PILOT_LR_SCHEDULE,
     )
 
 
@@ -379,8 +385,7 @@ def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResul
 def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,
                data: _Data, device: torch.device, *, key: str, on_epoch: Callable[[int], None]) -> TrialResult:
     seed_everything(spec.seed, deterministic=config.deterministic)
-    model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
-                        num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
+    model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes, **tc.model_options())
     assert data.train is not None and data.val is not None  # decoded by run_pilot
     fitted = fit(model, data.train, data.val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))
     correct = _score_compare(model, data.compare, tc, device) if data.compare is not None else []

@@ -6,6 +6,10 @@ backbone weight (the paper's "Mixed"); ``ft-then-pt`` first fine-tunes the backb
 then freezes it and tunes VPT-deep prompts (the paper's "FT-then-PT"; the two stages are run by
 ``engine.train.loop.fit``).
 
+The task head is initialised as the original VPT code initialises it (:func:`init_head`), and while the
+backbone trains end to end (``full`` and the FT stage of ``ft-then-pt``) it uses the original ViT-B/16
+config's dropout (:func:`set_backbone_dropout`); ``benchmarks/vtab/README.md`` lists the sources.
+
 Trainable parameters are chosen from module identity (the prompt parameter object, the head
 module), never by substring matches on parameter names, by the single function
 :func:`configure_trainable`.
@@ -13,10 +17,13 @@ module), never by substring matches on parameter names, by the single function
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import torch
 from torch import nn
 
+from engine.config.train import FT_DROPOUT
 from engine.errors import ConfigError
 from engine.train.methods import METHODS, PROMPT_METHODS, Method, parse_method, stages_of, uses_sgd
 from engine.train.vpt import PromptedViT
@@ -32,7 +39,21 @@ __all__ = [
     "set_train_mode",
     "uses_sgd",
     "stages_of",
+    "init_head",
+    "set_backbone_dropout",
+    "HEAD_PRIOR_PROB",
+    "FT_DROPOUT_METHODS",
 ]
+
+HEAD_PRIOR_PROB = 0.01
+"""Class prior behind the original head's bias, ``-log((1 - 0.01) / 0.01)`` (KMnP/vpt src/models/mlp.py
+lines 54-57)."""
+
+FT_DROPOUT_METHODS: frozenset[str] = frozenset({"full", "ft-then-pt"})
+"""Methods whose backbone trains end to end without the prompted model's eval-mode encoder: in the original
+the prompted transformer keeps its encoder and embeddings in eval mode whatever trains (KMnP/vpt
+src/models/vit_prompt/vit.py lines 89-100), so ``mixed`` and the prompt stage of ``ft-then-pt`` see no
+backbone dropout."""
 
 Stage = Literal["ft", "pt"]
 """The two stages of ft-then-pt: fine-tune (no prompts), then prompt-tune."""
@@ -45,6 +66,9 @@ def build_model(
     *,
     num_prompts: int = 10,
     prompt_dropout: float = 0.0,
+    prompt_dropout_mode: str = "per-sample",
+    ft_dropout: float = FT_DROPOUT,
+    head_init: str = "vpt",
 ) -> nn.Module:
     """Attach a fresh linear head (and prompts for prompt methods) to ``backbone``.
 
@@ -57,6 +81,10 @@ def build_model(
         num_classes: output classes of the new head.
         num_prompts: prompt tokens per set (prompt methods only).
         prompt_dropout: dropout on the prompts (VPT uses 0.1 for deep, 0 for shallow).
+        prompt_dropout_mode: ``per-sample`` (the original) or ``shared`` prompt-dropout masks.
+        ft_dropout: backbone dropout for :data:`FT_DROPOUT_METHODS` (``TrainConfig.ft_dropout``; the
+            original's 0.1); ignored by the other methods, whose backbone sees no dropout.
+        head_init: ``vpt`` (the original head init) or ``torch`` (``nn.Linear``'s default), see :func:`init_head`.
 
     Returns:
         The backbone itself for ``full``/``linear``; a :class:`PromptedViT` otherwise
@@ -66,15 +94,63 @@ def build_model(
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     backbone.reset_classifier(num_classes)
+    init_head(backbone.get_classifier(), head_init)
+    set_backbone_dropout(backbone, ft_dropout if method in FT_DROPOUT_METHODS else 0.0)
     if method not in PROMPT_METHODS:
         model: nn.Module = backbone
     else:
         if num_prompts < 1:
             raise ConfigError(f"{method} needs at least one prompt token, got num_prompts={num_prompts}")
         model = PromptedViT(backbone, num_prompts=num_prompts, deep=method != "vpt-shallow",
-                            prompt_dropout=prompt_dropout)
+                            prompt_dropout=prompt_dropout, prompt_dropout_mode=prompt_dropout_mode)
     configure_trainable(model, method)
     return model
+
+
+def init_head(head: nn.Module, scheme: str) -> None:
+    """Initialise a linear task head in place.
+
+    ``vpt``: weight ~ N(0, 2 / num_classes) (kaiming-normal, fan-out, gain for ReLU) and every bias
+    ``-log((1 - p) / p)`` with ``p`` = :data:`HEAD_PRIOR_PROB`, as the original's head (KMnP/vpt
+    src/models/mlp.py lines 52-57 with ``special_bias=True`` from src/models/vit_models.py lines 159-165).
+    A constant bias shifts every logit equally, so only the weight's scale changes training. ``torch``:
+    keep ``nn.Linear``'s default init.
+
+    Raises:
+        ConfigError: an unknown scheme, or ``vpt`` on a head that is not an ``nn.Linear``.
+    """
+    if scheme == "torch":
+        return
+    if scheme != "vpt":
+        raise ConfigError(f"unknown head_init {scheme!r}; choose from vpt, torch")
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"head_init 'vpt' needs a linear head, got {type(head).__name__}")
+    with torch.no_grad():
+        nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
+        if head.bias is not None:
+            head.bias.fill_(-math.log((1.0 - HEAD_PRIOR_PROB) / HEAD_PRIOR_PROB))
+
+
+def set_backbone_dropout(backbone: nn.Module, rate: float) -> None:
+    """Set the dropout of a timm ViT as the original ViT-B/16 config does: ``rate`` after the position
+    embedding (``pos_drop``) and after both MLP layers of every block (``mlp.drop1``/``mlp.drop2``); the
+    attention dropouts stay 0 (KMnP/vpt src/configs/vit_configs.py lines 34-35, applied in
+    src/models/vit_backbones/vit.py lines 81-82, 121-136, 169-183). Active only in train mode.
+
+    Raises:
+        ConfigError: ``rate`` outside [0, 1), or a backbone without these modules while ``rate > 0``.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ConfigError(f"ft_dropout must be in [0, 1), got {rate}")
+    drops = [getattr(backbone, "pos_drop", None)]
+    for block in getattr(backbone, "blocks", ()):
+        mlp = getattr(block, "mlp", None)
+        drops += [getattr(mlp, "drop1", None), getattr(mlp, "drop2", None)]
+    if rate > 0 and (not drops[1:] or any(not isinstance(d, nn.Dropout) for d in drops)):
+        raise ConfigError(f"{type(backbone).__name__} has no timm ViT dropout modules; set ft_dropout=0")
+    for drop in drops:
+        if isinstance(drop, nn.Dropout):
+            drop.p = float(rate)
 
 
 def _parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Parameter | None]:

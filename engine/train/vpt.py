@@ -10,7 +10,11 @@ not copied):
   by a fresh prompt set, so a ``L``-block ViT has ``L`` prompt sets (``L * P * D`` parameters).
 * Init: ``uniform(-v, v)`` with ``v = sqrt(6 / (3 * patch * patch + D))`` (Xavier-uniform with the
   patch fan-in), i.e. about 0.0625 for ViT-B/16.
-* Prompt dropout is applied to the prompts every time they are inserted (0.1 for deep in VPT).
+* Prompt dropout is applied to the prompts every time they are inserted (0.1 for deep in VPT), after
+  they are expanded to the batch, so every image draws its own mask, as the original does
+  (KMnP/vpt ``src/models/vit_prompt/vit.py`` lines 82 and 114-115). ``prompt_dropout_mode="shared"``
+  draws one mask per prompt set for the whole batch instead. Masks come from :func:`drop_prompts`,
+  which ``engine.train.batched_vpt`` shares, so both draw the same masks from the same generator state.
 * The prompt outputs are dropped after the final norm, then timm's ``forward_head`` runs
   unchanged (CLS pooling and the linear head for ViT-B/16), so the head sees exactly the token
   layout it was built for.
@@ -31,12 +35,32 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.errors import ConfigError
 
-__all__ = ["PromptedViT", "prompt_init_bound"]
+__all__ = ["PromptedViT", "prompt_init_bound", "drop_prompts", "PROMPT_DROPOUT_MODES"]
+
+PROMPT_DROPOUT_MODES = ("per-sample", "shared")
 
 
 def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
     """VPT's uniform init bound ``sqrt(6 / (3 * patch**2 + embed_dim))``."""
     return math.sqrt(6.0 / float(3 * patch_size * patch_size + embed_dim))
+
+
+def drop_prompts(
+    prompts: torch.Tensor, batch: int, p: float, *, per_sample: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Expand one prompt set ``(P, D)`` to ``(batch, P, D)`` with inverted dropout of probability ``p``.
+
+    ``per_sample`` draws a ``(batch, P, D)`` mask (one per image), otherwise one ``(P, D)`` mask shared by
+    the batch. Uniforms come from ``generator`` (or the global generator of the prompts' device); a value
+    below ``1 - p`` keeps an element, scaled by ``1 / (1 - p)``. The mask is kept as booleans, so autograd
+    stores one byte per element.
+    """
+    expanded = prompts.unsqueeze(0).expand(batch, -1, -1)
+    if p <= 0.0:
+        return expanded
+    shape = (batch, *prompts.shape) if per_sample else tuple(prompts.shape)
+    drop = torch.rand(shape, device=prompts.device, generator=generator) >= 1.0 - p
+    return expanded.mul(1.0 / (1.0 - p)).masked_fill(drop, 0.0)
 
 
 class PromptedViT(nn.Module):
@@ -47,6 +71,7 @@ class PromptedViT(nn.Module):
         num_prompts: prompt tokens per set (``P``); 0 gives the plain backbone.
         deep: one prompt set per block (VPT-deep) instead of one set at the input (VPT-shallow).
         prompt_dropout: dropout probability on the prompts.
+        prompt_dropout_mode: ``per-sample`` (a mask per image, the original) or ``shared`` (one per batch).
 
     Attributes:
         prompts: parameter of shape ``(L, P, D)`` for deep, ``(1, P, D)`` for shallow.
@@ -54,13 +79,19 @@ class PromptedViT(nn.Module):
         grad_checkpointing: recompute each block in the backward pass (saves activation memory).
     """
 
-    def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, prompt_dropout: float = 0.0) -> None:
+    def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, prompt_dropout: float = 0.0,
+                 prompt_dropout_mode: str = "per-sample") -> None:
         super().__init__()
         for attr in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens"):
             if not hasattr(backbone, attr):
                 raise ConfigError(f"{type(backbone).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
         if num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {num_prompts}")
+        if not 0.0 <= prompt_dropout < 1.0:
+            raise ConfigError(f"prompt_dropout must be in [0, 1), got {prompt_dropout}")
+        if prompt_dropout_mode not in PROMPT_DROPOUT_MODES:
+            raise ConfigError(f"unknown prompt_dropout_mode {prompt_dropout_mode!r}; "
+                              f"choose from {', '.join(PROMPT_DROPOUT_MODES)}")
         if getattr(backbone, "dynamic_img_size", False):
             raise ConfigError("VPT does not support timm's dynamic_img_size; build the backbone with a fixed img_size")
         if getattr(backbone, "global_pool", "token") == "token" and not getattr(backbone, "has_class_token", True):
@@ -78,7 +109,8 @@ class PromptedViT(nn.Module):
         self.prompts = nn.Parameter(torch.empty(n_sets, self.num_prompts, embed_dim))
         bound = prompt_init_bound(patch_size, embed_dim)
         nn.init.uniform_(self.prompts, -bound, bound)
-        self.prompt_dropout = nn.Dropout(prompt_dropout)
+        self.prompt_dropout = float(prompt_dropout)
+        self.prompt_dropout_mode = prompt_dropout_mode
 
     @property
     def head(self) -> nn.Module:
@@ -91,7 +123,8 @@ class PromptedViT(nn.Module):
         return int(self.backbone.num_prefix_tokens)
 
     def _prompt_set(self, index: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
-        return self.prompt_dropout(self.prompts[index]).to(dtype).unsqueeze(0).expand(batch, -1, -1)
+        p = self.prompt_dropout if self.training else 0.0
+        return drop_prompts(self.prompts[index], batch, p, per_sample=self.prompt_dropout_mode == "per-sample").to(dtype)
 
     def incorporate_prompts(self, x: torch.Tensor, index: int, *, replace: bool) -> torch.Tensor:
         """Insert prompt set ``index`` after the prefix tokens.

@@ -4,6 +4,7 @@ parameters as K separate ``engine.train.loop.fit`` runs of ``PromptedViT`` (same
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -59,10 +60,13 @@ def _sequential(backbone, data, spec: VptRunSpec, cfg: BatchedVptConfig):
     """One single-configuration run through the production path (build_model + engine.train.loop.fit)."""
     tc = TrainConfig.for_method("vpt-deep", epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
                                 batch_size=cfg.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
-                                seed=spec.seed, num_prompts=cfg.num_prompts, prompt_dropout=0.0, img_size=32)
+                                seed=spec.seed, num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout,
+                                prompt_dropout_mode=cfg.prompt_dropout_mode, lr_schedule=cfg.lr_schedule,
+                                head_init=cfg.head_init, on_divergence=cfg.on_divergence, img_size=32)
     seed_everything(spec.seed)
     model = build_model(copy.deepcopy(backbone), "vpt-deep", NUM_CLASSES, num_prompts=cfg.num_prompts,
-                        prompt_dropout=0.0)
+                        prompt_dropout=cfg.prompt_dropout, prompt_dropout_mode=cfg.prompt_dropout_mode,
+                        head_init=cfg.head_init)
     res = fit(model, ImageTensors(*data), ImageTensors(*data), tc, device=torch.device("cpu"))
     return model, res
 
@@ -85,6 +89,45 @@ def test_batched_equals_sequential_runs(backbone, data) -> None:
         torch.testing.assert_close(got.params["head.bias"], model.head.bias.detach(), rtol=1e-4, atol=1e-5)
         assert got.losses == pytest.approx(res.train_losses, rel=1e-4)
         assert got.eval_acc == pytest.approx(res.final_val_acc)
+
+
+@pytest.mark.parametrize("options", [
+    {"prompt_dropout": 0.1},  # the paper's defaults: per-sample masks, per-epoch schedule, VPT head init
+    {"prompt_dropout": 0.3, "prompt_dropout_mode": "shared", "lr_schedule": "per-step", "head_init": "torch"},
+])
+def test_batched_equals_sequential_runs_with_prompt_dropout(backbone, data, options) -> None:
+    """Dropout masks too: each configuration draws them from its own generator in a single run's order."""
+    cfg = _config(epochs=2, **options)
+    batched = fit_batched_vpt(backbone, data, data, SPECS, cfg, num_classes=NUM_CLASSES,
+                              device=torch.device("cpu"), keep_params=True)
+    for spec, got in zip(SPECS, batched, strict=True):
+        model, res = _sequential(backbone, data, spec, cfg)
+        torch.testing.assert_close(got.params["prompts"], model.prompts.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.params["head.weight"], model.head.weight.detach(), rtol=1e-4, atol=1e-5)
+        assert got.losses == pytest.approx(res.train_losses, rel=1e-4)
+        assert got.eval_acc == pytest.approx(res.final_val_acc)
+
+
+@pytest.mark.parametrize("policy", ["last-finite", "zero"])
+def test_diverged_configuration_matches_a_diverged_single_run(backbone, data, policy) -> None:
+    """An absurd lr diverges after the lr-0 warm-up epoch; batched and single runs agree on what is kept."""
+    specs = [SPECS[0], VptRunSpec(lr=1e35, weight_decay=0.0, seed=44)]
+    cfg = _config(epochs=3, warmup_epochs=1, on_divergence=policy)
+    batched = fit_batched_vpt(backbone, data, data, specs, cfg, num_classes=NUM_CLASSES,
+                              device=torch.device("cpu"), keep_params=True)
+    assert not batched[0].diverged and batched[1].diverged
+    model, res = _sequential(backbone, data, specs[1], cfg)
+    assert res.diverged
+    # the history stops at the diverged epoch, as a single run's does
+    assert len(batched[1].losses) == len(res.train_losses) == 2 and res.train_losses[-1] is None
+    assert not math.isfinite(batched[1].losses[-1])
+    assert batched[1].losses[:-1] == pytest.approx(res.train_losses[:-1], rel=1e-4)
+    assert batched[1].eval_acc == pytest.approx(res.final_val_acc)
+    if policy == "last-finite":
+        torch.testing.assert_close(batched[1].params["prompts"], model.prompts.detach())
+        assert res.final_val_acc > 0  # the lr-0 epoch's evaluation stands
+    else:
+        assert batched[1].eval_acc == 0.0
 
 
 def test_initial_values_match_build_model(backbone) -> None:
