@@ -92,7 +92,7 @@ def reproduce_vtab_command(
     if out is not None:
         write_outputs(out, request, table, report)
     if report_path is not None:
-        err_console.print(f"Wrote {escape(str(write_vtab_report(table, report_path)))}")
+        print_message(f"Wrote {write_vtab_report(table, report_path)}", target=err_console)
 
 
 def _render(fmt: str, report: SweepReport, table: VtabTable, *, explain: bool = False) -> None:
