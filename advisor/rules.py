@@ -24,6 +24,7 @@ from advisor.schemas import (
     SizeTrend,
 )
 from engine.paper import DATA_SIZES, VTAB_TASKS, backbone_results
+from engine.train.methods import family_of, method_specs
 
 __all__ = [
     "FT_METHOD_NAMES",
@@ -54,7 +55,9 @@ PILOT_NOISE_SIGMAS = 2.0
 """A pilot difference must exceed this many pooled seed standard deviations (our rule)."""
 SINGLE_SEED_MARGIN = 2.0
 """Margin in accuracy points when either method has a single seed (no spread to measure; our rule)."""
-FT_METHOD_NAMES = frozenset({"ft", "full", "full-finetuning", "full_finetuning", "finetune", "fine-tune"})
+FT_METHOD_NAMES = frozenset(
+    name for spec in method_specs() if spec.family == "ft" for name in (spec.name, *spec.aliases))
+"""Pilot method names that count as full fine-tuning (from the method registry, engine.train.methods)."""
 _CONF_ORDER: dict[Confidence, int] = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -211,8 +214,8 @@ def combine_priors(
 
 
 def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | None]:
-    ft = [s for s in scores if s.method.strip().lower() in FT_METHOD_NAMES]
-    vpt = [s for s in scores if s.method.strip().lower().startswith("vpt")]
+    ft = [s for s in scores if family_of(s.method) == "ft"]
+    vpt = [s for s in scores if family_of(s.method) == "vpt"]
     return (max(ft, key=lambda s: s.mean) if ft else None, max(vpt, key=lambda s: s.mean) if vpt else None)
 
 

@@ -79,6 +79,9 @@ def pilot_command(
         "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
         show_default=False)] = None,
     report: ReportOpt = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.",
+    )] = False,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
     from advisor.render import emit_json, err_console
@@ -89,7 +92,7 @@ def pilot_command(
         check_report_path(report)  # fail before any training
     req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
                        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
-                       img_size=img_size, device=device, precision=precision, yes=yes, out=out)
+                       img_size=img_size, device=device, precision=precision, yes=yes, out=out, quick=quick)
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     result, pilot = run_pilot_request(req, progress=cli_progress(not as_json and err_console.is_terminal),
                                       on_plan=on_plan, confirm=cli_confirm())

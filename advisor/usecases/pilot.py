@@ -77,6 +77,7 @@ class PilotRequest(BaseModel):
     device: str = Field(default="auto", description="--device.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description="--precision.")
     yes: bool = Field(default=False, description="Start long CPU runs without asking.")
+    quick: bool = Field(default=False, description="Smoke test: 2 epochs, one lr per method (meaningless results).")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
 
 
@@ -172,7 +173,7 @@ def run_pilot_request(
     prec = ("bf16" if dev.type == "cuda" else "fp32") if req.precision == "auto" else req.precision
     config = PilotConfig(methods=method_list, model=req.model, weights=req.weights, random_init=req.random_init,
                          num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
-                         batch_size=req.batch_size, img_size=req.img_size)
+                         batch_size=req.batch_size, img_size=req.img_size, quick=req.quick)
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
     check_pilot_data(index)

@@ -215,6 +215,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     from engine.device import autocast_context
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.train.loop import evaluate, fit
+    from engine.train.methods import get_method
     from engine.train.transfer import build_model
 
     fit_on, eval_on = split_samples(cfg)
@@ -224,7 +225,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     tc = TrainConfig.for_method(
         method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
         weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
-        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if cfg.method == "vpt" else 0.0,
+        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if get_method(method).prompts != "none" else 0.0,
         img_size=cfg.img_size, precision=cfg.precision)
     from engine.seed import seed_everything
 

@@ -33,6 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
+from engine.config.train import scale_lr
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
@@ -264,12 +265,12 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
     mean, std = NORMALIZATION[config.normalization]
     shift = torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1)
     scale = torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1)
-    factor = config.batch_size / 256.0 if config.lr_scale_batch else 1.0
     groups = []
     for k, spec in enumerate(specs):
         decayed, plain = model.config_params(k)
-        groups.append({"params": decayed, "lr": spec.lr * factor, "weight_decay": spec.weight_decay})
-        groups.append({"params": plain, "lr": spec.lr * factor, "weight_decay": 0.0})
+        lr = scale_lr(spec.lr, config.batch_size, config.lr_scale_batch)
+        groups.append({"params": decayed, "lr": lr, "weight_decay": spec.weight_decay})
+        groups.append({"params": plain, "lr": lr, "weight_decay": 0.0})
     optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs

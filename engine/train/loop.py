@@ -32,7 +32,7 @@ from torch import nn
 from engine.config import FrozenModel
 from engine.config.train import TrainConfig
 from engine.device import autocast_context
-from engine.train.methods import Method, stages_of
+from engine.train.methods import Method, get_method, stages_of
 from engine.train.models import count_parameters
 from engine.seed import seed_everything
 from engine.data.tensors import ImageTensors, TensorLoader
@@ -290,7 +290,7 @@ def _fit(
             configure_trainable(model, config.method)
         is_ft_stage = two_stage and s_index == 0
         epochs = (config.ft_stage_epochs or config.epochs) if is_ft_stage else config.epochs
-        kind = "adamw" if is_ft_stage else config.optimizer
+        kind = get_method(stage_method).optimizer if is_ft_stage else config.optimizer
         lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
         wd = config.ft_stage_weight_decay if is_ft_stage else config.weight_decay
         optimizer = make_optimizer(model, kind=kind, lr=lr, weight_decay=wd, momentum=config.momentum, device=device)

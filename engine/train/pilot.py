@@ -31,7 +31,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
+from engine.config.train import PAPER_SEEDS, QUICK_EPOCHS, PilotConfig, TrainConfig, method_defaults
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError, ConfigError, StoreError
 from engine.train.methods import Method, stages_of
@@ -172,7 +172,7 @@ def _choose(timings: dict[str, MethodTiming], config: PilotConfig, sizes: list[i
     Preference: at least 5 epochs first, then more data, then up to 10 epochs, then a larger grid,
     then more epochs.
     """
-    epochs_options = (config.epochs,) if config.epochs else _EPOCHS
+    epochs_options = (config.epochs,) if config.epochs else (QUICK_EPOCHS,) if config.quick else _EPOCHS
     max_grid = max(len(config.grid_for(m)) for m in config.methods)
     best: tuple[tuple[int, ...], tuple[int, int, int, float]] | None = None
     cheapest: tuple[float, int, int, int] | None = None
@@ -290,7 +290,7 @@ def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> Trai
         spec.method, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
         precision=config.precision, seed=spec.seed, deterministic=config.deterministic,
         num_prompts=config.num_prompts, img_size=plan.img_size, grad_checkpointing=config.grad_checkpointing,
-        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None,
+        ft_stage_epochs=plan.epochs if len(stages_of(spec.method)) > 1 else None,
     )
 
 

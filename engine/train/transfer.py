@@ -18,13 +18,14 @@ from typing import Literal
 from torch import nn
 
 from engine.errors import ConfigError
-from engine.train.methods import METHODS, PROMPT_METHODS, Method, parse_method, stages_of, uses_sgd
+from engine.train.methods import METHODS, PROMPT_METHODS, Method, get_method, parse_method, stages_of, uses_sgd
 from engine.train.vpt import PromptedViT
 
 __all__ = [
     "Method",
     "METHODS",
     "PROMPT_METHODS",
+    "get_method",
     "Stage",
     "parse_method",
     "build_model",
@@ -62,18 +63,18 @@ def build_model(
         The backbone itself for ``full``/``linear``; a :class:`PromptedViT` otherwise
         (``mixed`` and ``ft-then-pt`` use deep prompts).
     """
-    method = parse_method(method)
+    spec = get_method(method)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     backbone.reset_classifier(num_classes)
-    if method not in PROMPT_METHODS:
+    if spec.prompts == "none":
         model: nn.Module = backbone
     else:
         if num_prompts < 1:
-            raise ConfigError(f"{method} needs at least one prompt token, got num_prompts={num_prompts}")
-        model = PromptedViT(backbone, num_prompts=num_prompts, deep=method != "vpt-shallow",
+            raise ConfigError(f"{spec.name} needs at least one prompt token, got num_prompts={num_prompts}")
+        model = PromptedViT(backbone, num_prompts=num_prompts, deep=spec.prompts == "deep",
                             prompt_dropout=prompt_dropout)
-    configure_trainable(model, method)
+    configure_trainable(model, spec.name)
     return model
 
 
@@ -102,22 +103,22 @@ def configure_trainable(model: nn.Module, method: Method, *, stage: Stage | None
     Returns:
         Sorted names of the trainable parameters.
     """
-    method = parse_method(method)
+    spec = get_method(method)
     backbone, head, prompts = _parts(model)
-    if (method in PROMPT_METHODS) != (prompts is not None):
-        raise ConfigError(f"model type {type(model).__name__} does not fit method {method!r}")
-    if method != "ft-then-pt" and stage is not None:
-        raise ConfigError(f"stage={stage!r} only applies to ft-then-pt")
-    effective: Method = method
-    if method == "ft-then-pt":
-        effective = "full" if stage == "ft" else "vpt-deep"
+    if (spec.prompts != "none") != (prompts is not None):
+        raise ConfigError(f"model type {type(model).__name__} does not fit method {spec.name!r}")
+    if len(spec.stage_names) == 1 and stage is not None:
+        raise ConfigError(f"stage={stage!r} only applies to multi-stage methods such as ft-then-pt")
+    effective = spec
+    if len(spec.stage_names) > 1:  # ft-then-pt: the first stage fine-tunes, the last tunes prompts
+        effective = get_method(spec.stage_names[0] if stage == "ft" else spec.stage_names[-1])
         assert isinstance(model, PromptedViT)
-        model.prompts_enabled = effective != "full"
+        model.prompts_enabled = effective.prompts != "none"
 
-    keep: set[int] = {id(p) for p in head.parameters()}
-    if effective in ("full", "mixed"):
+    keep: set[int] = {id(p) for p in head.parameters()} if "head" in effective.trains else set()
+    if "backbone" in effective.trains:
         keep |= {id(p) for p in backbone.parameters()}
-    if prompts is not None and effective in ("vpt-shallow", "vpt-deep", "mixed"):
+    if prompts is not None and "prompts" in effective.trains:
         keep.add(id(prompts))
     names: list[str] = []
     for name, param in model.named_parameters():

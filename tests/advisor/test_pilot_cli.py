@@ -5,44 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import advisor.usecases.pilot as pilot_uc
 from advisor.cli import main
 from engine.config.train import DEFAULT_NUM_PROMPTS
 from engine.paper import get_vtab_task
-from tests.conftest import write_png
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16",
-        "--seeds", "2", "--budget", "10m", "--device", "cpu"]
+        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--quick"]
+"""A tiny random ViT in quick mode (2 epochs, one lr per method): plumbing only, accuracies meaningless."""
 
 
-@pytest.fixture
-def colour_dataset(tmp_path: Path) -> Path:
-    gen = np.random.default_rng(0)
-    root = tmp_path / "colours"
-    for c, name in enumerate(["red", "green", "blue"]):
-        for i in range(10):
-            img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
-            img[..., c] += 150
-            write_png(root / name / f"{i}.png", img)
-    return root
-
-
-@pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the tiny CLI runs short: at most 2 epochs and one lr per method."""
-    import engine.train.pilot as pilot_mod
-    from engine.config import train as train_cfg
-
-    monkeypatch.setattr(pilot_mod, "_EPOCHS", (2,))
-
-    monkeypatch.setattr(train_cfg, "PILOT_LR_GRID", {k: v[:1] for k, v in train_cfg.PILOT_LR_GRID.items()})
-
-
-def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: None,
+def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "store"
     args = ["pilot", str(colour_dataset), "--task", "clevr_count", "--prompts", "3", *TINY, "--out", str(out),
@@ -65,7 +42,7 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: Non
     assert again["evidence"] == report["evidence"]
 
 
-def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
+def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--methods", "full,vpt-shallow", *TINY,
                  "--out", str(tmp_path / "s")])
@@ -76,7 +53,7 @@ def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path, qu
     assert "Recommendation" in captured.out and "Pilot on your data" in captured.out
 
 
-def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
+def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(colour_dataset), "--methods", "linear", *TINY, "--out", str(tmp_path / "s")]) == 0
     assert "Pass --task" in capsys.readouterr().out
@@ -88,7 +65,7 @@ def test_default_prompt_length_follows_the_paper() -> None:
     assert pilot_uc.default_prompt_length(None)[0] == DEFAULT_NUM_PROMPTS
 
 
-def test_long_cpu_run_needs_yes(colour_dataset: Path, tmp_path: Path, quick: None, monkeypatch: pytest.MonkeyPatch,
+def test_long_cpu_run_needs_yes(colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(pilot_uc, "LONG_CPU_RUN_S", 0.0)
     store = tmp_path / "s"

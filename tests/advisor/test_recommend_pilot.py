@@ -12,8 +12,9 @@ import advisor.usecases.recommend as rec_uc
 from advisor.cli import main
 from advisor.usecases.pilot import PilotReport, PilotRequest
 from advisor.schemas import MethodScore, PilotEvidence
-from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+from tests.advisor.test_pilot_cli import TINY
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):
@@ -71,7 +72,7 @@ def test_pilot_offline_without_weights_shows_prior_then_fails(capsys: pytest.Cap
     assert "Error:" in captured.err and "Traceback" not in captured.err
 
 
-def test_pilot_report_html(colour_dataset: Path, tmp_path: Path, quick: None,  # noqa: F811
+def test_pilot_report_html(colour_dataset: Path, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "pilot.html"
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--prompts", "2", *TINY,
@@ -83,7 +84,7 @@ def test_pilot_report_html(colour_dataset: Path, tmp_path: Path, quick: None,  #
     assert f"Wrote {report}" in captured.err.replace("\n", "")
 
 
-def test_pilot_report_bad_suffix_fails_before_training(colour_dataset: Path, tmp_path: Path,  # noqa: F811
+def test_pilot_report_bad_suffix_fails_before_training(colour_dataset: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(colour_dataset), *TINY, "--report", str(tmp_path / "r.docx")]) == 1
     assert "unknown report type" in capsys.readouterr().err

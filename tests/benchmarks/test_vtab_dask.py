@@ -10,10 +10,9 @@ from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, run_sweep
 from benchmarks.vtab.store import TrialStore
 from engine.errors import ConfigError
-from tests.benchmarks.vtab_tree import one_thread  # noqa: F401
 from tests.benchmarks.vtab_tree import TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 distributed = pytest.importorskip("dask.distributed")
 

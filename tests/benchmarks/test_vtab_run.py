@@ -19,10 +19,9 @@ from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, make_units, plan_search, run_sweep
 from benchmarks.vtab.layout import check_layout
 from benchmarks.vtab.tasks import TASKS
-from tests.benchmarks.vtab_tree import one_thread  # noqa: F401
 from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from benchmarks.vtab.tasks import TASKS
 from tests.conftest import write_png
@@ -53,14 +52,3 @@ def make_vtab_tree(root: Path, *, size: int = 16, tasks: list[str] | None = None
         for split, entries in lines.items():
             (folder / f"{split}.txt").write_text("\n".join(entries) + "\n", encoding="utf-8")
     return root
-
-
-@pytest.fixture
-def one_thread():
-    """Run torch single-threaded: tiny models on a shared 2-core machine are dominated by thread hand-offs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,21 +13,16 @@ from engine.config.train import PAPER_SEEDS, PilotConfig, parse_budget
 from engine.data.index import index_dataset
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
-from tests.conftest import write_png
-from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.conftest import write_colour_dataset
+from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
 def colour_dataset(tmp_path: Path) -> Path:
-    """Three classes of 32x32 PNGs (20 each), told apart by the bright channel."""
-    gen = np.random.default_rng(0)
-    root = tmp_path / "colours"
-    for c, name in enumerate(["red", "green", "blue"]):
-        for i in range(20):
-            img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
-            img[..., c] += 150
-            write_png(root / name / f"{i}.png", img)
-    return root
+    """Three classes of 32x32 PNGs, 20 each (more than the CLI tests' 10, for the size planning)."""
+    return write_colour_dataset(tmp_path / "colours", 20)
 
 
 def _config(**kw: object) -> PilotConfig:
