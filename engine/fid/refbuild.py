@@ -25,7 +25,6 @@ network outputs, so float64 sums lose nothing that matters at n <= 10^7).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from engine.io import atomic_write_bytes, atomic_write_text, json_digest
 from engine.config.fid import FidConfig
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError
 from engine.fid.features import (
@@ -215,18 +215,11 @@ class _Reader:
         self._tf, self._shard, self._members = None, -1, {}
 
 
-def _atomic_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(work: Path, pos: int, n: int, s1: npt.NDArray, s2: npt.NDArray, skipped: list[dict]) -> None:
-    tmp = work / "sums.tmp.npz"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, s1=s1, s2=s2)
-    os.replace(tmp, work / "sums.npz")
-    _atomic_json(work / "state.json", {"pos": pos, "n": n, "skipped": skipped})
+    buffer = io.BytesIO()
+    np.savez(buffer, s1=s1, s2=s2)
+    atomic_write_bytes(work / "sums.npz", buffer.getvalue())
+    atomic_write_text(work / "state.json", json.dumps({"pos": pos, "n": n, "skipped": skipped}))
 
 
 def build_reference(
@@ -303,10 +296,10 @@ def build_reference(
         n_classes = len({i.cls for i in plan})
         work.mkdir(parents=True, exist_ok=True)
         _save_checkpoint(work, 0, 0, s1, s2, [])
-        _atomic_json(work / "params.json", {
+        atomic_write_text(work / "params.json", json.dumps({
             "params": params, "kind": kind, "shards": [os.fsdecode(p) for p in shards],
             "plan": [asdict(i) for i in plan], "n_index_skipped": n_index_skipped, "n_classes": n_classes,
-        })
+        }))
 
     total = len(plan)
     bs = config.batch_size
@@ -337,7 +330,7 @@ def build_reference(
             try:
                 while pos < total:
                     batch = nxt.result()
-                    start, pos = pos, min(total, pos + bs)
+                    pos = min(total, pos + bs)
                     if pos < total:
                         nxt = ahead.submit(prepare, pos, pool)
                     arrays = [a for a in batch if not isinstance(a, ImageDecodeError)]
@@ -385,4 +378,4 @@ def _device(device: torch.device | str) -> torch.device:
 
 def plan_digest(plan: Sequence[PlanItem]) -> str:
     """sha256 over a plan (for tests and logs)."""
-    return hashlib.sha256(json.dumps([asdict(i) for i in plan]).encode()).hexdigest()
+    return json_digest([asdict(i) for i in plan])

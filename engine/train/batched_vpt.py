@@ -37,7 +37,7 @@ from engine.config.train import scale_lr
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
-from engine.train.vpt import prompt_init_bound
+from engine.train.vpt import embed_tokens, insert_prompts, prompt_init_bound, remove_prompts
 
 __all__ = [
     "VptRunSpec",
@@ -48,6 +48,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+PREFIX_TOKENS = 1
+"""Tokens before the prompts: the CLS token (the batched model supports plain ViTs with token pooling)."""
+DROPOUT_SEED_OFFSET = 7919
+"""Offset from a run's seed to its dropout-mask generator's seed: any fixed value keeps the masks independent
+of the init stream (seeded with the run's seed); 7919 (the 1000th prime) is arbitrary but frozen, so
+stored results stay reproducible."""
 
 
 class VptRunSpec(FrozenModel):
@@ -107,7 +114,7 @@ class BatchedPromptModel(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, seeds: Sequence[int], *,
                  num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0) -> None:
         super().__init__()
-        if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != 1:
+        if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != PREFIX_TOKENS:
             raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
                               f"(got global_pool={getattr(backbone, 'global_pool', None)!r}); use a vit_* model")
         self.backbone = backbone
@@ -135,7 +142,7 @@ class BatchedPromptModel(nn.Module):
             self.head_w.append(nn.Parameter(head.weight.detach().clone()))
             self.head_b.append(nn.Parameter(head.bias.detach().clone()))
             self.prompts.append(nn.Parameter(prompts))
-            self._generators.append(torch.Generator().manual_seed(int(seed) + 7919))
+            self._generators.append(torch.Generator().manual_seed(int(seed) + DROPOUT_SEED_OFFSET))
 
     def train(self, mode: bool = True) -> BatchedPromptModel:
         """Set training mode for the prompts (dropout) while the frozen backbone stays in eval mode."""
@@ -159,26 +166,24 @@ class BatchedPromptModel(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding + CLS + position embedding of normalised images ``(B, 3, H, W)``."""
-        bb = self.backbone
-        x = bb.patch_embed(x)
-        x = bb._pos_embed(x)
-        x = bb.patch_drop(x)
-        return bb.norm_pre(x)
+        return embed_tokens(self.backbone, x)
 
     def forward_tokens(self, tokens: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
         """Run configurations ``ks`` on embedded tokens ``(len(ks), B, T, D)``; return logits ``(k, B, C)``."""
         kk, b, t, d = tokens.shape
         p = self.num_prompts
         prompts = self._prompt(ks).to(tokens.dtype)  # (k, sets, P, D)
-        x = torch.cat([tokens[:, :, :1], prompts[:, None, 0].expand(kk, b, p, d), tokens[:, :, 1:]], dim=2)
-        x = x.reshape(kk * b, t + p, d)
+
+        def prompt_set(i: int) -> torch.Tensor:  # set i of every configuration, one copy per image
+            return prompts[:, None, i].expand(kk, b, p, d).reshape(kk * b, p, d)
+
+        x = insert_prompts(tokens.reshape(kk * b, t, d), prompt_set(0), PREFIX_TOKENS, replace=False)
         for i, block in enumerate(self.backbone.blocks):
             if i > 0 and self.deep:
-                new = prompts[:, None, i].expand(kk, b, p, d).reshape(kk * b, p, d)
-                x = torch.cat([x[:, :1], new, x[:, 1 + p:]], dim=1)
+                x = insert_prompts(x, prompt_set(i), PREFIX_TOKENS, replace=True)
             x = block(x)
-        x = self.backbone.norm(x)
-        cls = self.backbone.fc_norm(x[:, 0]).reshape(kk, b, d)
+        x = remove_prompts(self.backbone.norm(x), PREFIX_TOKENS, p)
+        cls = self.backbone.forward_head(x, pre_logits=True).reshape(kk, b, d)  # timm's pool, fc_norm, head_drop
         w = torch.stack([self.head_w[k] for k in ks])  # (k, C, D)
         bias = torch.stack([self.head_b[k] for k in ks])  # (k, C)
         return torch.baddbmm(bias[:, None].to(cls.dtype), cls, w.transpose(1, 2).to(cls.dtype))

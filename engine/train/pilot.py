@@ -17,10 +17,7 @@ already on disk, and Ctrl-C (``KeyboardInterrupt``) loses only the trial in prog
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +27,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from engine.io import atomic_write_text, json_digest
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, QUICK_EPOCHS, PilotConfig, TrainConfig, method_defaults
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
@@ -50,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 _SIZES = (10000, 5000, 2000, 1000, 800, 500, 400, 250, 200, 100, 50, 25)
 _EPOCHS = (50, 30, 20, 10, 5, 3, 2, 1)
+PILOT_KEY_CHARS = 16
+"""Hex characters of a pilot trial/plan key (64 bits: collisions are negligible for a user's trials)."""
 _DECODE_S_PER_IMAGE = 0.01  # rough cost of decoding + resizing one image once
 
 
@@ -132,7 +132,7 @@ class PilotResult(FrozenModel):
 
 
 def _digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(obj, length=PILOT_KEY_CHARS)
 
 
 def _dataset_fingerprint(samples: list[Sample]) -> str:
@@ -218,13 +218,6 @@ def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device)
                     "device": device.type})
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def check_pilot_data(index: DatasetIndex) -> None:
     """Raise ConfigError unless ``index`` is labeled with at least two classes."""
     if not index.labeled:
@@ -279,7 +272,7 @@ def plan_pilot(
         model=config.model, num_prompts=config.num_prompts,
     )
     if plan_path is not None:
-        _atomic_write(plan_path, plan.model_dump_json(indent=2))
+        atomic_write_text(plan_path, plan.model_dump_json(indent=2))
     return plan
 
 
@@ -401,7 +394,7 @@ def run_pilot(
         del model
         done = base + units[spec]
         result = TrialResult(key=key, spec=spec, fit=fitted)
-        _atomic_write(path, result.model_dump_json(indent=2))
+        atomic_write_text(path, result.model_dump_json(indent=2))
         results.append(result)
         run += 1
         if on_trial is not None:

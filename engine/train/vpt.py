@@ -16,7 +16,8 @@ not copied):
   layout it was built for.
 
 The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
-``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
+``blocks``, ``norm`` and ``forward_head``; :func:`embed_tokens`, :func:`insert_prompts` and
+:func:`remove_prompts` are shared with the batched sweep (``engine.train.batched_vpt``), so timm's fused SDPA attention, AMP and everything else
 keep working. Whether the frozen backbone stays in ``eval()`` during training is decided by the
 training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 """
@@ -31,12 +32,35 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.errors import ConfigError
 
-__all__ = ["PromptedViT", "prompt_init_bound"]
+__all__ = ["PromptedViT", "prompt_init_bound", "embed_tokens", "insert_prompts", "remove_prompts"]
 
 
 def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
     """VPT's uniform init bound ``sqrt(6 / (3 * patch**2 + embed_dim))``."""
     return math.sqrt(6.0 / float(3 * patch_size * patch_size + embed_dim))
+
+
+def embed_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """timm's token embedding of normalised images: patches, prefix tokens + position embedding, norm_pre."""
+    x = backbone.patch_embed(images)
+    x = backbone._pos_embed(x)
+    x = backbone.patch_drop(x)
+    return backbone.norm_pre(x)
+
+
+def insert_prompts(x: torch.Tensor, prompts: torch.Tensor, prefix: int, *, replace: bool) -> torch.Tensor:
+    """Put ``prompts`` ``(B, P, D)`` after the ``prefix`` tokens of ``x`` ``(B, N, D)``.
+
+    With ``replace`` the ``P`` tokens after the prefix are the previous block's prompt outputs and are
+    overwritten (VPT-deep); otherwise the prompts are inserted and the sequence grows by ``P``.
+    """
+    rest = x[:, prefix + prompts.shape[1]:] if replace else x[:, prefix:]
+    return torch.cat((x[:, :prefix], prompts, rest), dim=1)
+
+
+def remove_prompts(x: torch.Tensor, prefix: int, num_prompts: int) -> torch.Tensor:
+    """Drop the ``num_prompts`` prompt outputs after the prefix tokens (before timm's pooling and head)."""
+    return torch.cat((x[:, :prefix], x[:, prefix + num_prompts:]), dim=1)
 
 
 class PromptedViT(nn.Module):
@@ -101,10 +125,7 @@ class PromptedViT(nn.Module):
             index: which prompt set.
             replace: overwrite the previous prompt outputs (deep) instead of inserting.
         """
-        k = self.prefix_tokens
-        prompts = self._prompt_set(index, x.shape[0], x.dtype)
-        rest = x[:, k + self.num_prompts:] if replace else x[:, k:]
-        return torch.cat((x[:, :k], prompts, rest), dim=1)
+        return insert_prompts(x, self._prompt_set(index, x.shape[0], x.dtype), self.prefix_tokens, replace=replace)
 
     def _use_prompts(self) -> bool:
         return self.prompts_enabled and self.num_prompts > 0
@@ -112,10 +133,7 @@ class PromptedViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Embed, add prompts, run the blocks and the final norm; prompt outputs are dropped."""
         bb = self.backbone
-        x = bb.patch_embed(x)
-        x = bb._pos_embed(x)
-        x = bb.patch_drop(x)
-        x = bb.norm_pre(x)
+        x = embed_tokens(bb, x)
         use = self._use_prompts()
         if use:
             x = self.incorporate_prompts(x, 0, replace=False)
@@ -127,10 +145,7 @@ class PromptedViT(nn.Module):
             else:
                 x = block(x)
         x = bb.norm(x)
-        if use:
-            k = self.prefix_tokens
-            x = torch.cat((x[:, :k], x[:, k + self.num_prompts:]), dim=1)
-        return x
+        return remove_prompts(x, self.prefix_tokens, self.num_prompts) if use else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` to logits ``(B, C)``."""
