@@ -17,7 +17,7 @@ from advisor.usecases.pilot import PilotReport, PilotRequest, run_pilot_request
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 
-__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "WeightsOpt"]
+__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "ReportOpt", "WeightsOpt"]
 
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "

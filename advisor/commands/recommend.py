@@ -14,7 +14,7 @@ import typer
 
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 from advisor.commands._callbacks import cli_confirm, cli_progress
-from advisor.commands.pilot import BudgetOpt, WeightsOpt
+from advisor.commands.pilot import BudgetOpt, ReportOpt, WeightsOpt
 from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
@@ -63,9 +63,7 @@ def recommend_command(
         show_default=False)] = None,
     as_json: JsonOpt = False,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
-        show_default=False)] = None,
+    report: ReportOpt = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
         show_default=False)] = None,

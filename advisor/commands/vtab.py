@@ -29,6 +29,11 @@ EXAMPLES = ("Examples: 'vpt-advisor reproduce-vtab ~/data/vtab-1k --protocol qui
             "'vpt-advisor reproduce-vtab ~/data/vtab-1k --backend dask --scheduler tcp://head:8786 --yes'")
 
 
+_ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
+    show_default=False)]
+
+
 def reproduce_vtab_command(
     vtab_root: Annotated[Path, typer.Argument(help="VTAB-1k root in the NOAH layout (<task>/images, train800.txt...).",
                                               show_default=False)],
@@ -65,9 +70,7 @@ def reproduce_vtab_command(
     out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
                                              show_default=False)] = None,
     yes: YesOpt = False,
-    report_path: Annotated[Path | None, typer.Option(
-        "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
-        show_default=False)] = None,
+    report_path: _ReportOpt = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
     from rich.markup import escape

@@ -120,8 +120,7 @@ def _run_method(method: str, argv: list[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run every method in a subprocess and print a side-by-side table with ratios to FT."""
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="FT vs VPT training throughput and peak memory.")
     parser.add_argument("--methods", default="full,vpt-deep,vpt-shallow")
     parser.add_argument("--model", default="vit_base_patch16_224")
@@ -137,13 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-tflops", type=float, default=None, help="Override the GPU's dense bf16 peak.")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        print(json.dumps(_worker(args)))
-        return
-    passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
+    return parser.parse_args(argv)
+
+
+def _measure(args: argparse.Namespace, passthrough: list[str]) -> list[dict[str, Any]]:
+    """One subprocess per method, plus FLOPs, img/s, TFLOP/s and MFU per row."""
     rows = []
-    start = time.perf_counter()
     for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
         row = _run_method(method, passthrough)
         row["flops_per_step"] = count_step_flops(args.model, method, prompts=args.prompts, img_size=args.img_size,
@@ -153,16 +151,17 @@ def main(argv: list[str] | None = None) -> None:
         peak = args.peak_tflops * 1e12 if args.peak_tflops else (peak_bf16_flops(row["gpu"]) if row["gpu"] else None)
         row["mfu"] = row["flops_per_step"] / row["step_s"] / peak if peak and row["precision"] == "bf16" else None
         rows.append(row)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
+    return rows
+
+
+def _print_table(args: argparse.Namespace, rows: list[dict[str, Any]], seconds: float) -> None:
     ft = next((r for r in rows if r["method"] == "full"), None)
     first = rows[0]
     where = first["gpu"] or f"({first['threads']} threads)"
     print(f"{args.model} @ {args.img_size}px, batch {args.batch_size}, {args.prompts} prompts, "
           f"{first['device']} {where}, {first['precision']}, "
           f"torch {first['torch']}; median of {args.steps} steps after {args.warmup} warm-up; "
-          f"{time.perf_counter() - start:.0f}s total")
+          f"{seconds:.0f}s total")
     cpu = first["peak_kind"] == "cpu peak RSS"
     print(f"{'method':<12}{'img/s':>9}{'x FT':>7}{'peak mem GB':>13}{'x FT':>7}"
           + (f"{'train GB':>10}{'x FT':>7}" if cpu else "")
@@ -181,12 +180,32 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['trainable']:>12,}")
     print(f"peak memory = {first['peak_kind']}" + (" (whole process, incl. ~"
           f"{first['rss_before_train'] / 1e9:.2f} GB before training)" if first["peak_kind"] == "cpu peak RSS" else ""))
+
+
+def _print_targets(rows: list[dict[str, Any]]) -> None:
+    ft = next((r for r in rows if r["method"] == "full"), None)
     deep = next((r for r in rows if r["method"] == "vpt-deep"), None)
     if ft and deep:
         ratio = deep["peak_bytes"] / ft["peak_bytes"]
         print(f"target VPT-deep peak memory <= 0.70x FT: {ratio:.2f}x {'PASS' if ratio <= 0.7 else 'MISS'}")
     if ft and ft["mfu"] is not None:
         print(f"target FT bf16 MFU >= 40%: {100 * ft['mfu']:.1f}% {'PASS' if ft['mfu'] >= 0.4 else 'MISS'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every method in a subprocess and print a side-by-side table with ratios to FT."""
+    args = _parse(argv)
+    if args.worker:
+        print(json.dumps(_worker(args)))
+        return
+    passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
+    start = time.perf_counter()
+    rows = _measure(args, passthrough)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    _print_table(args, rows, time.perf_counter() - start)
+    _print_targets(rows)
 
 
 if __name__ == "__main__":

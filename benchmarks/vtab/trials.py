@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 Phase = Literal["search", "final"]
 
+FINAL_MONITOR_IMAGES = 64
+"""Training images a final run evaluates after each epoch (our choice: one VPT batch, cheap next to the
+test split, which is evaluated once at the end; the per-epoch number only shows the run is learning)."""
+
 
 class TrialConfig(FrozenModel):
     """Everything that determines one trial's result (its hash is the store's primary key)."""
@@ -239,7 +243,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     else:
         # fit evaluates after every epoch; on a large test split that would cost more than training, so the
         # final run monitors a small slice of its own training data and the test split is evaluated once.
-        monitor = ImageTensors(x_tr[:64], y_tr[:64])
+        monitor = ImageTensors(x_tr[:FINAL_MONITOR_IMAGES], y_tr[:FINAL_MONITOR_IMAGES])
         res = fit(model, ImageTensors(x_tr, y_tr), monitor, tc, device=device)
         loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, cfg.batch_size), device=device,
                               normalization=tc.normalization)
