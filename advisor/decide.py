@@ -151,7 +151,7 @@ def build_inputs(
     return AdvisorInputs(
         task=task,
         task_name=resolved.name if resolved else None,
-        task_kind=resolved.kind if resolved else None,  # type: ignore[arg-type]
+        task_kind=resolved.kind if resolved else None,
         related_tasks=list(resolved.related) if resolved else [],
         disparity=disp,
         disparity_source=source,
@@ -259,7 +259,8 @@ def nearest_tasks(inputs: AdvisorInputs, n_train: int, limit: int = 5) -> list[N
     related = [k for k in inputs.related_tasks if k in keys]
     rest = [k for k in keys if k not in related]
     if fids and inputs.fid is not None:
-        rest.sort(key=lambda k: abs(fids[k] - inputs.fid) if k in fids else float("inf"))  # type: ignore[operator]
+        fid = inputs.fid
+        rest.sort(key=lambda k: abs(fids[k] - fid) if k in fids else float("inf"))
     table = data_size_table()
     out: list[NearestTask] = []
     for key in (related + rest)[:limit]:

@@ -80,9 +80,9 @@ def recommend_command(
 
     request = RecommendRequest(
         dataset=str(dataset) if dataset is not None else None, demo=demo, task=task,
-        disparity=disparity,  # type: ignore[arg-type]
+        disparity=disparity,
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
-        inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,  # type: ignore[arg-type]
+        inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,
         device=device, calibration_path=str(calibration) if calibration else None,
     )
     _check_output_paths(report, plot)  # fail before any image is read

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from advisor.render import console, err_console
 from advisor.schemas import Recommendation
+
+if TYPE_CHECKING:
+    from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = ["render_plan", "render_report", "format_bytes", "format_seconds"]
 
@@ -30,7 +33,7 @@ def format_seconds(s: float) -> str:
     return f"{s:.1f}s"
 
 
-def render_plan(plan: Any, *, prompts_source: str) -> None:
+def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
     """Print the pilot plan (to stderr, so stdout stays the result)."""
     grids = "; ".join(f"{m} lr {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in plan.lr_grid.items())
     err_console.print(
@@ -43,7 +46,7 @@ def render_plan(plan: Any, *, prompts_source: str) -> None:
     )
 
 
-def _methods_table(result: Any) -> Table:
+def _methods_table(result: PilotResult) -> Table:
     table = Table(title="Pilot results (validation accuracy at each method's best lr)", title_justify="left")
     for col, just in (("method", "left"), ("best lr", "right"), ("val acc %", "right"), ("seeds", "right"),
                       ("trainable params", "right"), ("img/s", "right"), ("peak memory", "right"),
@@ -68,7 +71,7 @@ def _methods_table(result: Any) -> Table:
     return table
 
 
-def render_report(result: Any, recommendation: Recommendation | None, *, has_task: bool) -> None:
+def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool) -> None:
     """Print the per-method table, then the updated recommendation (if any)."""
     console.print(_methods_table(result))
     plan = result.plan

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
 from engine.progress import StageProgress, no_progress
@@ -52,7 +52,8 @@ class PilotReport(BaseModel):
     num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
     num_prompts_source: str = Field(description="Where the prompt length came from.")
     device: dict[str, str] = Field(description="Device, torch version, GPU name or CPU threads.")
-    pilot: Any = Field(description="engine.train.pilot.PilotResult (plan, per-method summaries, trials).")
+    pilot: dict[str, JsonValue] = Field(
+        description="engine.train.pilot.PilotResult as JSON (plan, per-method summaries, trials).")
     evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
 

@@ -89,7 +89,7 @@ def _measure(index: DatasetIndex, request: RecommendRequest,
     try:
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
-                index, request.reference, config=config, device=resolve_device(request.device),  # type: ignore[arg-type]
+                index, request.reference, config=config, device=resolve_device(request.device),
                 on_progress=on_progress,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:

@@ -202,11 +202,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
             out = ((np.clip(arr, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
         return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
-        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
-            arr = arr * 255.0
-        out = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0
+        out = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
     return im.convert("RGB")
 

@@ -162,7 +162,7 @@ def _index_folder(root: Path) -> DatasetIndex:
     if not nested:
         layout: Layout = "flat"
         classes: list[str] = []
-        labeled = [(p, None) for p in top]
+        labeled: list[tuple[Path, int | None]] = [(p, None) for p in top]
     else:
         layout = "imagefolder"
         class_of = {p: p.relative_to(root).parts[0] for p in nested}

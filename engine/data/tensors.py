@@ -79,8 +79,8 @@ def load_image_tensors(
     decoded = decode_images([s.path for s in samples], size=size, workers=workers, on_progress=on_progress)
     if not decoded.ok:
         raise EmptyDatasetError(f"none of the {len(samples)} images could be decoded")
-    labels = [samples[i].label for i in decoded.ok]
-    return ImageTensors.from_numpy(decoded.stack(), labels), decoded.skipped  # type: ignore[arg-type]
+    labels = [label for i in decoded.ok if (label := samples[i].label) is not None]  # all labeled: checked above
+    return ImageTensors.from_numpy(decoded.stack(), labels), decoded.skipped
 
 
 class TensorLoader:

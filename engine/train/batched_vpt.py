@@ -37,7 +37,7 @@ from engine.config.train import scale_lr
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
-from engine.train.vpt import embed_tokens, insert_prompts, prompt_init_bound, remove_prompts
+from engine.train.vpt import as_vit, embed_tokens, insert_prompts, prompt_init_bound, remove_prompts, vit_geometry
 
 __all__ = [
     "VptRunSpec",
@@ -117,7 +117,7 @@ class BatchedPromptModel(nn.Module):
         if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != PREFIX_TOKENS:
             raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
                               f"(got global_pool={getattr(backbone, 'global_pool', None)!r}); use a vit_* model")
-        self.backbone = backbone
+        self.backbone = as_vit(backbone)
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()  # frozen encoder kept in eval mode (as the original VPT does): no dropout
@@ -125,10 +125,9 @@ class BatchedPromptModel(nn.Module):
         self.num_prompts = num_prompts
         self.deep = deep
         self.prompt_dropout = prompt_dropout
-        dim = int(backbone.embed_dim)
-        n_sets = len(backbone.blocks) if deep else 1
-        patch = backbone.patch_embed.patch_size
-        bound = prompt_init_bound(int(patch[0] if isinstance(patch, tuple | list) else patch), dim)
+        depth, dim, patch_size = vit_geometry(self.backbone)
+        n_sets = depth if deep else 1
+        bound = prompt_init_bound(patch_size, dim)
         self.prompts = nn.ParameterList()
         self.head_w = nn.ParameterList()
         self.head_b = nn.ParameterList()
@@ -270,13 +269,14 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
     mean, std = NORMALIZATION[config.normalization]
     shift = torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1)
     scale = torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1)
-    groups = []
+    groups: list[dict[str, object]] = []
     for k, spec in enumerate(specs):
         decayed, plain = model.config_params(k)
         lr = scale_lr(spec.lr, config.batch_size, config.lr_scale_batch)
         groups.append({"params": decayed, "lr": lr, "weight_decay": spec.weight_decay})
         groups.append({"params": plain, "lr": lr, "weight_decay": 0.0})
-    optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum)
+    first_lr = scale_lr(specs[0].lr, config.batch_size, config.lr_scale_batch)  # every group sets its own lr
+    optimizer = torch.optim.SGD(groups, lr=first_lr, momentum=config.momentum)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * steps_per_epoch,

@@ -37,7 +37,7 @@ from engine.train.models import count_parameters
 from engine.seed import seed_everything
 from engine.data.tensors import ImageTensors, TensorLoader
 from engine.train.transfer import configure_trainable, set_train_mode
-from engine.train.vpt import PromptedViT
+from engine.train.vpt import PromptedViT, as_vit
 
 __all__ = [
     "EpochStats",
@@ -216,7 +216,7 @@ def _enable_checkpointing(model: nn.Module) -> None:
     if isinstance(model, PromptedViT):
         model.grad_checkpointing = True
     else:
-        model.set_grad_checkpointing(True)
+        as_vit(model).set_grad_checkpointing(True)
 
 
 def fit(

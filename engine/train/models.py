@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
+from engine.train.vpt import as_vit
 
 __all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "create_backbone", "load_backbone_weights", "count_parameters"]
 
@@ -193,7 +194,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
         raise WeightsError(f"{path}: unknown weights format {suffix!r}; use one of {', '.join(WEIGHT_SUFFIXES)}")
     if suffix == ".npz":
         try:
-            model.load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling
+            as_vit(model).load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(
                 f"{path}: not a Google ViT .npz that fits this model ({type(exc).__name__}: {exc})"
@@ -203,7 +204,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
 
     state = _read_state_dict(path)
     try:
-        state = checkpoint_filter_fn(state, model)
+        state = checkpoint_filter_fn(state, as_vit(model))
     except Exception as exc:  # noqa: BLE001
         raise WeightsError(f"{path}: cannot convert weights for this model ({type(exc).__name__}: {exc})") from exc
     own = model.state_dict()

@@ -40,6 +40,7 @@ from engine.seed import seed_everything
 from engine.data.tensors import load_image_tensors
 from engine.train.loop import FitResult, fit
 from engine.train.transfer import build_model
+from engine.train.vpt import as_vit
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot", "run_pilot",
            "summarize_trials", "check_pilot_data", "load_pilot_backbone"]
@@ -211,13 +212,19 @@ def load_pilot_backbone(config: PilotConfig) -> nn.Module:
 def _img_size(backbone: nn.Module, config: PilotConfig) -> int:
     if config.img_size:
         return config.img_size
-    size = backbone.patch_embed.img_size
+    size = as_vit(backbone).patch_embed.img_size
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
 def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device) -> str:
     return _digest({"data": _dataset_fingerprint(index.samples), "config": config.model_dump(mode="json"),
                     "device": device.type})
+
+
+def _epoch_reporter(on_progress: ProgressCallback | None, base: int,
+                    total: int) -> Callable[[int, object, object], None]:
+    """``on_epoch`` for :func:`engine.train.loop.fit`: report ``base + epoch`` of ``total`` epochs."""
+    return lambda epoch, _train, _val: report(on_progress, base + epoch, total)
 
 
 def check_pilot_data(index: DatasetIndex) -> None:
@@ -390,11 +397,9 @@ def run_pilot(
         seed_everything(spec.seed, deterministic=config.deterministic)
         model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
                             num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
-        base = done
-        fitted = fit(model, train, val, tc, device=device,
-                     on_epoch=lambda epoch, _t, _v, base=base: report(on_progress, base + epoch, total))
+        fitted = fit(model, train, val, tc, device=device, on_epoch=_epoch_reporter(on_progress, done, total))
         del model
-        done = base + units[spec]
+        done += units[spec]
         result = TrialResult(key=key, spec=spec, fit=fitted)
         atomic_write_text(path, result.model_dump_json(indent=2))
         results.append(result)

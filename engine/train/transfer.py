@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.errors import ConfigError
 from engine.train.methods import METHODS, PROMPT_METHODS, Method, get_method, parse_method, stages_of, uses_sgd
-from engine.train.vpt import PromptedViT
+from engine.train.vpt import PromptedViT, as_vit
 
 __all__ = [
     "Method",
@@ -66,7 +66,7 @@ def build_model(
     spec = get_method(method)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    backbone.reset_classifier(num_classes)
+    as_vit(backbone).reset_classifier(num_classes)
     if spec.prompts == "none":
         model: nn.Module = backbone
     else:
@@ -83,7 +83,7 @@ def _parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Parameter | None]
     if isinstance(model, PromptedViT):
         return model.backbone, model.head, model.prompts
     if hasattr(model, "get_classifier"):
-        return model, model.get_classifier(), None
+        return model, as_vit(model).get_classifier(), None
     raise ConfigError(f"{type(model).__name__} is neither a timm ViT nor a PromptedViT")
 
 

@@ -25,6 +25,7 @@ training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -32,7 +33,10 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.errors import ConfigError
 
-__all__ = ["PromptedViT", "prompt_init_bound", "embed_tokens", "insert_prompts", "remove_prompts"]
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
+__all__ = ["PromptedViT", "prompt_init_bound", "as_vit", "vit_geometry", "embed_tokens", "insert_prompts", "remove_prompts"]
 
 
 def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
@@ -40,7 +44,29 @@ def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
     return math.sqrt(6.0 / float(3 * patch_size * patch_size + embed_dim))
 
 
-def embed_tokens(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+_VIT_ATTRIBUTES = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens")
+"""What the prompt wrappers use of a timm ``VisionTransformer``."""
+
+
+def as_vit(module: nn.Module) -> VisionTransformer:
+    """``module`` typed as a timm ``VisionTransformer`` once it has the attributes VPT uses.
+
+    Raises:
+        ConfigError: ``module`` is not a timm ViT.
+    """
+    for attr in _VIT_ATTRIBUTES:
+        if not hasattr(module, attr):
+            raise ConfigError(f"{type(module).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
+    return cast("VisionTransformer", module)
+
+
+def vit_geometry(backbone: VisionTransformer) -> tuple[int, int, int]:
+    """``(blocks, embedding width, patch size)`` of a timm ViT."""
+    patch = backbone.patch_embed.patch_size
+    return len(backbone.blocks), int(backbone.embed_dim), int(patch[0] if isinstance(patch, tuple | list) else patch)
+
+
+def embed_tokens(backbone: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
     """timm's token embedding of normalised images: patches, prefix tokens + position embedding, norm_pre."""
     x = backbone.patch_embed(images)
     x = backbone._pos_embed(x)
@@ -80,24 +106,19 @@ class PromptedViT(nn.Module):
 
     def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, prompt_dropout: float = 0.0) -> None:
         super().__init__()
-        for attr in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens"):
-            if not hasattr(backbone, attr):
-                raise ConfigError(f"{type(backbone).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
+        vit = as_vit(backbone)
         if num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {num_prompts}")
         if getattr(backbone, "dynamic_img_size", False):
             raise ConfigError("VPT does not support timm's dynamic_img_size; build the backbone with a fixed img_size")
         if getattr(backbone, "global_pool", "token") == "token" and not getattr(backbone, "has_class_token", True):
             raise ConfigError("token pooling without a CLS token; build the backbone with global_pool='avg'")
-        self.backbone = backbone
+        self.backbone = vit
         self.num_prompts = int(num_prompts)
         self.deep = bool(deep)
         self.prompts_enabled = True
         self.grad_checkpointing = False
-        depth = len(backbone.blocks)
-        embed_dim = int(backbone.embed_dim)
-        patch = backbone.patch_embed.patch_size
-        patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        depth, embed_dim, patch_size = vit_geometry(self.backbone)
         n_sets = depth if self.deep else 1
         self.prompts = nn.Parameter(torch.empty(n_sets, self.num_prompts, embed_dim))
         bound = prompt_init_bound(patch_size, embed_dim)
