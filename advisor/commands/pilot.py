@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_confirm, cli_progress
+from engine.config.train import DEFAULT_BACKBONE
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotReport, PilotRequest, run_pilot_request
 
@@ -60,7 +61,7 @@ def pilot_command(
     budget: BudgetOpt = "15m",
     methods: Annotated[str, typer.Option(
         "--methods", help="Comma-separated: full, linear, vpt-shallow, vpt-deep, mixed, ft-then-pt.")] = "full,vpt-deep",
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
+    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: Annotated[bool, typer.Option(
         "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")] = False,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from engine.config.train import DEFAULT_BACKBONE
 from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
 from engine.progress import StageProgress, no_progress
 
@@ -68,7 +69,7 @@ class PilotRequest(BaseModel):
     disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
     budget: str = Field(default="15m", description="Time budget for all trials.")
     methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
-    model: str = Field(default="vit_base_patch16_224.orig_in21k", description="timm ViT name.")
+    model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")
     random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS
+from engine.config.train import PAPER_SEEDS, Normalization
 from engine.errors import ConfigError
 from engine.train.methods import get_method
 
@@ -103,6 +103,8 @@ class Protocol(FrozenModel):
     max_prompts: int | None = Field(None, ge=1, description="Cap on the paper's per-task prompt length.")
     img_size: int = Field(224, ge=8, description="Input resolution (direct resize, no crop).")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision (paper: fp32).")
+    normalization: Normalization = Field(
+        "imagenet", description="Input mean/std (VPT's VTAB loader: imagenet); see TrainConfig.normalization.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images per run (None = all).")
     max_eval: int | None = Field(None, ge=1, description="Cap on val/test images per run (None = all).")
 

@@ -22,13 +22,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
+from engine.config.train import DEFAULT_BACKBONE, Normalization, TrainConfig
 from engine.errors import ConfigError
 
 from benchmarks.vtab.protocol import METHODS, MethodName, split_sizes
 from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 
-__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
+__all__ = ["TrialConfig", "TrialResult", "split_samples", "train_config", "run_trials", "group_key", "versions"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class TrialConfig(FrozenModel):
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout.")
     img_size: int = Field(224, ge=8, description="Input resolution.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision.")
-    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
+    normalization: Normalization = Field("imagenet", description="Input mean/std (the protocol's).")
+    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
     weights: str | None = Field(None, description="Local weights file.")
     random_init: bool = Field(False, description="Random backbone (smoke tests only).")
     model_kwargs: dict[str, int | float | bool | str] = Field(default_factory=dict,
@@ -214,23 +216,30 @@ def _backbone(cfg: TrialConfig) -> Any:
                                             tuple(sorted(cfg.model_kwargs.items()))))
 
 
-def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
+def train_config(cfg: TrialConfig) -> TrainConfig:
+    """The one training configuration of a trial, read by ``fit`` and by the batched VPT sweep alike."""
     from engine.config.train import TrainConfig
+    from engine.train.methods import get_method
+
+    method = METHODS[cfg.method]
+    return TrainConfig.for_method(
+        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
+        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if get_method(method).prompts != "none" else 0.0,
+        img_size=cfg.img_size, precision=cfg.precision, normalization=cfg.normalization)
+
+
+def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     from engine.device import autocast_context
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.train.loop import evaluate, fit
-    from engine.train.methods import get_method
     from engine.train.transfer import build_model
 
     fit_on, eval_on = split_samples(cfg)
     x_tr, y_tr, skip_tr = _tensors(fit_on, cfg.img_size)
     x_ev, y_ev, skip_ev = _tensors(eval_on, cfg.img_size)
     method = METHODS[cfg.method]
-    tc = TrainConfig.for_method(
-        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
-        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if get_method(method).prompts != "none" else 0.0,
-        img_size=cfg.img_size, precision=cfg.precision)
+    tc = train_config(cfg)
     from engine.seed import seed_everything
 
     seed_everything(cfg.seed)
@@ -263,10 +272,7 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
     fit_on, eval_on = split_samples(first)
     x_tr, y_tr, skip_tr = _tensors(fit_on, first.img_size)
     x_ev, y_ev, skip_ev = _tensors(eval_on, first.img_size)
-    bc = BatchedVptConfig(num_prompts=first.num_prompts, deep=True, prompt_dropout=first.prompt_dropout,
-                          epochs=first.epochs, warmup_epochs=first.warmup_epochs, batch_size=first.batch_size,
-                          lr_scale_batch=first.lr_scale_batch, precision=first.precision,
-                          config_chunk=max(1, max_rows // first.batch_size))
+    bc = BatchedVptConfig.from_train_config(train_config(first), config_chunk=max(1, max_rows // first.batch_size))
     specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
     t0 = time.perf_counter()
     out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, bc, num_classes=first.num_classes,

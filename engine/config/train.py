@@ -23,6 +23,8 @@ __all__ = [
     "TrainConfig",
     "PilotConfig",
     "PAPER_SEEDS",
+    "DEFAULT_BACKBONE",
+    "Normalization",
     "LR_SCALE_BATCH",
     "scale_lr",
     "DEFAULT_NUM_PROMPTS",
@@ -30,6 +32,13 @@ __all__ = [
     "method_defaults",
     "parse_budget",
 ]
+
+DEFAULT_BACKBONE = "vit_base_patch16_224.orig_in21k"
+"""timm name of the original Google ImageNet-21k ViT-B/16 (VPT's ``imagenet21k_ViT-B_16.npz``); the default
+backbone of the pilot, ``reproduce-vtab`` and ``engine.train.models.create_backbone``."""
+
+Normalization = Literal["imagenet", "inception"]
+"""Input mean/std choices (``engine.data.tensors.NORMALIZATION``)."""
 
 LR_SCALE_BATCH = 256
 """The paper's code (from VPT) trains with ``lr * batch_size / 256`` for every grid lr (ANCHORS section 1)."""
@@ -78,7 +87,7 @@ class TrainConfig(FrozenModel):
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set (prompt methods).")
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on prompts (VPT: 0.1 deep, 0 shallow).")
     img_size: int = Field(224, ge=8, description="Square input size images are resized to (no crop, as VTAB).")
-    normalization: Literal["imagenet", "inception"] = Field(
+    normalization: Normalization = Field(
         "imagenet", description="Input mean/std: imagenet (0.485,0.456,0.406)/(0.229,0.224,0.225) as VPT's VTAB "
         "loader, or inception (0.5,0.5,0.5)/(0.5,0.5,0.5) as timm's cfg for the Google weights.")
     frozen_eval: bool = Field(
@@ -132,7 +141,7 @@ class PilotConfig(FrozenModel):
     """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
 
     methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
-    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
+    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
     weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
     random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
     model_kwargs: dict[str, int | float | bool | str] = Field(

@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +32,11 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import scale_lr
+from engine.config.train import Normalization, TrainConfig, scale_lr
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
+from engine.train.methods import get_method
 from engine.train.vpt import as_vit, embed_tokens, insert_prompts, prompt_init_bound, remove_prompts, vit_geometry
 
 __all__ = [
@@ -80,9 +80,26 @@ class BatchedVptConfig(FrozenModel):
     config_chunk: int = Field(0, ge=0, description="Configurations per forward/backward (0 = all K at once); "
                               "bounds memory, result unchanged because gradients are accumulated exactly.")
     eval_batch_size: int = Field(256, ge=1, description="Images per evaluation forward.")
-    normalization: Literal["imagenet", "inception"] = Field(
+    normalization: Normalization = Field(
         "imagenet", description="Input mean/std, as TrainConfig.normalization: imagenet (VPT's VTAB loader) "
         "or inception (0.5/0.5, timm's cfg for the Google weights).")
+
+    @classmethod
+    def from_train_config(cls, config: TrainConfig, **overrides: object) -> BatchedVptConfig:
+        """The shared protocol of K runs of ``config`` (a prompt method trained with SGD), then ``overrides``.
+
+        Raises:
+            ConfigError: ``config``'s method has no prompts or does not train with SGD in one stage.
+        """
+        spec = get_method(config.method)
+        if spec.prompts == "none" or config.optimizer != "sgd" or len(spec.stage_names) != 1:
+            raise ConfigError(f"batched VPT trains one SGD prompt stage; {spec.name} with {config.optimizer} does not")
+        fields = dict(num_prompts=config.num_prompts, deep=spec.prompts == "deep",
+                      prompt_dropout=config.prompt_dropout, epochs=config.epochs,
+                      warmup_epochs=config.warmup_epochs, batch_size=config.batch_size,
+                      momentum=config.momentum, lr_scale_batch=config.lr_scale_batch, precision=config.precision,
+                      normalization=config.normalization)
+        return cls.model_validate({**fields, **overrides})
 
 
 @dataclass
@@ -114,7 +131,8 @@ class BatchedPromptModel(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, seeds: Sequence[int], *,
                  num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0) -> None:
         super().__init__()
-        if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != PREFIX_TOKENS:
+        pool, prefix = getattr(backbone, "global_pool", "token"), getattr(backbone, "num_prefix_tokens", 1)
+        if pool != "token" or prefix != PREFIX_TOKENS:
             raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
                               f"(got global_pool={getattr(backbone, 'global_pool', None)!r}); use a vit_* model")
         self.backbone = as_vit(backbone)

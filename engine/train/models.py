@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.config.train import DEFAULT_BACKBONE
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.vpt import as_vit
 
@@ -35,8 +36,6 @@ __all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "create_backbone", "load_backb
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "vit_base_patch16_224.orig_in21k"
-"""timm name of the original Google ImageNet-21k ViT-B/16 (VPT's ``imagenet21k_ViT-B_16.npz``)."""
 
 WEIGHT_SUFFIXES = (".npz", ".safetensors", ".pth", ".pt", ".bin")
 """Local weight formats :func:`create_backbone` reads."""

@@ -152,3 +152,27 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
     for key, value in before.items():  # finished before the kill: kept as they were, not rerun
         assert after[key] == value
     assert all(len(c.test_accs) == 3 for c in report.cells)
+
+
+def test_the_protocols_normalization_reaches_both_trainers() -> None:
+    """One training configuration: the protocol's normalization reaches fit and the batched sweep alike."""
+    from benchmarks.vtab.protocol import get_protocol
+    from benchmarks.vtab.run import SweepRequest, plan_search
+    from benchmarks.vtab.layout import LayoutReport, TaskCheck
+    from benchmarks.vtab.trials import train_config
+    from engine.errors import ConfigError
+    from engine.train.batched_vpt import BatchedVptConfig
+
+    request = SweepRequest(root=Path("/vtab"), protocol=get_protocol("quick", normalization="inception"),
+                           tasks=["dtd"], methods=("ft", "vpt"))
+    layout = LayoutReport(root="/vtab", tasks=[TaskCheck(key="dtd", folder="dtd", status="ok", sizes=[800])])
+    configs = plan_search(request, layout)
+    assert configs and {c.normalization for c in configs} == {"inception"}
+    vpt = next(c for c in configs if c.method == "vpt")
+    tc = train_config(vpt)
+    assert (tc.method, tc.normalization, tc.optimizer) == ("vpt-deep", "inception", "sgd")
+    batched = BatchedVptConfig.from_train_config(tc, config_chunk=2)
+    assert (batched.normalization, batched.prompt_dropout, batched.batch_size, batched.deep) == (
+        "inception", tc.prompt_dropout, tc.batch_size, True)
+    with pytest.raises(ConfigError, match="batched VPT"):
+        BatchedVptConfig.from_train_config(train_config(next(c for c in configs if c.method == "ft")))
