@@ -12,6 +12,7 @@ import typer
 
 from advisor.commands._callbacks import cli_confirm, cli_progress
 from engine.config.train import DEFAULT_BACKBONE
+from engine.train.methods import method_specs
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotReport, PilotRequest, run_pilot_request
 
@@ -60,7 +61,7 @@ def pilot_command(
         "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)] = None,
     budget: BudgetOpt = "15m",
     methods: Annotated[str, typer.Option(
-        "--methods", help="Comma-separated: full, linear, vpt-shallow, vpt-deep, mixed, ft-then-pt.")] = "full,vpt-deep",
+        "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")] = "full,vpt-deep",
     model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: Annotated[bool, typer.Option(
