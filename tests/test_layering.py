@@ -30,6 +30,17 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _full_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
 def _py_files(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
@@ -54,6 +65,19 @@ def test_only_the_cli_reaches_benchmarks(path: Path) -> None:
     if (ROOT / "advisor" / "commands") in path.parents:
         return
     assert "benchmarks" not in _imports(path), f"{path}: only advisor/commands/ may import benchmarks"
+
+
+@pytest.mark.parametrize("path", _py_files("advisor/usecases") + [ROOT / "benchmarks/vtab/reproduce.py"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_use_cases_do_not_talk_to_the_terminal(path: Path) -> None:
+    """Use cases report through callbacks; only the commands parse options and render."""
+    imported = _imports(path)
+    assert not imported & {"typer", "rich", "click"}, f"{path} uses CLI/terminal packages"
+    assert not any(name.startswith("advisor.commands") or name.startswith("advisor.render")
+                   for name in _full_imports(path)), f"{path} imports the CLI or its rendering"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    prints = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "print"]
+    assert not prints, f"{path} calls print() at lines {prints}"
 
 
 def test_the_rule_has_a_user() -> None:
