@@ -287,14 +287,13 @@ def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor
     mean, std = NORMALIZATION[config.normalization]
     shift = torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1)
     scale = torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1)
+    lrs = [scale_lr(spec.lr, config.batch_size, config.lr_scale_batch) for spec in specs]
     groups: list[dict[str, object]] = []
     for k, spec in enumerate(specs):
         decayed, plain = model.config_params(k)
-        lr = scale_lr(spec.lr, config.batch_size, config.lr_scale_batch)
-        groups.append({"params": decayed, "lr": lr, "weight_decay": spec.weight_decay})
-        groups.append({"params": plain, "lr": lr, "weight_decay": 0.0})
-    first_lr = scale_lr(specs[0].lr, config.batch_size, config.lr_scale_batch)  # every group sets its own lr
-    optimizer = torch.optim.SGD(groups, lr=first_lr, momentum=config.momentum)
+        groups.append({"params": decayed, "lr": lrs[k], "weight_decay": spec.weight_decay})
+        groups.append({"params": plain, "lr": lrs[k], "weight_decay": 0.0})
+    optimizer = torch.optim.SGD(groups, lr=lrs[0], momentum=config.momentum)
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * steps_per_epoch,
