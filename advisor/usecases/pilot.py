@@ -25,6 +25,7 @@ from engine.progress import StageProgress, no_progress
 if TYPE_CHECKING:
     import torch
 
+    from engine.config.train import PilotConfig
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = [
@@ -134,6 +135,18 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
     return recommend(inputs, evidence)
 
 
+def _pilot_config(req: PilotRequest, methods: tuple[str, ...], budget_s: float, num_prompts: int, *,
+                  cuda: bool) -> PilotConfig:
+    """The engine's pilot configuration for ``req`` (``auto`` precision: bf16 on CUDA, fp32 elsewhere)."""
+    from engine.config.train import BackboneSpec, PilotConfig
+
+    prec = ("bf16" if cuda else "fp32") if req.precision == "auto" else req.precision
+    return PilotConfig(methods=methods, backbone=BackboneSpec(model=req.model, weights=req.weights,
+                                                              random_init=req.random_init),
+                       num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
+                       batch_size=req.batch_size, img_size=req.img_size, quick=req.quick)
+
+
 def run_pilot_request(
     req: PilotRequest,
     *,
@@ -155,7 +168,7 @@ def run_pilot_request(
     Returns:
         The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.config.train import PilotConfig, parse_budget
+    from engine.config.train import parse_budget
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device
     from engine.paths import data_home
@@ -172,10 +185,7 @@ def run_pilot_request(
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
-    prec = ("bf16" if dev.type == "cuda" else "fp32") if req.precision == "auto" else req.precision
-    config = PilotConfig(methods=method_list, model=req.model, weights=req.weights, random_init=req.random_init,
-                         num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
-                         batch_size=req.batch_size, img_size=req.img_size, quick=req.quick)
+    config = _pilot_config(req, method_list, budget_s, num_prompts, cuda=dev.type == "cuda")
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
     check_pilot_data(index)

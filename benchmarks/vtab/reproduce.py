@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.config.train import BackboneSpec
 from engine.errors import BudgetError, ConfigError
 from engine.progress import StageProgress, no_progress
 
@@ -64,8 +65,9 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
     overrides = {"img_size": img_size} if img_size else {}
     return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=_split(tasks) or None,
                         methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
-                        scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,
-                        model_kwargs=parse_model_args(model_args), device=device, batch_vpt=batch_vpt)
+                        scheduler=scheduler, jobs=jobs, db=db, device=device, batch_vpt=batch_vpt,
+                        backbone=BackboneSpec(model=model, weights=weights, random_init=random_init,
+                                              model_kwargs=parse_model_args(model_args)))
 
 
 def check_budget(request: SweepRequest, yes: bool) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.config.train import DEFAULT_BACKBONE, Normalization, TrainConfig
+from engine.config.train import BackboneSpec, Normalization, TrainConfig
 from engine.errors import ConfigError
 
 from benchmarks.vtab.protocol import METHODS, MethodName, split_sizes
@@ -63,11 +63,7 @@ class TrialConfig(FrozenModel):
     img_size: int = Field(224, ge=8, description="Input resolution.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision.")
     normalization: Normalization = Field("imagenet", description="Input mean/std (the protocol's).")
-    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
-    weights: str | None = Field(None, description="Local weights file.")
-    random_init: bool = Field(False, description="Random backbone (smoke tests only).")
-    model_kwargs: dict[str, int | float | bool | str] = Field(default_factory=dict,
-                                                              description="Extra timm.create_model arguments.")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images.")
     max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
@@ -197,23 +193,21 @@ def _tensors(samples: list[Any], size: int) -> tuple[Any, Any, int]:
 
 
 @functools.lru_cache(maxsize=2)
-def _pristine_backbone(model: str, weights: str | None, random_init: bool, img_size: int,
-                       kwargs: tuple[tuple[str, Any], ...]) -> Any:
+def _pristine_backbone(spec_json: str, img_size: int) -> Any:
+    """The backbone of a :class:`BackboneSpec` (passed as JSON: the cache key must be hashable)."""
     import torch
 
-    from engine.train.models import create_backbone
+    from engine.train.models import create_backbone_from
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a random-init backbone must be the same in every process
-        return create_backbone(model, weights=Path(weights) if weights else None, random_init=random_init,
-                               img_size=img_size, **dict(kwargs))
+        return create_backbone_from(BackboneSpec.model_validate_json(spec_json), img_size=img_size)
 
 
 def _backbone(cfg: TrialConfig) -> Any:
     import copy
 
-    return copy.deepcopy(_pristine_backbone(cfg.model, cfg.weights, cfg.random_init, cfg.img_size,
-                                            tuple(sorted(cfg.model_kwargs.items()))))
+    return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.img_size))
 
 
 def train_config(cfg: TrialConfig) -> TrainConfig:

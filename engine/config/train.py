@@ -20,6 +20,7 @@ from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, get_method
 
 __all__ = [
+    "BackboneSpec",
     "TrainConfig",
     "PilotConfig",
     "PAPER_SEEDS",
@@ -63,6 +64,16 @@ def method_defaults(method: str) -> dict[str, Any]:
     spec = get_method(method)
     return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
             "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
+
+
+class BackboneSpec(FrozenModel):
+    """Which pretrained ViT a run starts from; shared by the pilot, ``reproduce-vtab`` and its trials."""
+
+    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
+    weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
+    random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
+    model_kwargs: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
 
 
 class TrainConfig(FrozenModel):
@@ -141,11 +152,7 @@ class PilotConfig(FrozenModel):
     """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
 
     methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
-    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
-    weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
-    random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
-    model_kwargs: dict[str, int | float | bool | str] = Field(
-        default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")

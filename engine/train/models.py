@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config.train import DEFAULT_BACKBONE
+from engine.config.train import DEFAULT_BACKBONE, BackboneSpec
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.vpt import as_vit
 
-__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "create_backbone", "load_backbone_weights", "count_parameters"]
+__all__ = ["DEFAULT_BACKBONE", "create_backbone_from", "WEIGHT_SUFFIXES", "create_backbone", "load_backbone_weights", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,16 @@ def _is_offline_error(exc: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def create_backbone_from(spec: BackboneSpec, *, img_size: int | None = None) -> nn.Module:
+    """:func:`create_backbone` for a :class:`~engine.config.train.BackboneSpec` (an ``img_size`` in its
+    ``model_kwargs`` applies when ``img_size`` is not given)."""
+    kwargs = dict(spec.model_kwargs)
+    size = img_size or kwargs.pop("img_size", None)
+    kwargs.pop("img_size", None)
+    return create_backbone(spec.model, weights=spec.weights, random_init=spec.random_init,
+                           img_size=int(size) if size else None, **kwargs)
 
 
 def create_backbone(

@@ -33,7 +33,7 @@ from engine.config.train import PAPER_SEEDS, QUICK_EPOCHS, PilotConfig, TrainCon
 from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError, ConfigError, StoreError
 from engine.train.methods import Method, stages_of
-from engine.train.models import create_backbone
+from engine.train.models import create_backbone_from
 from engine.train.pilot_timing import MethodTiming, measure_method_timing
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -202,11 +202,7 @@ def _choose(timings: dict[str, MethodTiming], config: PilotConfig, sizes: list[i
 
 def load_pilot_backbone(config: PilotConfig) -> nn.Module:
     """Build the backbone ``config`` names (hub, local weights, or an explicit random init)."""
-    kwargs = dict(config.model_kwargs)
-    img_size = config.img_size or kwargs.pop("img_size", None)
-    kwargs.pop("img_size", None)
-    return create_backbone(config.model, weights=config.weights, random_init=config.random_init,
-                           img_size=int(img_size) if img_size else None, **kwargs)
+    return create_backbone_from(config.backbone, img_size=config.img_size)
 
 
 def _img_size(backbone: nn.Module, config: PilotConfig) -> int:
@@ -278,7 +274,7 @@ def plan_pilot(
         num_classes=index.num_classes, epochs=epochs, batch_size=min(config.batch_size, len(train)),
         img_size=img_size, lr_grid=lr_grid, seeds=seeds, trials=trials, timings=list(timings.values()),
         estimated_s=est, budget_s=config.budget_s, device=str(device), precision=config.precision,
-        model=config.model, num_prompts=config.num_prompts,
+        model=config.backbone.model, num_prompts=config.num_prompts,
     )
     if plan_path is not None:
         atomic_write_text(plan_path, plan.model_dump_json(indent=2))
@@ -297,8 +293,9 @@ def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> Trai
 
 
 def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainConfig) -> str:
-    return _digest({"data": data_key, "model": config.model, "weights": str(config.weights),
-                    "random_init": config.random_init, "model_kwargs": config.model_kwargs,
+    bb = config.backbone
+    return _digest({"data": data_key, "model": bb.model, "weights": str(bb.weights),
+                    "random_init": bb.random_init, "model_kwargs": bb.model_kwargs,
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 

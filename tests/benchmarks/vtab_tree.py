@@ -11,11 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.vtab.tasks import TASKS
+from engine.config.train import BackboneSpec
 from tests.conftest import write_png
 
 SPLITS = {"train800": 4, "val200": 2, "test": 4}
 TINY_MODEL_ARGS = {"patch_size": 8, "depth": 1, "embed_dim": 16, "num_heads": 2}
 TINY_MODEL = "vit_tiny_patch16_224"
+TINY_BACKBONE = BackboneSpec(model=TINY_MODEL, random_init=True, model_kwargs=TINY_MODEL_ARGS)
+"""A random one-block ViT for plumbing tests (results meaningless)."""
 IMG_SIZE = 16
 
 

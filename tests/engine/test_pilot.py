@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import engine.train.pilot as pilot_mod
-from engine.config.train import PAPER_SEEDS, PilotConfig, parse_budget
+from engine.config.train import BackboneSpec, PAPER_SEEDS, PilotConfig, parse_budget
 from engine.data.index import index_dataset
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
@@ -26,8 +26,8 @@ def colour_dataset(tmp_path: Path) -> Path:
 
 
 def _config(**kw: object) -> PilotConfig:
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), model=TINY_VIT_NAME, random_init=True,
-                                   model_kwargs=TINY_VIT, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
                                    epochs=2, deterministic=True)
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 
