@@ -289,7 +289,7 @@ def _run_parallel(
     Results keep the input order; ``ImageDecodeError`` is returned in place of a result.
     """
     total = len(paths)
-    results: list[_T | ImageDecodeError] = [None] * total  # type: ignore[list-item]
+    results: dict[int, _T | ImageDecodeError] = {}
 
     def call(i: int) -> tuple[int, _T | ImageDecodeError]:
         try:
@@ -306,7 +306,7 @@ def _run_parallel(
         for done, i in enumerate(range(total), start=1):
             results[i] = call(i)[1]
             report(on_progress, done, total)
-        return results
+        return [results[i] for i in range(total)]
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="decode") as pool:
         futures = [pool.submit(call, i) for i in range(total)]
         try:
@@ -318,7 +318,7 @@ def _run_parallel(
             for fut in futures:
                 fut.cancel()
             raise
-    return results
+    return [results[i] for i in range(total)]
 
 
 def decode_images(
