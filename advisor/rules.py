@@ -24,10 +24,9 @@ from advisor.schemas import (
     SizeTrend,
 )
 from engine.paper import DATA_SIZES, VTAB_TASKS, backbone_results
-from engine.train.methods import family_of, method_specs
+from engine.train.methods import family_of
 
 __all__ = [
-    "FT_METHOD_NAMES",
     "LOW_DISPARITY_VPT_WINS",
     "PILOT_NOISE_SIGMAS",
     "REFERENCE_CAVEAT",
@@ -55,9 +54,6 @@ PILOT_NOISE_SIGMAS = 2.0
 """A pilot difference must exceed this many pooled seed standard deviations (our rule)."""
 SINGLE_SEED_MARGIN = 2.0
 """Margin in accuracy points when either method has a single seed (no spread to measure; our rule)."""
-FT_METHOD_NAMES = frozenset(
-    name for spec in method_specs() if spec.family == "ft" for name in (spec.name, *spec.aliases))
-"""Pilot method names that count as full fine-tuning (from the method registry, engine.train.methods)."""
 _CONF_ORDER: dict[Confidence, int] = {"low": 0, "medium": 1, "high": 2}
 
 

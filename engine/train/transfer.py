@@ -18,22 +18,10 @@ from typing import Literal
 from torch import nn
 
 from engine.errors import ConfigError
-from engine.train.methods import METHODS, PROMPT_METHODS, Method, get_method, parse_method, stages_of, uses_sgd
+from engine.train.methods import Method, get_method
 from engine.train.vpt import PromptedViT, as_vit
 
-__all__ = [
-    "Method",
-    "METHODS",
-    "PROMPT_METHODS",
-    "get_method",
-    "Stage",
-    "parse_method",
-    "build_model",
-    "configure_trainable",
-    "set_train_mode",
-    "uses_sgd",
-    "stages_of",
-]
+__all__ = ["Stage", "build_model", "configure_trainable", "set_train_mode"]
 
 Stage = Literal["ft", "pt"]
 """The two stages of ft-then-pt: fine-tune (no prompts), then prompt-tune."""
@@ -54,7 +42,7 @@ def build_model(
 
     Args:
         backbone: a timm ViT (e.g. from ``engine.train.models.create_backbone``).
-        method: one of :data:`METHODS`.
+        method: a registered method (``engine.train.methods``).
         num_classes: output classes of the new head.
         num_prompts: prompt tokens per set (prompt methods only).
         prompt_dropout: dropout on the prompts (VPT uses 0.1 for deep, 0 for shallow).
