@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from engine.errors import UnknownNameError
 
@@ -113,15 +113,6 @@ def parse_method(name: str) -> str:
     return get_method(name).name
 
 
-def _validate_method(name: str) -> str:
-    try:
-        return parse_method(name)
-    except UnknownNameError as exc:  # pydantic turns ValueError into a ValidationError naming the field
-        raise ValueError(str(exc)) from None
-
-
-Method = Annotated[str, AfterValidator(_validate_method)]
-"""A canonical method name; pydantic fields of this type accept aliases and reject unknown names."""
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -186,3 +177,15 @@ METHODS: tuple[str, ...] = tuple(_REGISTRY)
 """The built-in methods, in registration order."""
 PROMPT_METHODS: frozenset[str] = frozenset(s.name for s in method_specs() if s.prompts != "none")
 """Methods whose model carries prompts (a ``PromptedViT``)."""
+
+
+def _validate_method(name: str) -> str:
+    try:
+        return parse_method(name)
+    except UnknownNameError as exc:  # pydantic turns ValueError into a ValidationError naming the field
+        raise ValueError(str(exc)) from None
+
+
+Method = Annotated[str, AfterValidator(_validate_method), WithJsonSchema({"type": "string", "enum": list(METHODS)})]
+"""A canonical method name: pydantic fields of this type accept aliases, reject unknown names and store the
+canonical name (a registry-checked string rather than a ``Literal``, so a new method is one entry)."""
