@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from engine.errors import UnknownNameError
 
 __all__ = [
-    "Method", "MethodSpec", "Part", "register_method", "get_method", "method_specs", "METHODS", "PROMPT_METHODS",
+    "Method", "MethodSpec", "Part", "register_method", "unregister_method", "get_method", "method_specs", "METHODS", "PROMPT_METHODS",
     "parse_method", "parse_methods", "uses_sgd", "stages_of", "family_of",
 ]
 
@@ -83,6 +83,23 @@ def register_method(spec: MethodSpec) -> MethodSpec:
         raise ValueError(f"{spec.name}: trains prompts but has none")
     _REGISTRY[spec.name] = spec
     _ALIASES.update({alias: spec.name for alias in spec.aliases})
+    return spec
+
+
+def unregister_method(name: str) -> MethodSpec:
+    """Remove a method and its aliases (for tests and plugins that register temporary methods).
+
+    Raises:
+        UnknownNameError: not a registered method.
+        ValueError: another registered method runs it as a stage.
+    """
+    spec = get_method(name)
+    users = [s.name for s in _REGISTRY.values() if spec.name in s.stages]
+    if users:
+        raise ValueError(f"{spec.name} is a stage of {', '.join(users)}")
+    del _REGISTRY[spec.name]
+    for alias in spec.aliases:
+        _ALIASES.pop(alias, None)
     return spec
 
 

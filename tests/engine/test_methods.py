@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-import engine.train.methods as methods
 from engine.config.train import PilotConfig, TrainConfig
 from engine.errors import UnknownNameError
 from engine.train.methods import (
@@ -15,6 +16,7 @@ from engine.train.methods import (
     parse_methods,
     register_method,
     stages_of,
+    unregister_method,
     uses_sgd,
 )
 from engine.train.transfer import build_model, configure_trainable
@@ -64,21 +66,33 @@ def test_register_rejects_duplicates_and_unknown_stages() -> None:
 
 
 @pytest.fixture
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let a test register methods without leaking them into other tests."""
-    monkeypatch.setattr(methods, "_REGISTRY", dict(methods._REGISTRY))
-    monkeypatch.setattr(methods, "_ALIASES", dict(methods._ALIASES))
-
-
-@pytest.mark.usefixtures("isolated_registry")
-def test_a_new_method_is_one_entry() -> None:
-    """What the README shows: one register_method call, and model building, configs and the pilot follow."""
-    register_method(MethodSpec(
+def prompt_only() -> Iterator[MethodSpec]:
+    """The README's example method, registered for one test and removed afterwards."""
+    spec = register_method(MethodSpec(
         name="prompt-only", summary="VPT-deep prompts with the random head frozen", trains=frozenset({"prompts"}),
         prompts="deep", optimizer="sgd", lr=1.0, weight_decay=1e-3, warmup_epochs=10, pilot_lrs=(1.0,),
         family="vpt"))
+    yield spec
+    unregister_method(spec.name)
+
+
+@pytest.mark.usefixtures("prompt_only")
+def test_a_new_method_is_one_entry() -> None:
+    """What the README shows: one register_method call, and model building, configs and the pilot follow."""
     model = build_model(make_vit(seed=0), "prompt-only", 3, num_prompts=2)
     assert configure_trainable(model, "prompt-only") == ["prompts"]
     assert TrainConfig.for_method("prompt-only").optimizer == "sgd"
     assert PilotConfig(methods=("full", "prompt-only")).grid_for("prompt-only") == (1.0,)
-    assert family_of("prompt-only") == "vpt"
+    assert family_of("prompt-only") == "vpt" and parse_methods("full,prompt-only") == ("full", "prompt-only")
+
+
+def test_unregister_restores_the_registry() -> None:
+    before = method_specs()
+    spec = register_method(get_method("linear").model_copy(update={"name": "probe", "aliases": ("lp",)}))
+    assert get_method("lp") is spec
+    unregister_method("probe")
+    assert method_specs() == before
+    with pytest.raises(UnknownNameError):
+        get_method("lp")
+    with pytest.raises(ValueError, match="stage of ft-then-pt"):
+        unregister_method("full")
