@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         # Random weights in pytorch-fid's real file format, where both tools look, made in a subprocess:
         # a parent that imported torch would inflate the children's reported peak RSS.
         gen = ("from pathlib import Path; from benchmarks.perf.random_inception import install_inception_weights, "
-               f"write_random_inception; install_inception_weights(write_random_inception(Path({str(root)!r}) / 'w.pth'))")
+               "write_random_inception; "
+               f"install_inception_weights(write_random_inception(Path({str(root)!r}) / 'w.pth'))")
         subprocess.run([sys.executable, "-c", gen], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
         a = make_folder(root / "a", n, args.size, seed=0, tint=1.0)
         b = make_folder(root / "b", n, args.size, seed=1, tint=0.7)

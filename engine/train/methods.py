@@ -22,8 +22,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from engine.errors import UnknownNameError
 
 __all__ = [
-    "Method", "MethodSpec", "Part", "register_method", "unregister_method", "get_method", "method_specs", "METHODS", "PROMPT_METHODS",
-    "parse_method", "parse_methods", "uses_sgd", "stages_of", "family_of",
+    "Method", "MethodSpec", "Part", "register_method", "unregister_method", "get_method", "method_specs", "METHODS",
+    "PROMPT_METHODS", "parse_method", "parse_methods", "uses_sgd", "stages_of", "family_of",
 ]
 
 Part = Literal["head", "backbone", "prompts"]
@@ -74,6 +74,8 @@ _ALIASES: dict[str, str] = {}
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Add ``spec`` to the registry (names and aliases must be new; stages must be registered)."""
     for key in (spec.name, *spec.aliases):
+        if key != key.strip().lower() or not key:
+            raise ValueError(f"method name {key!r} must be lower case without surrounding spaces (lookups fold case)")
         if key in _REGISTRY or key in _ALIASES:
             raise ValueError(f"method name {key!r} is already registered")
     for stage in spec.stages:

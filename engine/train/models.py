@@ -32,7 +32,8 @@ from engine.config.train import DEFAULT_BACKBONE, BackboneSpec
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.vpt import as_vit
 
-__all__ = ["DEFAULT_BACKBONE", "create_backbone_from", "WEIGHT_SUFFIXES", "create_backbone", "load_backbone_weights", "count_parameters"]
+__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "create_backbone", "create_backbone_from", "load_backbone_weights",
+           "count_parameters"]
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ not copied):
   layout it was built for.
 
 The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
-``blocks``, ``norm`` and ``forward_head``; :func:`embed_tokens`, :func:`insert_prompts` and
-:func:`remove_prompts` are shared with the batched sweep (``engine.train.batched_vpt``), so timm's fused SDPA attention, AMP and everything else
-keep working. Whether the frozen backbone stays in ``eval()`` during training is decided by the
+``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
+keep working; :func:`embed_tokens`, :func:`insert_prompts` and :func:`remove_prompts` are shared
+with the batched sweep (``engine.train.batched_vpt``). Whether the frozen backbone stays in ``eval()`` during training is decided by the
 training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 """
 
@@ -36,7 +36,8 @@ from engine.errors import ConfigError
 if TYPE_CHECKING:
     from timm.models.vision_transformer import VisionTransformer
 
-__all__ = ["PromptedViT", "prompt_init_bound", "as_vit", "vit_geometry", "embed_tokens", "insert_prompts", "remove_prompts"]
+__all__ = ["PromptedViT", "prompt_init_bound", "as_vit", "vit_geometry", "embed_tokens", "insert_prompts",
+           "remove_prompts"]
 
 
 def prompt_init_bound(patch_size: int, embed_dim: int) -> float:
