@@ -1,51 +1,43 @@
-"""The paper's decision rules as pure functions: FT or VPT for a ViT-B/16 pretrained on ImageNet-21k.
+"""FT, VPT or "run a pilot" for a ViT-B/16, from the paper's own experiments (pure functions, no torch).
 
-Han et al., "Facing the Elephant in the Room: Visual Prompt Tuning or Full Finetuning?" (ICLR 2024):
-Fig. 1 splits tasks by *task disparity* and by *data similarity* (FID to the pretraining data). VPT is
-preferable in three quadrants; FT only for low disparity with dissimilar data. Tables 5-6 add that
-the gap narrows with more data; Appendix C that the picture changes with other backbones.
+Han et al., "Facing the Elephant in the Room: Visual Prompt Tuning or Full Finetuning?" (ICLR 2024).
+Every cell of Tables 1-15 and 19 is an experiment (``engine.paper.evidence``); ``advisor.answer``
+selects the ones comparable to the question (a named task's own cell, a task type's vote of tasks, the
+Table 19 side of the FID threshold) and ``advisor.evidence`` turns their vote into a choice and a
+confidence. This module reconciles the user's options, resolves the FID threshold and assembles the
+:class:`~advisor.schemas.Recommendation`; the Tables 5-6 size trend is computed here for display.
 
-Every rule returns its reason (a sentence and its source), which the report shows. No torch import:
-this module is tested exhaustively in milliseconds. Rules that are ours, not the paper's (the FID
-threshold, the noise margin of a pilot, the confidence levels), say so in their reason or docstring.
+Confidence rules (explicit; the numbers marked "our rule" are ours, not the paper's):
 
-Confidence rules (explicit):
-
-* ``pilot`` is always ``low`` (the evidence does not decide); ``lean`` says which way it points.
-* The quadrant and the size trend agree -> ``high``; they disagree -> ``medium`` or ``pilot``.
-* Caps: ``medium`` when n_train is unknown, above 10,000 (beyond Tables 5-6), or similarity rests on
-  the Table 19 default threshold; ``low`` for a non-default backbone whose group VPT mostly wins
-  (the quadrant analysis is for ViT-B/16 ImageNet-21k only).
-* Similarity unmeasured with low disparity -> ``medium`` if at least 3/4 of the comparable tasks
-  agree at the user's size, otherwise ``low``.
-* Decisive pilot evidence -> ``high`` with >= 2 seeds per method, ``medium`` with one seed.
+* ``high`` only when every voting experiment agrees, each by at least 1 point (our rule: the paper prints
+  no seed spread for VTAB cells), measured within 2x of the user's size (our rule; 4x -> low).
+* a clear vote (>= 3/4 agree, our rule) that is not unanimous -> ``medium``; a split vote -> ``pilot``
+  with ``low`` and a lean to the majority; a printed tie -> ``pilot``.
+* caps: ``low`` below 400 samples (one-shot Tables 3-4) and for a named task between two sizes whose
+  winners differ; ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type
+  resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+* a pilot beyond seed noise decides at its own size (``high`` with >= 2 seeds per method, else
+  ``medium``); when the user's n is more than twice the pilot's, it is combined with the paper's
+  experiments at n (``advisor.answer.combine_pilot``).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import PurePath
-from typing import Literal
-
+from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
     THRESHOLD_LABEL,
-    Similarity,
-    combine_priors,
-    read_pilot,
 )
 from advisor.schemas import (
     AdvisorInputs,
     BackboneName,
     BackboneSummary,
-    Choice,
-    Confidence,
-    NearestTask,
     PilotEvidence,
     Provenance,
     Reason,
     Recommendation,
+    Similarity,
     SimilarityThreshold,
     SizeTrend,
 )
@@ -59,7 +51,6 @@ from engine.paper import (
     Disparity,
     Group,
     backbone_results,
-    data_size_table,
     fgvc_table,
     paper_data_sha256,
     paper_source,
@@ -72,7 +63,6 @@ __all__ = [
     "build_inputs",
     "calibration_matches",
     "classify_similarity",
-    "nearest_tasks",
     "recommend",
     "reconcile_disparity",
     "resolve_threshold",
@@ -167,11 +157,6 @@ def build_inputs(
     )
 
 
-def calibration_matches(cal: Calibration, reference: str) -> bool:
-    """True when a calibration was measured against ``reference`` (a name, or a path whose stem is the name)."""
-    return cal.reference in (reference, PurePath(reference).stem)
-
-
 def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[Reason]]:
     """Threshold in force: ``--fid-threshold`` > a calibration for the same reference > the Table 19 default."""
     notes: list[Reason] = []
@@ -179,6 +164,11 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
     if cal is not None and not calibration_matches(cal, inputs.reference):
         notes.append(Reason(rule="threshold", source="calibration file", sentence=(
             f"The calibration file is for reference '{cal.reference}', not '{inputs.reference}', so it is ignored.")))
+        cal = None
+    if cal is not None and cal.loo_accuracy is None:
+        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
+            "The calibration file has no leave-one-task-out accuracy (it was written before 'calibrate' refused "
+            "weak fits), so it is ignored; re-run 'vpt-advisor calibrate' to use a calibration.")))
         cal = None
     if inputs.fid_threshold is not None:
         thr = SimilarityThreshold(
@@ -226,8 +216,8 @@ def backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSu
 
 
 def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
-    cal = inputs.calibration
-    return dict(cal.task_fids) if cal is not None and calibration_matches(cal, inputs.reference) else {}
+    cal = usable_calibration(inputs)
+    return dict(cal.task_fids) if cal is not None else {}
 
 
 def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityThreshold) -> SizeTrend:
@@ -244,49 +234,15 @@ def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityTh
             return size_trend(side, inputs.n_train, grouping=grouping)
         except ValueError:  # no calibrated task on that side has Tables 5-6 data at this size
             why = f"no calibrated {similarity}-side task has Tables 5-6 data at this size"
+    if inputs.task_kind is not None and inputs.task_name is not None:
+        own = [inputs.task_name] if inputs.task_kind == "vtab" else list(inputs.related_tasks)
+        label = "the task itself" if inputs.task_kind == "vtab" else f"the tasks like '{inputs.task_name}'"
+        try:
+            return size_trend(own, inputs.n_train, grouping=label)
+        except ValueError:  # those tasks are not measured around this size: use the whole disparity group
+            why = f"{label} are not measured around this size"
     grouping = f"all {inputs.disparity}-disparity tasks (by disparity only: {why})"
     return size_trend(keys, inputs.n_train, grouping=grouping)
-
-
-def _pair_winner(ft: float, vpt: float) -> Literal["FT", "VPT", "tie"]:
-    return "VPT" if vpt > ft else "FT" if ft > vpt else "tie"
-
-
-def nearest_tasks(inputs: AdvisorInputs, n_train: int, limit: int = 5) -> list[NearestTask]:
-    """Paper tasks nearest the user's: related tasks first, then by calibrated FID, then paper order."""
-    fids = _task_fids(inputs)
-    keys = [k for k, t in VTAB_TASKS.items() if t.disparity == inputs.disparity]
-    related = [k for k in inputs.related_tasks if k in keys]
-    rest = [k for k in keys if k not in related]
-    if fids and inputs.fid is not None:
-        fid = inputs.fid
-        rest.sort(key=lambda k: abs(fids[k] - fid) if k in fids else float("inf"))
-    table = data_size_table()
-    out: list[NearestTask] = []
-    for key in (related + rest)[:limit]:
-        sizes = [s for s, p in table[key].items() if p.gap is not None]
-        size = min(sizes, key=lambda s: abs(math.log(s / n_train)))
-        pair = table[key][size]
-        assert pair.ft is not None and pair.vpt is not None
-        task = VTAB_TASKS[key]
-        if key in related:
-            if inputs.task_kind == "vtab":
-                why = "same task" if key == inputs.task_name else "same VTAB group"
-            else:
-                why = f"like '{inputs.task_name}'"
-        elif key in fids and inputs.fid is not None:
-            why = f"FID {fids[key]:.1f}"
-        else:
-            why = "same disparity"
-        # At 800 the winner keeps the paper's tie-break digits (Clevr/distance 58.2(3) vs 58.2(2)).
-        winner = task.winner_800 if size == 800 else _pair_winner(pair.ft, pair.vpt)
-        out.append(NearestTask(
-            key=key, name=task.name, group=task.group, disparity=task.disparity, n_train=size, ft=pair.ft,
-            vpt=pair.vpt, winner=winner, fid=fids.get(key), why=why,
-            source=("Table 5" if task.disparity == "low" else "Table 6")
-            + (" (= Tables 1-2)" if size == 800 else ""),
-        ))
-    return out
 
 
 def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Recommendation:
@@ -294,37 +250,32 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
 
     Args:
         inputs: reconciled inputs (see :func:`build_inputs`).
-        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks
-            the paper's priors (see ``advisor.rules.read_pilot``).
+        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks the
+            paper's evidence at the pilot's own size (see :func:`advisor.answer.combine_pilot`).
     """
     thr, reasons = resolve_threshold(inputs)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = "unverified" if inputs.fid_status == "unverified" else classify_similarity(inputs.fid, thr)
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
-    prior = combine_priors(inputs, thr, similarity, trend, summary)
-    reasons.extend(prior.reasons)
-    choice: Choice = prior.choice
-    lean = prior.lean
-    confidence: Confidence = prior.confidence
+    finding, quadrant, context = paper_finding(inputs, similarity, thr, n_train=inputs.n_train)
+    reasons.extend(context)
+    reasons.extend(finding.reasons)
+    choice, lean, confidence = finding.choice, finding.lean, finding.confidence
     verdict = None
     if pilot is not None:
-        verdict, pilot_reason = read_pilot(pilot)
-        reasons.insert(0, pilot_reason)
-        if verdict.decisive and verdict.winner is not None:
-            choice, lean = verdict.winner, None
-            seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
-            confidence = "high" if seeds >= 2 else "medium"
-        elif choice == "pilot" and verdict.difference is not None:
-            choice, lean, confidence = ("VPT" if verdict.difference >= 0 else "FT"), None, "low"
+        verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
+            inputs, similarity, thr, finding, pilot)
+        reasons[:0] = pilot_reasons
     src = paper_source()
     label = {"FT": "full finetuning (FT)", "VPT": "visual prompt tuning (VPT)", "pilot": "run a pilot"}[choice]
-    headline = f"Recommendation: {label}" + (f", leaning {lean}" if lean else "") + f" (confidence {confidence})"
+    headline = (f"Recommendation: {label}, leaning {lean} (confidence {confidence})" if choice == "pilot" and lean
+                else f"Recommendation: {label} (confidence {confidence})")
     return Recommendation(
         recommendation=choice, lean=lean if choice == "pilot" else None, confidence=confidence,
-        headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=prior.quadrant,
-        reasons=reasons, nearest_tasks=nearest_tasks(inputs, trend.n_train), size_trend=trend,
-        backbone=summary, pilot=verdict, inputs=inputs,
+        headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=quadrant,
+        reasons=reasons, task_line=task_line(inputs), nearest_tasks=finding.rows, vote=finding.vote,
+        size_trend=trend, backbone=summary, pilot=verdict, inputs=inputs,
         provenance=Provenance(
             paper=f"{src['authors']}, \"{src['title']}\", {src['venue']}", arxiv=src["arxiv"],
             paper_data_sha256=paper_data_sha256(), advisor_version=__version__, threshold=thr,

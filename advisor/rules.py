@@ -1,29 +1,25 @@
-"""The rules that combine the paper's evidence into FT / VPT / pilot (used by ``advisor.decide``).
+"""Reasons that state the paper's rules, and the reading of a pilot (used by ``advisor.answer``).
 
-``combine_priors`` applies Fig. 1's quadrants (Han et al., ICLR 2024), the Tables 5-6 size trend and
-Appendix C's backbone tables; ``read_pilot`` decides whether pilot results on the user's data are
-beyond seed noise. Each rule contributes a :class:`~advisor.schemas.Reason`. Pure, no torch.
+``similarity_reason`` and ``quadrant_reason`` put Fig. 1's quadrants (Han et al., ICLR 2024) into words;
+the answer itself comes from the vote of experiments in ``advisor.evidence``. ``read_pilot`` decides
+whether pilot results on the user's data are beyond seed noise. Pure, no torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Literal
 
 from advisor.schemas import (
     AdvisorInputs,
-    BackboneSummary,
-    Choice,
-    Confidence,
     MethodScore,
     PilotEvidence,
     PilotVerdict,
     Reason,
+    Similarity,
     SimilarityThreshold,
-    SizeTrend,
 )
-from engine.paper import DATA_SIZES, VTAB_TASKS, backbone_results
+from engine.paper import VTAB_TASKS, backbone_results
 from engine.train.methods import family_of
 
 __all__ = [
@@ -32,13 +28,12 @@ __all__ = [
     "REFERENCE_CAVEAT",
     "SINGLE_SEED_MARGIN",
     "THRESHOLD_LABEL",
-    "Prior",
     "Similarity",
-    "combine_priors",
+    "quadrant_reason",
     "read_pilot",
+    "similarity_reason",
 ]
 
-Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
 THRESHOLD_LABEL = "derived from Table 19 (5 FGVC datasets), not printed by the paper"
 REFERENCE_CAVEAT = (
     "The paper measured FID against its ImageNet-21k pretraining data with a reference set it does not "
@@ -54,29 +49,14 @@ PILOT_NOISE_SIGMAS = 2.0
 """A pilot difference must exceed this many pooled seed standard deviations (our rule)."""
 SINGLE_SEED_MARGIN = 2.0
 """Margin in accuracy points when either method has a single seed (no spread to measure; our rule)."""
-_CONF_ORDER: dict[Confidence, int] = {"low": 0, "medium": 1, "high": 2}
-
-
-@dataclass
-class Prior:
-    """What the paper's evidence alone says."""
-
-    choice: Choice
-    confidence: Confidence
-    quadrant: str
-    lean: Literal["FT", "VPT"] | None = None
-    reasons: list[Reason] = field(default_factory=list)
-
-
-def _cap(conf: Confidence, cap: Confidence) -> Confidence:
-    return conf if _CONF_ORDER[conf] <= _CONF_ORDER[cap] else cap
 
 
 def _signed(x: float) -> str:
     return f"{x:+.1f}"
 
 
-def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity) -> Reason:
+def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity) -> Reason:
+    """The similarity axis in one reason: the FID's side of the threshold, or why it does not decide."""
     src = {"table19-default": "Table 19", "calibration": "calibration file", "user": "--fid-threshold"}[thr.source]
     if sim in ("unmeasured", "unverified"):
         why = inputs.fid_unmeasured_reason or "no FID was given (pass a DATASET to measure one, or --fid)"
@@ -88,10 +68,10 @@ def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Sim
         else:
             wins, total = LOW_DISPARITY_VPT_WINS
             tail = (f"for low-disparity tasks similarity is what separates FT from VPT, so the answer rests on "
-                    f"data size and the paper's record: VPT won {wins} of {total} Natural+Specialized tasks at "
-                    f"800 samples (Tables 1-2)")
+                    f"the vote of the comparable tasks at your size (at 800 samples VPT won {wins} of {total} "
+                    f"Natural and Specialized tasks, Tables 1-2)")
         return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
-                      sentence=f"The similarity axis is {sim} ({why.rstrip('.')}); {tail}.")
+                      sentence=f"The similarity axis is {sim}: {why.rstrip('.')}; {tail}.")
     lo, hi = thr.band
     where = {
         "similar": f"at or below the threshold {thr.value:.1f}",
@@ -103,23 +83,8 @@ def _similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Sim
         f"({thr.description}). {REFERENCE_CAVEAT}."))
 
 
-def _size_reason(trend: SizeTrend) -> Reason:
-    k = len(trend.tasks)
-    n_txt = f"{trend.n_train:,}"
-    if trend.n_assumed:
-        n_txt += " (assumed: n_train unknown; 800 is the paper's default)"
-    fav: Literal["FT", "VPT", "neutral"] = "VPT" if trend.mean_gap > 0 else "FT" if trend.mean_gap < 0 else "neutral"
-    sentence = (
-        f"At {n_txt} training samples Tables 5-6 give a mean VPT-FT gap of {_signed(trend.mean_gap)} points "
-        f"(range {_signed(trend.min_gap)} to {_signed(trend.max_gap)}; VPT ahead on {trend.vpt_ahead} of {k}) "
-        f"over {trend.grouping}. FT is expected to catch up at {trend.catch_up_note}. {trend.paper_claim}"
-    )
-    if trend.extrapolation_note:
-        sentence += f" Note: {trend.extrapolation_note}."
-    return Reason(rule="data-size", source="Tables 5-6 (App. A), Sec. 4.2", favours=fav, sentence=sentence)
-
-
-def _quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason]:
+def quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason]:
+    """Fig. 1's quadrant in words, and the reason stating the paper's rule for it."""
     in21k = backbone_results("in21k")
     if inputs.disparity == "high":
         s = in21k["Structured"]
@@ -145,68 +110,6 @@ def _quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reaso
     return "low disparity, similarity unmeasured", Reason(
         rule="quadrant", source="Fig. 1", favours="neutral",
         sentence="Low task disparity: the quadrant depends on data similarity, which is unmeasured.")
-
-
-def _backbone_reason(summary: BackboneSummary, disparity: str) -> Reason:
-    per_group = ", ".join(f"{g} {w}/{n}" for g, (w, n) in summary.groups.items())
-    ft = summary.ft_wins > summary.vpt_wins
-    tail = ("so the advice is FT" if ft else
-            "a majority for VPT, but the paper's quadrant analysis is for ViT-B/16 ImageNet-21k only, so "
-            "confidence is low")
-    return Reason(rule="backbone", source=f"{summary.source} (App. C)", favours="FT" if ft else "neutral", sentence=(
-        f"With the {summary.backbone} backbone, FT wins {summary.ft_wins} and VPT {summary.vpt_wins} of the "
-        f"{summary.n_tasks} {disparity}-disparity VTAB-1k tasks (VPT wins per group: {per_group}); {tail}."))
-
-
-def combine_priors(
-    inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Similarity, trend: SizeTrend, summary: BackboneSummary
-) -> Prior:
-    """Combine disparity, similarity, size trend and backbone into the paper-only answer (rules above)."""
-    quadrant, q_reason = _quadrant_reason(inputs, sim)
-    reasons = [_similarity_reason(inputs, thr, sim), q_reason, _size_reason(trend)]
-    if inputs.backbone != "in21k":
-        reasons.append(_backbone_reason(summary, inputs.disparity))
-        if summary.ft_wins > summary.vpt_wins:
-            conf: Confidence = "high" if summary.ft_wins == summary.n_tasks else "medium"
-            return Prior("FT", conf, quadrant + f"; not used for the {inputs.backbone} backbone", reasons=reasons)
-    size_fav: Literal["FT", "VPT"] | None = "VPT" if trend.mean_gap > 0 else "FT" if trend.mean_gap < 0 else None
-    beyond = trend.n_train >= DATA_SIZES[-1]
-    choice: Choice
-    lean: Literal["FT", "VPT"] | None = None
-    if inputs.disparity == "high" or sim == "similar":
-        if size_fav != "FT":
-            choice, conf = "VPT", "high"
-        elif beyond:
-            choice, conf = "FT", "medium"
-            reasons.append(Reason(rule="data-size", source="Tables 5-6", favours="FT", sentence=(
-                f"At {trend.n_train:,} samples, past the catch-up size, the data-size trend outweighs the "
-                "quadrant: FT is expected to be at least as good.")))
-        else:
-            choice, lean, conf = "pilot", "FT", "low"
-            reasons.append(Reason(rule="data-size", source="Fig. 1; Tables 5-6", favours="pilot", sentence=(
-                "The quadrant favours VPT but at this size the paper's mean gap favours FT: run a pilot.")))
-    elif sim == "dissimilar":
-        choice, conf = "FT", "high" if size_fav == "FT" else "medium"
-    elif sim == "borderline":
-        choice, lean, conf = "pilot", size_fav, "low"
-    else:  # low disparity, similarity unmeasured: data size decides
-        k = len(trend.tasks)
-        agree = trend.vpt_ahead if size_fav == "VPT" else k - trend.vpt_ahead
-        if size_fav is None:
-            choice, conf = "pilot", "low"
-        else:
-            choice, conf = size_fav, "medium" if agree >= 0.75 * k else "low"
-    if trend.n_assumed:
-        conf = _cap(conf, "medium")
-    if trend.n_train > DATA_SIZES[-1]:
-        conf = _cap(conf, "medium")
-    if thr.source == "table19-default" and inputs.disparity == "low" and sim in ("similar", "dissimilar"):
-        conf = _cap(conf, "medium")
-    if inputs.backbone != "in21k":
-        conf = _cap(conf, "low")
-    if choice == "pilot":
-        conf = "low"
-    return Prior(choice, conf, quadrant, lean=lean, reasons=reasons)
 
 
 def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | None]:
@@ -242,7 +145,7 @@ def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
     scores = (f"{vpt.method} {vpt.mean:.1f}+-{vpt.std:.1f} ({vpt.n_seeds} seed(s)) vs {ft.method} "
               f"{ft.mean:.1f}+-{ft.std:.1f} ({ft.n_seeds} seed(s))")
     if decisive:
-        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot outranks the paper's priors"
+        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot decides at its own size"
     else:
         tail = f"is within the noise margin {margin:.1f} ({how}; our rule), so the paper's priors decide"
     return verdict, Reason(rule="pilot", source="pilot (your data)", favours=winner or "neutral", sentence=(

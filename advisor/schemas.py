@@ -35,6 +35,8 @@ __all__ = [
     "SimilarityThreshold",
     "SizeTrend",
     "TaskGap",
+    "Lean",
+    "Vote",
 ]
 
 Choice = Literal["FT", "VPT", "pilot"]
@@ -43,6 +45,7 @@ DisparityName = Literal["low", "high"]
 BackboneName = Literal["in21k", "mae", "mocov3", "swin-in21k"]
 Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
 FidStatus = Literal["verified", "unverified"]
+Lean = Literal["FT", "VPT"] | None
 
 
 class _Model(BaseModel):
@@ -142,19 +145,35 @@ class SizeTrend(_Model):
 
 
 class NearestTask(_Model):
-    """A paper task comparable to the user's, with its FT/VPT numbers."""
+    """A paper experiment that voted on the answer, with its FT/VPT numbers."""
 
-    key: str = Field(description="VTAB-1k task key.")
+    key: str = Field(description="VTAB-1k task key (or FGVC dataset key for Table 19).")
     name: str = Field(description="Display name.")
-    group: str = Field(description="VTAB group.")
+    group: str = Field(description="VTAB group, or 'FGVC'.")
     disparity: DisparityName = Field(description="Task disparity.")
-    n_train: int = Field(description="Training size of the numbers shown (a Tables 5-6 size).")
-    ft: float = Field(description="Full finetuning accuracy (%).")
-    vpt: float = Field(description="VPT accuracy (%).")
-    winner: Literal["FT", "VPT", "tie"] = Field(description="Winner at that size.")
-    fid: float | None = Field(default=None, description="Task FID from the calibration, if any.")
-    why: str = Field(description="Why this task is considered near.")
+    n_train: int | None = Field(description="Training size of the numbers shown (one-shot: one image per class; "
+                                "None for Table 19, full training sets).")
+    ft: float = Field(description="Full finetuning accuracy (%), as printed.")
+    vpt: float = Field(description="VPT accuracy (%), as printed.")
+    gap: float = Field(description="VPT minus FT (points, at the paper's precision).")
+    winner: Literal["FT", "VPT", "tie"] = Field(description="The paper's winner (tie-break digits included).")
+    fid: float | None = Field(default=None, description="FID: Table 19's, or the task's from the calibration.")
+    why: str = Field(description="Why this experiment is comparable.")
     source: str = Field(description="Table the numbers come from.")
+    backbone: BackboneName = Field(default="in21k", description="Backbone of the experiment.")
+    setting: Literal["sized", "one-shot", "fgvc"] = Field(default="sized", description="Kind of experiment.")
+
+
+class Vote(_Model):
+    """How the voting experiments split (the nearest-task table lists exactly these)."""
+
+    n_voters: int = Field(description="Experiments that voted.")
+    vpt: int = Field(description="Experiments VPT wins.")
+    ft: int = Field(description="Experiments FT wins.")
+    ties: int = Field(default=0, description="Experiments the paper prints as a tie.")
+    majority: Lean = Field(default=None, description="The side with more wins (None when even).")
+    clear: bool = Field(description="At least 3/4 of the voters agree (our rule).")
+    unanimous: bool = Field(description="Every voter agrees.")
 
 
 class BackboneSummary(_Model):
@@ -202,7 +221,10 @@ class Recommendation(_Model):
     similarity: Similarity = Field(description="FID side of the threshold.")
     quadrant: str = Field(description="Fig. 1 quadrant in words.")
     reasons: list[Reason] = Field(description="The argument, step by step.")
-    nearest_tasks: list[NearestTask] = Field(default_factory=list, description="Comparable paper tasks.")
+    task_line: str = Field(default="", description="What the task was resolved to, e.g. 'counting: task type, "
+                           "high disparity, like Clevr/count'.")
+    nearest_tasks: list[NearestTask] = Field(default_factory=list, description="Exactly the experiments that voted.")
+    vote: Vote | None = Field(default=None, description="How the voting experiments split.")
     size_trend: SizeTrend | None = Field(default=None, description="Tables 5-6 trend at the user's size.")
     backbone: BackboneSummary | None = Field(default=None, description="Backbone win counts.")
     pilot: PilotVerdict | None = Field(default=None, description="How pilot evidence was read.")

@@ -17,9 +17,29 @@ from collections.abc import Iterable, Mapping
 from advisor.schemas import SizeTrend, TaskGap
 from engine.paper import DATA_SIZES, data_size_table, paper_claims
 
-__all__ = ["catch_up_size", "interpolate_gap", "mean_gap", "size_trend", "task_gaps"]
+__all__ = ["catch_up_note", "catch_up_size", "interpolate_gap", "mean_gap", "size_trend", "task_gaps"]
 
 _LOW, _HIGH = DATA_SIZES[0], DATA_SIZES[-1]
+_DIGITS = 2
+"""Gaps are differences of accuracies printed with one or two decimals: report them at two at most."""
+
+
+def catch_up_note(gaps: Mapping[str, Mapping[int, float]]) -> str:
+    """Where FT catches up, as a range of table sizes with its basis (the vote of the tasks measured there)."""
+    previous: int | None = None
+    for size in DATA_SIZES:
+        at = [p[size] for p in gaps.values() if size in p]
+        if not at:
+            continue
+        ft_ahead = sum(g < 0 for g in at)
+        if 2 * ft_ahead > len(at):
+            basis = f"FT wins {ft_ahead} of the {len(at)} comparable tasks measured at {size:,} (Tables 5-6)"
+            if previous is None:
+                return f"FT is already ahead at {size:,} training samples: {basis}."
+            return f"FT catches up between {previous:,} and {size:,} training samples: {basis}."
+        previous = size
+    return (f"FT does not catch up within the sizes the paper measures (up to {_HIGH:,}): at every size most "
+            "comparable tasks favour VPT or split evenly (Tables 5-6).")
 
 
 def task_gaps(keys: Iterable[str]) -> dict[str, dict[int, float]]:
@@ -64,19 +84,19 @@ def mean_gap(gaps: Mapping[str, Mapping[int, float]], n: float) -> tuple[float, 
     return sum(r.gap for r in rows) / len(rows), rows
 
 
-def catch_up_size(gaps: Mapping[str, Mapping[int, float]]) -> float | None:
+def catch_up_size(gaps: Mapping[str, Mapping[int, float]], sizes: tuple[int, ...] = DATA_SIZES) -> float | None:
     """Smallest ``n`` in [400, 10000] where the mean gap (as :func:`mean_gap` defines it) is <= 0.
 
     Between two table sizes the mean runs over a fixed set of tasks, so it is linear in log-size and
     the crossing is solved exactly; at a table size the set can change (tasks printed only up to 800).
     """
-    for i, lo in enumerate(DATA_SIZES):
+    for i, lo in enumerate(sizes):
         at = mean_gap(gaps, lo)
         if at is not None and at[0] <= 0:
             return float(lo)
-        if i + 1 == len(DATA_SIZES):
+        if i + 1 == len(sizes):
             break
-        hi = DATA_SIZES[i + 1]
+        hi = sizes[i + 1]
         inside = [k for k, p in gaps.items() if lo in p and hi in p]
         if not inside:
             continue
@@ -107,31 +127,26 @@ def size_trend(keys: list[str], n_train: int | None, *, grouping: str) -> SizeTr
     note = None
     if n < _LOW:
         note = (f"{n:,} is below the smallest size in Tables 5-6 ({_LOW}); the gaps shown are those at {_LOW}, "
-                "not extrapolated (the paper reports VPT's edge growing as data shrinks)")
+                "not extrapolated (the answer uses the one-shot Tables 3-4 and the 400-sample cells)")
     elif n > _HIGH:
         note = (f"{n:,} is above the largest size in Tables 5-6 ({_HIGH:,}); the gaps shown are those at "
                 f"{_HIGH:,}, not extrapolated")
     crossing = catch_up_size(gaps)
-    if crossing is None:
-        cu_note = "not within the paper's range (400-10,000): the mean gap stays in VPT's favour"
-    elif crossing == DATA_SIZES[0]:
-        cu_note = f"FT is already level or ahead on average at {DATA_SIZES[0]} samples"
-    else:
-        cu_note = f"about {crossing:,.0f} training samples (mean gap reaches 0, log-linear between table sizes)"
+    cu_note = catch_up_note(gaps)
     claims = paper_claims()
     return SizeTrend(
         n_train=n,
         n_assumed=n_assumed,
         grouping=grouping,
-        tasks=rows,
-        mean_gap=mean,
-        min_gap=min(r.gap for r in rows),
-        max_gap=max(r.gap for r in rows),
+        tasks=[r.model_copy(update={"gap": round(r.gap, _DIGITS)}) for r in rows],
+        mean_gap=round(mean, _DIGITS),
+        min_gap=round(min(r.gap for r in rows), _DIGITS),
+        max_gap=round(max(r.gap for r in rows), _DIGITS),
         vpt_ahead=sum(1 for r in rows if r.gap > 0),
-        curve=curve,
+        curve={s: round(g, _DIGITS) for s, g in curve.items()},
         extrapolated=note is not None,
         extrapolation_note=note,
-        catch_up_n=crossing,
+        catch_up_n=None if crossing is None else float(round(crossing, -2)),
         catch_up_note=cu_note,
         paper_claim=(claims[0] if claims else "")
         + " At 5,000-10,000 training samples FT often matches or beats VPT (Tables 5-6).",

@@ -18,7 +18,7 @@ PACKAGES = ("advisor", "engine", "benchmarks")
 
 KNOWN_LONG: dict[str, int] = {
     "advisor/report/adapters.py::from_pilot": 81,
-    "advisor/report/document.py::recommend_document": 67,
+    "advisor/report/document.py::recommend_document": 69,
     "advisor/report/document.py::pilot_document": 73,
     "engine/data/profile.py::profile_dataset": 86,
     "engine/fid/refbuild.py::build_reference": 146,

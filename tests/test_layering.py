@@ -55,9 +55,22 @@ def test_engine_is_a_library(path: Path) -> None:
     assert not prints, f"{path} calls print() at lines {prints}; log or use on_progress"
 
 
+# The one benchmark *of the advisor*: it asks advisor.decide every question the paper answers (issue 8).
+# It is a leaf: nothing imports it, so the advisor -> engine <- benchmarks layering is otherwise intact.
+_ADVISOR_BENCHMARKS = {ROOT / "benchmarks" / "paper_agreement.py"}
+
+
 @pytest.mark.parametrize("path", _py_files("benchmarks"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_benchmarks_do_not_import_advisor(path: Path) -> None:
+    if path in _ADVISOR_BENCHMARKS:
+        return
     assert "advisor" not in _imports(path)
+
+
+def test_the_advisor_benchmark_is_a_leaf() -> None:
+    users = [p for pkg in ("advisor", "engine", "benchmarks") for p in _py_files(pkg)
+             if "paper_agreement" in p.read_text(encoding="utf-8") and p not in _ADVISOR_BENCHMARKS]
+    assert users == []
 
 
 @pytest.mark.parametrize("path", _py_files("advisor"), ids=lambda p: str(p.relative_to(ROOT)))

@@ -8,7 +8,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from advisor.render import console
-from advisor.schemas import Recommendation, RecommendReport
+from advisor.evidence import fmt_acc
+from advisor.schemas import NearestTask, Recommendation, RecommendReport
 
 __all__ = ["render_recommendation", "render_report"]
 
@@ -35,8 +36,7 @@ def _inputs(report: RecommendReport) -> Table:
         skipped = f", {d.n_skipped} skipped" if d.n_skipped else ""
         what = f"{d.source} ({d.layout}, {d.n_used} images{skipped}, {d.num_classes} classes)"
         table.add_row("dataset", escape(what))
-    task = f"{inp.task} -> {inp.task_name} ({inp.task_kind})" if inp.task else "-"
-    table.add_row("task", escape(task))
+    table.add_row("task", escape(report.recommendation.task_line or "-"))
     table.add_row("disparity", escape(f"{inp.disparity} (from {inp.disparity_source})"))
     table.add_row("n_train", escape(f"{inp.n_train:,} ({inp.n_train_source})" if inp.n_train else "unknown"))
     fid = (f"{inp.fid:.2f} ({inp.fid_source}, reference '{inp.reference}')" if inp.fid is not None
@@ -53,17 +53,26 @@ def _reasons(rec: Recommendation) -> str:
     return "\n".join(lines)
 
 
+def _size(t: NearestTask) -> str:
+    return "full" if t.n_train is None else f"{t.n_train:,}"
+
+
 def _nearest(rec: Recommendation) -> Table:
-    table = Table(title="Nearest paper tasks (ViT-B/16 ImageNet-21k; Tables 5-6, = Tables 1-2 at n=800)",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col, just in (("Task", "left"), ("Group", "left"), ("n", "right"), ("FT %", "right"), ("VPT %", "right"),
-                      ("VPT-FT", "right"), ("Winner", "left"), ("Why near", "left")):
-        # "Why near" gets the spare width and wraps by words, so it stays readable on 80 columns
-        table.add_column(col, justify=just, no_wrap=col != "Why near",  # type: ignore[arg-type]
-                         ratio=1 if col == "Why near" else None, min_width=14 if col == "Why near" else None)
+    vote = rec.vote
+    count = (f": VPT {vote.vpt}, FT {vote.ft}" + (f", tie {vote.ties}" if vote.ties else "") + f" of {vote.n_voters}"
+             if vote is not None else "")
+    table = Table(title=f"The paper's experiments that voted{count}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for col, just in (("Task", "left"), ("Table", "left"), ("n", "right"), ("FT %", "right"), ("VPT %", "right"),
+                      ("VPT-FT", "right"), ("Winner", "left"), ("Why", "left")):
+        # "Why" gets the spare width and wraps by words, so it stays readable on 80 columns
+        table.add_column(col, justify=just, no_wrap=col != "Why",  # type: ignore[arg-type]
+                         ratio=1 if col == "Why" else None, min_width=14 if col == "Why" else None)
     for t in rec.nearest_tasks:
-        table.add_row(escape(t.name), t.group, f"{t.n_train:,}", f"{t.ft:.1f}", f"{t.vpt:.1f}",
-                      f"{t.vpt - t.ft:+.1f}", t.winner, escape(t.why))
+        why = t.why + (", one-shot" if t.setting == "one-shot" else "") + (f", FID {t.fid:.1f}" if t.fid is not None
+                                                                          else "")
+        table.add_row(escape(t.name), escape(t.source), _size(t), fmt_acc(t.ft), fmt_acc(t.vpt),
+                      f"{t.gap:+.1f}", t.winner, escape(why))
     return table
 
 
@@ -77,7 +86,7 @@ def _trend(rec: Recommendation) -> str:
         f"  mean VPT-FT gap at n={tr.n_train:,}{' (assumed)' if tr.n_assumed else ''}: {tr.mean_gap:+.1f} points "
         f"(range {tr.min_gap:+.1f} to {tr.max_gap:+.1f}, VPT ahead on {tr.vpt_ahead}/{len(tr.tasks)} tasks)",
         f"  mean gap at the table sizes: {curve}",
-        f"  FT catches up: {escape(tr.catch_up_note)}",
+        f"  {escape(tr.catch_up_note)}",
     ]
     if tr.extrapolation_note:
         lines.append(f"  [yellow]extrapolation:[/] {escape(tr.extrapolation_note)}")

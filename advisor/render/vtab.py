@@ -78,7 +78,9 @@ def render_calibration(report: Any) -> None:
     console.print(t)
     fit = report.fit
     console.print(f"threshold [bold]{fit.threshold:.1f}[/bold] (FT above), band {fit.band[0]:.1f}-{fit.band[1]:.1f}, "
-                  f"separates {fit.accuracy * 100:.0f}% of {fit.n_tasks} low-disparity tasks")
+                  f"separates {fit.accuracy * 100:.0f}% of {fit.n_tasks} low-disparity tasks; leave-one-task-out "
+                  f"accuracy {(fit.loo_accuracy or 0.0) * 100:.0f}% against {fit.majority_accuracy * 100:.0f}% for "
+                  "the majority rule")
     for w in report.warnings:
         err_console.print(f"[yellow]Warning:[/yellow] {escape(w)}")
     console.print(f"calibration written to {escape(report.path)}")

@@ -60,13 +60,13 @@ def verdict_label(choice: str, lean: str | None = None) -> str:
 
 
 def _quadrant(rec: Recommendation) -> QuadrantInputs:
-    from advisor.decide import calibration_matches
+    from advisor.answer import usable_calibration
 
     thr = rec.provenance.threshold
     inputs = rec.inputs
     points = paper_fgvc_points()
-    cal = inputs.calibration
-    if cal is not None and calibration_matches(cal, inputs.reference):
+    cal = usable_calibration(inputs)
+    if cal is not None:
         points += calibration_points(cal.task_fids, source=f"calibration vs {cal.reference}")
     low, high = thr.band
     return QuadrantInputs(
@@ -93,6 +93,7 @@ def _size_trend(rec: Recommendation) -> SizeTrendInputs:
         expected_gap=trend.mean_gap,
         extrapolated=trend.extrapolated,
         catch_up_n=trend.catch_up_n,
+        catch_up_note=trend.catch_up_note,
         comparable=f"{len(keys)} comparable tasks",
         mean_label="mean over comparable tasks (the decision's curve)",
         grouping_note=trend.grouping,
@@ -158,6 +159,7 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
             vpt=t.vpt,
             source=t.source,
             note=t.why,
+            paper_winner=t.winner,
         )
         for t in decision.nearest_tasks
     ]

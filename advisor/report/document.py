@@ -114,7 +114,7 @@ def recommend_document(report: RecommendReportInputs) -> Document:
             rows,
             numeric=frozenset({2, 3, 4, 5}),
         )
-        sections.append(Section("Evidence: nearest tasks in the paper", table=table))
+        sections.append(Section("Evidence: the paper's experiments that voted", table=table))
     if report.notes:
         sections.append(Section("Caveats", bullets=list(report.notes)))
     figures = []
@@ -140,8 +140,10 @@ def recommend_document(report: RecommendReportInputs) -> Document:
         if t.user_n is not None and t.expected_gap is not None:
             caption += f" At {t.user_n_label} = {t.user_n:,} the expected gap is {t.expected_gap:+.1f} points"
             caption += " (extrapolated)." if t.extrapolated else "."
-        if t.catch_up_n is not None:
-            caption += f" FT is expected to catch up at about {t.catch_up_n:,.0f} training images."
+        if t.catch_up_note:
+            caption += f" {t.catch_up_note}"
+        elif t.catch_up_n is not None:
+            caption += f" The mean gap reaches 0 near {t.catch_up_n:,.0f} training images."
         figures.append(FigureImage("data_size", "Data size trend", caption, figure_png(size_trend_figure(t))))
     if figures:
         sections.append(Section("Figures", figures=figures))

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.paper import compare
+
 __all__ = [
     "Disparity",
     "Winner",
@@ -113,6 +115,7 @@ class SizeTrendInputs(_Input):
     expected_gap: float | None = Field(default=None, description="Expected gap at user_n (points), if computed.")
     extrapolated: bool = Field(default=False, description="True when user_n lies outside the paper's sizes.")
     catch_up_n: float | None = Field(default=None, description="Size at which FT is expected to catch up (gap 0).")
+    catch_up_note: str = Field(default="", description="The catch-up as a range of table sizes with its basis.")
     comparable: str = Field(default="all VTAB-1k tasks", description="Which tasks the lines show, short.")
     grouping_note: str = Field(default="", description="How the comparable tasks were chosen, in full.")
     title: str = Field(default="Data size: VPT minus FT accuracy against training-set size", description="Title.")
@@ -136,15 +139,18 @@ class EvidenceRow(_Input):
     vpt: float | None = Field(default=None, description="VPT accuracy (%).")
     source: str = Field(default="", description="Table / figure the numbers come from.")
     note: str = Field(default="", description="Free note (why this task is comparable).")
+    paper_winner: Literal["FT", "VPT", "tie"] | None = Field(
+        default=None, description="The paper's winner with its tie-break digits (engine.paper.paper_winner)."
+    )
 
     @property
     def winner(self) -> str:
-        """'FT', 'VPT', 'tie' or '' when a number is missing."""
+        """The paper's winner when given, else engine.paper.compare on the numbers; '' when a number is missing."""
+        if self.paper_winner is not None:
+            return self.paper_winner
         if self.ft is None or self.vpt is None:
             return ""
-        if self.ft == self.vpt:
-            return "tie"
-        return "FT" if self.ft > self.vpt else "VPT"
+        return compare(self.ft, self.vpt)
 
 
 class ReportReason(_Input):

@@ -11,10 +11,11 @@ The mean curve of the data-size chart averages only the tasks that have all four
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Collection, Mapping
 
+from advisor.trend import catch_up_size as _trend_catch_up
+from advisor.trend import interpolate_gap as _trend_interpolate
 from advisor.report.inputs import DataSizePoint, Disparity, PaperPoint, SizeSeries, SizeTrendInputs
 from engine.errors import UnknownTaskError
 from engine.paper import VTAB_TASKS, data_size_table, fgvc_table, get_vtab_task, vtab1k_results
@@ -114,9 +115,10 @@ def paper_data_size_points(keys: Collection[str] | None = None) -> list[DataSize
             continue
         name = VTAB_TASKS[key].name
         for n, pair in sorted(by_size.items()):
-            for method, acc in (("FT", pair.ft), ("VPT", pair.vpt)):
-                if acc is not None:
-                    points.append(DataSizePoint(task=name, method=method, n_train=n, accuracy=acc, origin="paper"))
+            if pair.ft is not None:
+                points.append(DataSizePoint(task=name, method="FT", n_train=n, accuracy=pair.ft, origin="paper"))
+            if pair.vpt is not None:
+                points.append(DataSizePoint(task=name, method="VPT", n_train=n, accuracy=pair.vpt, origin="paper"))
     return points
 
 
@@ -132,36 +134,29 @@ def _mean_curve(series: list[SizeSeries]) -> tuple[list[int], list[float]]:
 
 
 def interpolate_gap(sizes: list[int], gaps: list[float], n: float) -> tuple[float, bool]:
-    """Gap at ``n`` by linear interpolation in log10(size); outside the sizes, the end segment is extended.
+    """Gap at ``n`` on a curve, by the one trend rule of :func:`advisor.trend.interpolate_gap`.
+
+    Linear in log-size between table sizes; outside them the value at the nearer end is kept (clamped,
+    never extended), as the decision does.
 
     Returns:
-        ``(gap, extrapolated)``.
+        ``(gap, extrapolated)``: ``extrapolated`` is True outside ``[sizes[0], sizes[-1]]``.
     """
     if not sizes:
         raise ValueError("no sizes to interpolate")
-    if len(sizes) == 1:
-        return gaps[0], n != sizes[0]
-    logs = [math.log10(s) for s in sizes]
-    x = math.log10(n)
-    extrapolated = n < sizes[0] or n > sizes[-1]
-    i = (
-        0
-        if x <= logs[1]
-        else len(logs) - 2
-        if x >= logs[-2]
-        else next(j for j in range(len(logs) - 1) if logs[j + 1] >= x)
-    )
-    x0, x1, y0, y1 = logs[i], logs[i + 1], gaps[i], gaps[i + 1]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0), extrapolated
+    points = dict(zip(sizes, gaps, strict=True))
+    clamped = min(max(n, sizes[0]), sizes[-1])
+    hit = _trend_interpolate(points, clamped)
+    if hit is None:  # pragma: no cover - a clamped n always lies within the points
+        raise ValueError(f"cannot interpolate at n={n}")
+    return hit[0], n < sizes[0] or n > sizes[-1]
 
 
 def catch_up_size(sizes: list[int], gaps: list[float]) -> float | None:
-    """First size where a positive gap (VPT ahead) falls to zero, interpolated in log size; None if never."""
-    for (s0, g0), (s1, g1) in zip(zip(sizes, gaps, strict=True), zip(sizes[1:], gaps[1:], strict=True), strict=False):
-        if g0 > 0 >= g1:
-            x0, x1 = math.log10(s0), math.log10(s1)
-            return float(10 ** (x0 + (x1 - x0) * g0 / (g0 - g1)))
-    return None
+    """First size where a positive gap (VPT ahead) falls to zero, by :func:`advisor.trend.catch_up_size`."""
+    if not gaps or gaps[0] <= 0:
+        return None
+    return _trend_catch_up({"curve": dict(zip(sizes, gaps, strict=True))}, sizes=tuple(sizes))
 
 
 def paper_size_trend(

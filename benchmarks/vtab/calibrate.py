@@ -31,10 +31,14 @@ from engine.progress import ProgressCallback
 from benchmarks.vtab.layout import find_task_folder
 from benchmarks.vtab.tasks import TASKS
 
-__all__ = ["ThresholdFit", "CalibrationRequest", "TaskFid", "CalibrationReport", "fit_threshold",
-           "paper_low_disparity_winners", "run_calibration"]
+__all__ = ["MIN_TASKS_PER_SIDE", "ThresholdFit", "CalibrationRequest", "TaskFid", "CalibrationReport",
+           "check_fit", "fit_threshold", "leave_one_out", "paper_low_disparity_winners", "run_calibration"]
 
 log = logging.getLogger(__name__)
+
+MIN_TASKS_PER_SIDE = 3
+"""A fit needs at least this many FT-won and VPT-won tasks (our rule; the paper has 3 FT-won low-disparity
+tasks at 800/200, SVHN, Patch Camelyon and Retinopathy, so every one of them must be measured)."""
 
 METHOD = "max-accuracy threshold on low-disparity VTAB-1k tasks (ties: midpoint of the widest gap)"
 
@@ -47,6 +51,13 @@ class ThresholdFit(FrozenModel):
     accuracy: float = Field(description="Fraction of tasks the threshold classifies correctly.")
     n_tasks: int = Field(description="Tasks used.")
     misclassified: list[str] = Field(default_factory=list, description="Tasks on the wrong side.")
+    loo_accuracy: float | None = Field(default=None, description=(
+        "Leave-one-task-out accuracy: each task predicted by a threshold fitted on the others (None when not "
+        "computed)."))
+    majority_accuracy: float = Field(default=0.0, description="Accuracy of always predicting the more common "
+                                     "winner.")
+    n_ft: int = Field(default=0, description="FT-won tasks used.")
+    n_vpt: int = Field(default=0, description="VPT-won tasks used.")
 
 
 def paper_low_disparity_winners() -> dict[str, Literal["FT", "VPT"]]:
@@ -90,7 +101,46 @@ def fit_threshold(fids: Mapping[str, float], winners: Mapping[str, str]) -> Thre
     band_lo = min([lo] + [f for f, _ in wrong])
     band_hi = max([hi] + [f for f, _ in wrong])
     return ThresholdFit(threshold=threshold, band=(band_lo, band_hi), accuracy=acc, n_tasks=len(points),
-                        misclassified=[k for _, k in wrong])
+                        misclassified=[k for _, k in wrong], majority_accuracy=max(n_ft, len(points) - n_ft)
+                        / len(points), n_ft=n_ft, n_vpt=len(points) - n_ft)
+
+
+def leave_one_out(fids: Mapping[str, float], winners: Mapping[str, str]) -> float:
+    """Leave-one-task-out accuracy: predict each task with a threshold fitted on the other tasks.
+
+    A task whose removal leaves no task of one winner cannot be predicted and counts as a miss.
+    """
+    keys = [k for k in fids if k in winners]
+    right = 0
+    for held in keys:
+        rest = {k: fids[k] for k in keys if k != held}
+        try:
+            fit = fit_threshold(rest, winners)
+        except ConfigError:
+            continue
+        right += (fids[held] > fit.threshold) == (winners[held] == "FT")
+    return right / len(keys) if keys else 0.0
+
+
+def check_fit(fit: ThresholdFit, fids: Mapping[str, float], winners: Mapping[str, str]) -> ThresholdFit:
+    """Refuse a weak fit; return it with its leave-one-out accuracy.
+
+    Raises:
+        ConfigError: fewer than 3 tasks won by either method, or a leave-one-task-out accuracy not above
+            the majority rule (always predicting the more common winner).
+    """
+    if min(fit.n_ft, fit.n_vpt) < MIN_TASKS_PER_SIDE:
+        raise ConfigError(
+            f"calibration refused: it needs at least {MIN_TASKS_PER_SIDE} measured low-disparity tasks won by each "
+            f"method (FT: {fit.n_ft}, VPT: {fit.n_vpt}); measure more tasks (the FT-won ones are svhn, "
+            "patch_camelyon and retinopathy); nothing was written")
+    loo = leave_one_out(fids, winners)
+    if loo <= fit.majority_accuracy:
+        raise ConfigError(
+            f"calibration refused: leave-one-task-out accuracy {loo:.2f} is not above the "
+            f"{fit.majority_accuracy:.2f} of always predicting the more common winner, so these FIDs do not "
+            "separate FT-won from VPT-won tasks; nothing was written")
+    return fit.model_copy(update={"loo_accuracy": loo})
 
 
 class CalibrationRequest(FrozenModel):
@@ -138,7 +188,8 @@ def run_calibration(request: CalibrationRequest, *,
     Raises:
         DatasetError: the root is not a folder.
         ReferenceNotFoundError / WeightsNotFoundError: from ``engine.fid.run`` (messages say what to do).
-        ConfigError: too few low-disparity tasks measured to fit a threshold.
+        ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
+            (:func:`check_fit`); nothing is written then.
     """
     from engine.fid.calibration import Calibration, save_calibration
     from engine.config.fid import FidConfig
@@ -172,13 +223,16 @@ def run_calibration(request: CalibrationRequest, *,
         warnings += [f"{task.key}: {w}" for w in m.warnings]
         rows.append(TaskFid(**row, fid=m.fid, n_images=m.n_images))
         report(on_progress, i + 1, len(TASKS))
-    fit = fit_threshold(fids, paper_low_disparity_winners())
+    winners = paper_low_disparity_winners()
+    fit = check_fit(fit_threshold(fids, winners), fids, winners)
     rows = [r.model_copy(update={"predicted": ("FT" if r.fid > fit.threshold else "VPT")})
             if r.fid is not None and r.disparity == "low" else r for r in rows]
     cal = Calibration(
         reference=request.reference, threshold=fit.threshold, band=fit.band, task_fids=fids, method=METHOD,
+        loo_accuracy=fit.loo_accuracy, majority_accuracy=fit.majority_accuracy,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}",
+        notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}, leave-one-task-out "
+               f"accuracy {fit.loo_accuracy:.2f} (majority rule {fit.majority_accuracy:.2f})",
                f"FID on {request.list_file} of {root}, {request.dims}-d Inception features"]
         + ([f"misclassified: {', '.join(fit.misclassified)}"] if fit.misclassified else []))
     path = save_calibration(cal, request.output)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.paper import data_size_table, vtab1k_results
+from engine.paper import compare, data_size_table, paper_winner, vtab1k_results
 
 from benchmarks.vtab.run import SweepReport
 from benchmarks.vtab.tasks import TASKS
@@ -111,10 +111,13 @@ def _flag(ours: float | None, std: float | None, n: int, paper: float | None, to
     return abs(ours - paper) > max(tol.min_points, tol.z * noise)
 
 
+def _paper_winner(task: str, n_train: int, ft: float | None, vpt: float | None) -> str | None:
+    """The paper's winner by engine.paper's one rule, with its tie-break digits (Clevr/distance 58.2(3) vs (2))."""
+    return None if ft is None or vpt is None else paper_winner(task, n_train, ft, vpt)
+
+
 def _winner(ft: float | None, vpt: float | None) -> str | None:
-    if ft is None or vpt is None:
-        return None
-    return "VPT" if vpt > ft else "FT" if ft > vpt else "tie"
+    return None if ft is None or vpt is None else compare(ft, vpt)
 
 
 def build_table(report: SweepReport, tolerance: Tolerance | None = None) -> VtabTable:
@@ -138,7 +141,7 @@ def build_table(report: SweepReport, tolerance: Tolerance | None = None) -> Vtab
             diff_vpt=None if ovpt is None or pvpt is None else ovpt - pvpt,
             flag_ft=compared and _flag(oft, ft.std if ft else None, len(ft.test_accs) if ft else 0, pft, tol),
             flag_vpt=compared and _flag(ovpt, vpt.std if vpt else None, len(vpt.test_accs) if vpt else 0, pvpt, tol),
-            winner_paper=_winner(pft, pvpt), winner_ours=_winner(oft, ovpt)))
+            winner_paper=_paper_winner(task, n, pft, pvpt), winner_ours=_winner(oft, ovpt)))
     groups: list[GroupRow] = []
     for n in sorted({r.n_train for r in rows}):
         for group in ("Natural", "Specialized", "Structured"):

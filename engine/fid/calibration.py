@@ -53,6 +53,14 @@ class Calibration(FrozenModel):
     method: str = Field(default="", description="How the threshold was derived.")
     created: str = Field(default="", description="ISO-8601 creation time.")
     notes: list[str] = Field(default_factory=list, description="Free-text provenance notes.")
+    loo_accuracy: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Leave-one-task-out accuracy of the fit (None: written before 'calibrate' checked its fits; "
+        "recommend then ignores the file).",
+    )
+    majority_accuracy: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Accuracy of always predicting the more common winner."
+    )
 
     @field_validator("task_fids")
     @classmethod

@@ -60,7 +60,8 @@ def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.Captu
 
 
 def test_calibration_file_replaces_the_default(capsys: pytest.CaptureFixture[str]) -> None:
-    save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test"))
+    save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test",
+                                 loo_accuracy=0.9))
     report = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--n-train", "800"])
     thr = report.recommendation.provenance.threshold
     assert thr.source == "calibration" and thr.value == 140.0
@@ -154,3 +155,34 @@ def test_bad_choices_are_one_line_errors(flag: str, value: str, capsys: pytest.C
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "Error:" in err and flag.lstrip("-") in err and "internal error" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "answer", "first_row"), [
+    (["--task", "svhn", "--n-train", "800"], "FT", ("svhn", 800, "FT")),
+    (["--task", "kitti_distance", "--n-train", "400"], "FT", ("kitti_distance", 400, "FT")),
+    (["--task", "eurosat", "--n-train", "800", "--backbone", "swin-in21k"], "FT", ("eurosat", 800, "FT")),
+    (["--task", "fine-grained", "--n-train", "12000", "--fid", "143.84"], "VPT", ("stanford_dogs", None, "VPT")),
+])
+def test_what_if_answers_agree_with_their_own_table(argv: list[str], answer: str, first_row: tuple[object, ...],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["recommend", *argv, "--json"]) == 0
+    raw = capsys.readouterr().out
+
+    def floats(x: object) -> list[float]:
+        if isinstance(x, dict):
+            return [f for v in x.values() for f in floats(v)]
+        if isinstance(x, list):
+            return [f for v in x for f in floats(v)]
+        return [x] if isinstance(x, float) else []
+
+    noisy = [f for f in floats(json.loads(raw)) if len(repr(f).partition(".")[2]) > 3]
+    assert noisy == []  # no float noise such as 13.200000000000003
+    rec = RecommendReport.model_validate_json(raw).recommendation
+    assert rec.recommendation == answer
+    rows = {(t.key, t.n_train, t.winner) for t in rec.nearest_tasks}
+    assert first_row in rows and all(w in (answer, "tie") for _, _, w in rows)
+    assert main(["recommend", *argv]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "catch up at FT" not in text and "experiments that voted" in text

@@ -42,6 +42,7 @@ def test_unmeasured_fid_and_calibration_points() -> None:
         band=(170.0, 190.0),
         task_fids={"clevr_count": 240.0, "svhn": 200.0},
         method="test",
+        loo_accuracy=0.9,
     )
     rec = recommend(build_inputs(task="counting", fid_unmeasured_reason="no Inception weights", calibration=cal))
     report = from_recommendation(rec)
@@ -212,3 +213,11 @@ def test_vtab_adapter_uses_the_800_split_and_builds_data_size_curves(tmp_path: P
     assert {p.task for p in inputs.data_size} == {"CIFAR-100"}
     text = write_vtab_report(_vtab_table(), tmp_path / "vtab.html").read_text(encoding="utf-8")
     assert text.count("data:image/png;base64,") == 2 and "-2.5" in text
+
+
+def test_evidence_rows_keep_the_papers_winner_and_the_catch_up_range() -> None:
+    rec = recommend(build_inputs(task="clevr_distance", n_train=800))  # 58.2(3) vs 58.2(2): VPT
+    report = from_recommendation(rec)
+    assert [(e.task, e.winner) for e in report.evidence] == [("Clevr/distance", "VPT")]
+    assert report.size_trend is not None and rec.size_trend is not None
+    assert report.size_trend.catch_up_note == rec.size_trend.catch_up_note

@@ -160,7 +160,7 @@ def test_interpolation_is_linear_in_log_size() -> None:
     mid, extrapolated = interpolate_gap(sizes, gaps, math.sqrt(400 * 800))
     assert mid == pytest.approx(3.0) and not extrapolated
     below, flagged = interpolate_gap(sizes, gaps, 200)
-    assert below == pytest.approx(6.0) and flagged  # one halving below 400 extends the 400-800 slope
+    assert below == pytest.approx(4.0) and flagged  # below 400 the 400 value is kept, as the decision does
     assert catch_up_size([400, 800], [2.0, -2.0]) == pytest.approx(math.sqrt(400 * 800))
     assert catch_up_size([400, 800], [2.0, 1.0]) is None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.vtab.calibrate import fit_threshold, paper_low_disparity_winners
+from benchmarks.vtab.calibrate import check_fit, fit_threshold, leave_one_out, paper_low_disparity_winners
 from engine.fid.calibration import Calibration, load_calibration, save_calibration
 from engine.errors import ConfigError
 
@@ -85,9 +85,7 @@ def _write_reference(name: str = "in21k", dims: int = 64) -> None:
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_calibrate_command_writes_the_file_recommend_reads(tmp_path, fid_weights, capsys) -> None:  # noqa: F811
-    import json
-
+def test_calibrate_command_refuses_a_fit_on_too_few_tasks(tmp_path, fid_weights, capsys) -> None:  # noqa: F811
     from advisor.cli import main
     from tests.benchmarks.vtab_tree import make_vtab_tree
 
@@ -97,20 +95,26 @@ def test_calibrate_command_writes_the_file_recommend_reads(tmp_path, fid_weights
     out = tmp_path / "cal.json"
     # 64-d features keep the covariance maths cheap (2048-d: ~10 s per FID on a busy 2-core CPU)
     assert main(["calibrate", str(root), "--reference", "in21k", "--device", "cpu", "--output", str(out),
-                 "--dims", "64", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    fids = {t["task"]: t["fid"] for t in report["tasks"] if t["fid"] is not None}
-    assert set(fids) == {"dtd", "svhn"}  # one VPT-won and one FT-won task are enough to fit
-    assert all(t["n_images"] == 3 for t in report["tasks"] if t["fid"] is not None)
-    missing = next(t for t in report["tasks"] if t["task"] == "cifar100")
-    assert missing["fid"] is None and "train800val200.txt" in missing["problem"]
-    cal = load_calibration(out)
-    assert cal is not None and cal.reference == "in21k" and cal.task_fids == pytest.approx(fids)
-    refit = fit_threshold(fids, paper_low_disparity_winners())
-    assert cal.threshold == pytest.approx(refit.threshold) and tuple(cal.band) == pytest.approx(refit.band)
-    for t in report["tasks"]:
-        if t["fid"] is not None:
-            assert t["predicted"] == ("FT" if t["fid"] > cal.threshold else "VPT")
+                 "--dims", "64", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: calibration refused") and "(FT: 1, VPT: 1)" in err and "nothing was written" in err
+    assert not out.exists()
+
+
+def test_check_fit_refuses_chance_level_and_reports_leave_one_out() -> None:
+    winners = paper_low_disparity_winners()
+    separable = {k: (190.0 + i if w == "FT" else 120.0 + 3 * i) for i, (k, w) in enumerate(winners.items())}
+    fit = check_fit(fit_threshold(separable, winners), separable, winners)
+    assert fit.loo_accuracy == pytest.approx(1.0) and fit.majority_accuracy == pytest.approx(8 / 11)
+    # FIDs that interleave the winners: the in-sample fit looks fine, leave-one-out does not
+    mixed = {k: 100.0 + 10 * i for i, k in enumerate(winners)}
+    weak = fit_threshold(mixed, winners)
+    assert leave_one_out(mixed, winners) <= weak.majority_accuracy
+    with pytest.raises(ConfigError, match="leave-one-task-out accuracy .* is not above"):
+        check_fit(weak, mixed, winners)
+    few = {k: v for k, v in separable.items() if k != "svhn"}
+    with pytest.raises(ConfigError, match=r"\(FT: 2, VPT: 8\)"):
+        check_fit(fit_threshold(few, winners), few, winners)
 
 
 def test_calibrate_without_reference_is_a_one_line_error(tmp_path, capsys) -> None:
@@ -121,3 +125,35 @@ def test_calibrate_without_reference_is_a_one_line_error(tmp_path, capsys) -> No
     assert main(["calibrate", str(root), "--reference", "nosuchref", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error:") and "nosuchref" in err
+
+
+def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, monkeypatch) -> None:
+    """The write path, with the FID measurement replaced by known per-task values (no Inception run)."""
+    from types import SimpleNamespace
+
+    import engine.fid.run as fid_run
+    from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
+    from benchmarks.vtab.tasks import TASKS
+    from tests.benchmarks.vtab_tree import make_vtab_tree
+
+    winners = paper_low_disparity_winners()
+    fids = {k: (190.0 + i if w == "FT" else 120.0 + 3 * i) for i, (k, w) in enumerate(winners.items())}
+    by_folder = {TASKS[k].folder: v for k, v in fids.items()}
+    root = make_vtab_tree(tmp_path / "vtab", tasks=list(fids), per_split={"train800": 1, "val200": 1, "test": 1})
+
+    def fake(index, reference, *, config, device):  # noqa: ANN001, ANN202 - stands in for the Inception run
+        return SimpleNamespace(fid=by_folder[index.root.name], n_images=len(index.samples), warnings=[])
+
+    monkeypatch.setattr(fid_run, "measure_fid_against_reference", fake)
+    out = tmp_path / "cal.json"
+    report = run_calibration(CalibrationRequest(root=root, output=out))
+    cal = load_calibration(out)
+    assert cal is not None and cal.loo_accuracy == pytest.approx(1.0) == report.fit.loo_accuracy
+    assert cal.majority_accuracy == pytest.approx(8 / 11)
+    assert any("leave-one-task-out accuracy 1.00" in n for n in cal.notes)
+    # the same tree with interleaved FIDs is refused and leaves the file as it was
+    by_folder.update({TASKS[k].folder: 100.0 + 10 * i for i, k in enumerate(winners)})
+    before = out.read_text()
+    with pytest.raises(ConfigError, match="calibration refused"):
+        run_calibration(CalibrationRequest(root=root, output=out))
+    assert out.read_text() == before

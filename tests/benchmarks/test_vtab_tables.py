@@ -94,3 +94,14 @@ def test_tolerance_file_points_at_the_package_json() -> None:
     assert isinstance(tol, Tolerance) and tol.protocol == "paper" and tol.z > 0
     text = (Path(__file__).resolve().parents[2] / "benchmarks" / "vtab" / "expected.toml").read_text()
     assert "engine/paper/vpt_or_ft.json" in text and "64.5" not in text  # numbers live in the JSON only
+
+
+def test_paper_winners_use_the_tie_break_digits() -> None:
+    # Clevr/distance at 800 is printed 58.2(2) (FT) vs 58.2(3) (VPT): reproduce-vtab counts it for VPT, as the paper
+    cells = [_cell("clevr_distance", "ft", [58.0, 58.4]), _cell("clevr_distance", "vpt", [58.1, 58.3]),
+             _cell("clevr_distance", "ft", [54.0], n=400), _cell("clevr_distance", "vpt", [54.5], n=400)]
+    rows = {(r.task, r.n_train): r for r in build_table(_report("paper", cells)).rows}
+    assert rows[("clevr_distance", 800)].winner_paper == "VPT"
+    assert rows[("clevr_distance", 400)].winner_paper == "tie"  # 54.3(1) for both: a true tie
+    structured = next(g for g in build_table(_report("paper", cells)).groups if g.n_train == 800)
+    assert structured.paper_vpt_wins == 1

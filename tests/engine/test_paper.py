@@ -121,3 +121,20 @@ def test_importing_engine_paper_does_not_import_torch() -> None:
     code = "import sys, engine.paper; print(json.dumps(['torch' in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [False]
+
+
+def test_one_winner_rule_with_the_tie_break_digits() -> None:
+    from engine.paper import VTAB_TASKS, compare, paper_data, paper_winner
+    from engine.paper.evidence import experiments
+
+    derived = {t["key"]: t["winner_default_split"] for t in paper_data()["tasks"]}
+    assert {k: t.winner_800 for k, t in VTAB_TASKS.items()} == derived  # the rule reproduces the file's winners
+    assert paper_winner("clevr_distance", 800, 58.2, 58.2) == "VPT"  # 58.2(3) vs 58.2(2)
+    assert paper_winner("clevr_distance", 400, 54.3, 54.3) == "tie"  # 54.3(1) for both
+    assert paper_winner("clevr_distance", 800, 58.2, 58.2, backbone="mae") == "tie"
+    assert compare(1.0, 2.0) == "VPT" and compare(2.0, 1.0) == "FT" and compare(1.0, 1.0) == "tie"
+    cells = experiments()
+    assert len([c for c in cells if c.setting == "fgvc"]) == 5
+    assert len([c for c in cells if c.setting == "one-shot"]) == 19
+    assert all(c.winner == paper_winner(c.key, c.n_train if c.setting == "sized" else None, c.ft, c.vpt,
+                                        c.backbone) for c in cells if c.setting != "fgvc")

@@ -1,0 +1,277 @@
+"""The answer to one question, from the paper's experiments (used by ``advisor.decide.recommend``).
+
+:func:`paper_finding` picks the voting experiments (``advisor.evidence``) for the user's question:
+
+* a named VTAB-1k task: its own cell at the nearest measured size, from the chosen backbone's table;
+* a task type or a bare disparity: the vote of its tasks at the nearest table size;
+* low disparity with a verified FID (ImageNet-21k backbone): the Table 19 datasets on the user's side of
+  the threshold vote (Fig. 1: similar -> VPT, dissimilar -> FT); with a calibration, the calibrated
+  VTAB-1k tasks on that side at the user's size vote instead. The size vote of the related tasks
+  (Tables 5-6) then lowers the confidence when it disagrees, but does not change the answer.
+
+Confidence caps on top of the vote's own (``advisor.evidence``): at most low below 400 samples (the
+one-shot Tables 3-4 and the smallest Tables 5-6 size are the evidence) and for a tie; at most medium
+beyond 10,000 samples (the answer extrapolates), with n_train unknown (800 assumed), for a task type
+resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+
+:func:`combine_pilot` adds pilot evidence at its own size. Pure, no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from advisor.evidence import (
+    Finding,
+    below_400,
+    cap,
+    cell_row,
+    fgvc_side,
+    nearest_cell,
+    same_disparity,
+    select_cells,
+    vote_finding,
+)
+from advisor.rules import quadrant_reason, read_pilot, similarity_reason
+from advisor.schemas import (
+    AdvisorInputs,
+    Choice,
+    Confidence,
+    Lean,
+    PilotEvidence,
+    PilotVerdict,
+    Reason,
+    Similarity,
+    SimilarityThreshold,
+)
+from advisor.tasks import resolve_task
+from engine.fid.calibration import Calibration
+from engine.paper import DATA_SIZES, VTAB_TASKS
+from engine.paper.evidence import task_cells
+
+__all__ = ["calibration_matches", "combine_pilot", "paper_finding", "task_line", "usable_calibration"]
+
+DEFAULT_N = 800
+"""The paper's default training size (800/200 split, Tables 1-2), assumed when n_train is unknown."""
+_STEP_DOWN: dict[Confidence, Confidence] = {"high": "medium", "medium": "low", "low": "low"}
+
+
+def calibration_matches(cal: Calibration, reference: str) -> bool:
+    """True when a calibration was measured against ``reference`` (a name, or a path whose stem is the name)."""
+    return cal.reference in (reference, PurePath(reference).stem)
+
+
+def usable_calibration(inputs: AdvisorInputs) -> Calibration | None:
+    """The calibration, when it is for the user's reference and its fit was checked by ``calibrate``."""
+    cal = inputs.calibration
+    if cal is None or not calibration_matches(cal, inputs.reference) or cal.loo_accuracy is None:
+        return None
+    return cal
+
+
+def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
+    cal = usable_calibration(inputs)
+    return dict(cal.task_fids) if cal is not None else {}
+
+
+def _keys(inputs: AdvisorInputs) -> list[str]:
+    if inputs.task_kind == "type" and inputs.related_tasks:
+        return list(inputs.related_tasks)
+    return same_disparity(inputs.disparity)
+
+
+def task_line(inputs: AdvisorInputs) -> str:
+    """What the task was resolved to, e.g. ``counting: task type, high disparity, like Clevr/count``."""
+    if inputs.task is None:
+        return f"no task named: {inputs.disparity} disparity (from {inputs.disparity_source}), all its VTAB-1k tasks"
+    resolved = resolve_task(inputs.task)
+    if resolved.kind == "vtab":
+        task = VTAB_TASKS[resolved.name]
+        return f"{inputs.task}: VTAB-1k task {task.name} ({task.group}, {task.disparity} disparity)"
+    like = ", ".join(VTAB_TASKS[k].name for k in resolved.related)
+    return f"{inputs.task}: task type, {resolved.disparity} disparity, like {like}"
+
+
+def _named(inputs: AdvisorInputs, n: int) -> Finding:
+    key = resolve_task(inputs.task or "").name
+    cells = task_cells(key, inputs.backbone)
+    cell = nearest_cell(cells, n)
+    if inputs.backbone == "in21k" and n < DATA_SIZES[0] and cell.n_train != n:
+        pair = below_400(key, n)
+        finding = vote_finding(pair, n, what=VTAB_TASKS[key].name, rule="task", why="the task itself")
+        if finding.choice == "pilot" and cell.winner != "tie":
+            finding.lean = cell.winner
+            finding.reasons.append(Reason(rule="task", source=cell.table, favours="pilot", sentence=(
+                f"The pilot leans {cell.winner}, the winner of the experiment nearer to {n:,} in log n.")))
+        return finding
+    finding = vote_finding([cell], n, what="", rule="task", why="the task itself")
+    lower = [c for c in cells if c.n_train is not None and c.n_train < n]
+    upper = [c for c in cells if c.n_train is not None and c.n_train > n]
+    if lower and upper and cell.n_train != n:
+        lo, hi = max(lower, key=lambda c: c.n_train or 0), min(upper, key=lambda c: c.n_train or 0)
+        if lo.winner != hi.winner:
+            finding.confidence = cap(finding.confidence, "low")
+            finding.reasons.append(Reason(rule="confidence", source=f"{lo.table}, {hi.table}", sentence=(
+                f"The winner changes between {lo.n_train:,} ({lo.winner}) and {hi.n_train:,} ({hi.winner}) samples "
+                f"for {cell.name}, and {n:,} lies between them, so the confidence is low.")))
+    if cell.winner == "tie":
+        finding.choice, finding.lean, finding.confidence = "pilot", None, "low"
+    return finding
+
+
+def _size_vote(inputs: AdvisorInputs, n: int) -> Finding:
+    keys = _keys(inputs)
+    what = (f"'{inputs.task_name}' tasks" if inputs.task_kind == "type"
+            else f"{inputs.disparity}-disparity VTAB-1k tasks")
+    why = f"like '{inputs.task_name}'" if inputs.task_kind == "type" else f"{inputs.disparity} disparity"
+    return vote_finding(select_cells(keys, inputs.backbone, n), n, what=what, rule="task-vote", why=why)
+
+
+def _calibrated_side(inputs: AdvisorInputs, side: str, threshold: float, n: int) -> Finding | None:
+    fids = _task_fids(inputs)
+    keys = [k for k in _keys(inputs) if k in fids and (fids[k] <= threshold) == (side == "similar")]
+    if not keys:
+        return None
+    cells = select_cells(keys, "in21k", n)
+    finding = vote_finding(cells, n, what=f"calibrated tasks on the {side} side of FID {threshold:.1f}",
+                           rule="similarity-vote", why=f"{side} side (calibration)")
+    finding.rows = [cell_row(c, f"{side} side (calibration)", fid=fids.get(c.key)) for c in cells]
+    return finding
+
+
+def _similarity(inputs: AdvisorInputs, sim: Similarity, threshold: float, default: bool, n: int) -> Finding:
+    """Low disparity with a verified FID: the similar side votes VPT, the dissimilar side FT (Fig. 1)."""
+    size = _size_vote(inputs, n)
+    if sim == "borderline":
+        return Finding("pilot", "low", lean=size.vote.majority if size.vote else None, vote=size.vote,
+                       rows=size.rows, reasons=size.reasons)
+    side = _calibrated_side(inputs, sim, threshold, n)
+    quad: Choice = "VPT" if sim == "similar" else "FT"
+    cells = fgvc_side(sim, threshold) if default else []
+    if side is None and not cells:
+        why = (f"Table 19 has no dataset on the {sim} side of FID {threshold:.1f}" if default else
+               "the threshold is not Table 19's, so Table 19's FIDs (against the paper's own reference) cannot "
+               "be placed on either side of it")
+        side = Finding(quad, "medium" if not default else "low", reasons=[Reason(
+            rule="similarity-vote", source="Fig. 1", favours=quad, sentence=(
+                f"{why[0].upper()}{why[1:]}, so the answer rests on Fig. 1's rule alone: {sim} data with low "
+                f"disparity favours {quad}."))])
+    elif side is None:
+        side = vote_finding(cells, n, what=f"datasets on the {sim} side of FID {threshold:.1f}",
+                            rule="similarity-vote", why=f"{sim} side (Table 19)")
+    if default and side.confidence == "high":
+        side.confidence = "medium"
+        side.reasons.append(Reason(rule="confidence", source="Table 19", sentence=(
+            "The similarity side rests on the FID threshold derived from Table 19, which the paper does not "
+            "print, so the confidence is at most medium.")))
+    against = size.vote is not None and size.vote.majority not in (None, side.choice)
+    if against and side.choice != "pilot" and size.vote is not None:
+        side.confidence = _STEP_DOWN[side.confidence]
+        side.reasons.append(Reason(rule="data-size", source="Tables 5-6", favours=size.vote.majority or "neutral",
+                                   sentence=(
+            f"{size.reasons[0].sentence} This size trend disagrees with the similarity side, so it lowers the "
+            "confidence; it does not change the answer because the paper has no tasks with a known FID on "
+            "your side at this size.")))
+    return side
+
+
+def paper_finding(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThreshold, *,
+                  n_train: int | None) -> tuple[Finding, str, list[Reason]]:
+    """The paper-only answer: the voting experiments, the quadrant in words and the context reasons."""
+    n = DEFAULT_N if n_train is None else n_train
+    quadrant, q_reason = quadrant_reason(inputs, sim)
+    context = [similarity_reason(inputs, thr, sim), q_reason]
+    uses_fid = (inputs.task_kind != "vtab" and inputs.disparity == "low" and inputs.backbone == "in21k"
+                and sim in ("similar", "dissimilar", "borderline"))
+    if inputs.task_kind == "vtab":
+        finding = _named(inputs, n)
+    elif uses_fid:
+        finding = _similarity(inputs, sim, thr.value, thr.source == "table19-default", n)
+    else:
+        finding = _size_vote(inputs, n)
+    if not uses_fid and inputs.disparity == "low" and sim in ("similar", "dissimilar", "borderline"):
+        why = ("a named task answers from its own results" if inputs.task_kind == "vtab"
+               else f"the quadrant analysis is for the ImageNet-21k ViT-B/16 only, not {inputs.backbone}")
+        context.append(Reason(rule="similarity", source="Fig. 1", sentence=(
+            f"The FID is shown but does not decide here: {why}.")))
+    _apply_caps(finding, inputs, n, n_train is None)
+    return finding, quadrant, context
+
+
+def _apply_caps(f: Finding, inputs: AdvisorInputs, n: int, assumed: bool) -> None:
+    # (cap, source, sentence, always): range caps are always stated, the others only when they lower the answer
+    caps: list[tuple[Confidence, str, str, bool]] = []
+    if assumed:
+        caps.append(("medium", "Tables 1-2", f"n_train is unknown, so the paper's default {DEFAULT_N} is assumed.",
+                     True))
+    if n < DATA_SIZES[0] and inputs.backbone == "in21k":
+        caps.append(("low", "Tables 3-4, 5-6", (
+            f"Below {DATA_SIZES[0]} training samples the evidence is the one-shot Tables 3-4 (one image per class, "
+            f"chosen by iterative testing, App. G.4) and the smallest size of Tables 5-6, so the confidence is "
+            "at most low."), True))
+    if n > DATA_SIZES[-1]:
+        caps.append(("medium", "Tables 5-6", (
+            f"{n:,} training samples is beyond the largest size the paper measures ({DATA_SIZES[-1]:,}): the "
+            "answer extrapolates, so the confidence is at most medium."), True))
+    n_tasks = len({r.key for r in f.rows})
+    if inputs.task_kind == "type" and f.rows and f.rows[0].setting != "fgvc" and n_tasks < 3:
+        caps.append(("medium", "our rule", (
+            f"The task type rests on {n_tasks} paper task{'s' if n_tasks > 1 else ''} only, so the confidence "
+            "is at most medium."), False))
+    for limit, source, sentence, always in caps:
+        if always or f.confidence != cap(f.confidence, limit):
+            f.reasons.append(Reason(rule="confidence", source=source, sentence=sentence))
+        f.confidence = cap(f.confidence, limit)
+    if f.choice == "pilot":
+        f.confidence = "low"
+
+
+def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThreshold, prior: Finding,
+                  pilot: PilotEvidence) -> tuple[PilotVerdict, list[Reason], tuple[Choice, Lean, Confidence]]:
+    """Pilot evidence on m images speaks for n ~ m; beyond 2m it is combined with the paper's trend at n."""
+    verdict, reason = read_pilot(pilot)
+    reasons = [reason]
+    keep: tuple[Choice, Lean, Confidence] = (prior.choice, prior.lean, prior.confidence)
+    if not verdict.decisive or verdict.winner is None:
+        if prior.choice == "pilot" and verdict.difference is not None and verdict.difference != 0:
+            return verdict, reasons, ("VPT" if verdict.difference > 0 else "FT", None, "low")
+        return verdict, reasons, keep
+    won, conf = verdict.winner, _pilot_confidence(verdict)
+    m, n = pilot.n_train, inputs.n_train
+    if n is None or n <= 2 * m:
+        size = "your training-set size is unknown" if n is None else f"your {n:,} is at most twice its {m:,}"
+        reasons.append(Reason(rule="pilot", source="pilot (your data)", favours=won, sentence=(
+            f"The pilot speaks for your data at your size ({size}), so its {won} outranks the paper's "
+            "experiments.")))
+        return verdict, reasons, (won, None, conf)
+    at_m, _, _ = paper_finding(inputs, sim, thr, n_train=m)
+    trend = (f"the paper's comparable experiments favour {_said(at_m)} at {m:,} samples and "
+             f"{_said(prior)} at {n:,}")
+    if prior.choice in (won, "pilot"):
+        reasons.append(Reason(rule="pilot", source="pilot (your data); " + _tables(prior), favours=won, sentence=(
+            f"Your pilot used {m:,} training images, less than half of your {n:,}, so it speaks for {m:,}: "
+            f"{trend}, which does not contradict the pilot's {won}, so the answer is {won} with at most medium "
+            "confidence.")))
+        return verdict, reasons, (won, None, cap(conf, "medium"))
+    reasons.append(Reason(rule="pilot", source="pilot (your data); " + _tables(prior), favours="pilot", sentence=(
+        f"Your pilot used {m:,} training images, less than half of your {n:,}, so it speaks for {m:,}: "
+        f"{trend}. The pilot's {won} and the paper's {prior.choice} at your size disagree, so repeat the pilot "
+        f"on a training set closer to {n:,} images.")))
+    return verdict, reasons, ("pilot", prior.choice if prior.choice != "pilot" else prior.lean, "low")
+
+
+def _pilot_confidence(verdict: PilotVerdict) -> Confidence:
+    """Confidence of a decisive pilot at its own size: high with >= 2 seeds per method, else medium."""
+    seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
+    return "high" if seeds >= 2 else "medium"
+
+
+def _said(f: Finding) -> str:
+    if f.choice == "pilot":
+        return f"neither clearly (leaning {f.lean})" if f.lean else "neither"
+    return f.choice
+
+
+def _tables(f: Finding) -> str:
+    return ", ".join(dict.fromkeys(r.source for r in f.rows)) or "Tables 5-6"
+

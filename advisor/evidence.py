@@ -1,0 +1,225 @@
+"""The paper's experiments that answer a question, and what they say (Han et al., ICLR 2024).
+
+Every cell of Tables 1-15 and 19 is an experiment (:mod:`engine.paper.evidence`). A question picks the
+comparable ones and the answer is their vote:
+
+* a named VTAB-1k task: the task's own cell at the measured size nearest the user's in log n, from the
+  chosen backbone's table (Tables 1-2 and 5-6, one-shot Tables 3-4, or Appendix C Tables 7-15);
+* a task type (or a bare ``--disparity``): its related tasks at the nearest table size, counted as a
+  vote of tasks, k of n. Below 400 samples each task votes with the nearer of its one-shot cell
+  (Tables 3-4) and its 400-sample cell; with another backbone, the 800-sample Appendix C tables vote.
+
+Rules that are ours, not the paper's (each named below): a vote is *clear* when at least 3/4 of the
+voters agree; a gap under 1 point is *narrow* (the paper prints no seed spread for these cells); a
+voting cell more than 2x (4x) away from the user's size in training samples caps the confidence at
+medium (low). Pure, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from advisor.schemas import BackboneName, Choice, Confidence, Lean, NearestTask, Reason, Vote
+from engine.paper import DATA_SIZES, VTAB_TASKS
+from engine.paper.evidence import Experiment, fgvc_cells, task_cells
+
+__all__ = [
+    "CLEAR_SHARE",
+    "FAR_FACTOR",
+    "NARROW_GAP",
+    "ONE_SHOT_LIMIT",
+    "VERY_FAR_FACTOR",
+    "Finding",
+    "cap",
+    "cell_row",
+    "below_400",
+    "fgvc_side",
+    "fmt_acc",
+    "nearest_cell",
+    "select_cells",
+    "tally",
+    "vote_finding",
+]
+
+CLEAR_SHARE = 0.75
+"""A vote is clear when at least this share of the voting experiments agree (our rule)."""
+NARROW_GAP = 1.0
+"""A gap below this many points is narrow: the paper prints no seed spread for VTAB cells (our rule)."""
+FAR_FACTOR = 2.0
+"""A voting cell more than this factor from the user's size caps the confidence at medium (our rule)."""
+VERY_FAR_FACTOR = 4.0
+"""... more than this factor caps it at low (our rule)."""
+ONE_SHOT_LIMIT = DATA_SIZES[0]
+"""Below 400 samples (the smallest size of Tables 5-6) the one-shot Tables 3-4 are evidence too."""
+_ORDER: dict[Confidence, int] = {"low": 0, "medium": 1, "high": 2}
+
+
+def cap(conf: Confidence, limit: Confidence) -> Confidence:
+    """The lower of two confidence levels."""
+    return conf if _ORDER[conf] <= _ORDER[limit] else limit
+
+
+def _distance(cell_n: int, n: int) -> float:
+    return abs(math.log(cell_n / n))
+
+
+def nearest_cell(cells: Sequence[Experiment], n: int) -> Experiment:
+    """The cell nearest ``n`` in log n (a tie goes to the smaller size, where more tasks are measured)."""
+    sized = [c for c in cells if c.n_train is not None]
+    return min(sized, key=lambda c: (_distance(c.n_train or 1, n), c.n_train))
+
+
+def select_cells(keys: Sequence[str], backbone: BackboneName, n: int) -> list[Experiment]:
+    """The comparable cells of ``keys`` at ``n`` (rules in the module docstring), in paper order."""
+    if backbone != "in21k":
+        return [nearest_cell(task_cells(k, backbone), n) for k in keys]
+    if n < ONE_SHOT_LIMIT:
+        return [c for k in keys for c in below_400(k, n)]
+    size = min(DATA_SIZES, key=lambda s: (_distance(s, n), s))
+    at = [c for k in keys for c in task_cells(k) if c.n_train == size and c.setting == "sized"]
+    if at:
+        return at
+    return [nearest_cell([c for c in task_cells(k) if c.setting == "sized"], n) for k in keys]
+
+
+def below_400(key: str, n: int) -> list[Experiment]:
+    """Below 400 samples: the task's one-shot cell and its 400-sample cell (only the one when n is its size)."""
+    cells = [c for c in task_cells(key) if c.setting == "one-shot" or c.n_train == DATA_SIZES[0]]
+    exact = [c for c in cells if c.n_train == n]
+    return exact or cells
+
+
+def fgvc_side(side: str, threshold: float) -> list[Experiment]:
+    """Table 19 rows on one side of an FID threshold ('similar': FID <= threshold)."""
+    return [c for c in fgvc_cells() if c.fid is not None and ((c.fid <= threshold) == (side == "similar"))]
+
+
+def tally(cells: Sequence[Experiment]) -> Vote:
+    """Count the winners; the vote is clear when >= 3/4 agree (our rule)."""
+    vpt = sum(c.winner == "VPT" for c in cells)
+    ft = sum(c.winner == "FT" for c in cells)
+    majority: Lean = "VPT" if vpt > ft else "FT" if ft > vpt else None
+    top = max(vpt, ft)
+    return Vote(n_voters=len(cells), vpt=vpt, ft=ft, ties=len(cells) - vpt - ft, majority=majority,
+                clear=majority is not None and top >= CLEAR_SHARE * len(cells),
+                unanimous=majority is not None and top == len(cells))
+
+
+def cell_row(cell: Experiment, why: str, fid: float | None = None) -> NearestTask:
+    """One voting experiment as a row of the nearest-task table."""
+    return NearestTask(key=cell.key, name=cell.name, group=cell.group, disparity=cell.disparity,
+                       n_train=cell.n_train, ft=cell.ft, vpt=cell.vpt, gap=cell.gap, winner=cell.winner,
+                       fid=cell.fid if cell.fid is not None else fid, why=why, source=cell.table,
+                       backbone=cell.backbone, setting=cell.setting)
+
+
+@dataclass
+class Finding:
+    """What a set of voting experiments says, before pilot evidence."""
+
+    choice: Choice
+    confidence: Confidence
+    lean: Lean = None
+    vote: Vote | None = None
+    rows: list[NearestTask] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+
+
+def _label(cell: Experiment) -> str:
+    return f"{cell.name} one-shot" if cell.setting == "one-shot" else cell.name
+
+
+def _names(cells: Sequence[Experiment], winner: str) -> str:
+    mixed = len({c.setting for c in cells}) > 1
+    return ", ".join(_label(c) if mixed else c.name for c in cells if c.winner == winner)
+
+
+def fmt_acc(value: float) -> str:
+    """An accuracy or gap at the paper's precision: one decimal, two where the paper prints two."""
+    return f"{value:.1f}" if abs(value * 10 - round(value * 10)) < 1e-6 else f"{value:.2f}"
+
+
+def vote_sentence(cells: Sequence[Experiment], vote: Vote, what: str) -> str:
+    """One complete sentence describing a vote of several experiments."""
+    tables = ", ".join(dict.fromkeys(c.table for c in cells))
+    sizes = sorted({c.n_train for c in cells if c.n_train is not None and c.setting == "sized"})
+    where = [" and ".join(f"{s:,}" for s in sizes) + " training samples"] if sizes else []
+    if any(c.setting == "one-shot" for c in cells):
+        where.append("one image per class")
+    if any(c.setting == "fgvc" for c in cells):
+        where.append("full training sets")
+    parts = [f"VPT wins {vote.vpt} ({_names(cells, 'VPT')})" if vote.vpt else "VPT wins none",
+             f"FT wins {vote.ft} ({_names(cells, 'FT')})" if vote.ft else "FT wins none"]
+    if vote.ties:
+        parts.append(f"{vote.ties} {'is a tie' if vote.ties == 1 else 'are ties'} ({_names(cells, 'tie')})")
+    if vote.unanimous:
+        verdict = f"every one agrees on {vote.majority}"
+    elif vote.clear:
+        verdict = f"a clear vote for {vote.majority} ({max(vote.vpt, vote.ft)} of {vote.n_voters}, at least 3/4)"
+    elif vote.majority is not None:
+        verdict = f"a split vote, leaning {vote.majority}, so a pilot of both methods is the reliable answer"
+    else:
+        verdict = "an even split, so a pilot of both methods is the reliable answer"
+    count = (f"{vote.n_voters} {what}" if len({c.key for c in cells}) == vote.n_voters
+             else f"{vote.n_voters} experiments on {what}")
+    return f"{tables} ({', '.join(where)}): of the {count}, {'; '.join(parts)}: {verdict}."
+
+
+def single_sentence(cell: Experiment, n: int) -> str:
+    """One complete sentence describing a named task's own cell."""
+    if cell.setting == "fgvc":
+        size, near = f"its full training set, FID {cell.fid:.1f}", ""
+    else:
+        size = "one image per class" if cell.setting == "one-shot" else f"{cell.n_train:,} training samples"
+        near = "" if cell.n_train == n else f", the measured size nearest to {n:,} in log n"
+    if cell.winner == "tie":
+        result = "the paper prints a tie"
+    else:
+        result = f"{cell.winner} wins by {fmt_acc(abs(cell.gap))} points"
+    return (f"{cell.table} has {cell.name} at {size}{near}, {cell.backbone} backbone: FT {fmt_acc(cell.ft)}, "
+            f"VPT {fmt_acc(cell.vpt)}, so {result}.")
+
+
+def vote_finding(cells: Sequence[Experiment], n: int, *, what: str, rule: str, why: str) -> Finding:
+    """Choice and confidence from a vote of experiments (confidence rules in the module docstring)."""
+    vote = tally(cells)
+    rows = [cell_row(c, why) for c in cells]
+    single = len(cells) == 1
+    sentence = single_sentence(cells[0], n) if single else vote_sentence(cells, vote, what)
+    reasons = [Reason(rule=rule, source=", ".join(dict.fromkeys(c.table for c in cells)),
+                      favours=vote.majority if vote.clear and vote.majority else "pilot", sentence=sentence)]
+    if not vote.clear or vote.majority is None:
+        return Finding("pilot", "low", lean=vote.majority, vote=vote, rows=rows, reasons=reasons)
+    conf: Confidence = "high" if vote.unanimous else "medium"
+    agreeing = [c for c in cells if c.winner == vote.majority]
+    narrow = [c for c in agreeing if abs(c.gap) < NARROW_GAP]
+    if narrow:
+        conf = cap(conf, "low" if single else "medium")
+        reasons.append(Reason(rule="confidence", source="our rule", sentence=(
+            f"{_join([c.name for c in narrow])} {'wins' if len(narrow) == 1 else 'win'} by less than "
+            f"{NARROW_GAP:g} point, within what seeds can move (the paper prints no seed spread here), "
+            "so the confidence is lowered.")))
+    # Beyond the largest table size the extrapolation rule (advisor.answer) caps the confidence instead.
+    # Below 400 the one-shot rule caps it (the one-shot and 400-sample cells are the designated evidence).
+    far = max((_distance(c.n_train, n) for c in cells
+               if c.n_train is not None and c.setting == "sized" and not (c.n_train == DATA_SIZES[-1] < n)
+               and not (n < ONE_SHOT_LIMIT and c.n_train == ONE_SHOT_LIMIT)), default=0.0)
+    if far > math.log(FAR_FACTOR):
+        conf = cap(conf, "low" if far > math.log(VERY_FAR_FACTOR) else "medium")
+        reasons.append(Reason(rule="confidence", source="our rule", sentence=(
+            f"The voting experiments were measured up to {math.exp(far):.1f} times away from your "
+            f"{n:,} training samples, so the confidence is lowered.")))
+    return Finding(vote.majority, conf, vote=vote, rows=rows, reasons=reasons)
+
+
+def _join(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def same_disparity(disparity: str) -> list[str]:
+    """VTAB-1k task keys of one disparity, in paper order."""
+    return [k for k, t in VTAB_TASKS.items() if t.disparity == disparity]
+
+
