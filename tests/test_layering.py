@@ -1,7 +1,8 @@
 """The architecture rules of the README, checked.
 
 - engine is the library: it imports neither advisor nor benchmarks and never talks to the terminal;
-- benchmarks -> engine only (never advisor);
+- benchmarks -> engine only (never advisor), except benchmarks/paper_agreement.py, the benchmark of the
+  advisor itself, which nothing imports;
 - advisor -> engine; advisor reaches benchmarks only from its command modules (advisor/commands/),
   the CLI shell that dispatches ``reproduce-vtab`` and ``calibrate`` to benchmarks' use cases;
 - the pure layers stay free of torch.
