@@ -233,7 +233,9 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
     reasons = [reason]
     keep: tuple[Choice, Lean, Confidence] = (prior.choice, prior.lean, prior.confidence)
     if not verdict.decisive or verdict.winner is None:
-        if prior.choice == "pilot" and verdict.difference is not None and verdict.difference != 0:
+        # a tie-break by the sign of a non-decisive difference, never from a pilot not decisive by design
+        if (prior.choice == "pilot" and verdict.by_design and verdict.difference is not None
+                and verdict.difference != 0):
             return verdict, reasons, ("VPT" if verdict.difference > 0 else "FT", None, "low")
         return verdict, reasons, keep
     won, conf = verdict.winner, _pilot_confidence(verdict)
@@ -261,9 +263,9 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
 
 
 def _pilot_confidence(verdict: PilotVerdict) -> Confidence:
-    """Confidence of a decisive pilot at its own size: high with >= 2 seeds per method, else medium."""
-    seeds = min(verdict.ft.n_seeds, verdict.vpt.n_seeds) if verdict.ft and verdict.vpt else 1
-    return "high" if seeds >= 2 else "medium"
+    """Confidence of a decisive pilot at its own size: it follows the interval (``advisor.rules.read_pilot``:
+    high when the 99 % interval also excludes zero, else medium)."""
+    return verdict.confidence or "medium"
 
 
 def _said(f: Finding) -> str:

@@ -16,9 +16,10 @@ Confidence rules (explicit; the numbers marked "our rule" are ours, not the pape
 * caps: ``low`` below 400 samples (one-shot Tables 3-4) and for a named task between two sizes whose
   winners differ; ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type
   resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
-* a pilot beyond seed noise decides at its own size (``high`` with >= 2 seeds per method, else
-  ``medium``); when the user's n is more than twice the pilot's, it is combined with the paper's
-  experiments at n (``advisor.answer.combine_pilot``).
+* a pilot whose paired 95 % interval on held-out images excludes zero decides at its own size
+  (``high`` when its 99 % interval excludes zero too, else ``medium``); a pilot "not decisive by
+  design" never changes the answer; when the user's n is more than twice the pilot's, it is combined
+  with the paper's experiments at n (``advisor.answer.combine_pilot``).
 """
 
 from __future__ import annotations
@@ -250,8 +251,9 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
 
     Args:
         inputs: reconciled inputs (see :func:`build_inputs`).
-        pilot: optional pilot results on the user's data; a difference beyond seed noise outranks the
-            paper's evidence at the pilot's own size (see :func:`advisor.answer.combine_pilot`).
+        pilot: optional pilot results on the user's data; a paired difference whose 95 % interval
+            excludes zero outranks the paper's evidence at the pilot's own size (see
+            :func:`advisor.answer.combine_pilot` and ``advisor.rules.read_pilot``).
     """
     thr, reasons = resolve_threshold(inputs)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.

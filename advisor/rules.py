@@ -2,16 +2,16 @@
 
 ``similarity_reason`` and ``quadrant_reason`` put Fig. 1's quadrants (Han et al., ICLR 2024) into words;
 the answer itself comes from the vote of experiments in ``advisor.evidence``. ``read_pilot`` decides
-whether pilot results on the user's data are beyond seed noise. Pure, no torch.
+whether a pilot's paired difference on held-out images excludes zero. Pure, no torch.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from advisor.schemas import (
     AdvisorInputs,
+    Confidence,
     MethodScore,
     PilotEvidence,
     PilotVerdict,
@@ -24,9 +24,7 @@ from engine.train.methods import family_of
 
 __all__ = [
     "LOW_DISPARITY_VPT_WINS",
-    "PILOT_NOISE_SIGMAS",
     "REFERENCE_CAVEAT",
-    "SINGLE_SEED_MARGIN",
     "THRESHOLD_LABEL",
     "Similarity",
     "quadrant_reason",
@@ -45,10 +43,6 @@ LOW_DISPARITY_VPT_WINS: tuple[int, int] = (
 )
 """(VPT wins, tasks) over Natural + Specialized at the 800/200 split (Tables 1-2)."""
 
-PILOT_NOISE_SIGMAS = 2.0
-"""A pilot difference must exceed this many pooled seed standard deviations (our rule)."""
-SINGLE_SEED_MARGIN = 2.0
-"""Margin in accuracy points when either method has a single seed (no spread to measure; our rule)."""
 
 
 def _signed(x: float) -> str:
@@ -118,36 +112,49 @@ def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | 
     return (max(ft, key=lambda s: s.mean) if ft else None, max(vpt, key=lambda s: s.mean) if vpt else None)
 
 
-def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
-    """Decide whether a pilot's VPT-FT difference is beyond seed noise.
+def _interval(lo: float, hi: float) -> str:
+    return f"[{_signed(lo)}, {_signed(hi)}]"
 
-    Margin (our rule): ``2 x pooled std`` when both methods have >= 2 seeds, otherwise 2.0 points;
-    never less than one validation image (``100 / n_val`` points). The best VPT variant is compared
-    with full finetuning.
+
+def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
+    """Read a pilot's paired comparison: decisive when its 95 % interval excludes zero.
+
+    Confidence follows the interval: high when the 99 % interval excludes zero too, else medium. A
+    pilot planned below ``--min-detectable`` is "not decisive by design" and never changes the answer;
+    evidence without a paired comparison (per-image scores on held-out images) cannot decide either.
     """
     ft, vpt = _pick(pilot.scores)
+    src = "pilot (your data)"
     if ft is None or vpt is None:
         missing = "full finetuning" if ft is None else "VPT"
-        return PilotVerdict(ft=ft, vpt=vpt), Reason(rule="pilot", source="pilot (your data)", sentence=(
-            f"The pilot results have no {missing} score, so they cannot be compared; the paper's priors decide."))
-    diff = vpt.mean - ft.mean
-    one_image = 100.0 / pilot.n_val
-    if ft.n_seeds >= 2 and vpt.n_seeds >= 2:
-        pooled = math.sqrt((ft.std**2 + vpt.std**2) / 2.0)
-        margin, how = PILOT_NOISE_SIGMAS * pooled, f"{PILOT_NOISE_SIGMAS:g} x pooled seed std"
+        return PilotVerdict(ft=ft, vpt=vpt, by_design=pilot.decisive_by_design), Reason(
+            rule="pilot", source=src, sentence=(
+                f"The pilot results have no {missing} score, so they cannot be compared; the paper's priors decide."))
+    p = pilot.paired
+    if p is None:
+        return PilotVerdict(ft=ft, vpt=vpt, by_design=pilot.decisive_by_design), Reason(
+            rule="pilot", source=src, sentence=(
+                "The pilot has no paired comparison on held-out images (per-image results), so seed spreads "
+                "alone cannot say whether the methods differ; the paper's priors decide."))
+    lo, hi = p.ci95
+    excludes = lo > 0 or hi < 0
+    decisive = excludes and pilot.decisive_by_design
+    winner: Literal["FT", "VPT"] | None = ("VPT" if p.difference > 0 else "FT") if decisive else None
+    conf: Confidence | None = ("high" if p.ci99[0] > 0 or p.ci99[1] < 0 else "medium") if decisive else None
+    verdict = PilotVerdict(ft=ft, vpt=vpt, difference=p.difference, margin=(hi - lo) / 2, interval=(lo, hi),
+                           decisive=decisive, winner=winner, confidence=conf, by_design=pilot.decisive_by_design)
+    head = (f"Pilot on your data ({pilot.n_train} train / {pilot.n_val} lr-selection / {p.n_compare} held-out "
+            f"comparison images): {p.vpt_method} minus {p.ft_method} is {_signed(p.difference)} points, 95 % "
+            f"interval {_interval(lo, hi)} over comparison images and seeds (paired bootstrap; methods disagree "
+            f"on {100 * p.discordance:.0f} % of images)")
+    if not pilot.decisive_by_design:
+        mdd = f"{pilot.min_detectable:.1f}" if pilot.min_detectable is not None else "?"
+        target = f"{pilot.target_detectable:g}" if pilot.target_detectable is not None else "the target"
+        tail = (f"; not decisive by design: the plan could only detect differences of {mdd} points or more "
+                f"(--min-detectable {target}), so it never changes the answer")
+    elif decisive:
+        tail = (f"; the interval excludes zero, so the pilot decides at its own size (confidence {conf}: the "
+                f"99 % interval {_interval(*p.ci99)} {'excludes' if conf == 'high' else 'includes'} zero)")
     else:
-        margin, how = SINGLE_SEED_MARGIN, f"{SINGLE_SEED_MARGIN:g} points for a single seed"
-    if margin < one_image:
-        margin, how = one_image, f"one validation image of {pilot.n_val}"
-    decisive = abs(diff) > margin
-    winner: Literal["FT", "VPT"] | None = ("VPT" if diff > 0 else "FT") if decisive else None
-    verdict = PilotVerdict(ft=ft, vpt=vpt, difference=diff, margin=margin, decisive=decisive, winner=winner)
-    scores = (f"{vpt.method} {vpt.mean:.1f}+-{vpt.std:.1f} ({vpt.n_seeds} seed(s)) vs {ft.method} "
-              f"{ft.mean:.1f}+-{ft.std:.1f} ({ft.n_seeds} seed(s))")
-    if decisive:
-        tail = f"exceeds the noise margin {margin:.1f} ({how}; our rule), so the pilot decides at its own size"
-    else:
-        tail = f"is within the noise margin {margin:.1f} ({how}; our rule), so the paper's priors decide"
-    return verdict, Reason(rule="pilot", source="pilot (your data)", favours=winner or "neutral", sentence=(
-        f"Pilot on your data ({pilot.n_train} train / {pilot.n_val} val): {scores}; the difference "
-        f"{_signed(diff)} {tail}."))
+        tail = "; the interval includes zero, so the paper's priors decide"
+    return verdict, Reason(rule="pilot", source=src, favours=winner or "neutral", sentence=head + tail + ".")

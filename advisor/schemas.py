@@ -25,6 +25,7 @@ __all__ = [
     "FidEvidence",
     "MethodScore",
     "NearestTask",
+    "PairedDifference",
     "PilotEvidence",
     "PilotVerdict",
     "Provenance",
@@ -61,12 +62,30 @@ class MethodScore(_Model):
     n_seeds: int = Field(default=1, ge=1, description="Number of seeds.")
 
 
+class PairedDifference(_Model):
+    """VPT minus FT on the same held-out comparison images (``engine.train.power.paired_bootstrap``)."""
+
+    vpt_method: str = Field(description="VPT variant compared (picked on the selection split).")
+    ft_method: str = Field(description="Full-finetuning method compared.")
+    difference: float = Field(description="VPT minus FT accuracy (points) on the comparison images.")
+    ci95: tuple[float, float] = Field(description="95 % bootstrap interval over comparison images and seeds.")
+    ci99: tuple[float, float] = Field(description="99 % bootstrap interval over comparison images and seeds.")
+    n_compare: int = Field(ge=1, description="Comparison images (not trained on, not used to pick the lr).")
+    discordance: float = Field(ge=0, le=1, description="Observed share of images the two methods disagree on.")
+
+
 class PilotEvidence(_Model):
     """Results of a small pilot on the user's data (from ``vpt-advisor pilot``)."""
 
     n_train: int = Field(ge=1, description="Training images per pilot run.")
-    n_val: int = Field(ge=1, description="Validation images per pilot run.")
+    n_val: int = Field(ge=1, description="Selection images per pilot run (used to pick each method's lr).")
     scores: list[MethodScore] = Field(default_factory=list, description="One entry per method.")
+    paired: PairedDifference | None = Field(
+        default=None, description="The paired comparison; without it the pilot cannot be decisive.")
+    decisive_by_design: bool = Field(
+        default=True, description="False when the plan could not detect target_detectable: never changes the answer.")
+    min_detectable: float | None = Field(default=None, description="Smallest difference (points) the plan detects.")
+    target_detectable: float | None = Field(default=None, description="--min-detectable (points).")
 
 
 class SimilarityThreshold(_Model):
@@ -193,9 +212,13 @@ class PilotVerdict(_Model):
     ft: MethodScore | None = Field(default=None, description="Full-finetuning score used.")
     vpt: MethodScore | None = Field(default=None, description="Best VPT score used.")
     difference: float | None = Field(default=None, description="VPT minus FT (points).")
-    margin: float | None = Field(default=None, description="Noise margin the difference must exceed.")
-    decisive: bool = Field(default=False, description="True when |difference| > margin.")
+    margin: float | None = Field(default=None, description="Half-width of the 95 % interval (points).")
+    interval: tuple[float, float] | None = Field(default=None, description="95 % interval of the difference.")
+    decisive: bool = Field(default=False, description="True when the 95 % interval excludes zero.")
     winner: Literal["FT", "VPT"] | None = Field(default=None, description="Pilot winner when decisive.")
+    confidence: Confidence | None = Field(
+        default=None, description="high when the 99 % interval also excludes zero, else medium (decisive only).")
+    by_design: bool = Field(default=True, description="False: the plan could not reach --min-detectable.")
 
 
 class Provenance(_Model):

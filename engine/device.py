@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from functools import partial
 from typing import Literal
 
@@ -11,9 +13,81 @@ import torch
 
 from engine.errors import ConfigError
 
-__all__ = ["Precision", "resolve_device", "autocast_context", "describe_device"]
+__all__ = ["Precision", "PrecisionChoice", "CpuBf16", "cpu_bf16_support", "resolve_precision", "resolve_device",
+           "autocast_context", "describe_device"]
 
 Precision = Literal["fp32", "bf16", "fp16"]
+PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
+
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""/proc/cpuinfo flags of native bf16 arithmetic (AVX-512 BF16 dot products, AMX bf16 tiles); without
+them oneDNN emulates bf16 matmuls through fp32 conversions, several times slower than plain fp32."""
+
+
+@dataclass(frozen=True)
+class CpuBf16:
+    """What this CPU can do in bf16, and how we know."""
+
+    native: bool
+    flags: tuple[str, ...]
+    capability: str
+    source: str
+
+    def describe(self) -> str:
+        """One line for benchmarks and error messages."""
+        how = "native" if self.native else "emulated (no avx512_bf16/amx_bf16)"
+        seen = ", ".join(self.flags) or "none"
+        return f"CPU capability {self.capability}; bf16 {how}; bf16 flags: {seen} (from {self.source})"
+
+
+def cpu_bf16_support(cpuinfo: str | None = None) -> CpuBf16:
+    """Detect native CPU bf16 from ``/proc/cpuinfo`` flags (or the given text; tests pass their own).
+
+    Where ``/proc/cpuinfo`` is unreadable (macOS, Windows) bf16 counts as emulated unless torch
+    reports an AMX-capable build (``get_cpu_capability() == "AMX"`` on some builds).
+    """
+    capability = str(torch.backends.cpu.get_cpu_capability())
+    source = "given cpuinfo"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+            source = "/proc/cpuinfo"
+        except OSError:
+            cpuinfo, source = "", "torch cpu capability"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            flags.update(line.split(":", 1)[1].split())
+    found = tuple(f for f in _NATIVE_BF16_FLAGS if f in flags)
+    return CpuBf16(native=bool(found) or "AMX" in capability.upper(), flags=found, capability=capability,
+                   source=source)
+
+
+def resolve_precision(device: torch.device, choice: PrecisionChoice, *, cpu: CpuBf16 | None = None) -> Precision:
+    """Turn ``--precision`` into the precision to train in.
+
+    ``auto`` is bf16 on CUDA (where supported) and on CPUs with native bf16, else fp32; it never picks
+    an emulated bf16. An explicit ``bf16`` on a CPU that emulates it is refused: it would be slower
+    *and* less accurate than fp32, so there is no reason to run it (the benchmarks may still time it).
+
+    Raises:
+        ConfigError: bf16 on a CPU without native bf16, or fp16 off CUDA.
+    """
+    if device.type == "cuda":
+        if choice == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return choice
+    if choice == "fp16":
+        raise ConfigError("fp16 needs a CUDA device; use --precision bf16 or fp32")
+    if device.type != "cpu":
+        return "fp32" if choice == "auto" else choice
+    info = cpu if cpu is not None else cpu_bf16_support()
+    if choice == "auto":
+        return "bf16" if info.native else "fp32"
+    if choice == "bf16" and not info.native:
+        raise ConfigError(f"--precision bf16 refused: this CPU has no native bf16 ({info.describe()}), so bf16 "
+                          "would run emulated, slower than fp32; use --precision fp32 or auto")
+    return choice
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownNameError",
     "StoreError",
     "BudgetError",
+    "NotDecisiveError",
 ]
 
 
@@ -100,3 +101,11 @@ class StoreError(EngineError):
 
 class BudgetError(EngineError):
     """A requested time budget is too small for even the smallest run."""
+
+
+class NotDecisiveError(BudgetError):
+    """A pilot plan cannot detect the difference asked for; ``plan`` is its JSON form (shown before refusing)."""
+
+    def __init__(self, message: str, plan: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.plan = plan

@@ -14,12 +14,14 @@ from advisor.commands._callbacks import cli_confirm, cli_progress
 from engine.config.train import DEFAULT_BACKBONE
 from engine.train.methods import method_specs
 from advisor.commands._options import DeviceOpt, JsonOpt, YesOpt
-from advisor.usecases.pilot import PilotReport, PilotRequest, run_pilot_request
+from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
+from engine.errors import NotDecisiveError
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 
-__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "ReportOpt", "WeightsOpt"]
+__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "ReportOpt", "WeightsOpt",
+           "MinDetectableOpt"]
 
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
@@ -39,8 +41,13 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
 
 _PrecisionOpt = Annotated[
     Literal["auto", "fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16 (CUDA only)."),
+    typer.Option("--precision", help="auto (bf16 on GPU and on CPUs with native bf16 - AVX-512 BF16 or AMX - else "
+                 "fp32), fp32, bf16 (refused where the CPU would emulate it) or fp16 (CUDA only)."),
 ]
+MinDetectableOpt = Annotated[float, typer.Option(
+    "--min-detectable", min=0.1, max=100.0,
+    help="Smallest VPT-FT difference (accuracy points) the pilot must be able to detect; a plan that cannot is "
+    "refused before training unless --yes (then it is 'not decisive by design' and never changes the answer).")]
 BudgetOpt = Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")]
 WeightsOpt = Annotated[Path | None, typer.Option(
     "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
@@ -75,6 +82,7 @@ def pilot_command(
         "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)] = None,
     device: DeviceOpt = "auto",
     precision: _PrecisionOpt = "auto",
+    min_detectable: MinDetectableOpt = 3.0,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
     out: Annotated[Path | None, typer.Option(
@@ -94,10 +102,16 @@ def pilot_command(
         check_report_path(report)  # fail before any training
     req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
                        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
-                       img_size=img_size, device=device, precision=precision, yes=yes, out=out, quick=quick)
+                       img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
+                       yes=yes, out=out, quick=quick)
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
-    result, pilot = run_pilot_request(req, progress=cli_progress(not as_json and err_console.is_terminal),
-                                      on_plan=on_plan, confirm=cli_confirm())
+    try:
+        result, pilot = run_pilot_request(req, progress=cli_progress(not as_json and err_console.is_terminal),
+                                          on_plan=on_plan, confirm=cli_confirm())
+    except NotDecisiveError as exc:
+        if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error
+            emit_json(PilotRefusal(reason=str(exc), plan=exc.plan))
+        raise
     if as_json:
         emit_json(result)
     else:

@@ -14,7 +14,7 @@ import typer
 
 from advisor.commands._options import DeviceOpt, InceptionWeightsOpt, JsonOpt, ReferenceOpt, YesOpt
 from advisor.commands._callbacks import cli_confirm, cli_progress
-from advisor.commands.pilot import BudgetOpt, ReportOpt, WeightsOpt
+from advisor.commands.pilot import BudgetOpt, MinDetectableOpt, ReportOpt, WeightsOpt
 from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
@@ -69,8 +69,10 @@ def recommend_command(
         show_default=False)] = None,
     pilot: Annotated[bool, typer.Option(
         "--pilot", help="Also run a short FT vs VPT pilot on the dataset (see 'vpt-advisor pilot' for every "
-        "option); its evidence outranks the paper's priors when the gap exceeds the seed noise.")] = False,
+        "option); its evidence outranks the paper's priors when the paired 95 % interval of the gap "
+        "excludes zero.")] = False,
     budget: BudgetOpt = "15m",
+    min_detectable: MinDetectableOpt = 3.0,
     weights: WeightsOpt = None,
     yes: YesOpt = False,
 ) -> None:
@@ -91,7 +93,8 @@ def recommend_command(
     show = not as_json and err_console.is_terminal
     result = run_recommend(request, progress=cli_progress(show), on_warning=warn)
     if pilot:
-        result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show)
+        result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show,
+                             min_detectable=min_detectable)
     if as_json:
         emit_json(result)
     else:
@@ -100,7 +103,7 @@ def recommend_command(
 
 
 def _with_pilot(result: RecommendReport, *, budget: str, weights: Path | None, yes: bool, as_json: bool,
-                show: bool) -> RecommendReport:
+                show: bool, min_detectable: float) -> RecommendReport:
     """Run the pilot; if it cannot run, show the paper-only recommendation first, then fail (exit 1)."""
     from advisor.render import err_console
     from advisor.render.pilot import render_plan
@@ -110,7 +113,7 @@ def _with_pilot(result: RecommendReport, *, budget: str, weights: Path | None, y
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
         return add_pilot(result, budget=budget, weights=weights, yes=yes, progress=cli_progress(show),
-                         on_plan=on_plan, confirm=cli_confirm())
+                         on_plan=on_plan, confirm=cli_confirm(), min_detectable=min_detectable)
     except EngineError:
         if not as_json:
             err_console.print("The pilot could not run; the recommendation from the paper alone:")

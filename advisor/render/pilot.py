@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from advisor.render import console, err_console
 from advisor.schemas import Recommendation
+from advisor.usecases.pilot import budget_flag
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
 
-__all__ = ["render_plan", "render_report", "format_bytes", "format_seconds"]
+__all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line"]
 
 
 def format_bytes(n: int) -> str:
@@ -33,55 +35,96 @@ def format_seconds(s: float) -> str:
     return f"{s:.1f}s"
 
 
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
+    """The plan as a two-column grid that wraps inside 80 columns: images, training, power, time."""
+    grid = _grid()
+    grids = "; ".join(f"{m} lr {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in plan.lr_grid.items())
+    grid.add_row("setup", f"{escape(plan.model)} on {escape(plan.device)} ({plan.precision}), {plan.img_size} px, "
+                 f"{plan.num_prompts} prompts ({escape(prompts_source)})")
+    grid.add_row("images", f"{plan.n_train:,} train · {plan.n_val:,} lr-selection · {plan.n_compare:,} comparison "
+                 f"(held out) of {plan.n_labeled:,} labeled, {plan.num_classes} classes")
+    grid.add_row("training", f"{plan.epochs} epochs × {len(plan.seeds)} seed(s), batch {plan.batch_size}; {grids} "
+                 f"({plan.n_trials} trials)")
+    z = plan.compare_needed
+    grid.add_row("detects", f"VPT-FT differences ≥ {plan.min_detectable:.1f} points (asked ≤ "
+                 f"{plan.target_detectable:g}; {z:,} comparison images reach it). Paired test on the same "
+                 f"images, two-sided α {plan.alpha:g}, power {plan.power:.0%}, assuming the methods disagree on "
+                 f"{plan.assumed_discordance:.0%} of images: MDD = (z₁₋α/₂ + z_power) × √(p_d / n) × 100")
+    probe = f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached"
+    grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
+                 f"budget{probe}")
+    if not plan.decisive_by_design:
+        need = [f"--budget {budget_flag(plan.sufficient_budget_s)}"] if plan.sufficient_budget_s else []
+        if plan.sufficient_labeled:
+            need.append(f"about {plan.sufficient_labeled:,} labeled images")
+        grid.add_row("[yellow]verdict[/]", "[yellow]not decisive by design[/]: this plan cannot detect "
+                     f"{plan.target_detectable:g} points; {' and '.join(need) or 'more data'} would")
+    return grid
+
+
 def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
     """Print the pilot plan (to stderr, so stdout stays the result)."""
-    grids = "; ".join(f"{m} lr {', '.join(f'{lr:g}' for lr in lrs)}" for m, lrs in plan.lr_grid.items())
-    err_console.print(
-        f"[bold]Pilot plan[/] on {escape(plan.device)} ({plan.precision}), {escape(plan.model)}: "
-        f"{plan.n_train} train / {plan.n_val} val images ({plan.num_classes} classes), {plan.epochs} epochs, "
-        f"{len(plan.seeds)} seed(s), {plan.n_trials} trials; {grids}; {plan.num_prompts} prompts "
-        f"({escape(prompts_source)}). Estimated {format_seconds(plan.estimated_s)} "
-        f"of a {format_seconds(plan.budget_s)} budget.",
-        soft_wrap=True,
-    )
+    err_console.print("[bold]Pilot plan[/]")
+    err_console.print(plan_lines(plan, prompts_source=prompts_source))
 
 
 def _methods_table(result: PilotResult) -> Table:
-    table = Table(title="Pilot results (validation accuracy at each method's best lr)", title_justify="left")
-    for col, just in (("method", "left"), ("best lr", "right"), ("val acc %", "right"), ("seeds", "right"),
-                      ("trainable params", "right"), ("img/s", "right"), ("peak memory", "right"),
-                      ("wall time", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    table = Table(title="Pilot results (accuracy % at each method's lr, picked on the selection split)",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # 8 narrow columns: about 72 characters with the longest method name, so 80 columns never clip
+    table.add_column("method", no_wrap=True)
+    for col in ("lr", "select %", "compare %", "seeds", "trained", "img/s", "time"):
+        table.add_column(col, justify="right", overflow="fold")
     for m in result.methods:
-        acc = f"{m.mean_acc:.1f} ± {m.std_acc:.1f}" if m.n_seeds else "-"
         note = f" ({m.diverged_trials} diverged)" if m.diverged_trials else ""
-        done = f"{m.n_seeds}" + (f" [{m.finished_trials}/{m.planned_trials} trials]"
-                                 if m.finished_trials != m.planned_trials else "")
-        mem_kind = "GPU" if m.peak_memory_kind == "cuda-allocated" else "RSS"
+        done = f"{m.n_seeds}" + (f" of {m.planned_trials}" if m.finished_trials != m.planned_trials else "")
         table.add_row(
             m.method + note,
             f"{m.best_lr:g}" if m.best_lr is not None else "-",
-            acc,
+            f"{m.mean_acc:.1f}±{m.std_acc:.1f}" if m.n_seeds else "-",
+            f"{m.compare_acc:.1f}±{m.compare_std:.1f}" if m.n_seeds and result.plan.n_compare else "-",
             done,
-            f"{m.trainable_params:,} ({m.trainable_pct:.2f}%)",
+            f"{m.trainable_pct:.2f}%",
             f"{m.images_per_s:.1f}",
-            f"{format_bytes(m.peak_memory_bytes)} {mem_kind}" if m.peak_memory_bytes else "-",
             format_seconds(m.wall_s),
         )
     return table
 
 
+def paired_line(result: PilotResult) -> str:
+    """One sentence on the paired comparison (or why there is none)."""
+    p, plan = result.paired, result.plan
+    if p is None:
+        return "No paired comparison: the pilot needs full finetuning and a VPT variant, with comparison images."
+    lo, hi = p.ci95
+    decisive = (lo > 0 or hi < 0) and plan.decisive_by_design
+    verdict = ("decisive" if decisive else "not decisive by design" if not plan.decisive_by_design
+               else "not decisive (the interval includes 0)")
+    return (f"{p.vpt_method} − {p.ft_method} on {p.n_compare:,} held-out images: {p.difference:+.1f} points, "
+            f"95 % interval [{lo:+.1f}, {hi:+.1f}] (paired bootstrap over images and seeds; the methods "
+            f"disagree on {p.discordance:.0%} of images): {verdict}.")
+
+
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool) -> None:
     """Print the per-method table, then the updated recommendation (if any)."""
     console.print(_methods_table(result))
+    console.print(paired_line(result))
     plan = result.plan
+    memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
+                       if m.peak_memory_bytes)
+    kind = "GPU allocated" if any(m.peak_memory_kind == "cuda-allocated" for m in result.methods) else "RSS"
     console.print(
-        f"[dim]{plan.n_train} train / {plan.n_val} val images, {plan.epochs} epochs; trials run "
-        f"{result.trials_run}, resumed {result.trials_resumed}; stored in {escape(result.store_dir)}. "
-        "Accuracies are on the validation split used to pick the lr, so they compare methods rather than "
-        "predict test accuracy.[/]",
-        soft_wrap=True,
-    )
+        f"[dim]{plan.n_train:,} train / {plan.n_val:,} selection / {plan.n_compare:,} comparison images, "
+        f"{plan.epochs} epochs; trials run {result.trials_run}, resumed {result.trials_resumed}; peak memory "
+        f"({kind}) {memory or '-'}; stored in {escape(result.store_dir)}. The lr is picked on the selection "
+        "split; the methods are compared only on the held-out comparison images.[/]")
     if result.n_skipped_files:
         err_console.print(f"[yellow]Warning:[/yellow] {result.n_skipped_files} image(s) could not be decoded and were skipped")
     if recommendation is not None:

@@ -182,8 +182,8 @@ def from_pilot(
 ) -> PilotReportInputs:
     """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
 
-    Each method is shown at its best grid lr (as :func:`engine.train.pilot.summarize_trials` picks it):
-    the best validation accuracy of every seed there, and those runs' learning curves.
+    Each method is shown at its lr picked on the selection split (as :func:`engine.train.pilot.summarize_trials`
+    picks it): every seed's accuracy on the held-out comparison images there, and those runs' learning curves.
 
     Args:
         result: The pilot result.
@@ -204,7 +204,7 @@ def from_pilot(
         methods.append(
             MethodSeeds(
                 method=summary.method,
-                accuracies=[t.fit.best_val_acc for t in runs],
+                accuracies=[t.compare_acc if t.compare_correct else t.fit.best_val_acc for t in runs],
                 seeds=[t.spec.seed for t in runs],
                 trainable_percent=summary.trainable_pct,
                 best_lr=summary.best_lr,
@@ -226,19 +226,28 @@ def from_pilot(
     provenance = {
         "model": plan.model,
         "device": f"{plan.device} ({plan.precision})",
-        "plan": f"{plan.n_train:,} train / {plan.n_val:,} val images, {plan.num_classes} classes, "
-        f"{plan.epochs} epochs, batch {plan.batch_size}, {plan.img_size} px, {plan.num_prompts} prompts",
+        "plan": f"{plan.n_train:,} train / {plan.n_val:,} lr-selection / {plan.n_compare:,} held-out comparison "
+        f"images, {plan.num_classes} classes, {plan.epochs} epochs, batch {plan.batch_size}, {plan.img_size} px, "
+        f"{plan.num_prompts} prompts",
+        "detectable difference": f"{plan.min_detectable:.1f} points (asked {plan.target_detectable:g}; "
+        + ("decisive by design)" if plan.decisive_by_design else "not decisive by design)"),
         "lr grid": "; ".join(f"{m}: {', '.join(f'{lr:g}' for lr in grid)}" for m, grid in plan.lr_grid.items()),
         "seeds": ", ".join(str(s) for s in plan.seeds),
         "trials": f"{result.trials_run} run now, {result.trials_resumed} resumed, {len(plan.trials)} planned",
         "wall time": f"{result.wall_s:.0f} s",
         "store": result.store_dir,
     }
+    if result.paired is not None:
+        p = result.paired
+        provenance["paired comparison"] = (
+            f"{p.vpt_method} - {p.ft_method} = {p.difference:+.1f} points, 95 % interval [{p.ci95[0]:+.1f}, "
+            f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (paired bootstrap)")
     if result.n_skipped_files:
         provenance["skipped files"] = str(result.n_skipped_files)
     notes = [
-        "Each method's lr is chosen on the same validation split it is reported on, so the accuracies are "
-        "optimistic: use them to compare methods, not to predict test accuracy."
+        "Each method's lr is picked on the lr-selection split; accuracies are final-model accuracies on the "
+        "held-out comparison images, which neither training nor lr selection saw. Learning curves are on the "
+        "selection split."
     ]
     kwargs = {}
     if recommendation is not None:

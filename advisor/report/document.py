@@ -185,11 +185,11 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
         + [_num(getter(m), fmt) for _title, fmt, getter in extra]
         for m in inputs.methods
     ]
-    headers = ["Method", "Seeds", "Mean val acc %", "Std", "Per seed", "Trainable %"] + [t for t, _f, _g in extra]
+    headers = ["Method", "Seeds", "Mean acc %", "Std", "Per seed", "Trainable %"] + [t for t, _f, _g in extra]
     table = Table(headers, rows, numeric=frozenset({1, 2, 3, 5} | set(range(6, len(headers)))))
     split = ""
     if inputs.n_train is not None:
-        split = f"Pilot on {inputs.n_train:,} training and {_num(inputs.n_val, ',')} validation images"
+        split = f"Pilot on {inputs.n_train:,} training and {_num(inputs.n_val, ',')} lr-selection images"
         split += f" from {inputs.dataset}." if inputs.dataset else "."
     sections = []
     if inputs.reasons:
@@ -205,7 +205,8 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
             FigureImage(
                 "pilot_accuracy",
                 "Accuracy per method",
-                "Best validation accuracy per method: mean (wide tick), ± 1 seed std, and each seed.",
+                "Accuracy per method on the held-out comparison images: mean (wide tick), ± 1 seed std, and "
+                "each seed.",
                 figure_png(pilot_accuracy_figure(inputs.methods)),
             )
         )
@@ -214,7 +215,7 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
             FigureImage(
                 "pilot_curves",
                 "Learning curves",
-                "Validation accuracy per epoch; thin lines are seeds, thick the seed mean.",
+                "Selection-split accuracy per epoch; thin lines are seeds, thick the seed mean.",
                 figure_png(learning_curves_figure(inputs.curves)),
             )
         )

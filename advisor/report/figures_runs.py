@@ -37,9 +37,9 @@ __all__ = [
 
 
 def pilot_accuracy_figure(
-    methods: list[MethodSeeds], *, title: str = "Pilot: validation accuracy per method"
+    methods: list[MethodSeeds], *, title: str = "Pilot: accuracy per method (held-out comparison images)"
 ) -> Figure:
-    """Mean best validation accuracy per method (wide tick), seed std (error bar) and every seed (dots)."""
+    """Mean accuracy per method (wide tick), seed std (error bar) and every seed (dots)."""
     from matplotlib.lines import Line2D
 
     fig = new_figure(8.0, 5.0)

@@ -1,10 +1,12 @@
 """The ``pilot`` use case: measured FT vs VPT on the user's own data, as decision evidence.
 
-The pilot (``engine.train.pilot``) fits a stratified 4:1 subsample, a small lr grid and ``seeds`` seeds
-into the budget from a measured warm-up, states the plan (``on_plan``), and asks ``confirm`` before a
-long CPU run. Finished trials are stored under ``out`` (rerunning resumes; Ctrl-C keeps them). With a
-task (or disparity) the pilot's accuracies become ``PilotEvidence`` for ``advisor.decide.recommend``,
-which lets them outrank the paper's priors when the difference exceeds the seed noise.
+The pilot (``engine.train.pilot``) holds out comparison images, sizes training, epochs and the lr grid to
+the budget from a short timing probe, and states the plan (``on_plan``) with the smallest difference it
+can detect. A plan that cannot detect ``min_detectable`` points is refused before any training unless
+``yes`` (it then runs as "not decisive by design" and never changes the answer); a long CPU run asks
+``confirm``. Finished trials are stored under ``out`` (rerunning resumes; Ctrl-C keeps them). With a
+task (or disparity) the pilot's paired comparison becomes ``PilotEvidence`` for
+``advisor.decide.recommend``, which lets it outrank the paper's priors when its 95 % interval excludes 0.
 
 Default prompt length: the paper's per-task length (App. E) when the task is a VTAB-1k task,
 otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examples).
@@ -12,25 +14,28 @@ otherwise ``engine.config.train.DEFAULT_NUM_PROMPTS`` (10, as VPT's README examp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from engine.config.train import DEFAULT_BACKBONE
-from advisor.schemas import AdvisorInputs, MethodScore, PilotEvidence, Recommendation
+from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
     import torch
 
     from engine.config.train import PilotConfig
+    from engine.device import Precision
+
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = [
     "PilotReport", "PilotRequest", "run_pilot_request", "LONG_CPU_RUN_S", "default_prompt_length",
-    "pilot_evidence",
+    "pilot_evidence", "power_refusal", "PilotRefusal", "budget_flag",
 ]
 
 LONG_CPU_RUN_S = 10 * 60
@@ -60,6 +65,16 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
 
 
+class PilotRefusal(BaseModel):
+    """What ``pilot --json`` prints when the plan is refused before training (then the error, exit 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    started: bool = Field(default=False, description="Always false: nothing was trained.")
+    reason: str = Field(description="Why the plan cannot decide and what would suffice.")
+    plan: dict[str, object] = Field(description="engine.train.pilot.PilotPlan as JSON.")
+
+
 class PilotRequest(BaseModel):
     """What the ``pilot`` command (or ``recommend --pilot``) was asked."""
 
@@ -78,8 +93,11 @@ class PilotRequest(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
     img_size: int | None = Field(default=None, ge=8, description="Input size.")
     device: str = Field(default="auto", description="--device.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description="--precision.")
-    yes: bool = Field(default=False, description="Start long CPU runs without asking.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="--precision (auto: bf16 on CUDA and on CPUs with native bf16, else fp32).")
+    min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
+                                  description="Difference (points) the pilot must be able to detect to decide.")
+    yes: bool = Field(default=False, description="Start long CPU runs and not-decisive-by-design pilots without asking.")
     quick: bool = Field(default=False, description="Smoke test: 2 epochs, one lr per method (meaningless results).")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
 
@@ -101,12 +119,44 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
 
 
 def pilot_evidence(result: PilotResult) -> PilotEvidence | None:
-    """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only)."""
-    scores = [MethodScore(method=m.method, mean=m.mean_acc, std=m.std_acc, n_seeds=m.n_seeds)
+    """Convert an ``engine.train.pilot.PilotResult`` into ``PilotEvidence`` (methods with finished trials only).
+
+    Scores are comparison-set accuracies where the plan held out comparison images, else selection ones.
+    """
+    plan = result.plan
+    scores = [MethodScore(method=m.method, mean=m.compare_acc if plan.n_compare else m.mean_acc,
+                          std=m.compare_std if plan.n_compare else m.std_acc, n_seeds=m.n_seeds)
               for m in result.methods if m.n_seeds >= 1]
-    if not scores or result.plan.n_train < 1 or result.plan.n_val < 1:
+    if not scores or plan.n_train < 1 or plan.n_val < 1:
         return None
-    return PilotEvidence(n_train=result.plan.n_train, n_val=result.plan.n_val, scores=scores)
+    p = result.paired
+    paired = None if p is None else PairedDifference(
+        vpt_method=p.vpt_method, ft_method=p.ft_method, difference=p.difference, ci95=p.ci95, ci99=p.ci99,
+        n_compare=p.n_compare, discordance=p.discordance)
+    return PilotEvidence(n_train=plan.n_train, n_val=plan.n_val, scores=scores, paired=paired,
+                         decisive_by_design=plan.decisive_by_design, min_detectable=plan.min_detectable,
+                         target_detectable=plan.target_detectable)
+
+
+def budget_flag(seconds: float) -> str:
+    """``--budget`` value covering ``seconds``, rounded up to whole minutes (``48m``, ``1h05m``)."""
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def power_refusal(plan: PilotPlan) -> str:
+    """Why ``plan`` cannot decide, and what would: the budget and the labeled images that would suffice."""
+    need = []
+    if plan.sufficient_budget_s is not None:
+        need.append(f"--budget {budget_flag(plan.sufficient_budget_s)}")
+    if plan.sufficient_labeled is not None:
+        need.append(f"about {plan.sufficient_labeled:,} labeled images (you have {plan.n_labeled:,})")
+    return (f"this pilot cannot decide: with {plan.n_compare} held-out comparison images and {len(plan.seeds)} "
+            f"seed(s) it detects only differences of {plan.min_detectable:.1f} points or more, not the "
+            f"{plan.target_detectable:g} asked (--min-detectable; paired test, assuming the methods disagree on "
+            f"{100 * plan.assumed_discordance:.0f} % of images); {plan.compare_needed:,} comparison images would "
+            f"be needed, i.e. {' and '.join(need) or 'more data'}. Re-run with more budget or data, or with "
+            "--yes to run it anyway as 'not decisive by design' (it will not change the answer)")
 
 
 def _confirm_long_run(plan: PilotPlan, device: torch.device, yes: bool, confirm: Confirm | None) -> None:
@@ -135,16 +185,16 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
     return recommend(inputs, evidence)
 
 
-def _pilot_config(req: PilotRequest, methods: tuple[str, ...], budget_s: float, num_prompts: int, *,
-                  cuda: bool) -> PilotConfig:
-    """The engine's pilot configuration for ``req`` (``auto`` precision: bf16 on CUDA, fp32 elsewhere)."""
-    from engine.config.train import BackboneSpec, PilotConfig
+def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
+    """The engine's pilot configuration for ``req``."""
+    from engine.config.train import BackboneSpec, PilotConfig, parse_budget
+    from engine.train.methods import parse_methods
 
-    prec = ("bf16" if cuda else "fp32") if req.precision == "auto" else req.precision
-    return PilotConfig(methods=methods, backbone=BackboneSpec(model=req.model, weights=req.weights,
-                                                              random_init=req.random_init),
-                       num_prompts=num_prompts, seeds=req.seeds, budget_s=budget_s, precision=prec,
-                       batch_size=req.batch_size, img_size=req.img_size, quick=req.quick)
+    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
+    return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
+                       seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
+                       batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
+                       quick=req.quick)
 
 
 def run_pilot_request(
@@ -168,15 +218,12 @@ def run_pilot_request(
     Returns:
         The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.config.train import parse_budget
     from engine.data.index import index_dataset
-    from engine.device import describe_device, resolve_device
-    from engine.paths import data_home
-    from engine.train.methods import parse_methods
+    from engine.device import describe_device, resolve_device, resolve_precision
+    from engine.errors import NotDecisiveError
+    from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
 
-    method_list = parse_methods(req.methods)
-    budget_s = parse_budget(req.budget)
     has_task = req.task is not None or req.disparity is not None or prior is not None
     if req.task is not None or req.disparity is not None:
         from advisor.decide import reconcile_disparity
@@ -185,18 +232,21 @@ def run_pilot_request(
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
-    config = _pilot_config(req, method_list, budget_s, num_prompts, cuda=dev.type == "cuda")
+    config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
     check_pilot_data(index)
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
-    plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone)
+    plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
+                      timing_cache=cache_dir() / "pilot_timing.json")
     if on_plan is not None:
         on_plan(plan, prompts_source)
+    if not plan.decisive_by_design and not req.yes:  # refused up front: only the timing probe has run
+        raise NotDecisiveError(power_refusal(plan), plan=plan.model_dump(mode="json"))
     _confirm_long_run(plan, dev, req.yes, confirm)
     with progress("Pilot (epochs)") as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
-                           on_progress=on_progress)
+                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
     evidence = pilot_evidence(result)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)
                       if evidence is not None and has_task else None)

@@ -171,6 +171,7 @@ def add_pilot(
     progress: StageProgress = no_progress,
     on_plan: PlanCallback | None = None,
     confirm: Confirm | None = None,
+    min_detectable: float = 3.0,
 ) -> RecommendReport:
     """Run a pilot on ``result``'s dataset and fold its evidence into the recommendation.
 
@@ -183,7 +184,7 @@ def add_pilot(
     """
     pilot = PilotRequest(dataset=_pilot_dataset(result.request), task=result.recommendation.inputs.task,
                          disparity=result.request.disparity, budget=budget, weights=weights,
-                         device=result.request.device, yes=yes)
+                         device=result.request.device, yes=yes, min_detectable=min_detectable)
     pilot_report, _ = run_pilot_request(pilot, progress=progress, on_plan=on_plan, confirm=confirm,
                                         prior=result.recommendation.inputs)
     if pilot_report.evidence is None:

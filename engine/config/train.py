@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, get_method
+from engine.train.power import ASSUMED_DISCORDANCE
 
 __all__ = [
     "BackboneSpec",
@@ -30,6 +31,7 @@ __all__ = [
     "scale_lr",
     "DEFAULT_NUM_PROMPTS",
     "QUICK_EPOCHS",
+    "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
     "parse_budget",
 ]
@@ -64,6 +66,10 @@ def method_defaults(method: str) -> dict[str, Any]:
     spec = get_method(method)
     return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
             "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
+
+
+DEFAULT_MIN_DETECTABLE = 3.0
+"""Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
 
 
 class BackboneSpec(FrozenModel):
@@ -171,6 +177,15 @@ class PilotConfig(FrozenModel):
     quick: bool = Field(
         False, description="Smoke test of the whole pipeline (big_vision's quick-test switch): at most "
         "QUICK_EPOCHS epochs and the first lr of each method's grid. Results are meaningless.")
+    min_detectable: float = Field(
+        DEFAULT_MIN_DETECTABLE, gt=0, le=100,
+        description="Smallest VPT-FT difference (points) the pilot must be able to detect to count as decisive.")
+    assumed_discordance: float = Field(
+        ASSUMED_DISCORDANCE, gt=0, le=1, description="Share of images FT and VPT disagree on, assumed when planning "
+        "(engine.train.power.ASSUMED_DISCORDANCE).")
+    compare_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Largest share of the labeled images held out to compare the methods "
+        "(never trained on, never used to pick the lr).")
 
     @model_validator(mode="after")
     def _check(self) -> PilotConfig:

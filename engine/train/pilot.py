@@ -1,124 +1,69 @@
-"""The pilot: short, budgeted FT-vs-VPT runs on a subsample of the user's own data.
+"""The pilot: short, budgeted FT-vs-VPT runs on the user's own data, planned for power and for time.
 
-Protocol (after the paper's data-size experiments): a stratified subsample split 4:1 into
-train/val, a small learning-rate grid per method and ``k`` seeds (``PAPER_SEEDS[:k]``); each
-method is reported at its best grid lr (mean validation accuracy over seeds; ties go to the
-smaller lr, as in the paper's ``tune_vtab.py``), as mean +- sample std over seeds. The lr is chosen
-on the same validation split it is reported on, so pilot accuracies are optimistic; they serve to
-*compare* methods, not to predict test accuracy.
+Protocol: three disjoint stratified splits (``engine.train.pilot_plan``): training, *selection*
+(evaluated every epoch; each method's lr is the grid value with the best mean selection accuracy
+over seeds, ties to the smaller lr as in the paper's ``tune_vtab.py``) and *comparison* (scored once by
+each trial's final model, per image). FT and VPT are compared on the comparison images only, with a
+paired bootstrap over images and seeds (``engine.train.power``), so the lr choice does not flatter
+the comparison. Seeds are ``PAPER_SEEDS[:k]``.
 
-``plan_pilot`` measures a short warm-up (one untimed and one or two timed steps per method) and
-picks subset size, epochs and grid size to fit the budget; the plan is stored, so a rerun reuses
-it instead of re-measuring (timing noise would otherwise change the plan and defeat resuming).
-``run_pilot`` saves each finished trial as JSON under ``store_dir`` at once; a rerun skips trials
-already on disk, and Ctrl-C (``KeyboardInterrupt``) loses only the trial in progress.
+``plan_pilot`` runs the timing probe (cached per device/model/method/size) and sizes the splits, epochs
+and grid to the budget and to ``min_detectable``; the plan is stored, so a rerun reuses it (timing noise
+would otherwise change the plan and defeat resuming). ``run_pilot`` saves each finished trial as JSON
+under ``store_dir`` at once; a rerun skips trials already on disk, and Ctrl-C (``KeyboardInterrupt``)
+loses only the trial in progress.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
-import statistics
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from engine.io import atomic_write_text, json_digest
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, QUICK_EPOCHS, PilotConfig, TrainConfig, method_defaults
-from engine.data.index import DatasetIndex, Sample, stratified_subsample, train_val_split
-from engine.errors import BudgetError, ConfigError, StoreError
-from engine.train.methods import Method, stages_of
-from engine.train.models import create_backbone_from
-from engine.train.pilot_timing import MethodTiming, measure_method_timing
+from engine.config.train import PAPER_SEEDS, PilotConfig, TrainConfig, method_defaults
+from engine.data.index import DatasetIndex, Sample
+from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
+from engine.device import autocast_context
+from engine.errors import ConfigError, EngineError, StoreError
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
-from engine.data.tensors import load_image_tensors
-from engine.train.loop import FitResult, fit
-from engine.train.transfer import build_model
+from engine.train.loop import fit
+from engine.train.methods import Method, stages_of
+from engine.train.models import create_backbone_from
 from engine.train.vpt import as_vit
+from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
+from engine.train.pilot_timing import (
+    PROBE_BUDGET_S,
+    MethodTiming,
+    cached_timing,
+    measure_method_timing,
+    store_timing,
+    timing_cache_key,
+    timing_from_trials,
+)
+from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
+from engine.train.power import PairedComparison
+from engine.train.transfer import build_model
 
-__all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot", "run_pilot",
-           "summarize_trials", "check_pilot_data", "load_pilot_backbone"]
+__all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
+           "run_pilot", "summarize_trials", "compare_methods", "check_pilot_data", "load_pilot_backbone"]
 
 logger = logging.getLogger(__name__)
 
-_SIZES = (10000, 5000, 2000, 1000, 800, 500, 400, 250, 200, 100, 50, 25)
-_EPOCHS = (50, 30, 20, 10, 5, 3, 2, 1)
-PILOT_KEY_CHARS = 16
-"""Hex characters of a pilot trial/plan key (64 bits: collisions are negligible for a user's trials)."""
-_DECODE_S_PER_IMAGE = 0.01
-"""Budget allowance for decoding + resizing one image once (our estimate: PIL decodes and resizes a
-~500 px JPEG in a few ms per core; 10 ms leaves headroom on a loaded 2-core machine)."""
+_DECODE_PROBE_FILES = 8
+"""Files decoded to time decoding when planning (a few: the probe must stay short)."""
 
-
-class TrialSpec(FrozenModel):
-    """One pilot training run."""
-
-    method: Method
-    lr: float = Field(description="Base lr (before batch scaling).")
-    seed: int
-
-
-class TrialResult(FrozenModel):
-    """A finished trial as stored on disk."""
-
-    key: str = Field(description="Fingerprint of everything that determines the trial.")
-    spec: TrialSpec
-    fit: FitResult
-
-
-class PilotPlan(FrozenModel):
-    """What the pilot will run and how long it should take."""
-
-    request_key: str
-    n_samples: int = Field(description="Subsample size (train + val).")
-    n_train: int
-    n_val: int
-    num_classes: int
-    epochs: int
-    batch_size: int
-    img_size: int
-    lr_grid: dict[str, tuple[float, ...]]
-    seeds: tuple[int, ...]
-    trials: list[TrialSpec]
-    timings: list[MethodTiming]
-    estimated_s: float = Field(description="Estimated wall time of all trials, decoding included.")
-    budget_s: float
-    device: str
-    precision: str
-    model: str
-    num_prompts: int
-
-    @property
-    def n_trials(self) -> int:
-        """Number of trials."""
-        return len(self.trials)
-
-
-class MethodSummary(FrozenModel):
-    """One method's pilot result."""
-
-    method: Method
-    best_lr: float | None = Field(description="Grid lr with the best mean val accuracy (None: no finished trial).")
-    mean_acc: float = Field(description="Mean best-epoch val accuracy (%) over seeds at best_lr.")
-    std_acc: float = Field(description="Sample std (%) over seeds at best_lr (0 with one seed).")
-    n_seeds: int
-    per_lr: dict[str, tuple[float, float, int]] = Field(description="lr -> (mean, std, seeds).")
-    trainable_params: int
-    total_params: int
-    trainable_pct: float
-    images_per_s: float = Field(description="Mean training throughput over the method's trials.")
-    peak_memory_bytes: int
-    peak_memory_kind: str
-    wall_s: float = Field(description="Summed wall time of the method's trials.")
-    diverged_trials: int
-    finished_trials: int
-    planned_trials: int
 
 
 class PilotResult(FrozenModel):
@@ -127,6 +72,8 @@ class PilotResult(FrozenModel):
     plan: PilotPlan
     methods: list[MethodSummary]
     trials: list[TrialResult]
+    paired: PairedComparison | None = Field(
+        None, description="VPT minus FT on the comparison images (None without both methods or comparison images).")
     trials_run: int = Field(description="Trials trained in this call.")
     trials_resumed: int = Field(description="Trials read back from the store.")
     n_skipped_files: int = Field(description="Subsample files that could not be decoded.")
@@ -135,69 +82,15 @@ class PilotResult(FrozenModel):
 
 
 def _digest(obj: object) -> str:
-    return json_digest(obj, length=PILOT_KEY_CHARS)
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _dataset_fingerprint(samples: list[Sample]) -> str:
     return _digest([[str(s.path), s.label] for s in samples])
 
 
-def _subset(index: DatasetIndex, config: PilotConfig, n: int) -> tuple[list[Sample], list[Sample]]:
-    chosen = stratified_subsample(index.samples, n, seed=config.split_seed)
-    return train_val_split(chosen, val_fraction=config.val_fraction, seed=config.split_seed)
-
-
-def _candidate_sizes(available: int, config: PilotConfig, num_classes: int) -> list[int]:
-    cap = min(available, config.max_samples)
-    floor = min(cap, max(2 * num_classes, 10))
-    sizes = sorted({cap, *(s for s in _SIZES if floor <= s <= cap)}, reverse=True)
-    return sizes
-
-
-def _trial_cost(t: MethodTiming, method: Method, epochs: int, n_train: int, n_val: int) -> float:
-    per_epoch = n_train * t.train_s_per_image + n_val * t.eval_s_per_image
-    return t.setup_s + len(stages_of(method)) * epochs * per_epoch
-
-
-def _estimate(timings: dict[str, MethodTiming], config: PilotConfig, n: int, epochs: int, grid: int) -> float:
-    n_val = max(1, round(n * config.val_fraction))
-    n_train = n - n_val
-    total = n * _DECODE_S_PER_IMAGE
-    for m in config.methods:
-        g = min(grid, len(config.grid_for(m)))
-        total += g * config.seeds * _trial_cost(timings[m], m, epochs, n_train, n_val)
-    return total
-
-
-def _choose(timings: dict[str, MethodTiming], config: PilotConfig, sizes: list[int]) -> tuple[int, int, int, float]:
-    """Pick (n, epochs, grid) that fits the budget.
-
-    Preference: at least 5 epochs first, then more data, then up to 10 epochs, then a larger grid,
-    then more epochs.
-    """
-    epochs_options = (config.epochs,) if config.epochs else (QUICK_EPOCHS,) if config.quick else _EPOCHS
-    max_grid = max(len(config.grid_for(m)) for m in config.methods)
-    best: tuple[tuple[int, ...], tuple[int, int, int, float]] | None = None
-    cheapest: tuple[float, int, int, int] | None = None
-    for n in sizes:
-        for e in epochs_options:
-            for g in range(1, max_grid + 1):
-                est = _estimate(timings, config, n, e, g)
-                if cheapest is None or est < cheapest[0]:
-                    cheapest = (est, n, e, g)
-                if est > config.budget_s:
-                    continue
-                score = (min(e, 5), n, min(e, 10), g, e)
-                if best is None or score > best[0]:
-                    best = (score, (n, e, g, est))
-    if best is None:
-        assert cheapest is not None
-        est, n, e, g = cheapest
-        raise BudgetError(
-            f"the budget of {config.budget_s / 60:.1f} min is too small: even {n} images x {e} epoch(s) x "
-            f"{config.seeds} seed(s) for {', '.join(config.methods)} needs about {est / 60:.1f} min here; "
-            "raise --budget, use fewer --methods/--seeds, or a GPU")
-    return best[1]
+def _splits(index: DatasetIndex, config: PilotConfig, plan: PilotPlan) -> tuple[list[Sample], ...]:
+    return split_samples(index.samples, config, n_compare=plan.n_compare, n=plan.n_samples)
 
 
 def load_pilot_backbone(config: PilotConfig) -> nn.Module:
@@ -217,10 +110,11 @@ def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device)
                     "device": device.type})
 
 
-def _epoch_reporter(on_progress: ProgressCallback | None, base: int,
-                    total: int) -> Callable[[int, object, object], None]:
-    """``on_epoch`` for :func:`engine.train.loop.fit`: report ``base + epoch`` of ``total`` epochs."""
-    return lambda epoch, _train, _val: report(on_progress, base + epoch, total)
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def check_pilot_data(index: DatasetIndex) -> None:
@@ -232,6 +126,47 @@ def check_pilot_data(index: DatasetIndex) -> None:
         raise ConfigError(f"the pilot needs at least 2 classes, found {index.num_classes} in {index.root}")
 
 
+def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
+    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method, img_size=img_size,
+                            num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
+
+
+def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,
+           timing_cache: Path | None) -> dict[str, MethodTiming]:
+    """Timing per method: from the cache, else measured (the whole probe within PROBE_BUDGET_S)."""
+    out: dict[str, MethodTiming] = {}
+    todo: list[tuple[Method, str]] = []
+    for m in config.methods:
+        key = _cache_key(config, m, img_size, device)
+        hit = cached_timing(timing_cache, key)
+        if hit is not None:
+            out[m] = hit if hit.source == "trial" else hit.model_copy(update={"source": "cache"})
+        else:
+            todo.append((m, key))
+    deadline = time.perf_counter() + PROBE_BUDGET_S
+    for i, (m, key) in enumerate(todo):
+        share = max(0.0, deadline - time.perf_counter()) / (len(todo) - i)  # what earlier methods left
+        out[m] = measure_method_timing(backbone, m, num_classes=num_classes, num_prompts=config.num_prompts,
+                                       batch_size=config.batch_size, img_size=img_size, precision=config.precision,
+                                       device=device, budget_s=share)
+        store_timing(timing_cache, key, out[m])
+    return {m: out[m] for m in config.methods}
+
+
+def _decode_seconds(samples: list[Sample], img_size: int, workers: int) -> float:
+    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant)."""
+    step = max(1, len(samples) // _DECODE_PROBE_FILES)
+    few = samples[::step][:_DECODE_PROBE_FILES]
+    if not few:
+        return DECODE_S_PER_IMAGE
+    t = time.perf_counter()
+    try:
+        load_image_tensors(few, size=img_size, workers=workers)
+    except EngineError:  # none decodable: the run itself will say so; plan with the fallback
+        return DECODE_S_PER_IMAGE
+    return (time.perf_counter() - t) / len(few)
+
+
 def plan_pilot(
     index: DatasetIndex,
     config: PilotConfig,
@@ -239,10 +174,14 @@ def plan_pilot(
     device: torch.device,
     store_dir: Path | None = None,
     backbone: nn.Module | None = None,
+    timing_cache: Path | None = None,
 ) -> PilotPlan:
-    """Measure a warm-up and choose subset size, epochs and lr grid to fit ``config.budget_s``.
+    """Probe timings and size the comparison/selection/training splits, epochs and lr grid.
 
-    A plan already stored under ``store_dir`` for the same data, config and device is reused.
+    A plan already stored under ``store_dir`` for the same data, config and device is reused. The plan
+    states its minimum detectable difference; when that misses ``config.min_detectable`` it is still
+    returned (``decisive_by_design=False``, with the budget and labeled images that would suffice):
+    refusing is the caller's decision.
 
     Raises:
         ConfigError: unlabeled data or fewer than two classes.
@@ -259,25 +198,32 @@ def plan_pilot(
     if backbone is None:
         backbone = load_pilot_backbone(config)
     img_size = _img_size(backbone, config)
-    timings = {m: measure_method_timing(backbone, m, num_classes=index.num_classes, num_prompts=config.num_prompts,
-                                        batch_size=config.batch_size, img_size=img_size, precision=config.precision,
-                                        device=device)
-               for m in config.methods}
-    sizes = _candidate_sizes(len(index.samples), config, index.num_classes)
-    n, epochs, grid, est = _choose(timings, config, sizes)
-    train, val = _subset(index, config, n)
-    lr_grid = {m: config.grid_for(m)[:grid] for m in config.methods}
+    t0 = time.perf_counter()
+    timings = _probe(backbone, config, num_classes=index.num_classes, img_size=img_size, device=device,
+                     timing_cache=timing_cache)
+    probe_s = time.perf_counter() - t0 if any(t.source == "probe" for t in timings.values()) else 0.0
+    decode_s = _decode_seconds(index.samples, img_size, config.workers)
+    n_labeled = len(index.samples)
+    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes,
+                                 decode_s=decode_s)
+    enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled, decode_s=decode_s)
+    train, val, compare = split_samples(index.samples, config, n_compare=choice.n_compare, n=choice.n)
+    lr_grid: dict[str, tuple[float, ...]] = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
     seeds = PAPER_SEEDS[: config.seeds]
-    trials = [TrialSpec(method=m, lr=lr, seed=s) for m in config.methods for lr in lr_grid[m] for s in seeds]
+    mdd = mdd_of(config, len(compare))
     plan = PilotPlan(
         request_key=key, n_samples=len(train) + len(val), n_train=len(train), n_val=len(val),
-        num_classes=index.num_classes, epochs=epochs, batch_size=min(config.batch_size, len(train)),
-        img_size=img_size, lr_grid=lr_grid, seeds=seeds, trials=trials, timings=list(timings.values()),
-        estimated_s=est, budget_s=config.budget_s, device=str(device), precision=config.precision,
-        model=config.backbone.model, num_prompts=config.num_prompts,
+        n_compare=len(compare), n_labeled=n_labeled, num_classes=index.num_classes, epochs=choice.epochs,
+        batch_size=min(config.batch_size, len(train)), img_size=img_size, lr_grid=lr_grid, seeds=seeds,
+        trials=[TrialSpec(method=m, lr=lr, seed=s) for m in config.methods for lr in lr_grid[m] for s in seeds],
+        timings=list(timings.values()), estimated_s=choice.estimated_s, budget_s=config.budget_s,
+        device=str(device), precision=config.precision, model=config.backbone.model, num_prompts=config.num_prompts,
+        min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
+        compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
+        assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
     )
     if plan_path is not None:
-        atomic_write_text(plan_path, plan.model_dump_json(indent=2))
+        _atomic_write(plan_path, plan.model_dump_json(indent=2))
     return plan
 
 
@@ -299,32 +245,30 @@ def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainCon
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 
-def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodSummary]:
-    """Per-method summary at the best grid lr (ties to the smaller lr)."""
-    out = []
-    for method in plan.lr_grid:
-        mine = [t for t in trials if t.spec.method == method]
-        planned = sum(1 for t in plan.trials if t.method == method)
-        per_lr: dict[str, tuple[float, float, int]] = {}
-        for lr in sorted({t.spec.lr for t in mine}):
-            accs = [t.fit.best_val_acc for t in mine if t.spec.lr == lr]
-            per_lr[repr(lr)] = (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, len(accs))
-        best_lr = max(sorted(per_lr, key=float), key=lambda k: per_lr[k][0]) if per_lr else None
-        mean, std, k = per_lr[best_lr] if best_lr is not None else (0.0, 0.0, 0)
-        fits = [t.fit for t in mine]
-        trainable = fits[0].trainable_params if fits else 0
-        total = fits[0].total_params if fits else 0
-        out.append(MethodSummary(
-            method=method, best_lr=float(best_lr) if best_lr is not None else None, mean_acc=mean, std_acc=std,
-            n_seeds=k, per_lr=per_lr, trainable_params=trainable, total_params=total,
-            trainable_pct=100.0 * trainable / total if total else 0.0,
-            images_per_s=statistics.fmean([f.images_per_s for f in fits]) if fits else 0.0,
-            peak_memory_bytes=max((f.peak_memory_bytes for f in fits), default=0),
-            peak_memory_kind=fits[0].peak_memory_kind if fits else "",
-            wall_s=sum(f.wall_s for f in fits), diverged_trials=sum(f.diverged for f in fits),
-            finished_trials=len(fits), planned_trials=planned,
-        ))
+def _score_compare(model: nn.Module, data: ImageTensors, tc: TrainConfig, device: torch.device) -> list[bool]:
+    """Per-image correctness of ``model`` on ``data`` (input order), under the trial's precision."""
+    if len(data) == 0:
+        return []
+    loader = TensorLoader(data, batch_size=max(tc.batch_size, 64), device=device, normalization=tc.normalization)
+    autocast = autocast_context(device, tc.precision)
+    model.eval()
+    out: list[bool] = []
+    with torch.inference_mode():
+        for x, y in loader:
+            with autocast():
+                pred = model(x).float().argmax(dim=-1)
+            out.extend(bool(v) for v in (pred == y).cpu().tolist())
     return out
+
+
+def _load_trial(path: Path) -> TrialResult | None:
+    if not path.is_file():
+        return None
+    try:
+        return TrialResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError:
+        logger.warning("re-running trial with unreadable result file %s", path)
+        return None
 
 
 def run_pilot(
@@ -337,6 +281,7 @@ def run_pilot(
     backbone: nn.Module | None = None,
     on_progress: ProgressCallback | None = None,
     on_trial: Callable[[TrialResult, bool], None] | None = None,
+    timing_cache: Path | None = None,
 ) -> PilotResult:
     """Run (or resume) the pilot described by ``plan`` (made by :func:`plan_pilot` when ``None``).
 
@@ -349,6 +294,7 @@ def run_pilot(
         backbone: a ready backbone (tests); built from ``config`` when ``None``.
         on_progress: ``on_progress(done, total)`` in epochs over all trials; also called once at start.
         on_trial: ``on_trial(result, resumed)`` for every trial, resumed ones included.
+        timing_cache: the probe's cache; trials run now replace their method's training cost in it.
 
     Returns:
         A :class:`PilotResult`. A ``KeyboardInterrupt`` propagates after the finished trials are on disk.
@@ -363,49 +309,86 @@ def run_pilot(
         backbone = load_pilot_backbone(config)
     if plan is None:
         plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone)
-    train_s, val_s = _subset(index, config, plan.n_samples)
-    data_key = _dataset_fingerprint(train_s + val_s)
-    train, skipped_train = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
-    val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
+    train_s, val_s, cmp_s = _splits(index, config, plan)
+    data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s), _dataset_fingerprint(cmp_s)]))
+    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
+    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
+    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers) if cmp_s
+                                 else (None, []))
     backbone.to("cpu")
+    results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
+                                 on_progress=on_progress, on_trial=on_trial)
+    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
+    methods = summarize_trials(plan, results)
+    return PilotResult(
+        plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results),
+        trials_run=len(fresh), trials_resumed=len(results) - len(fresh),
+        n_skipped_files=len(skipped) + len(skipped_val) + len(skipped_cmp), store_dir=str(store_dir),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+@dataclass
+class _Data:
+    """The decoded splits of one pilot and the fingerprint that keys its trials."""
+
+    data_key: str
+    train: ImageTensors | None = None
+    val: ImageTensors | None = None
+    compare: ImageTensors | None = None
+
+
+def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data: _Data, *, device: torch.device,
+                store_dir: Path, on_progress: ProgressCallback | None,
+                on_trial: Callable[[TrialResult, bool], None] | None) -> tuple[list[TrialResult], set[str]]:
+    """Every planned trial, read back from the store or trained and stored at once; (results, keys run now)."""
     results: list[TrialResult] = []
-    resumed = run = 0
+    fresh: set[str] = set()
     # progress is counted in epochs (a CPU trial can take minutes); resumed trials count at once
     units = {spec: len(stages_of(spec.method)) * plan.epochs for spec in plan.trials}
-    total = sum(units.values())
-    done = 0
+    total, done = sum(units.values()), 0
     report(on_progress, 0, total)
     for spec in plan.trials:
         tc = _train_config(plan, config, spec)
-        key = _trial_key(plan, config, data_key, tc)
-        path = store_dir / "trials" / f"{key}.json"
-        if path.is_file():
-            try:
-                result = TrialResult.model_validate_json(path.read_text(encoding="utf-8"))
-                results.append(result)
-                resumed += 1
-                done += units[spec]
-                if on_trial is not None:
-                    on_trial(result, True)
-                report(on_progress, done, total)
-                continue
-            except ValueError:
-                logger.warning("re-running trial with unreadable result file %s", path)
-        seed_everything(spec.seed, deterministic=config.deterministic)
-        model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
-                            num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
-        fitted = fit(model, train, val, tc, device=device, on_epoch=_epoch_reporter(on_progress, done, total))
-        del model
-        done += units[spec]
-        result = TrialResult(key=key, spec=spec, fit=fitted)
-        atomic_write_text(path, result.model_dump_json(indent=2))
+        path = store_dir / "trials" / f"{_trial_key(plan, config, data.data_key, tc)}.json"
+        result = _load_trial(path)
+        was_resumed = result is not None
+        if result is None:
+            def on_epoch(epoch: int, base: int = done) -> None:
+                report(on_progress, base + epoch, total)
+
+            result = _run_trial(backbone, plan, config, spec, tc, data, device, key=path.stem, on_epoch=on_epoch)
+            _atomic_write(path, result.model_dump_json())
+            fresh.add(result.key)
         results.append(result)
-        run += 1
+        done += units[spec]
         if on_trial is not None:
-            on_trial(result, False)
+            on_trial(result, was_resumed)
         report(on_progress, done, total)
-    return PilotResult(
-        plan=plan, methods=summarize_trials(plan, results), trials=results, trials_run=run, trials_resumed=resumed,
-        n_skipped_files=len(skipped_train) + len(skipped_val), store_dir=str(store_dir),
-        wall_s=time.perf_counter() - start,
-    )
+    return results, fresh
+
+
+def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResult], device: torch.device,
+                    timing_cache: Path | None) -> None:
+    if timing_cache is None:
+        return
+    for t in plan.timings:
+        fits = [r.fit for r in fresh if r.spec.method == t.method and not r.fit.diverged]
+        if not fits or len(stages_of(t.method)) != 1:
+            continue
+        measured = [(f.images_per_s, f.wall_s - len(f.val_accs) * plan.n_train / f.images_per_s,
+                     len(f.val_accs) * plan.n_val) for f in fits if f.images_per_s > 0]
+        store_timing(timing_cache, _cache_key(config, t.method, plan.img_size, device),
+                     timing_from_trials(t, measured))
+
+
+def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,
+               data: _Data, device: torch.device, *, key: str, on_epoch: Callable[[int], None]) -> TrialResult:
+    seed_everything(spec.seed, deterministic=config.deterministic)
+    model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes,
+                        num_prompts=config.num_prompts, prompt_dropout=tc.prompt_dropout)
+    assert data.train is not None and data.val is not None  # decoded by run_pilot
+    fitted = fit(model, data.train, data.val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))
+    correct = _score_compare(model, data.compare, tc, device) if data.compare is not None else []
+    del model
+    return TrialResult(key=key, spec=spec, fit=fitted, compare_correct=correct)

@@ -16,7 +16,7 @@ from advisor.decide import (
     recommend,
     reconcile_disparity,
 )
-from advisor.schemas import MethodScore, PilotEvidence, Recommendation
+from advisor.schemas import MethodScore, PairedDifference, PilotEvidence, Recommendation
 from engine.fid.calibration import Calibration
 from engine.errors import ConfigError, UnknownTaskError
 from engine.paper import VTAB_TASKS, backbone_results, fgvc_table
@@ -204,38 +204,47 @@ def test_calibration_replaces_the_default_when_the_reference_matches() -> None:
 
 # --- pilot evidence -----------------------------------------------------------------------------------
 
-def _pilot(ft: float, vpt: float, std: float = 0.5, seeds: int = 3) -> PilotEvidence:
-    return PilotEvidence(n_train=400, n_val=100, scores=[
-        MethodScore(method="full", mean=ft, std=std, n_seeds=seeds),
-        MethodScore(method="vpt-deep", mean=vpt, std=std, n_seeds=seeds),
-        MethodScore(method="vpt-shallow", mean=vpt - 5, std=std, n_seeds=seeds)])
+def _pilot(ft: float, vpt: float, ci95: tuple[float, float] | None = None, ci99: tuple[float, float] | None = None,
+           *, by_design: bool = True) -> PilotEvidence:
+    diff = vpt - ft
+    lo, hi = ci95 if ci95 is not None else (diff - 2.0, diff + 2.0)
+    paired = PairedDifference(vpt_method="vpt-deep", ft_method="full", difference=diff, ci95=(lo, hi),
+                              ci99=ci99 or (lo - 1.0, hi + 1.0), n_compare=1800, discordance=0.2)
+    return PilotEvidence(n_train=400, n_val=100, paired=paired, decisive_by_design=by_design,
+                         min_detectable=3.0 if by_design else 12.0, target_detectable=3.0, scores=[
+        MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
+        MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3),
+        MethodScore(method="vpt-shallow", mean=vpt - 5, std=0.5, n_seeds=3)])
 
 
-def test_decisive_pilot_outranks_the_priors() -> None:
+def test_decisive_pilot_outranks_the_priors_and_confidence_follows_the_interval() -> None:
     cars = FGVC["stanford_cars"].fid
     rec = _rec(disparity="low", fid=cars, n_train=800, pilot=_pilot(ft=60.0, vpt=70.0))
-    assert rec.recommendation == "VPT" and rec.confidence == "high"
+    assert rec.recommendation == "VPT" and rec.confidence == "high"  # 99 % interval [7, 13] excludes 0
     assert rec.pilot is not None and rec.pilot.decisive and rec.pilot.vpt is not None
-    assert rec.pilot.vpt.method == "vpt-deep"
-    assert rec.reasons[0].rule == "pilot"
+    assert rec.pilot.vpt.method == "vpt-deep" and rec.pilot.interval == (8.0, 12.0)
+    assert rec.reasons[0].rule == "pilot" and "excludes zero" in rec.reasons[0].sentence
+    medium = _rec(disparity="low", fid=cars, n_train=800, pilot=_pilot(60.0, 63.0, (0.5, 5.5), (-0.3, 6.3)))
+    assert medium.recommendation == "VPT" and medium.confidence == "medium"
 
 
-def test_pilot_within_noise_keeps_the_prior() -> None:
+def test_interval_including_zero_keeps_the_prior() -> None:
     cars = FGVC["stanford_cars"].fid
-    rec = _rec(disparity="low", fid=cars, n_train=800, pilot=_pilot(ft=60.0, vpt=61.5, std=1.0))
+    # 71 vs 70 with a tight seed spread is not decisive when the paired interval straddles zero
+    rec = _rec(disparity="low", fid=cars, n_train=800, pilot=_pilot(ft=70.0, vpt=71.0, ci95=(-2.1, 4.0)))
     assert rec.pilot is not None and not rec.pilot.decisive
-    assert rec.pilot.margin == pytest.approx(2.0)  # 2 x pooled std of 1.0
-    assert rec.recommendation == "FT"
+    assert rec.pilot.margin == pytest.approx(3.05)
+    assert rec.recommendation == "FT" and "includes zero" in rec.reasons[0].sentence
 
 
-def test_single_seed_margin_and_one_image_floor() -> None:
-    one = _rec(task="counting", n_train=800, pilot=_pilot(ft=70.0, vpt=68.5, std=0.0, seeds=1))
-    assert one.pilot is not None and not one.pilot.decisive and one.recommendation == "VPT"
-    tight = PilotEvidence(n_train=40, n_val=10, scores=[MethodScore(method="FT", mean=70, std=0.1, n_seeds=3),
-                                                        MethodScore(method="VPT", mean=75, std=0.1, n_seeds=3)])
-    rec = _rec(task="counting", n_train=800, pilot=tight)
-    assert rec.pilot is not None and rec.pilot.margin == pytest.approx(10.0)  # one of 10 validation images
-    assert not rec.pilot.decisive
+def test_not_decisive_by_design_never_changes_the_answer() -> None:
+    lo, hi = DEFAULT_THRESHOLD.band
+    for fid in ((lo + hi) / 2, FGVC["stanford_cars"].fid):
+        base = _rec(disparity="low", fid=fid, n_train=800)
+        rec = _rec(disparity="low", fid=fid, n_train=800, pilot=_pilot(60.0, 80.0, by_design=False))
+        assert rec.pilot is not None and not rec.pilot.decisive and not rec.pilot.by_design
+        assert (rec.recommendation, rec.confidence, rec.lean) == (base.recommendation, base.confidence, base.lean)
+        assert "not decisive by design" in rec.reasons[0].sentence
 
 
 def test_pilot_breaks_a_borderline_tie_and_handles_missing_methods() -> None:
@@ -245,6 +254,10 @@ def test_pilot_breaks_a_borderline_tie_and_handles_missing_methods() -> None:
     partial = PilotEvidence(n_train=10, n_val=10, scores=[MethodScore(method="linear", mean=50)])
     rec2 = _rec(task="counting", n_train=800, pilot=partial)
     assert rec2.recommendation == "VPT" and "cannot be compared" in rec2.reasons[0].sentence
+    unpaired = PilotEvidence(n_train=40, n_val=10, scores=[MethodScore(method="FT", mean=60, std=0.1, n_seeds=3),
+                                                           MethodScore(method="VPT", mean=80, std=0.1, n_seeds=3)])
+    rec3 = _rec(task="counting", n_train=800, pilot=unpaired)
+    assert rec3.pilot is not None and not rec3.pilot.decisive and "no paired comparison" in rec3.reasons[0].sentence
 
 
 # --- output contract ----------------------------------------------------------------------------------
@@ -280,8 +293,12 @@ def test_calibrated_side_without_data_at_n_falls_back_to_disparity() -> None:
 # --- pilot evidence counts at its own size (issue 8, item 3) -------------------------------------------
 
 def _pilot_at(m: int, ft: float, vpt: float) -> PilotEvidence:
-    return PilotEvidence(n_train=m, n_val=200, scores=[MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
-                                                       MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3)])
+    d = vpt - ft  # a paired interval well clear of zero (95 % and 99 %): a decisive, high-confidence pilot
+    paired = PairedDifference(vpt_method="vpt-deep", ft_method="full", difference=d, ci95=(d - 3, d + 3),
+                              ci99=(d - 4, d + 4), n_compare=1800, discordance=0.2)
+    return PilotEvidence(n_train=m, n_val=200, paired=paired,
+                         scores=[MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
+                                 MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3)])
 
 
 def test_a_small_pilot_is_combined_with_the_size_trend_not_substituted() -> None:

@@ -5,21 +5,41 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import advisor.usecases.pilot as pilot_uc
 from advisor.cli import main
 from engine.config.train import DEFAULT_NUM_PROMPTS
 from engine.paper import get_vtab_task
+from tests.conftest import write_png
+
+TINY = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16",
+        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--quick", "--min-detectable", "40"]
+"""Detecting 40 points takes 10 held-out comparison images (30 images could never detect the default 3)."""
+
+
+@pytest.fixture
+def colour_dataset(tmp_path: Path) -> Path:
+    gen = np.random.default_rng(0)
+    root = tmp_path / "colours"
+    for c, name in enumerate(["red", "green", "blue"]):
+        for i in range(10):
+            img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
+            img[..., c] += 150
+            write_png(root / name / f"{i}.png", img)
+    return root
+
+
+@pytest.fixture
+def quick() -> None:
+    """Quick mode is the ``--quick`` flag in TINY (2 epochs, one lr per method); nothing to patch."""
+
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16",
-        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--quick"]
-"""A tiny random ViT in quick mode (2 epochs, one lr per method): plumbing only, accuracies meaningless."""
 
-
-def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path,
+def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: None,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "store"
     args = ["pilot", str(colour_dataset), "--task", "clevr_count", "--prompts", "3", *TINY, "--out", str(out),
@@ -28,7 +48,11 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path,
     report = json.loads(capsys.readouterr().out)
     assert report["num_prompts"] == 3 and report["num_prompts_source"] == "--prompts"
     pilot = report["pilot"]
-    assert pilot["plan"]["n_train"] + pilot["plan"]["n_val"] == 30
+    plan = pilot["plan"]
+    assert plan["n_train"] + plan["n_val"] + plan["n_compare"] == 30 and plan["n_compare"] == 10
+    assert plan["decisive_by_design"] and plan["min_detectable"] <= 40 and plan["target_detectable"] == 40
+    assert len(pilot["trials"][0]["compare_correct"]) == 10  # per-image results are stored
+    assert pilot["paired"]["n_compare"] == 10 and report["evidence"]["paired"] is not None
     assert [m["method"] for m in pilot["methods"]] == ["full", "vpt-deep"]
     assert pilot["trials_run"] == 4 and pilot["trials_resumed"] == 0
     scores = {s["method"]: s for s in report["evidence"]["scores"]}
@@ -42,21 +66,76 @@ def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path,
     assert again["evidence"] == report["evidence"]
 
 
-def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_pilot_table_and_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
+                                        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.render import console, err_console
+
+    monkeypatch.setattr(console, "width", 80)
+    monkeypatch.setattr(err_console, "width", 80)
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--methods", "full,vpt-shallow", *TINY,
                  "--out", str(tmp_path / "s")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Pilot plan" in captured.err and f"{DEFAULT_NUM_PROMPTS} prompts" in captured.err
-    assert "vpt-shallow" in captured.out and "trainable params" in captured.out
+    assert "detects" in captured.err and "comparison (held out)" in captured.err
+    assert "vpt-shallow" in captured.out and "compare %" in captured.out and "95 % interval" in captured.out
+    ours = [line for line in (captured.out + captured.err).splitlines() if "RANDOM weights" not in line]
+    assert max(len(line) for line in ours) <= 80  # the plan and the table fit 80 columns
     assert "Recommendation" in captured.out and "Pilot on your data" in captured.out
 
 
-def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path,
+def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path, quick: None,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(colour_dataset), "--methods", "linear", *TINY, "--out", str(tmp_path / "s")]) == 0
     assert "Pass --task" in capsys.readouterr().out
+
+
+def test_small_budget_on_a_small_dataset_is_refused_up_front(
+        colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.train.pilot as pilot_mod
+
+    trained: list[object] = []
+    monkeypatch.setattr(pilot_mod, "fit", lambda *a, **k: trained.append(a))
+    store = tmp_path / "s"
+    full_mode = [a for a in TINY[:-2] if a != "--quick"]  # the planning numbers below are the real mode's
+    args = ["pilot", str(colour_dataset), "--task", "counting", *full_mode, "--budget", "1m", "--out", str(store)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Pilot plan" in err and "not decisive by design" in err  # the plan is shown, then the refusal
+    assert "cannot decide" in err and "--budget" in err and "labeled images (you have 30)" in err
+    assert "--yes" in err and "Traceback" not in err
+    assert not trained and not (store / "trials").exists()
+
+    assert main([*args, "--json"]) == 1
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["started"] is False and refused["plan"]["decisive_by_design"] is False
+    assert refused["plan"]["sufficient_labeled"] > 1000 and refused["plan"]["sufficient_budget_s"] > 60
+
+
+def test_not_decisive_by_design_runs_with_yes_and_never_changes_the_answer(
+        colour_dataset: Path, tmp_path: Path, quick: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["recommend", "--task", "counting", "--n-train", "30", "--json"]) == 0
+    prior = json.loads(capsys.readouterr().out)["recommendation"]
+    args = ["pilot", str(colour_dataset), "--task", "counting", *TINY[:-2], "--out", str(tmp_path / "s"), "--json",
+            "--yes"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["evidence"]["decisive_by_design"] is False
+    rec = report["recommendation"]
+    assert (rec["recommendation"], rec["confidence"]) == (prior["recommendation"], prior["confidence"])
+    assert rec["pilot"]["decisive"] is False and "not decisive by design" in rec["reasons"][0]["sentence"]
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_refused(colour_dataset: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import engine.device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_bf16_support",
+                        lambda cpuinfo=None: device_mod.CpuBf16(native=False, flags=(), capability="AVX512",
+                                                                source="test"))
+    assert main(["pilot", str(colour_dataset), *TINY, "--precision", "bf16"]) == 1
+    err = capsys.readouterr().err
+    assert "bf16 refused" in err and "emulated" in err and "--precision fp32" in err and "Traceback" not in err
 
 
 def test_default_prompt_length_follows_the_paper() -> None:
@@ -65,7 +144,7 @@ def test_default_prompt_length_follows_the_paper() -> None:
     assert pilot_uc.default_prompt_length(None)[0] == DEFAULT_NUM_PROMPTS
 
 
-def test_long_cpu_run_needs_yes(colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_long_cpu_run_needs_yes(colour_dataset: Path, tmp_path: Path, quick: None, monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(pilot_uc, "LONG_CPU_RUN_S", 0.0)
     store = tmp_path / "s"

@@ -11,8 +11,9 @@ import pytest
 import advisor.usecases.recommend as rec_uc
 from advisor.cli import main
 from advisor.usecases.pilot import PilotReport, PilotRequest
-from advisor.schemas import MethodScore, PilotEvidence
-from tests.advisor.test_pilot_cli import TINY
+from advisor.schemas import MethodScore, PairedDifference, PilotEvidence
+from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
+
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,7 +22,10 @@ def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):
     def run(req: PilotRequest, *, progress: Any, on_plan: Any, confirm: Any, prior: Any) -> tuple[PilotReport, None]:
         calls.append(req)
         assert prior is not None and prior.disparity == "high"  # the recommend inputs are passed on
-        evidence = PilotEvidence(n_train=160, n_val=40, scores=[
+        diff = vpt - ft
+        paired = PairedDifference(vpt_method="vpt-deep", ft_method="full", difference=diff, ci95=(diff - 3, diff + 3),
+                                  ci99=(diff - 4, diff + 4), n_compare=1800, discordance=0.3)
+        evidence = PilotEvidence(n_train=160, n_val=40, paired=paired, scores=[
             MethodScore(method="full", mean=ft, std=0.5, n_seeds=3),
             MethodScore(method="vpt-deep", mean=vpt, std=0.5, n_seeds=3)])
         report = PilotReport(dataset=str(req.dataset), n_labeled=200, task=req.task, num_prompts=100,
@@ -72,7 +76,7 @@ def test_pilot_offline_without_weights_shows_prior_then_fails(capsys: pytest.Cap
     assert "Error:" in captured.err and "Traceback" not in captured.err
 
 
-def test_pilot_report_html(colour_dataset: Path, tmp_path: Path,
+def test_pilot_report_html(colour_dataset: Path, tmp_path: Path, quick: None,  # noqa: F811
                            capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "pilot.html"
     code = main(["pilot", str(colour_dataset), "--task", "counting", "--prompts", "2", *TINY,
@@ -84,7 +88,7 @@ def test_pilot_report_html(colour_dataset: Path, tmp_path: Path,
     assert f"Wrote {report}" in captured.err.replace("\n", "")
 
 
-def test_pilot_report_bad_suffix_fails_before_training(colour_dataset: Path, tmp_path: Path,
+def test_pilot_report_bad_suffix_fails_before_training(colour_dataset: Path, tmp_path: Path,  # noqa: F811
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(colour_dataset), *TINY, "--report", str(tmp_path / "r.docx")]) == 1
     assert "unknown report type" in capsys.readouterr().err

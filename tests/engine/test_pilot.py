@@ -5,29 +5,40 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import engine.train.pilot as pilot_mod
-from engine.config.train import BackboneSpec, PAPER_SEEDS, PilotConfig, parse_budget
-from engine.data.index import index_dataset
+from engine.config.train import PAPER_SEEDS, BackboneSpec, PilotConfig, parse_budget
+from engine.data.index import DatasetIndex, Sample, index_dataset
+from engine.train.pilot_plan import split_samples
+from engine.train.power import compare_images_needed
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
-from tests.conftest import write_colour_dataset
+from tests.conftest import write_png
 from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
 def colour_dataset(tmp_path: Path) -> Path:
-    """Three classes of 32x32 PNGs, 20 each (more than the CLI tests' 10, for the size planning)."""
-    return write_colour_dataset(tmp_path / "colours", 20)
+    """Three classes of 32x32 PNGs (20 each), told apart by the bright channel."""
+    gen = np.random.default_rng(0)
+    root = tmp_path / "colours"
+    for c, name in enumerate(["red", "green", "blue"]):
+        for i in range(20):
+            img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
+            img[..., c] += 150
+            write_png(root / name / f"{i}.png", img)
+    return root
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**kw: object) -> PilotConfig:
-    backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=BackboneSpec(model=TINY_VIT_NAME, random_init=True,
+                                                         model_kwargs=TINY_VIT), num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
                                    epochs=2, deterministic=True)
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 
@@ -64,15 +75,47 @@ def test_plan_fits_the_budget_and_shrinks_with_it(colour_dataset: Path, monkeypa
     small = plan_pilot(index, _config(epochs=None, budget_s=20), device=torch.device("cpu"), backbone=backbone)
     assert calls == ["full", "vpt-deep", "full", "vpt-deep"]
     assert big.estimated_s <= 3600 and small.estimated_s <= 20
-    assert (big.n_samples, big.epochs, len(big.lr_grid["full"])) > (small.n_samples, small.epochs, 0)
-    assert big.n_samples == 60 and big.n_train == 48 and big.n_val == 12  # 4:1 split
-    assert big.epochs * big.n_samples > small.epochs * small.n_samples
+    assert (big.n_compare, big.epochs, len(big.lr_grid["full"])) > (small.n_compare, small.epochs, 0)
+    # 60 labeled images: half held out for the comparison, the rest split 4:1 into train / selection
+    assert big.n_compare == 30 and big.n_samples == 30 and big.n_train == 24 and big.n_val == 6
     assert big.seeds == PAPER_SEEDS[:2]
     assert len(big.trials) == sum(len(g) for g in big.lr_grid.values()) * 2
-    # the estimate is the model's own arithmetic, checked independently
+    # 30 comparison images cannot detect 3 points: the plan says so and names what would suffice
+    assert not big.decisive_by_design and big.min_detectable > 20
+    assert big.sufficient_labeled == big.compare_needed + big.n_samples and big.compare_needed > 1000
+    # the estimate is the line model's own arithmetic, checked independently (per-step costs are 0 here)
     per_epoch = big.n_train * 0.01 + big.n_val * 0.01 / 3
-    expected = 60 * pilot_mod._DECODE_S_PER_IMAGE + sum(len(g) for g in big.lr_grid.values()) * 2 * big.epochs * per_epoch
+    trial = big.epochs * per_epoch + big.n_compare * 0.01 / 3
+    expected = 60 * big.decode_s_per_image + sum(len(g) for g in big.lr_grid.values()) * 2 * trial
     assert big.estimated_s == pytest.approx(expected)
+
+
+def _index(n_per_class: int, classes: int = 4) -> DatasetIndex:
+    samples = [Sample(Path(f"/virtual/{c}/{i}.png"), c) for c in range(classes) for i in range(n_per_class)]
+    return DatasetIndex(root=Path("/virtual"), layout="imagefolder", samples=samples,
+                        classes=[str(c) for c in range(classes)], skipped=[])
+
+
+def test_plan_holds_out_enough_comparison_images_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fixed_timing(monkeypatch, 0.001)
+    index = _index(1000)
+    plan = plan_pilot(index, _config(epochs=None, budget_s=3600, seeds=3), device=torch.device("cpu"),
+                      backbone=make_vit())
+    needed = compare_images_needed(3.0, 3)
+    assert plan.n_compare == plan.compare_needed == needed
+    assert plan.decisive_by_design and plan.min_detectable <= 3.0
+    assert plan.sufficient_labeled is None and plan.sufficient_budget_s is None
+    train, val, cmp = split_samples(index.samples, _config(seeds=3), n_compare=plan.n_compare, n=plan.n_samples)
+    assert not ({*train} & {*cmp} or {*val} & {*cmp} or {*train} & {*val})  # three disjoint splits
+    assert len(cmp) == plan.n_compare and len(train) + len(val) == plan.n_samples
+
+
+def test_plan_with_enough_images_but_a_small_budget_names_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fixed_timing(monkeypatch, 0.05)
+    plan = plan_pilot(_index(1000), _config(epochs=None, budget_s=40, seeds=1), device=torch.device("cpu"),
+                      backbone=make_vit())
+    assert not plan.decisive_by_design and plan.sufficient_labeled is None
+    assert plan.sufficient_budget_s is not None and plan.sufficient_budget_s > 40
 
 
 def test_budget_too_small(colour_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,3 +193,30 @@ def test_summary_is_mean_and_std_over_seeds_at_the_best_lr(colour_dataset: Path,
     assert vpt.trainable_params == 2 * 32 + 32 * 3 + 3  # one shallow set of 2 prompts + head
     assert 0 < vpt.trainable_pct < 5
     assert vpt.images_per_s > 0 and vpt.peak_memory_bytes > 0 and vpt.wall_s > 0
+
+
+def test_probe_fits_a_line_and_is_cached(colour_dataset: Path, tmp_path: Path) -> None:
+    from engine.train.pilot_timing import measure_method_timing
+
+    timing = measure_method_timing(make_vit(), "full", num_classes=3, num_prompts=2, batch_size=16, img_size=32,
+                                   precision="fp32", device=torch.device("cpu"), budget_s=5.0)
+    assert timing.train_s_per_image > 0 and timing.eval_s_per_image > 0 and timing.batch == 16  # affordable
+    assert timing.train_s_per_step >= 0 and timing.probe_s < 5.0 + 2.0  # one step may start just before the cap
+    cache = tmp_path / "timing.json"
+    index = index_dataset(colour_dataset)
+    first = plan_pilot(index, _config(), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)
+    assert {t.source for t in first.timings} == {"probe"} and first.probe_s > 0
+    # another request (other seeds) on the same device/model/methods/size reads the cache: no probe
+    again = plan_pilot(index, _config(seeds=1), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)
+    assert {t.source for t in again.timings} == {"cache"} and again.probe_s == 0.0
+    assert [t.train_s_per_image for t in again.timings] == [t.train_s_per_image for t in first.timings]
+    other = plan_pilot(index, _config(img_size=24), device=torch.device("cpu"), backbone=make_vit(img_size=24),
+                       timing_cache=cache)
+    assert {t.source for t in other.timings} == {"probe"}  # another image size is another entry
+    # real trials replace the probe's training cost in the cache
+    config = _config(lr_grid={"full": (1e-3,), "vpt-deep": (1.0,)}, seeds=1)
+    run_pilot(index, config, store_dir=tmp_path / "store", device=torch.device("cpu"), backbone=make_vit(),
+              timing_cache=cache)
+    later = plan_pilot(index, _config(seeds=1, epochs=3), device=torch.device("cpu"), backbone=make_vit(),
+                       timing_cache=cache)
+    assert {t.source for t in later.timings} == {"trial"}

@@ -1,0 +1,159 @@
+"""Power and paired noise model of the pilot: FT vs VPT scored on the *same* comparison images.
+
+Two methods evaluated on one set of ``n`` images differ, image by image, by ``d_i`` in {-1, 0, +1}
+(per seed). The accuracy difference is the mean of ``d_i``; its variance is ``p_d / n`` where
+``p_d`` is the *discordance rate* (share of images on which exactly one method is right) minus a
+negligible ``delta^2`` term. This is the normal approximation behind McNemar's test.
+
+Before training, ``p_d`` is unknown and assumed (``ASSUMED_DISCORDANCE``). Averaging ``k`` seeds
+only removes the seed-specific part of the disagreement; the image-level part (``image_share`` of
+it) stays, so the variance is ``p_d * (rho + (1 - rho) / k) / n``. We assume ``rho = 1`` by default
+(no credit for seeds: the conservative choice, since no source gives the split). The minimum
+detectable difference (two-sided test at ``alpha``, probability ``power`` of detecting it) is
+
+    MDD = (z_{1 - alpha/2} + z_{power}) * sqrt(p_d * (rho + (1 - rho) / k) / n) * 100   [points]
+
+After training, :func:`paired_bootstrap` measures the difference with a percentile bootstrap that
+resamples comparison images (jointly for both methods, which keeps the pairing) and seeds (per
+method); "decisive" means the 95 % interval excludes zero. Statistics run in float64 on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from engine.config import FrozenModel
+
+if TYPE_CHECKING:  # numpy is imported where the bootstrap runs: the CLI starts without it
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = [
+    "ALPHA",
+    "ASSUMED_DISCORDANCE",
+    "POWER",
+    "IMAGE_SHARE",
+    "BOOTSTRAP_SAMPLES",
+    "PairedComparison",
+    "min_detectable_difference",
+    "compare_images_needed",
+    "paired_bootstrap",
+]
+
+ALPHA = 0.05
+"""Two-sided significance level of the paired test (the conventional 5 %)."""
+POWER = 0.80
+"""Probability of detecting a true difference of the MDD (Cohen's conventional 80 %)."""
+ASSUMED_DISCORDANCE = 0.20
+"""Share of images on which FT and VPT disagree, assumed before training (issue 11's worked example:
+20 % disagreement; the pilot reports the rate it actually observes)."""
+IMAGE_SHARE = 1.0
+"""Share of the disagreement that persists across seeds (1 = seeds do not shrink it; conservative)."""
+BOOTSTRAP_SAMPLES = 2000
+"""Bootstrap resamples of the percentile interval (Efron & Tibshirani recommend >= 1000 for 95 % intervals)."""
+
+
+def _z_sum(alpha: float, power: float) -> float:
+    return NormalDist().inv_cdf(1.0 - alpha / 2.0) + NormalDist().inv_cdf(power)
+
+
+def _variance_factor(discordance: float, seeds: int, image_share: float) -> float:
+    return discordance * (image_share + (1.0 - image_share) / max(1, seeds))
+
+
+def min_detectable_difference(
+    n_compare: int,
+    seeds: int,
+    *,
+    discordance: float = ASSUMED_DISCORDANCE,
+    image_share: float = IMAGE_SHARE,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> float:
+    """Smallest VPT-FT difference (accuracy points) the paired test detects (formula in the module doc).
+
+    Returns ``inf`` for ``n_compare < 1``.
+    """
+    if n_compare < 1:
+        return math.inf
+    return 100.0 * _z_sum(alpha, power) * math.sqrt(_variance_factor(discordance, seeds, image_share) / n_compare)
+
+
+def compare_images_needed(
+    mdd: float,
+    seeds: int,
+    *,
+    discordance: float = ASSUMED_DISCORDANCE,
+    image_share: float = IMAGE_SHARE,
+    alpha: float = ALPHA,
+    power: float = POWER,
+) -> int:
+    """Comparison images for :func:`min_detectable_difference` to reach ``mdd`` points (the inverse)."""
+    if mdd <= 0:
+        raise ValueError(f"the detectable difference must be positive, got {mdd}")
+    n = _variance_factor(discordance, seeds, image_share) * (100.0 * _z_sum(alpha, power) / mdd) ** 2
+    return max(1, math.ceil(n - 1e-9))
+
+
+class PairedComparison(FrozenModel):
+    """VPT minus FT on the same comparison images, with bootstrap intervals (points)."""
+
+    vpt_method: str = Field(description="VPT variant compared (the best one on the selection split).")
+    ft_method: str = Field(description="Full-finetuning method compared.")
+    difference: float = Field(description="Mean VPT accuracy minus mean FT accuracy on the comparison images.")
+    ci95: tuple[float, float] = Field(description="95 % percentile bootstrap interval of the difference.")
+    ci99: tuple[float, float] = Field(description="99 % percentile bootstrap interval of the difference.")
+    n_compare: int = Field(description="Comparison images (never used for training or lr selection).")
+    ft_seeds: int
+    vpt_seeds: int
+    discordance: float = Field(description="Observed share of (image, seed) pairs where exactly one method is right.")
+    bootstrap_samples: int
+
+
+def _resampled_means(correct: npt.NDArray[np.float64], image_w: npt.NDArray[np.float64],
+                     rng: np.random.Generator) -> npt.NDArray[np.float64]:
+    """Accuracy of one method per bootstrap sample: weighted images, resampled seeds."""
+    import numpy as np
+
+    per_seed = image_w @ correct.T  # (B, k): accuracy of each seed under the resampled images
+    k = correct.shape[0]
+    seed_w = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(len(image_w))]) / k
+    return np.asarray((per_seed * seed_w).sum(axis=1), dtype=np.float64)
+
+
+def paired_bootstrap(
+    ft: npt.ArrayLike,
+    vpt: npt.ArrayLike,
+    *,
+    ft_method: str = "full",
+    vpt_method: str = "vpt-deep",
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """Paired difference of per-image correctness ``(seeds, images)`` arrays of 0/1 (same image order).
+
+    Images are resampled jointly for both methods (the pairing), seeds independently per method
+    (FT seed 42 and VPT seed 42 share nothing but the number).
+    """
+    import numpy as np
+
+    a = np.atleast_2d(np.asarray(ft, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(vpt, dtype=np.float64))
+    if a.shape[1] != b.shape[1] or a.shape[1] < 1:
+        raise ValueError(f"FT and VPT must be scored on the same images, got {a.shape[1]} and {b.shape[1]}")
+    n = a.shape[1]
+    rng = np.random.default_rng(seed)
+    image_w = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]) / n
+    diffs = 100.0 * (_resampled_means(b, image_w, rng) - _resampled_means(a, image_w, rng))
+    observed = 100.0 * (b.mean() - a.mean())
+    discordance = float(np.abs(a[:, None, :] - b[None, :, :]).mean())  # over every (FT seed, VPT seed) pair
+    lo95, hi95, lo99, hi99 = np.percentile(diffs, [2.5, 97.5, 0.5, 99.5])
+    return PairedComparison(
+        vpt_method=vpt_method, ft_method=ft_method, difference=float(observed), ci95=(float(lo95), float(hi95)),
+        ci99=(float(lo99), float(hi99)), n_compare=n, ft_seeds=a.shape[0], vpt_seeds=b.shape[0],
+        discordance=discordance, bootstrap_samples=samples,
+    )
