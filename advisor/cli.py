@@ -54,11 +54,14 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-def _exception_types() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+_Types = tuple[type[BaseException], ...]
+
+
+def _exception_types() -> tuple[_Types, _Types, _Types]:
     """(exit, abort, usage-error) classes for both typer's vendored click (>= 0.22) and plain click."""
-    exits: list[type] = [typer.Exit]
-    aborts: list[type] = [typer.Abort]
-    usage: list[type] = []
+    exits: list[type[BaseException]] = [typer.Exit]
+    aborts: list[type[BaseException]] = [typer.Abort]
+    usage: list[type[BaseException]] = []
     if hasattr(typer, "TyperException"):
         usage.append(typer.TyperException)
     try:

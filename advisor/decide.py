@@ -144,7 +144,7 @@ def build_inputs(
     return AdvisorInputs(
         task=task,
         task_name=resolved.name if resolved else None,
-        task_kind=resolved.kind if resolved else None,  # type: ignore[arg-type]
+        task_kind=resolved.kind if resolved else None,
         related_tasks=list(resolved.related) if resolved else [],
         disparity=disp,
         disparity_source=source,

@@ -20,9 +20,9 @@ from advisor.schemas import (
     SimilarityThreshold,
 )
 from engine.paper import VTAB_TASKS, backbone_results
+from engine.train.methods import family_of
 
 __all__ = [
-    "FT_METHOD_NAMES",
     "LOW_DISPARITY_VPT_WINS",
     "REFERENCE_CAVEAT",
     "THRESHOLD_LABEL",
@@ -43,7 +43,6 @@ LOW_DISPARITY_VPT_WINS: tuple[int, int] = (
 )
 """(VPT wins, tasks) over Natural + Specialized at the 800/200 split (Tables 1-2)."""
 
-FT_METHOD_NAMES = frozenset({"ft", "full", "full-finetuning", "full_finetuning", "finetune", "fine-tune"})
 
 
 def _signed(x: float) -> str:
@@ -108,8 +107,8 @@ def quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason
 
 
 def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | None]:
-    ft = [s for s in scores if s.method.strip().lower() in FT_METHOD_NAMES]
-    vpt = [s for s in scores if s.method.strip().lower().startswith("vpt")]
+    ft = [s for s in scores if family_of(s.method) == "ft"]
+    vpt = [s for s in scores if family_of(s.method) == "vpt"]
     return (max(ft, key=lambda s: s.mean) if ft else None, max(vpt, key=lambda s: s.mean) if vpt else None)
 
 

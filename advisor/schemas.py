@@ -7,9 +7,9 @@ objects (dataset profile, FID measurement) enter as plain summaries (:class:`Dat
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from engine.fid.calibration import Calibration
 from engine.fid.equal_n import FidAtN, FidInfinity
@@ -298,7 +298,7 @@ class DatasetEvidence(_Model):
     n_skipped: int = Field(description="Skipped files.")
     skipped_by_reason: dict[str, int] = Field(default_factory=dict, description="Skip reason -> count.")
     num_classes: int = Field(description="Number of classes (0 when unlabeled).")
-    profile: dict[str, Any] = Field(default_factory=dict, description="The full engine profile.")
+    profile: dict[str, JsonValue] = Field(default_factory=dict, description="The full engine profile.")
 
 
 class FidEvidence(_Model):
@@ -306,7 +306,7 @@ class FidEvidence(_Model):
 
     fid: float = Field(description="FID of all n_images images (what 'vpt-advisor fid DATASET REFERENCE' prints).")
     n_images: int = Field(description="Images measured.")
-    reference: dict[str, Any] = Field(description="Reference name, path and provenance.")
+    reference: dict[str, JsonValue] = Field(description="Reference name, path and provenance.")
     extractor: str = Field(description="Feature extractor.")
     preprocessing: str = Field(description="Preprocessing.")
     warnings: list[str] = Field(default_factory=list, description="Measurement warnings.")

@@ -7,10 +7,14 @@ test's temporary folder, so generated weight files are placed exactly where the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest_plugins = ["tests.gen_inception", "tests.engine.fid_fakes"]
+"""Fixture modules available to every test: random FID-Inception weights, fake feature extractors."""
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COLUMNS", "120")
@@ -64,6 +68,38 @@ def tiny_imagefolder(tmp_path: Path) -> Path:
             noise = gen.integers(0, 64, (32, 32, 3))
             write_png(root / name / f"{i}.png", np.clip(base + noise, 0, 255).astype(np.uint8))
     return root
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``).
+
+    The tiny test models' kernels take microseconds; with several threads on a busy 2-core machine the
+    thread hand-offs cost ten times more than the work.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_colour_dataset(root: Path, per_class: int) -> Path:
+    """Three classes (red, green, blue) of 32x32 PNGs told apart by the bright channel."""
+    gen = np.random.default_rng(0)
+    for c, name in enumerate(["red", "green", "blue"]):
+        for i in range(per_class):
+            img = gen.integers(0, 80, (32, 32, 3)).astype(np.uint8)
+            img[..., c] += 150
+            write_png(root / name / f"{i}.png", img)
+    return root
+
+
+@pytest.fixture
+def colour_dataset(tmp_path: Path) -> Path:
+    """:func:`write_colour_dataset` with 10 images per class (30 in all)."""
+    return write_colour_dataset(tmp_path / "colours", 10)
 
 
 @pytest.fixture

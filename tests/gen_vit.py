@@ -14,33 +14,18 @@ Run ``python -m tests.gen_vit OUTDIR`` to write all three for the tiny test ViT.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
-__all__ = ["TINY_VIT", "TINY_VIT_NAME", "make_vit", "one_torch_thread", "to_jax_arrays", "write_weights"]
+__all__ = ["TINY_VIT", "TINY_VIT_NAME", "make_vit", "to_jax_arrays", "write_weights"]
 
 TINY_VIT_NAME = "vit_tiny_patch16_224"
 TINY_VIT: dict[str, Any] = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 """Architecture overrides of the tiny test ViT (about 32k parameters, 16 patches)."""
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Run tiny-model tests on one intra-op thread (import this fixture into a test module).
-
-    The tiny ViT's kernels take microseconds; with several threads on a busy 2-core machine the
-    thread synchronisation costs ten times more than the work.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_vit(seed: int = 0, *, name: str = TINY_VIT_NAME, num_classes: int = 0, **overrides: Any) -> nn.Module:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_confirm, cli_progress
+from engine.config.train import DEFAULT_BACKBONE
+from engine.train.methods import method_specs
 from advisor.commands._options import DeviceOpt, ExplainOpt, JsonOpt, YesOpt
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
 from engine.config.validate import check_output_dir
@@ -19,7 +21,8 @@ from engine.errors import NotDecisiveError
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 
-__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "WeightsOpt", "MinDetectableOpt"]
+__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "ReportOpt", "WeightsOpt",
+           "MinDetectableOpt"]
 
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
@@ -66,8 +69,8 @@ def pilot_command(
         "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)] = None,
     budget: BudgetOpt = "15m",
     methods: Annotated[str, typer.Option(
-        "--methods", help="Comma-separated: full, linear, vpt-shallow, vpt-deep, mixed, ft-then-pt.")] = "full,vpt-deep",
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
+        "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")] = "full,vpt-deep",
+    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: Annotated[bool, typer.Option(
         "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")] = False,
@@ -88,6 +91,9 @@ def pilot_command(
         "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
         show_default=False)] = None,
     report: ReportOpt = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.",
+    )] = False,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
     from rich.markup import escape
@@ -102,7 +108,7 @@ def pilot_command(
     req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
                        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
                        img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
-                       yes=yes, out=out)
+                       yes=yes, out=out, quick=quick)
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
         result, pilot = run_pilot_request(req, progress=cli_progress(not as_json and err_console.is_terminal),

@@ -22,7 +22,7 @@ from advisor.commands._options import (
     finite_non_negative,
 )
 from advisor.commands._callbacks import cli_confirm, cli_progress
-from advisor.commands.pilot import BudgetOpt, MinDetectableOpt, WeightsOpt
+from advisor.commands.pilot import BudgetOpt, MinDetectableOpt, ReportOpt, WeightsOpt
 from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
@@ -77,9 +77,7 @@ def recommend_command(
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
     demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
-        show_default=False)] = None,
+    report: ReportOpt = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
         show_default=False)] = None,
@@ -98,9 +96,9 @@ def recommend_command(
 
     request = RecommendRequest(
         dataset=str(dataset) if dataset is not None else None, demo=demo, task=task,
-        disparity=disparity,  # type: ignore[arg-type]
+        disparity=disparity,
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
-        inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,  # type: ignore[arg-type]
+        inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,
         device=device, calibration_path=str(calibration) if calibration else None, trust_reference=trust_reference,
     )
     _check_output_paths(report, plot)  # fail before any image is read

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_progress
+from engine.config.train import DEFAULT_BACKBONE
 from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ProtocolSetOpt,
                                       ReferenceOpt, YesOpt)
 from engine.config.validate import check_output_dir
@@ -29,6 +30,11 @@ __all__ = ["reproduce_vtab_command", "calibrate_command", "register"]
 
 EXAMPLES = ("Examples: 'vpt-advisor reproduce-vtab ~/data/vtab-1k --protocol quick --tasks dtd,eurosat' · "
             "'vpt-advisor reproduce-vtab ~/data/vtab-1k --backend dask --scheduler tcp://head:8786 --yes'")
+
+
+_ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
+    show_default=False)]
 
 
 def reproduce_vtab_command(
@@ -51,7 +57,7 @@ def reproduce_vtab_command(
     jobs: Annotated[int, typer.Option("--jobs", min=0, help="Local worker processes (0 = one per GPU, or 1).")] = 0,
     db: Annotated[Path | None, typer.Option("--db", help="Results store (default: <data home>/vtab/<protocol>.sqlite).",
                                             show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = "vit_base_patch16_224.orig_in21k",
+    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
     weights: Annotated[Path | None, typer.Option("--weights", help="Local backbone weights (.npz/.safetensors/.pth).",
                                                  show_default=False)] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Random backbone (smoke tests only).")] = False,
@@ -69,9 +75,7 @@ def reproduce_vtab_command(
                                              show_default=False)] = None,
     yes: YesOpt = False,
     explain: ExplainOpt = False,
-    report_path: Annotated[Path | None, typer.Option(
-        "--report", help="Also write a report (.html or .md): ours minus paper per task, data-size curves.",
-        show_default=False)] = None,
+    report_path: _ReportOpt = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
     from advisor.render import err_console, print_message

@@ -142,8 +142,10 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
         rec: ``advisor.schemas.Recommendation``, or ``advisor.schemas.RecommendReport`` whose dataset
             profile and FID measurement then also appear in the provenance.
     """
-    report = rec if hasattr(rec, "recommendation") and hasattr(rec, "request") else None
-    decision: Recommendation = report.recommendation if report is not None else rec  # type: ignore[assignment,union-attr]
+    from advisor.schemas import RecommendReport
+
+    report = rec if isinstance(rec, RecommendReport) else None
+    decision = rec.recommendation if isinstance(rec, RecommendReport) else rec
     notes = list(decision.provenance.notes)
     if decision.inputs.fid is None and decision.inputs.fid_unmeasured_reason:
         notes.insert(0, f"FID not measured: {decision.inputs.fid_unmeasured_reason}")

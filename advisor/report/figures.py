@@ -294,7 +294,7 @@ def size_trend_figure(inputs: SizeTrendInputs) -> Figure:
     fig = new_figure(9.0, 5.6)
     ax = fig.add_subplot()
     ax.set_xscale("log")
-    sizes = [s for item in inputs.series for s in item.sizes] + list(inputs.mean_sizes)
+    sizes: list[float] = [*(s for item in inputs.series for s in item.sizes), *inputs.mean_sizes]
     gaps = [g for item in inputs.series for g in item.gaps] + list(inputs.mean_gaps)
     if inputs.user_n is not None:
         sizes.append(inputs.user_n)

@@ -18,12 +18,12 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
-from engine.config.train import DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ class PilotReport(BaseModel):
     num_prompts: int = Field(description="Prompt tokens per set used by prompt methods.")
     num_prompts_source: str = Field(description="Where the prompt length came from.")
     device: dict[str, str] = Field(description="Device, torch version, GPU name or CPU threads.")
-    pilot: Any = Field(description="engine.train.pilot.PilotResult (plan, per-method summaries, trials).")
+    pilot: dict[str, JsonValue] = Field(
+        description="engine.train.pilot.PilotResult as JSON (plan, per-method summaries, trials).")
     evidence: PilotEvidence | None = Field(description="The pilot as decision evidence (None if incomplete).")
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
@@ -89,7 +90,7 @@ class PilotRequest(BaseModel):
     disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
     budget: str = Field(default="15m", description="Time budget for all trials.")
     methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
-    model: str = Field(default="vit_base_patch16_224.orig_in21k", description="timm ViT name.")
+    model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")
     random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
@@ -102,6 +103,7 @@ class PilotRequest(BaseModel):
     min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
                                   description="Difference (points) the pilot must be able to detect to decide.")
     yes: bool = Field(default=False, description="Start long CPU runs and not-decisive-by-design pilots without asking.")
+    quick: bool = Field(default=False, description="Smoke test: 2 epochs, one lr per method (meaningless results).")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
 
 
@@ -190,13 +192,15 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
-    from engine.config.train import PilotConfig, parse_budget
+    """The engine's pilot configuration for ``req``."""
+    from engine.config.train import BackboneSpec, PilotConfig, parse_budget
     from engine.train.methods import parse_methods
 
-    return PilotConfig(methods=parse_methods(req.methods), model=req.model, weights=req.weights,
-                       random_init=req.random_init, num_prompts=num_prompts, seeds=req.seeds,
-                       budget_s=parse_budget(req.budget), precision=precision, batch_size=req.batch_size,
-                       img_size=req.img_size, min_detectable=req.min_detectable)
+    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
+    return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
+                       seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
+                       batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
+                       quick=req.quick)
 
 
 def run_pilot_request(

@@ -125,7 +125,7 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
     try:
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
-                index, request.reference, config=config, device=resolve_device(request.device),  # type: ignore[arg-type]
+                index, request.reference, config=config, device=resolve_device(request.device),
                 on_progress=on_progress, at_n=[compare_n] if compare_n else [],
                 trust_reference=request.trust_reference,
             )

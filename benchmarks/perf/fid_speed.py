@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         env = dict(os.environ, TORCH_HOME=str(root / "torch"), VPT_ADVISOR_HOME=str(root / "home"),
                    HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
-        # Random weights in pytorch-fid's real file format, where both tools look (the test helper), made
-        # in a subprocess: a parent that imported torch would inflate the children's reported peak RSS.
-        gen = ("from pathlib import Path; from tests.gen_inception import install_inception_weights, "
-               f"write_random_inception; install_inception_weights(write_random_inception(Path({str(root)!r}) / 'w.pth'))")
+        # Random weights in pytorch-fid's real file format, where both tools look, made in a subprocess:
+        # a parent that imported torch would inflate the children's reported peak RSS.
+        gen = ("from pathlib import Path; from benchmarks.perf.random_inception import install_inception_weights, "
+               "write_random_inception; "
+               f"install_inception_weights(write_random_inception(Path({str(root)!r}) / 'w.pth'))")
         subprocess.run([sys.executable, "-c", gen], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
         a = make_folder(root / "a", n, args.size, seed=0, tint=1.0)
         b = make_folder(root / "b", n, args.size, seed=1, tint=0.7)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config.train import BackboneSpec
+
 from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS
 from benchmarks.vtab.tasks import TASKS
 from benchmarks.vtab.trials import TrialConfig, run_trials
@@ -51,7 +53,8 @@ def _configs(root: Path, k: int, *, engine: str, epochs: int, batch: int, size: 
     return [TrialConfig(root=str(root), task="dtd", folder=TASKS["dtd"].folder, num_classes=47, protocol="bench",
                         method="vpt", phase="search", lr=lr, weight_decay=wd, seed=42, epochs=epochs,
                         warmup_epochs=1, batch_size=batch, num_prompts=10, prompt_dropout=0.1, img_size=size,
-                        model=MODEL, random_init=True, model_kwargs=MODEL_ARGS, engine=engine)  # type: ignore[arg-type]
+                        backbone=BackboneSpec(model=MODEL, random_init=True, model_kwargs=MODEL_ARGS),
+                        engine=engine)  # type: ignore[arg-type]
             for lr, wd in grid]
 
 

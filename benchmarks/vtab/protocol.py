@@ -31,8 +31,9 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from engine.config import FrozenModel
-from engine.config.train import FT_DROPOUT, DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
+from engine.config.train import FT_DROPOUT, PAPER_SEEDS, DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode
 from engine.errors import ConfigError
+from engine.train.methods import get_method
 
 __all__ = [
     "SEARCH_SPLIT",
@@ -60,11 +61,27 @@ SEARCH_SPLIT: tuple[int, int] = (800, 200)
 """Train/val sizes of the hyper-parameter search (VTAB-1k ``train800`` / ``val200``)."""
 FINAL_SPLIT: str = "train800val200"
 """Training list of the final runs (tested on ``test``)."""
-VPT_LRS: tuple[float, ...] = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05)
-FT_LRS: tuple[float, ...] = (1e-3, 1e-4, 5e-4, 5e-3)
+METHODS: dict[str, str] = {"ft": "full", "vpt": "vpt-deep"}
+"""CLI method name -> engine transfer method (the paper uses VPT-deep); both are aliases in the method registry."""
+_SPECS = {key: get_method(name) for key, name in METHODS.items()}
+
+
+def _paper_setting(key: str) -> tuple[tuple[float, ...], int]:
+    """``(search lrs, batch size)`` of a protocol method, from its registry entry (engine.train.methods)."""
+    spec = _SPECS[key]
+    if spec.paper_lrs is None or spec.paper_batch_size is None:
+        raise ConfigError(f"method {spec.name} has no paper VTAB-1k setting in the registry")
+    return spec.paper_lrs, spec.paper_batch_size
+
+
+VPT_LRS, _VPT_BATCH = _paper_setting("vpt")
+"""VPT's search grid and batch size (``MethodSpec.paper_lrs``/``paper_batch_size`` of vpt-deep)."""
+FT_LRS, _FT_BATCH = _paper_setting("ft")
+"""FT's search grid and batch size (of full)."""
 WEIGHT_DECAYS: tuple[float, ...] = (0.01, 0.001, 0.0001, 0.0)
-FINAL_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
-SEARCH_SEED: int = 42
+FINAL_SEEDS: tuple[int, ...] = PAPER_SEEDS
+"""The five final-run seeds of the paper's ``tune_vtab.py`` (``engine.config.train.PAPER_SEEDS``)."""
+SEARCH_SEED: int = PAPER_SEEDS[0]
 """Seed of every grid-search run (the paper does not state one; all grid points share the data order)."""
 EPOCHS: int = 100
 WARMUP_EPOCHS: int = 10
@@ -87,15 +104,18 @@ class Protocol(FrozenModel):
     ft_wd_quirk: bool = Field(False, description="Reproduce the original code's AdamW wd (any wd > 0 -> 0.01).")
     epochs: int = Field(EPOCHS, ge=1, description="Training epochs of every run.")
     warmup_epochs: int = Field(WARMUP_EPOCHS, ge=0, description="Linear warm-up epochs.")
-    vpt_batch_size: int = Field(64, ge=1, description="VPT batch size (paper: 64).")
-    ft_batch_size: int = Field(128, ge=1, description="FT batch size (README FT commands: 128).")
+    vpt_batch_size: int = Field(_VPT_BATCH, ge=1, description="VPT batch size (paper: 64).")
+    ft_batch_size: int = Field(_FT_BATCH, ge=1, description="FT batch size (README FT commands: 128).")
     lr_scale_batch: bool = Field(True, description="Multiply every lr by batch/256 as the paper's code does.")
     search_seed: int = Field(SEARCH_SEED, description="Seed of the grid-search runs.")
     final_seeds: tuple[int, ...] = Field(FINAL_SEEDS, description="Seeds of the final runs.")
-    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout (README commands: 0.1).")
+    prompt_dropout: float = Field(_SPECS["vpt"].prompt_dropout, ge=0, lt=1,
+                                  description="VPT prompt dropout (README commands: 0.1).")
     max_prompts: int | None = Field(None, ge=1, description="Cap on the paper's per-task prompt length.")
     img_size: int = Field(224, ge=8, description="Input resolution (direct resize, no crop).")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision (paper: fp32).")
+    normalization: Normalization = Field(
+        "imagenet", description="Input mean/std (VPT's VTAB loader: imagenet); see TrainConfig.normalization.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images per run (None = all).")
     max_eval: int | None = Field(None, ge=1, description="Cap on val/test images per run (None = all).")
     subset: SubsetMode = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.config.train import BackboneSpec
 from engine.config.validate import parse_model_args, parse_sizes, split_list
 from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
@@ -39,8 +40,9 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
     overrides.update(parse_detail_overrides(protocol_set))
     return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=split_list(tasks) or None,
                         methods=tuple(dict.fromkeys(method_list)), sizes=size_list, backend=backend,
-                        scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights, random_init=random_init,
-                        model_kwargs=parse_model_args(model_args), device=device, batch_vpt=batch_vpt)
+                        scheduler=scheduler, jobs=jobs, db=db, device=device, batch_vpt=batch_vpt,
+                        backbone=BackboneSpec(model=model, weights=weights, random_init=random_init,
+                                              model_kwargs=parse_model_args(model_args)))
 
 
 def check_budget(request: SweepRequest, yes: bool) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from engine.config import FrozenModel
+from engine.config.train import BackboneSpec
 from engine.errors import ConfigError
 from engine.paths import data_home
 from engine.progress import ProgressCallback, report
@@ -54,11 +55,7 @@ class SweepRequest(FrozenModel):
     scheduler: str | None = Field(None, description="Dask scheduler / Ray address.")
     jobs: int = Field(0, ge=0, description="Local worker processes (0 = one per GPU, or 1).")
     db: Path | None = Field(None, description="Results store (None = default_db_path(protocol)).")
-    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone.")
-    weights: Path | None = Field(None, description="Local backbone weights.")
-    random_init: bool = Field(False, description="Random backbone (smoke tests only).")
-    model_kwargs: dict[str, int | float | bool | str] = Field(default_factory=dict,
-                                                              description="Extra timm.create_model arguments.")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     device: str = Field("auto", description="Device spec resolved in each worker.")
     batch_vpt: bool = Field(True, description="Train a task's VPT grid (and final seeds) as one batched unit.")
     max_rows: int = Field(512, ge=1, description="Sequences per forward in batched VPT (memory bound).")
@@ -125,9 +122,8 @@ def _base(request: SweepRequest, task: TaskSpec, method: MethodName, n_train: in
                 num_classes=task.num_classes, protocol=p.name, method=method, n_train=n_train,
                 epochs=p.epochs, warmup_epochs=p.warmup_epochs, batch_size=p.batch_size(method),
                 lr_scale_batch=p.lr_scale_batch, num_prompts=prompts, prompt_dropout=p.prompt_dropout,
-                img_size=p.img_size, precision=p.precision, model=request.model,
-                weights=str(request.weights) if request.weights else None, random_init=request.random_init,
-                model_kwargs=dict(request.model_kwargs), max_train=p.max_train, max_eval=p.max_eval,
+                img_size=p.img_size, precision=p.precision, normalization=p.normalization, backbone=request.backbone,
+                max_train=p.max_train, max_eval=p.max_eval,
                 engine="batched" if (method == "vpt" and request.batch_vpt) else "fit", subset=p.subset,
                 prompt_dropout_mode=p.prompt_dropout_mode, lr_schedule=p.lr_schedule, head_init=p.head_init,
                 ft_dropout=p.ft_dropout, on_divergence=p.on_divergence)

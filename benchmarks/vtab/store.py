@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from engine.io import json_digest
 from engine.config import FrozenModel
 from engine.errors import StoreError
 from engine.data.imageio import display_path
@@ -72,11 +73,8 @@ CREATE INDEX IF NOT EXISTS trials_group ON trials (task, method, phase, n_train,
 
 
 def config_hash(config: FrozenModel) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no whitespace) of a config."""
-    import hashlib
-
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace; ``engine.io.json_digest``) of a config."""
+    return json_digest(config.model_dump(mode="json"))
 
 
 class TrialRecord(FrozenModel):

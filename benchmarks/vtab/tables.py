@@ -159,7 +159,7 @@ def build_table(report: SweepReport, tolerance: Tolerance | None = None) -> Vtab
                                    ours_vpt_wins=sum(r.winner_ours == "VPT" for r in full)))
     notes = [] if compared else [f"protocol {report.request.protocol.name!r} is a smoke test: numbers are not "
                                  "comparable with the paper and nothing is flagged"]
-    if report.request.random_init:
+    if report.request.backbone.random_init:
         notes.append("random-init backbone: numbers say nothing about pretrained transfer")
     return VtabTable(protocol=report.request.protocol.name, compared=compared, rows=rows, groups=groups, notes=notes)
 

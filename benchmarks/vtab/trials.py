@@ -23,18 +23,22 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.config.validate import MIN_TRAIN_SIZE
-from engine.config.train import FT_DROPOUT, DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
+from engine.config.train import FT_DROPOUT, BackboneSpec, DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode, TrainConfig
 from engine.errors import ConfigError
 
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
 from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 
-__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
+__all__ = ["TrialConfig", "TrialResult", "split_samples", "train_config", "run_trials", "group_key", "versions"]
 
 log = logging.getLogger(__name__)
 
 Phase = Literal["search", "final"]
+
+FINAL_MONITOR_IMAGES = 64
+"""Training images a final run evaluates after each epoch (our choice: one VPT batch, cheap next to the
+test split, which is evaluated once at the end; the per-epoch number only shows the run is learning)."""
 
 
 class TrialConfig(FrozenModel):
@@ -59,11 +63,8 @@ class TrialConfig(FrozenModel):
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout.")
     img_size: int = Field(224, ge=8, description="Input resolution.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision.")
-    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
-    weights: str | None = Field(None, description="Local weights file.")
-    random_init: bool = Field(False, description="Random backbone (smoke tests only).")
-    model_kwargs: dict[str, int | float | bool | str] = Field(default_factory=dict,
-                                                              description="Extra timm.create_model arguments.")
+    normalization: Normalization = Field("imagenet", description="Input mean/std (the protocol's).")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images.")
     max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
@@ -201,27 +202,39 @@ def _tensors(samples: list[Any], size: int) -> tuple[Any, Any, int]:
 
 
 @functools.lru_cache(maxsize=2)
-def _pristine_backbone(model: str, weights: str | None, random_init: bool, img_size: int,
-                       kwargs: tuple[tuple[str, Any], ...]) -> Any:
+def _pristine_backbone(spec_json: str, img_size: int) -> Any:
+    """The backbone of a :class:`BackboneSpec` (passed as JSON: the cache key must be hashable)."""
     import torch
 
-    from engine.train.models import create_backbone
+    from engine.train.models import create_backbone_from
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # a random-init backbone must be the same in every process
-        return create_backbone(model, weights=Path(weights) if weights else None, random_init=random_init,
-                               img_size=img_size, **dict(kwargs))
+        return create_backbone_from(BackboneSpec.model_validate_json(spec_json), img_size=img_size)
 
 
 def _backbone(cfg: TrialConfig) -> Any:
     import copy
 
-    return copy.deepcopy(_pristine_backbone(cfg.model, cfg.weights, cfg.random_init, cfg.img_size,
-                                            tuple(sorted(cfg.model_kwargs.items()))))
+    return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.img_size))
+
+
+def train_config(cfg: TrialConfig) -> TrainConfig:
+    """The one training configuration of a trial, read by ``fit`` and by the batched VPT sweep alike."""
+    from engine.config.train import TrainConfig
+    from engine.train.methods import get_method
+
+    method = METHODS[cfg.method]
+    return TrainConfig.for_method(
+        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
+        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if get_method(method).prompts != "none" else 0.0,
+        img_size=cfg.img_size, precision=cfg.precision, normalization=cfg.normalization,
+        prompt_dropout_mode=cfg.prompt_dropout_mode, lr_schedule=cfg.lr_schedule, head_init=cfg.head_init,
+        ft_dropout=cfg.ft_dropout, on_divergence=cfg.on_divergence)
 
 
 def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
-    from engine.config.train import TrainConfig
     from engine.device import autocast_context
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.train.loop import evaluate, fit
@@ -231,13 +244,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     x_tr, y_tr, skip_tr = _tensors(fit_on, cfg.img_size)
     x_ev, y_ev, skip_ev = _tensors(eval_on, cfg.img_size)
     method = METHODS[cfg.method]
-    tc = TrainConfig.for_method(
-        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
-        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if cfg.method == "vpt" else 0.0,
-        img_size=cfg.img_size, precision=cfg.precision, prompt_dropout_mode=cfg.prompt_dropout_mode,
-        lr_schedule=cfg.lr_schedule, head_init=cfg.head_init, ft_dropout=cfg.ft_dropout,
-        on_divergence=cfg.on_divergence)
+    tc = train_config(cfg)
     from engine.seed import seed_everything
 
     seed_everything(cfg.seed)
@@ -249,7 +256,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     else:
         # fit evaluates after every epoch; on a large test split that would cost more than training, so the
         # final run monitors a small slice of its own training data and the test split is evaluated once.
-        monitor = ImageTensors(x_tr[:64], y_tr[:64])
+        monitor = ImageTensors(x_tr[:FINAL_MONITOR_IMAGES], y_tr[:FINAL_MONITOR_IMAGES])
         res = fit(model, ImageTensors(x_tr, y_tr), monitor, tc, device=device)
         loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, cfg.batch_size), device=device,
                               normalization=tc.normalization)
@@ -271,12 +278,7 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
     fit_on, eval_on = split_samples(first)
     x_tr, y_tr, skip_tr = _tensors(fit_on, first.img_size)
     x_ev, y_ev, skip_ev = _tensors(eval_on, first.img_size)
-    bc = BatchedVptConfig(num_prompts=first.num_prompts, deep=True, prompt_dropout=first.prompt_dropout,
-                          epochs=first.epochs, warmup_epochs=first.warmup_epochs, batch_size=first.batch_size,
-                          lr_scale_batch=first.lr_scale_batch, precision=first.precision,
-                          prompt_dropout_mode=first.prompt_dropout_mode, lr_schedule=first.lr_schedule,
-                          head_init=first.head_init, on_divergence=first.on_divergence,
-                          config_chunk=max(1, max_rows // first.batch_size))
+    bc = BatchedVptConfig.from_train_config(train_config(first), config_chunk=max(1, max_rows // first.batch_size))
     specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
     t0 = time.perf_counter()
     out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, bc, num_classes=first.num_classes,

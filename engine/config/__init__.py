@@ -1,7 +1,7 @@
 """Run configurations (pydantic, frozen, ``extra="forbid"`` so a typo fails loudly).
 
-Each area keeps its configs in its own module (``engine.config.fid``, ``engine.config.train``,
-``engine.config.sweep``); they all derive from :class:`FrozenModel`.
+Each area keeps its configs in its own module (``engine.config.fid``, ``engine.config.train``);
+they all derive from :class:`FrozenModel`.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 The Elephant paper's code (inherited from VPT) trains prompts and heads with SGD (momentum 0.9,
 10 warm-up epochs) and full fine-tuning with AdamW (5 warm-up epochs), both with a cosine
-schedule, and scales every grid learning rate by ``batch_size / 256``. Those choices are fields
-here, filled per method by :meth:`TrainConfig.for_method`, so nothing is hidden in the loop.
+schedule, and scales every grid learning rate by ``batch_size / 256``. Those choices live in the
+method registry (``engine.train.methods``) and become fields here through
+:meth:`TrainConfig.for_method`, so nothing is hidden in the loop.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
-from engine.errors import ConfigError
-from engine.train.methods import METHODS, Method, uses_sgd
+from engine.errors import ConfigError, UnknownNameError
+from engine.train.methods import Method, get_method
 from engine.train.power import ASSUMED_DISCORDANCE
 
 __all__ = [
+    "BackboneSpec",
     "TrainConfig",
     "PilotConfig",
     "PAPER_SEEDS",
+    "DEFAULT_BACKBONE",
+    "Normalization",
+    "LR_SCALE_BATCH",
+    "scale_lr",
     "DEFAULT_NUM_PROMPTS",
     "MAX_NUM_PROMPTS",
     "MAX_IMG_SIZE",
-    "PILOT_LR_GRID",
+    "QUICK_EPOCHS",
     "DEFAULT_MIN_DETECTABLE",
     "method_defaults",
     "parse_budget",
@@ -61,8 +67,27 @@ FT_DROPOUT = 0.1
 original ViT-B/16 config's ``dropout_rate`` (KMnP/vpt ``src/configs/vit_configs.py`` line 35; attention dropout
 is 0.0, line 34)."""
 
+DEFAULT_BACKBONE = "vit_base_patch16_224.orig_in21k"
+"""timm name of the original Google ImageNet-21k ViT-B/16 (VPT's ``imagenet21k_ViT-B_16.npz``); the default
+backbone of the pilot, ``reproduce-vtab`` and ``engine.train.models.create_backbone``."""
+
+Normalization = Literal["imagenet", "inception"]
+"""Input mean/std choices (``engine.data.tensors.NORMALIZATION``)."""
+
+LR_SCALE_BATCH = 256
+"""The paper's code (from VPT) trains with ``lr * batch_size / 256`` for every grid lr (ANCHORS section 1)."""
+
+
+def scale_lr(lr: float, batch_size: int, enabled: bool = True) -> float:
+    """The learning rate the optimiser gets: ``lr * batch_size / LR_SCALE_BATCH`` when ``enabled``."""
+    return lr * batch_size / LR_SCALE_BATCH if enabled else lr
+
+
 PAPER_SEEDS: tuple[int, ...] = (42, 44, 82, 100, 800)
 """The final-run seeds of the paper's ``tune_vtab.py``; pilot trial ``i`` uses ``PAPER_SEEDS[i]``."""
+
+QUICK_EPOCHS = 2
+"""Epochs per trial of a ``quick`` pilot: the fewest that still exercise a warm-up and a decay step."""
 
 DEFAULT_NUM_PROMPTS = 10
 """Prompt length when no VTAB task names the paper's per-task length (VPT's README examples use 10)."""
@@ -75,29 +100,26 @@ MAX_IMG_SIZE = 1024
 """Largest input size accepted: above every timm ViT's pretrained resolution (at most 518). The sequence
 grows with the square of the size, so a size typed by mistake (100000) would exhaust memory."""
 
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The paper code's optimiser settings for ``method``, from its registry entry."""
+    spec = get_method(method)
+    return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
+            "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
+
+
 DEFAULT_MIN_DETECTABLE = 3.0
 """Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
 
-PILOT_LR_GRID: dict[str, tuple[float, ...]] = {
-    # base learning rates before batch/256 scaling, best-first guesses from the paper's grids
-    # (FT {1e-3, 5e-4, 1e-4, 5e-3}; VPT {50 ... 0.05}); the budget keeps a prefix of each tuple.
-    "full": (5e-4, 1e-3, 1e-4),
-    "mixed": (5e-4, 1e-3, 1e-4),
-    "ft-then-pt": (1.0, 5.0, 0.25),
-    "vpt-deep": (1.0, 5.0, 0.25),
-    "vpt-shallow": (1.0, 5.0, 0.25),
-    "linear": (1.0, 5.0, 0.25),
-}
 
+class BackboneSpec(FrozenModel):
+    """Which pretrained ViT a run starts from; shared by the pilot, ``reproduce-vtab`` and its trials."""
 
-def method_defaults(method: Method) -> dict[str, Any]:
-    """The paper code's optimiser settings for ``method`` (see the module docstring)."""
-    if uses_sgd(method) or method == "ft-then-pt":  # ft-then-pt's second (prompt) stage is SGD
-        base: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 1e-3, "warmup_epochs": 10}
-    else:
-        base = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-2, "warmup_epochs": 5}
-    base["prompt_dropout"] = 0.0 if method in ("vpt-shallow", "full", "linear") else 0.1
-    return base
+    model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
+    weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
+    random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
+    model_kwargs: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
 
 
 class TrainConfig(FrozenModel):
@@ -107,7 +129,7 @@ class TrainConfig(FrozenModel):
     model: callers pass :meth:`model_options` to ``engine.train.transfer.build_model``; the loop applies the rest.
     """
 
-    method: Method = Field("vpt-deep", description="Transfer method (engine.train.transfer.METHODS).")
+    method: Method = Field("vpt-deep", description="Transfer method (a name in engine.train.methods).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
     warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay (VPT 10, FT 5).")
     batch_size: int = Field(64, ge=1, description="Images per optimiser step (paper: 64 for VPT).")
@@ -121,14 +143,14 @@ class TrainConfig(FrozenModel):
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
-    seed: int = Field(42, description="Seed for head/prompt init, batch order and dropout.")
+    seed: int = Field(PAPER_SEEDS[0], description="Seed for head/prompt init, batch order and dropout.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS,
                              description="Prompt tokens per set (prompt methods).")
     prompt_dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on prompts (VPT: 0.1 deep, 0 shallow).")
     img_size: int = Field(224, ge=8, le=MAX_IMG_SIZE,
                           description="Square input size images are resized to (no crop, as VTAB).")
-    normalization: Literal["imagenet", "inception"] = Field(
+    normalization: Normalization = Field(
         "imagenet", description="Input mean/std: imagenet (0.485,0.456,0.406)/(0.229,0.224,0.225) as VPT's VTAB "
         "loader, or inception (0.5,0.5,0.5)/(0.5,0.5,0.5) as timm's cfg for the Google weights.")
     frozen_eval: bool = Field(
@@ -168,11 +190,11 @@ class TrainConfig(FrozenModel):
     @property
     def effective_lr(self) -> float:
         """The learning rate the optimiser gets."""
-        return self.lr * self.batch_size / 256 if self.lr_scale_batch else self.lr
+        return scale_lr(self.lr, self.batch_size, self.lr_scale_batch)
 
     def scaled(self, lr: float) -> float:
         """Apply this config's batch scaling to another base lr (the FT stage of ft-then-pt)."""
-        return lr * self.batch_size / 256 if self.lr_scale_batch else lr
+        return scale_lr(lr, self.batch_size, self.lr_scale_batch)
 
 
 _BUDGET_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s|min)?", re.IGNORECASE)
@@ -205,11 +227,7 @@ class PilotConfig(FrozenModel):
     """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
 
     methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
-    model: str = Field("vit_base_patch16_224.orig_in21k", description="timm backbone name.")
-    weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
-    random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
-    model_kwargs: dict[str, int | float | bool | str] = Field(
-        default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
@@ -222,10 +240,13 @@ class PilotConfig(FrozenModel):
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Validation share of the subsample (4:1 as the paper).")
     epochs: int | None = Field(None, ge=1, description="Epochs per trial (None = chosen from the budget).")
     lr_grid: dict[str, tuple[float, ...]] | None = Field(
-        None, description="Base learning rates per method (None = PILOT_LR_GRID, trimmed by the budget).")
+        None, description="Base learning rates per method (None = each method's pilot_lrs, trimmed by the budget).")
     workers: int = Field(0, ge=0, description="Image-decoding threads (0 = automatic).")
     deterministic: bool = Field(False, description="Deterministic algorithms (CPU tests).")
     grad_checkpointing: bool = Field(False, description="Gradient checkpointing in every trial.")
+    quick: bool = Field(
+        False, description="Smoke test of the whole pipeline (big_vision's quick-test switch): at most "
+        "QUICK_EPOCHS epochs and the first lr of each method's grid. Results are meaningless.")
     min_detectable: float = Field(
         DEFAULT_MIN_DETECTABLE, gt=0, le=100,
         description="Smallest VPT-FT difference (points) the pilot must be able to detect to count as decisive.")
@@ -241,11 +262,13 @@ class PilotConfig(FrozenModel):
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods repeat: {self.methods}")
         for key in (self.lr_grid or {}):
-            if key not in METHODS:
-                raise ValueError(f"lr_grid names unknown method {key!r}")
+            try:
+                get_method(key)
+            except UnknownNameError as exc:
+                raise ValueError(f"lr_grid: {exc}") from None
         return self
 
     def grid_for(self, method: Method) -> tuple[float, ...]:
         """The full lr grid for ``method`` (before budget trimming)."""
-        grid = (self.lr_grid or {}).get(method) or PILOT_LR_GRID[method]
-        return tuple(grid)
+        grid = tuple((self.lr_grid or {}).get(method) or get_method(method).pilot_lrs)
+        return grid[:1] if self.quick else grid

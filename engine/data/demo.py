@@ -48,7 +48,8 @@ _NAME = "counting"
 
 
 def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 256, 3))  # type: ignore[return-value]
+    r, g, b = (int(v) for v in rng.integers(0, 256, 3))
+    return r, g, b
 
 
 def _far_colour(rng: np.random.Generator, background: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -58,7 +59,8 @@ def _far_colour(rng: np.random.Generator, background: tuple[int, int, int]) -> t
         col = _colour(rng)
         if np.linalg.norm(np.array(col) - bg) > 120:
             return col
-    return tuple(255 - v for v in background)  # type: ignore[return-value]
+    r, g, b = background
+    return 255 - r, 255 - g, 255 - b
 
 
 def _place(rng: np.random.Generator, count: int, size: int) -> list[tuple[float, float, float]]:

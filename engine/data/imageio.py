@@ -202,11 +202,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
             out = ((np.clip(arr, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
         return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
     if mode == "F":
-        arr = np.asarray(im, dtype=np.float64)
-        arr = np.nan_to_num(arr, nan=0.0, posinf=255.0, neginf=0.0)
-        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
-            arr = arr * 255.0
-        out = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        values = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0
+        out = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(out[..., None], 3, axis=2), "RGB")
     return im.convert("RGB")
 
@@ -290,7 +289,7 @@ def _run_parallel(
     Results keep the input order; ``ImageDecodeError`` is returned in place of a result.
     """
     total = len(paths)
-    results: list[_T | ImageDecodeError] = [None] * total  # type: ignore[list-item]
+    results: dict[int, _T | ImageDecodeError] = {}
 
     def call(i: int) -> tuple[int, _T | ImageDecodeError]:
         try:
@@ -307,7 +306,7 @@ def _run_parallel(
         for done, i in enumerate(range(total), start=1):
             results[i] = call(i)[1]
             report(on_progress, done, total)
-        return results
+        return [results[i] for i in range(total)]
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="decode") as pool:
         futures = [pool.submit(call, i) for i in range(total)]
         try:
@@ -319,7 +318,7 @@ def _run_parallel(
             for fut in futures:
                 fut.cancel()
             raise
-    return results
+    return [results[i] for i in range(total)]
 
 
 def decode_images(

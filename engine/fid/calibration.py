@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from engine.io import atomic_write_text
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownTaskError
 from engine.paper import get_vtab_task
@@ -210,13 +211,5 @@ def load_calibration(path: Path | None = None) -> Calibration | None:
 def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     """Write a calibration atomically (temporary file + rename) and return its path."""
     path = default_calibration_path() if path is None else Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(cal.model_dump(mode="json"), indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(cal.model_dump(mode="json"), indent=2) + "\n")
     return path

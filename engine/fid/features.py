@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from engine.io import atomic_write_text
 from engine.config.fid import FidConfig
 from engine.errors import ImageDecodeError, WeightsError, WeightsNotFoundError
 from engine.fid.frechet import file_sha256
@@ -167,10 +168,7 @@ def weights_sha256(path: Path) -> str:
     digest = file_sha256(path)
     table[key] = digest
     with contextlib.suppress(OSError):
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(table), encoding="utf-8")
-        os.replace(tmp, memo)
+        atomic_write_text(memo, json.dumps(table))
     return digest
 
 

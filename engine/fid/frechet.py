@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
+from engine.io import atomic_write_bytes
 from engine.config import FrozenModel
 from engine.errors import StatsFileError
 
@@ -397,7 +397,7 @@ def load_prepared_reference(
         buf = io.BytesIO()
         np.savez(buf, eigenvalues=prep.eigenvalues, sqrt=prep.sqrt)
         try:
-            _atomic_write_bytes(target, buf.getvalue())
+            atomic_write_bytes(target, buf.getvalue())
         except OSError as exc:
             logger.warning("could not write the prepared-reference cache %s (%s); continuing without it", target, exc)
     return stats, prov, prep
@@ -456,18 +456,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_stats(path: Path, stats: FeatureStats, provenance: StatsProvenance | None = None) -> None:
     """Write ``mu``/``sigma`` as a compressed ``.npz`` (pytorch-fid's format) and a JSON sidecar.
 
@@ -488,10 +476,10 @@ def save_stats(path: Path, stats: FeatureStats, provenance: StatsProvenance | No
     buf = io.BytesIO()
     np.savez_compressed(buf, mu=np.asarray(stats.mu, np.float64), sigma=np.asarray(stats.sigma, np.float64))
     data = buf.getvalue()
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
     prov = provenance or StatsProvenance(source="", n_images=stats.n, dims=stats.dims)
     prov = prov.model_copy(update={"npz_sha256": hashlib.sha256(data).hexdigest(), "dims": stats.dims})
-    _atomic_write_bytes(sidecar_path(path), (prov.model_dump_json(indent=2) + "\n").encode())
+    atomic_write_bytes(sidecar_path(path), (prov.model_dump_json(indent=2) + "\n").encode())
 
 
 def _read_sidecar(path: Path) -> StatsProvenance | None:

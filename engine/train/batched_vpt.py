@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +34,13 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import DivergencePolicy, HeadInit, LrSchedule, PromptDropoutMode
+from engine.config.train import DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode, TrainConfig, scale_lr
 from engine.device import Precision, autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
+from engine.train.methods import get_method
 from engine.train.transfer import init_head
-from engine.train.vpt import drop_prompts, prompt_init_bound
+from engine.train.vpt import as_vit, drop_prompts, embed_tokens, prompt_init_bound, remove_prompts, vit_geometry
 
 __all__ = [
     "VptRunSpec",
@@ -51,6 +51,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+PREFIX_TOKENS = 1
+"""Tokens before the prompts: the CLS token (the batched model supports plain ViTs with token pooling)."""
+DROPOUT_SEED_OFFSET = 7919
+"""Offset from a run's seed to its dropout-mask generator's seed: any fixed value keeps the masks independent
+of the init stream (seeded with the run's seed); 7919 (the 1000th prime) is arbitrary but frozen, so
+stored results stay reproducible."""
 
 
 class VptRunSpec(FrozenModel):
@@ -84,9 +91,27 @@ class BatchedVptConfig(FrozenModel):
     config_chunk: int = Field(0, ge=0, description="Configurations per forward/backward (0 = all K at once); "
                               "bounds memory, result unchanged because gradients are accumulated exactly.")
     eval_batch_size: int = Field(256, ge=1, description="Images per evaluation forward.")
-    normalization: Literal["imagenet", "inception"] = Field(
+    normalization: Normalization = Field(
         "imagenet", description="Input mean/std, as TrainConfig.normalization: imagenet (VPT's VTAB loader) "
         "or inception (0.5/0.5, timm's cfg for the Google weights).")
+
+    @classmethod
+    def from_train_config(cls, config: TrainConfig, **overrides: object) -> BatchedVptConfig:
+        """The shared protocol of K runs of ``config`` (a prompt method trained with SGD), then ``overrides``.
+
+        Raises:
+            ConfigError: ``config``'s method has no prompts or does not train with SGD in one stage.
+        """
+        spec = get_method(config.method)
+        if spec.prompts == "none" or config.optimizer != "sgd" or len(spec.stage_names) != 1:
+            raise ConfigError(f"batched VPT trains one SGD prompt stage; {spec.name} with {config.optimizer} does not")
+        fields = dict(num_prompts=config.num_prompts, deep=spec.prompts == "deep",
+                      prompt_dropout=config.prompt_dropout, epochs=config.epochs,
+                      warmup_epochs=config.warmup_epochs, batch_size=config.batch_size,
+                      momentum=config.momentum, lr_scale_batch=config.lr_scale_batch, precision=config.precision,
+                      normalization=config.normalization, prompt_dropout_mode=config.prompt_dropout_mode,
+                      lr_schedule=config.lr_schedule, head_init=config.head_init, on_divergence=config.on_divergence)
+        return cls.model_validate({**fields, **overrides})
 
 
 @dataclass
@@ -122,10 +147,11 @@ class BatchedPromptModel(nn.Module):
                  num_prompts: int, deep: bool = True, prompt_dropout: float = 0.0,
                  prompt_dropout_mode: str = "per-sample", head_init: str = "vpt") -> None:
         super().__init__()
-        if getattr(backbone, "global_pool", "token") != "token" or getattr(backbone, "num_prefix_tokens", 1) != 1:
+        pool, prefix = getattr(backbone, "global_pool", "token"), getattr(backbone, "num_prefix_tokens", 1)
+        if pool != "token" or prefix != PREFIX_TOKENS:
             raise ConfigError("batched VPT needs a ViT with one CLS token and token pooling "
                               f"(got global_pool={getattr(backbone, 'global_pool', None)!r}); use a vit_* model")
-        self.backbone = backbone
+        self.backbone = as_vit(backbone)
         for p in self.backbone.parameters():
             p.requires_grad_(False)
         self.backbone.eval()  # frozen encoder kept in eval mode (as the original VPT does): no dropout
@@ -135,10 +161,9 @@ class BatchedPromptModel(nn.Module):
         self.prompt_dropout = prompt_dropout
         self.per_sample_dropout = prompt_dropout_mode == "per-sample"
         self.seeds = [int(seed) for seed in seeds]
-        dim = int(backbone.embed_dim)
-        n_sets = len(backbone.blocks) if deep else 1
-        patch = backbone.patch_embed.patch_size
-        bound = prompt_init_bound(int(patch[0] if isinstance(patch, tuple | list) else patch), dim)
+        depth, dim, patch_size = vit_geometry(self.backbone)
+        n_sets = depth if deep else 1
+        bound = prompt_init_bound(patch_size, dim)
         self.prompts = nn.ParameterList()
         self.head_w = nn.ParameterList()
         self.head_b = nn.ParameterList()
@@ -181,11 +206,7 @@ class BatchedPromptModel(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Patch embedding + CLS + position embedding of normalised images ``(B, 3, H, W)``."""
-        bb = self.backbone
-        x = bb.patch_embed(x)
-        x = bb._pos_embed(x)
-        x = bb.patch_drop(x)
-        return bb.norm_pre(x)
+        return embed_tokens(self.backbone, x)
 
     def forward_tokens(self, tokens: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
         """Run configurations ``ks`` on embedded tokens ``(len(ks), B, T, D)``; return logits ``(k, B, C)``."""
@@ -198,8 +219,8 @@ class BatchedPromptModel(nn.Module):
             if i > 0 and self.deep:
                 x = torch.cat([x[:, :1], self._prompt_rows(ks, i, b, tokens.dtype), x[:, 1 + p:]], dim=1)
             x = block(x)
-        x = self.backbone.norm(x)
-        cls = self.backbone.fc_norm(x[:, 0]).reshape(kk, b, d)
+        x = remove_prompts(self.backbone.norm(x), PREFIX_TOKENS, p)
+        cls = self.backbone.forward_head(x, pre_logits=True).reshape(kk, b, d)  # timm's pool, fc_norm, head_drop
         w = torch.stack([self.head_w[k] for k in ks])  # (k, C, D)
         bias = torch.stack([self.head_b[k] for k in ks])  # (k, C)
         return torch.baddbmm(bias[:, None].to(cls.dtype), cls, w.transpose(1, 2).to(cls.dtype))
@@ -334,7 +355,7 @@ def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: B
     """SGD with one pair of parameter groups per configuration, and the shared warm-up + cosine schedule."""
     from engine.train.loop import make_scheduler
 
-    factor = config.batch_size / 256.0 if config.lr_scale_batch else 1.0
+    factor = scale_lr(1.0, config.batch_size, config.lr_scale_batch)
     groups = []
     for k, spec in enumerate(specs):
         decayed, plain = model.config_params(k)

@@ -35,12 +35,12 @@ from torch import nn
 from engine.config import FrozenModel
 from engine.config.train import TrainConfig
 from engine.device import autocast_context
-from engine.train.methods import Method, stages_of
+from engine.train.methods import Method, get_method, stages_of
 from engine.train.models import count_parameters
 from engine.seed import seed_everything
 from engine.data.tensors import ImageTensors, TensorLoader
 from engine.train.transfer import configure_trainable, set_train_mode
-from engine.train.vpt import PromptedViT
+from engine.train.vpt import PromptedViT, as_vit
 
 __all__ = [
     "EpochStats",
@@ -231,7 +231,7 @@ def _enable_checkpointing(model: nn.Module) -> None:
     if isinstance(model, PromptedViT):
         model.grad_checkpointing = True
     else:
-        model.set_grad_checkpointing(True)
+        as_vit(model).set_grad_checkpointing(True)
 
 
 def fit(

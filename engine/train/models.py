@@ -33,15 +33,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config.train import MAX_IMG_SIZE
+from engine.config.train import DEFAULT_BACKBONE, MAX_IMG_SIZE, BackboneSpec
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
+from engine.train.vpt import as_vit
 
-__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone", "load_backbone_weights", "count_parameters"]
+__all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone",
+           "create_backbone_from", "load_backbone_weights", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE = "vit_base_patch16_224.orig_in21k"
-"""timm name of the original Google ImageNet-21k ViT-B/16 (VPT's ``imagenet21k_ViT-B_16.npz``)."""
 
 WEIGHT_SUFFIXES = (".npz", ".safetensors", ".pth", ".pt", ".bin")
 """Local weight formats :func:`create_backbone` reads."""
@@ -194,6 +194,16 @@ def _download_context(name: str) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
+def create_backbone_from(spec: BackboneSpec, *, img_size: int | None = None) -> nn.Module:
+    """:func:`create_backbone` for a :class:`~engine.config.train.BackboneSpec` (an ``img_size`` in its
+    ``model_kwargs`` applies when ``img_size`` is not given)."""
+    kwargs = dict(spec.model_kwargs)
+    size = img_size or kwargs.pop("img_size", None)
+    kwargs.pop("img_size", None)
+    return create_backbone(spec.model, weights=spec.weights, random_init=spec.random_init,
+                           img_size=int(size) if size else None, **kwargs)
+
+
 def create_backbone(
     name: str = DEFAULT_BACKBONE,
     *,
@@ -312,7 +322,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
-            model.load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling
+            as_vit(model).load_pretrained(str(path))  # timm's _load_weights: JAX names, pos-embed resampling
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(
                 f"{path}: not a Google ViT .npz that fits this model ({type(exc).__name__}: {exc})"
@@ -323,7 +333,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
 
     state = _read_state_dict(path)
     try:
-        state = checkpoint_filter_fn(state, model)
+        state = checkpoint_filter_fn(state, as_vit(model))
     except Exception as exc:  # noqa: BLE001
         raise WeightsError(f"{path}: cannot convert weights for this model ({type(exc).__name__}: {exc})") from exc
     own = model.state_dict()

@@ -40,8 +40,9 @@ from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
 from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
-from engine.train.models import create_backbone
+from engine.train.models import create_backbone, create_backbone_from
 from engine.train.pilot_checks import check_pilot_data
+from engine.train.vpt import as_vit
 from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
 from engine.train.pilot_timing import (
     PROBE_BUDGET_S,
@@ -95,17 +96,13 @@ def _splits(index: DatasetIndex, config: PilotConfig, plan: PilotPlan) -> tuple[
 
 def load_pilot_backbone(config: PilotConfig) -> nn.Module:
     """Build the backbone ``config`` names (hub, local weights, or an explicit random init)."""
-    kwargs = dict(config.model_kwargs)
-    img_size = config.img_size or kwargs.pop("img_size", None)
-    kwargs.pop("img_size", None)
-    return create_backbone(config.model, weights=config.weights, random_init=config.random_init,
-                           img_size=int(img_size) if img_size else None, **kwargs)
+    return create_backbone_from(config.backbone, img_size=config.img_size)
 
 
 def _img_size(backbone: nn.Module, config: PilotConfig) -> int:
     if config.img_size:
         return config.img_size
-    size = backbone.patch_embed.img_size
+    size = as_vit(backbone).patch_embed.img_size
     return int(size[0] if isinstance(size, tuple | list) else size)
 
 
@@ -122,7 +119,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
-    return timing_cache_key(device, config.model, dict(config.model_kwargs), method, img_size=img_size,
+    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method, img_size=img_size,
                             num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
 
 
@@ -212,7 +209,7 @@ def plan_pilot(
         batch_size=min(config.batch_size, len(train)), img_size=img_size, lr_grid=lr_grid, seeds=seeds,
         trials=[TrialSpec(method=m, lr=lr, seed=s) for m in config.methods for lr in lr_grid[m] for s in seeds],
         timings=list(timings.values()), estimated_s=choice.estimated_s, budget_s=config.budget_s,
-        device=str(device), precision=config.precision, model=config.model, num_prompts=config.num_prompts,
+        device=str(device), precision=config.precision, model=config.backbone.model, num_prompts=config.num_prompts,
         min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
@@ -235,13 +232,14 @@ def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> Trai
         spec.method, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
         precision=config.precision, seed=spec.seed, deterministic=config.deterministic,
         num_prompts=config.num_prompts, img_size=plan.img_size, grad_checkpointing=config.grad_checkpointing,
-        ft_stage_epochs=plan.epochs if spec.method == "ft-then-pt" else None, lr_schedule=PILOT_LR_SCHEDULE,
+        ft_stage_epochs=plan.epochs if len(stages_of(spec.method)) > 1 else None, lr_schedule=PILOT_LR_SCHEDULE,
     )
 
 
 def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainConfig) -> str:
-    return _digest({"data": data_key, "model": config.model, "weights": str(config.weights),
-                    "random_init": config.random_init, "model_kwargs": config.model_kwargs,
+    bb = config.backbone
+    return _digest({"data": data_key, "model": bb.model, "weights": str(bb.weights),
+                    "random_init": bb.random_init, "model_kwargs": bb.model_kwargs,
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 

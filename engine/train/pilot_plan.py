@@ -21,7 +21,7 @@ import math
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.config.train import DEFAULT_MIN_DETECTABLE, PilotConfig
+from engine.config.train import DEFAULT_MIN_DETECTABLE, QUICK_EPOCHS, PilotConfig
 from engine.data.index import Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError
 from engine.train.methods import Method, stages_of
@@ -145,7 +145,7 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
     needed = compare_images_needed(config.min_detectable, config.seeds, discordance=config.assumed_discordance)
     floor = max(2 * num_classes, 10)
     cmp_cap = max(1, min(needed, int(n_labeled * config.compare_fraction)))
-    epochs_options = (config.epochs,) if config.epochs else _EPOCHS
+    epochs_options = (config.epochs,) if config.epochs else (QUICK_EPOCHS,) if config.quick else _EPOCHS
     max_grid = max(len(config.grid_for(m)) for m in config.methods)
     best: tuple[tuple[int, ...], Choice] | None = None
     cheapest: Choice | None = None

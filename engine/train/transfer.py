@@ -25,25 +25,11 @@ from torch import nn
 
 from engine.config.train import FT_DROPOUT
 from engine.errors import ConfigError
-from engine.train.methods import METHODS, PROMPT_METHODS, Method, parse_method, stages_of, uses_sgd
-from engine.train.vpt import PromptedViT
+from engine.train.methods import Method, get_method
+from engine.train.vpt import PromptedViT, as_vit
 
-__all__ = [
-    "Method",
-    "METHODS",
-    "PROMPT_METHODS",
-    "Stage",
-    "parse_method",
-    "build_model",
-    "configure_trainable",
-    "set_train_mode",
-    "uses_sgd",
-    "stages_of",
-    "init_head",
-    "set_backbone_dropout",
-    "HEAD_PRIOR_PROB",
-    "FT_DROPOUT_METHODS",
-]
+__all__ = ["Stage", "build_model", "configure_trainable", "set_train_mode", "init_head", "set_backbone_dropout",
+           "HEAD_PRIOR_PROB", "FT_DROPOUT_METHODS"]
 
 HEAD_PRIOR_PROB = 0.01
 """Class prior behind the original head's bias, ``-log((1 - 0.01) / 0.01)`` (KMnP/vpt src/models/mlp.py
@@ -77,7 +63,7 @@ def build_model(
 
     Args:
         backbone: a timm ViT (e.g. from ``engine.train.models.create_backbone``).
-        method: one of :data:`METHODS`.
+        method: a registered method (``engine.train.methods``).
         num_classes: output classes of the new head.
         num_prompts: prompt tokens per set (prompt methods only).
         prompt_dropout: dropout on the prompts (VPT uses 0.1 for deep, 0 for shallow).
@@ -90,20 +76,20 @@ def build_model(
         The backbone itself for ``full``/``linear``; a :class:`PromptedViT` otherwise
         (``mixed`` and ``ft-then-pt`` use deep prompts).
     """
-    method = parse_method(method)
+    spec = get_method(method)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    backbone.reset_classifier(num_classes)
+    as_vit(backbone).reset_classifier(num_classes)
     init_head(backbone.get_classifier(), head_init)
-    set_backbone_dropout(backbone, ft_dropout if method in FT_DROPOUT_METHODS else 0.0)
-    if method not in PROMPT_METHODS:
+    set_backbone_dropout(backbone, ft_dropout if spec.name in FT_DROPOUT_METHODS else 0.0)
+    if spec.prompts == "none":
         model: nn.Module = backbone
     else:
         if num_prompts < 1:
-            raise ConfigError(f"{method} needs at least one prompt token, got num_prompts={num_prompts}")
-        model = PromptedViT(backbone, num_prompts=num_prompts, deep=method != "vpt-shallow",
+            raise ConfigError(f"{spec.name} needs at least one prompt token, got num_prompts={num_prompts}")
+        model = PromptedViT(backbone, num_prompts=num_prompts, deep=spec.prompts == "deep",
                             prompt_dropout=prompt_dropout, prompt_dropout_mode=prompt_dropout_mode)
-    configure_trainable(model, method)
+    configure_trainable(model, spec.name)
     return model
 
 
@@ -158,7 +144,7 @@ def _parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.Parameter | None]
     if isinstance(model, PromptedViT):
         return model.backbone, model.head, model.prompts
     if hasattr(model, "get_classifier"):
-        return model, model.get_classifier(), None
+        return model, as_vit(model).get_classifier(), None
     raise ConfigError(f"{type(model).__name__} is neither a timm ViT nor a PromptedViT")
 
 
@@ -178,22 +164,22 @@ def configure_trainable(model: nn.Module, method: Method, *, stage: Stage | None
     Returns:
         Sorted names of the trainable parameters.
     """
-    method = parse_method(method)
+    spec = get_method(method)
     backbone, head, prompts = _parts(model)
-    if (method in PROMPT_METHODS) != (prompts is not None):
-        raise ConfigError(f"model type {type(model).__name__} does not fit method {method!r}")
-    if method != "ft-then-pt" and stage is not None:
-        raise ConfigError(f"stage={stage!r} only applies to ft-then-pt")
-    effective: Method = method
-    if method == "ft-then-pt":
-        effective = "full" if stage == "ft" else "vpt-deep"
+    if (spec.prompts != "none") != (prompts is not None):
+        raise ConfigError(f"model type {type(model).__name__} does not fit method {spec.name!r}")
+    if len(spec.stage_names) == 1 and stage is not None:
+        raise ConfigError(f"stage={stage!r} only applies to multi-stage methods such as ft-then-pt")
+    effective = spec
+    if len(spec.stage_names) > 1:  # ft-then-pt: the first stage fine-tunes, the last tunes prompts
+        effective = get_method(spec.stage_names[0] if stage == "ft" else spec.stage_names[-1])
         assert isinstance(model, PromptedViT)
-        model.prompts_enabled = effective != "full"
+        model.prompts_enabled = effective.prompts != "none"
 
-    keep: set[int] = {id(p) for p in head.parameters()}
-    if effective in ("full", "mixed"):
+    keep: set[int] = {id(p) for p in head.parameters()} if "head" in effective.trains else set()
+    if "backbone" in effective.trains:
         keep |= {id(p) for p in backbone.parameters()}
-    if prompts is not None and effective in ("vpt-shallow", "vpt-deep", "mixed"):
+    if prompts is not None and "prompts" in effective.trains:
         keep.add(id(prompts))
     names: list[str] = []
     for name, param in model.named_parameters():

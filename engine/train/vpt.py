@@ -21,13 +21,15 @@ not copied):
 
 The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
 ``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
-keep working. Whether the frozen backbone stays in ``eval()`` during training is decided by the
+keep working; :func:`embed_tokens`, :func:`insert_prompts` and :func:`remove_prompts` are shared
+with the batched sweep (``engine.train.batched_vpt``). Whether the frozen backbone stays in ``eval()`` during training is decided by the
 training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -35,7 +37,11 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.errors import ConfigError
 
-__all__ = ["PromptedViT", "prompt_init_bound", "drop_prompts", "PROMPT_DROPOUT_MODES"]
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
+__all__ = ["PromptedViT", "prompt_init_bound", "drop_prompts", "PROMPT_DROPOUT_MODES", "as_vit", "vit_geometry",
+           "embed_tokens", "insert_prompts", "remove_prompts"]
 
 PROMPT_DROPOUT_MODES = ("per-sample", "shared")
 
@@ -63,6 +69,51 @@ def drop_prompts(
     return expanded.mul(1.0 / (1.0 - p)).masked_fill(drop, 0.0)
 
 
+_VIT_ATTRIBUTES = ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens")
+"""What the prompt wrappers use of a timm ``VisionTransformer``."""
+
+
+def as_vit(module: nn.Module) -> VisionTransformer:
+    """``module`` typed as a timm ``VisionTransformer`` once it has the attributes VPT uses.
+
+    Raises:
+        ConfigError: ``module`` is not a timm ViT.
+    """
+    for attr in _VIT_ATTRIBUTES:
+        if not hasattr(module, attr):
+            raise ConfigError(f"{type(module).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
+    return cast("VisionTransformer", module)
+
+
+def vit_geometry(backbone: VisionTransformer) -> tuple[int, int, int]:
+    """``(blocks, embedding width, patch size)`` of a timm ViT."""
+    patch = backbone.patch_embed.patch_size
+    return len(backbone.blocks), int(backbone.embed_dim), int(patch[0] if isinstance(patch, tuple | list) else patch)
+
+
+def embed_tokens(backbone: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """timm's token embedding of normalised images: patches, prefix tokens + position embedding, norm_pre."""
+    x = backbone.patch_embed(images)
+    x = backbone._pos_embed(x)
+    x = backbone.patch_drop(x)
+    return backbone.norm_pre(x)
+
+
+def insert_prompts(x: torch.Tensor, prompts: torch.Tensor, prefix: int, *, replace: bool) -> torch.Tensor:
+    """Put ``prompts`` ``(B, P, D)`` after the ``prefix`` tokens of ``x`` ``(B, N, D)``.
+
+    With ``replace`` the ``P`` tokens after the prefix are the previous block's prompt outputs and are
+    overwritten (VPT-deep); otherwise the prompts are inserted and the sequence grows by ``P``.
+    """
+    rest = x[:, prefix + prompts.shape[1]:] if replace else x[:, prefix:]
+    return torch.cat((x[:, :prefix], prompts, rest), dim=1)
+
+
+def remove_prompts(x: torch.Tensor, prefix: int, num_prompts: int) -> torch.Tensor:
+    """Drop the ``num_prompts`` prompt outputs after the prefix tokens (before timm's pooling and head)."""
+    return torch.cat((x[:, :prefix], x[:, prefix + num_prompts:]), dim=1)
+
+
 class PromptedViT(nn.Module):
     """A timm ``VisionTransformer`` with VPT prompt tokens.
 
@@ -82,9 +133,7 @@ class PromptedViT(nn.Module):
     def __init__(self, backbone: nn.Module, *, num_prompts: int, deep: bool, prompt_dropout: float = 0.0,
                  prompt_dropout_mode: str = "per-sample") -> None:
         super().__init__()
-        for attr in ("patch_embed", "_pos_embed", "blocks", "norm", "forward_head", "num_prefix_tokens"):
-            if not hasattr(backbone, attr):
-                raise ConfigError(f"{type(backbone).__name__} is not a timm VisionTransformer (no {attr}); VPT needs one")
+        vit = as_vit(backbone)
         if num_prompts < 0:
             raise ConfigError(f"num_prompts must be >= 0, got {num_prompts}")
         if not 0.0 <= prompt_dropout < 1.0:
@@ -96,15 +145,12 @@ class PromptedViT(nn.Module):
             raise ConfigError("VPT does not support timm's dynamic_img_size; build the backbone with a fixed img_size")
         if getattr(backbone, "global_pool", "token") == "token" and not getattr(backbone, "has_class_token", True):
             raise ConfigError("token pooling without a CLS token; build the backbone with global_pool='avg'")
-        self.backbone = backbone
+        self.backbone = vit
         self.num_prompts = int(num_prompts)
         self.deep = bool(deep)
         self.prompts_enabled = True
         self.grad_checkpointing = False
-        depth = len(backbone.blocks)
-        embed_dim = int(backbone.embed_dim)
-        patch = backbone.patch_embed.patch_size
-        patch_size = int(patch[0] if isinstance(patch, tuple | list) else patch)
+        depth, embed_dim, patch_size = vit_geometry(self.backbone)
         n_sets = depth if self.deep else 1
         self.prompts = nn.Parameter(torch.empty(n_sets, self.num_prompts, embed_dim))
         bound = prompt_init_bound(patch_size, embed_dim)
@@ -134,10 +180,7 @@ class PromptedViT(nn.Module):
             index: which prompt set.
             replace: overwrite the previous prompt outputs (deep) instead of inserting.
         """
-        k = self.prefix_tokens
-        prompts = self._prompt_set(index, x.shape[0], x.dtype)
-        rest = x[:, k + self.num_prompts:] if replace else x[:, k:]
-        return torch.cat((x[:, :k], prompts, rest), dim=1)
+        return insert_prompts(x, self._prompt_set(index, x.shape[0], x.dtype), self.prefix_tokens, replace=replace)
 
     def _use_prompts(self) -> bool:
         return self.prompts_enabled and self.num_prompts > 0
@@ -145,10 +188,7 @@ class PromptedViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Embed, add prompts, run the blocks and the final norm; prompt outputs are dropped."""
         bb = self.backbone
-        x = bb.patch_embed(x)
-        x = bb._pos_embed(x)
-        x = bb.patch_drop(x)
-        x = bb.norm_pre(x)
+        x = embed_tokens(bb, x)
         use = self._use_prompts()
         if use:
             x = self.incorporate_prompts(x, 0, replace=False)
@@ -160,10 +200,7 @@ class PromptedViT(nn.Module):
             else:
                 x = block(x)
         x = bb.norm(x)
-        if use:
-            k = self.prefix_tokens
-            x = torch.cat((x[:, :k], x[:, k + self.num_prompts:]), dim=1)
-        return x
+        return remove_prompts(x, self.prefix_tokens, self.num_prompts) if use else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 3, H, W)`` to logits ``(B, C)``."""

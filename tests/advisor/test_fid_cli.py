@@ -11,7 +11,7 @@ import pytest
 from advisor.cli import main
 from engine.fid.features import INCEPTION_FILENAME
 from tests.conftest import write_png
-from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
+from tests.engine.fid_fakes import FakeExtractor
 
 
 def _folder(root: Path, n: int, seed: int, scale: int = 1) -> Path:

@@ -85,10 +85,8 @@ def _fake_inception(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _quick_pilot(monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.train.pilot_plan as pilot_mod
-    from engine.config import train as train_cfg
 
     monkeypatch.setattr(pilot_mod, "_EPOCHS", (1,))
-    monkeypatch.setattr(train_cfg, "PILOT_LR_GRID", {k: v[:1] for k, v in train_cfg.PILOT_LR_GRID.items()})
 
 
 def _env(ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,9 +153,9 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str] | None]] = {
     "reference-list": (lambda c: ["reference", "list"], ["--json"]),
     "reference-show": (lambda c: ["reference", "show", "in21k"], ["--json"]),
     "pilot": (lambda c: ["pilot", str(c.dataset), "--task", "dtd", "--methods", "full,vpt-deep,vpt-shallow", *_PILOT,
-                         "--out", str(c.tmp / "pilot")], ["--json"]),
+                         "--quick", "--out", str(c.tmp / "pilot")], ["--json"]),
     "pilot-explain": (lambda c: ["pilot", str(c.dataset), "--task", "dtd", "--methods", "full,vpt-deep,vpt-shallow",
-                                 *_PILOT, "--out", str(c.tmp / "pilot"), "--explain"], ["--json"]),
+                                 *_PILOT, "--quick", "--out", str(c.tmp / "pilot"), "--explain"], ["--json"]),
     "reproduce-vtab": (_vtab_args, ["--format", "json"]),
     "calibrate": (lambda c: ["calibrate", str(c.vtab), "--reference", "in21k-64", "--dims", "64",
                              "--inception-weights", str(c.weights), "--device", "cpu", "--output",

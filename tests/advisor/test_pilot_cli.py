@@ -13,10 +13,9 @@ from advisor.cli import main
 from engine.config.train import DEFAULT_NUM_PROMPTS
 from engine.paper import get_vtab_task
 from tests.conftest import write_png
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
 
 TINY = ["--model", "vit_tiny_patch16_224", "--random-init", "--img-size", "32", "--batch-size", "16",
-        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--min-detectable", "40"]
+        "--seeds", "2", "--budget", "10m", "--device", "cpu", "--quick", "--min-detectable", "40"]
 """Detecting 40 points takes 10 held-out comparison images (30 images could never detect the default 3)."""
 
 
@@ -33,14 +32,11 @@ def colour_dataset(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the tiny CLI runs short: at most 2 epochs and one lr per method."""
-    import engine.train.pilot_plan as pilot_mod
-    from engine.config import train as train_cfg
+def quick() -> None:
+    """Quick mode is the ``--quick`` flag in TINY (2 epochs, one lr per method); nothing to patch."""
 
-    monkeypatch.setattr(pilot_mod, "_EPOCHS", (2,))
 
-    monkeypatch.setattr(train_cfg, "PILOT_LR_GRID", {k: v[:1] for k, v in train_cfg.PILOT_LR_GRID.items()})
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_pilot_json_then_resume(colour_dataset: Path, tmp_path: Path, quick: None,
@@ -106,7 +102,8 @@ def test_small_budget_on_a_small_dataset_is_refused_up_front(
     trained: list[object] = []
     monkeypatch.setattr(pilot_mod, "fit", lambda *a, **k: trained.append(a))
     store = tmp_path / "s"
-    args = ["pilot", str(colour_dataset), "--task", "counting", *TINY[:-2], "--budget", "1m", "--out", str(store)]
+    full_mode = [a for a in TINY[:-2] if a != "--quick"]  # the planning numbers below are the real mode's
+    args = ["pilot", str(colour_dataset), "--task", "counting", *full_mode, "--budget", "1m", "--out", str(store)]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "Pilot plan" in err and "not decisive by design" in err  # the plan is shown, then the refusal

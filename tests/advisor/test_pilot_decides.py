@@ -15,17 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from advisor.rules import read_pilot
 from advisor.schemas import PilotVerdict
 from advisor.usecases.pilot import pilot_evidence
-from engine.config.train import PilotConfig
+from engine.config.train import BackboneSpec, PilotConfig
 from engine.data.index import index_dataset
 from engine.train.pilot import PilotResult, plan_pilot, run_pilot
 from tests.conftest import write_png
-from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = torch.device("cpu")
 
@@ -53,8 +56,8 @@ def _red_blind_backbone() -> nn.Module:
 
 def _config(**kw: object) -> PilotConfig:
     # 30 points are detectable with 18 comparison images (paired test, 20 % assumed disagreement)
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), model=TINY_VIT_NAME, random_init=True,
-                                   model_kwargs=TINY_VIT, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
                                    epochs=8, deterministic=True, min_detectable=30.0,
                                    lr_grid={"full": (1e-2,), "vpt-deep": (1.0,)})
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]

@@ -13,7 +13,9 @@ from advisor.cli import main
 from advisor.usecases.pilot import PilotReport, PilotRequest
 from advisor.schemas import MethodScore, PairedDifference, PilotEvidence
 from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fake_pilot(calls: list[PilotRequest], ft: float, vpt: float):

@@ -1,9 +1,9 @@
 """Open the HTML reports in headless Chromium: the page renders (a screenshot that is not blank and
 that changes when the figures are removed) and every embedded figure decodes in the browser.
 
-Chromium is Debian's ``chromium`` package. When ``chromium`` is missing and we are root with
-apt-get, the session installs it once (``apt-get install -y chromium``, after ``apt-get update`` if
-needed); otherwise these tests skip with the reason.
+Chromium is Debian's ``chromium`` package. The tests never install anything: they run when a
+``chromium`` binary is on the PATH (CI's ``.ci/run`` installs it with apt before the tests) and
+otherwise skip, saying how to get it.
 """
 
 from __future__ import annotations
@@ -53,38 +53,13 @@ def _find_chromium() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
 
 
-def _install_chromium() -> str:
-    """Try ``apt-get install -y chromium``; return '' on success or the reason it failed."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return "chromium is not installed and installing it needs root (apt-get install -y chromium)"
-    apt = shutil.which("apt-get")
-    if apt is None:
-        return "chromium is not installed and apt-get is not available"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    last = ""
-    for steps in ([[apt, "install", "-y", "chromium"]], [[apt, "update"], [apt, "install", "-y", "chromium"]]):
-        try:
-            for step in steps:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=900, env=env)
-                if done.returncode != 0:
-                    last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-                    break
-            else:
-                return ""
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            last = str(exc)
-    return f"apt-get install -y chromium failed: {last}"
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Path of a Chromium binary; installed once per session where possible, else the tests skip."""
+    """Path of a Chromium binary; without one the tests skip with the way to install it."""
     path = _find_chromium()
     if path is None:
-        reason = _install_chromium()
-        path = _find_chromium()
-        if path is None:
-            pytest.skip(f"headless Chromium unavailable: {reason or 'installed, but no chromium binary found'}")
+        pytest.skip("headless Chromium not found (no chromium on the PATH); install it, e.g. "
+                    "'sudo apt-get install -y chromium', to run the browser tests")
     return path
 
 

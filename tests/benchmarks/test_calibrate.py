@@ -77,8 +77,6 @@ def test_fit_on_paper_winners_round_trips_through_the_calibration_file(tmp_path)
 
 
 # --- the command, end to end with generated Inception weights and reference statistics --------------------------
-from tests.benchmarks.vtab_tree import one_thread  # noqa: E402,F401
-from tests.gen_inception import fid_weights, random_inception_file  # noqa: E402,F401
 
 
 def _write_reference(name: str = "in21k", dims: int = 64) -> None:
@@ -92,7 +90,7 @@ def _write_reference(name: str = "in21k", dims: int = 64) -> None:
     save_stats(reference_path(name), FeatureStats(mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), n=96))
 
 
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_calibrate_command_refuses_a_fit_on_too_few_tasks(tmp_path, fid_weights, capsys) -> None:  # noqa: F811
     from advisor.cli import main
     from tests.benchmarks.vtab_tree import make_vtab_tree

@@ -10,17 +10,16 @@ from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, run_sweep
 from benchmarks.vtab.store import TrialStore
 from engine.errors import ConfigError
-from tests.benchmarks.vtab_tree import one_thread  # noqa: F401
-from tests.benchmarks.vtab_tree import TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
+from tests.benchmarks.vtab_tree import TINY_BACKBONE, make_vtab_tree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 distributed = pytest.importorskip("dask.distributed")
 
 
 def _request(root: Path, db: Path, **kw) -> SweepRequest:
     return SweepRequest(root=root, db=db, tasks=["dtd"], protocol=get_protocol("quick", img_size=16),
-                        model=TINY_MODEL, random_init=True, model_kwargs=TINY_MODEL_ARGS, device="cpu", **kw)
+                        backbone=TINY_BACKBONE, device="cpu", **kw)
 
 
 def test_dask_local_cluster_runs_trials_like_local(tmp_path: Path) -> None:

@@ -19,10 +19,9 @@ from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, make_units, plan_search, run_sweep
 from benchmarks.vtab.layout import check_layout
 from benchmarks.vtab.tasks import TASKS
-from tests.benchmarks.vtab_tree import one_thread  # noqa: F401
-from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
+from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_BACKBONE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +67,7 @@ def test_quick_protocol_end_to_end_with_broken_tasks(tmp_path: Path, capsys: pyt
     written = {p.name for p in out.iterdir()}
     assert {"config.json", "table.md", "table.csv", "table.json"} <= written
     config = json.loads((out / "config.json").read_text())
-    assert config["protocol"]["name"] == "quick" and config["model_kwargs"]["depth"] == 1
+    assert config["protocol"]["name"] == "quick" and config["backbone"]["model_kwargs"]["depth"] == 1
     # a rerun finds everything finished and runs nothing; it can also write the report
     html = tmp_path / "vtab.html"
     assert main(_cli_args(root, db) + ["--format", "markdown", "--out", str(out), "--report", str(html)]) == 0
@@ -105,10 +104,10 @@ import sys
 from pathlib import Path
 from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, run_sweep
-from tests.benchmarks.vtab_tree import TINY_MODEL, TINY_MODEL_ARGS
+from tests.benchmarks.vtab_tree import TINY_BACKBONE
 req = SweepRequest(root=Path(sys.argv[1]), db=Path(sys.argv[2]), tasks=sys.argv[3].split(","), methods=("ft",),
                    protocol=get_protocol("quick", img_size=16, epochs=3, final_seeds=(42, 44, 82)),
-                   model=TINY_MODEL, random_init=True, model_kwargs=TINY_MODEL_ARGS, device="cpu")
+                   backbone=TINY_BACKBONE, device="cpu")
 run_sweep(req)
 """
 
@@ -143,7 +142,7 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
         assert 4 <= len(before) < planned_total
     req = SweepRequest(root=root, db=db, tasks=tasks, methods=("ft",),
                        protocol=get_protocol("quick", img_size=16, epochs=3, final_seeds=(42, 44, 82)),
-                       model=TINY_MODEL, random_init=True, model_kwargs=TINY_MODEL_ARGS, device="cpu")
+                       backbone=TINY_BACKBONE, device="cpu")
     report = run_sweep(req)
     assert report.reused >= len(before) and report.ran + report.reused == planned_total
     with sqlite3.connect(db) as con:
@@ -153,3 +152,27 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
     for key, value in before.items():  # finished before the kill: kept as they were, not rerun
         assert after[key] == value
     assert all(len(c.test_accs) == 3 for c in report.cells)
+
+
+def test_the_protocols_normalization_reaches_both_trainers() -> None:
+    """One training configuration: the protocol's normalization reaches fit and the batched sweep alike."""
+    from benchmarks.vtab.protocol import get_protocol
+    from benchmarks.vtab.run import SweepRequest, plan_search
+    from benchmarks.vtab.layout import LayoutReport, TaskCheck
+    from benchmarks.vtab.trials import train_config
+    from engine.errors import ConfigError
+    from engine.train.batched_vpt import BatchedVptConfig
+
+    request = SweepRequest(root=Path("/vtab"), protocol=get_protocol("quick", normalization="inception"),
+                           tasks=["dtd"], methods=("ft", "vpt"))
+    layout = LayoutReport(root="/vtab", tasks=[TaskCheck(key="dtd", folder="dtd", status="ok", sizes=[800])])
+    configs = plan_search(request, layout)
+    assert configs and {c.normalization for c in configs} == {"inception"}
+    vpt = next(c for c in configs if c.method == "vpt")
+    tc = train_config(vpt)
+    assert (tc.method, tc.normalization, tc.optimizer) == ("vpt-deep", "inception", "sgd")
+    batched = BatchedVptConfig.from_train_config(tc, config_chunk=2)
+    assert (batched.normalization, batched.prompt_dropout, batched.batch_size, batched.deep) == (
+        "inception", tc.prompt_dropout, tc.batch_size, True)
+    with pytest.raises(ConfigError, match="batched VPT"):
+        BatchedVptConfig.from_train_config(train_config(next(c for c in configs if c.method == "ft")))

@@ -9,14 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from benchmarks.vtab.tasks import TASKS
+from engine.config.train import BackboneSpec
 from tests.conftest import write_png
 
 SPLITS = {"train800": 4, "val200": 2, "test": 4}
 TINY_MODEL_ARGS = {"patch_size": 8, "depth": 1, "embed_dim": 16, "num_heads": 2}
 TINY_MODEL = "vit_tiny_patch16_224"
+TINY_BACKBONE = BackboneSpec(model=TINY_MODEL, random_init=True, model_kwargs=TINY_MODEL_ARGS)
+"""A random one-block ViT for plumbing tests (results meaningless)."""
 IMG_SIZE = 16
 
 
@@ -53,14 +55,3 @@ def make_vtab_tree(root: Path, *, size: int = 16, tasks: list[str] | None = None
         for split, entries in lines.items():
             (folder / f"{split}.txt").write_text("\n".join(entries) + "\n", encoding="utf-8")
     return root
-
-
-@pytest.fixture
-def one_thread():
-    """Run torch single-threaded: tiny models on a shared 2-core machine are dominated by thread hand-offs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -17,21 +17,12 @@ from engine.data.tensors import ImageTensors
 from engine.train.loop import fit
 from engine.train.transfer import build_model
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NUM_CLASSES = 3
 SPECS = [VptRunSpec(lr=2.0, weight_decay=0.01, seed=42),
          VptRunSpec(lr=0.5, weight_decay=0.0, seed=42),
          VptRunSpec(lr=1.0, weight_decay=0.001, seed=44)]
-
-
-@pytest.fixture
-def single_thread():
-    """Tiny models on a shared 2-core machine are dominated by thread hand-offs: run single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

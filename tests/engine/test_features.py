@@ -16,8 +16,7 @@ from engine.fid.features import FID_WEIGHTS_URL, INCEPTION_FILENAME, default_wei
 from engine.fid.frechet import compute_feature_stats, frechet_distance
 from engine.fid.run import compute_fid, extract_file_features
 from tests.conftest import write_png
-from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
-from tests.gen_inception import fid_weights, random_inception_file  # noqa: F401 - fixtures
+from tests.engine.fid_fakes import FakeExtractor
 
 
 def _folder(root: Path, n: int, size: tuple[int, int], seed: int, scale: int = 1) -> Path:

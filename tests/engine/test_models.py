@@ -11,14 +11,15 @@ import torch
 
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.models import create_backbone
-from tests.gen_vit import (  # noqa: F401 - one_torch_thread is an autouse fixture
+from tests.gen_vit import (
     TINY_VIT,
     TINY_VIT_NAME,
     make_vit,
-    one_torch_thread,
     to_jax_arrays,
     write_weights,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import engine.train.pilot as pilot_mod
-from engine.config.train import PAPER_SEEDS, PilotConfig, parse_budget
+from engine.config.train import PAPER_SEEDS, BackboneSpec, PilotConfig, parse_budget
 from engine.data.index import DatasetIndex, Sample, index_dataset
 from engine.train.pilot_plan import split_samples
 from engine.train.power import compare_images_needed
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
 from tests.conftest import write_png
-from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit
 
 
 @pytest.fixture
@@ -33,9 +33,12 @@ def colour_dataset(tmp_path: Path) -> Path:
     return root
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def _config(**kw: object) -> PilotConfig:
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), model=TINY_VIT_NAME, random_init=True,
-                                   model_kwargs=TINY_VIT, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=BackboneSpec(model=TINY_VIT_NAME, random_init=True,
+                                                         model_kwargs=TINY_VIT), num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
                                    epochs=2, deterministic=True)
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 

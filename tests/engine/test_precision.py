@@ -11,7 +11,9 @@ from engine.device import CpuBf16, autocast_context, cpu_bf16_support, resolve_p
 from engine.errors import ConfigError
 from engine.train.loop import fit
 from engine.train.transfer import build_model
-from tests.gen_vit import make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CPU = torch.device("cpu")
 EMULATED = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_vnni\n"

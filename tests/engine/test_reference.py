@@ -17,7 +17,7 @@ from engine.paths import references_dir
 from engine.fid.refbuild import PlanItem, build_reference, discover_items, plan_sample
 from engine.fid.reference import list_references, reference_info, resolve_reference
 from tests.conftest import write_png
-from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
+from tests.engine.fid_fakes import FakeExtractor
 
 
 def _tree(root: Path, classes: dict[str, int], size: int = 16, seed: int = 0) -> Path:

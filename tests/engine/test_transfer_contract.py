@@ -18,7 +18,9 @@ from engine.train.models import count_parameters
 from engine.data.tensors import ImageTensors
 from engine.train.loop import fit, make_optimizer
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
-from tests.gen_vit import make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 P = 4
 C = 3

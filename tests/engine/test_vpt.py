@@ -9,7 +9,9 @@ import torch
 
 from engine.errors import ConfigError
 from engine.train.vpt import PromptedViT, prompt_init_bound
-from tests.gen_vit import make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 P = 3
 
