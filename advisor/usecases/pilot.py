@@ -221,8 +221,7 @@ def run_pilot_request(
         prior: decision inputs already gathered (``recommend --pilot`` passes its FID and size); else they
             are built from ``task``/``disparity`` and the dataset size.
 
-    Returns:
-        The JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
+    Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device, resolve_precision
@@ -261,6 +260,6 @@ def run_pilot_request(
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
                          random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
-                         device=describe_device(dev),
-                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
+                         device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
+                         recommendation=recommendation)
     return report, result

@@ -68,7 +68,7 @@ class ThresholdFit(FrozenModel):
 
 def paper_low_disparity_winners() -> dict[str, Literal["FT", "VPT"]]:
     """The paper's winner at 800/200 for every low-disparity task (Tables 1-2)."""
-    return {k: t.winner_800 for k, t in TASKS.items() if t.disparity == "low"}  # type: ignore[misc]
+    return {k: t.winner_800 for k, t in TASKS.items() if t.disparity == "low"}
 
 
 def fit_threshold(fids: Mapping[str, float], winners: Mapping[str, str]) -> ThresholdFit:

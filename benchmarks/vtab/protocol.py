@@ -89,8 +89,6 @@ WARMUP_EPOCHS: int = 10
 MethodName = Literal["ft", "vpt"]
 ProtocolName = Literal["paper", "quick"]
 SubsetMode = Literal["first-k", "stratified"]
-METHODS: dict[str, str] = {"ft": "full", "vpt": "vpt-deep"}
-"""CLI method name -> engine transfer method (the paper uses VPT-deep)."""
 
 
 class Protocol(FrozenModel):

@@ -255,9 +255,10 @@ def _check_backbone(request: SweepRequest) -> None:
     """Refuse a backbone no trial could build (not a ViT, bad --model-arg, missing --weights) before any work."""
     from engine.train.models import check_backbone_request, check_weights_file
 
-    check_backbone_request(request.model, img_size=request.protocol.img_size, model_kwargs=dict(request.model_kwargs))
-    if request.weights is not None:
-        check_weights_file(Path(request.weights))
+    backbone = request.backbone
+    check_backbone_request(backbone.model, img_size=request.protocol.img_size, model_kwargs=dict(backbone.model_kwargs))
+    if backbone.weights is not None:
+        check_weights_file(Path(backbone.weights))
 
 
 def run_sweep(request: SweepRequest, *, on_progress: ProgressCallback | None = None,

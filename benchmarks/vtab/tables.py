@@ -44,7 +44,7 @@ def load_tolerance() -> Tolerance:
     try:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # type: ignore[no-redef,unused-ignore]
     data = tomllib.loads(resources.files("benchmarks.vtab").joinpath("expected.toml").read_text(encoding="utf-8"))
     return Tolerance(**data["tolerance"], protocol=data["targets"]["protocol"])
 

@@ -312,7 +312,7 @@ def _hf_shards(text: str) -> tuple[str, list[ShardRef]]:
 class _NoAuthAcrossHosts(urllib.request.HTTPRedirectHandler):
     """Follow redirects, but never carry the Hub token to another host (the Hub redirects to storage)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]  # urllib's signature
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
             new.remove_header("Authorization")

@@ -356,12 +356,12 @@ def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: B
     from engine.train.loop import make_scheduler
 
     factor = scale_lr(1.0, config.batch_size, config.lr_scale_batch)
-    groups = []
+    groups: list[dict[str, object]] = []
     for k, spec in enumerate(specs):
         decayed, plain = model.config_params(k)
         groups.append({"params": decayed, "lr": spec.lr * factor, "weight_decay": spec.weight_decay})
         groups.append({"params": plain, "lr": spec.lr * factor, "weight_decay": 0.0})
-    optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=config.momentum)
+    optimizer = torch.optim.SGD(groups, lr=specs[0].lr * factor, momentum=config.momentum)
     units = 1 if config.lr_schedule == "per-epoch" else steps_per_epoch
     scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, config.epochs // 2) * units,
                                total_steps=config.epochs * units, schedule=config.lr_schedule)

@@ -49,9 +49,10 @@ def check_pilot_data(index: DatasetIndex, config: PilotConfig | None = None) -> 
         raise ConfigError(
             f"the pilot needs validation images, but {index.root} has {len(index.samples)} usable images for "
             f"{present} classes and every class keeps one for training; add images (at least 2 in some class)")
-    check_backbone_request(config.model, img_size=config.img_size, model_kwargs=dict(config.model_kwargs))
-    if config.weights is not None:
-        check_weights_file(config.weights)
+    backbone = config.backbone
+    check_backbone_request(backbone.model, img_size=config.img_size, model_kwargs=dict(backbone.model_kwargs))
+    if backbone.weights is not None:
+        check_weights_file(backbone.weights)
 
 
 def check_some_converged(results: list[TrialResult]) -> None:

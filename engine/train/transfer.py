@@ -79,8 +79,9 @@ def build_model(
     spec = get_method(method)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    as_vit(backbone).reset_classifier(num_classes)
-    init_head(backbone.get_classifier(), head_init)
+    vit = as_vit(backbone)
+    vit.reset_classifier(num_classes)
+    init_head(vit.get_classifier(), head_init)
     set_backbone_dropout(backbone, ft_dropout if spec.name in FT_DROPOUT_METHODS else 0.0)
     if spec.prompts == "none":
         model: nn.Module = backbone

@@ -27,7 +27,8 @@ from advisor.cli import app
 from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 FT_WON = ["svhn", "patch_camelyon", "retinopathy"]

@@ -22,7 +22,9 @@ from engine.train.batched_vpt import BatchedPromptModel
 from engine.train.loop import evaluate, fit, make_optimizer, make_scheduler
 from engine.train.transfer import HEAD_PRIOR_PROB, build_model, configure_trainable, set_train_mode
 from engine.train.vpt import PromptedViT, drop_prompts
-from tests.gen_vit import TINY_VIT, make_vit, one_torch_thread  # noqa: F401 - autouse fixture
+from tests.gen_vit import TINY_VIT, make_vit
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 C = 3
 P = 4

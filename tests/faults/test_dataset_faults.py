@@ -111,7 +111,7 @@ def test_duplicates_never_reach_both_sides_of_the_pilot_split(tmp_path: Path) ->
     from engine.train.pilot_plan import split_samples
 
     index = index_dataset(_list_with_duplicates(tmp_path / "data"))
-    config = PilotConfig(budget_s=60, random_init=True)
+    config = PilotConfig(budget_s=60)
     train, val, compare = split_samples(index.samples, config, n_compare=2, n=6)
     paths = [os.path.realpath(s.path) for s in train + val + compare]
     assert len(paths) == len(set(paths)) == 8

@@ -11,7 +11,8 @@ import pytest
 
 from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 from tests.faults.conftest import assert_clean_error, labeled_folder
-from tests.gen_vit import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_ARGS = [a for k, v in TINY_MODEL_ARGS.items() for a in ("--model-arg", f"{k}={v}")]
 
