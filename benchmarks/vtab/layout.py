@@ -127,6 +127,11 @@ def check_task(root: Path, task: TaskSpec, sizes: tuple[int, ...] = (800,)) -> T
                          notes=notes, counts=counts, skipped=skipped)
     supported: list[int] = []
     for n_train in sizes:
+        have = counts.get("train800.txt", 0)
+        if n_train < 800 and have < n_train:  # a subset larger than its list: never train on fewer silently
+            notes.append(f"size {n_train} skipped: train800.txt in {display_path(folder)} has only {have} usable "
+                         f"entries")
+            continue
         if n_train <= 800:
             supported.append(n_train)
             continue

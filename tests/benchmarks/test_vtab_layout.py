@@ -56,8 +56,9 @@ def test_missing_and_malformed_tasks_say_what_to_do(root: Path) -> None:
 
 def test_sizes_above_800_need_exported_splits(root: Path) -> None:
     task = TASKS["dtd"]
-    check = check_task(root, task, sizes=(400, 800, 5000))
-    assert check.sizes == [400, 800] and any("train5000.txt" in n for n in check.notes)
+    have = check_task(root, task).counts["train800.txt"]  # the tiny tree's lists are short
+    check = check_task(root, task, sizes=(have, 800, 5000))
+    assert check.sizes == [have, 800] and any("train5000.txt" in n for n in check.notes)
     assert size_list_files(5000) == ("train5000.txt", "val1250.txt", "train5000val1250.txt")
     for name in size_list_files(5000):
         (root / "dtd" / name).write_text((root / "dtd" / "train800.txt").read_text())
@@ -67,3 +68,13 @@ def test_sizes_above_800_need_exported_splits(root: Path) -> None:
 def test_root_must_be_a_folder(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a folder"):
         check_layout(tmp_path / "nope", resolve_tasks(["dtd"]))
+
+
+def test_a_subset_larger_than_its_list_is_skipped_with_a_note(tmp_path: Path) -> None:
+    """--sizes 400 on a tree whose train800.txt holds fewer entries: said, never trained on fewer silently."""
+    root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd"])
+    task = TASKS["dtd"]
+    have = check_task(root, task, sizes=(800,)).counts["train800.txt"]
+    check = check_task(root, task, sizes=(have, have + 1, 800))
+    assert check.sizes == [have, 800]
+    assert any(f"size {have + 1} skipped" in n and f"only {have}" in n for n in check.notes)
