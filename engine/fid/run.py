@@ -254,12 +254,13 @@ def extract_file_features(
                 done += len(idx) + len(failed)
                 report(on_progress, done, total)
     finally:
+        problem = cache.problem if cache is not None else None  # a healed cache is reported, never silent
         if own_cache and cache is not None:
             cache.close()
     ok = [i for i in good if i in feats]
     array = np.stack([feats[i] for i in ok]) if ok else np.empty((0, config.dims), np.float32)
     report(on_progress, total, total)
-    return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached)
+    return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached, warnings=[problem] if problem else [])
 
 
 @dataclass
@@ -318,7 +319,7 @@ def _stats_from_images(
             f"{source}: {len(res.ok)} usable image(s) ({n_skipped} skipped); FID needs at least 2 (ideally >= 2048)"
         )
     stats = compute_feature_stats(res.features)
-    warnings = [w for w in [small_sample_warning(stats.n, config.dims, source)] if w]
+    warnings = [w for w in [small_sample_warning(stats.n, config.dims, source)] if w] + res.warnings
     summary = SideSummary(
         source=source, kind="images", n_images=stats.n, n_skipped=n_skipped, n_cached=res.n_cached,
         extractor=res.extractor, preprocessing=res.preprocessing,

@@ -58,6 +58,7 @@ def test_damaged_feature_cache_is_moved_aside_and_the_fid_is_unchanged(
     assert json.loads(second.out)["fid"] == pytest.approx(json.loads(first.out)["fid"], rel=1e-9)
     aside = list(cache.parent.glob(cache.name + ".damaged-*"))
     assert len(aside) == 1 and "Warning:" in second.err and aside[0].name in " ".join(second.err.split())
+    assert any(aside[0].name in w for w in json.loads(second.out)["warnings"])  # in --json too, not only stderr
     third = _fid(cli, a, b, fake_weights)  # the fresh cache works again: everything is a hit, no warning
     assert third.code == 0 and "Warning:" not in third.err and json.loads(third.out)["a"]["n_cached"] == 12
 
