@@ -211,8 +211,7 @@ def extract_file_features(
     """
     paths = list(paths)
     total = len(paths)
-    weights = resolve_weights(config)
-    ext_id = extractor_id(config.dims, weights_sha256(weights))
+    ext_id = extractor_id(config.dims, weights_sha256(resolve_weights(config)))
     with ThreadPoolExecutor(max_workers=resolve_workers(config.workers)) as pool:
         prints = list(pool.map(_fingerprint, paths))
     skipped: list[SkippedFile] = []
@@ -254,13 +253,13 @@ def extract_file_features(
                 done += len(idx) + len(failed)
                 report(on_progress, done, total)
     finally:
-        problem = cache.problem if cache is not None else None  # a healed cache is reported, never silent
         if own_cache and cache is not None:
             cache.close()
     ok = [i for i in good if i in feats]
     array = np.stack([feats[i] for i in ok]) if ok else np.empty((0, config.dims), np.float32)
     report(on_progress, total, total)
-    return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached, warnings=[problem] if problem else [])
+    healed = [cache.problem] if cache is not None and cache.problem else []  # reported, never silent
+    return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached, warnings=healed)
 
 
 @dataclass
