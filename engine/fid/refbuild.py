@@ -75,6 +75,7 @@ from engine.fid.reference import (
 )
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
+from engine.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -171,15 +172,6 @@ def _digest(s1: npt.NDArray[np.float64], s2: npt.NDArray[np.float64], state: byt
     return h.hexdigest()
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(work: Path, s1: npt.NDArray[np.float64], s2: npt.NDArray[np.float64], state: dict) -> None:
     """One atomic write of sums + state + checksum; the previous checkpoint becomes ``checkpoint.prev``."""
     blob = json.dumps(state, sort_keys=True).encode()
@@ -188,7 +180,7 @@ def _save_checkpoint(work: Path, s1: npt.NDArray[np.float64], s2: npt.NDArray[np
              digest=np.frombuffer(_digest(s1, s2, blob).encode(), np.uint8))
     if (work / _CKPT).exists():
         os.replace(work / _CKPT, work / _CKPT_PREV)
-    _fsync_write(work / _CKPT, buf.getvalue())
+    atomic_write_bytes(work / _CKPT, buf.getvalue())
 
 
 def _read_checkpoint(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict]:
@@ -241,7 +233,7 @@ def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
 
 def _save_plan(work: Path, body: dict) -> None:
     text = json.dumps(body, sort_keys=True)
-    _fsync_write(work / _PLAN, json.dumps({"body": body, "digest": hashlib.sha256(text.encode()).hexdigest()}).encode())
+    atomic_write_bytes(work / _PLAN, json.dumps({"body": body, "digest": hashlib.sha256(text.encode()).hexdigest()}).encode())
 
 
 # --- feature accumulation ---------------------------------------------------------------------------------

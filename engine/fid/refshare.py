@@ -40,6 +40,7 @@ from engine.fid.reference import (
     validate_reference_name,
 )
 from engine.paths import references_dir
+from engine.io import atomic_write_bytes
 
 __all__ = ["export_reference", "import_reference", "pull_reference", "MAX_ARCHIVE_BYTES"]
 
@@ -77,10 +78,7 @@ def export_reference(name: str, dest: Path, *, overwrite: bool = False) -> Path:
             member = tarfile.TarInfo(f"{name}{path.suffix}")
             member.size, member.mode = len(data), 0o644
             tf.addfile(member, io.BytesIO(data))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, dest)
+    atomic_write_bytes(dest, buf.getvalue())
     return dest
 
 

@@ -17,10 +17,7 @@ loses only the trial in progress.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +37,7 @@ from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
 from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
-from engine.train.models import create_backbone, create_backbone_from
+from engine.train.models import create_backbone_from
 from engine.train.pilot_checks import check_pilot_data
 from engine.train.vpt import as_vit
 from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
@@ -56,6 +53,7 @@ from engine.train.pilot_timing import (
 from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
 from engine.train.power import PairedComparison
 from engine.train.transfer import build_model
+from engine.io import atomic_write_text, json_digest
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
            "run_pilot", "summarize_trials", "compare_methods", "check_pilot_data", "load_pilot_backbone"]
@@ -83,7 +81,7 @@ class PilotResult(FrozenModel):
 
 
 def _digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(obj, 16)
 
 
 def _dataset_fingerprint(samples: list[Sample]) -> str:
@@ -109,13 +107,6 @@ def _img_size(backbone: nn.Module, config: PilotConfig) -> int:
 def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device) -> str:
     return _digest({"data": _dataset_fingerprint(index.samples), "config": config.model_dump(mode="json"),
                     "device": device.type})
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
@@ -215,7 +206,7 @@ def plan_pilot(
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
     )
     if plan_path is not None:
-        _atomic_write(plan_path, plan.model_dump_json(indent=2))
+        atomic_write_text(plan_path, plan.model_dump_json(indent=2))
     return plan
 
 
@@ -356,7 +347,7 @@ def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data:
                 report(on_progress, base + epoch, total)
 
             result = _run_trial(backbone, plan, config, spec, tc, data, device, key=path.stem, on_epoch=on_epoch)
-            _atomic_write(path, result.model_dump_json())
+            atomic_write_text(path, result.model_dump_json())
             fresh.add(result.key)
         results.append(result)
         done += units[spec]

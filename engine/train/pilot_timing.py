@@ -13,11 +13,9 @@ runs once per setup; finished pilot trials then overwrite the training cost with
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
-import os
 import platform
 import statistics
 import time
@@ -34,6 +32,7 @@ from engine.data.tensors import ImageTensors, TensorLoader
 from engine.train.loop import evaluate, make_optimizer, make_scheduler, train_one_epoch
 from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
+from engine.io import atomic_write_text, json_digest
 
 __all__ = ["MethodTiming", "PROBE_BUDGET_S", "measure_method_timing", "timing_cache_key", "cached_timing",
            "store_timing", "epoch_seconds", "timing_from_trials"]
@@ -224,7 +223,7 @@ def timing_cache_key(device: torch.device, model: str, model_kwargs: dict[str, o
     parts = {"device": _device_name(device), "model": model, "kwargs": model_kwargs, "method": method,
              "img_size": img_size, "prompts": num_prompts, "precision": precision, "batch": batch_size,
              "torch": torch.__version__}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return json_digest(parts, 20)
 
 
 def _read_cache(path: Path) -> dict[str, dict[str, object]]:
@@ -254,10 +253,7 @@ def store_timing(path: Path | None, key: str, timing: MethodTiming) -> None:
     data = _read_cache(path)
     data[key] = timing.model_dump(mode="json")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=1))
     except OSError as exc:
         logger.warning("cannot write the timing cache %s: %s", path, exc)
 
