@@ -88,7 +88,7 @@ def _headline(rec: Recommendation) -> Text:
 
 def _facts(report: RecommendReport) -> str:
     rec, inp = report.recommendation, report.recommendation.inputs
-    n = f"n_train {inp.n_train:,}" if inp.n_train else "n_train unknown"
+    n = f"n_train={inp.n_train:,}" if inp.n_train else "n_train unknown"  # "=": label and value never split
     fid = f"FID {inp.fid:.1f} ({rec.similarity})" if inp.fid is not None else "FID unmeasured"
     if inp.fid is not None and inp.fid_n is not None:  # the N it was compared at, and its interval
         interval = f", interval {inp.fid_interval[0]:.1f}-{inp.fid_interval[1]:.1f}" if inp.fid_interval else ""
