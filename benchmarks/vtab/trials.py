@@ -272,17 +272,17 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
 
 
 def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> list[TrialResult]:
-    from engine.train.batched_vpt import BatchedVptConfig, VptRunSpec, fit_batched_vpt
+    from engine.train.batched_vpt import VptRunSpec, fit_batched_vpt
 
     first = cfgs[0]
     fit_on, eval_on = split_samples(first)
     x_tr, y_tr, skip_tr = _tensors(fit_on, first.img_size)
     x_ev, y_ev, skip_ev = _tensors(eval_on, first.img_size)
-    bc = BatchedVptConfig.from_train_config(train_config(first), config_chunk=max(1, max_rows // first.batch_size))
     specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
     t0 = time.perf_counter()
-    out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, bc, num_classes=first.num_classes,
-                          device=device)
+    out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, train_config(first),
+                          num_classes=first.num_classes, device=device,
+                          config_chunk=max(1, max_rows // first.batch_size))
     wall = time.perf_counter() - t0
     vers = versions()
     return [TrialResult(key=c.key, config=c, eval_split="val" if c.phase == "search" else "test",

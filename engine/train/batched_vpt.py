@@ -34,8 +34,8 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode, TrainConfig, scale_lr
-from engine.device import Precision, autocast_context
+from engine.config.train import TrainConfig, scale_lr
+from engine.device import autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
 from engine.train.methods import get_method
@@ -44,7 +44,7 @@ from engine.train.vpt import as_vit, drop_prompts, embed_tokens, prompt_init_bou
 
 __all__ = [
     "VptRunSpec",
-    "BatchedVptConfig",
+    "check_batched_config",
     "BatchedVptResult",
     "BatchedPromptModel",
     "fit_batched_vpt",
@@ -68,50 +68,19 @@ class VptRunSpec(FrozenModel):
     seed: int = Field(42, description="Seeds prompt/head init, data order and prompt dropout of this run.")
 
 
-class BatchedVptConfig(FrozenModel):
-    """What the K stacked runs share (the protocol), mirroring the paper's VPT recipe."""
+def check_batched_config(config: TrainConfig) -> None:
+    """Check that runs of ``config`` can be stacked in one batched sweep.
 
-    num_prompts: int = Field(10, ge=1, description="Prompt tokens per layer.")
-    deep: bool = Field(True, description="VPT-deep (new prompts before every block) or VPT-shallow.")
-    prompt_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompt tokens while training.")
-    prompt_dropout_mode: PromptDropoutMode = Field(
-        "per-sample", description="As TrainConfig.prompt_dropout_mode: a mask per image (the original) or per batch.")
-    lr_schedule: LrSchedule = Field(
-        "per-epoch", description="As TrainConfig.lr_schedule: stepped per epoch (the original) or per step.")
-    head_init: HeadInit = Field("vpt", description="As TrainConfig.head_init: the original head init or torch's.")
-    on_divergence: DivergencePolicy = Field(
-        "last-finite", description="As TrainConfig.on_divergence: a diverged configuration is evaluated with its "
-        "parameters from the end of its last finite epoch (the original), or scores 0.")
-    epochs: int = Field(100, ge=1, description="Training epochs.")
-    warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay.")
-    batch_size: int = Field(64, ge=1, description="Images per step per configuration.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (the paper's VPT optimiser).")
-    lr_scale_batch: bool = Field(True, description="Use lr * batch_size / 256, as the paper's code does.")
-    precision: Precision = Field("fp32", description="Autocast precision of the forward pass.")
-    config_chunk: int = Field(0, ge=0, description="Configurations per forward/backward (0 = all K at once); "
-                              "bounds memory, result unchanged because gradients are accumulated exactly.")
-    eval_batch_size: int = Field(256, ge=1, description="Images per evaluation forward.")
-    normalization: Normalization = Field(
-        "imagenet", description="Input mean/std, as TrainConfig.normalization: imagenet (VPT's VTAB loader) "
-        "or inception (0.5/0.5, timm's cfg for the Google weights).")
-
-    @classmethod
-    def from_train_config(cls, config: TrainConfig, **overrides: object) -> BatchedVptConfig:
-        """The shared protocol of K runs of ``config`` (a prompt method trained with SGD), then ``overrides``.
-
-        Raises:
-            ConfigError: ``config``'s method has no prompts or does not train with SGD in one stage.
-        """
-        spec = get_method(config.method)
-        if spec.prompts == "none" or config.optimizer != "sgd" or len(spec.stage_names) != 1:
-            raise ConfigError(f"batched VPT trains one SGD prompt stage; {spec.name} with {config.optimizer} does not")
-        fields = dict(num_prompts=config.num_prompts, deep=spec.prompts == "deep",
-                      prompt_dropout=config.prompt_dropout, epochs=config.epochs,
-                      warmup_epochs=config.warmup_epochs, batch_size=config.batch_size,
-                      momentum=config.momentum, lr_scale_batch=config.lr_scale_batch, precision=config.precision,
-                      normalization=config.normalization, prompt_dropout_mode=config.prompt_dropout_mode,
-                      lr_schedule=config.lr_schedule, head_init=config.head_init, on_divergence=config.on_divergence)
-        return cls.model_validate({**fields, **overrides})
+    Raises:
+        ConfigError: ``config``'s method has no prompts or does not train with SGD in one stage, or it asks
+            for the frozen backbone in training mode (``frozen_eval=False``), which the batched model never uses.
+    """
+    spec = get_method(config.method)
+    if spec.prompts == "none" or config.optimizer != "sgd" or len(spec.stage_names) != 1:
+        raise ConfigError(f"batched VPT trains one SGD prompt stage; {spec.name} with {config.optimizer} does not")
+    if not config.frozen_eval:
+        raise ConfigError("batched VPT keeps the frozen backbone in eval mode; frozen_eval=False needs "
+                          "single runs (engine.train.loop.fit)")
 
 
 @dataclass
@@ -243,114 +212,121 @@ def _normalize(images: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -
     return images.float().sub_(shift).div_(scale)
 
 
-@torch.no_grad()
-def _evaluate(model: BatchedPromptModel, images: torch.Tensor, labels: torch.Tensor, config: BatchedVptConfig,
-              shift: torch.Tensor, scale: torch.Tensor, device: torch.device) -> list[float]:
-    model.eval()
-    correct = torch.zeros(model.k, dtype=torch.long, device=device)
-    autocast = autocast_context(device, config.precision)
-    chunk = config.config_chunk or model.k
-    for start in range(0, len(images), config.eval_batch_size):
-        x = _normalize(images[start:start + config.eval_batch_size].to(device), shift, scale)
-        y = labels[start:start + config.eval_batch_size].to(device)
-        tokens = model.embed(x)  # shared by every configuration
-        for c0 in range(0, model.k, chunk):
-            ks = list(range(c0, min(model.k, c0 + chunk)))
-            with autocast():
-                logits = model.forward_tokens(tokens[None].expand(len(ks), *tokens.shape), ks)
-            correct[c0:c0 + len(ks)] += (logits.argmax(-1) == y[None]).sum(-1)
-    return (correct.double().cpu() * 100.0 / max(1, len(images))).tolist()
-
-
 def fit_batched_vpt(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
                     evaluate: tuple[torch.Tensor, torch.Tensor] | None, specs: Sequence[VptRunSpec],
-                    config: BatchedVptConfig, *, num_classes: int, device: torch.device,
-                    on_progress: ProgressCallback | None = None,
+                    config: TrainConfig, *, num_classes: int, device: torch.device, config_chunk: int = 0,
+                    eval_batch_size: int = 256, on_progress: ProgressCallback | None = None,
                     keep_params: bool = False) -> list[BatchedVptResult]:
-    """Train ``len(specs)`` VPT configurations together on one frozen backbone.
+    """Train ``len(specs)`` runs of ``config`` together on one frozen backbone, one per spec.
 
-    Each configuration follows ``engine.train.loop.fit`` for VPT-deep: the same initial values, data order
-    (``torch.randperm`` from a generator seeded with its seed, a new permutation per epoch), SGD with
-    momentum and weight decay on every parameter with more than one dimension, the same warm-up + cosine
-    schedule (``engine.train.loop.make_scheduler``, per epoch or per step), the backbone in eval mode, the
-    same prompt-dropout masks (a per-configuration generator seeded as ``fit`` seeds its global one) and
-    the same handling of a diverged configuration (``config.on_divergence``).
+    Each run follows ``engine.train.loop.fit`` of ``config`` with the spec's lr, weight decay and seed (the
+    ones in ``config`` are not used): the same initial values, data order (``torch.randperm`` from a
+    generator seeded with its seed, a new permutation per epoch), SGD with momentum and weight decay on
+    every parameter with more than one dimension, warm-up + cosine schedule
+    (``engine.train.loop.make_scheduler``), prompt-dropout masks and handling of divergence.
 
     Args:
         backbone: a timm ``VisionTransformer`` (frozen; its weights are not modified).
         train: ``(images uint8 (N, 3, H, W), labels int64 (N,))`` at the model's input size.
         evaluate: the same for the evaluation split (val in the search, test in final runs), or None.
-        specs: one :class:`VptRunSpec` per configuration.
-        config: the shared protocol.
+        specs: one :class:`VptRunSpec` per run.
+        config: the training configuration every run shares (see :func:`check_batched_config`).
         num_classes: classes of the task.
         device: where to train (the caller resolves ``"auto"``).
+        config_chunk: runs per forward/backward (0 = all at once); bounds memory, results unchanged
+            because gradients are accumulated exactly.
+        eval_batch_size: images per evaluation forward (results unchanged).
         on_progress: ``(steps_done, steps_total)`` callback.
-        keep_params: return each configuration's trained prompts and head in ``params``.
+        keep_params: return each run's trained prompts and head in ``params``.
 
     Returns:
-        One :class:`BatchedVptResult` per spec, in order; ``eval_acc`` is the accuracy (%) after the
-        last epoch.
+        One :class:`BatchedVptResult` per spec, in order; ``eval_acc`` is the accuracy (%) after the last epoch.
 
     Raises:
-        ConfigError: empty ``specs`` or training split, or a backbone VPT cannot wrap.
+        ConfigError: ``config`` fails :func:`check_batched_config`, empty ``specs`` or training split, a
+            negative ``config_chunk`` or ``eval_batch_size`` below 1, or a backbone VPT cannot wrap.
     """
-    from engine.data.tensors import NORMALIZATION
-
-    if not specs:
-        raise ConfigError("batched VPT needs at least one configuration")
-    images, labels = train
-    n = len(images)
-    if n == 0:
-        raise ConfigError("batched VPT got an empty training split")
-    model = BatchedPromptModel(backbone, num_classes, [s.seed for s in specs], num_prompts=config.num_prompts,
-                               deep=config.deep, prompt_dropout=config.prompt_dropout,
-                               prompt_dropout_mode=config.prompt_dropout_mode, head_init=config.head_init).to(device)
-    mean, std = NORMALIZATION[config.normalization]
-    norm = (torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1),
-            torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1))
-    optimizer, scheduler = _optimizer(model, specs, config, steps_per_epoch=math.ceil(n / config.batch_size))
-    results = [BatchedVptResult(spec=s, trainable_params=sum(p.numel() for ps in model.config_params(k) for p in ps))
-               for k, s in enumerate(specs)]
-    state = _Sweep(model=model, specs=list(specs), config=config, device=device, norm=norm,
-                   data=(images.to(device), labels.to(device)), on_progress=on_progress,
-                   total=math.ceil(n / config.batch_size) * config.epochs)
-    keep = [_params_of(model, k) for k in range(model.k)] if config.on_divergence == "last-finite" else None
+    _check_inputs(config, specs, train, config_chunk=config_chunk, eval_batch_size=eval_batch_size)
+    state = _start_sweep(backbone, train, specs, config, num_classes=num_classes, device=device,
+                         chunk=config_chunk or len(specs), eval_batch_size=eval_batch_size, on_progress=on_progress)
     t0 = time.perf_counter()
     for _epoch in range(config.epochs):
-        epoch_losses = _train_epoch(state, optimizer, scheduler)
+        epoch_losses = _train_epoch(state)
         if config.lr_schedule == "per-epoch":
-            scheduler.step()
-        for k, loss in enumerate(epoch_losses):
-            if results[k].diverged:
-                continue  # a single run stops here: later epochs are not its history
-            results[k].losses.append(loss)
-            if not math.isfinite(loss):
-                results[k].diverged = True
-            elif keep is not None:
-                keep[k] = _params_of(model, k)
+            state.scheduler.step()
+        _record_epoch(state, epoch_losses)
     wall = time.perf_counter() - t0
-    _finish(state, results, keep, evaluate, wall=wall, n=n, keep_params=keep_params)
-    log.info("batched VPT: %d configs x %d epochs on %d images in %.1fs", model.k, config.epochs, n, wall)
-    return results
+    _finish(state, evaluate, wall=wall, keep_params=keep_params)
+    log.info("batched VPT: %d configs x %d epochs on %d images in %.1fs", len(specs), config.epochs,
+             len(train[0]), wall)
+    return state.results
+
+
+def _check_inputs(config: TrainConfig, specs: Sequence[VptRunSpec], train: tuple[torch.Tensor, torch.Tensor], *,
+                  config_chunk: int, eval_batch_size: int) -> None:
+    """Validate :func:`fit_batched_vpt`'s arguments before any work (see its Raises)."""
+    check_batched_config(config)
+    if not specs:
+        raise ConfigError("batched VPT needs at least one configuration")
+    if len(train[0]) == 0:
+        raise ConfigError("batched VPT got an empty training split")
+    if config_chunk < 0:
+        raise ConfigError(f"config_chunk must be 0 (all runs at once) or positive, got {config_chunk}")
+    if eval_batch_size < 1:
+        raise ConfigError(f"eval_batch_size must be at least 1, got {eval_batch_size}")
 
 
 @dataclass
 class _Sweep:
-    """What every epoch of :func:`fit_batched_vpt` needs."""
+    """The state of one :func:`fit_batched_vpt` call, shared by its epochs and its evaluation."""
 
     model: BatchedPromptModel
     specs: list[VptRunSpec]
-    config: BatchedVptConfig
+    config: TrainConfig
+    chunk: int
+    """Runs per forward/backward."""
+    eval_batch_size: int
     device: torch.device
     norm: tuple[torch.Tensor, torch.Tensor]
+    """``(255 mean, 255 std)`` of ``config.normalization``, shaped ``(1, 3, 1, 1)`` on ``device``."""
     data: tuple[torch.Tensor, torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    results: list[BatchedVptResult]
+    keep: list[dict[str, torch.Tensor]] | None
+    """Each run's parameters at the end of its last finite epoch (``on_divergence="last-finite"`` only)."""
     on_progress: ProgressCallback | None
     total: int
     step: int = 0
     generators: dict[int, torch.Generator] = field(default_factory=dict)
 
 
-def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: BatchedVptConfig, *,
+def _start_sweep(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor], specs: Sequence[VptRunSpec],
+                 config: TrainConfig, *, num_classes: int, device: torch.device, chunk: int, eval_batch_size: int,
+                 on_progress: ProgressCallback | None) -> _Sweep:
+    """Build the stacked model, its optimiser and schedule, the normalisation and the empty results."""
+    from engine.data.tensors import NORMALIZATION
+
+    images, labels = train
+    model = BatchedPromptModel(backbone, num_classes, [s.seed for s in specs], num_prompts=config.num_prompts,
+                               deep=get_method(config.method).prompts == "deep",
+                               prompt_dropout=config.prompt_dropout, prompt_dropout_mode=config.prompt_dropout_mode,
+                               head_init=config.head_init).to(device)
+    mean, std = NORMALIZATION[config.normalization]
+    norm = (torch.tensor(mean, device=device).mul(255).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).mul(255).view(1, 3, 1, 1))
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    optimizer, scheduler = _optimizer(model, specs, config, steps_per_epoch=steps_per_epoch)
+    results = [BatchedVptResult(spec=s, trainable_params=sum(p.numel() for ps in model.config_params(k) for p in ps))
+               for k, s in enumerate(specs)]
+    keep = [_params_of(model, k) for k in range(model.k)] if config.on_divergence == "last-finite" else None
+    return _Sweep(model=model, specs=list(specs), config=config, chunk=chunk, eval_batch_size=eval_batch_size,
+                  device=device, norm=norm, data=(images.to(device), labels.to(device)), optimizer=optimizer,
+                  scheduler=scheduler, results=results, keep=keep, on_progress=on_progress,
+                  total=steps_per_epoch * config.epochs)
+
+
+def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: TrainConfig, *,
                steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with one pair of parameter groups per configuration, and the shared warm-up + cosine schedule."""
     from engine.train.loop import make_scheduler
@@ -373,14 +349,12 @@ def _params_of(model: BatchedPromptModel, k: int) -> dict[str, torch.Tensor]:
             "head.bias": model.head_b[k].detach().clone()}
 
 
-def _train_epoch(state: _Sweep, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LambdaLR) -> list[float]:
+def _train_epoch(state: _Sweep) -> list[float]:
     """One epoch of every configuration; returns the mean training loss of each."""
     model, config, specs, device = state.model, state.config, state.specs, state.device
     images, labels = state.data
     n = len(images)
     autocast = autocast_context(device, config.precision)
-    chunk = config.config_chunk or model.k
     seeds = sorted({s.seed for s in specs})
     for seed in seeds:  # data order: one generator per seed, as fit's loader generator
         state.generators.setdefault(seed, torch.Generator().manual_seed(seed))
@@ -394,9 +368,9 @@ def _train_epoch(state: _Sweep, optimizer: torch.optim.Optimizer,
         with torch.no_grad(), autocast():  # frozen, parameter-free for the prompts: no graph needed
             x = _normalize(images[idx.reshape(-1)], *state.norm)
             emb = model.embed(x).reshape(len(seeds), idx.shape[1], -1, model.backbone.embed_dim)
-        optimizer.zero_grad(set_to_none=True)
-        for c0 in range(0, model.k, chunk):
-            ks = list(range(c0, min(model.k, c0 + chunk)))
+        state.optimizer.zero_grad(set_to_none=True)
+        for c0 in range(0, model.k, state.chunk):
+            ks = list(range(c0, min(model.k, c0 + state.chunk)))
             which = torch.tensor([slot[specs[k].seed] for k in ks], device=device)
             with autocast():
                 logits = model.forward_tokens(emb[which] if len(seeds) > 1 else emb.expand(len(ks), *emb.shape[1:]),
@@ -406,18 +380,32 @@ def _train_epoch(state: _Sweep, optimizer: torch.optim.Optimizer,
                                       reduction="none").reshape(len(ks), -1).mean(-1)
             per_cfg.sum().backward()  # disjoint parameters: each config gets exactly its own gradient
             sums[c0:c0 + len(ks)] += per_cfg.detach().double() * idx.shape[1]
-        optimizer.step()
+        state.optimizer.step()
         if config.lr_schedule == "per-step":
-            scheduler.step()
+            state.scheduler.step()
         state.step += 1
         report(state.on_progress, state.step, state.total)
     return [float(v) for v in (sums / n).cpu().tolist()]
 
 
-def _finish(state: _Sweep, results: list[BatchedVptResult], keep: list[dict[str, torch.Tensor]] | None,
-            evaluate: tuple[torch.Tensor, torch.Tensor] | None, *, wall: float, n: int, keep_params: bool) -> None:
+def _record_epoch(state: _Sweep, epoch_losses: list[float]) -> None:
+    """Append each run's epoch loss and track divergence: a run whose loss is not finite stops its history
+    there (as a single run stops training); under ``last-finite`` the others' parameters are kept."""
+    for k, loss in enumerate(epoch_losses):
+        res = state.results[k]
+        if res.diverged:
+            continue  # a single run stops here: later epochs are not its history
+        res.losses.append(loss)
+        if not math.isfinite(loss):
+            res.diverged = True
+        elif state.keep is not None:
+            state.keep[k] = _params_of(state.model, k)
+
+
+def _finish(state: _Sweep, evaluate: tuple[torch.Tensor, torch.Tensor] | None, *, wall: float,
+            keep_params: bool) -> None:
     """Restore diverged configurations (last-finite policy), evaluate, and fill the results in place."""
-    model = state.model
+    model, results, keep = state.model, state.results, state.keep
     no_finite_epoch = [res.diverged and len(res.losses) == 1 for res in results]
     if keep is not None:
         with torch.no_grad():
@@ -426,8 +414,8 @@ def _finish(state: _Sweep, results: list[BatchedVptResult], keep: list[dict[str,
                     model.prompts[k].copy_(keep[k]["prompts"])
                     model.head_w[k].copy_(keep[k]["head.weight"])
                     model.head_b[k].copy_(keep[k]["head.bias"])
-    accs = (_evaluate(model, *evaluate, state.config, *state.norm, state.device)
-            if evaluate is not None and len(evaluate[0]) else None)
+    accs = _evaluate(state, *evaluate) if evaluate is not None and len(evaluate[0]) else None
+    n = len(state.data[0])
     for k, res in enumerate(results):
         res.wall_s = wall
         res.train_images_per_s = n * state.config.epochs * model.k / wall if wall > 0 else 0.0
@@ -435,5 +423,23 @@ def _finish(state: _Sweep, results: list[BatchedVptResult], keep: list[dict[str,
         if res.diverged and res.eval_acc is not None and (keep is None or no_finite_epoch[k]):
             res.eval_acc = 0.0
         if keep_params:
-            res.params = _params_of(model, k)
-            res.params = {name: t.cpu() for name, t in res.params.items()}
+            res.params = {name: t.cpu() for name, t in _params_of(model, k).items()}
+
+
+@torch.no_grad()
+def _evaluate(state: _Sweep, images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Accuracy (%) of every configuration on ``(images, labels)``; one patch embedding per batch serves all."""
+    model, device, step = state.model, state.device, state.eval_batch_size
+    model.eval()
+    correct = torch.zeros(model.k, dtype=torch.long, device=device)
+    autocast = autocast_context(device, state.config.precision)
+    for start in range(0, len(images), step):
+        x = _normalize(images[start:start + step].to(device), *state.norm)
+        y = labels[start:start + step].to(device)
+        tokens = model.embed(x)  # shared by every configuration
+        for c0 in range(0, model.k, state.chunk):
+            ks = list(range(c0, min(model.k, c0 + state.chunk)))
+            with autocast():
+                logits = model.forward_tokens(tokens[None].expand(len(ks), *tokens.shape), ks)
+            correct[c0:c0 + len(ks)] += (logits.argmax(-1) == y[None]).sum(-1)
+    return (correct.double().cpu() * 100.0 / max(1, len(images))).tolist()

@@ -161,7 +161,7 @@ def test_the_protocols_normalization_reaches_both_trainers() -> None:
     from benchmarks.vtab.layout import LayoutReport, TaskCheck
     from benchmarks.vtab.trials import train_config
     from engine.errors import ConfigError
-    from engine.train.batched_vpt import BatchedVptConfig
+    from engine.train.batched_vpt import check_batched_config
 
     request = SweepRequest(root=Path("/vtab"), protocol=get_protocol("quick", normalization="inception"),
                            tasks=["dtd"], methods=("ft", "vpt"))
@@ -171,8 +171,6 @@ def test_the_protocols_normalization_reaches_both_trainers() -> None:
     vpt = next(c for c in configs if c.method == "vpt")
     tc = train_config(vpt)
     assert (tc.method, tc.normalization, tc.optimizer) == ("vpt-deep", "inception", "sgd")
-    batched = BatchedVptConfig.from_train_config(tc, config_chunk=2)
-    assert (batched.normalization, batched.prompt_dropout, batched.batch_size, batched.deep) == (
-        "inception", tc.prompt_dropout, tc.batch_size, True)
+    check_batched_config(tc)  # the batched sweep reads this same TrainConfig (fit_batched_vpt's config)
     with pytest.raises(ConfigError, match="batched VPT"):
-        BatchedVptConfig.from_train_config(train_config(next(c for c in configs if c.method == "ft")))
+        check_batched_config(train_config(next(c for c in configs if c.method == "ft")))

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from engine.train.batched_vpt import BatchedPromptModel, BatchedVptConfig, VptRunSpec, fit_batched_vpt
+from engine.train.batched_vpt import BatchedPromptModel, VptRunSpec, check_batched_config, fit_batched_vpt
 from engine.config.train import TrainConfig
 from engine.errors import ConfigError
 from engine.seed import seed_everything
@@ -42,22 +42,17 @@ def data():
     return images, labels
 
 
-def _config(**kw) -> BatchedVptConfig:
-    base = dict(num_prompts=4, deep=True, prompt_dropout=0.0, epochs=3, warmup_epochs=1, batch_size=8)
-    return BatchedVptConfig(**{**base, **kw})
+def _config(**kw) -> TrainConfig:
+    """The configuration both trainers read: the batched sweep and each sequential single run."""
+    base = dict(num_prompts=4, prompt_dropout=0.0, epochs=3, warmup_epochs=1, batch_size=8, img_size=32)
+    return TrainConfig.for_method("vpt-deep", **{**base, **kw})
 
 
-def _sequential(backbone, data, spec: VptRunSpec, cfg: BatchedVptConfig):
+def _sequential(backbone, data, spec: VptRunSpec, cfg: TrainConfig):
     """One single-configuration run through the production path (build_model + engine.train.loop.fit)."""
-    tc = TrainConfig.for_method("vpt-deep", epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-                                batch_size=cfg.batch_size, lr=spec.lr, weight_decay=spec.weight_decay,
-                                seed=spec.seed, num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout,
-                                prompt_dropout_mode=cfg.prompt_dropout_mode, lr_schedule=cfg.lr_schedule,
-                                head_init=cfg.head_init, on_divergence=cfg.on_divergence, img_size=32)
+    tc = cfg.model_copy(update={"lr": spec.lr, "weight_decay": spec.weight_decay, "seed": spec.seed})
     seed_everything(spec.seed)
-    model = build_model(copy.deepcopy(backbone), "vpt-deep", NUM_CLASSES, num_prompts=cfg.num_prompts,
-                        prompt_dropout=cfg.prompt_dropout, prompt_dropout_mode=cfg.prompt_dropout_mode,
-                        head_init=cfg.head_init)
+    model = build_model(copy.deepcopy(backbone), "vpt-deep", NUM_CLASSES, **tc.model_options())
     res = fit(model, ImageTensors(*data), ImageTensors(*data), tc, device=torch.device("cpu"))
     return model, res
 
@@ -84,7 +79,8 @@ def test_batched_equals_sequential_runs(backbone, data) -> None:
 
 @pytest.mark.parametrize("options", [
     {"prompt_dropout": 0.1},  # the paper's defaults: per-sample masks, per-epoch schedule, VPT head init
-    {"prompt_dropout": 0.3, "prompt_dropout_mode": "shared", "lr_schedule": "per-step", "head_init": "torch"},
+    {"prompt_dropout": 0.3, "prompt_dropout_mode": "shared", "lr_schedule": "per-step", "head_init": "torch",
+     "normalization": "inception"},
 ])
 def test_batched_equals_sequential_runs_with_prompt_dropout(backbone, data, options) -> None:
     """Dropout masks too: each configuration draws them from its own generator in a single run's order."""
@@ -133,7 +129,7 @@ def test_initial_values_match_build_model(backbone) -> None:
 def test_chunking_and_batch_mates_do_not_change_a_run(backbone, data) -> None:
     whole = fit_batched_vpt(backbone, data, None, SPECS, _config(epochs=2), num_classes=NUM_CLASSES,
                             device=torch.device("cpu"), keep_params=True)
-    chunked = fit_batched_vpt(backbone, data, None, SPECS, _config(epochs=2, config_chunk=1),
+    chunked = fit_batched_vpt(backbone, data, None, SPECS, _config(epochs=2), config_chunk=1,
                               num_classes=NUM_CLASSES, device=torch.device("cpu"), keep_params=True)
     alone = fit_batched_vpt(backbone, data, None, SPECS[2:], _config(epochs=2), num_classes=NUM_CLASSES,
                             device=torch.device("cpu"), keep_params=True)
@@ -158,3 +154,33 @@ def test_rejects_empty_inputs(backbone, data) -> None:
     empty = (data[0][:0], data[1][:0])
     with pytest.raises(ConfigError, match="empty training split"):
         fit_batched_vpt(backbone, empty, None, SPECS, _config(), num_classes=3, device=torch.device("cpu"))
+
+
+def test_evaluation_batching_does_not_change_the_accuracy(backbone, data) -> None:
+    """eval_batch_size and config_chunk are runtime knobs: the evaluated accuracy stays the same."""
+    cfg = _config(epochs=1)
+    whole = fit_batched_vpt(backbone, data, data, SPECS, cfg, num_classes=NUM_CLASSES, device=torch.device("cpu"))
+    split = fit_batched_vpt(backbone, data, data, SPECS, cfg, num_classes=NUM_CLASSES, device=torch.device("cpu"),
+                            eval_batch_size=3, config_chunk=2)
+    assert [r.eval_acc for r in split] == pytest.approx([r.eval_acc for r in whole])
+
+
+@pytest.mark.parametrize(("config", "match"), [
+    (TrainConfig.for_method("full"), "batched VPT trains one SGD prompt stage; full"),
+    (TrainConfig.for_method("vpt-deep", optimizer="adamw"), "with adamw"),
+    (TrainConfig.for_method("ft-then-pt"), "ft-then-pt"),
+    (TrainConfig.for_method("vpt-deep", frozen_eval=False), "frozen_eval=False"),
+])
+def test_rejects_configurations_it_cannot_stack(backbone, data, config, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        check_batched_config(config)
+    with pytest.raises(ConfigError, match=match):  # checked before any work
+        fit_batched_vpt(backbone, data, None, SPECS, config, num_classes=3, device=torch.device("cpu"))
+    check_batched_config(TrainConfig.for_method("vpt-shallow"))  # a prompt method with SGD in one stage
+
+
+@pytest.mark.parametrize(("knobs", "match"), [({"config_chunk": -1}, "config_chunk"),
+                                             ({"eval_batch_size": 0}, "eval_batch_size")])
+def test_rejects_bad_runtime_knobs(backbone, data, knobs, match) -> None:
+    with pytest.raises(ConfigError, match=match):
+        fit_batched_vpt(backbone, data, None, SPECS, _config(), num_classes=3, device=torch.device("cpu"), **knobs)
