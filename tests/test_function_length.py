@@ -24,10 +24,6 @@ KNOWN_LONG: dict[str, int] = {
     "advisor/report/adapters.py::from_pilot": 90,
     "advisor/report/document.py::recommend_document": 69,
     "advisor/report/document.py::pilot_document": 74,
-    "engine/data/profile.py::profile_dataset": 86,
-    "engine/fid/run.py::extract_file_features": 71,
-    "engine/train/batched_vpt.py::fit_batched_vpt": 111,
-    "engine/train/models.py::create_backbone": 64,
 }
 """Functions over the limit when this test was written (to be split by their areas' owners)."""
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 from statistics import median
+from typing import TypedDict
 
 from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.data.index import DatasetIndex, Layout, empty_dataset_error, index_dataset
-from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, decode_images, display_path
+from engine.data.imageio import (
+    MAX_IMAGE_PIXELS,
+    DecodedImages,
+    ImageInfo,
+    SkippedFile,
+    decode_images,
+    display_path,
+)
 from engine.progress import ProgressCallback
 
 __all__ = ["DatasetProfile", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]
@@ -90,21 +98,66 @@ def profile_dataset(
         max_pixels=max_pixels,
         keep_arrays=False,
     )
-    good = [index.samples[i] for i in decoded.ok]
-    skipped = list(index.skipped) + decoded.skipped
+    cleaned = _cleaned_index(index, decoded)
     source = index.source or index.root
-    cleaned = DatasetIndex(
+    if not cleaned.samples:
+        raise empty_dataset_error(source, cleaned.skipped)
+    profile = DatasetProfile(
+        source=display_path(source),
+        layout=index.layout,
+        n_found=len(index.samples) + len(index.skipped),
+        n_used=len(cleaned.samples),
+        ignored_files=dict(index.ignored),
+        **_skip_stats(cleaned.skipped),
+        **_class_stats(cleaned),
+        **_image_stats(decoded.infos),
+    )
+    return profile, cleaned
+
+
+def _cleaned_index(index: DatasetIndex, decoded: DecodedImages) -> DatasetIndex:
+    """``index`` keeping only the samples that decoded; indexing and decoding skips together in ``skipped``."""
+    return DatasetIndex(
         root=index.root,
         layout=index.layout,
-        samples=good,
+        samples=[index.samples[i] for i in decoded.ok],
         classes=list(index.classes),
-        skipped=skipped,
+        skipped=list(index.skipped) + decoded.skipped,
         ignored=dict(index.ignored),
         source=index.source,
     )
-    if not good:
-        raise empty_dataset_error(source, skipped)
 
+
+class _SkipStats(TypedDict):
+    n_skipped: int
+    skipped_by_reason: dict[str, int]
+    skipped_examples: list[SkippedFile]
+
+
+class _ClassStats(TypedDict):
+    labeled: bool
+    classes: list[str]
+    class_counts: dict[str, int]
+    class_count_min: int | None
+    class_count_median: float | None
+    class_count_max: int | None
+
+
+class _ImageStats(TypedDict):
+    width_min: int
+    width_median: float
+    width_max: int
+    height_min: int
+    height_median: float
+    height_max: int
+    same_size: bool
+    modes: dict[str, int]
+    formats: dict[str, int]
+
+
+def _skip_stats(skipped: list[SkippedFile]) -> _SkipStats:
+    """Profile fields about skipped entries: the count, counts per reason (most frequent first) and up to
+    :data:`EXAMPLES_PER_REASON` examples of each reason."""
     by_reason = Counter(s.reason for s in skipped)
     examples: list[SkippedFile] = []
     shown: Counter[str] = Counter()
@@ -112,41 +165,46 @@ def profile_dataset(
         if shown[s.reason] < EXAMPLES_PER_REASON:
             examples.append(s)
             shown[s.reason] += 1
+    return {
+        "n_skipped": len(skipped),
+        "skipped_by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "skipped_examples": examples,
+    }
 
+
+def _class_stats(cleaned: DatasetIndex) -> _ClassStats:
+    """Profile fields about the classes of the usable samples (empty/None when the data is unlabeled)."""
     labeled = cleaned.labeled
     class_counts: dict[str, int] = {}
     if labeled:
-        per_label = Counter(s.label for s in good)
+        per_label = Counter(s.label for s in cleaned.samples)
         class_counts = {name: per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
     counts = list(class_counts.values())
-    widths = [info.width for info in decoded.infos]
-    heights = [info.height for info in decoded.infos]
-    profile = DatasetProfile(
-        source=display_path(source),
-        layout=index.layout,
-        n_found=len(index.samples) + len(index.skipped),
-        n_used=len(good),
-        n_skipped=len(skipped),
-        skipped_by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
-        skipped_examples=examples,
-        ignored_files=dict(index.ignored),
-        labeled=labeled,
-        classes=list(cleaned.classes) if labeled else [],
-        class_counts=class_counts,
-        class_count_min=min(counts) if counts else None,
-        class_count_median=float(median(counts)) if counts else None,
-        class_count_max=max(counts) if counts else None,
-        width_min=min(widths),
-        width_median=float(median(widths)),
-        width_max=max(widths),
-        height_min=min(heights),
-        height_median=float(median(heights)),
-        height_max=max(heights),
-        same_size=len({(i.width, i.height) for i in decoded.infos}) == 1,
-        modes=dict(Counter(i.mode for i in decoded.infos).most_common()),
-        formats=dict(Counter(i.format or "unknown" for i in decoded.infos).most_common()),
-    )
-    return profile, cleaned
+    return {
+        "labeled": labeled,
+        "classes": list(cleaned.classes) if labeled else [],
+        "class_counts": class_counts,
+        "class_count_min": min(counts) if counts else None,
+        "class_count_median": float(median(counts)) if counts else None,
+        "class_count_max": max(counts) if counts else None,
+    }
+
+
+def _image_stats(infos: list[ImageInfo]) -> _ImageStats:
+    """Profile fields about the decoded images (at least one): sizes, colour modes and file formats."""
+    widths = [info.width for info in infos]
+    heights = [info.height for info in infos]
+    return {
+        "width_min": min(widths),
+        "width_median": float(median(widths)),
+        "width_max": max(widths),
+        "height_min": min(heights),
+        "height_median": float(median(heights)),
+        "height_max": max(heights),
+        "same_size": len({(i.width, i.height) for i in infos}) == 1,
+        "modes": dict(Counter(i.mode for i in infos).most_common()),
+        "formats": dict(Counter(i.format or "unknown" for i in infos).most_common()),
+    }
 
 
 def profile_path(

@@ -33,7 +33,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,7 @@ __all__ = [
     "resolve_weights",
     "weights_sha256",
     "extractor_id",
+    "FeatureExtractor",
     "InceptionExtractor",
     "load_inception",
     "is_offline",
@@ -190,6 +191,22 @@ def _state_dict_source(state_dict: dict[str, torch.Tensor]) -> Iterator[None]:
         pfi.load_state_dict_from_url = original
 
 
+class FeatureExtractor(Protocol):
+    """What the batching helpers need from a feature network: :class:`InceptionExtractor`, or a stand-in
+    in tests that must not load Inception weights."""
+
+    @property
+    def dims(self) -> int:
+        """Feature dimensionality."""
+
+    @property
+    def id(self) -> str:
+        """Stable id of the network and its weights (:func:`extractor_id`); part of every cache key."""
+
+    def features(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Features ``(N, dims)`` of one uint8 NHWC batch."""
+
+
 class InceptionExtractor:
     """pytorch-fid's InceptionV3 prepared for fast inference, with its provenance.
 
@@ -303,7 +320,7 @@ def to_model_array(image: object, preprocessing: str) -> npt.NDArray[np.uint8]:
 def iter_feature_batches(
     items: Sequence[_T],
     decode: Callable[[_T], npt.NDArray[np.uint8]],
-    extractor: InceptionExtractor,
+    extractor: FeatureExtractor,
     *,
     batch_size: int,
     workers: int = 0,
@@ -352,7 +369,7 @@ def iter_feature_batches(
                 fut.cancel()
 
 
-def forward_arrays(extractor: InceptionExtractor, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+def forward_arrays(extractor: FeatureExtractor, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
     """Features of a list of HxWx3 uint8 arrays (one forward per distinct size)."""
     if not arrays:
         return np.empty((0, extractor.dims), dtype=np.float32)

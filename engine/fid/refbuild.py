@@ -57,6 +57,7 @@ from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, Refe
 from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.features import (
     PREPROCESSING,
+    FeatureExtractor,
     content_sha256,
     extractor_id,
     forward_arrays,
@@ -299,7 +300,7 @@ class _Extractor:
 
     def __init__(self, config: FidConfig, device: torch.device | str, preprocessing: str, ext_id: str) -> None:
         self.config, self.device, self.preprocessing, self.ext_id = config, device, preprocessing, ext_id
-        self._net: object | None = None
+        self._net: FeatureExtractor | None = None  # loaded on the first cache miss
         self.pool = ThreadPoolExecutor(max_workers=resolve_workers(config.workers))
         self.cache: FeatureCache | None = None
         self.n_cached = 0
@@ -309,10 +310,12 @@ class _Extractor:
             except (StoreError, OSError, sqlite3.Error) as exc:
                 logger.warning("building without the feature cache: %s", exc)
 
-    def load(self) -> None:
-        """Load the network now (before any download), so bad weights fail before the work."""
+    def load(self) -> FeatureExtractor:
+        """The network, loaded on the first call (callers load it before any download, so bad weights fail
+        before the work)."""
         if self._net is None:
             self._net = load_inception(self.config, _device(self.device))
+        return self._net
 
     def _cached(self, keys: list[str]) -> dict[str, npt.NDArray[np.float32]]:
         if self.cache is None:
@@ -332,8 +335,7 @@ class _Extractor:
             if k in found:
                 out[i] = found[k]
         if miss:
-            self.load()
-            out[miss] = forward_arrays(self._net, [arrays[i] for i in miss])  # type: ignore[arg-type]  # InceptionExtractor or a test stand-in
+            out[miss] = forward_arrays(self.load(), [arrays[i] for i in miss])
             if self.cache is not None:
                 try:
                     self.cache.put_many((keys[i], out[i]) for i in miss if keys[i])

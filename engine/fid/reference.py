@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -30,6 +31,9 @@ from engine.fid.frechet import (
     sidecar_path,
 )
 from engine.paths import references_dir
+
+if TYPE_CHECKING:  # re-exported at run time by __getattr__ below, on first use
+    from engine.fid.refbuild import build_reference
 
 __all__ = [
     "DEFAULT_REFERENCE",
@@ -229,8 +233,11 @@ def reference_info(name_or_path: str | Path) -> ReferenceInfo:
     return resolve_reference(name_or_path)[1]
 
 
-def build_reference(*args: object, **kwargs: object) -> ReferenceInfo:
-    """Build a named reference; see :func:`engine.fid.refbuild.build_reference` (imported lazily: torch)."""
-    from engine.fid.refbuild import build_reference as _build
+def __getattr__(name: str) -> object:
+    """``build_reference``, re-exported lazily (PEP 562): :mod:`engine.fid.refbuild` imports this module and
+    the network code, so it loads on first use, not with the reference metadata."""
+    if name == "build_reference":
+        from engine.fid.refbuild import build_reference
 
-    return _build(*args, **kwargs)  # type: ignore[arg-type]
+        return build_reference
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

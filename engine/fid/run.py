@@ -165,7 +165,11 @@ def _resolve_device(device: torch.device | str) -> torch.device:
     return resolve_device(device) if isinstance(device, str) else device
 
 
-def _fingerprint(path: Path) -> tuple[str, tuple[int, int] | None] | ImageDecodeError:
+_Fingerprint = tuple[str, tuple[int, int] | None]
+"""A readable file's content sha256 and its (width, height) from the header (None when unknown)."""
+
+
+def _fingerprint(path: Path) -> _Fingerprint | ImageDecodeError:
     try:
         check_file(path)
         with open(path, "rb") as fh:
@@ -175,6 +179,20 @@ def _fingerprint(path: Path) -> tuple[str, tuple[int, int] | None] | ImageDecode
     except OSError as exc:
         return ImageDecodeError(display_path(path), "unreadable", exc.strerror or str(exc))
     return content_sha256(data), header_size(data)
+
+
+def _fingerprint_files(paths: Sequence[Path], workers: int) -> tuple[dict[int, _Fingerprint], list[SkippedFile]]:
+    """Fingerprints of the readable files by input index (ascending), and the unreadable ones as skipped."""
+    with ThreadPoolExecutor(max_workers=resolve_workers(workers)) as pool:
+        prints = list(pool.map(_fingerprint, paths))
+    readable: dict[int, _Fingerprint] = {}
+    skipped: list[SkippedFile] = []
+    for i, fp in enumerate(prints):
+        if isinstance(fp, ImageDecodeError):
+            skipped.append(SkippedFile(path=fp.path, reason=fp.reason, detail=fp.detail))
+        else:
+            readable[i] = fp
+    return readable, skipped
 
 
 def _choose_preprocessing(config: FidConfig, sizes: Sequence[tuple[int, int] | None]) -> str:
@@ -210,56 +228,78 @@ def extract_file_features(
         WeightsNotFoundError: No Inception weights (needed even on a full cache hit: they name the cache key).
     """
     paths = list(paths)
-    total = len(paths)
     ext_id = extractor_id(config.dims, weights_sha256(resolve_weights(config)))
-    with ThreadPoolExecutor(max_workers=resolve_workers(config.workers)) as pool:
-        prints = list(pool.map(_fingerprint, paths))
-    skipped: list[SkippedFile] = []
-    good: list[int] = []
-    for i, fp in enumerate(prints):
-        if isinstance(fp, ImageDecodeError):
-            skipped.append(SkippedFile(path=fp.path, reason=fp.reason, detail=fp.detail))
-        else:
-            good.append(i)
-    preprocessing = _choose_preprocessing(config, [prints[i][1] for i in good])  # type: ignore[index]
-    keys = {i: cache_key(prints[i][0], ext_id, preprocessing) for i in good}  # type: ignore[index]
-
+    readable, skipped = _fingerprint_files(paths, config.workers)
+    preprocessing = _choose_preprocessing(config, [size for _, size in readable.values()])
+    job = _Extraction(paths=paths, keys={i: cache_key(sha, ext_id, preprocessing) for i, (sha, _) in readable.items()},
+                      preprocessing=preprocessing, ext_id=ext_id, config=config, skipped=skipped,
+                      on_progress=on_progress)
     own_cache = cache is None and config.use_cache
-    if own_cache:
-        cache = FeatureCache()
+    job.cache = FeatureCache() if own_cache else cache
     try:
-        found = cache.get_many(list(keys.values()), config.dims) if cache is not None else {}
-        feats: dict[int, npt.NDArray[np.float32]] = {i: found[k] for i, k in keys.items() if k in found}
-        n_cached = len(feats)
-        misses = [i for i in good if i not in feats]
-        done = n_cached
-        report(on_progress, done, total)
-        if misses:
-            extractor = load_inception(config, _resolve_device(device))
-            assert extractor.id == ext_id
-
-            def decode(i: int) -> npt.NDArray[np.uint8]:
-                return to_model_array(open_rgb(paths[i]), preprocessing)
-
-            for idx, batch, failed in iter_feature_batches(
-                misses, decode, extractor, batch_size=config.batch_size, workers=config.workers
-            ):
-                new = {misses[k]: batch[j] for j, k in enumerate(idx)}
-                feats.update(new)
-                if cache is not None and new:
-                    cache.put_many((keys[i], f) for i, f in new.items())
-                for _, exc in failed:
-                    skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
-                done += len(idx) + len(failed)
-                report(on_progress, done, total)
+        _cached_features(job)
+        n_cached = len(job.feats)
+        if len(job.feats) < len(job.keys):
+            _extract_missing(job, device)
     finally:
-        if own_cache and cache is not None:
-            cache.close()
-    ok = [i for i in good if i in feats]
-    array = np.stack([feats[i] for i in ok]) if ok else np.empty((0, config.dims), np.float32)
-    report(on_progress, total, total)
-    healed = [cache.problem] if cache is not None and cache.problem else []  # reported, never silent
+        if own_cache and job.cache is not None:
+            job.cache.close()
+    ok = [i for i in job.keys if i in job.feats]
+    array = np.stack([job.feats[i] for i in ok]) if ok else np.empty((0, config.dims), np.float32)
+    report(on_progress, len(paths), len(paths))
+    healed = [job.cache.problem] if job.cache is not None and job.cache.problem else []  # reported, never silent
     return FileFeatures(array, ok, skipped, preprocessing, ext_id, n_cached, warnings=healed)
+
+
+@dataclass
+class _Extraction:
+    """One :func:`extract_file_features` call: what its cache lookup and its extraction share."""
+
+    paths: list[Path]
+    keys: dict[int, str]
+    """Cache key of every readable file, by input index (ascending)."""
+    preprocessing: str
+    ext_id: str
+    config: FidConfig
+    skipped: list[SkippedFile]
+    """Unreadable files, then files that fail to decode during extraction (appended)."""
+    on_progress: ProgressCallback | None
+    cache: FeatureCache | None = None
+    feats: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
+    """Features found so far, by input index."""
+    done: int = 0
+    """Files accounted for (features found or skipped while decoding), for ``on_progress``."""
+
+
+def _cached_features(job: _Extraction) -> None:
+    """Fill ``job.feats`` with every file's features already in the cache, and report them as done."""
+    found = job.cache.get_many(list(job.keys.values()), job.config.dims) if job.cache is not None else {}
+    job.feats.update({i: found[k] for i, k in job.keys.items() if k in found})
+    job.done = len(job.feats)
+    report(job.on_progress, job.done, len(job.paths))
+
+
+def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
+    """Load the network and extract the files the cache lacked (decoding on threads while it runs), storing
+    each batch in the cache as it comes; files that fail to decode join ``job.skipped``."""
+    misses = [i for i in job.keys if i not in job.feats]
+    extractor = load_inception(job.config, _resolve_device(device))
+    assert extractor.id == job.ext_id
+
+    def decode(i: int) -> npt.NDArray[np.uint8]:
+        return to_model_array(open_rgb(job.paths[i]), job.preprocessing)
+
+    for idx, batch, failed in iter_feature_batches(
+        misses, decode, extractor, batch_size=job.config.batch_size, workers=job.config.workers
+    ):
+        new = {misses[k]: batch[j] for j, k in enumerate(idx)}
+        job.feats.update(new)
+        if job.cache is not None and new:
+            job.cache.put_many((job.keys[i], f) for i, f in new.items())
+        for _, exc in failed:
+            job.skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
+        job.done += len(idx) + len(failed)
+        report(job.on_progress, job.done, len(job.paths))
 
 
 @dataclass

@@ -248,26 +248,38 @@ def create_backbone(
         model = timm.create_model(name, pretrained=False, **kwargs)
         load_backbone_weights(model, Path(weights))
     else:
-        try:
-            with _download_context(name):
-                model = timm.create_model(name, pretrained=True, **kwargs)
-        except WeightsNotFoundError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - translate download failures into one clear error
-            if _is_offline_error(exc):
-                raise _offline_error(name) from exc
-            if isinstance(exc, RuntimeError) and "No pretrained weights" in str(exc):
-                raise WeightsNotFoundError(
-                    f"timm has no pretrained weights for {name!r}; name a tagged model "
-                    f"(e.g. {DEFAULT_BACKBONE}) or pass --weights PATH"
-                ) from exc
-            raise
+        model = _create_pretrained(name, kwargs)
     if not isinstance(model, _vit_class()):
         raise ConfigError(
             f"{name!r} builds a {type(model).__name__}, not a timm VisionTransformer; "
             "VPT and the pilot support timm ViTs (vit_*) only"
         )
     return model
+
+
+def _create_pretrained(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``timm.create_model(name, pretrained=True)`` from the hub (or its cache), with download failures
+    translated into one :class:`WeightsNotFoundError` that says what to do.
+
+    Raises:
+        WeightsNotFoundError: offline and the weights are not cached, or timm has no weights for ``name``.
+    """
+    import timm
+
+    try:
+        with _download_context(name):
+            return timm.create_model(name, pretrained=True, **kwargs)
+    except WeightsNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translate download failures into one clear error
+        if _is_offline_error(exc):
+            raise _offline_error(name) from exc
+        if isinstance(exc, RuntimeError) and "No pretrained weights" in str(exc):
+            raise WeightsNotFoundError(
+                f"timm has no pretrained weights for {name!r}; name a tagged model "
+                f"(e.g. {DEFAULT_BACKBONE}) or pass --weights PATH"
+            ) from exc
+        raise
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
