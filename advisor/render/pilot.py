@@ -133,11 +133,13 @@ def render_report(result: PilotResult, recommendation: Recommendation | None, *,
     memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
                        if m.peak_memory_bytes)
     kind = "GPU allocated" if any(m.peak_memory_kind == "cuda-allocated" for m in result.methods) else "RSS"
+    stored = (f"Trials are stored in {result.store_dir}" if not result.trials_unsaved else
+              f"{result.trials_unsaved} trial(s) could not be saved in {result.store_dir}; a rerun trains them again")
     print_message(
         f"{plan.n_train:,} train / {plan.n_val:,} selection / {plan.n_compare:,} comparison images, "
         f"{plan.epochs} epochs; trials run {result.trials_run}, resumed {result.trials_resumed}; peak memory "
         f"({kind}) {memory or '-'}. The lr is picked on the selection split; the methods are compared only on the "
-        f"held-out comparison images. Trials are stored in {result.store_dir}", style="dim")
+        f"held-out comparison images. {stored}", style="dim")
     if result.n_skipped_files:
         warn(f"{result.n_skipped_files} image(s) could not be decoded and were skipped")
     if recommendation is not None:

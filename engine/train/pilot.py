@@ -17,6 +17,7 @@ loses only the trial in progress.
 from __future__ import annotations
 
 import copy
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ from engine.train.pilot_timing import (
 from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
 from engine.train.power import PairedComparison
 from engine.train.transfer import build_model
+from engine.data.imageio import display_path
 from engine.io import atomic_write_text, json_digest
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
@@ -76,8 +78,28 @@ class PilotResult(FrozenModel):
     trials_run: int = Field(description="Trials trained in this call.")
     trials_resumed: int = Field(description="Trials read back from the store.")
     n_skipped_files: int = Field(description="Subsample files that could not be decoded.")
+    trials_unsaved: int = Field(0, description="Trials run now that could not be written to the store (full or "
+                                "read-only disk): their results count here, but a rerun trains them again.")
     store_dir: str
     wall_s: float
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""Errors of a disk that cannot take the store (full, over quota, read-only): the pilot goes on without it."""
+
+
+def save_to_store(path: Path, text: str, what: str) -> bool:
+    """Write a pilot-store file; on a full or read-only disk warn and go on (False).
+
+    The store only lets a rerun resume: losing it must never cost the results of the run that computed them.
+    """
+    try:
+        atomic_write_text(path, text)
+        return True
+    except OSError as exc:
+        logger.warning("cannot save the pilot's %s in %s (%s); the pilot goes on, but a rerun cannot resume "
+                       "what was not saved", what, display_path(path.parent), exc.strerror or exc)
+        return False
 
 
 def _digest(obj: object) -> str:
@@ -206,7 +228,7 @@ def plan_pilot(
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
     )
     if plan_path is not None:
-        atomic_write_text(plan_path, plan.model_dump_json(indent=2))
+        save_to_store(plan_path, plan.model_dump_json(indent=2), "plan")
     return plan
 
 
@@ -293,7 +315,10 @@ def run_pilot(
     try:
         store_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the pilot store {store_dir}: {exc}") from exc
+        if exc.errno not in _NO_SPACE:
+            raise StoreError(f"cannot create the pilot store {store_dir}: {exc}") from exc
+        logger.warning("cannot create the pilot store %s (%s); the pilot goes on without saving its trials",
+                       display_path(store_dir), exc.strerror or exc)
     if backbone is None:
         backbone = load_pilot_backbone(config)
     if plan is None:
@@ -311,7 +336,7 @@ def run_pilot(
     methods = summarize_trials(plan, results)
     return PilotResult(
         plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results),
-        trials_run=len(fresh), trials_resumed=len(results) - len(fresh),
+        trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
         n_skipped_files=len(skipped) + len(skipped_val) + len(skipped_cmp), store_dir=str(store_dir),
         wall_s=time.perf_counter() - start,
     )
@@ -325,6 +350,8 @@ class _Data:
     train: ImageTensors | None = None
     val: ImageTensors | None = None
     compare: ImageTensors | None = None
+    unsaved: int = 0
+    """Trials trained now that could not be written to the store."""
 
 
 def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data: _Data, *, device: torch.device,
@@ -347,7 +374,8 @@ def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data:
                 report(on_progress, base + epoch, total)
 
             result = _run_trial(backbone, plan, config, spec, tc, data, device, key=path.stem, on_epoch=on_epoch)
-            atomic_write_text(path, result.model_dump_json())
+            if not save_to_store(path, result.model_dump_json(), "trials"):
+                data.unsaved += 1
             fresh.add(result.key)
         results.append(result)
         done += units[spec]

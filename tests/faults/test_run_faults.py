@@ -197,3 +197,56 @@ def test_output_paths_that_cannot_be_folders_are_refused_before_the_work(cli, tm
     args = _vtab(tmp_path, "--random-init")
     args[args.index("--db") + 1] = tmp_path  # a folder, not a store file
     assert_clean_error(cli(*args), "--db", "a folder")
+
+
+def _fill(disk: Path) -> None:
+    """Write zeros until the disk is full (ENOSPC)."""
+    try:
+        with (disk / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+
+
+def test_pilot_on_a_full_disk_still_answers_and_says_nothing_was_saved(
+        cli, colours: Path, tmp_path: Path, small_disk: Path) -> None:
+    """The pilot store only serves resuming: a full disk under --out costs the rerun, never this run's answer."""
+    args = ["pilot", colours, "--task", "dtd", "--random-init", *PILOT, "--quick", "--json"]
+    healthy = cli(*args, "--out", tmp_path / "store")
+    assert healthy.code == 0, healthy.err
+    store = small_disk / "store"
+    store.mkdir()
+    _fill(small_disk)
+    full = cli(*args, "--out", store)
+    assert full.code == 0, full.err
+    assert "Warning:" in full.err and "cannot save the pilot's" in full.err and "resume" in full.err
+    assert full.err.count("cannot save the pilot's trials") == 1  # one warning, not one per trial
+    before, after = json.loads(healthy.out), json.loads(full.out)
+    assert after["pilot"]["trials_unsaved"] == after["pilot"]["trials_run"] > 0
+    # the same pilot answered: every method scored from all its trials (CPU threads make accuracies vary run to run)
+    assert [(m["method"], m["best_lr"], m["n_seeds"]) for m in after["pilot"]["methods"]] == [
+        (m["method"], m["best_lr"], m["n_seeds"]) for m in before["pilot"]["methods"]]
+    assert not list(store.glob("trials/*.json"))
+    text = cli(*args[:-1], "--out", store)  # the terminal view says so too, instead of "stored in"
+    assert text.code == 0 and "could not be saved" in " ".join(text.out.split())
+
+
+def test_pilot_trials_that_cannot_be_saved_are_counted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Without root (no tmpfs): a store write failing with ENOSPC warns and returns False, nothing raised."""
+    import errno
+
+    import engine.train.pilot as pilot_mod
+
+    def no_space(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pilot_mod, "atomic_write_text", no_space)
+    with caplog.at_level("WARNING", logger="engine"):
+        assert pilot_mod.save_to_store(tmp_path / "trials" / "x.json", "{}", "trials") is False
+    assert "No space left on device" in caplog.text and "resume" in caplog.text
+    monkeypatch.undo()
+    assert pilot_mod.save_to_store(tmp_path / "trials" / "x.json", "{}", "trials") is True
+    assert (tmp_path / "trials" / "x.json").read_text() == "{}"
