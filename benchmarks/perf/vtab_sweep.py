@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.config.train import BackboneSpec
 
-from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS
+from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS, get_protocol
 from benchmarks.vtab.tasks import TASKS
 from benchmarks.vtab.trials import TrialConfig, run_trials
 
@@ -50,9 +50,9 @@ def _make_task(root: Path, n_train: int, n_val: int, size: int) -> None:
 
 def _configs(root: Path, k: int, *, engine: str, epochs: int, batch: int, size: int) -> list[TrialConfig]:
     grid = [(lr, wd) for lr in VPT_LRS for wd in WEIGHT_DECAYS][:k]
+    protocol = get_protocol("paper", epochs=epochs, warmup_epochs=1, img_size=size, vpt_batch_size=batch)
     return [TrialConfig(root=str(root), task="dtd", folder=TASKS["dtd"].folder, num_classes=47, protocol="bench",
-                        method="vpt", phase="search", lr=lr, weight_decay=wd, seed=42, epochs=epochs,
-                        warmup_epochs=1, batch_size=batch, num_prompts=10, prompt_dropout=0.1, img_size=size,
+                        phase="search", train=protocol.trial_train("vpt", lr=lr, weight_decay=wd, seed=42, num_prompts=10),
                         backbone=BackboneSpec(model=MODEL, random_init=True, model_kwargs=MODEL_ARGS),
                         engine=engine)  # type: ignore[arg-type]
             for lr, wd in grid]

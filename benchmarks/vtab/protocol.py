@@ -28,10 +28,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from engine.config import FrozenModel
-from engine.config.train import FT_DROPOUT, PAPER_SEEDS, DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode
+from engine.config.train import PAPER_SEEDS, TrainConfig
 from engine.errors import ConfigError
 from engine.train.methods import get_method
 
@@ -51,8 +51,11 @@ __all__ = [
     "SubsetMode",
     "DETAIL_FIELDS",
     "parse_detail_overrides",
+    "TRIAL_FIELDS",
+    "PAPER_TRAIN",
     "Protocol",
     "get_protocol",
+    "shared_train_fields",
     "split_sizes",
     "select_best",
 ]
@@ -61,12 +64,13 @@ SEARCH_SPLIT: tuple[int, int] = (800, 200)
 """Train/val sizes of the hyper-parameter search (VTAB-1k ``train800`` / ``val200``)."""
 FINAL_SPLIT: str = "train800val200"
 """Training list of the final runs (tested on ``test``)."""
-METHODS: dict[str, str] = {"ft": "full", "vpt": "vpt-deep"}
+MethodName = Literal["ft", "vpt"]
+METHODS: dict[MethodName, str] = {"ft": "full", "vpt": "vpt-deep"}
 """CLI method name -> engine transfer method (the paper uses VPT-deep); both are aliases in the method registry."""
 _SPECS = {key: get_method(name) for key, name in METHODS.items()}
 
 
-def _paper_setting(key: str) -> tuple[tuple[float, ...], int]:
+def _paper_setting(key: MethodName) -> tuple[tuple[float, ...], int]:
     """``(search lrs, batch size)`` of a protocol method, from its registry entry (engine.train.methods)."""
     spec = _SPECS[key]
     if spec.paper_lrs is None or spec.paper_batch_size is None:
@@ -86,48 +90,56 @@ SEARCH_SEED: int = PAPER_SEEDS[0]
 EPOCHS: int = 100
 WARMUP_EPOCHS: int = 10
 
-MethodName = Literal["ft", "vpt"]
 ProtocolName = Literal["paper", "quick"]
 SubsetMode = Literal["first-k", "stratified"]
 
 
+TRIAL_FIELDS: tuple[str, ...] = (
+    "method", "optimizer", "lr", "weight_decay", "seed", "batch_size", "num_prompts")
+"""The :class:`~engine.config.train.TrainConfig` fields each trial sets itself (from the grid, the seeds, the
+method's batch size and the task's prompt length); a protocol's ``train`` leaves them at their defaults."""
+
+PAPER_TRAIN = TrainConfig(
+    epochs=EPOCHS, warmup_epochs=WARMUP_EPOCHS, prompt_dropout=_SPECS["vpt"].prompt_dropout, img_size=224,
+    precision="fp32", normalization="imagenet", lr_scale_batch=True)
+"""The paper's training settings shared by every VTAB-1k trial (Sec. 4.1; ANCHORS section 1)."""
+
+
 class Protocol(FrozenModel):
-    """Everything a sweep needs to know about the protocol; written next to every result."""
+    """Everything a sweep needs to know about the protocol; written next to every result.
+
+    ``train`` holds the training settings every trial shares (epochs, schedule, precision, input, dropout, head
+    init, divergence policy) as the one :class:`~engine.config.train.TrainConfig`; :meth:`trial_train` adds a
+    trial's own method, lr, weight decay, seed, batch size and prompt length.
+    """
 
     name: ProtocolName = Field("paper", description="Protocol name.")
+    train: TrainConfig = Field(PAPER_TRAIN, description="Training settings shared by every trial; the fields "
+                               "in TRIAL_FIELDS stay at their defaults (each trial sets them).")
     vpt_lrs: tuple[float, ...] = Field(VPT_LRS, description="VPT base learning rates (before batch/256).")
     vpt_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="VPT weight decays.")
     ft_lrs: tuple[float, ...] = Field(FT_LRS, description="FT base learning rates (before batch/256).")
     ft_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="FT weight decays.")
     ft_wd_quirk: bool = Field(False, description="Reproduce the original code's AdamW wd (any wd > 0 -> 0.01).")
-    epochs: int = Field(EPOCHS, ge=1, description="Training epochs of every run.")
-    warmup_epochs: int = Field(WARMUP_EPOCHS, ge=0, description="Linear warm-up epochs.")
     vpt_batch_size: int = Field(_VPT_BATCH, ge=1, description="VPT batch size (paper: 64).")
     ft_batch_size: int = Field(_FT_BATCH, ge=1, description="FT batch size (README FT commands: 128).")
-    lr_scale_batch: bool = Field(True, description="Multiply every lr by batch/256 as the paper's code does.")
     search_seed: int = Field(SEARCH_SEED, description="Seed of the grid-search runs.")
     final_seeds: tuple[int, ...] = Field(FINAL_SEEDS, description="Seeds of the final runs.")
-    prompt_dropout: float = Field(_SPECS["vpt"].prompt_dropout, ge=0, lt=1,
-                                  description="VPT prompt dropout (README commands: 0.1).")
     max_prompts: int | None = Field(None, ge=1, description="Cap on the paper's per-task prompt length.")
-    img_size: int = Field(224, ge=8, description="Input resolution (direct resize, no crop).")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision (paper: fp32).")
-    normalization: Normalization = Field(
-        "imagenet", description="Input mean/std (VPT's VTAB loader: imagenet); see TrainConfig.normalization.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images per run (None = all).")
     max_eval: int | None = Field(None, ge=1, description="Cap on val/test images per run (None = all).")
     subset: SubsetMode = Field(
         "first-k", description="Sizes below 800: the first n of train800 / n/4 of val200 (VTAB-1k's train[:800] "
         "style), or a class-stratified draw (seed sample_seed).")
-    prompt_dropout_mode: PromptDropoutMode = Field(
-        "per-sample", description="Prompt-dropout masks per image (the original) or one per batch (shared).")
-    lr_schedule: LrSchedule = Field(
-        "per-epoch", description="Warm-up/cosine stepped per epoch, epoch 0 at lr 0 (the original), or per step.")
-    head_init: HeadInit = Field("vpt", description="Head init: the original's (vpt) or nn.Linear's (torch).")
-    ft_dropout: float = Field(FT_DROPOUT, ge=0, lt=1,
-                              description="FT backbone dropout (original ViT-B/16 config: 0.1; timm default: 0).")
-    on_divergence: DivergencePolicy = Field(
-        "last-finite", description="A diverged run keeps its last finite evaluation (the original) or scores 0.")
+
+    @model_validator(mode="after")
+    def _trial_fields_unset(self) -> Protocol:
+        default = TrainConfig()
+        set_here = [k for k in TRIAL_FIELDS if getattr(self.train, k) != getattr(default, k)]
+        if set_here:
+            raise ValueError(f"train.{set_here[0]} is set per trial (grid, seeds, batch sizes, prompt length); "
+                             "leave it at its default in a protocol")
+        return self
 
     def grid(self, method: MethodName) -> list[tuple[float, float]]:
         """The (lr, wd) points of ``method``'s search, duplicates from ``ft_wd_quirk`` merged."""
@@ -142,12 +154,27 @@ class Protocol(FrozenModel):
         """Batch size of ``method``."""
         return self.vpt_batch_size if method == "vpt" else self.ft_batch_size
 
+    def trial_train(self, method: MethodName, *, lr: float, weight_decay: float, seed: int,
+                    num_prompts: int) -> TrainConfig:
+        """The training configuration of one trial: the shared ``train`` plus the trial's own fields.
+
+        The optimiser comes from the method's registry entry; a method without prompts gets no prompt dropout.
+        """
+        spec = _SPECS[method]
+        own = dict(method=spec.name, optimizer=spec.optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
+                   batch_size=self.batch_size(method), num_prompts=num_prompts)
+        if spec.prompts == "none":
+            own["prompt_dropout"] = 0.0
+        return TrainConfig.model_validate({**self.train.model_dump(), **own})
+
 
 _PROTOCOLS: dict[str, Protocol] = {
     "paper": Protocol(),
     "quick": Protocol(
         name="quick", vpt_lrs=(2.5, 0.25), vpt_wds=(0.001,), ft_lrs=(1e-3, 1e-4), ft_wds=(0.0001,),
-        epochs=2, warmup_epochs=1, final_seeds=FINAL_SEEDS[:2], max_prompts=10, max_train=200, max_eval=200,
+        train=TrainConfig.model_validate({**PAPER_TRAIN.model_dump(), "epochs": 2, "warmup_epochs": 1}),
+        final_seeds=FINAL_SEEDS[:2],
+        max_prompts=10, max_train=200, max_eval=200,
     ),
 }
 
@@ -182,24 +209,38 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def shared_train_fields() -> tuple[str, ...]:
+    """The training settings a protocol sets for all its trials: TrainConfig's fields but :data:`TRIAL_FIELDS`."""
+    return tuple(k for k in TrainConfig.model_fields if k not in TRIAL_FIELDS)
+
+
 def get_protocol(name: str, **overrides: object) -> Protocol:
     """Return the named protocol, optionally with fields replaced (e.g. ``img_size=32`` for tests).
 
+    An override names a :class:`Protocol` field (``subset``, ``final_seeds`` ...) or a shared training setting
+    (``epochs``, ``img_size``, ``lr_schedule`` ...), which goes into ``Protocol.train``.
+
     Raises:
-        ConfigError: unknown name or override field.
+        ConfigError: unknown name or override field, or a value the field refuses.
     """
     if name not in _PROTOCOLS:
         raise ConfigError(f"unknown protocol {name!r}; choose one of {', '.join(_PROTOCOLS)}")
     if not overrides:
         return _PROTOCOLS[name]
-    unknown = set(overrides) - set(Protocol.model_fields)
+    train_keys = shared_train_fields()
+    known = [k for k in Protocol.model_fields if k != "train"] + list(train_keys)
+    unknown = set(overrides) - set(known)
     if unknown:
-        raise ConfigError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(Protocol.model_fields)}")
+        raise ConfigError(f"unknown protocol field(s) {sorted(unknown)}; known: {', '.join(known)}")
+    base = _PROTOCOLS[name].model_dump()
+    base["train"].update({k: v for k, v in overrides.items() if k in train_keys})
+    base.update({k: v for k, v in overrides.items() if k not in train_keys})
     try:
-        return Protocol.model_validate({**_PROTOCOLS[name].model_dump(), **overrides})
+        return Protocol.model_validate(base)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(x) for x in first["loc"])
+        loc = [str(x) for x in first["loc"]]
+        field = ".".join(loc[1:] if loc[:1] == ["train"] and len(loc) > 1 else loc)
         raise ConfigError(f"protocol field {field}={first.get('input')!r}: {first['msg']}") from None
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config.train import BackboneSpec
-from engine.config.validate import parse_model_args, parse_sizes, split_list
+from engine.config.validate import check_img_size, parse_model_args, parse_sizes, split_list
 from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
 
@@ -36,6 +36,8 @@ def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, m
     if bad:
         raise ConfigError(f"unknown method(s) {bad}; choose ft and/or vpt")
     size_list = parse_sizes(sizes)
+    if img_size:
+        check_img_size(img_size)
     overrides: dict[str, object] = {"img_size": img_size} if img_size else {}
     overrides.update(parse_detail_overrides(protocol_set))
     return SweepRequest(root=root, protocol=get_protocol(protocol, **overrides), tasks=split_list(tasks) or None,

@@ -116,29 +116,32 @@ def default_db_path(protocol: str) -> Path:
 
 
 def _base(request: SweepRequest, task: TaskSpec, method: MethodName, n_train: int, folder: str) -> dict[str, Any]:
+    """The fields of a cell's trials besides ``phase`` and ``train``."""
     p = request.protocol
-    prompts = task.prompt_length if p.max_prompts is None else min(task.prompt_length, p.max_prompts)
     return dict(root=str(Path(request.root).expanduser().resolve()), task=task.key, folder=folder,
-                num_classes=task.num_classes, protocol=p.name, method=method, n_train=n_train,
-                epochs=p.epochs, warmup_epochs=p.warmup_epochs, batch_size=p.batch_size(method),
-                lr_scale_batch=p.lr_scale_batch, num_prompts=prompts, prompt_dropout=p.prompt_dropout,
-                img_size=p.img_size, precision=p.precision, normalization=p.normalization, backbone=request.backbone,
-                max_train=p.max_train, max_eval=p.max_eval,
-                engine="batched" if (method == "vpt" and request.batch_vpt) else "fit", subset=p.subset,
-                prompt_dropout_mode=p.prompt_dropout_mode, lr_schedule=p.lr_schedule, head_init=p.head_init,
-                ft_dropout=p.ft_dropout, on_divergence=p.on_divergence)
+                num_classes=task.num_classes, protocol=p.name, n_train=n_train, backbone=request.backbone,
+                max_train=p.max_train, max_eval=p.max_eval, subset=p.subset,
+                engine="batched" if (method == "vpt" and request.batch_vpt) else "fit")
+
+
+def _prompts(protocol: Protocol, task: TaskSpec) -> int:
+    """The task's prompt length from the paper, capped by the protocol's ``max_prompts``."""
+    cap = protocol.max_prompts
+    return task.prompt_length if cap is None else min(task.prompt_length, cap)
 
 
 def plan_search(request: SweepRequest, layout: LayoutReport) -> list[TrialConfig]:
     """Every search trial of the usable tasks, in paper order."""
     checks = {t.key: t for t in layout.tasks if t.status == "ok"}
+    p = request.protocol
     out = []
     for key, check in checks.items():
         for method in request.methods:
             for n_train in (s for s in request.sizes if s in check.sizes):
                 base = _base(request, TASKS[key], method, n_train, check.folder)
-                out += [TrialConfig(**base, phase="search", lr=lr, weight_decay=wd, seed=request.protocol.search_seed)
-                        for lr, wd in request.protocol.grid(method)]
+                out += [TrialConfig(**base, phase="search", train=p.trial_train(
+                            method, lr=lr, weight_decay=wd, seed=p.search_seed, num_prompts=_prompts(p, TASKS[key])))
+                        for lr, wd in p.grid(method)]
     return out
 
 
@@ -148,7 +151,8 @@ def _selection(search: list[TrialConfig], store: TrialStore) -> dict[tuple[str, 
     for cfg in search:
         rec = finished.get(cfg.key)
         if rec is not None:
-            points[(cfg.task, cfg.method, cfg.n_train)].append((cfg.lr, cfg.weight_decay, float(rec.metrics["eval_acc"])))
+            points[(cfg.task, cfg.method, cfg.n_train)].append(
+                (cfg.train.lr, cfg.train.weight_decay, float(rec.metrics["eval_acc"])))
     return {cell: select_best(p) for cell, p in points.items()}
 
 
@@ -160,9 +164,10 @@ def plan_final(request: SweepRequest, search: list[TrialConfig], store: TrialSto
         firsts.setdefault((cfg.task, cfg.method, cfg.n_train), cfg)
     out = []
     for cell, (lr, wd, _acc) in chosen.items():
-        template = firsts[cell].model_dump()
-        template.update(phase="final", lr=lr, weight_decay=wd)
-        out += [TrialConfig(**{**template, "seed": seed}) for seed in request.protocol.final_seeds]
+        first = firsts[cell]
+        out += [first.model_validate({**first.model_dump(), "phase": "final", "train": {
+                    **first.train.model_dump(), "lr": lr, "weight_decay": wd, "seed": seed}})
+                for seed in request.protocol.final_seeds]
     return out
 
 
@@ -212,8 +217,8 @@ class _Runner:
                 for cfg in unit:
                     self.store.mark_failed(cfg.key, result)
                     self.errors.append(result)
-                    self.failures.append(f"{cfg.task}/{cfg.method}/{cfg.phase} lr={cfg.lr:g} wd={cfg.weight_decay:g} "
-                                         f"seed={cfg.seed}: {result}")
+                    self.failures.append(f"{cfg.task}/{cfg.method}/{cfg.phase} lr={cfg.train.lr:g} wd={cfg.train.weight_decay:g} "
+                                         f"seed={cfg.train.seed}: {result}")
             else:
                 configs = {c.key: c for c in unit}
                 for res in result:
@@ -239,7 +244,7 @@ def _collect(search: list[TrialConfig], final: list[TrialConfig], store: TrialSt
         rec = records.get(cfg.key)
         if rec is not None:
             cells[(cfg.task, cfg.method, cfg.n_train)]["accs"].append(float(rec.metrics["eval_acc"]))
-            cells[(cfg.task, cfg.method, cfg.n_train)]["seeds"].append(cfg.seed)
+            cells[(cfg.task, cfg.method, cfg.n_train)]["seeds"].append(cfg.train.seed)
     out = []
     for (task, method, n), c in cells.items():
         lr, wd, val = chosen.get((task, method, n), (None, None, None))
@@ -256,7 +261,7 @@ def _check_backbone(request: SweepRequest) -> None:
     from engine.train.models import check_backbone_request, check_weights_file
 
     backbone = request.backbone
-    check_backbone_request(backbone.model, img_size=request.protocol.img_size, model_kwargs=dict(backbone.model_kwargs))
+    check_backbone_request(backbone.model, img_size=request.protocol.train.img_size, model_kwargs=dict(backbone.model_kwargs))
     if backbone.weights is not None:
         check_weights_file(Path(backbone.weights))
 

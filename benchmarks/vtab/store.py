@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
@@ -37,6 +37,9 @@ from engine.config import FrozenModel
 from engine.errors import StoreError
 from engine.data.imageio import display_path
 from engine.sqlite_files import move_aside, sqlite_fault
+
+if TYPE_CHECKING:  # trials imports this module (config_hash) at run time
+    from benchmarks.vtab.trials import TrialConfig
 
 __all__ = ["SCHEMA_VERSION", "TrialRecord", "TrialStore", "config_hash"]
 
@@ -263,12 +266,11 @@ class TrialStore:
                 f" attempts, host, started) VALUES (?,?,?,?,?,?,?,?,?,'{status}',1,?,?)")
 
     @staticmethod
-    def _insert_args(key: str, cfg: FrozenModel, host: str, now: float) -> tuple[Any, ...]:
-        c = cfg.model_dump(mode="json")
-        return (key, c["task"], c["method"], c["phase"], c["n_train"], c["seed"], c["lr"], c["weight_decay"],
-                json.dumps(c, sort_keys=True), host, now)
+    def _insert_args(key: str, cfg: TrialConfig, host: str, now: float) -> tuple[Any, ...]:
+        return (key, cfg.task, cfg.method, cfg.phase, cfg.n_train, cfg.train.seed, cfg.train.lr,
+                cfg.train.weight_decay, json.dumps(cfg.model_dump(mode="json"), sort_keys=True), host, now)
 
-    def mark_running(self, items: Iterable[tuple[str, FrozenModel]]) -> None:
+    def mark_running(self, items: Iterable[tuple[str, TrialConfig]]) -> None:
         """Record trials as started (unless already finished), in one transaction."""
         now = time.time()
         host = f"{socket.gethostname()}:{os.getpid()}"
@@ -283,7 +285,7 @@ class TrialStore:
         self._write(body)
 
     def mark_finished(self, key: str, *, metrics: dict[str, Any], timings: dict[str, float],
-                      versions: dict[str, str], device: str, config: FrozenModel | None = None) -> None:
+                      versions: dict[str, str], device: str, config: TrialConfig | None = None) -> None:
         """Store a trial's outcome atomically.
 
         The row must have been marked running, unless ``config`` is given (then a row lost to a

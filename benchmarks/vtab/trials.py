@@ -19,22 +19,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
 from engine.config.validate import MIN_TRAIN_SIZE
-from engine.config.train import FT_DROPOUT, BackboneSpec, DivergencePolicy, HeadInit, LrSchedule, Normalization, PromptDropoutMode, TrainConfig
+from engine.config.train import BackboneSpec, TrainConfig
 from engine.errors import ConfigError
 
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
 from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 
-__all__ = ["TrialConfig", "TrialResult", "split_samples", "train_config", "run_trials", "group_key", "versions"]
+__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
 
 log = logging.getLogger(__name__)
 
 Phase = Literal["search", "final"]
+
+_ARM_OF: dict[str, MethodName] = {name: arm for arm, name in METHODS.items()}
+"""Engine method -> protocol method name (the inverse of ``benchmarks.vtab.protocol.METHODS``)."""
 
 FINAL_MONITOR_IMAGES = 64
 """Training images a final run evaluates after each epoch (our choice: one VPT batch, cheap next to the
@@ -42,39 +45,39 @@ test split, which is evaluated once at the end; the per-epoch number only shows 
 
 
 class TrialConfig(FrozenModel):
-    """Everything that determines one trial's result (its hash is the store's primary key)."""
+    """Everything that determines one trial's result (its hash is the store's primary key).
+
+    The training itself is the one :class:`~engine.config.train.TrainConfig` (``train``: method, lr, weight
+    decay, seed, epochs, batch size, prompts, input and every training detail), read by ``fit`` and by the
+    batched VPT sweep alike; the other fields say which data the trial trains and evaluates on.
+    """
 
     root: str = Field(description="Absolute VTAB-1k root.")
     task: str = Field(description="Task key (engine.paper).")
     folder: str = Field(description="Task folder under the root.")
     num_classes: int = Field(ge=1, description="Classes of the task.")
     protocol: str = Field("paper", description="Protocol name (paper or quick).")
-    method: MethodName = Field("vpt", description="ft (full finetuning) or vpt (VPT-deep).")
     phase: Phase = Field("search", description="search: train/val; final: train+val/test.")
     n_train: int = Field(800, ge=MIN_TRAIN_SIZE, description="Training-set size point (val = n_train/4).")
-    lr: float = Field(gt=0, description="Base learning rate (before batch/256 scaling).")
-    weight_decay: float = Field(ge=0, description="Weight decay.")
-    seed: int = Field(description="Run seed.")
-    epochs: int = Field(ge=1, description="Epochs.")
-    warmup_epochs: int = Field(ge=0, description="Warm-up epochs.")
-    batch_size: int = Field(ge=1, description="Batch size.")
-    lr_scale_batch: bool = Field(True, description="lr * batch/256.")
-    num_prompts: int = Field(10, ge=1, description="VPT prompt length.")
-    prompt_dropout: float = Field(0.1, ge=0, lt=1, description="VPT prompt dropout.")
-    img_size: int = Field(224, ge=8, description="Input resolution.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Forward precision.")
-    normalization: Normalization = Field("imagenet", description="Input mean/std (the protocol's).")
+    train: TrainConfig = Field(description="The training run (Protocol.trial_train).")
     backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     max_train: int | None = Field(None, ge=1, description="Cap on training images.")
     max_eval: int | None = Field(None, ge=1, description="Cap on evaluation images.")
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
     engine: Literal["fit", "batched"] = Field("fit", description="engine.train.loop.fit, or batched VPT.")
     subset: SubsetMode = Field("first-k", description="Sizes below 800: first n of the lists, or stratified.")
-    prompt_dropout_mode: PromptDropoutMode = Field("per-sample", description="Prompt-dropout masks per image or batch.")
-    lr_schedule: LrSchedule = Field("per-epoch", description="Warm-up/cosine stepped per epoch or per step.")
-    head_init: HeadInit = Field("vpt", description="The original head init (vpt) or nn.Linear's (torch).")
-    ft_dropout: float = Field(FT_DROPOUT, ge=0, lt=1, description="FT backbone dropout.")
-    on_divergence: DivergencePolicy = Field("last-finite", description="Keep the last finite evaluation, or 0.")
+
+    @model_validator(mode="after")
+    def _protocol_method(self) -> TrialConfig:
+        if self.train.method not in _ARM_OF:
+            raise ValueError(f"train.method {self.train.method!r} is not a VTAB protocol method "
+                             f"({', '.join(_ARM_OF)})")
+        return self
+
+    @property
+    def method(self) -> MethodName:
+        """The protocol's name of the trained method: ``ft`` or ``vpt``."""
+        return _ARM_OF[self.train.method]
 
     @property
     def key(self) -> str:
@@ -131,7 +134,7 @@ def group_key(cfg: TrialConfig) -> tuple[Any, ...] | None:
         return None
     d = cfg.model_dump(mode="json")
     for name in ("lr", "weight_decay", "seed"):
-        d.pop(name)
+        d["train"].pop(name)
     return tuple(sorted((k, repr(v)) for k, v in d.items()))
 
 
@@ -216,22 +219,7 @@ def _pristine_backbone(spec_json: str, img_size: int) -> Any:
 def _backbone(cfg: TrialConfig) -> Any:
     import copy
 
-    return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.img_size))
-
-
-def train_config(cfg: TrialConfig) -> TrainConfig:
-    """The one training configuration of a trial, read by ``fit`` and by the batched VPT sweep alike."""
-    from engine.config.train import TrainConfig
-    from engine.train.methods import get_method
-
-    method = METHODS[cfg.method]
-    return TrainConfig.for_method(
-        method, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, seed=cfg.seed, lr_scale_batch=cfg.lr_scale_batch,
-        num_prompts=cfg.num_prompts, prompt_dropout=cfg.prompt_dropout if get_method(method).prompts != "none" else 0.0,
-        img_size=cfg.img_size, precision=cfg.precision, normalization=cfg.normalization,
-        prompt_dropout_mode=cfg.prompt_dropout_mode, lr_schedule=cfg.lr_schedule, head_init=cfg.head_init,
-        ft_dropout=cfg.ft_dropout, on_divergence=cfg.on_divergence)
+    return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.train.img_size))
 
 
 def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
@@ -240,15 +228,14 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
     from engine.train.loop import evaluate, fit
     from engine.train.transfer import build_model
 
-    fit_on, eval_on = split_samples(cfg)
-    x_tr, y_tr, skip_tr = _tensors(fit_on, cfg.img_size)
-    x_ev, y_ev, skip_ev = _tensors(eval_on, cfg.img_size)
-    method = METHODS[cfg.method]
-    tc = train_config(cfg)
     from engine.seed import seed_everything
 
-    seed_everything(cfg.seed)
-    model = build_model(_backbone(cfg), method, cfg.num_classes, **tc.model_options())
+    tc = cfg.train
+    fit_on, eval_on = split_samples(cfg)
+    x_tr, y_tr, skip_tr = _tensors(fit_on, tc.img_size)
+    x_ev, y_ev, skip_ev = _tensors(eval_on, tc.img_size)
+    seed_everything(tc.seed)
+    model = build_model(_backbone(cfg), tc.method, cfg.num_classes, **tc.model_options())
     t0 = time.perf_counter()
     if cfg.phase == "search":
         res = fit(model, ImageTensors(x_tr, y_tr), ImageTensors(x_ev, y_ev), tc, device=device)
@@ -258,7 +245,7 @@ def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
         # final run monitors a small slice of its own training data and the test split is evaluated once.
         monitor = ImageTensors(x_tr[:FINAL_MONITOR_IMAGES], y_tr[:FINAL_MONITOR_IMAGES])
         res = fit(model, ImageTensors(x_tr, y_tr), monitor, tc, device=device)
-        loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, cfg.batch_size), device=device,
+        loader = TensorLoader(ImageTensors(x_ev, y_ev), batch_size=max(64, tc.batch_size), device=device,
                               normalization=tc.normalization)
         acc = float(evaluate(model, loader, autocast=autocast_context(device, tc.precision), device=device).accuracy)
         if res.diverged and (tc.on_divergence == "zero" or not res.val_accs):
@@ -276,10 +263,10 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
 
     first = cfgs[0]
     fit_on, eval_on = split_samples(first)
-    x_tr, y_tr, skip_tr = _tensors(fit_on, first.img_size)
-    x_ev, y_ev, skip_ev = _tensors(eval_on, first.img_size)
-    bc = BatchedVptConfig.from_train_config(train_config(first), config_chunk=max(1, max_rows // first.batch_size))
-    specs = [VptRunSpec(lr=c.lr, weight_decay=c.weight_decay, seed=c.seed) for c in cfgs]
+    x_tr, y_tr, skip_tr = _tensors(fit_on, first.train.img_size)
+    x_ev, y_ev, skip_ev = _tensors(eval_on, first.train.img_size)
+    bc = BatchedVptConfig.from_train_config(first.train, config_chunk=max(1, max_rows // first.train.batch_size))
+    specs = [VptRunSpec(lr=c.train.lr, weight_decay=c.train.weight_decay, seed=c.train.seed) for c in cfgs]
     t0 = time.perf_counter()
     out = fit_batched_vpt(_backbone(first), (x_tr, y_tr), (x_ev, y_ev), specs, bc, num_classes=first.num_classes,
                           device=device)

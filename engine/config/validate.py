@@ -13,9 +13,10 @@ import math
 import os
 from pathlib import Path
 
+from engine.config.train import MAX_IMG_SIZE
 from engine.errors import ConfigError
 
-__all__ = ["MIN_TRAIN_SIZE", "parse_model_args", "parse_sizes", "split_list", "check_output_dir"]
+__all__ = ["MIN_TRAIN_SIZE", "parse_model_args", "parse_sizes", "split_list", "check_output_dir", "check_img_size"]
 
 MIN_TRAIN_SIZE = 4
 """Smallest training-set size a trial accepts (``benchmarks.vtab.trials.TrialConfig.n_train``: with the
@@ -100,3 +101,17 @@ def check_output_dir(flag: str, path: Path | None) -> None:
             if not os.access(part, os.W_OK | os.X_OK):
                 raise ConfigError(f"{flag} {path}: {part} is not writable; pass a folder you can write to")
             return
+
+
+def check_img_size(img_size: int, patch: int | None = None) -> None:
+    """Refuse an ``--img-size`` that would exhaust memory or is smaller than one patch.
+
+    Raises:
+        ConfigError: ``img_size`` above :data:`~engine.config.train.MAX_IMG_SIZE` or below ``patch``.
+    """
+    if img_size > MAX_IMG_SIZE:
+        raise ConfigError(f"--img-size {img_size} is larger than {MAX_IMG_SIZE}: the sequence grows with its square "
+                          "and would exhaust memory; the paper uses 224")
+    if patch is not None and img_size < patch:
+        raise ConfigError(f"--img-size {img_size} is smaller than the model's {patch}-pixel patches; "
+                          f"use at least {patch} (the paper uses 224)")

@@ -55,6 +55,7 @@ __all__ = [
     "ImageInfo",
     "DecodedImages",
     "display_path",
+    "unreachable_link",
     "is_image_name",
     "check_file",
     "open_rgb",
@@ -143,6 +144,23 @@ def display_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> s
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
     return "".join(out)
+
+
+def unreachable_link(path: Path) -> str | None:
+    """Why a named ``path`` that does not resolve is a link problem, or ``None`` when it is simply absent.
+
+    ``Path.exists()`` is False both for nothing at all and for a symbolic link that loops or points nowhere;
+    a user who sees "no such folder" for a link they can list would look in the wrong place.
+    """
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself); fix or remove the link"
+        if os.path.islink(path):
+            target = display_path(os.readlink(path))
+            return f"a broken symbolic link (it points to {target}, which does not exist); fix or remove the link"
+    return None
 
 
 def is_image_name(name: str | os.PathLike[str]) -> bool:

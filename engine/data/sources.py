@@ -43,7 +43,7 @@ from typing import Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.data.imageio import SkippedFile, display_path, is_image_name
+from engine.data.imageio import SkippedFile, display_path, is_image_name, unreachable_link
 from engine.errors import ConfigError, DatasetError
 
 __all__ = [
@@ -182,7 +182,7 @@ def _local_shards(text: str) -> list[ShardRef] | None:
     else:
         path = Path(text).expanduser()
         if not path.exists():
-            raise DatasetError(f"{display_path(path)}: no such folder, tar file or URL")
+            raise DatasetError(f"{display_path(path)}: {unreachable_link(path) or 'no such folder, tar file or URL'}")
         if not path.is_dir() and not path.is_file():
             raise DatasetError(f"{display_path(path)}: not a folder or a regular file (a device, pipe or socket); "
                                "give a folder of images, .tar shards or a URL")

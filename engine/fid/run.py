@@ -56,7 +56,7 @@ from engine.fid.frechet import (
     save_stats,
     small_sample_warning,
 )
-from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers
+from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers, unreachable_link
 from engine.progress import ProgressCallback, report
 from engine.fid.reference import (
     ReferenceInfo,
@@ -358,7 +358,7 @@ def _source_side(
     if side is not None:
         return side
     if not source.exists():
-        raise DatasetError(f"{label}: no such folder, .npz stats file or reference name")
+        raise DatasetError(f"{label}: {unreachable_link(source) or 'no such folder, .npz stats file or reference name'}")
     from engine.data.index import index_dataset
 
     index = index_dataset(source)

@@ -24,12 +24,13 @@ _DETAILS = ("prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on
 
 def test_paper_protocol_defaults_are_the_original_choices() -> None:
     p = get_protocol("paper")
-    assert (p.subset, p.prompt_dropout_mode, p.lr_schedule, p.head_init, p.ft_dropout, p.on_divergence) == (
+    t = p.train
+    assert (p.subset, t.prompt_dropout_mode, t.lr_schedule, t.head_init, t.ft_dropout, t.on_divergence) == (
         "first-k", "per-sample", "per-epoch", "vpt", 0.1, "last-finite")
     engine_defaults = TrainConfig()
-    for name in _DETAILS:  # one set of defaults: the protocol, trials and the engine agree
-        assert getattr(p, name) == getattr(engine_defaults, name) == TrialConfig.model_fields[name].default, name
-    assert get_protocol("paper", lr_schedule="per-step").lr_schedule == "per-step"
+    for name in _DETAILS:  # one set of defaults: the protocol and the engine agree
+        assert getattr(t, name) == getattr(engine_defaults, name), name
+    assert get_protocol("paper", lr_schedule="per-step").train.lr_schedule == "per-step"
     with pytest.raises(ValueError):
         Protocol(subset="random")  # type: ignore[arg-type]
 
@@ -39,13 +40,14 @@ def test_search_trials_carry_the_protocol_details(tmp_path: Path) -> None:
     proto = get_protocol("paper", head_init="torch", subset="stratified")
     req = SweepRequest(root=root, tasks=["dtd"], db=tmp_path / "db", protocol=proto)
     search = plan_search(req, check_layout(root, [TASKS["dtd"]]))
-    assert {(c.head_init, c.subset, c.lr_schedule, c.ft_dropout) for c in search} == {
+    assert {(c.train.head_init, c.subset, c.train.lr_schedule, c.train.ft_dropout) for c in search} == {
         ("torch", "stratified", "per-epoch", 0.1)}
 
 
 def _cfg(root: Path, **kw: object) -> TrialConfig:
     base = dict(root=str(root), task="dtd", folder=TASKS["dtd"].folder, num_classes=TASKS["dtd"].num_classes,
-                lr=0.1, weight_decay=0.0, seed=42, epochs=1, warmup_epochs=0, batch_size=4)
+                train=TrainConfig(method="vpt", lr=0.1, weight_decay=0.0, seed=42, epochs=1, warmup_epochs=0,
+                                  batch_size=4))
     return TrialConfig(**{**base, **kw})
 
 
@@ -81,7 +83,8 @@ def test_cli_protocol_set_changes_a_detail_and_refuses_others(tmp_path: Path,
                   db=None, model="m", weights=None, random_init=True, model_args=None, img_size=None, device="cpu",
                   batch_vpt=True)
     req = build_sweep_request(tmp_path, **common, protocol_set=["lr_schedule=per-step", "ft_dropout=0"])
-    assert (req.protocol.lr_schedule, req.protocol.ft_dropout, req.protocol.head_init) == ("per-step", 0.0, "vpt")
+    assert (req.protocol.train.lr_schedule, req.protocol.train.ft_dropout, req.protocol.train.head_init) == (
+        "per-step", 0.0, "vpt")
     with pytest.raises(ConfigError, match="cannot change 'epochs'"):
         build_sweep_request(tmp_path, **common, protocol_set=["epochs=3"])
     root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd"])

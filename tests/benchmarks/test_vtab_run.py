@@ -83,8 +83,10 @@ def test_paper_protocol_plans_the_full_grid(tmp_path: Path) -> None:
     req = SweepRequest(root=root, tasks=["dtd", "svhn"], db=tmp_path / "db")
     search = plan_search(req, check_layout(root, [TASKS["dtd"], TASKS["svhn"]]))
     assert len(search) == 2 * (40 + 16)
-    assert {c.num_prompts for c in search if c.task == "dtd"} == {TASKS["dtd"].prompt_length}
-    assert {c.batch_size for c in search if c.method == "vpt"} == {64}
+    assert {c.train.num_prompts for c in search if c.task == "dtd"} == {TASKS["dtd"].prompt_length}
+    assert {c.train.batch_size for c in search if c.method == "vpt"} == {64}
+    assert {(c.train.optimizer, c.train.batch_size, c.train.prompt_dropout) for c in search if c.method == "ft"} == {
+        ("adamw", 128, 0.0)}
     units = make_units(search)
     assert sorted(len(u) for u in units) == [1] * 32 + [40, 40]
     sequential = make_units([c.model_copy(update={"engine": "fit"}) for c in search])
@@ -159,7 +161,6 @@ def test_the_protocols_normalization_reaches_both_trainers() -> None:
     from benchmarks.vtab.protocol import get_protocol
     from benchmarks.vtab.run import SweepRequest, plan_search
     from benchmarks.vtab.layout import LayoutReport, TaskCheck
-    from benchmarks.vtab.trials import train_config
     from engine.errors import ConfigError
     from engine.train.batched_vpt import BatchedVptConfig
 
@@ -167,12 +168,12 @@ def test_the_protocols_normalization_reaches_both_trainers() -> None:
                            tasks=["dtd"], methods=("ft", "vpt"))
     layout = LayoutReport(root="/vtab", tasks=[TaskCheck(key="dtd", folder="dtd", status="ok", sizes=[800])])
     configs = plan_search(request, layout)
-    assert configs and {c.normalization for c in configs} == {"inception"}
+    assert configs and {c.train.normalization for c in configs} == {"inception"}
     vpt = next(c for c in configs if c.method == "vpt")
-    tc = train_config(vpt)
+    tc = vpt.train
     assert (tc.method, tc.normalization, tc.optimizer) == ("vpt-deep", "inception", "sgd")
     batched = BatchedVptConfig.from_train_config(tc, config_chunk=2)
     assert (batched.normalization, batched.prompt_dropout, batched.batch_size, batched.deep) == (
         "inception", tc.prompt_dropout, tc.batch_size, True)
     with pytest.raises(ConfigError, match="batched VPT"):
-        BatchedVptConfig.from_train_config(train_config(next(c for c in configs if c.method == "ft")))
+        BatchedVptConfig.from_train_config(next(c for c in configs if c.method == "ft").train)

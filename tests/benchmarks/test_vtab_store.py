@@ -9,13 +9,20 @@ import pytest
 
 from benchmarks.vtab.store import TrialStore, config_hash
 from benchmarks.vtab.trials import TrialConfig
+from engine.config.train import TrainConfig
 from engine.errors import StoreError
 
 
+_TRAIN_FIELDS = set(TrainConfig.model_fields)
+
+
 def _cfg(**kw) -> TrialConfig:
-    base = dict(root="/data/vtab", task="dtd", folder="dtd", num_classes=47, method="vpt", phase="search",
-                lr=1.0, weight_decay=0.001, seed=42, epochs=100, warmup_epochs=10, batch_size=64)
-    return TrialConfig(**{**base, **kw})
+    """A trial config; training fields (lr, seed, method ...) go into its TrainConfig."""
+    train = dict(method="vpt", lr=1.0, weight_decay=0.001, seed=42, epochs=100, warmup_epochs=10, batch_size=64)
+    train.update({k: v for k, v in kw.items() if k in _TRAIN_FIELDS})
+    base = dict(root="/data/vtab", task="dtd", folder="dtd", num_classes=47, phase="search",
+                train=TrainConfig(**train))
+    return TrialConfig(**{**base, **{k: v for k, v in kw.items() if k not in _TRAIN_FIELDS}})
 
 
 def test_config_hash_is_canonical_and_sensitive() -> None:

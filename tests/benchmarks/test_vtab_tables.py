@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.vtab.protocol import FINAL_SEEDS, get_protocol, select_best
+from benchmarks.vtab.protocol import FINAL_SEEDS, Protocol, get_protocol, select_best
 from benchmarks.vtab.run import CellResult, SweepReport, SweepRequest
 from benchmarks.vtab.layout import LayoutReport
 from benchmarks.vtab.tables import Tolerance, build_table, load_tolerance, to_csv, to_json, to_markdown
+from engine.config.train import TrainConfig
 from engine.errors import ConfigError
 from engine.paper import data_size_table, vtab1k_results
 
@@ -21,15 +22,33 @@ def test_paper_protocol_constants() -> None:
     p = get_protocol("paper")
     assert len(p.grid("vpt")) == 40 and len(p.grid("ft")) == 16
     assert p.final_seeds == FINAL_SEEDS == (42, 44, 82, 100, 800)
-    assert (p.epochs, p.warmup_epochs, p.vpt_batch_size) == (100, 10, 64)
+    assert (p.train.epochs, p.train.warmup_epochs, p.vpt_batch_size) == (100, 10, 64)
     quirk = get_protocol("paper", ft_wd_quirk=True)
     assert sorted({wd for _, wd in quirk.grid("ft")}) == [0.0, 0.01] and len(quirk.grid("ft")) == 8
     q = get_protocol("quick")
-    assert len(q.grid("vpt")) < 40 and q.epochs < 100
+    assert len(q.grid("vpt")) < 40 and q.train.epochs < 100
     with pytest.raises(ConfigError, match="unknown protocol"):
         get_protocol("full")
     with pytest.raises(ConfigError, match="unknown protocol field"):
         get_protocol("quick", epoch=3)
+
+
+def test_protocol_training_settings_are_one_train_config() -> None:
+    """A protocol's shared settings live in its TrainConfig; overrides by flat name land there."""
+    p = get_protocol("quick", img_size=32, epochs=3, subset="stratified")
+    assert (p.train.img_size, p.train.epochs, p.subset) == (32, 3, "stratified")
+    with pytest.raises(ConfigError, match=r"protocol field img_size=4\b"):
+        get_protocol("quick", img_size=4)  # below TrainConfig's minimum; named as the user typed it
+    with pytest.raises(ConfigError, match="unknown protocol field.*'lr'"):
+        get_protocol("quick", lr=0.5)  # set per trial by the grid, not by the protocol
+    with pytest.raises(ValueError, match="train.seed is set per trial"):
+        Protocol(train=TrainConfig(seed=7))
+    vpt, ft = (p.trial_train(m, lr=0.5, weight_decay=0.01, seed=44, num_prompts=5) for m in ("vpt", "ft"))
+    assert (vpt.method, vpt.optimizer, vpt.batch_size, vpt.prompt_dropout, vpt.lr, vpt.seed) == (
+        "vpt-deep", "sgd", p.vpt_batch_size, p.train.prompt_dropout, 0.5, 44)
+    assert (ft.method, ft.optimizer, ft.batch_size, ft.prompt_dropout) == ("full", "adamw", p.ft_batch_size, 0.0)
+    for t in (vpt, ft):  # the shared settings reach both methods unchanged (FT keeps the protocol's warm-up)
+        assert (t.img_size, t.epochs, t.warmup_epochs, t.num_prompts) == (32, 3, p.train.warmup_epochs, 5)
 
 
 def test_selection_breaks_ties_to_the_smaller_lr_then_wd() -> None:

@@ -161,3 +161,25 @@ def test_a_missing_calibration_file_is_an_error_not_ignored(tmp_path: Path, caps
     assert code == 1
     _one_error_line(err)
     assert "typo.json" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("kind", ["loop", "broken"])
+def test_a_dataset_link_that_goes_nowhere_is_named_as_a_link(kind: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`fid` and the source seam say the link loops or is broken instead of "no such folder"."""
+    link = tmp_path / kind
+    link.symlink_to(link if kind == "loop" else tmp_path / "moved-away")
+    other = tmp_path / "other"
+    other.mkdir()
+    write_png(other / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert main(["fid", str(link), str(other)]) == 1
+    err = capsys.readouterr().err
+    _one_error_line(err)
+    assert str(link) in err and ("symbolic link loop" if kind == "loop" else "broken symbolic link") in err
+    assert "no such folder" not in err
+
+    from engine.data.sources import resolve_source
+    from engine.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="symbolic link"):  # the seam `reference build` reads through
+        resolve_source(str(link))

@@ -130,8 +130,11 @@ def test_finished_trials_are_still_reused_when_the_disk_is_full(tmp_path: Path, 
     from benchmarks.vtab.store import TrialStore
     from benchmarks.vtab.trials import TrialConfig
 
-    cfg = TrialConfig(root=str(tmp_path), task="dtd", folder="dtd", num_classes=47, method="ft", phase="search",
-                      lr=0.1, weight_decay=0.0, seed=42, epochs=1, warmup_epochs=0, batch_size=8)
+    from engine.config.train import TrainConfig
+
+    cfg = TrialConfig(root=str(tmp_path), task="dtd", folder="dtd", num_classes=47, phase="search",
+                      train=TrainConfig.for_method("ft", lr=0.1, weight_decay=0.0, seed=42, epochs=1,
+                                                   warmup_epochs=0, batch_size=8))
     db = small_disk / "runs.sqlite"
     with TrialStore(db) as store:
         store.mark_running([(cfg.key, cfg)])
