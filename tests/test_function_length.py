@@ -17,13 +17,6 @@ MAX_LINES = 60
 PACKAGES = ("advisor", "engine", "benchmarks")
 
 KNOWN_LONG: dict[str, int] = {
-    # typer declares every option in the signature: issues 9-14 added options (--min-detectable, --explain,
-    # --trust-reference, --quick, ...); the bodies stay short. To split: option groups in _options.py.
-    "advisor/commands/pilot.py::pilot_command": 71,
-    "advisor/commands/recommend.py::recommend_command": 70,
-    "advisor/report/adapters.py::from_pilot": 90,
-    "advisor/report/document.py::recommend_document": 69,
-    "advisor/report/document.py::pilot_document": 74,
     "engine/data/profile.py::profile_dataset": 86,
     "engine/fid/run.py::extract_file_features": 71,
     "engine/train/batched_vpt.py::fit_batched_vpt": 111,

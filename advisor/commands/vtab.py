@@ -18,8 +18,8 @@ import typer
 
 from advisor.commands._callbacks import cli_progress
 from engine.config.train import DEFAULT_BACKBONE
-from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ProtocolSetOpt,
-                                      ReferenceOpt, YesOpt)
+from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ModelOpt,
+                                      ProtocolSetOpt, ReferenceOpt, YesOpt)
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def reproduce_vtab_command(
     jobs: Annotated[int, typer.Option("--jobs", min=0, help="Local worker processes (0 = one per GPU, or 1).")] = 0,
     db: Annotated[Path | None, typer.Option("--db", help="Results store (default: <data home>/vtab/<protocol>.sqlite).",
                                             show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
+    model: ModelOpt = DEFAULT_BACKBONE,
     weights: Annotated[Path | None, typer.Option("--weights", help="Local backbone weights (.npz/.safetensors/.pth).",
                                                  show_default=False)] = None,
     random_init: Annotated[bool, typer.Option("--random-init", help="Random backbone (smoke tests only).")] = False,

@@ -42,6 +42,7 @@ VtabTable = Any
 if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
     from engine.train.pilot import PilotResult
+    from engine.train.pilot_summary import MethodSummary, TrialResult
 
 __all__ = ["from_recommendation", "from_pilot", "from_vtab_table", "verdict_label"]
 
@@ -57,6 +58,10 @@ def verdict_label(choice: str, lean: str | None = None) -> str:
     """Headline words for a decision: 'Visual prompt tuning (VPT)', 'Run a pilot (leaning FT)', ..."""
     label = _VERDICTS.get(choice, choice)
     return f"{label} (leaning {lean})" if lean else label
+
+
+def _report_reasons(rec: Recommendation) -> list[ReportReason]:
+    return [ReportReason(text=r.sentence, source=r.source) for r in rec.reasons]
 
 
 def _quadrant(rec: Recommendation) -> QuadrantInputs:
@@ -167,7 +172,7 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
         verdict=verdict_label(decision.recommendation, decision.lean),
         summary=decision.headline,
         confidence=decision.confidence,
-        reasons=[ReportReason(text=r.sentence, source=r.source) for r in decision.reasons],
+        reasons=_report_reasons(decision),
         warnings=list(report.warnings) if report is not None else [],
         notes=notes,
         evidence=evidence,
@@ -177,52 +182,47 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
     )
 
 
-def from_pilot(
-    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = ""
-) -> PilotReportInputs:
-    """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
+def _best_lr_runs(result: PilotResult, summary: MethodSummary) -> list[TrialResult]:
+    """The method's trials at its picked lr, by seed (empty before any trial finished)."""
+    if summary.best_lr is None:
+        return []
+    return sorted(
+        (t for t in result.trials if t.spec.method == summary.method and t.spec.lr == summary.best_lr),
+        key=lambda t: t.spec.seed,
+    )
 
-    Each method is shown at its lr picked on the selection split (as :func:`engine.train.pilot.summarize_trials`
-    picks it): every seed's accuracy on the held-out comparison images there, and those runs' learning curves.
 
-    Args:
-        result: The pilot result.
-        recommendation: The recommendation updated with the pilot evidence, if the caller has one.
-        dataset: Dataset path or name for the heading.
-    """
+def _method_seeds(summary: MethodSummary, runs: list[TrialResult]) -> MethodSeeds:
+    """One method's per-seed accuracy on the comparison images (the selection split before they exist)."""
+    return MethodSeeds(
+        method=summary.method,
+        accuracies=[t.compare_acc if t.compare_correct else t.fit.best_val_acc for t in runs],
+        seeds=[t.spec.seed for t in runs],
+        trainable_percent=summary.trainable_pct,
+        best_lr=summary.best_lr,
+        images_per_s=summary.images_per_s,
+        peak_memory_gb=summary.peak_memory_bytes / 1e9 if summary.peak_memory_bytes else None,
+        wall_s=summary.wall_s,
+    )
+
+
+def _learning_curves(method: str, runs: list[TrialResult]) -> list[LearningCurve]:
+    """Selection-split accuracy per epoch of each run that recorded one."""
+    return [
+        LearningCurve(
+            method=method,
+            seed=t.spec.seed,
+            epochs=list(range(1, len(t.fit.val_accs) + 1)),
+            val_acc=list(t.fit.val_accs),
+        )
+        for t in runs
+        if t.fit.val_accs
+    ]
+
+
+def _pilot_provenance(result: PilotResult) -> dict[str, str]:
+    """The plan, the trial counts and, when measured, the paired comparison and the skipped files."""
     plan = result.plan
-    methods, curves = [], []
-    for summary in result.methods:
-        if summary.best_lr is None:
-            continue
-        runs = sorted(
-            (t for t in result.trials if t.spec.method == summary.method and t.spec.lr == summary.best_lr),
-            key=lambda t: t.spec.seed,
-        )
-        if not runs:
-            continue
-        methods.append(
-            MethodSeeds(
-                method=summary.method,
-                accuracies=[t.compare_acc if t.compare_correct else t.fit.best_val_acc for t in runs],
-                seeds=[t.spec.seed for t in runs],
-                trainable_percent=summary.trainable_pct,
-                best_lr=summary.best_lr,
-                images_per_s=summary.images_per_s,
-                peak_memory_gb=summary.peak_memory_bytes / 1e9 if summary.peak_memory_bytes else None,
-                wall_s=summary.wall_s,
-            )
-        )
-        curves += [
-            LearningCurve(
-                method=summary.method,
-                seed=t.spec.seed,
-                epochs=list(range(1, len(t.fit.val_accs) + 1)),
-                val_acc=list(t.fit.val_accs),
-            )
-            for t in runs
-            if t.fit.val_accs
-        ]
     provenance = {
         "model": plan.model,
         "device": f"{plan.device} ({plan.precision})",
@@ -244,28 +244,49 @@ def from_pilot(
             f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (paired bootstrap)")
     if result.n_skipped_files:
         provenance["skipped files"] = str(result.n_skipped_files)
-    notes = [
-        "Each method's lr is picked on the lr-selection split; accuracies are final-model accuracies on the "
-        "held-out comparison images, which neither training nor lr selection saw. Learning curves are on the "
-        "selection split."
-    ]
-    kwargs = {}
-    if recommendation is not None:
-        kwargs = {
-            "verdict": verdict_label(recommendation.recommendation, recommendation.lean),
-            "summary": recommendation.headline,
-            "confidence": recommendation.confidence,
-            "reasons": [ReportReason(text=r.sentence, source=r.source) for r in recommendation.reasons],
-        }
+    return provenance
+
+
+_PILOT_NOTE = (
+    "Each method's lr is picked on the lr-selection split; accuracies are final-model accuracies on the "
+    "held-out comparison images, which neither training nor lr selection saw. Learning curves are on the "
+    "selection split."
+)
+
+
+def from_pilot(
+    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = ""
+) -> PilotReportInputs:
+    """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
+
+    Each method is shown at its lr picked on the selection split (as :func:`engine.train.pilot.summarize_trials`
+    picks it): every seed's accuracy on the held-out comparison images there, and those runs' learning curves.
+
+    Args:
+        result: The pilot result.
+        recommendation: The recommendation updated with the pilot evidence, if the caller has one.
+        dataset: Dataset path or name for the heading.
+    """
+    methods: list[MethodSeeds] = []
+    curves: list[LearningCurve] = []
+    for summary in result.methods:
+        runs = _best_lr_runs(result, summary)
+        if runs:
+            methods.append(_method_seeds(summary, runs))
+            curves += _learning_curves(summary.method, runs)
+    rec = recommendation
     return PilotReportInputs(
         dataset=dataset,
-        n_train=plan.n_train,
-        n_val=plan.n_val,
+        n_train=result.plan.n_train,
+        n_val=result.plan.n_val,
         methods=methods,
         curves=curves,
-        notes=notes,
-        provenance=provenance,
-        **kwargs,
+        verdict=verdict_label(rec.recommendation, rec.lean) if rec is not None else "",
+        summary=rec.headline if rec is not None else "",
+        confidence=rec.confidence if rec is not None else "",
+        reasons=_report_reasons(rec) if rec is not None else [],
+        notes=[_PILOT_NOTE],
+        provenance=_pilot_provenance(result),
     )
 
 
