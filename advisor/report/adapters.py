@@ -235,7 +235,8 @@ def _pilot_provenance(result: PilotResult) -> dict[str, str]:
         "seeds": ", ".join(str(s) for s in plan.seeds),
         "trials": f"{result.trials_run} run now, {result.trials_resumed} resumed, {len(plan.trials)} planned",
         "wall time": f"{result.wall_s:.0f} s",
-        "store": result.store_dir,
+        "store": result.store_dir if not result.trials_unsaved else
+        f"{result.store_dir} ({result.trials_unsaved} trial(s) could not be saved: full or read-only disk)",
     }
     if result.paired is not None:
         p = result.paired
