@@ -94,6 +94,8 @@ DEFAULT_THRESHOLD: SimilarityThreshold = _default_threshold()
 """Default similarity threshold, computed at import from the packaged Table 19."""
 
 _LOW_GROUPS: tuple[Group, ...] = ("Natural", "Specialized")
+_DISPARITIES: dict[str, Disparity] = {"low": "low", "high": "high"}
+"""``--disparity`` values, typed: the option arrives as a plain string."""
 
 
 def reconcile_disparity(task: str | None, disparity: str | None) -> tuple[Disparity, str]:
@@ -119,9 +121,10 @@ def reconcile_disparity(task: str | None, disparity: str | None) -> tuple[Dispar
             "say what the task is: --task TYPE (e.g. counting, fine-grained) or --disparity low|high; "
             "see 'vpt-advisor recommend --help'"
         )
-    if disparity not in ("low", "high"):
+    value = _DISPARITIES.get(disparity)
+    if value is None:
         raise ConfigError(f"--disparity must be 'low' or 'high', not {disparity!r}")
-    return disparity, "--disparity"  # type: ignore[return-value]
+    return value, "--disparity"
 
 
 def build_inputs(

@@ -31,7 +31,7 @@ def _os_error(exc: Exception) -> str:
     return f"{name}: {what}" if name else what
 
 
-ERROR_MESSAGES: dict[type[BaseException], Callable[[Exception], str]] = {
+ERROR_MESSAGES: dict[type[Exception], Callable[[Exception], str]] = {
     EngineError: str,
     pydantic.ValidationError: _validation,
     FileNotFoundError: lambda e: f"{_os_error(e)} (check the path)",
@@ -45,9 +45,11 @@ ERROR_MESSAGES: dict[type[BaseException], Callable[[Exception], str]] = {
 
 def format_error(exc: BaseException) -> str | None:
     """Return the one-line message for a known error type, or ``None`` for an internal error."""
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: never a user's mistake to explain
+        return None
     for cls in type(exc).__mro__:
         fmt = ERROR_MESSAGES.get(cls)
         if fmt is not None:
-            msg = fmt(exc)  # type: ignore[arg-type]
+            msg = fmt(exc)
             return " ".join(msg.split()) or type(exc).__name__
     return None

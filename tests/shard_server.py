@@ -65,6 +65,9 @@ class ShardServer:
     log: list[tuple[str, str]] = field(default_factory=list)
     port: int = 0
     on_file: Callable[[str], None] | None = None  # called before a shard's bytes are sent
+    ranges: bool = True  # honour "Range: bytes=N-" with 206 (as the Hub's storage does); False: always 200
+    cut_once: dict[str, int] = field(default_factory=dict)  # file -> bytes sent before the first response drops
+    ranges_asked: list[str] = field(default_factory=list)  # Range headers received
 
     @property
     def base(self) -> str:
@@ -91,13 +94,31 @@ def _handler(state: ShardServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _file(self, name: str) -> None:
+            data, asked = state.files[name], self.headers.get("Range")
+            start = 0
+            if asked:
+                state.ranges_asked.append(asked)
+                if state.ranges:
+                    start = int(asked.removeprefix("bytes=").split("-")[0])
+            cut = state.cut_once.pop(name, None)
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.end_headers()
+            self.wfile.write(data[start:] if cut is None else data[start:start + cut])
+            if cut is not None:  # drop the connection mid-body, as a network failure does
+                self.close_connection = True
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = urllib.parse.urlsplit(self.path).path
             state.log.append((path, self.headers.get("Authorization", "")))
             if path.startswith("/files/") and path[7:] in state.files:
                 if state.on_file is not None:
                     state.on_file(path[7:])
-                return self._send(200, state.files[path[7:]])
+                return self._file(path[7:])
             repo_api = f"/api/datasets/{REPO}/"
             resolve = f"/datasets/{REPO}/resolve/"
             if not (path.startswith((repo_api, resolve)) or path == repo_api.rstrip("/")):

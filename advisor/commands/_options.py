@@ -1,9 +1,13 @@
-"""Reusable typer option aliases, so every command spells shared flags the same way."""
+"""Reusable typer option aliases: every option that more than one command offers is declared here, once.
+
+An option whose name, help and default are the same in two commands is one alias, so the commands
+cannot drift apart. Options only one command has stay next to that command.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,22 +16,33 @@ __all__ = [
     "SeedOpt",
     "PrecisionOpt",
     "JsonOpt",
+    "ExplainOpt",
+    "YesOpt",
     "InceptionWeightsOpt",
     "ReferenceOpt",
     "BatchSizeOpt",
     "WorkersOpt",
-    "YesOpt",
-    "finite_non_negative",
-    "ExplainOpt",
     "ProtocolSetOpt",
+    "ModelOpt",
+    "WeightsOpt",
+    "BudgetOpt",
+    "MinDetectableOpt",
+    "ReportOpt",
+    "finite_non_negative",
 ]
 
+# ------------------------------------------------------------------------------------------ every command
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for every generator.")]
-PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="fp32, bf16 (autocast; default on GPU) or fp16 (CUDA only).")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+ExplainOpt = Annotated[
+    bool,
+    typer.Option("--explain", "-v", help="Print the full reasoning (every reason in full, trend, provenance); "
+                 "the default is a short view."),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Start long runs without asking.")]
+
+# ------------------------------------------------------------------------------------------ FID
 InceptionWeightsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -42,7 +57,32 @@ ReferenceOpt = Annotated[
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Start long runs without asking.")]
+
+# ------------------------------------------------------------------------------------------ training
+ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
+    "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
+    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
+    "code (benchmarks/vtab/README.md).", show_default=False)]
+ModelOpt = Annotated[str, typer.Option("--model", help="timm ViT name.")]
+"""``pilot`` and ``reproduce-vtab``; the default is ``engine.config.train.DEFAULT_BACKBONE``."""
+PrecisionOpt = Annotated[
+    Literal["auto", "fp32", "bf16", "fp16"],
+    typer.Option("--precision", help="auto (bf16 on GPU and on CPUs with native bf16 - AVX-512 BF16 or AMX - else "
+                 "fp32), fp32, bf16 (refused where the CPU would emulate it) or fp16 (CUDA only)."),
+]
+
+# ------------------------------------------------------------------------------------------ pilot, recommend --pilot
+WeightsOpt = Annotated[Path | None, typer.Option(
+    "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
+    show_default=False)]
+BudgetOpt = Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")]
+MinDetectableOpt = Annotated[float, typer.Option(
+    "--min-detectable", min=0.1, max=100.0,
+    help="Smallest VPT-FT difference (accuracy points) the pilot must be able to detect; a plan that cannot is "
+    "refused before training unless --yes (then it is 'not decisive by design' and never changes the answer).")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
+    show_default=False)]
 
 
 def finite_non_negative(value: float | None) -> float | None:
@@ -52,15 +92,3 @@ def finite_non_negative(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0.0):
         raise typer.BadParameter(f"{value} is not a finite number >= 0")
     return value
-
-
-ExplainOpt = Annotated[
-    bool,
-    typer.Option("--explain", "-v", help="Print the full reasoning (every reason in full, trend, provenance); "
-                 "the default is a short view."),
-]
-
-ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
-    "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
-    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
-    "code (benchmarks/vtab/README.md).", show_default=False)]

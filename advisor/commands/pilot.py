@@ -11,18 +11,28 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_confirm, cli_progress
-from engine.config.train import DEFAULT_BACKBONE
-from engine.train.methods import method_specs
-from advisor.commands._options import DeviceOpt, ExplainOpt, JsonOpt, YesOpt
+from advisor.commands._options import (
+    BudgetOpt,
+    DeviceOpt,
+    ExplainOpt,
+    JsonOpt,
+    MinDetectableOpt,
+    ModelOpt,
+    PrecisionOpt,
+    ReportOpt,
+    WeightsOpt,
+    YesOpt,
+)
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
+from engine.config.train import DEFAULT_BACKBONE
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
+from engine.train.methods import method_specs
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 
-__all__ = ["pilot_command", "register", "write_pilot_outputs", "BudgetOpt", "ReportOpt", "WeightsOpt",
-           "MinDetectableOpt"]
+__all__ = ["pilot_command", "register", "write_pilot_outputs"]
 
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
@@ -40,93 +50,105 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
     return write_pilot_report(inputs, path)
 
 
-_PrecisionOpt = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="auto (bf16 on GPU and on CPUs with native bf16 - AVX-512 BF16 or AMX - else "
-                 "fp32), fp32, bf16 (refused where the CPU would emulate it) or fp16 (CUDA only)."),
-]
-MinDetectableOpt = Annotated[float, typer.Option(
-    "--min-detectable", min=0.1, max=100.0,
-    help="Smallest VPT-FT difference (accuracy points) the pilot must be able to detect; a plan that cannot is "
-    "refused before training unless --yes (then it is 'not decisive by design' and never changes the answer).")]
-BudgetOpt = Annotated[str, typer.Option("--budget", help="Time budget for all trials, e.g. 15m, 90s, 1h30m.")]
-WeightsOpt = Annotated[Path | None, typer.Option(
-    "--weights", help="Local backbone weights: Google .npz, .safetensors or .pth (instead of the hub).",
+_DatasetArg = Annotated[Path, typer.Argument(
+    help="Labeled dataset: ImageFolder tree, 'path label' list file or 'path,label' CSV.", show_default=False)]
+_TaskOpt = Annotated[str | None, typer.Option(
+    "--task", help="Task type or VTAB-1k task (sets the prompt length and enables the recommendation).",
     show_default=False)]
-ReportOpt = Annotated[Path | None, typer.Option(
-    "--report", help="Also write a report: .html (one self-contained file) or .md (PNGs beside it).",
+_DisparityOpt = Annotated[Literal["low", "high"] | None, typer.Option(
+    "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)]
+_MethodsOpt = Annotated[str, typer.Option(
+    "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]
+_RandomInitOpt = Annotated[bool, typer.Option(
+    "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")]
+_PromptsOpt = Annotated[int | None, typer.Option(
+    "--prompts", min=1, help="Prompt tokens per set (default: the paper's length for a VTAB-1k --task, else 10).",
     show_default=False)]
+_SeedsOpt = Annotated[int, typer.Option("--seeds", min=1, max=5, help="Seeds per method and lr.")]
+_BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per step.")]
+_ImgSizeOpt = Annotated[int | None, typer.Option(
+    "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)]
+_OutOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.", show_default=False)]
+_QuickOpt = Annotated[bool, typer.Option(
+    "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.")]
 
 
 def pilot_command(
-    dataset: Annotated[Path, typer.Argument(
-        help="Labeled dataset: ImageFolder tree, 'path label' list file or 'path,label' CSV.", show_default=False)],
+    dataset: _DatasetArg,
     *,
-    task: Annotated[str | None, typer.Option(
-        "--task", help="Task type or VTAB-1k task (sets the prompt length and enables the recommendation).",
-        show_default=False)] = None,
-    disparity: Annotated[Literal["low", "high"] | None, typer.Option(
-        "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)] = None,
+    task: _TaskOpt = None,
+    disparity: _DisparityOpt = None,
     budget: BudgetOpt = "15m",
-    methods: Annotated[str, typer.Option(
-        "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")] = "full,vpt-deep",
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
+    methods: _MethodsOpt = "full,vpt-deep",
+    model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
-    random_init: Annotated[bool, typer.Option(
-        "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")] = False,
-    prompts: Annotated[int | None, typer.Option(
-        "--prompts", min=1, help="Prompt tokens per set (default: the paper's length for a VTAB-1k --task, else 10).",
-        show_default=False)] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, max=5, help="Seeds per method and lr.")] = 3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per step.")] = 64,
-    img_size: Annotated[int | None, typer.Option(
-        "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)] = None,
+    random_init: _RandomInitOpt = False,
+    prompts: _PromptsOpt = None,
+    seeds: _SeedsOpt = 3,
+    batch_size: _BatchSizeOpt = 64,
+    img_size: _ImgSizeOpt = None,
     device: DeviceOpt = "auto",
-    precision: _PrecisionOpt = "auto",
+    precision: PrecisionOpt = "auto",
     min_detectable: MinDetectableOpt = 3.0,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
-    out: Annotated[Path | None, typer.Option(
-        "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.",
-        show_default=False)] = None,
+    out: _OutOpt = None,
     report: ReportOpt = None,
-    quick: Annotated[bool, typer.Option(
-        "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.",
-    )] = False,
+    quick: _QuickOpt = False,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
-    from rich.markup import escape
-
-    from advisor.render import emit_json, err_console, warn
-    from advisor.render.pilot import render_plan, render_report
     from advisor.report.write import check_report_path
 
     if report is not None:
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
-    req = PilotRequest(dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
-                       weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
-                       img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
-                       yes=yes, out=out, quick=quick)
+    request = PilotRequest(
+        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model, weights=weights,
+        random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size,
+        device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out, quick=quick)
+    pilot_report, result = _run(request, as_json=as_json)
+    _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
+    _write_report(pilot_report, result, report)
+
+
+def _run(request: PilotRequest, *, as_json: bool) -> tuple[PilotReport, PilotResult]:
+    """Run the use case with terminal progress and questions; a refused plan still reaches ``--json``."""
+    from advisor.render import emit_json, err_console
+    from advisor.render.pilot import render_plan
+
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        result, pilot = run_pilot_request(req, progress=cli_progress(not as_json and err_console.is_terminal),
-                                          on_plan=on_plan, confirm=cli_confirm())
+        return run_pilot_request(request, progress=cli_progress(not as_json and err_console.is_terminal),
+                                 on_plan=on_plan, confirm=cli_confirm())
     except NotDecisiveError as exc:
         if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error
             emit_json(PilotRefusal(reason=str(exc), plan=exc.plan))
         raise
+
+
+def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain: bool, has_task: bool) -> None:
+    """JSON on stdout, or the results table and the updated advice, then what was skipped (stderr)."""
+    from advisor.render import emit_json, warn
+    from advisor.render.pilot import render_report
+
     if as_json:
-        emit_json(result)
-    else:
-        render_report(pilot, result.recommendation, has_task=task is not None or disparity is not None,
-                      random_init=result.random_init, explain=explain)
-        if result.skipped_by_reason:
-            why = ", ".join(f"{reason} {n}" for reason, n in result.skipped_by_reason.items())
-            warn(f"{sum(result.skipped_by_reason.values())} dataset entries were not used ({why}); "
-                 "'vpt-advisor profile' lists them")
-    written = write_pilot_outputs(result, pilot, report)
+        emit_json(report)
+        return
+    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain)
+    if report.skipped_by_reason:
+        why = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.items())
+        warn(f"{sum(report.skipped_by_reason.values())} dataset entries were not used ({why}); "
+             "'vpt-advisor profile' lists them")
+
+
+def _write_report(report: PilotReport, result: PilotResult, path: Path | None) -> None:
+    from rich.markup import escape
+
+    from advisor.render import err_console
+
+    written = write_pilot_outputs(report, result, path)
     if written is not None:
         err_console.print(f"Wrote {escape(str(written))}")
 

@@ -12,17 +12,20 @@ from typing import Annotated
 
 import typer
 
+from advisor.commands._callbacks import cli_confirm, cli_progress
 from advisor.commands._options import (
+    BudgetOpt,
     DeviceOpt,
     ExplainOpt,
     InceptionWeightsOpt,
     JsonOpt,
+    MinDetectableOpt,
     ReferenceOpt,
+    ReportOpt,
+    WeightsOpt,
     YesOpt,
     finite_non_negative,
 )
-from advisor.commands._callbacks import cli_confirm, cli_progress
-from advisor.commands.pilot import BudgetOpt, MinDetectableOpt, ReportOpt, WeightsOpt
 from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
@@ -32,71 +35,77 @@ from advisor.usecases.recommend import EXAMPLES, add_pilot, check_pilot_request,
 __all__ = ["recommend_command", "register"]
 
 
+_DatasetArg = Annotated[Path | None, typer.Argument(
+    help="Dataset: ImageFolder tree, flat folder, 'path label' list file or 'path,label' CSV. "
+    "Omit for a what-if answer.", show_default=False)]
+_TaskOpt = Annotated[str | None, typer.Option("--task", help=task_help(), show_default=False)]
 # Choices are validated by RecommendRequest (one-line error), not by the option parser.
 _DisparityOpt = Annotated[
     str | None,
     typer.Option("--disparity", show_default=False, metavar="low|high",
                  help="Task disparity instead of --task: low (classification-like) or high (counting, distance, ...)."),
 ]
+_NTrainOpt = Annotated[int | None, typer.Option(
+    "--n-train", min=1, help="Training-set size (default: the dataset's usable labeled images).", show_default=False)]
+_FidOpt = Annotated[float | None, typer.Option(
+    "--fid", callback=finite_non_negative, help="Known FID to the reference (skips the measurement).",
+    show_default=False)]
+_FidThresholdOpt = Annotated[float | None, typer.Option(
+    "--fid-threshold", callback=finite_non_negative, show_default=False,
+    help="FID above which data counts as dissimilar (default: a calibration file for the same reference, "
+    f"else {DEFAULT_THRESHOLD.value:.1f}, {THRESHOLD_LABEL}).")]
+_TrustReferenceOpt = Annotated[bool, typer.Option(
+    "--trust-reference", help="Let the FID decide although the reference lacks provenance, was built with "
+    "another extractor or preprocessing, or from fewer than 10,000 images (experts only; non-standard "
+    "Inception weights stay unverified).")]
 _BackboneOpt = Annotated[
     str,
     typer.Option("--backbone", metavar="in21k|mae|mocov3|swin-in21k",
                  help="Pretrained backbone: in21k = supervised ViT-B/16 ImageNet-21k (the paper's default); "
                  "mae, mocov3 = ViT-B/16 self-supervised; swin-in21k = Swin-B (Appendix C)."),
 ]
+_CalibrationOpt = Annotated[Path | None, typer.Option(
+    "--calibration", help="Calibration file (default: calibration.json in the data home, if present).",
+    show_default=False)]
+_DemoOpt = Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")]
+_PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
+    show_default=False)]
+_PilotOpt = Annotated[bool, typer.Option(
+    "--pilot", help="Also run a short FT vs VPT pilot on the dataset (see 'vpt-advisor pilot' for every "
+    "option); its evidence outranks the paper's priors when the paired 95 % interval of the gap excludes zero.")]
 
 
 def recommend_command(
-    dataset: Annotated[Path | None, typer.Argument(
-        help="Dataset: ImageFolder tree, flat folder, 'path label' list file or 'path,label' CSV. "
-        "Omit for a what-if answer.", show_default=False)] = None,
+    dataset: _DatasetArg = None,
     *,
-    task: Annotated[str | None, typer.Option("--task", help=task_help(), show_default=False)] = None,
+    task: _TaskOpt = None,
     disparity: _DisparityOpt = None,
-    n_train: Annotated[int | None, typer.Option(
-        "--n-train", min=1, help="Training-set size (default: the dataset's usable labeled images).",
-        show_default=False)] = None,
-    fid: Annotated[float | None, typer.Option(
-        "--fid", callback=finite_non_negative, help="Known FID to the reference (skips the measurement).",
-        show_default=False)] = None,
-    fid_threshold: Annotated[float | None, typer.Option(
-        "--fid-threshold", callback=finite_non_negative, show_default=False,
-        help="FID above which data counts as dissimilar (default: a calibration file for the same reference, "
-        f"else {DEFAULT_THRESHOLD.value:.1f}, {THRESHOLD_LABEL}).")] = None,
+    n_train: _NTrainOpt = None,
+    fid: _FidOpt = None,
+    fid_threshold: _FidThresholdOpt = None,
     reference: ReferenceOpt = "in21k",
-    trust_reference: Annotated[bool, typer.Option(
-        "--trust-reference", help="Let the FID decide although the reference lacks provenance, was built with "
-        "another extractor or preprocessing, or from fewer than 10,000 images (experts only; non-standard "
-        "Inception weights stay unverified).")] = False,
+    trust_reference: _TrustReferenceOpt = False,
     inception_weights: InceptionWeightsOpt = None,
     backbone: _BackboneOpt = "in21k",
     device: DeviceOpt = "auto",
-    calibration: Annotated[Path | None, typer.Option(
-        "--calibration", help="Calibration file (default: calibration.json in the data home, if present).",
-        show_default=False)] = None,
+    calibration: _CalibrationOpt = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
-    demo: Annotated[bool, typer.Option("--demo", help="Use the embedded counting demo dataset.")] = False,
+    demo: _DemoOpt = False,
     report: ReportOpt = None,
-    plot: Annotated[Path | None, typer.Option(
-        "--plot", help="Also write the quadrant chart (.png/.svg/.pdf) and the data-size chart beside it.",
-        show_default=False)] = None,
-    pilot: Annotated[bool, typer.Option(
-        "--pilot", help="Also run a short FT vs VPT pilot on the dataset (see 'vpt-advisor pilot' for every "
-        "option); its evidence outranks the paper's priors when the paired 95 % interval of the gap "
-        "excludes zero.")] = False,
+    plot: _PlotOpt = None,
+    pilot: _PilotOpt = False,
     budget: BudgetOpt = "15m",
     min_detectable: MinDetectableOpt = 3.0,
     weights: WeightsOpt = None,
     yes: YesOpt = False,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
-    from advisor.render import emit_json, err_console, warn
-    from advisor.render.recommend import render_report
+    from advisor.render import err_console
 
     request = RecommendRequest(
-        dataset=str(dataset) if dataset is not None else None, demo=demo, task=task,
-        disparity=disparity,
+        dataset=str(dataset) if dataset is not None else None, demo=demo, task=task, disparity=disparity,
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
         inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,
         device=device, calibration_path=str(calibration) if calibration else None, trust_reference=trust_reference,
@@ -109,13 +118,21 @@ def recommend_command(
     if pilot:
         result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show,
                              min_detectable=min_detectable)
+    _render(result, as_json=as_json, explain=explain)
+    _write_outputs(result, report, plot)
+
+
+def _render(result: RecommendReport, *, as_json: bool, explain: bool) -> None:
+    """The answer on the terminal, or JSON on stdout with the warnings on stderr."""
+    from advisor.render import emit_json, warn
+    from advisor.render.recommend import render_report
+
     if as_json:
         emit_json(result)
         for w in result.warnings:
             warn(w)  # stdout stays pure JSON; the warnings still reach the person on stderr
     else:
         render_report(result, explain=explain)  # says each warning once (not again where a reason says it)
-    _write_outputs(result, report, plot)
 
 
 def _with_pilot(result: RecommendReport, *, budget: str, weights: Path | None, yes: bool, as_json: bool,

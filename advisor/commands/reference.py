@@ -17,6 +17,10 @@ reference_app = typer.Typer(
     no_args_is_help=True,
 )
 
+_OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")]
+_StoreNameOpt = Annotated[str | None, typer.Option(
+    "--name", help="Store under this name (default: the archive's).", show_default=False)]
+
 
 @reference_app.command("build")
 def build_command(
@@ -24,7 +28,7 @@ def build_command(
         str,
         typer.Argument(help="Image folder tree (class = first folder level, e.g. ImageNet-21k WordNet ids), "
                        "a .tar shard or folder of WebDataset shards, an HTTP(S) URL with a brace pattern "
-                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO[/subdir] "
+                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO\\[/subdir] "
                        "(uses HF_TOKEN and HF_ENDPOINT).", show_default=False),
     ],
     *,
@@ -41,7 +45,7 @@ def build_command(
                                  "default: max-images / 2000, or all).", show_default=False)
     ] = None,
     seed: SeedOpt = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
+    overwrite: _OverwriteOpt = False,
     inception_weights: InceptionWeightsOpt = None,
     batch_size: BatchSizeOpt = 50,
     workers: WorkersOpt = 0,
@@ -86,9 +90,8 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="Archive from 'reference export', or a .npz (+ .json).",
                                          show_default=False)],
     *,
-    name: Annotated[str | None, typer.Option("--name", help="Store under this name (default: the archive's).",
-                                             show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
+    name: _StoreNameOpt = None,
+    overwrite: _OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and store reference statistics someone exported."""
@@ -108,9 +111,8 @@ def pull_command(
     url: Annotated[str, typer.Argument(help="HTTP(S) URL of an exported archive.", show_default=False)],
     *,
     sha256: Annotated[str, typer.Option("--sha256", help="Expected sha256 of the archive (64 hex digits).")],
-    name: Annotated[str | None, typer.Option("--name", help="Store under this name (default: the archive's).",
-                                             show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing reference.")] = False,
+    name: _StoreNameOpt = None,
+    overwrite: _OverwriteOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Download an exported reference, verify its sha256 (refuse on mismatch) and import it."""

@@ -18,8 +18,8 @@ import typer
 
 from advisor.commands._callbacks import cli_progress
 from engine.config.train import DEFAULT_BACKBONE
-from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ProtocolSetOpt,
-                                      ReferenceOpt, YesOpt)
+from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ModelOpt,
+                                      ProtocolSetOpt, ReferenceOpt, YesOpt)
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
@@ -37,44 +37,45 @@ _ReportOpt = Annotated[Path | None, typer.Option(
     show_default=False)]
 
 
+_RootArg = Annotated[Path, typer.Argument(help="VTAB-1k root in the NOAH layout (<task>/images, train800.txt...).",
+                                         show_default=False)]
+_ProtocolOpt = Annotated[Literal["paper", "quick"], typer.Option(
+    "--protocol", help="paper (the full grid, 100 epochs, 5 seeds) or quick (a small smoke test).")]
+_TasksOpt = Annotated[list[str] | None, typer.Option(
+    "--tasks", help="Tasks or groups (natural, specialized, structured), comma-separated. Default: all 19.",
+    show_default=False)]
+_MethodsOpt = Annotated[list[str] | None, typer.Option("--methods", help="ft and/or vpt (default both).",
+                                                       show_default=False)]
+_SizesOpt = Annotated[list[str] | None, typer.Option(
+    "--sizes", help="Training sizes for Tables 5-6, e.g. 400,800,5000 (default 800).", show_default=False)]
+_BackendOpt = Annotated[Literal["local", "dask", "ray"], typer.Option(
+    "--backend", help="local (joblib processes), dask (needs --scheduler) or ray (if installed).")]
+_SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://h:8786.",
+                                                   show_default=False)]
+_JobsOpt = Annotated[int, typer.Option("--jobs", min=0, help="Local worker processes (0 = one per GPU, or 1).")]
+_DbOpt = Annotated[Path | None, typer.Option(
+    "--db", help="Results store (default: <data home>/vtab/<protocol>.sqlite).", show_default=False)]
+_WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local backbone weights (.npz/.safetensors/.pth).",
+                                                  show_default=False)]
+_RandomInitOpt = Annotated[bool, typer.Option("--random-init", help="Random backbone (smoke tests only).")]
+_ModelArgOpt = Annotated[list[str] | None, typer.Option(
+    "--model-arg", help="Extra timm.create_model argument KEY=VALUE (repeatable), e.g. depth=2.", show_default=False)]
+_ImgSizeOpt = Annotated[int | None, typer.Option("--img-size", min=8, help="Input size (default 224).",
+                                                 show_default=False)]
+_BatchVptOpt = Annotated[bool, typer.Option(
+    "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")]
+_FormatOpt = Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")]
+_OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
+                                              show_default=False)]
+
+
 def reproduce_vtab_command(
-    vtab_root: Annotated[Path, typer.Argument(help="VTAB-1k root in the NOAH layout (<task>/images, train800.txt...).",
-                                              show_default=False)],
-    *,
-    protocol: Annotated[Literal["paper", "quick"], typer.Option(
-        "--protocol", help="paper (the full grid, 100 epochs, 5 seeds) or quick (a small smoke test).")] = "paper",
-    tasks: Annotated[list[str] | None, typer.Option(
-        "--tasks", help="Tasks or groups (natural, specialized, structured), comma-separated. Default: all 19.",
-        show_default=False)] = None,
-    methods: Annotated[list[str] | None, typer.Option("--methods", help="ft and/or vpt (default both).",
-                                                      show_default=False)] = None,
-    sizes: Annotated[list[str] | None, typer.Option(
-        "--sizes", help="Training sizes for Tables 5-6, e.g. 400,800,5000 (default 800).", show_default=False)] = None,
-    backend: Annotated[Literal["local", "dask", "ray"], typer.Option(
-        "--backend", help="local (joblib processes), dask (needs --scheduler) or ray (if installed).")] = "local",
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://h:8786.",
-                                                  show_default=False)] = None,
-    jobs: Annotated[int, typer.Option("--jobs", min=0, help="Local worker processes (0 = one per GPU, or 1).")] = 0,
-    db: Annotated[Path | None, typer.Option("--db", help="Results store (default: <data home>/vtab/<protocol>.sqlite).",
-                                            show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", help="timm ViT name.")] = DEFAULT_BACKBONE,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Local backbone weights (.npz/.safetensors/.pth).",
-                                                 show_default=False)] = None,
-    random_init: Annotated[bool, typer.Option("--random-init", help="Random backbone (smoke tests only).")] = False,
-    model_arg: Annotated[list[str] | None, typer.Option(
-        "--model-arg", help="Extra timm.create_model argument KEY=VALUE (repeatable), e.g. depth=2.",
-        show_default=False)] = None,
-    img_size: Annotated[int | None, typer.Option("--img-size", min=8, help="Input size (default 224).",
-                                                 show_default=False)] = None,
-    batch_vpt: Annotated[bool, typer.Option(
-        "--batch-vpt/--no-batch-vpt", help="Train a task's VPT configurations together on one backbone.")] = True,
-    protocol_set: ProtocolSetOpt = None,
-    device: DeviceOpt = "auto",
-    fmt: Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")] = "rich",
-    out: Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
-                                             show_default=False)] = None,
-    yes: YesOpt = False,
-    explain: ExplainOpt = False,
+    vtab_root: _RootArg, *, protocol: _ProtocolOpt = "paper", tasks: _TasksOpt = None, methods: _MethodsOpt = None,
+    sizes: _SizesOpt = None, backend: _BackendOpt = "local", scheduler: _SchedulerOpt = None, jobs: _JobsOpt = 0,
+    db: _DbOpt = None, model: ModelOpt = DEFAULT_BACKBONE, weights: _WeightsOpt = None,
+    random_init: _RandomInitOpt = False, model_arg: _ModelArgOpt = None, img_size: _ImgSizeOpt = None,
+    batch_vpt: _BatchVptOpt = True, protocol_set: ProtocolSetOpt = None, device: DeviceOpt = "auto",
+    fmt: _FormatOpt = "rich", out: _OutOpt = None, yes: YesOpt = False, explain: ExplainOpt = False,
     report_path: _ReportOpt = None,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
@@ -131,8 +132,8 @@ def calibrate_command(
     device: DeviceOpt = "auto",
     dims: Annotated[int, typer.Option("--dims", help="Inception feature dims of the reference: 64, 192, 768 or "
                                       "2048 (standard FID).")] = 2048,
-    output: Annotated[Path | None, typer.Option("--output", help="Calibration file (default: <data home>/calibration.json).",
-                                                show_default=False)] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Calibration file (default: <data home>/calibration.json).", show_default=False)] = None,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:

@@ -42,6 +42,7 @@ VtabTable = Any
 if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
     from engine.train.pilot import PilotResult
+    from engine.train.pilot_summary import MethodSummary, TrialResult
 
 __all__ = ["from_recommendation", "from_pilot", "from_vtab_table", "verdict_label"]
 
@@ -57,6 +58,10 @@ def verdict_label(choice: str, lean: str | None = None) -> str:
     """Headline words for a decision: 'Visual prompt tuning (VPT)', 'Run a pilot (leaning FT)', ..."""
     label = _VERDICTS.get(choice, choice)
     return f"{label} (leaning {lean})" if lean else label
+
+
+def _report_reasons(rec: Recommendation) -> list[ReportReason]:
+    return [ReportReason(text=r.sentence, source=r.source) for r in rec.reasons]
 
 
 def _quadrant(rec: Recommendation) -> QuadrantInputs:
@@ -167,7 +172,7 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
         verdict=verdict_label(decision.recommendation, decision.lean),
         summary=decision.headline,
         confidence=decision.confidence,
-        reasons=[ReportReason(text=r.sentence, source=r.source) for r in decision.reasons],
+        reasons=_report_reasons(decision),
         warnings=list(report.warnings) if report is not None else [],
         notes=notes,
         evidence=evidence,
@@ -175,6 +180,79 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
         size_trend=_size_trend(decision),
         provenance=_provenance(decision, report),
     )
+
+
+def _best_lr_runs(result: PilotResult, summary: MethodSummary) -> list[TrialResult]:
+    """The method's trials at its picked lr, by seed (empty before any trial finished)."""
+    if summary.best_lr is None:
+        return []
+    return sorted(
+        (t for t in result.trials if t.spec.method == summary.method and t.spec.lr == summary.best_lr),
+        key=lambda t: t.spec.seed,
+    )
+
+
+def _method_seeds(summary: MethodSummary, runs: list[TrialResult]) -> MethodSeeds:
+    """One method's per-seed accuracy on the comparison images (the selection split before they exist)."""
+    return MethodSeeds(
+        method=summary.method,
+        accuracies=[t.compare_acc if t.compare_correct else t.fit.best_val_acc for t in runs],
+        seeds=[t.spec.seed for t in runs],
+        trainable_percent=summary.trainable_pct,
+        best_lr=summary.best_lr,
+        images_per_s=summary.images_per_s,
+        peak_memory_gb=summary.peak_memory_bytes / 1e9 if summary.peak_memory_bytes else None,
+        wall_s=summary.wall_s,
+    )
+
+
+def _learning_curves(method: str, runs: list[TrialResult]) -> list[LearningCurve]:
+    """Selection-split accuracy per epoch of each run that recorded one."""
+    return [
+        LearningCurve(
+            method=method,
+            seed=t.spec.seed,
+            epochs=list(range(1, len(t.fit.val_accs) + 1)),
+            val_acc=list(t.fit.val_accs),
+        )
+        for t in runs
+        if t.fit.val_accs
+    ]
+
+
+def _pilot_provenance(result: PilotResult) -> dict[str, str]:
+    """The plan, the trial counts and, when measured, the paired comparison and the skipped files."""
+    plan = result.plan
+    provenance = {
+        "model": plan.model,
+        "device": f"{plan.device} ({plan.precision})",
+        "plan": f"{plan.n_train:,} train / {plan.n_val:,} lr-selection / {plan.n_compare:,} held-out comparison "
+        f"images, {plan.num_classes} classes, {plan.epochs} epochs, batch {plan.batch_size}, {plan.img_size} px, "
+        f"{plan.num_prompts} prompts",
+        "detectable difference": f"{plan.min_detectable:.1f} points (asked {plan.target_detectable:g}; "
+        + ("decisive by design)" if plan.decisive_by_design else "not decisive by design)"),
+        "lr grid": "; ".join(f"{m}: {', '.join(f'{lr:g}' for lr in grid)}" for m, grid in plan.lr_grid.items()),
+        "seeds": ", ".join(str(s) for s in plan.seeds),
+        "trials": f"{result.trials_run} run now, {result.trials_resumed} resumed, {len(plan.trials)} planned",
+        "wall time": f"{result.wall_s:.0f} s",
+        "store": result.store_dir if not result.trials_unsaved else
+        f"{result.store_dir} ({result.trials_unsaved} trial(s) could not be saved: full or read-only disk)",
+    }
+    if result.paired is not None:
+        p = result.paired
+        provenance["paired comparison"] = (
+            f"{p.vpt_method} - {p.ft_method} = {p.difference:+.1f} points, 95 % interval [{p.ci95[0]:+.1f}, "
+            f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (paired bootstrap)")
+    if result.n_skipped_files:
+        provenance["skipped files"] = str(result.n_skipped_files)
+    return provenance
+
+
+_PILOT_NOTE = (
+    "Each method's lr is picked on the lr-selection split; accuracies are final-model accuracies on the "
+    "held-out comparison images, which neither training nor lr selection saw. Learning curves are on the "
+    "selection split."
+)
 
 
 def from_pilot(
@@ -190,82 +268,26 @@ def from_pilot(
         recommendation: The recommendation updated with the pilot evidence, if the caller has one.
         dataset: Dataset path or name for the heading.
     """
-    plan = result.plan
-    methods, curves = [], []
+    methods: list[MethodSeeds] = []
+    curves: list[LearningCurve] = []
     for summary in result.methods:
-        if summary.best_lr is None:
-            continue
-        runs = sorted(
-            (t for t in result.trials if t.spec.method == summary.method and t.spec.lr == summary.best_lr),
-            key=lambda t: t.spec.seed,
-        )
-        if not runs:
-            continue
-        methods.append(
-            MethodSeeds(
-                method=summary.method,
-                accuracies=[t.compare_acc if t.compare_correct else t.fit.best_val_acc for t in runs],
-                seeds=[t.spec.seed for t in runs],
-                trainable_percent=summary.trainable_pct,
-                best_lr=summary.best_lr,
-                images_per_s=summary.images_per_s,
-                peak_memory_gb=summary.peak_memory_bytes / 1e9 if summary.peak_memory_bytes else None,
-                wall_s=summary.wall_s,
-            )
-        )
-        curves += [
-            LearningCurve(
-                method=summary.method,
-                seed=t.spec.seed,
-                epochs=list(range(1, len(t.fit.val_accs) + 1)),
-                val_acc=list(t.fit.val_accs),
-            )
-            for t in runs
-            if t.fit.val_accs
-        ]
-    provenance = {
-        "model": plan.model,
-        "device": f"{plan.device} ({plan.precision})",
-        "plan": f"{plan.n_train:,} train / {plan.n_val:,} lr-selection / {plan.n_compare:,} held-out comparison "
-        f"images, {plan.num_classes} classes, {plan.epochs} epochs, batch {plan.batch_size}, {plan.img_size} px, "
-        f"{plan.num_prompts} prompts",
-        "detectable difference": f"{plan.min_detectable:.1f} points (asked {plan.target_detectable:g}; "
-        + ("decisive by design)" if plan.decisive_by_design else "not decisive by design)"),
-        "lr grid": "; ".join(f"{m}: {', '.join(f'{lr:g}' for lr in grid)}" for m, grid in plan.lr_grid.items()),
-        "seeds": ", ".join(str(s) for s in plan.seeds),
-        "trials": f"{result.trials_run} run now, {result.trials_resumed} resumed, {len(plan.trials)} planned",
-        "wall time": f"{result.wall_s:.0f} s",
-        "store": result.store_dir,
-    }
-    if result.paired is not None:
-        p = result.paired
-        provenance["paired comparison"] = (
-            f"{p.vpt_method} - {p.ft_method} = {p.difference:+.1f} points, 95 % interval [{p.ci95[0]:+.1f}, "
-            f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (paired bootstrap)")
-    if result.n_skipped_files:
-        provenance["skipped files"] = str(result.n_skipped_files)
-    notes = [
-        "Each method's lr is picked on the lr-selection split; accuracies are final-model accuracies on the "
-        "held-out comparison images, which neither training nor lr selection saw. Learning curves are on the "
-        "selection split."
-    ]
-    kwargs = {}
-    if recommendation is not None:
-        kwargs = {
-            "verdict": verdict_label(recommendation.recommendation, recommendation.lean),
-            "summary": recommendation.headline,
-            "confidence": recommendation.confidence,
-            "reasons": [ReportReason(text=r.sentence, source=r.source) for r in recommendation.reasons],
-        }
+        runs = _best_lr_runs(result, summary)
+        if runs:
+            methods.append(_method_seeds(summary, runs))
+            curves += _learning_curves(summary.method, runs)
+    rec = recommendation
     return PilotReportInputs(
         dataset=dataset,
-        n_train=plan.n_train,
-        n_val=plan.n_val,
+        n_train=result.plan.n_train,
+        n_val=result.plan.n_val,
         methods=methods,
         curves=curves,
-        notes=notes,
-        provenance=provenance,
-        **kwargs,
+        verdict=verdict_label(rec.recommendation, rec.lean) if rec is not None else "",
+        summary=rec.headline if rec is not None else "",
+        confidence=rec.confidence if rec is not None else "",
+        reasons=_report_reasons(rec) if rec is not None else [],
+        notes=[_PILOT_NOTE],
+        provenance=_pilot_provenance(result),
     )
 
 

@@ -8,9 +8,18 @@ lay a Document out. Figures are rendered here, once, to PNG bytes.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from advisor.report.inputs import PilotReportInputs, RecommendReportInputs, ReportReason, VtabReportInputs
+from advisor.report.inputs import (
+    MethodSeeds,
+    PilotReportInputs,
+    QuadrantInputs,
+    RecommendReportInputs,
+    ReportReason,
+    SizeTrendInputs,
+    VtabReportInputs,
+)
 
 __all__ = [
     "FigureImage",
@@ -87,66 +96,87 @@ def _reasons(reasons: list[ReportReason]) -> list[tuple[str, str]]:
     return [(r.text, r.source) for r in reasons]
 
 
+def _evidence_section(report: RecommendReportInputs) -> Section:
+    """The paper's experiments that voted, one table row each."""
+    rows = [
+        [
+            e.task,
+            e.disparity or "-",
+            _num(e.fid),
+            _num(e.n_train, ","),
+            _num(e.ft),
+            _num(e.vpt),
+            e.winner or "-",
+            e.source,
+            e.note,
+        ]
+        for e in report.evidence
+    ]
+    table = Table(
+        ["Task", "Disparity", "FID", "Train N", "FT %", "VPT %", "Winner", "Source", "Note"],
+        rows,
+        numeric=frozenset({2, 3, 4, 5}),
+    )
+    return Section("Evidence: the paper's experiments that voted", table=table)
+
+
+def _quadrant_image(q: QuadrantInputs) -> FigureImage:
+    """The quadrant chart with a caption naming the user's FID, the threshold and the band."""
+    from advisor.report.figures import figure_png, quadrant_figure
+
+    where = "FID not measured" if q.user is None or q.user.fid is None else f"FID {q.user.fid:.1f}"
+    return FigureImage(
+        "quadrant",
+        "Quadrant: task disparity x FID",
+        f"Your dataset ({where}) among the paper's datasets. "
+        f"Threshold {q.threshold:.1f} ({q.threshold_label}); "
+        f"borderline band {q.band[0]:.1f}-{q.band[1]:.1f}, where a pilot is advised. Points: Table 19 (FGVC)"
+        + (" and calibration (VTAB-1k)." if any(not p.source.startswith("Table") for p in q.points) else "."),
+        figure_png(quadrant_figure(q)),
+    )
+
+
+def _size_trend_caption(t: SizeTrendInputs) -> str:
+    """What the data-size chart shows, and the expected gap and catch-up size at the user's N."""
+    caption = f"VPT minus FT accuracy for {t.comparable} (Tables 5-6), mean thick."
+    if t.grouping_note:
+        caption += f" Comparable tasks: {t.grouping_note}."
+    if t.user_n is not None and t.expected_gap is not None:
+        caption += f" At {t.user_n_label} = {t.user_n:,} the expected gap is {t.expected_gap:+.1f} points"
+        caption += " (extrapolated)." if t.extrapolated else "."
+    if t.catch_up_note:
+        caption += f" {t.catch_up_note}"
+    elif t.catch_up_n is not None:
+        caption += f" The mean gap reaches 0 near {t.catch_up_n:,.0f} training images."
+    return caption
+
+
+def _size_trend_image(t: SizeTrendInputs) -> FigureImage:
+    from advisor.report.figures import figure_png, size_trend_figure
+
+    return FigureImage("data_size", "Data size trend", _size_trend_caption(t), figure_png(size_trend_figure(t)))
+
+
+def _figures_section(figures: list[FigureImage]) -> list[Section]:
+    """A "Figures" section holding ``figures``, or nothing when there are none."""
+    return [Section("Figures", figures=figures)] if figures else []
+
+
 def recommend_document(report: RecommendReportInputs) -> Document:
     """Build the recommendation report: verdict, reasons, evidence table, quadrant and data-size charts."""
-    from advisor.report.figures import figure_png, quadrant_figure, size_trend_figure
-
     sections = []
     if report.reasons:
         sections.append(Section("Why", reasons=_reasons(report.reasons)))
     if report.evidence:
-        rows = [
-            [
-                e.task,
-                e.disparity or "-",
-                _num(e.fid),
-                _num(e.n_train, ","),
-                _num(e.ft),
-                _num(e.vpt),
-                e.winner or "-",
-                e.source,
-                e.note,
-            ]
-            for e in report.evidence
-        ]
-        table = Table(
-            ["Task", "Disparity", "FID", "Train N", "FT %", "VPT %", "Winner", "Source", "Note"],
-            rows,
-            numeric=frozenset({2, 3, 4, 5}),
-        )
-        sections.append(Section("Evidence: the paper's experiments that voted", table=table))
+        sections.append(_evidence_section(report))
     if report.notes:
         sections.append(Section("Caveats", bullets=list(report.notes)))
     figures = []
     if report.quadrant is not None:
-        q = report.quadrant
-        where = "FID not measured" if q.user is None or q.user.fid is None else f"FID {q.user.fid:.1f}"
-        figures.append(
-            FigureImage(
-                "quadrant",
-                "Quadrant: task disparity x FID",
-                f"Your dataset ({where}) among the paper's datasets. "
-                f"Threshold {q.threshold:.1f} ({q.threshold_label}); "
-                f"borderline band {q.band[0]:.1f}-{q.band[1]:.1f}, where a pilot is advised. Points: Table 19 (FGVC)"
-                + (" and calibration (VTAB-1k)." if any(not p.source.startswith("Table") for p in q.points) else "."),
-                figure_png(quadrant_figure(q)),
-            )
-        )
+        figures.append(_quadrant_image(report.quadrant))
     if report.size_trend is not None:
-        t = report.size_trend
-        caption = f"VPT minus FT accuracy for {t.comparable} (Tables 5-6), mean thick."
-        if t.grouping_note:
-            caption += f" Comparable tasks: {t.grouping_note}."
-        if t.user_n is not None and t.expected_gap is not None:
-            caption += f" At {t.user_n_label} = {t.user_n:,} the expected gap is {t.expected_gap:+.1f} points"
-            caption += " (extrapolated)." if t.extrapolated else "."
-        if t.catch_up_note:
-            caption += f" {t.catch_up_note}"
-        elif t.catch_up_n is not None:
-            caption += f" The mean gap reaches 0 near {t.catch_up_n:,.0f} training images."
-        figures.append(FigureImage("data_size", "Data size trend", caption, figure_png(size_trend_figure(t))))
-    if figures:
-        sections.append(Section("Figures", figures=figures))
+        figures.append(_size_trend_image(report.size_trend))
+    sections += _figures_section(figures)
     return Document(
         title=report.title,
         verdict=report.verdict,
@@ -158,21 +188,19 @@ def recommend_document(report: RecommendReportInputs) -> Document:
     )
 
 
-def pilot_document(inputs: PilotReportInputs) -> Document:
-    """Build the pilot report: per-method accuracy with seed spread, learning curves, updated advice."""
-    from advisor.report.figures import figure_png
-    from advisor.report.figures_runs import learning_curves_figure, pilot_accuracy_figure
+_MethodColumn = tuple[str, str, Callable[[MethodSeeds], float | None]]
+_OPTIONAL_METHOD_COLUMNS: tuple[_MethodColumn, ...] = (
+    ("Best lr", "g", lambda m: m.best_lr),
+    ("Images/s", ".1f", lambda m: m.images_per_s),
+    ("Peak memory GB", ".2f", lambda m: m.peak_memory_gb),
+    ("Wall s", ".0f", lambda m: m.wall_s),
+)
+"""Pilot table columns shown only when some method has a value (title, number format, getter)."""
 
-    extra = [
-        (title, fmt, getter)
-        for title, fmt, getter in (
-            ("Best lr", "g", lambda m: m.best_lr),
-            ("Images/s", ".1f", lambda m: m.images_per_s),
-            ("Peak memory GB", ".2f", lambda m: m.peak_memory_gb),
-            ("Wall s", ".0f", lambda m: m.wall_s),
-        )
-        if any(getter(m) is not None for m in inputs.methods)
-    ]
+
+def _pilot_table(methods: list[MethodSeeds]) -> Table:
+    """Per-method accuracy with seed spread, plus the optional columns some method measured."""
+    extra = [col for col in _OPTIONAL_METHOD_COLUMNS if any(col[2](m) is not None for m in methods)]
     rows = [
         [
             m.method,
@@ -183,22 +211,29 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
             _num(m.trainable_percent, ".3g"),
         ]
         + [_num(getter(m), fmt) for _title, fmt, getter in extra]
-        for m in inputs.methods
+        for m in methods
     ]
     headers = ["Method", "Seeds", "Mean acc %", "Std", "Per seed", "Trainable %"] + [t for t, _f, _g in extra]
-    table = Table(headers, rows, numeric=frozenset({1, 2, 3, 5} | set(range(6, len(headers)))))
+    return Table(headers, rows, numeric=frozenset({1, 2, 3, 5} | set(range(6, len(headers)))))
+
+
+def _pilot_results_section(inputs: PilotReportInputs) -> Section:
+    """The split sizes in a sentence (or that nothing finished yet) and the per-method table."""
     split = ""
     if inputs.n_train is not None:
         split = f"Pilot on {inputs.n_train:,} training and {_num(inputs.n_val, ',')} lr-selection images"
         split += f" from {inputs.dataset}." if inputs.dataset else "."
-    sections = []
-    if inputs.reasons:
-        sections.append(Section("Why", reasons=_reasons(inputs.reasons)))
     if not inputs.methods:
         split = (split + " No trial has finished yet.").strip()
-    sections.append(Section("Results", paragraphs=[split] if split else [], table=table if inputs.methods else None))
-    if inputs.notes:
-        sections.append(Section("Caveats", bullets=list(inputs.notes)))
+    table = _pilot_table(inputs.methods) if inputs.methods else None
+    return Section("Results", paragraphs=[split] if split else [], table=table)
+
+
+def _pilot_figures(inputs: PilotReportInputs) -> list[FigureImage]:
+    """The accuracy-per-method chart and the learning curves, each when there is something to draw."""
+    from advisor.report.figures import figure_png
+    from advisor.report.figures_runs import learning_curves_figure, pilot_accuracy_figure
+
     figures = []
     if inputs.methods:
         figures.append(
@@ -219,8 +254,18 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
                 figure_png(learning_curves_figure(inputs.curves)),
             )
         )
-    if figures:
-        sections.append(Section("Figures", figures=figures))
+    return figures
+
+
+def pilot_document(inputs: PilotReportInputs) -> Document:
+    """Build the pilot report: per-method accuracy with seed spread, learning curves, updated advice."""
+    sections = []
+    if inputs.reasons:
+        sections.append(Section("Why", reasons=_reasons(inputs.reasons)))
+    sections.append(_pilot_results_section(inputs))
+    if inputs.notes:
+        sections.append(Section("Caveats", bullets=list(inputs.notes)))
+    sections += _figures_section(_pilot_figures(inputs))
     provenance = dict(inputs.provenance)
     if inputs.dataset:
         provenance.setdefault("dataset", inputs.dataset)
@@ -284,6 +329,5 @@ def vtab_document(inputs: VtabReportInputs) -> Document:
                 figure_png(vtab_data_size_figure(inputs.data_size)),
             )
         )
-    if figures:
-        sections.append(Section("Figures", figures=figures))
+    sections += _figures_section(figures)
     return Document(title=inputs.title, sections=sections, provenance=dict(inputs.provenance))

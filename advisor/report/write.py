@@ -59,12 +59,12 @@ def write_document(doc: Document, path: Path) -> Path:
     return write_markdown(doc, path)
 
 
-def _recommend_inputs(report: object) -> RecommendReportInputs:
+def _recommend_inputs(report: RecommendReportInputs | Recommendation | RecommendReport) -> RecommendReportInputs:
     if isinstance(report, RecommendReportInputs):
         return report
     from advisor.report.adapters import from_recommendation
 
-    return from_recommendation(report)  # type: ignore[arg-type]
+    return from_recommendation(report)
 
 
 def write_recommend_report(report: RecommendReportInputs | Recommendation | RecommendReport, path: Path) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -329,18 +330,44 @@ def _request(url: str) -> urllib.request.Request:
     return req
 
 
-def _download_once(ref: ShardRef, dest: Path) -> tuple[str, int]:
-    """Download ``ref`` to ``dest``; return (sha256, size). Raises OSError / urllib errors."""
-    opener = urllib.request.build_opener(_NoAuthAcrossHosts())
-    digest = hashlib.sha256()
-    size = 0
-    with opener.open(_request(ref.url), timeout=_HTTP_TIMEOUT_S) as resp, open(dest, "wb") as out:
-        expected = resp.headers.get("Content-Length")
-        while chunk := resp.read(_CHUNK):
-            out.write(chunk)
+def _resume_offset(resp: http.client.HTTPResponse, have: int) -> int:
+    """Where the response's bytes start: ``have`` when the server honoured our ``Range`` (206 from ``have``), else 0."""
+    if have and resp.status == 206:
+        match = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+        if match and int(match.group(1)) == have:
+            return have
+    return 0
+
+
+def _hash_prefix(path: Path, digest: hashlib._Hash) -> None:
+    """Feed ``digest`` the bytes already downloaded (to continue it over the rest)."""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
             digest.update(chunk)
-            size += len(chunk)
-    if expected is not None and int(expected) != size:
+
+
+def _download_once(ref: ShardRef, dest: Path) -> tuple[str, int]:
+    """Download ``ref`` to ``dest``, continuing a partial ``dest`` with an HTTP Range request when the server
+    supports it (else from the start); return (sha256, size). Raises OSError / urllib errors."""
+    opener = urllib.request.build_opener(_NoAuthAcrossHosts())
+    have = dest.stat().st_size if dest.is_file() else 0
+    req = _request(ref.url)
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    with opener.open(req, timeout=_HTTP_TIMEOUT_S) as resp:
+        start = _resume_offset(resp, have)
+        digest = hashlib.sha256()
+        if start:
+            _hash_prefix(dest, digest)
+        length = resp.headers.get("Content-Length")
+        expected = start + int(length) if length is not None else None
+        size = start
+        with open(dest, "ab" if start else "wb") as out:
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    if expected is not None and expected != size:
         raise OSError(f"connection closed after {size} of {expected} bytes")
     return digest.hexdigest(), size
 
@@ -356,6 +383,7 @@ def _http_message(ref: ShardRef, exc: Exception) -> str:
 
 def _download(ref: ShardRef, folder: Path) -> FetchedShard:
     dest = folder / "shard.download"
+    dest.unlink(missing_ok=True)  # a partial file left by a killed run may be another shard: resume only our own
     for attempt in range(1, _HTTP_ATTEMPTS + 1):
         try:
             sha, size = _download_once(ref, dest)
@@ -363,9 +391,10 @@ def _download(ref: ShardRef, folder: Path) -> FetchedShard:
             dest.unlink(missing_ok=True)
             if exc.code < 500 or attempt == _HTTP_ATTEMPTS:
                 raise DatasetError(_http_message(ref, exc)) from None
-        except (OSError, ValueError) as exc:  # URLError, timeouts, short reads
-            dest.unlink(missing_ok=True)
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, short or broken
+            # chunked reads (IncompleteRead is no OSError): keep the bytes received and resume from them
             if attempt == _HTTP_ATTEMPTS:
+                dest.unlink(missing_ok=True)
                 raise DatasetError(_http_message(ref, exc) + f"; tried {_HTTP_ATTEMPTS} times") from None
         else:
             if ref.sha256 and sha != ref.sha256:
@@ -400,6 +429,8 @@ def fetch_shard(ref: ShardRef, folder: Path) -> Iterator[FetchedShard]:
     A remote shard is downloaded into ``folder`` (one file, removed when the block ends, so at most one
     shard is on disk per caller); a local shard is read in place. Either way its sha256 is computed,
     and a remote shard whose listing gave a sha256 is verified against it (re-downloaded on mismatch).
+    A download cut by the network is continued from the bytes received (an HTTP ``Range`` request; from
+    the start when the server ignores it), up to ``_HTTP_ATTEMPTS`` attempts.
 
     Raises:
         DatasetError: The shard cannot be read or downloaded (HTTP errors name the status; 401/403 say

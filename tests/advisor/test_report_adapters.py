@@ -136,6 +136,13 @@ def test_pilot_adapter_reports_each_method_at_its_best_lr(tmp_path: Path) -> Non
     assert f"{statistics.fmean([75.0, 78.0]):.1f}" in html_text and html_text.count("data:image/png;base64,") == 2
 
 
+def test_pilot_report_says_when_trials_could_not_be_saved() -> None:
+    result = _pilot_result()
+    assert from_pilot(result).provenance["store"] == result.store_dir
+    unsaved = from_pilot(result.model_copy(update={"trials_unsaved": 2})).provenance["store"]
+    assert unsaved.startswith(result.store_dir) and "2 trial(s) could not be saved" in unsaved
+
+
 def test_empty_pilot_still_reports(tmp_path: Path) -> None:
     result = _pilot_result()
     empty = result.model_copy(update={"trials": [], "methods": []})
