@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.perf.cpuinfo import cpu_line
+
 __all__ = ["main", "make_folder", "Run"]
 
 TARGET_COLD = 2.0
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return statistics.median(getattr(r, attr) for r in runs)
 
     rows = [("pytorch-fid", theirs), ("vpt-advisor cold", cold), ("vpt-advisor warm", warm)]
+    print(cpu_line())
     print(f"FID speed: 2 folders x {n} images of {args.size}x{args.size} JPEG, CPU, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.2f}, "
           f"{args.repeats} repeat(s)")

@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from engine.data.index import index_dataset
+    from benchmarks.perf.cpuinfo import cpu_line
     from engine.device import cpu_bf16_support
 
     torch.set_num_threads(args.threads)
+    print(cpu_line())
     print(f"{args.model} @ {args.img_size}px, batch {args.batch_size}, {args.seeds} seeds, FT + VPT-deep, cpu "
           f"({args.threads} threads, load {os.getloadavg()[0]:.1f}); {cpu_bf16_support().describe()}")
     with tempfile.TemporaryDirectory() as tmp:

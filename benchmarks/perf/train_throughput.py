@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(_worker(args)))
         return
+    from benchmarks.perf.cpuinfo import cpu_line
     from engine.device import cpu_bf16_support, resolve_device
 
     cpu = cpu_bf16_support()
@@ -232,8 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             _add_flops(row, args)
             rows.append(row)
     if args.json:
-        print(json.dumps({"cpu": cpu.describe(), "bf16_note": note, "rows": rows}, indent=2))
+        print(json.dumps({"cpu": cpu_line(), "bf16": cpu.describe(), "bf16_note": note, "rows": rows}, indent=2))
         return
+    print(cpu_line())
     print(cpu.describe())
     for precision in precisions:
         _print_table(args, [r for r in rows if r["precision"] == precision], time.perf_counter() - start)

@@ -7,8 +7,7 @@ generated VTAB-1k-shaped task: ``sequential`` runs each of the K grid configurat
 (``engine="fit"``: build the VPT model, ``engine.train.loop.fit`` with per-epoch validation), ``batched``
 runs all K as one unit (``engine="batched"``: ``engine.train.batched_vpt``). Decoded images and the
 pristine backbone are cached per process in both arms (warmed first), so the comparison is about
-training. A second line compares the bare training loops (``fit`` x K vs ``fit_batched_vpt``).
-Prints medians over ``--repeats`` and the ratio measured in this run.
+training. Prints the CPU first, then medians over ``--repeats`` and the ratio measured in this run.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import numpy as np
 
 from engine.config.train import BackboneSpec
 
+from benchmarks.perf.cpuinfo import cpu_line
 from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS, get_protocol
 from benchmarks.vtab.tasks import TASKS
 from benchmarks.vtab.trials import TrialConfig, run_trials
@@ -95,6 +95,7 @@ def main() -> None:
         run_trials(bat, args.device)
         times["batched"].append(time.perf_counter() - t0)
     steps = -(-args.train // args.batch) * args.epochs
+    print(cpu_line())
     print(f"VPT grid of {args.configs} configs, {steps} steps each (batch {args.batch}, {args.size}px, "
           f"{MODEL} {MODEL_ARGS}), device {args.device}, torch threads {torch.get_num_threads()}, "
           f"median of {args.repeats}")

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config.train import DEFAULT_BACKBONE, MAX_IMG_SIZE, BackboneSpec
+from engine.config.train import DEFAULT_BACKBONE, BackboneSpec
+from engine.config.validate import check_img_size
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.vpt import as_vit
 
@@ -98,13 +99,8 @@ def check_backbone_request(name: str, *, img_size: int | None = None,
     if patch is None:
         match = re.search(r"patch(\d+)", base)
         patch = int(match.group(1)) if match else None
-    if img_size is not None and img_size > MAX_IMG_SIZE:
-        raise ConfigError(f"--img-size {img_size} is larger than {MAX_IMG_SIZE}: the sequence grows with its square "
-                          "and would exhaust memory; the paper uses 224")
-    if img_size is not None and isinstance(patch, int) and img_size < patch:
-        raise ConfigError(f"--img-size {img_size} is smaller than the model's {patch}-pixel patches; "
-                          f"use at least {patch} (the paper uses 224)")
     if img_size is not None:
+        check_img_size(img_size, patch if isinstance(patch, int) else None)
         kwargs["img_size"] = img_size
     try:
         with torch.device("meta"):
