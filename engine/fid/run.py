@@ -29,7 +29,7 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.config.fid import FidConfig
-from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError
+from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError, WeightsError
 from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.features import (
     PREPROCESSING,
@@ -284,7 +284,9 @@ def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
     each batch in the cache as it comes; files that fail to decode join ``job.skipped``."""
     misses = [i for i in job.keys if i not in job.feats]
     extractor = load_inception(job.config, _resolve_device(device))
-    assert extractor.id == job.ext_id
+    if extractor.id != job.ext_id:  # the file was replaced after it was hashed: never key features by the wrong net
+        raise WeightsError(f"the Inception weights changed while the FID ran ({job.ext_id.rsplit('=', 1)[-1]} when "
+                           f"checked, {extractor.id.rsplit('=', 1)[-1]} when loaded); run the command again")
 
     def decode(i: int) -> npt.NDArray[np.uint8]:
         return to_model_array(open_rgb(job.paths[i]), job.preprocessing)

@@ -183,3 +183,25 @@ def test_a_dataset_link_that_goes_nowhere_is_named_as_a_link(kind: str, tmp_path
 
     with pytest.raises(DatasetError, match="symbolic link"):  # the seam `reference build` reads through
         resolve_source(str(link))
+
+
+def test_weights_replaced_between_hashing_and_loading_are_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fake_weights: Path,
+    fake_extractors: list[FakeExtractor],  # noqa: F811
+) -> None:
+    """Features are cached under the weights' hash: a net that is not the hashed one must never write them."""
+    import engine.fid.run as fid_run
+
+    patched_load = fid_run.load_inception
+
+    def swapped(config, device):  # noqa: ANN001, ANN202 - the loader's signature
+        extractor = patched_load(config, device)
+        extractor.id = extractor.id.rsplit("=", 1)[0] + "=0123456789abcdef"  # what another file would hash to
+        return extractor
+
+    monkeypatch.setattr(fid_run, "load_inception", swapped)
+    a, b = _folder(tmp_path / "a", 4, 0), _folder(tmp_path / "b", 4, 1)
+    assert main(["fid", str(a), str(b), "--inception-weights", str(fake_weights)]) == 1
+    err = capsys.readouterr().err
+    _one_error_line(err)
+    assert "Inception weights changed" in err and "0123456789abcdef" in err
