@@ -449,7 +449,7 @@ def fetch_shard(ref: ShardRef, folder: Path) -> Iterator[FetchedShard]:
 
 def _label_of(member: str, fallback: str) -> str:
     """Class of a member: its first folder (``n01440764/x.JPEG``), else the key prefix before ``_``."""
-    parts = member.strip("/").split("/")
+    parts = [p for p in member.strip("/").split("/") if p not in ("", ".")]  # "./n014/x.JPEG" (tar -C dir .)
     if len(parts) > 1:
         return parts[0]
     key = parts[0].split(".", 1)[0]
@@ -581,6 +581,11 @@ def _safe_name(shard: str, member: str) -> str:
     return re.sub(r"[^\w.+-]", "_", flat).replace("..", "_")
 
 
+UNPACK_VERSION = 2
+"""Version of the unpacked tree's layout and labelling, part of its name: a change (v2: members stored as
+``./class/x.png`` take ``class``, not ``.``) unpacks anew instead of reusing a tree labelled the old way."""
+
+
 def unpack_shards(src: Source, cache: Path) -> tuple[Path, list[SkippedFile]]:
     """The image members of shard source ``src`` as an image-folder tree (one folder per class) under ``cache``.
 
@@ -589,7 +594,7 @@ def unpack_shards(src: Source, cache: Path) -> tuple[Path, list[SkippedFile]]:
     is never used) and reused while the shards are unchanged. Returns the tree and the members skipped
     while listing (kept in the tree's ``.skipped.json``).
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"unpack-v{UNPACK_VERSION}".encode())
     for ref in src.shards:
         with fetch_shard(ref, cache / ".download") as got:
             digest.update(got.sha256.encode())

@@ -257,3 +257,25 @@ def test_a_stale_partial_download_is_never_resumed(tmp_path: Path, shard_server:
     with fetch_shard(ref, work) as fetched:
         assert fetched.path.read_bytes() == shard_server.files[name]
     assert shard_server.ranges_asked == []
+
+
+def test_shards_packed_with_a_leading_dot_folder_take_the_class_folder(tmp_path: Path) -> None:
+    """``tar -cf s.tar -C data .`` stores ``./cat/0.png``: the class is ``cat``, not ``.``."""
+    import io
+    import tarfile
+
+    from engine.data.index import index_dataset
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    buf = io.BytesIO()
+    gen = np.random.default_rng(0)
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name in ("./cat/0.png", "./cat/1.png", "./dog/0.png"):
+            data = png_bytes(gen.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (shards / "s-0000.tar").write_bytes(buf.getvalue())
+    index = index_dataset(shards)
+    assert index.classes == ["cat", "dog"] and len(index.samples) == 3
