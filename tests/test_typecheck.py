@@ -1,4 +1,4 @@
-"""mypy over advisor/ and engine/ (configured in pyproject.toml's [tool.mypy]) must report no error.
+"""mypy over advisor/, engine/ and benchmarks/ (configured in pyproject.toml's [tool.mypy]) must report no error.
 
 Part of the default test command, so a type error fails the suite like any other bug. mypy comes with
 the ``test`` extra (``pip install -e .[test]``); without it this test skips and says so.

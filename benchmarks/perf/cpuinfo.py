@@ -15,7 +15,7 @@ _FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def cpu_line() -> str:
     """``CPU: <model>, <n> cores, avx2 yes, avx512f yes, ... numpy <ver>, load <1-min avg>``."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name") and not model:

@@ -56,7 +56,7 @@ def _build(model_name: str, method: str, prompts: int, img_size: int, classes: i
     from engine.train.transfer import build_model
 
     backbone = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size)
-    return build_model(backbone, method, classes, num_prompts=prompts)  # type: ignore[arg-type]
+    return build_model(backbone, method, classes, num_prompts=prompts)
 
 
 def vit_step_flops(*, depth: int, dim: int, tokens: int, batch: int, method: str, mlp_ratio: float = 4.0) -> float:
@@ -79,9 +79,12 @@ def _tokens(model_name: str, method: str, *, prompts: int, img_size: int) -> tup
 
     with __import__("torch").device("meta"):
         m = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size)
-    patches = int(m.patch_embed.num_patches)
-    extra = prompts if method in ("vpt-shallow", "vpt-deep", "mixed", "ft-then-pt") else 0
-    return len(m.blocks), int(m.embed_dim), patches + 1 + extra
+    from engine.train.methods import PROMPT_METHODS
+    from engine.train.vpt import as_vit, vit_geometry
+
+    depth, width, patch = vit_geometry(as_vit(m))
+    extra = prompts if method in PROMPT_METHODS else 0
+    return depth, width, (img_size // patch) ** 2 + 1 + extra
 
 
 def count_step_flops(model_name: str, method: str, *, prompts: int, img_size: int, batch: int,
@@ -103,7 +106,7 @@ def count_step_flops(model_name: str, method: str, *, prompts: int, img_size: in
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from engine.device import autocast_context, resolve_device
+    from engine.device import Precision, autocast_context, resolve_device
     from engine.train.methods import uses_sgd
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.train.loop import make_optimizer, train_one_epoch
@@ -112,7 +115,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    precision = args.precision or "fp32"
+    precision: Precision = args.precision or "fp32"
     torch.manual_seed(0)
     model = _build(args.model, args.worker, args.prompts, args.img_size, 100)
     if args.grad_checkpointing:

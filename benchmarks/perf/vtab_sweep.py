@@ -54,11 +54,11 @@ def _configs(root: Path, k: int, *, engine: str, epochs: int, batch: int, size: 
     return [TrialConfig(root=str(root), task="dtd", folder=TASKS["dtd"].folder, num_classes=47, protocol="bench",
                         phase="search", train=protocol.trial_train("vpt", lr=lr, weight_decay=wd, seed=42, num_prompts=10),
                         backbone=BackboneSpec(model=MODEL, random_init=True, model_kwargs=MODEL_ARGS),
-                        engine=engine)  # type: ignore[arg-type]
+                        engine=engine)
             for lr, wd in grid]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Measure and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=40, help="Grid points (paper VPT grid: 40).")
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     MODEL_ARGS.update(depth=args.depth, embed_dim=args.dim)
 
     import torch
