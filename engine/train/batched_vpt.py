@@ -73,7 +73,8 @@ def check_batched_config(config: TrainConfig) -> None:
 
     Raises:
         ConfigError: ``config``'s method has no prompts or does not train with SGD in one stage, or it asks
-            for the frozen backbone in training mode (``frozen_eval=False``), which the batched model never uses.
+            for the frozen backbone in training mode (``frozen_eval=False``), which the batched model never uses,
+            or for fp16, which needs a loss scaler the stacked step does not have.
     """
     spec = get_method(config.method)
     if spec.prompts == "none" or config.optimizer != "sgd" or len(spec.stage_names) != 1:
@@ -81,6 +82,9 @@ def check_batched_config(config: TrainConfig) -> None:
     if not config.frozen_eval:
         raise ConfigError("batched VPT keeps the frozen backbone in eval mode; frozen_eval=False needs "
                           "single runs (engine.train.loop.fit)")
+    if config.precision == "fp16":  # fit scales fp16 losses with a GradScaler; the stacked step has none
+        raise ConfigError("batched VPT has no fp16 loss scaling (small fp16 gradients would underflow to 0); "
+                          "use bf16 or fp32, or single runs (engine.train.loop.fit)")
 
 
 @dataclass

@@ -170,6 +170,7 @@ def test_evaluation_batching_does_not_change_the_accuracy(backbone, data) -> Non
     (TrainConfig.for_method("vpt-deep", optimizer="adamw"), "with adamw"),
     (TrainConfig.for_method("ft-then-pt"), "ft-then-pt"),
     (TrainConfig.for_method("vpt-deep", frozen_eval=False), "frozen_eval=False"),
+    (TrainConfig.for_method("vpt-deep", precision="fp16"), "no fp16 loss scaling"),
 ])
 def test_rejects_configurations_it_cannot_stack(backbone, data, config, match) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -75,6 +75,17 @@ def can_mount_tmpfs() -> tuple[bool, str]:
     return True, ""
 
 
+def fill_disk(disk: Path) -> None:
+    """Write zeros into ``disk/filler`` until the disk is full (every later write fails with ENOSPC)."""
+    try:
+        with (disk / "filler").open("wb") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 1 MiB tmpfs, so writes fail with 'disk full'; skipped with the reason when mounting is not permitted."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
-from tests.faults.conftest import assert_clean_error, labeled_folder
+from tests.faults.conftest import assert_clean_error, fill_disk, labeled_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -199,17 +199,6 @@ def test_output_paths_that_cannot_be_folders_are_refused_before_the_work(cli, tm
     assert_clean_error(cli(*args), "--db", "a folder")
 
 
-def _fill(disk: Path) -> None:
-    """Write zeros until the disk is full (ENOSPC)."""
-    try:
-        with (disk / "filler").open("wb") as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-    except OSError:
-        pass
-
-
 def test_pilot_on_a_full_disk_still_answers_and_says_nothing_was_saved(
         cli, colours: Path, tmp_path: Path, small_disk: Path) -> None:
     """The pilot store only serves resuming: a full disk under --out costs the rerun, never this run's answer."""
@@ -218,7 +207,7 @@ def test_pilot_on_a_full_disk_still_answers_and_says_nothing_was_saved(
     assert healthy.code == 0, healthy.err
     store = small_disk / "store"
     store.mkdir()
-    _fill(small_disk)
+    fill_disk(small_disk)
     full = cli(*args, "--out", store)
     assert full.code == 0, full.err
     assert "Warning:" in full.err and "cannot save the pilot's" in full.err and "resume" in full.err

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
-from tests.faults.conftest import Run
+from tests.faults.conftest import Run, fill_disk
 
 
 def _folder(root: Path, n: int, seed: int) -> Path:
@@ -112,13 +112,7 @@ def test_trial_store_on_a_full_disk_finishes_in_memory(cli, tmp_path: Path, smal
     assert healthy.code == 0, healthy.err
     db = small_disk / "runs.sqlite"
     TrialStore(db).close()  # the store exists; then the disk fills up
-    try:
-        with (small_disk / "filler").open("wb") as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-    except OSError:  # ENOSPC: the disk is full now
-        pass
+    fill_disk(small_disk)  # ENOSPC from here on
     full = cli(*args, "--db", db)
     assert full.code == 0, full.err
     assert "Warning:" in full.err and "in memory" in " ".join(full.err.split())
@@ -139,13 +133,7 @@ def test_finished_trials_are_still_reused_when_the_disk_is_full(tmp_path: Path, 
     with TrialStore(db) as store:
         store.mark_running([(cfg.key, cfg)])
         store.mark_finished(cfg.key, metrics={"eval_acc": 50.0}, timings={}, versions={}, device="cpu")
-    try:
-        with (small_disk / "filler").open("wb") as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-    except OSError:
-        pass
+    fill_disk(small_disk)
     with TrialStore(db) as store:  # cannot even create its -shm file: read-only copy in memory
         assert store.in_memory and store.statuses() == {cfg.key: "finished"}
         store.mark_failed("other", "x")  # writes go to memory, never raise
