@@ -24,7 +24,7 @@ from advisor.commands._options import (
     YesOpt,
 )
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
-from engine.config.train import DEFAULT_BACKBONE
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
 from engine.train.methods import method_specs
@@ -79,7 +79,7 @@ def pilot_command(
     *,
     task: _TaskOpt = None,
     disparity: _DisparityOpt = None,
-    budget: BudgetOpt = "15m",
+    budget: BudgetOpt = DEFAULT_BUDGET,
     methods: _MethodsOpt = "full,vpt-deep",
     model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
@@ -90,7 +90,7 @@ def pilot_command(
     img_size: _ImgSizeOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    min_detectable: MinDetectableOpt = 3.0,
+    min_detectable: MinDetectableOpt = DEFAULT_MIN_DETECTABLE,
     yes: YesOpt = False,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,

@@ -30,6 +30,7 @@ from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
 from advisor.tasks import task_help
+from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from advisor.usecases.recommend import EXAMPLES, add_pilot, check_pilot_request, run_recommend
 
 __all__ = ["recommend_command", "register"]
@@ -96,8 +97,8 @@ def recommend_command(
     report: ReportOpt = None,
     plot: _PlotOpt = None,
     pilot: _PilotOpt = False,
-    budget: BudgetOpt = "15m",
-    min_detectable: MinDetectableOpt = 3.0,
+    budget: BudgetOpt = DEFAULT_BUDGET,
+    min_detectable: MinDetectableOpt = DEFAULT_MIN_DETECTABLE,
     weights: WeightsOpt = None,
     yes: YesOpt = False,
 ) -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class PilotRequest(BaseModel):
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
     task: str | None = Field(default=None, description="--task.")
     disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
-    budget: str = Field(default="15m", description="Time budget for all trials.")
+    budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
     methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")

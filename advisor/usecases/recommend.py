@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from advisor.decide import build_inputs, recommend, reconcile_disparity
 from advisor.schemas import AdvisorInputs, DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
 from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
+from engine.config.train import DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ def add_pilot(
     progress: StageProgress = no_progress,
     on_plan: PlanCallback | None = None,
     confirm: Confirm | None = None,
-    min_detectable: float = 3.0,
+    min_detectable: float = DEFAULT_MIN_DETECTABLE,
 ) -> RecommendReport:
     """Run a pilot on ``result``'s dataset and fold its evidence into the recommendation.
 

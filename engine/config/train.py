@@ -35,6 +35,7 @@ __all__ = [
     "MAX_IMG_SIZE",
     "QUICK_EPOCHS",
     "DEFAULT_MIN_DETECTABLE",
+    "DEFAULT_BUDGET",
     "method_defaults",
     "parse_budget",
     "PromptDropoutMode",
@@ -107,6 +108,10 @@ def method_defaults(method: str) -> dict[str, Any]:
     return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
             "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
 
+
+DEFAULT_BUDGET = "15m"
+"""Default pilot time budget (``--budget``): about what a user waits for an answer before a coffee is done; a
+budget too small for the asked difference is refused up front with the budget that would suffice."""
 
 DEFAULT_MIN_DETECTABLE = 3.0
 """Default --min-detectable in accuracy points (issue 11: below ~3 points a pilot rarely changes a choice)."""
@@ -231,7 +236,7 @@ class PilotConfig(FrozenModel):
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
-    budget_s: float = Field(900.0, gt=0, description="Wall-clock budget in seconds for all trials.")
+    budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0, description="Wall-clock budget in seconds for all trials.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
     batch_size: int = Field(64, ge=1, description="Images per step.")
     img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
