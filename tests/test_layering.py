@@ -4,9 +4,7 @@
 - benchmarks -> engine only (never advisor), except benchmarks/paper_agreement.py, the benchmark of the
   advisor itself, which nothing imports;
 - advisor -> engine; advisor reaches benchmarks only from its command modules (advisor/commands/),
-  the CLI shell that dispatches ``reproduce-vtab`` and ``calibrate`` to benchmarks' use cases; the
-  renderers of those results may name benchmarks' types under ``if TYPE_CHECKING:`` (for mypy only,
-  never imported at run time);
+  the CLI shell that dispatches ``reproduce-vtab`` and ``calibrate`` to benchmarks' use cases;
 - the pure layers stay free of torch.
 """
 
@@ -26,30 +24,6 @@ def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
-
-
-def _is_type_checking_block(node: ast.AST) -> bool:
-    if not isinstance(node, ast.If):
-        return False
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _runtime_imports(path: Path) -> set[str]:
-    """Top-level packages imported when the module runs: imports under ``if TYPE_CHECKING:`` do not count."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    blocks = [b for b in ast.walk(tree) if isinstance(b, ast.If) and _is_type_checking_block(b)]
-    skip = {id(n) for block in blocks for stmt in block.body for n in ast.walk(stmt)}
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -104,25 +78,7 @@ def test_the_advisor_benchmark_is_a_leaf() -> None:
 def test_only_the_cli_reaches_benchmarks(path: Path) -> None:
     if (ROOT / "advisor" / "commands") in path.parents:
         return
-    assert "benchmarks" not in _runtime_imports(path), f"{path}: only advisor/commands/ may import benchmarks"
-
-
-def test_type_only_imports_are_told_apart(tmp_path: Path) -> None:
-    """The rule above must still catch a run-time import next to a type-only one."""
-    import textwrap
-
-    source = textwrap.dedent("""
-        from typing import TYPE_CHECKING
-        if TYPE_CHECKING:
-            from benchmarks.vtab.tables import VtabTable
-        def f():
-            import benchmarks.vtab.run
-    """)
-    path = tmp_path / "probe.py"
-    path.write_text(source, encoding="utf-8")
-    assert "benchmarks" in _runtime_imports(path)
-    path.write_text(source.replace("import benchmarks.vtab.run", "pass"), encoding="utf-8")
-    assert "benchmarks" not in _runtime_imports(path) and "benchmarks" in _imports(path)
+    assert "benchmarks" not in _imports(path), f"{path}: only advisor/commands/ may import benchmarks"
 
 
 @pytest.mark.parametrize("path", _py_files("advisor/usecases") + [ROOT / "benchmarks/vtab/reproduce.py"],

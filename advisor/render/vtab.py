@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from rich.console import RenderableType
 from rich.markup import escape
@@ -11,15 +11,10 @@ from rich.text import Text
 from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table, fits_full
 
-if TYPE_CHECKING:  # types only: advisor never imports benchmarks at run time (tests/test_layering.py)
-    from benchmarks.vtab.calibrate import CalibrationReport
-    from benchmarks.vtab.layout import LayoutReport
-    from benchmarks.vtab.tables import TaskRow, VtabTable
-
 __all__ = ["render_layout", "render_table", "render_calibration"]
 
 
-def render_layout(layout: LayoutReport, *, explain: bool = False) -> None:
+def render_layout(layout: Any, *, explain: bool = False) -> None:
     """Summarise the layout check on stderr: notes per task (with ``explain``) and how many tasks could run.
 
     The problems of unusable tasks were already printed when the sweep started (``on_event``).
@@ -57,7 +52,7 @@ _GROUP_COLS = [Col("group"), Col("tasks", "right"), Col("FT paper", "right", sho
                Col("VPT wins ours", "right", short="wins o")]
 
 
-def _task_row(r: TaskRow) -> list[str | Text]:
+def _task_row(r: Any) -> list[str | Text]:
     agree = r.winner_paper == r.winner_ours or r.winner_ours is None
     winners = f"{r.winner_paper or '-'}/{r.winner_ours or '-'}"
     return [Text(r.name), r.group, _cell(r.paper_ft), _cell(r.ours_ft, r.ours_ft_std), _diff(r.diff_ft, r.flag_ft),
@@ -65,7 +60,7 @@ def _task_row(r: TaskRow) -> list[str | Text]:
             winners if agree else f"[yellow]{winners}[/yellow]"]
 
 
-def _task_tables(rows: list[TaskRow], title: str, width: int, legends: list[str]) -> list[RenderableType]:
+def _task_tables(rows: list[Any], title: str, width: int, legends: list[str]) -> list[RenderableType]:
     """One table with a group column if it fits whole; else one table per group (no group column)."""
     if fits_full(_TASK_COLS, [_task_row(r) for r in rows], width=width):
         return [fit_table(_TASK_COLS, [_task_row(r) for r in rows], title=title, width=width)]
@@ -77,7 +72,7 @@ def _task_tables(rows: list[TaskRow], title: str, width: int, legends: list[str]
     return out
 
 
-def render_table(table: VtabTable, *, db: str | None = None) -> None:
+def render_table(table: Any, *, db: str | None = None) -> None:
     """Tables 1-2 style: ours vs paper per task, then group means and VPT win counts."""
     for note in table.notes:
         print_message(note, prefix="[yellow]Note:[/yellow] ", target=err_console)
@@ -103,7 +98,7 @@ SHORT_PROBLEMS = 3
 """The short view names this many unmeasured tasks' problems; ``--explain`` lists all."""
 
 
-def render_calibration(report: CalibrationReport, *, explain: bool = False) -> None:
+def render_calibration(report: Any, *, explain: bool = False) -> None:
     """Per-task FIDs (problems listed under the table), the fitted threshold and band, and the file written."""
     cols = [Col("task"), Col("disparity"), Col("FID", "right"), Col("paper winner", short="paper"),
             Col("threshold says", short="says")]

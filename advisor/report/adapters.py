@@ -12,7 +12,7 @@ checking only, so importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from advisor.report.inputs import (
     DataSizePoint,
@@ -36,8 +36,10 @@ from advisor.report.paper import (
     paper_size_trend,
 )
 
-if TYPE_CHECKING:  # types only: advisor never imports benchmarks at run time (tests/test_layering.py)
-    from benchmarks.vtab.tables import VtabTable
+# A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
+VtabTable = Any
+
+if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
     from engine.train.pilot import PilotResult
     from engine.train.pilot_summary import MethodSummary, TrialResult

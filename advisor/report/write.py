@@ -8,15 +8,17 @@ before any figure is rendered, so a typo fails at once with a one-line :class:`C
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from advisor.report.document import Document, pilot_document, recommend_document, vtab_document
 from advisor.report.figures import check_plot_path, save_figure
 from advisor.report.inputs import PilotReportInputs, RecommendReportInputs, VtabReportInputs
 from engine.errors import ConfigError
 
-if TYPE_CHECKING:  # types only: advisor never imports benchmarks at run time (tests/test_layering.py)
-    from benchmarks.vtab.tables import VtabTable
+# A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
+VtabTable = Any
+
+if TYPE_CHECKING:
     from advisor.schemas import Recommendation, RecommendReport
     from engine.train.pilot import PilotResult
 
