@@ -52,7 +52,8 @@ def _configs(root: Path, k: int, *, engine: str, epochs: int, batch: int, size: 
     grid = [(lr, wd) for lr in VPT_LRS for wd in WEIGHT_DECAYS][:k]
     protocol = get_protocol("paper", epochs=epochs, warmup_epochs=1, img_size=size, vpt_batch_size=batch)
     return [TrialConfig(root=str(root), task="dtd", folder=TASKS["dtd"].folder, num_classes=47, protocol="bench",
-                        phase="search", train=protocol.trial_train("vpt", lr=lr, weight_decay=wd, seed=42, num_prompts=10),
+                        phase="search",
+                        train=protocol.trial_train("vpt", lr=lr, weight_decay=wd, seed=42, num_prompts=10),
                         backbone=BackboneSpec(model=MODEL, random_init=True, model_kwargs=MODEL_ARGS),
                         engine=engine)
             for lr, wd in grid]

@@ -217,8 +217,9 @@ class _Runner:
                 for cfg in unit:
                     self.store.mark_failed(cfg.key, result)
                     self.errors.append(result)
-                    self.failures.append(f"{cfg.task}/{cfg.method}/{cfg.phase} lr={cfg.train.lr:g} wd={cfg.train.weight_decay:g} "
-                                         f"seed={cfg.train.seed}: {result}")
+                    t = cfg.train
+                    self.failures.append(f"{cfg.task}/{cfg.method}/{cfg.phase} lr={t.lr:g} wd={t.weight_decay:g} "
+                                         f"seed={t.seed}: {result}")
             else:
                 configs = {c.key: c for c in unit}
                 for res in result:
@@ -261,7 +262,8 @@ def _check_backbone(request: SweepRequest) -> None:
     from engine.train.models import check_backbone_request, check_weights_file
 
     backbone = request.backbone
-    check_backbone_request(backbone.model, img_size=request.protocol.train.img_size, model_kwargs=dict(backbone.model_kwargs))
+    check_backbone_request(backbone.model, img_size=request.protocol.train.img_size,
+                           model_kwargs=dict(backbone.model_kwargs))
     if backbone.weights is not None:
         check_weights_file(Path(backbone.weights))
 

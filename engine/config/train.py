@@ -236,7 +236,8 @@ class PilotConfig(FrozenModel):
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
-    budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0, description="Wall-clock budget in seconds for all trials.")
+    budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0,
+                            description="Wall-clock budget in seconds for all trials.")
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
     batch_size: int = Field(64, ge=1, description="Images per step.")
     img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
