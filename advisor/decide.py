@@ -45,8 +45,8 @@ from advisor.schemas import (
 from advisor.tasks import resolve_task
 from advisor.trend import size_trend
 from engine import __version__
-from engine.fid.calibration import Calibration, derive_threshold
 from engine.errors import ConfigError
+from engine.fid.calibration import Calibration, derive_threshold
 from engine.paper import (
     VTAB_TASKS,
     Disparity,

@@ -13,7 +13,6 @@ cost a result. This module names the two things their owners need:
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Literal

@@ -30,8 +30,8 @@ from advisor.decide import DEFAULT_THRESHOLD
 from advisor.rules import THRESHOLD_LABEL
 from advisor.schemas import RecommendReport, RecommendRequest
 from advisor.tasks import task_help
-from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from advisor.usecases.recommend import EXAMPLES, add_pilot, check_pilot_request, run_recommend
+from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 
 __all__ = ["recommend_command", "register"]
 

@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from advisor.commands._callbacks import cli_progress
+from advisor.commands._options import (
+    DeviceOpt,
+    ExplainOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    ModelOpt,
+    ProtocolSetOpt,
+    ReferenceOpt,
+    YesOpt,
+)
 from engine.config.train import DEFAULT_BACKBONE
-from advisor.commands._options import (DeviceOpt, ExplainOpt, InceptionWeightsOpt, JsonOpt, ModelOpt,
-                                      ProtocolSetOpt, ReferenceOpt, YesOpt)
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from rich.text import Text
 
 from advisor.render import console, print_fields, print_message, warn
 from advisor.render.tables import Col, fit_table
-from engine.fid.run import FidResult, SideSummary
 from engine.fid.reference import ReferenceInfo
+from engine.fid.run import FidResult, SideSummary
 
 __all__ = ["ReferenceList", "render_fid", "render_reference", "render_reference_list"]
 

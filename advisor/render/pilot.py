@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
-
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text

@@ -18,8 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from advisor.render import console, print_message, warn
 from advisor.evidence import fmt_acc
+from advisor.render import console, print_message, warn
 from advisor.render.tables import Col, fit_table, kv_table
 from advisor.schemas import NearestTask, Reason, Recommendation, RecommendReport
 

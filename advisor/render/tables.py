@@ -90,7 +90,7 @@ def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str
         head = row[0]
         parts.append(Text(head, style="bold") if isinstance(head, str) else head)
         grid: Table | None = None
-        for c, value in zip(cols[1:], row[1:]):
+        for c, value in zip(cols[1:], row[1:], strict=False):
             text = value if isinstance(value, Text) else Text.from_markup(value)
             if 2 + label_w + 2 + len(text.plain) <= width:
                 if grid is None:  # every grid has the same label width, so the values line up

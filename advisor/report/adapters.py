@@ -12,7 +12,7 @@ checking only, so importing this module stays cheap.
 
 from __future__ import annotations
 
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from advisor.report.inputs import (
     DataSizePoint,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Collection, Mapping
 
+from advisor.report.inputs import DataSizePoint, Disparity, PaperPoint, SizeSeries, SizeTrendInputs
 from advisor.trend import catch_up_size as _trend_catch_up
 from advisor.trend import interpolate_gap as _trend_interpolate
-from advisor.report.inputs import DataSizePoint, Disparity, PaperPoint, SizeSeries, SizeTrendInputs
 from engine.errors import UnknownTaskError
 from engine.paper import VTAB_TASKS, data_size_table, fgvc_table, get_vtab_task, vtab1k_results
 

@@ -8,7 +8,7 @@ before any figure is rendered, so a typo fails at once with a one-line :class:`C
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from advisor.report.document import Document, pilot_document, recommend_document, vtab_document
 from advisor.report.figures import check_plot_path, save_figure

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from engine.config.train import PilotConfig
     from engine.device import Precision
-
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = [

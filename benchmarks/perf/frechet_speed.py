@@ -20,6 +20,7 @@ Run: ``.venv/bin/python -m benchmarks.perf.frechet_speed [--n 1000 5000] [--repe
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -94,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{'+intervals s':>13} {'|FID diff|':>11}")
         for n in args.n:
             feats = gen.standard_normal((n, args.dims)) * 0.9 + 0.05
-            t_before, fid_before = _median_time(lambda: _before(npz, feats), args.repeats)
+            t_before, fid_before = _median_time(functools.partial(_before, npz, feats), args.repeats)
             def cold(feats: np.ndarray = feats) -> float:
                 _clear(cache)
                 return _now(npz, feats, cache, False)
 
             t_cold, _ = _median_time(cold, args.repeats)
-            t_warm, fid_now = _median_time(lambda: _now(npz, feats, cache, False), args.repeats)
-            t_all, _ = _median_time(lambda: _now(npz, feats, cache, True), args.repeats)
+            t_warm, fid_now = _median_time(functools.partial(_now, npz, feats, cache, False), args.repeats)
+            t_all, _ = _median_time(functools.partial(_now, npz, feats, cache, True), args.repeats)
             diff = abs(float(fid_before) - float(fid_now))  # type: ignore[arg-type]
             print(f"{n:>6} {t_before:>9.2f} {t_cold:>11.2f} {t_warm:>11.2f} {t_before / t_warm:>11.1f}x "
                   f"{t_all:>13.2f} {diff:>11.2e}")

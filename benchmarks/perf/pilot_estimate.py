@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from engine.data.index import index_dataset
     from benchmarks.perf.cpuinfo import cpu_line
+    from engine.data.index import index_dataset
     from engine.device import cpu_bf16_support
 
     torch.set_num_threads(args.threads)

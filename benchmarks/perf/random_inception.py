@@ -24,8 +24,8 @@ FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 
 def build_random_fid_inception_state(seed: int = 0) -> dict[str, Any]:
     """State dict of pytorch-fid's FID Inception architecture with random parameters."""
-    import torch
     import pytorch_fid.inception as pfi
+    import torch
 
     torch.manual_seed(seed)
     net = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)

@@ -106,10 +106,10 @@ def count_step_flops(model_name: str, method: str, *, prompts: int, img_size: in
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from engine.device import Precision, autocast_context, resolve_device
-    from engine.train.methods import uses_sgd
     from engine.data.tensors import ImageTensors, TensorLoader
+    from engine.device import Precision, autocast_context, resolve_device
     from engine.train.loop import make_optimizer, train_one_epoch
+    from engine.train.methods import uses_sgd
     from engine.train.transfer import set_train_mode
 
     if args.threads:

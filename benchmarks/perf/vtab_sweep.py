@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config.train import BackboneSpec
-
 from benchmarks.perf.cpuinfo import cpu_line
 from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS, get_protocol
 from benchmarks.vtab.tasks import TASKS
 from benchmarks.vtab.trials import TrialConfig, run_trials
+from engine.config.train import BackboneSpec
 
 MODEL = "vit_tiny_patch16_224"
 MODEL_ARGS = {"patch_size": 8, "depth": 4, "embed_dim": 64, "num_heads": 2}

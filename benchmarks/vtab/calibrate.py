@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from benchmarks.vtab.layout import find_task_folder
+from benchmarks.vtab.tasks import TASKS
 from engine.config import FrozenModel
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback
-
-from benchmarks.vtab.layout import find_task_folder
-from benchmarks.vtab.tasks import TASKS
 
 if TYPE_CHECKING:
     from engine.fid.calibration import Calibration
@@ -93,7 +92,7 @@ def fit_threshold(fids: Mapping[str, float], winners: Mapping[str, str]) -> Thre
                           f"VPT: {len(points) - n_ft}); measure more low-disparity tasks")
     values = sorted({f for f, _, _ in points})
     best: tuple[float, float, float, float] | None = None  # (accuracy, gap, lo, hi)
-    for lo, hi in zip(values, values[1:]):
+    for lo, hi in zip(values, values[1:], strict=False):
         t = (lo + hi) / 2.0
         acc = sum((f > t) == (w == "FT") for f, _, w in points) / len(points)
         cand = (acc, hi - lo, lo, hi)
@@ -234,10 +233,10 @@ def run_calibration(request: CalibrationRequest, *,
         ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
             (:func:`check_fit`); nothing is written then.
     """
-    from engine.fid.calibration import save_calibration
     from engine.config.fid import FidConfig
     from engine.data.index import index_dataset
     from engine.errors import DatasetError
+    from engine.fid.calibration import save_calibration
     from engine.fid.run import measure_fid_against_reference
     from engine.progress import report
 

@@ -20,12 +20,11 @@ from typing import Literal
 
 from pydantic import Field
 
+from benchmarks.vtab.tasks import LIST_FILES, TaskSpec, size_list_files
 from engine.config import FrozenModel
+from engine.data.imageio import display_path
 from engine.data.index import index_dataset
 from engine.errors import DatasetError
-from engine.data.imageio import display_path
-
-from benchmarks.vtab.tasks import LIST_FILES, TaskSpec, size_list_files
 
 __all__ = ["TaskCheck", "LayoutReport", "find_task_folder", "check_task", "check_layout"]
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.vtab.protocol import get_protocol, parse_detail_overrides
+from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sweep
+from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
 from engine.config.train import BackboneSpec
 from engine.config.validate import check_img_size, parse_model_args, parse_sizes, split_list
 from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
-
-from benchmarks.vtab.protocol import get_protocol, parse_detail_overrides
-from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sweep
-from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
 
 __all__ = ["parse_model_args", "build_sweep_request", "check_budget", "reproduce_vtab", "write_outputs"]
 

@@ -22,18 +22,17 @@ from typing import Any
 
 from pydantic import Field
 
-from engine.config import FrozenModel
-from engine.config.train import BackboneSpec
-from engine.errors import ConfigError
-from engine.paths import data_home
-from engine.progress import ProgressCallback, report
-
 from benchmarks.vtab.layout import LayoutReport, check_layout
 from benchmarks.vtab.protocol import MethodName, Protocol, select_best
 from benchmarks.vtab.schedule import Backend, run_units
 from benchmarks.vtab.store import TrialRecord, TrialStore
 from benchmarks.vtab.tasks import TASKS, TaskSpec, resolve_tasks
 from benchmarks.vtab.trials import TrialConfig, TrialResult, group_key
+from engine.config import FrozenModel
+from engine.config.train import BackboneSpec
+from engine.errors import ConfigError
+from engine.paths import data_home
+from engine.progress import ProgressCallback, report
 
 __all__ = ["SweepRequest", "CellResult", "SweepReport", "default_db_path", "plan_search", "plan_final",
            "make_units", "run_sweep", "summarize_failures"]

@@ -21,9 +21,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from engine.errors import ConfigError
-
 from benchmarks.vtab.trials import TrialConfig, TrialResult, run_trials
+from engine.errors import ConfigError
 
 __all__ = ["Backend", "UnitOutcome", "run_units", "default_jobs"]
 

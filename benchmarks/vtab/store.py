@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import Field
 
-from engine.io import json_digest
 from engine.config import FrozenModel
-from engine.errors import StoreError
 from engine.data.imageio import display_path
+from engine.errors import StoreError
+from engine.io import json_digest
 from engine.sqlite_files import move_aside, sqlite_fault
 
 if TYPE_CHECKING:  # trials imports this module (config_hash) at run time

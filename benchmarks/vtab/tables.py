@@ -18,11 +18,10 @@ from typing import Any
 
 from pydantic import Field
 
-from engine.config import FrozenModel
-from engine.paper import compare, data_size_table, paper_winner, vtab1k_results
-
 from benchmarks.vtab.run import SweepReport
 from benchmarks.vtab.tasks import TASKS
+from engine.config import FrozenModel
+from engine.paper import compare, data_size_table, paper_winner, vtab1k_results
 
 __all__ = ["Tolerance", "TaskRow", "GroupRow", "VtabTable", "load_tolerance", "build_table", "to_markdown",
            "to_csv", "to_json"]

@@ -21,14 +21,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from engine.config import FrozenModel
-from engine.config.validate import MIN_TRAIN_SIZE
-from engine.config.train import BackboneSpec, TrainConfig
-from engine.errors import ConfigError
-
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
 from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
+from engine.config import FrozenModel
+from engine.config.train import BackboneSpec, TrainConfig
+from engine.config.validate import MIN_TRAIN_SIZE
+from engine.errors import ConfigError
 
 __all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
 
@@ -223,12 +222,11 @@ def _backbone(cfg: TrialConfig) -> Any:
 
 
 def _run_fit(cfg: TrialConfig, device: Any) -> TrialResult:
-    from engine.device import autocast_context
     from engine.data.tensors import ImageTensors, TensorLoader
+    from engine.device import autocast_context
+    from engine.seed import seed_everything
     from engine.train.loop import evaluate, fit
     from engine.train.transfer import build_model
-
-    from engine.seed import seed_everything
 
     tc = cfg.train
     fit_on, eval_on = split_samples(cfg)

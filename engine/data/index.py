@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
 from engine.data.checks import (
     DUPLICATE,
     MAX_CLASS_INDEX,
@@ -48,6 +47,7 @@ from engine.data.checks import (
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.splits import first_k, stratified_subsample, train_val_split
+from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
 
 __all__ = [
     "DUPLICATE",

@@ -15,7 +15,6 @@ from typing import TypedDict
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.data.index import DatasetIndex, Layout, empty_dataset_error, index_dataset
 from engine.data.imageio import (
     MAX_IMAGE_PIXELS,
     DecodedImages,
@@ -24,6 +23,7 @@ from engine.data.imageio import (
     decode_images,
     display_path,
 )
+from engine.data.index import DatasetIndex, Layout, empty_dataset_error, index_dataset
 from engine.progress import ProgressCallback
 
 __all__ = ["DatasetProfile", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]

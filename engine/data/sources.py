@@ -256,7 +256,12 @@ def _parse_hf(text: str) -> tuple[str, str, str | None]:
 
 
 def _hf_error(text: str, repo_id: str, exc: Exception) -> DatasetError:
-    from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     if isinstance(exc, GatedRepoError):
         return DatasetError(f"{text}: the repo is gated; accept its terms at {hub_endpoint()}/datasets/{repo_id} "

@@ -127,6 +127,6 @@ def train_val_split(
     for k in range(len(classes)):
         members = np.flatnonzero(inverse == k)
         is_val[rng.choice(members, size=int(quota[k]), replace=False)] = True
-    train = [s for s, v in zip(samples, is_val) if not v]
-    val = [s for s, v in zip(samples, is_val) if v]
+    train = [s for s, v in zip(samples, is_val, strict=False) if not v]
+    val = [s for s, v in zip(samples, is_val, strict=False) if v]
     return train, val

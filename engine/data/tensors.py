@@ -15,9 +15,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from engine.data.imageio import SkippedFile, decode_images
 from engine.data.index import Sample
 from engine.errors import ConfigError, EmptyDatasetError
-from engine.data.imageio import SkippedFile, decode_images
 from engine.progress import ProgressCallback
 
 __all__ = ["NORMALIZATION", "ImageTensors", "TensorLoader", "load_image_tensors"]

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from engine.io import atomic_write_text
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownTaskError
+from engine.io import atomic_write_text
 from engine.paper import get_vtab_task
 from engine.paths import data_home
 

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from engine.io import atomic_write_text
 from engine.config.fid import FidConfig
+from engine.data.imageio import resolve_workers
 from engine.errors import ImageDecodeError, WeightsError, WeightsNotFoundError
 from engine.fid.frechet import file_sha256
-from engine.data.imageio import resolve_workers
+from engine.io import atomic_write_text
 from engine.paths import cache_dir
 
 if TYPE_CHECKING:

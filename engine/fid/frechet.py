@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import math
-import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from engine.io import atomic_write_bytes
 from engine.config import FrozenModel
 from engine.errors import StatsFileError
+from engine.io import atomic_write_bytes
 
 __all__ = [
     "FeatureStats",

@@ -40,7 +40,7 @@ import random
 import sqlite3
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -52,7 +52,7 @@ import numpy.typing as npt
 
 from engine.config.fid import FidConfig
 from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, open_rgb, resolve_workers
-from engine.data.sources import Source, ShardRef, fetch_shard, list_tar_images, remove_tree, resolve_source
+from engine.data.sources import ShardRef, Source, fetch_shard, list_tar_images, remove_tree, resolve_source
 from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError, StoreError
 from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.features import (
@@ -74,9 +74,9 @@ from engine.fid.reference import (
     resolve_reference,
     validate_reference_name,
 )
+from engine.io import atomic_write_bytes
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
-from engine.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch

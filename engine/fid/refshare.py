@@ -27,7 +27,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-
 from engine.data.imageio import display_path
 from engine.errors import ConfigError, ReferenceStatsError, StatsFileError
 from engine.fid.frechet import StatsProvenance, file_sha256, load_stats, sidecar_path
@@ -38,8 +37,8 @@ from engine.fid.reference import (
     resolve_reference,
     validate_reference_name,
 )
-from engine.paths import references_dir
 from engine.io import atomic_write_bytes
+from engine.paths import references_dir
 
 __all__ = ["export_reference", "import_reference", "pull_reference", "MAX_ARCHIVE_BYTES"]
 

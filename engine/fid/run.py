@@ -29,10 +29,11 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.config.fid import FidConfig
+from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers, unreachable_link
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError, WeightsError
 from engine.fid.cache import FeatureCache, cache_key
+from engine.fid.equal_n import FidAtN, FidInfinity, ProjectedFeatures, fid_at_n, fid_infinity
 from engine.fid.features import (
-    PREPROCESSING,
     content_sha256,
     extractor_id,
     header_size,
@@ -42,8 +43,6 @@ from engine.fid.features import (
     to_model_array,
     weights_sha256,
 )
-from engine.fid.equal_n import FidAtN, FidInfinity, ProjectedFeatures, fid_at_n, fid_infinity
-from engine.fid.gates import FidVerdict, implausible_fid_warning, verify_fid
 from engine.fid.frechet import (
     FeatureStats,
     PreparedReference,
@@ -52,12 +51,10 @@ from engine.fid.frechet import (
     frechet_distance,
     frechet_distance_from_features,
     library_versions,
-    load_stats,
     save_stats,
     small_sample_warning,
 )
-from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers, unreachable_link
-from engine.progress import ProgressCallback, report
+from engine.fid.gates import FidVerdict, implausible_fid_warning, verify_fid
 from engine.fid.reference import (
     ReferenceInfo,
     reference_path,
@@ -65,6 +62,7 @@ from engine.fid.reference import (
     validate_reference_name,
 )
 from engine.paths import cache_dir
+from engine.progress import ProgressCallback, report
 
 if TYPE_CHECKING:
     import torch

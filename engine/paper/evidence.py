@@ -23,8 +23,8 @@ from pydantic import Field
 from engine.config import FrozenModel
 from engine.paper import (
     DATA_SIZES,
-    Backbone,
     VTAB_TASKS,
+    Backbone,
     Disparity,
     Winner,
     backbone_results,

@@ -34,11 +34,11 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import TrainConfig
-from engine.device import autocast_context
-from engine.train.methods import Method, get_method, stages_of
-from engine.train.models import count_parameters
-from engine.seed import seed_everything
 from engine.data.tensors import ImageTensors, TensorLoader
+from engine.device import autocast_context
+from engine.seed import seed_everything
+from engine.train.methods import Method, stages_of
+from engine.train.models import count_parameters
 from engine.train.transfer import configure_trainable, set_train_mode
 from engine.train.vpt import PromptedViT, as_vit
 

@@ -30,18 +30,28 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, LrSchedule, PilotConfig, TrainConfig, method_defaults
+from engine.data.imageio import display_path
 from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
 from engine.errors import EngineError, StoreError
+from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
 from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone_from
 from engine.train.pilot_checks import check_pilot_data
-from engine.train.vpt import as_vit
-from engine.train.pilot_plan import DECODE_S_PER_IMAGE, PilotPlan, TrialSpec, choose_plan, mdd_of, split_samples, sufficient
+from engine.train.pilot_plan import (
+    DECODE_S_PER_IMAGE,
+    PilotPlan,
+    TrialSpec,
+    choose_plan,
+    mdd_of,
+    split_samples,
+    sufficient,
+)
+from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
 from engine.train.pilot_timing import (
     PROBE_BUDGET_S,
     MethodTiming,
@@ -51,11 +61,9 @@ from engine.train.pilot_timing import (
     timing_cache_key,
     timing_from_trials,
 )
-from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
 from engine.train.power import PairedComparison
 from engine.train.transfer import build_model
-from engine.data.imageio import display_path
-from engine.io import atomic_write_text, json_digest
+from engine.train.vpt import as_vit
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
            "run_pilot", "summarize_trials", "compare_methods", "check_pilot_data", "load_pilot_backbone"]

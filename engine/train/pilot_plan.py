@@ -26,7 +26,14 @@ from engine.data.index import Sample, stratified_subsample, train_val_split
 from engine.errors import BudgetError
 from engine.train.methods import Method, stages_of
 from engine.train.pilot_timing import MethodTiming, epoch_seconds
-from engine.train.power import ALPHA, ASSUMED_DISCORDANCE, IMAGE_SHARE, POWER, compare_images_needed, min_detectable_difference
+from engine.train.power import (
+    ALPHA,
+    ASSUMED_DISCORDANCE,
+    IMAGE_SHARE,
+    POWER,
+    compare_images_needed,
+    min_detectable_difference,
+)
 
 __all__ = ["TrialSpec", "PilotPlan", "Choice", "choose_plan", "split_samples", "estimate_seconds", "MDD_FORMULA",
            "DECODE_S_PER_IMAGE"]

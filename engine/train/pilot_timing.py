@@ -27,12 +27,12 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.device import Precision, autocast_context
 from engine.data.tensors import ImageTensors, TensorLoader
+from engine.device import Precision, autocast_context
+from engine.io import atomic_write_text, json_digest
 from engine.train.loop import evaluate, make_optimizer, make_scheduler, train_one_epoch
 from engine.train.methods import Method, stages_of, uses_sgd
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
-from engine.io import atomic_write_text, json_digest
 
 __all__ = ["MethodTiming", "PROBE_BUDGET_S", "measure_method_timing", "timing_cache_key", "cached_timing",
            "store_timing", "epoch_seconds", "timing_from_trials"]

@@ -10,16 +10,15 @@ import pytest
 
 from advisor.decide import (
     DEFAULT_THRESHOLD,
-    LOW_DISPARITY_VPT_WINS,
     build_inputs,
     classify_similarity,
     recommend,
     reconcile_disparity,
 )
 from advisor.schemas import MethodScore, PairedDifference, PilotEvidence, Recommendation
-from engine.fid.calibration import Calibration
 from engine.errors import ConfigError, UnknownTaskError
-from engine.paper import VTAB_TASKS, backbone_results, fgvc_table
+from engine.fid.calibration import Calibration
+from engine.paper import VTAB_TASKS, fgvc_table
 
 FGVC = {r.key: r for r in fgvc_table()}
 

@@ -12,8 +12,8 @@ import pytest
 from advisor.cli import main
 from advisor.decide import DEFAULT_THRESHOLD, build_inputs, recommend
 from advisor.schemas import RecommendReport
-from engine.fid.calibration import Calibration, save_calibration
 from engine.errors import ReferenceNotFoundError, WeightsNotFoundError
+from engine.fid.calibration import Calibration, save_calibration
 from engine.paper import fgvc_table
 
 

@@ -10,10 +10,9 @@ import pytest
 
 import advisor.usecases.recommend as rec_uc
 from advisor.cli import main
-from advisor.usecases.pilot import PilotReport, PilotRequest
 from advisor.schemas import MethodScore, PairedDifference, PilotEvidence
+from advisor.usecases.pilot import PilotReport, PilotRequest
 from tests.advisor.test_pilot_cli import TINY, colour_dataset, quick  # noqa: F401 - fixtures
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

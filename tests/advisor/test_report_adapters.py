@@ -60,8 +60,8 @@ def test_write_functions_accept_the_decision_directly(tmp_path: Path) -> None:
 
 
 def _pilot_result():  # noqa: ANN202 - engine.train.pilot imports torch; keep it inside the test
-    from engine.train.pilot import PilotPlan, PilotResult, TrialResult, TrialSpec, summarize_trials
     from engine.train.loop import FitResult
+    from engine.train.pilot import PilotPlan, PilotResult, TrialResult, TrialSpec, summarize_trials
 
     grid = {"full": (1e-4, 1e-3), "vpt-deep": (0.5,)}
     specs = [TrialSpec(method=m, lr=lr, seed=s) for m, lrs in grid.items() for lr in lrs for s in (42, 44)]

@@ -11,8 +11,8 @@ from benchmarks.vtab.calibrate import (
     leave_one_out,
     paper_low_disparity_winners,
 )
-from engine.fid.calibration import Calibration, load_calibration, save_calibration
 from engine.errors import ConfigError
+from engine.fid.calibration import Calibration, load_calibration, save_calibration
 
 
 def test_paper_winners_are_the_low_disparity_tasks() -> None:

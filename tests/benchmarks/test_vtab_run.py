@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from advisor.cli import main
+from benchmarks.vtab.layout import check_layout
 from benchmarks.vtab.protocol import get_protocol
 from benchmarks.vtab.run import SweepRequest, make_units, plan_search, run_sweep
-from benchmarks.vtab.layout import check_layout
 from benchmarks.vtab.tasks import TASKS
 from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_BACKBONE, TINY_MODEL, TINY_MODEL_ARGS, make_vtab_tree
 
@@ -158,9 +158,9 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
 
 def test_the_protocols_normalization_reaches_both_trainers() -> None:
     """One training configuration: the protocol's normalization reaches fit and the batched sweep alike."""
+    from benchmarks.vtab.layout import LayoutReport, TaskCheck
     from benchmarks.vtab.protocol import get_protocol
     from benchmarks.vtab.run import SweepRequest, plan_search
-    from benchmarks.vtab.layout import LayoutReport, TaskCheck
     from engine.errors import ConfigError
     from engine.train.batched_vpt import check_batched_config
 

@@ -12,7 +12,6 @@ from benchmarks.vtab.trials import TrialConfig
 from engine.config.train import TrainConfig
 from engine.errors import StoreError
 
-
 _TRAIN_FIELDS = set(TrainConfig.model_fields)
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.vtab.layout import LayoutReport
 from benchmarks.vtab.protocol import FINAL_SEEDS, Protocol, get_protocol, select_best
 from benchmarks.vtab.run import CellResult, SweepReport, SweepRequest
-from benchmarks.vtab.layout import LayoutReport
 from benchmarks.vtab.tables import Tolerance, build_table, load_tolerance, to_csv, to_json, to_markdown
 from engine.config.train import TrainConfig
 from engine.errors import ConfigError

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from engine.train.batched_vpt import BatchedPromptModel, VptRunSpec, check_batched_config, fit_batched_vpt
 from engine.config.train import TrainConfig
+from engine.data.tensors import ImageTensors
 from engine.errors import ConfigError
 from engine.seed import seed_everything
-from engine.data.tensors import ImageTensors
+from engine.train.batched_vpt import BatchedPromptModel, VptRunSpec, check_batched_config, fit_batched_vpt
 from engine.train.loop import fit
 from engine.train.transfer import build_model
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import ConfigError
 from engine.fid.calibration import (
     Calibration,
     default_calibration_path,
@@ -13,7 +14,6 @@ from engine.fid.calibration import (
     load_calibration,
     save_calibration,
 )
-from engine.errors import ConfigError
 from engine.paper import fgvc_table
 
 

@@ -12,7 +12,13 @@ from PIL import Image
 
 from engine.config.fid import FidConfig
 from engine.errors import WeightsError, WeightsNotFoundError
-from engine.fid.features import FID_WEIGHTS_URL, INCEPTION_FILENAME, default_weights_path, load_inception, resolve_weights
+from engine.fid.features import (
+    FID_WEIGHTS_URL,
+    INCEPTION_FILENAME,
+    default_weights_path,
+    load_inception,
+    resolve_weights,
+)
 from engine.fid.frechet import compute_feature_stats, frechet_distance
 from engine.fid.run import compute_fid, extract_file_features
 from tests.conftest import write_png

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import ImageDecodeError
 from engine.data.imageio import (
     IMAGE_EXTENSIONS,
     check_file,
@@ -25,6 +24,7 @@ from engine.data.imageio import (
     open_rgb,
     resolve_workers,
 )
+from engine.errors import ImageDecodeError
 from tests.conftest import write_png
 
 
@@ -210,7 +210,7 @@ def test_decode_images_keeps_order_and_skips_bad(tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     res = decode_images(paths, workers=3, on_progress=lambda d, t: seen.append((d, t)))
     assert res.ok == [0, 1, 3, 4, 5, 6]
-    for got, want in zip(res.arrays, arrays):
+    for got, want in zip(res.arrays, arrays, strict=False):
         np.testing.assert_array_equal(got, want)
     assert [(s.reason, Path(s.path).name) for s in res.skipped] == [("zero-byte", "bad.png")]
     assert seen[0] == (0, 7) and seen[-1] == (7, 7)

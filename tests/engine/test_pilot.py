@@ -12,10 +12,10 @@ import torch
 import engine.train.pilot as pilot_mod
 from engine.config.train import PAPER_SEEDS, BackboneSpec, PilotConfig, parse_budget
 from engine.data.index import DatasetIndex, Sample, index_dataset
-from engine.train.pilot_plan import split_samples
-from engine.train.power import compare_images_needed
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
+from engine.train.pilot_plan import split_samples
+from engine.train.power import compare_images_needed
 from tests.conftest import write_png
 from tests.gen_vit import TINY_VIT, TINY_VIT_NAME, make_vit
 

@@ -61,6 +61,6 @@ def test_bf16_training_path_runs_in_bf16_and_tracks_fp32() -> None:
         result = fit(model, data, data, tc, device=CPU)
         assert not result.diverged
         losses[prec] = result.train_losses
-    for a, b in zip(losses["fp32"], losses["bf16"]):
+    for a, b in zip(losses["fp32"], losses["bf16"], strict=False):
         assert a is not None and b is not None and a == pytest.approx(b, rel=0.05)
     assert losses["fp32"] != losses["bf16"]  # bf16 really ran (rounding shows)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from engine.data.index import index_dataset
-from engine.errors import EmptyDatasetError
 from engine.data.profile import EXAMPLES_PER_REASON, profile_dataset, profile_path
+from engine.errors import EmptyDatasetError
 from tests.conftest import write_png
 
 

@@ -12,10 +12,10 @@ import pytest
 from engine.config.fid import FidConfig
 from engine.errors import ConfigError, ReferenceNotFoundError, ReferenceStatsError
 from engine.fid.frechet import compute_feature_stats, load_stats
-from engine.fid.run import extract_file_features, measure_fid_against_reference
-from engine.paths import references_dir
 from engine.fid.refbuild import PlanItem, build_reference, discover_items, plan_sample
 from engine.fid.reference import list_references, reference_info, resolve_reference
+from engine.fid.run import extract_file_features, measure_fid_against_reference
+from engine.paths import references_dir
 from tests.conftest import write_png
 from tests.engine.fid_fakes import FakeExtractor
 

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from engine.config.train import TrainConfig
-from engine.train.methods import METHODS, PROMPT_METHODS, Method
-from engine.train.models import count_parameters
 from engine.data.tensors import ImageTensors
 from engine.train.loop import fit, make_optimizer
+from engine.train.methods import METHODS, PROMPT_METHODS, Method
+from engine.train.models import count_parameters
 from engine.train.transfer import build_model, configure_trainable, set_train_mode
 from tests.gen_vit import make_vit
 

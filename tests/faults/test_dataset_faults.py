@@ -14,7 +14,6 @@ import pytest
 from tests.faults.conftest import assert_clean_error, labeled_folder
 
 
-
 def _fifo(path: Path) -> Path:
     if not hasattr(os, "mkfifo"):
         pytest.skip("no named pipes on this system")

@@ -14,6 +14,7 @@ from engine.data.sources import resolve_source
 from tests.engine.test_sources import _images, _serve
 from tests.shard_server import ShardServer, shard_server  # noqa: F401 - fixture
 
+
 @pytest.mark.parametrize("ranges", [True, False])
 def test_a_download_cut_mid_shard_resumes_with_a_range_request(
     ranges: bool, tmp_path: Path, shard_server: ShardServer, monkeypatch: pytest.MonkeyPatch,

@@ -101,7 +101,7 @@ def test_two_runs_at_once_on_one_store_both_finish_with_the_same_table(tmp_path:
     children = [subprocess.Popen(_argv(root, db), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True) for _ in range(2)]
     outs = [c.communicate(timeout=400) for c in children]
-    for child, (_, err) in zip(children, outs):
+    for child, (_, err) in zip(children, outs, strict=False):
         assert child.returncode == 0, err[-800:]
         assert "Traceback" not in err and "internal error" not in err
     assert _rows(outs[0][0]) == _rows(outs[1][0])

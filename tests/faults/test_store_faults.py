@@ -123,7 +123,6 @@ def test_trial_store_on_a_full_disk_finishes_in_memory(cli, tmp_path: Path, smal
 def test_finished_trials_are_still_reused_when_the_disk_is_full(tmp_path: Path, small_disk: Path) -> None:
     from benchmarks.vtab.store import TrialStore
     from benchmarks.vtab.trials import TrialConfig
-
     from engine.config.train import TrainConfig
 
     cfg = TrialConfig(root=str(tmp_path), task="dtd", folder="dtd", num_classes=47, phase="search",
