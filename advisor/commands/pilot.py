@@ -27,17 +27,25 @@ from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_
 from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
-from engine.train.methods import method_specs
+from engine.train.methods import default_pilot_methods, method_specs, unavailable_reason
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 
 __all__ = ["pilot_command", "register", "write_pilot_outputs"]
 
+_DEFAULT_METHODS = ",".join(default_pilot_methods())
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
-    "'vpt-advisor pilot ./mydata --task dtd --methods full,vpt-deep,vpt-shallow --seeds 2 --budget 1h'"
+    f"'vpt-advisor pilot ./mydata --task dtd --methods {','.join(s.name for s in method_specs() if s.side)} "
+    "--seeds 2 --budget 1h'"
 )
+
+
+def _method_choices() -> str:
+    """Every registered method for ``--methods``, those missing an optional package marked as such."""
+    return ", ".join(s.name + (f" (needs pip install 'vpt-advisor[{s.extra}]')" if unavailable_reason(s) else "")
+                     for s in method_specs())
 
 
 def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | None) -> Path | None:
@@ -58,7 +66,7 @@ _TaskOpt = Annotated[str | None, typer.Option(
 _DisparityOpt = Annotated[Literal["low", "high"] | None, typer.Option(
     "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)]
 _MethodsOpt = Annotated[str, typer.Option(
-    "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]
+    "--methods", help=f"Comma-separated: {_method_choices()}.")]
 _RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")]
 _PromptsOpt = Annotated[int | None, typer.Option(
@@ -80,7 +88,7 @@ def pilot_command(
     task: _TaskOpt = None,
     disparity: _DisparityOpt = None,
     budget: BudgetOpt = DEFAULT_BUDGET,
-    methods: _MethodsOpt = "full,vpt-deep",
+    methods: _MethodsOpt = _DEFAULT_METHODS,
     model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: _RandomInitOpt = False,

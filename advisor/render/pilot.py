@@ -18,12 +18,13 @@ from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table
 from advisor.schemas import Recommendation
 from advisor.usecases.pilot import budget_flag
+from engine.train.methods import side_of
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line",
-           "methods_table"]
+           "baseline_lines", "methods_table"]
 
 
 def format_bytes(n: int) -> str:
@@ -123,11 +124,28 @@ def paired_line(result: PilotResult) -> str:
             f"disagree on {p.discordance:.0%} of images): {verdict}.")
 
 
+def baseline_lines(result: PilotResult) -> list[str]:
+    """One sentence per other method compared with FT (LoRA, Mixed, another VPT variant...), beside the verdict."""
+    verdict = (result.paired.vpt_method, result.paired.ft_method) if result.paired is not None else None
+    out = []
+    for p in result.comparisons:
+        if (p.vpt_method, p.ft_method) == verdict:
+            continue
+        lo, hi = p.ci95
+        out.append(f"{p.vpt_method} − {p.ft_method} on the same images: {p.difference:+.1f} points, 95 % interval "
+                   f"[{lo:+.1f}, {hi:+.1f}]" + ("" if side_of(p.vpt_method) else
+                                               " (neither FT nor VPT: shown beside the verdict, never deciding it)")
+                   + ".")
+    return out
+
+
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
                   random_init: bool = False, explain: bool = False) -> None:
     """Print the per-method table, then the updated recommendation (short, or in full with ``explain``)."""
     console.print(methods_table(result, width=console.width))
     print_message(paired_line(result))
+    for line in baseline_lines(result):
+        print_message(line)
     plan = result.plan
     memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
                        if m.peak_memory_bytes)

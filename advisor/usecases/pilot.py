@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
 from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
+from engine.train.methods import default_pilot_methods
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +89,8 @@ class PilotRequest(BaseModel):
     task: str | None = Field(default=None, description="--task.")
     disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
-    methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
+    methods: str = Field(default_factory=lambda: ",".join(default_pilot_methods()),
+                         description="Comma-separated methods (default: the registry's pilot defaults).")
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")
     random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")

@@ -56,7 +56,7 @@ def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, 
 
     tiny = args.model == "vit_tiny_patch16_224"
     backbone = BackboneSpec(model=args.model, random_init=True, model_kwargs=_TINY if tiny else {})
-    config = PilotConfig(methods=("full", "vpt-deep"), backbone=backbone, img_size=args.img_size, num_prompts=10,
+    config = PilotConfig(backbone=backbone, img_size=args.img_size, num_prompts=10,
                          seeds=args.seeds, batch_size=args.batch_size, budget_s=budget_s,
                          min_detectable=args.min_detectable)
     device = torch.device("cpu")

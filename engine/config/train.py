@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
-from engine.train.methods import Method, get_method
+from engine.train.methods import Method, default_pilot_methods, get_method, paper_method, unavailable_reason
 from engine.train.power import ASSUMED_DISCORDANCE
 
 __all__ = [
@@ -103,10 +103,16 @@ grows with the square of the size, so a size typed by mistake (100000) would exh
 
 
 def method_defaults(method: str) -> dict[str, Any]:
-    """The paper code's optimiser settings for ``method``, from its registry entry."""
+    """The training settings ``method`` owns (optimiser, lr and its batch scaling, wd, warm-up, prompt dropout)."""
     spec = get_method(method)
-    return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
-            "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
+    return {"optimizer": spec.optimizer, "lr": spec.lr, "lr_scale_batch": spec.lr_scale_batch,
+            "weight_decay": spec.weight_decay, "warmup_epochs": spec.warmup_epochs,
+            "prompt_dropout": spec.prompt_dropout}
+
+
+def _default_method() -> str:
+    """TrainConfig's default method: the VPT side of the paper's VTAB-1k protocol (its other defaults are VPT's)."""
+    return paper_method("VPT").name
 
 
 DEFAULT_BUDGET = "15m"
@@ -134,7 +140,8 @@ class TrainConfig(FrozenModel):
     model: callers pass :meth:`model_options` to ``engine.train.transfer.build_model``; the loop applies the rest.
     """
 
-    method: Method = Field("vpt-deep", description="Transfer method (a name in engine.train.methods).")
+    method: Method = Field(default_factory=_default_method,
+                           description="Transfer method (a name in engine.train.methods; default: VPT's).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
     warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay (VPT 10, FT 5).")
     batch_size: int = Field(64, ge=1, description="Images per optimiser step (paper: 64 for VPT).")
@@ -231,7 +238,8 @@ def parse_budget(text: str | float | int) -> float:
 class PilotConfig(FrozenModel):
     """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
 
-    methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
+    methods: tuple[Method, ...] = Field(default_factory=default_pilot_methods, min_length=1,
+                                        description="Methods to compare (default: the registry's pilot defaults).")
     backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
     num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
@@ -267,6 +275,10 @@ class PilotConfig(FrozenModel):
     def _check(self) -> PilotConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods repeat: {self.methods}")
+        for method in self.methods:
+            reason = unavailable_reason(get_method(method))
+            if reason is not None:
+                raise ValueError(reason)
         for key in (self.lr_grid or {}):
             try:
                 get_method(key)

@@ -51,7 +51,13 @@ from engine.train.pilot_plan import (
     split_samples,
     sufficient,
 )
-from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
+from engine.train.pilot_summary import (
+    MethodSummary,
+    TrialResult,
+    compare_methods,
+    compare_with_baseline,
+    summarize_trials,
+)
 from engine.train.pilot_timing import (
     PROBE_BUDGET_S,
     MethodTiming,
@@ -82,7 +88,11 @@ class PilotResult(FrozenModel):
     methods: list[MethodSummary]
     trials: list[TrialResult]
     paired: PairedComparison | None = Field(
-        None, description="VPT minus FT on the comparison images (None without both methods or comparison images).")
+        None, description="The verdict: best VPT-side minus best FT-side method on the comparison images (None "
+        "without a method on each side or without comparison images).")
+    comparisons: list[PairedComparison] = Field(
+        default_factory=list, description="Every other method (any family, e.g. LoRA) minus the best FT-side "
+        "method on the comparison images.")
     trials_run: int = Field(description="Trials trained in this call.")
     trials_resumed: int = Field(description="Trials read back from the store.")
     n_skipped_files: int = Field(description="Subsample files that could not be decoded.")
@@ -344,6 +354,7 @@ def run_pilot(
     methods = summarize_trials(plan, results)
     return PilotResult(
         plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results),
+        comparisons=compare_with_baseline(methods, results),
         trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
         n_skipped_files=len(skipped) + len(skipped_val) + len(skipped_cmp), store_dir=str(store_dir),
         wall_s=time.perf_counter() - start,
