@@ -9,6 +9,7 @@ import pytest
 from engine.config.train import PilotConfig, TrainConfig
 from engine.errors import UnknownNameError
 from engine.train.methods import (
+    PAPER_SGD,
     MethodSpec,
     default_pilot_methods,
     family_of,
@@ -88,9 +89,8 @@ def test_register_rejects_duplicates_and_unknown_stages() -> None:
 def prompt_only() -> Iterator[MethodSpec]:
     """The README's example method, registered for one test and removed afterwards."""
     spec = register_method(MethodSpec(
-        name="prompt-only", summary="VPT-deep prompts with the random head frozen", trains=frozenset({"prompts"}),
-        prompts="deep", optimizer="sgd", lr=1.0, weight_decay=1e-3, warmup_epochs=10, pilot_lrs=(1.0,),
-        family="prompt", side="VPT"))
+        **PAPER_SGD, name="prompt-only", summary="VPT-deep prompts with the random head frozen", family="prompt",
+        side="VPT", trains=frozenset({"prompts"}), prompts="deep"))
     yield spec
     unregister_method(spec.name)
 
@@ -101,7 +101,7 @@ def test_a_new_method_is_one_entry() -> None:
     model = build_model(make_vit(seed=0), "prompt-only", 3, num_prompts=2)
     assert configure_trainable(model, "prompt-only") == ["prompts"]
     assert TrainConfig.for_method("prompt-only").optimizer == "sgd"
-    assert PilotConfig(methods=("full", "prompt-only")).grid_for("prompt-only") == (1.0,)
+    assert PilotConfig(methods=("full", "prompt-only")).grid_for("prompt-only") == (1.0, 5.0, 0.25)
     assert side_of("prompt-only") == "VPT" and parse_methods("full,prompt-only") == ("full", "prompt-only")
 
 
