@@ -24,7 +24,7 @@ from advisor.commands._options import (
     YesOpt,
 )
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
 from engine.train.methods import default_pilot_methods, method_specs, unavailable_reason
@@ -113,8 +113,9 @@ def pilot_command(
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
     request = PilotRequest(
-        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model, weights=weights,
-        random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size,
+        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods,
+        backbone=BackboneSpec(model=model, weights=weights, random_init=random_init), prompts=prompts, seeds=seeds,
+        batch_size=batch_size, img_size=img_size,
         device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out, quick=quick)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.progress import StageProgress, no_progress
 from engine.train.methods import default_pilot_methods
 
@@ -91,9 +91,7 @@ class PilotRequest(BaseModel):
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
     methods: str = Field(default_factory=lambda: ",".join(default_pilot_methods()),
                          description="Comma-separated methods (default: the registry's pilot defaults).")
-    model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
-    weights: Path | None = Field(default=None, description="Local backbone weights.")
-    random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="--model, --weights, --random-init.")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
     seeds: int = Field(default=3, ge=1, le=5, description="Seeds per method and lr.")
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
@@ -194,14 +192,14 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
     """The engine's pilot configuration for ``req``."""
-    from engine.config.train import BackboneSpec, PilotConfig, parse_budget
+    from engine.config.train import PILOT_TRAIN, PilotConfig, TrainConfig, parse_budget
     from engine.train.methods import parse_methods
 
-    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
-    return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
-                       seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
-                       batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
-                       quick=req.quick)
+    train = TrainConfig.model_validate({**PILOT_TRAIN.model_dump(), "num_prompts": num_prompts,
+                                        "precision": precision, "batch_size": req.batch_size})
+    return PilotConfig(methods=parse_methods(req.methods), backbone=req.backbone, train=train,
+                       seeds=req.seeds, budget_s=parse_budget(req.budget), img_size=req.img_size,
+                       min_detectable=req.min_detectable, quick=req.quick)
 
 
 def run_pilot_request(
@@ -255,12 +253,13 @@ def run_pilot_request(
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
                            on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
-    evidence = pilot_evidence(result, random_init=req.random_init)
+    evidence = pilot_evidence(result, random_init=req.backbone.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises
-                      if evidence is not None and has_task and not req.random_init else None)
+                      if evidence is not None and has_task and not req.backbone.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
+                         random_init=req.backbone.random_init, num_prompts=num_prompts,
+                         num_prompts_source=prompts_source,
                          device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
                          recommendation=recommendation)
     return report, result

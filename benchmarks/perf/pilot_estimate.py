@@ -51,13 +51,13 @@ def _dataset(root: Path, n_per_class: int, size: int) -> Path:
 def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, cache: Path, work: Path) -> dict[str, float]:
     import torch
 
-    from engine.config.train import BackboneSpec, PilotConfig
+    from engine.config.train import PILOT_TRAIN, BackboneSpec, PilotConfig
     from engine.train.pilot import plan_pilot, run_pilot
 
     tiny = args.model == "vit_tiny_patch16_224"
     backbone = BackboneSpec(model=args.model, random_init=True, model_kwargs=_TINY if tiny else {})
-    config = PilotConfig(backbone=backbone, img_size=args.img_size, num_prompts=10,
-                         seeds=args.seeds, batch_size=args.batch_size, budget_s=budget_s,
+    train = PILOT_TRAIN.model_copy(update={"num_prompts": 10, "batch_size": args.batch_size})
+    config = PilotConfig(backbone=backbone, img_size=args.img_size, train=train, seeds=args.seeds, budget_s=budget_s,
                          min_detectable=args.min_detectable)
     device = torch.device("cpu")
     t0 = time.perf_counter()
