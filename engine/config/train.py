@@ -20,6 +20,7 @@ from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, default_pilot_methods, get_method, paper_method, unavailable_reason
 from engine.train.power import ASSUMED_DISCORDANCE
+from engine.vocab import Precision
 
 __all__ = [
     "BackboneSpec",
@@ -155,7 +156,7 @@ class TrainConfig(FrozenModel):
     optimizer: Literal["sgd", "adamw"] = Field(
         "sgd", description="sgd (momentum) for prompts/head as in VPT's code; adamw for full fine-tuning.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    precision: Precision = Field(
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
     seed: int = Field(PAPER_SEEDS[0], description="Seed for head/prompt init, batch order and dropout.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")

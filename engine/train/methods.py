@@ -27,9 +27,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 
 from engine.errors import ConfigError, UnknownNameError
+from engine.vocab import Side
 
 __all__ = [
-    "Adapter", "Method", "MethodSpec", "Part", "Side", "PAPER_SGD", "PAPER_ADAMW", "register_method",
+    "Adapter", "Method", "MethodSpec", "Part", "PAPER_SGD", "PAPER_ADAMW", "register_method",
     "unregister_method", "get_method", "method_specs", "method_names", "prompt_methods", "parse_method",
     "parse_methods", "uses_sgd", "stages_of", "side_of", "family_of", "methods_on_side", "paper_method",
     "default_pilot_methods", "unavailable_reason", "TUNERS_PACKAGE",
@@ -37,9 +38,6 @@ __all__ = [
 
 Part = Literal["head", "backbone", "prompts", "adapters"]
 """What a method can train: the task head, every backbone weight, prompt tokens, or the weights of its adapter."""
-
-Side = Literal["FT", "VPT"]
-"""The two sides of the paper's question: full finetuning or visual prompt tuning."""
 
 TUNERS_PACKAGE = "engine.train.tuners"
 """The package whose modules define the methods (imported on the registry's first use)."""

@@ -20,9 +20,10 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.train.loop import FitResult
-from engine.train.methods import Method, Side, get_method, side_of
+from engine.train.methods import Method, get_method, side_of
 from engine.train.pilot_plan import PilotPlan, TrialSpec
 from engine.train.power import PairedComparison, paired_bootstrap
+from engine.vocab import Side
 
 __all__ = ["TrialResult", "MethodSummary", "summarize_trials", "compare_methods", "compare_with_baseline"]
 
