@@ -47,6 +47,7 @@ __all__ = [
     "EvalStats",
     "FitResult",
     "make_optimizer",
+    "stage_optimizer",
     "make_scheduler",
     "train_one_epoch",
     "evaluate",
@@ -139,6 +140,20 @@ def make_optimizer(
                 logger.debug("fused AdamW unavailable here; using the default implementation")
         return torch.optim.AdamW(groups, lr=lr)
     raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def stage_optimizer(model: nn.Module, config: TrainConfig, *, stage: int = 0,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """The optimiser :func:`fit` builds for one stage of ``config`` (call after ``configure_trainable``).
+
+    ``config.optimizer`` at ``config.effective_lr`` and ``config.weight_decay``; the fine-tuning stage of a
+    two-stage method (``ft-then-pt`` stage 0) is AdamW at ``ft_stage_lr``/``ft_stage_weight_decay``.
+    """
+    is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
+    lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
+    return make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
+                          weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
+                          momentum=config.momentum, device=device)
 
 
 def make_scheduler(
@@ -318,10 +333,8 @@ def _run_stage(
     train_loader, val_loader = loaders
     is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
     epochs = (config.ft_stage_epochs or config.epochs) if is_ft_stage else config.epochs
-    lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
-    optimizer = make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
-                               weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
-                               momentum=config.momentum, device=device)
+    optimizer = stage_optimizer(model, config, stage=stage, device=device)
+    lr = float(optimizer.defaults["lr"])
     per_epoch = config.lr_schedule == "per-epoch"
     units = 1 if per_epoch else len(train_loader)
     scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, epochs // 2) * units,
