@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import TrainConfig
+from engine.config.train import ADAMW_EPS, TrainConfig
 from engine.data.tensors import ImageTensors, TensorLoader
 from engine.device import autocast_context
 from engine.seed import seed_everything
@@ -121,7 +121,8 @@ def peak_memory_bytes(device: torch.device) -> tuple[int, str]:
 
 
 def make_optimizer(
-    model: nn.Module, *, kind: str, lr: float, weight_decay: float, momentum: float = 0.9, device: torch.device
+    model: nn.Module, *, kind: str, lr: float, weight_decay: float, momentum: float = 0.9, device: torch.device,
+    adamw_eps: float = ADAMW_EPS,
 ) -> torch.optim.Optimizer:
     """An optimizer over the trainable parameters only; 1-D ones (biases, norms) get no decay."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -135,10 +136,10 @@ def make_optimizer(
         # project's CPU measurements about 2.8x faster per ViT-B/16 step and 0.34 GB lower peak RSS
         if device.type in ("cuda", "cpu"):
             try:
-                return torch.optim.AdamW(groups, lr=lr, fused=True)
+                return torch.optim.AdamW(groups, lr=lr, eps=adamw_eps, fused=True)
             except (RuntimeError, ValueError):
                 logger.debug("fused AdamW unavailable here; using the default implementation")
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, eps=adamw_eps)
     raise ValueError(f"unknown optimizer {kind!r}")
 
 
@@ -153,7 +154,7 @@ def stage_optimizer(model: nn.Module, config: TrainConfig, *, stage: int = 0,
     lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
     return make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
                           weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
-                          momentum=config.momentum, device=device)
+                          momentum=config.momentum, adamw_eps=config.adamw_eps, device=device)
 
 
 def make_scheduler(

@@ -106,6 +106,7 @@ def test_ft_optimizer_at_every_paper_grid_point(backbone: torch.nn.Module, point
         assert group["lr"] == pytest.approx(point.lr * 128 / 256)
     if point.weight_decay > 0:
         assert type(opt) is torch.optim.AdamW
+        assert {g["eps"] for g in opt.param_groups} == {1e-6}  # the original AdamW class's default
         assert {decay[n] for n in weights} == {0.01}  # whatever positive wd the grid names
         assert {wd for n, wd in decay.items() if n not in weights} == {0.0}  # biases and norms: no decay
     else:
@@ -154,6 +155,9 @@ def test_nominal_rule_trains_adamw_with_the_grid_wd_everywhere(backbone: torch.n
         assert type(opt) is torch.optim.AdamW
         assert {d for n, d in _groups(model, opt).items() if n == "head.weight"} == {wd}
     assert get_protocol("paper", **parse_detail_overrides(["optimizer_rule=nominal"])).optimizer_rule == "nominal"
+    torch_eps = get_protocol("paper", img_size=32, adamw_eps=1e-8).trial_train(
+        "ft", lr=1e-3, weight_decay=0.01, seed=42, num_prompts=1)
+    assert {g["eps"] for g in _optimizer(backbone, torch_eps)[1].param_groups} == {1e-8}
 
 
 def test_fit_trains_with_the_resolved_optimizer(backbone: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
