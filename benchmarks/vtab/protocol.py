@@ -258,7 +258,7 @@ _PROTOCOLS: dict[str, Protocol] = {
 
 DETAIL_FIELDS: tuple[str, ...] = (
     "subset", "prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on_divergence", "optimizer_rule",
-    "ft_warmup_epochs", "ft_batch_size")
+    "ft_warmup_epochs", "ft_batch_size", "adamw_eps")
 """Training details that follow the original code by default (benchmarks/vtab/README.md); the CLI can set them."""
 
 
@@ -275,7 +275,7 @@ def parse_detail_overrides(items: list[str] | None) -> dict[str, object]:
             raise ConfigError(f"--protocol-set {item!r} must be KEY=VALUE, e.g. lr_schedule=per-step")
         if key not in DETAIL_FIELDS:
             raise ConfigError(f"--protocol-set cannot change {key!r}; choose from {', '.join(DETAIL_FIELDS)}")
-        out[key] = float(value) if key == "ft_dropout" and _is_number(value) else value
+        out[key] = float(value) if key in ("ft_dropout", "adamw_eps") and _is_number(value) else value
     return out
 
 
