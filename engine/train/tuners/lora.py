@@ -13,7 +13,8 @@ Settings and their sources:
 * AdamW, weight decay 1e-4, base lr 5e-3 without the batch/256 rescale, 10 warm-up epochs of 100, cosine: NOAH's
   VTAB LoRA script (``configs/LoRA/VTAB/slurm_train_lora_vtab.sh``: lr 0.005, wd 0.0001, batch 64, 100 epochs)
   with its training script's defaults (``--opt adamw``, ``--warmup-epochs 10``, ``--sched cosine``, the linear
-  lr scaling commented out);
+  lr scaling commented out); AdamW's epsilon is the project's (``TrainConfig.adamw_eps``, the paper code's 1e-6),
+  not timm's 1e-8 that NOAH's script gets (ours: one epsilon for every AdamW method);
 * adapted layers: timm's fused attention ``qkv`` projection (ours: NOAH's ViT keeps separate projections; on a
   fused layer one rank-r update serves q, k and v); pilot grid 5e-3, 1e-3, 1e-2 (ours: NOAH's value first, then
   the neighbours its script lists).
