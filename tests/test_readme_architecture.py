@@ -41,10 +41,10 @@ def test_every_dotted_name_in_the_architecture_section_imports() -> None:
 
 
 def test_the_configuration_table_matches_the_models() -> None:
+    from advisor.usecases.pilot import PilotRequest
     from benchmarks.vtab.protocol import Protocol
     from benchmarks.vtab.run import SweepRequest
     from benchmarks.vtab.trials import TrialConfig
-    from advisor.usecases.pilot import PilotRequest
     from engine.config.train import BackboneSpec, PilotConfig, TrainConfig
 
     def field_type(model: type, name: str) -> object:
