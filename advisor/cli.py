@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = _debug_requested(args)
     from rich.markup import escape
 
-    from advisor.render import err_console
+    from advisor.render import display_text, err_console
 
     exit_types, abort_types, usage_types = _exception_types()
     handler = _WarningHandler()
@@ -153,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         if message is None:
             err_console.print(
-                f"[red]Error:[/red] internal error ({type(exc).__name__}: {escape(str(exc))}); "
+                f"[red]Error:[/red] internal error ({type(exc).__name__}: {escape(display_text(str(exc)))}); "
                 "re-run with --debug and report it", markup=True, soft_wrap=True
             )
         else:
             # one line, never wrapped or cropped by rich (soft_wrap): paths and URLs in it copy whole
-            err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+            err_console.print(f"[red]Error:[/red] {escape(display_text(message))}", markup=True, soft_wrap=True)
         return 1
     finally:
         for name in _LIBRARY_LOGGERS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import RenderableType
 from rich.text import Text
 
-from advisor.render import console, print_fields, print_message
+from advisor.render import console, print_fields, print_message, user_text
 from advisor.render.tables import Col, fit_table
 from engine.data.profile import DatasetProfile
 
@@ -69,7 +69,7 @@ def _classes(p: DatasetProfile) -> RenderableType:
         half = MAX_CLASS_ROWS // 2
         items = sorted(ranked[:half] + ranked[-half:])
         caption = f"{len(p.class_counts)} classes: the {half} smallest and {half} largest are shown"
-    rows: list[list[str | Text]] = [[str(label), Text(name), Text(str(count), style="red" if count == 0 else "")]
+    rows: list[list[str | Text]] = [[str(label), user_text(name), Text(str(count), style="red" if count == 0 else "")]
                                     for label, (name, count) in items]
     return fit_table([Col("label", "right"), Col("class"), Col("images", "right")], rows,
                      title="Images per class", caption=caption, width=console.width)

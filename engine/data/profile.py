@@ -178,11 +178,12 @@ def _class_stats(cleaned: DatasetIndex) -> _ClassStats:
     class_counts: dict[str, int] = {}
     if labeled:
         per_label = Counter(s.label for s in cleaned.samples)
-        class_counts = {name: per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
+        # names as they will be displayed (escaped control characters, undecodable bytes as \\xNN): JSON-safe
+        class_counts = {display_path(name): per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
     counts = list(class_counts.values())
     return {
         "labeled": labeled,
-        "classes": list(cleaned.classes) if labeled else [],
+        "classes": [display_path(c) for c in cleaned.classes] if labeled else [],
         "class_counts": class_counts,
         "class_count_min": min(counts) if counts else None,
         "class_count_median": float(median(counts)) if counts else None,
