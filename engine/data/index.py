@@ -44,6 +44,8 @@ from engine.data.checks import (
     check_text,
     classes_for_ints,
     excerpt,
+    looks_like_int,
+    parse_int_label,
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.splits import first_k, stratified_subsample, train_val_split
@@ -280,12 +282,11 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         where = f"{display_path(list_path)}, line {lineno}"
         if len(parts) != 2:
             raise ListFileError(f"{where}: expected 'relative/path label', got {excerpt(line)!r}")
-        try:
-            label = int(parts[1])
-        except ValueError:
+        label = parse_int_label(parts[1], where)
+        if label is None:
             raise ListFileError(
                 f"{where}: label {display_path(parts[1])!r} is not an integer; each line must be 'relative/path label'"
-            ) from None
+            )
         if label < 0:
             raise ListFileError(f"{where}: label {label} is negative; labels are class indices 0..K-1")
         path, skip, real = _resolve_entry(root_real, base, parts[0])
@@ -333,8 +334,10 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     if not raw_labels:
         to_id: dict[str, int] = {}
         classes = []
-    elif all(_is_int(lab) for lab in raw_labels):
-        ints = [int(lab) for lab in raw_labels]
+    elif all(looks_like_int(lab) for lab in raw_labels):
+        # every label is a number: each must be written canonically (the first that is not is named)
+        line_of = {lab: n for n, _, lab in reversed(entries) if lab is not None}
+        ints = [_canonical(lab, f"{where}, line {line_of[lab]}") for lab in raw_labels]
         if min(ints) < 0:
             raise ListFileError(f"{where}: negative label {min(ints)}; integer labels are class indices 0..K-1")
         to_id = {lab: int(lab) for lab in raw_labels}
@@ -357,12 +360,11 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     return DatasetIndex(base, "csv", samples, classes, skipped, source=csv_path)
 
 
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
+def _canonical(text: str, where: str) -> int:
+    value = parse_int_label(text, where)
+    if value is None:  # unreachable after looks_like_int; kept so a change there cannot pass a name as a label
+        raise ListFileError(f"{where}: label {excerpt(text)!r} is not an integer")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- API
