@@ -92,6 +92,9 @@ class DatasetIndex:
     skipped: list[SkippedFile]
     ignored: dict[str, int] = field(default_factory=dict)
     """Non-image files that were not considered, counted by extension (``""`` for none)."""
+    skipped_folders: list[SkippedFile] = field(default_factory=list)
+    """Folders of the tree that gave no image: ``empty`` class folders, ``unreadable`` folders (cannot be
+    listed) and folder links that resolve ``outside-root`` (never walked)."""
     source: Path | None = None
     """The path the user gave (the list file for list/CSV layouts); ``root`` when ``None``."""
 
@@ -126,15 +129,24 @@ def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDa
 
 
 # ----------------------------------------------------------------------------------------------- walk
-def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None) -> list[Path]:
+EMPTY_FOLDER, UNREADABLE_FOLDER, OUTSIDE_ROOT = "empty", "unreadable", "outside-root"
+"""Reasons a folder of an image tree gave no image (``DatasetIndex.skipped_folders``)."""
+
+
+def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None,
+                 folders: list[SkippedFile] | None = None) -> list[Path]:
     """All image files under ``root`` in sorted depth-first order, each real directory visited once.
 
     Image files that are symlinks are also added to ``links`` (the only files that can appear twice).
+    Folders that cannot be listed, and folder links resolving outside ``root`` (a class folder linked to
+    ``/`` would index the whole disk), are not walked and are added to ``folders`` with their reason.
     """
     found: list[Path] = []
+    skipped = folders if folders is not None else []
     seen_dirs: set[tuple[int, int]] = set()
     st = os.stat(root)
     seen_dirs.add((st.st_dev, st.st_ino))
+    root_real = os.path.realpath(root)
     stack: list[Path] = [root]
     while stack:
         folder = stack.pop()
@@ -143,6 +155,7 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
                 entries = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as exc:
             log.warning("cannot list %s: %s", display_path(folder), exc.strerror or exc)
+            skipped.append(_skip(folder, UNREADABLE_FOLDER, f"cannot be listed ({exc.strerror or exc})"))
             continue
         subdirs: list[Path] = []
         for entry in entries:
@@ -163,6 +176,14 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
                     log.debug("not revisiting %s (already walked through another path)", display_path(path))
                     continue
                 seen_dirs.add(key)
+                if entry.is_symlink():
+                    real = os.path.realpath(path)
+                    if os.path.commonpath([root_real, real]) != root_real:
+                        log.warning("not walking %s: it links to %s, outside the dataset folder %s",
+                                    display_path(path), display_path(real), display_path(root_real))
+                        skipped.append(_skip(path, OUTSIDE_ROOT, f"links to {display_path(real)}, outside "
+                                             f"{display_path(root_real)}; copy or move the folder into the dataset"))
+                        continue
                 subdirs.append(path)
             elif is_image_name(entry.name):
                 found.append(path)
@@ -174,10 +195,38 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
     return found
 
 
+def _empty_class_folders(root: Path, files: list[Path], folders: list[SkippedFile]) -> list[SkippedFile]:
+    """Top-level folders of a class tree holding no image (not already skipped for another reason)."""
+    with_images = {p.relative_to(root).parts[0] for p in files if p.parent != root}
+    already = set(s.path for s in folders)
+    empty: list[SkippedFile] = []
+    try:
+        with os.scandir(root) as it:
+            names = sorted((e.name for e in it if not e.name.startswith(".") and _is_dir(e)), key=os.fsencode)
+    except OSError:
+        return empty
+    for name in names:
+        if name not in with_images and display_path(root / name) not in already:
+            empty.append(_skip(root / name, EMPTY_FOLDER, "class folder without image files; not a class"))
+    if empty:
+        log.warning("%d class folder(s) hold no image and are not classes: %s", len(empty),
+                    ", ".join(display_path(os.path.basename(s.path)) for s in empty[:5])
+                    + (" ..." if len(empty) > 5 else ""))
+    return empty
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def _index_folder(root: Path) -> DatasetIndex:
     ignored: Counter[str] = Counter()
     links: set[str] = set()
-    files = _walk_images(root, ignored, links)
+    folders: list[SkippedFile] = []
+    files = _walk_images(root, ignored, links, folders)
     top = [p for p in files if p.parent == root]
     nested = [p for p in files if p.parent != root]
     skipped: list[SkippedFile] = []
@@ -192,6 +241,7 @@ def _index_folder(root: Path) -> DatasetIndex:
         ids = {c: i for i, c in enumerate(classes)}
         labeled = [(p, ids[class_of[p]]) for p in nested]
         skipped += [_skip(p, "no-class-folder", "image in the root of a class-folder tree") for p in top]
+        folders += _empty_class_folders(root, files, folders)
         if top:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
@@ -217,7 +267,7 @@ def _index_folder(root: Path) -> DatasetIndex:
             skipped.append(twin)
             continue
         samples.append(Sample(path, label))
-    return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())))
+    return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())), skipped_folders=folders)
 
 
 def _only_shards(source: Path) -> bool:

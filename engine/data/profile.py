@@ -47,6 +47,10 @@ class DatasetProfile(FrozenModel):
     ignored_files: dict[str, int] = Field(
         default_factory=dict, description="Non-image files in the folder, counted by extension."
     )
+    skipped_folders: list[SkippedFile] = Field(
+        default_factory=list, description="Folders that gave no image: empty class folders (not counted as "
+        "classes), folders that cannot be listed, folder links outside the dataset (reason and detail each)."
+    )
     labeled: bool = Field(description="True when every used image has a class.")
     classes: list[str] = Field(default_factory=list, description="Class names in label order.")
     class_counts: dict[str, int] = Field(default_factory=dict, description="Used images per class.")
@@ -108,6 +112,7 @@ def profile_dataset(
         n_found=len(index.samples) + len(index.skipped),
         n_used=len(cleaned.samples),
         ignored_files=dict(index.ignored),
+        skipped_folders=list(index.skipped_folders),
         **_skip_stats(cleaned.skipped),
         **_class_stats(cleaned),
         **_image_stats(decoded.infos),
@@ -125,6 +130,7 @@ def _cleaned_index(index: DatasetIndex, decoded: DecodedImages) -> DatasetIndex:
         skipped=list(index.skipped) + decoded.skipped,
         ignored=dict(index.ignored),
         source=index.source,
+        skipped_folders=list(index.skipped_folders),
     )
 
 
