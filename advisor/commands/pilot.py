@@ -20,6 +20,7 @@ from advisor.commands._options import (
     ModelOpt,
     PrecisionOpt,
     ReportOpt,
+    RootOpt,
     WeightsOpt,
     YesOpt,
 )
@@ -97,6 +98,7 @@ def pilot_command(
     out: _OutOpt = None,
     report: ReportOpt = None,
     quick: _QuickOpt = False,
+    root: RootOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
     from advisor.report.write import check_report_path
@@ -105,9 +107,10 @@ def pilot_command(
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
     request = PilotRequest(
-        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model, weights=weights,
-        random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size,
-        device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out, quick=quick)
+        dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
+        weights=weights, random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size,
+        img_size=img_size, device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out,
+        quick=quick)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)

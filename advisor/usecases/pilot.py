@@ -85,6 +85,7 @@ class PilotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
+    root: Path | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     task: str | None = Field(default=None, description="--task.")
     disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
@@ -239,7 +240,7 @@ def run_pilot_request(
     dev = resolve_device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
-    index = index_dataset(req.dataset)
+    index = index_dataset(req.dataset, req.root)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,

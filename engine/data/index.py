@@ -49,7 +49,7 @@ from engine.data.checks import (
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.splits import first_k, stratified_subsample, train_val_split
-from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
+from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
 
 __all__ = [
     "DUPLICATE",
@@ -115,6 +115,13 @@ def _skip(path: str | os.PathLike[str], reason: str, detail: str = "") -> Skippe
 
 def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDatasetError:
     """Build the one-line error for a dataset with nothing usable (names the path and what to do)."""
+    if skipped and all(s.reason == OUTSIDE_ROOT for s in skipped):
+        # profile would only repeat this: say what to change instead
+        return EmptyDatasetError(
+            f"no usable images in {display_path(source)}: all {len(skipped)} entries lie outside its folder "
+            f"(first: {skipped[0].path}); a list may only name files below its root: pass --root with the folder "
+            "that holds the images, or move the list file into that folder"
+        )
     if skipped:
         counts = Counter(s.reason for s in skipped)
         why = ", ".join(f"{r} {n}" for r, n in sorted(counts.items()))
@@ -318,8 +325,8 @@ def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None,
     return Path(os.path.normpath(candidate)), None, real
 
 
-def _index_listfile(list_path: Path) -> DatasetIndex:
-    base = list_path.parent
+def _index_listfile(list_path: Path, root: Path | None = None) -> DatasetIndex:
+    base = root or list_path.parent
     root_real = os.path.realpath(base)
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
@@ -351,8 +358,8 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
     return DatasetIndex(base, "listfile", samples, classes, skipped, source=list_path)
 
 
-def _index_csv(csv_path: Path) -> DatasetIndex:
-    base = csv_path.parent
+def _index_csv(csv_path: Path, root: Path | None = None) -> DatasetIndex:
+    base = root or csv_path.parent
     root_real = os.path.realpath(base)
     rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(_read_text(csv_path))), start=1)]
     rows = [(n, [c.strip() for c in r]) for n, r in rows if r and any(c.strip() for c in r)]
@@ -418,13 +425,28 @@ def _canonical(text: str, where: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- API
-def index_dataset(source: Path) -> DatasetIndex:
+def _check_root(root: Path | None, source: Path, is_dir: bool) -> Path | None:
+    """``--root``: the folder list/CSV entries are relative to and confined to (default: the list's folder)."""
+    if root is None:
+        return None
+    root = Path(os.path.abspath(Path(root).expanduser()))
+    if is_dir:
+        raise ConfigError(f"--root {display_path(root)}: only list files and CSVs take a root; "
+                          f"{display_path(source)} is a folder (its own root)")
+    if not root.is_dir():
+        raise ConfigError(f"--root {display_path(root)}: not a folder; pass the folder the list's paths are under")
+    return root
+
+
+def index_dataset(source: Path, root: Path | None = None) -> DatasetIndex:
     """Index a dataset folder, list file or CSV without decoding images.
 
     Args:
         source: an ImageFolder tree, a flat image folder, a ``.csv`` file, a list file
             (``relative/path label`` lines, e.g. VTAB-1k's ``<task>/train800val200.txt``), or WebDataset
             ``.tar`` shards (one file, or a folder holding only shards; class = each sample's ``.cls``).
+        root: for a list file or CSV, the folder its paths are relative to and may not leave (default:
+            the list file's own folder); refused for folders.
 
     Returns:
         The index: samples in sorted (folders) or file (lists) order, class names, and the entries
@@ -444,16 +466,17 @@ def index_dataset(source: Path) -> DatasetIndex:
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
     check_source_kind(source, st.st_mode)
-    if _only_shards(source):
+    root = _check_root(root, source, stat.S_ISDIR(st.st_mode))
+    if root is None and _only_shards(source):
         index = _index_shards(source)
     elif stat.S_ISDIR(st.st_mode):
         index = _index_folder(source)
     elif is_image_name(source):
         raise DatasetError(f"{display_path(source)} is a single image; pass the folder that contains the dataset")
     elif source.suffix.lower() == ".csv":
-        index = _index_csv(source)
+        index = _index_csv(source, root)
     else:
-        index = _index_listfile(source)
+        index = _index_listfile(source, root)
     if not index.samples:
         raise empty_dataset_error(source, index.skipped)
     if index.skipped:

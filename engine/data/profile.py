@@ -220,13 +220,14 @@ def profile_path(
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    root: Path | None = None,
 ) -> tuple[DatasetProfile, DatasetIndex]:
-    """Index ``source`` (:func:`engine.data.index.index_dataset`) and profile it (:func:`profile_dataset`).
+    """Index ``source`` (:func:`engine.data.index.index_dataset`, with its ``root``) and profile it.
 
     Raises:
         DatasetError: see :func:`engine.data.index.index_dataset`.
         EmptyDatasetError: nothing usable.
     """
-    index = index_dataset(source)
+    index = index_dataset(source, root)
     return profile_dataset(index, workers=workers, on_progress=on_progress, max_pixels=max_pixels)
 
