@@ -35,6 +35,7 @@ from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
 from engine.errors import EngineError, StoreError
+from engine.fingerprint import files_fingerprint, path_fingerprint
 from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -115,7 +116,8 @@ def _digest(obj: object) -> str:
 
 
 def _dataset_fingerprint(samples: list[Sample]) -> str:
-    return _digest([[str(s.path), s.label] for s in samples])
+    # the images' content, not only their paths: new images at the same paths are new trials
+    return _digest([[str(s.path), s.label] for s in samples] + [files_fingerprint(s.path for s in samples)])
 
 
 def _splits(index: DatasetIndex, config: PilotConfig, plan: PilotPlan) -> tuple[list[Sample], ...]:
@@ -260,7 +262,9 @@ def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> Trai
 def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainConfig) -> str:
     bb = config.backbone
     return _digest({"data": data_key, "model": bb.model, "weights": str(bb.weights),
-                    "random_init": bb.random_init, "model_kwargs": bb.model_kwargs,
+                    "weights_content": path_fingerprint(bb.weights),  # new weights at the same path: new trials
+                    "random_init": bb.random_init, "init_seed": bb.init_seed if bb.random_init else None,
+                    "model_kwargs": bb.model_kwargs,
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 
