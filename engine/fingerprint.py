@@ -112,10 +112,18 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
 
 def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """One sha256 over the fingerprints of ``paths`` in the given order (a dataset's images)."""
+    """One sha256 over the fingerprints of ``paths`` in the given order (a dataset's images).
+
+    A file that cannot be read enters as its error (the reader that uses it skips and reports it), so a
+    key still changes when the file comes back.
+    """
     h = hashlib.sha256()
     for p in paths:
-        h.update(file_fingerprint(p).encode())
+        try:
+            part = file_fingerprint(p)
+        except OSError as exc:
+            part = f"unreadable:{exc.errno}"
+        h.update(part.encode())
         h.update(b"\n")
     return h.hexdigest()
 
