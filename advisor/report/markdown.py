@@ -87,12 +87,16 @@ def render_markdown(doc: Document, image_names: dict[str, str]) -> str:
 
 
 def write_markdown(doc: Document, path: Path) -> Path:
-    """Write ``path`` (.md) and one PNG per figure beside it (``<stem>_<figure>.png``); returns ``path``."""
+    """Write ``path`` (.md) and one PNG per figure beside it (``<stem>_<figure>.png``, a warning when that
+    replaces an existing file); returns ``path``."""
+    from advisor.report.write import say_if_replacing  # write imports this module
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image_names = {}
     for fig in doc.figures:
         name = f"{path.stem}_{fig.name}.png"
+        say_if_replacing(path.parent / name, path)
         (path.parent / name).write_bytes(fig.png)
         image_names[fig.name] = name
     path.write_text(render_markdown(doc, image_names), encoding="utf-8")
