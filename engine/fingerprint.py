@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.paths import cache_dir
+from engine.sqlite_files import move_aside, sqlite_fault
 
 __all__ = ["file_fingerprint", "files_fingerprint", "path_fingerprint", "sha256_file"]
 
@@ -46,19 +47,29 @@ class _DiskMemo:
     def __init__(self) -> None:
         self.db: sqlite3.Connection | None = None
         self.failed = False
+        self.path: Path | None = None
 
     def _open(self) -> sqlite3.Connection | None:
-        if self.db is None and not self.failed:
+        path = cache_dir() / _MEMO_FILE
+        if path != self.path:  # the data home changed (VPT_ADVISOR_HOME, a long-lived process): that home's memo
+            if self.db is not None:
+                self.db.close()
+            self.db, self.failed, self.path = None, False, path
+        for attempt in (1, 2):
+            if self.db is not None or self.failed:
+                break
             try:
-                path = cache_dir() / _MEMO_FILE
-                path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(path, timeout=5, isolation_level=None)
-                # a cache: losing the last rows to a power cut costs a rehash, so no fsync per row
-                db.execute("PRAGMA synchronous=OFF")
-                db.execute("CREATE TABLE IF NOT EXISTS fp (path TEXT, size INT, mtime INT, ino INT, digest TEXT, "
-                           "PRIMARY KEY (path, size, mtime, ino))")
-                self.db = db
+                self.db = _connect(path)
             except (sqlite3.Error, OSError) as exc:
+                if attempt == 1 and isinstance(exc, sqlite3.DatabaseError) and sqlite_fault(exc, path) == "damaged":
+                    try:
+                        aside = move_aside(path)  # kept for inspection, like the feature cache; a fresh memo next
+                    except OSError:
+                        self._off(exc)
+                        break
+                    logger.warning("fingerprint memo %s is damaged (%s); moved it to %s and started a fresh one",
+                                   path, exc, aside)
+                    continue
                 self._off(exc)
         return self.db
 
@@ -86,6 +97,20 @@ class _DiskMemo:
             db.execute("INSERT OR REPLACE INTO fp VALUES (?, ?, ?, ?, ?)", (*key, digest))
         except sqlite3.Error as exc:
             self._off(exc)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        # a cache: losing the last rows to a power cut costs a rehash, so no fsync per row
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("CREATE TABLE IF NOT EXISTS fp (path TEXT, size INT, mtime INT, ino INT, digest TEXT, "
+                   "PRIMARY KEY (path, size, mtime, ino))")
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 _disk = _DiskMemo()
