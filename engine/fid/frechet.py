@@ -284,7 +284,8 @@ def frechet_distance(
         logger.warning("eigendecomposition did not converge; adding %g to the covariance diagonals", eps)
         offset = np.eye(d) * eps
         tr_covmean = _trace_sqrt_product(s1 + offset, s2 + offset)
-    scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by clamp_distance, in one line
+        scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
     return clamp_distance(scale - 2.0 * tr_covmean, scale, "frechet_distance")
 
 
