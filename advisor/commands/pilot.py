@@ -150,13 +150,11 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
 
 
 def _write_report(report: PilotReport, result: PilotResult, path: Path | None) -> None:
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
 
     written = write_pilot_outputs(report, result, path)
     if written is not None:
-        err_console.print(f"Wrote {escape(str(written))}")
+        print_message(f"Wrote {written}", target=err_console)
 
 
 def register(app: typer.Typer) -> None:

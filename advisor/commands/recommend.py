@@ -170,9 +170,7 @@ def _check_output_paths(report: Path | None, plot: Path | None) -> None:
 
 def _write_outputs(result: RecommendReport, report: Path | None, plot: Path | None) -> None:
     """Write ``--report`` / ``--plot`` files and say where they went (on stderr, so --json stays clean)."""
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
     from advisor.report import write_recommend_plots, write_recommend_report
 
     written: list[Path] = []
@@ -181,7 +179,7 @@ def _write_outputs(result: RecommendReport, report: Path | None, plot: Path | No
     if plot is not None:
         written.extend(write_recommend_plots(result, plot))
     for path in written:
-        err_console.print(f"Wrote {escape(str(path))}")
+        print_message(f"Wrote {path}", target=err_console)
 
 
 def register(app: typer.Typer) -> None:
