@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
 from tests.faults.conftest import assert_clean_error, labeled_folder
 
 
@@ -84,3 +85,14 @@ def test_recommend_takes_root_too(cli, tmp_path: Path) -> None:
     run = cli("recommend", lists / "train.csv", "--root", images, "--task", "dtd", "--fid", "150", "--json")
     assert run.code == 0, run.err
     assert json.loads(run.out)["dataset"]["n_used"] == 6
+
+
+def test_fid_takes_root_for_its_list_sides(
+    cli, tmp_path: Path, fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    images, lists = _csv_elsewhere(tmp_path)
+    args = ["--inception-weights", fake_weights, "--dims", "64", "--json"]
+    assert_clean_error(cli("fid", lists / "train.csv", images, *args), "--root")
+    run = cli("fid", lists / "train.csv", images, "--root", images, *args)  # the folder side ignores --root
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["fid"] == 0.0  # the same six images on both sides
