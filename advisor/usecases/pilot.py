@@ -263,6 +263,6 @@ def run_pilot_request(
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
                          random_init=req.random_init, init_seed=req.init_seed if req.random_init else None,
-                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
-                         recommendation=recommendation)
+                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
+                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result
