@@ -485,13 +485,17 @@ def save_stats(path: Path, stats: FeatureStats, provenance: StatsProvenance | No
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise StatsFileError(f"{path}: stats files must end in .npz (pytorch-fid's format)")
+    side = sidecar_path(path)
+    if side.exists() and not path.exists():  # a .json the user keeps there, not the sidecar of an earlier save
+        logger.warning("replacing the existing file %s with the provenance sidecar of %s (move it away to keep it)",
+                       display_path(side), display_path(path))
     buf = io.BytesIO()
     np.savez_compressed(buf, mu=np.asarray(stats.mu, np.float64), sigma=np.asarray(stats.sigma, np.float64))
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     prov = provenance or StatsProvenance(source="", n_images=stats.n, dims=stats.dims)
     prov = prov.model_copy(update={"npz_sha256": hashlib.sha256(data).hexdigest(), "dims": stats.dims})
-    atomic_write_bytes(sidecar_path(path), (prov.model_dump_json(indent=2) + "\n").encode())
+    atomic_write_bytes(side, (prov.model_dump_json(indent=2) + "\n").encode())
 
 
 def _read_sidecar(path: Path) -> StatsProvenance | None:

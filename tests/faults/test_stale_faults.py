@@ -144,3 +144,19 @@ def test_figures_beside_a_markdown_report_or_plot_warn_before_replacing_a_file(c
     assert plot.code == 0 and "Warning:" not in plot.err  # nothing existed beside p.png: nothing to say
     again = cli("recommend", "--task", "dtd", "--n-train", "800", "--fid", "150", "--plot", out / "p.png")
     assert "p_data_size.png" in " ".join(again.err.split())
+
+
+def test_save_stats_warns_before_its_sidecar_replaces_a_file_of_the_user(tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from engine.fid.frechet import FeatureStats, save_stats
+
+    notes = tmp_path / "a.json"
+    notes.write_text('{"mine": true}')
+    stats = FeatureStats(mu=np.zeros(4), sigma=np.eye(4), n=10)
+    with caplog.at_level("WARNING", logger="engine"):
+        save_stats(tmp_path / "a.npz", stats)
+    assert "replacing the existing file" in caplog.text and "a.json" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="engine"):
+        save_stats(tmp_path / "a.npz", stats)  # the sidecar of our own earlier save: nothing to say
+    assert "replacing" not in caplog.text
