@@ -377,7 +377,7 @@ def _read_prepared(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.
 
 
 def load_prepared_reference(
-    path: Path, cache_folder: Path | None
+    path: Path, cache_folder: Path | None, *, hint: str | None = None
 ) -> tuple[FeatureStats, StatsProvenance | None, PreparedReference]:
     """Load a reference ``.npz`` with its prepared form, cached by the npz's sha256 in ``cache_folder``.
 
@@ -395,12 +395,12 @@ def load_prepared_reference(
         target = Path(cache_folder) / f"frechet-{file_sha256(path)}.npz"
         cached = _read_prepared(target) if target.is_file() else None
     if cached is not None:
-        stats, prov = load_stats(path, eigenvalues=cached[0])
+        stats, prov = load_stats(path, eigenvalues=cached[0], hint=hint)
         if stats.dims == cached[0].shape[0]:
             prep = PreparedReference(mu=stats.mu, trace=float(np.trace(stats.sigma)), sqrt=cached[1],
                                      eigenvalues=cached[0], n=stats.n)
             return stats, prov, prep
-    stats, prov = load_stats(path, check_psd=False)
+    stats, prov = load_stats(path, check_psd=False, hint=hint)
     try:
         prep = prepare_reference(stats)  # validates PSD with the eigenvalues it computes
     except StatsFileError as exc:
@@ -514,7 +514,7 @@ def _read_sidecar(path: Path) -> StatsProvenance | None:
 
 
 def load_stats(
-    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True
+    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True, hint: str | None = None
 ) -> tuple[FeatureStats, StatsProvenance | None]:
     """Read a ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) (ours or pytorch-fid's), validated.
 
@@ -529,7 +529,8 @@ def load_stats(
         StatsFileError: If the file is missing, unreadable, lacks a key or has wrong shapes/values.
     """
     path = Path(path)
-    hint = "regenerate it with 'vpt-advisor fid DIR OTHER --save-stats OUT.npz' or 'python -m pytorch_fid --save-stats'"
+    hint = hint or ("regenerate it with 'vpt-advisor fid DIR OTHER --save-stats OUT.npz' or "
+                    "'python -m pytorch_fid --save-stats'")
     if not path.is_file():
         raise StatsFileError(f"{path}: stats file not found")
     try:

@@ -201,3 +201,14 @@ def test_the_default_calibration_when_damaged_may_be_replaced(cli) -> None:
     line = assert_clean_error(cli("recommend", "--task", "dtd", "--n-train", "800", "--fid", "150"),
                               "calibration.json")
     assert "re-run 'vpt-advisor calibrate'" in line
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "empty"])
+def test_a_damaged_stored_reference_says_how_to_replace_it(cli, tmp_path: Path, how: str) -> None:
+    from engine.paths import references_dir
+
+    references_dir().mkdir(parents=True, exist_ok=True)
+    _damaged_npz(references_dir() / "in21k.npz", how)
+    data = labeled_folder(tmp_path / "data", {"a": 2, "b": 2})
+    line = assert_clean_error(cli("fid", data, "in21k"), "in21k.npz", "--name in21k --overwrite")
+    assert "delete" not in line
