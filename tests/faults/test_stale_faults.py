@@ -146,17 +146,33 @@ def test_figures_beside_a_markdown_report_or_plot_warn_before_replacing_a_file(c
     assert "p_data_size.png" in " ".join(again.err.split())
 
 
-def test_save_stats_warns_before_its_sidecar_replaces_a_file_of_the_user(tmp_path: Path,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
-    from engine.fid.frechet import FeatureStats, save_stats
+def test_save_stats_warns_before_its_sidecar_replaces_a_file_of_the_user(tmp_path: Path) -> None:
+    import logging
 
-    notes = tmp_path / "a.json"
-    notes.write_text('{"mine": true}')
-    stats = FeatureStats(mu=np.zeros(4), sigma=np.eye(4), n=10)
-    with caplog.at_level("WARNING", logger="engine"):
-        save_stats(tmp_path / "a.npz", stats)
-    assert "replacing the existing file" in caplog.text and "a.json" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="engine"):
-        save_stats(tmp_path / "a.npz", stats)  # the sidecar of our own earlier save: nothing to say
-    assert "replacing" not in caplog.text
+    import engine.fid.frechet as frechet
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):  # on the module's own logger: other tests may change propagation or levels
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Collect(level=logging.WARNING)
+    was_disabled = frechet.logger.disabled  # a logging.config call elsewhere (dask) may disable existing loggers
+    was_level = frechet.logger.level
+    frechet.logger.disabled = False
+    frechet.logger.setLevel(logging.WARNING)
+    frechet.logger.addHandler(handler)
+    try:
+        notes = tmp_path / "a.json"
+        notes.write_text('{"mine": true}')
+        stats = frechet.FeatureStats(mu=np.zeros(4), sigma=np.eye(4), n=10)
+        frechet.save_stats(tmp_path / "a.npz", stats)
+        assert any("replacing the existing file" in m and "a.json" in m for m in seen), seen
+        seen.clear()
+        frechet.save_stats(tmp_path / "a.npz", stats)  # the sidecar of our own earlier save: nothing to say
+        assert not any("replacing" in m for m in seen)
+    finally:
+        frechet.logger.removeHandler(handler)
+        frechet.logger.disabled = was_disabled
+        frechet.logger.setLevel(was_level)
