@@ -271,6 +271,7 @@ class RecommendRequest(_Model):
     """What the ``recommend`` command was asked, before any measurement."""
 
     dataset: str | None = Field(default=None, description="Dataset path (folder, list file or CSV).")
+    root: str | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     demo: bool = Field(default=False, description="Use the embedded demo dataset.")
     task: str | None = Field(default=None, description="--task.")
     disparity: DisparityName | None = Field(default=None, description="--disparity.")

@@ -65,12 +65,16 @@ def _source(request: RecommendRequest) -> Path | None:
     return Path(request.dataset) if request.dataset is not None else None
 
 
-def _profile(source: Path, progress: StageProgress) -> tuple[DatasetEvidence, DatasetIndex]:
+def _root(request: RecommendRequest) -> Path | None:
+    return Path(request.root) if request.root is not None and not request.demo else None
+
+
+def _profile(source: Path, progress: StageProgress, root: Path | None = None) -> tuple[DatasetEvidence, DatasetIndex]:
     from engine.data.index import index_dataset
     from engine.data.profile import profile_dataset
 
     with progress("Reading images") as on_progress:
-        profile, index = profile_dataset(index_dataset(source), on_progress=on_progress)
+        profile, index = profile_dataset(index_dataset(source, root), on_progress=on_progress)
     evidence = DatasetEvidence(
         source=profile.source, layout=profile.layout, labeled=profile.labeled, n_used=profile.n_used,
         n_skipped=profile.n_skipped, skipped_by_reason=dict(profile.skipped_by_reason),
@@ -184,7 +188,7 @@ def run_recommend(
     fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
     source = _source(request)
     if source is not None:
-        dataset_ev, index = _profile(source, progress)
+        dataset_ev, index = _profile(source, progress, _root(request))
         if dataset_ev.n_skipped:
             warn(f"{dataset_ev.n_skipped} file(s) skipped: "
                  + ", ".join(f"{r} {c}" for r, c in sorted(dataset_ev.skipped_by_reason.items())))
@@ -231,7 +235,8 @@ def add_pilot(
         ConfigError: the request has no dataset to train on.
         EngineError: the pilot could not run (no backbone weights offline, budget too small...).
     """
-    pilot = PilotRequest(dataset=_pilot_dataset(result.request), task=result.recommendation.inputs.task,
+    pilot = PilotRequest(dataset=_pilot_dataset(result.request), root=_root(result.request),
+                         task=result.recommendation.inputs.task,
                          disparity=result.request.disparity, budget=budget, weights=weights,
                          device=result.request.device, yes=yes, min_detectable=min_detectable)
     pilot_report, _ = run_pilot_request(pilot, progress=progress, on_plan=on_plan, confirm=confirm,
@@ -253,7 +258,7 @@ def check_pilot_request(request: RecommendRequest) -> None:
         from engine.data.index import index_dataset
         from engine.train.pilot import check_pilot_data
 
-        check_pilot_data(index_dataset(Path(request.dataset)), PilotConfig(budget_s=1.0))
+        check_pilot_data(index_dataset(Path(request.dataset), _root(request)), PilotConfig(budget_s=1.0))
 
 
 def _pilot_dataset(request: RecommendRequest) -> Path:

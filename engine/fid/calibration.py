@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engine.config import FrozenModel
+from engine.data.imageio import display_path
 from engine.errors import ConfigError, UnknownTaskError
 from engine.io import atomic_write_text
 from engine.paper import get_vtab_task
@@ -177,6 +178,10 @@ def derive_threshold(
     return (lo + hi) / 2.0, (lo, hi)
 
 
+MAX_CALIBRATION_BYTES = 16 * 2**20
+"""A calibration is a few KiB of JSON; anything this large is another file given by mistake (not read)."""
+
+
 def default_calibration_path() -> Path:
     """``data_home()/calibration.json`` (``VPT_ADVISOR_HOME`` overrides the data home)."""
     return data_home() / CALIBRATION_FILE
@@ -189,21 +194,25 @@ def load_calibration(path: Path | None = None) -> Calibration | None:
         ConfigError: an explicit ``path`` does not exist or is not a file (a typo must not let the
             default threshold decide silently), or the file is not a valid calibration.
     """
+    named = path is not None
     if path is not None and not Path(path).is_file():
         raise ConfigError(
-            f"calibration file {path} does not exist or is not a file; check the path, or create one with "
-            "'vpt-advisor calibrate VTAB_ROOT --output FILE'"
+            f"calibration file {display_path(path)} does not exist or is not a file; check the path, or create one "
+            "with 'vpt-advisor calibrate VTAB_ROOT --output FILE'"
         )
     path = default_calibration_path() if path is None else Path(path)
     if not path.is_file():
         return None
+    # a file the user named is their input: never advise deleting it; only our own default file may be replaced
+    fix = ("pass a file written by 'vpt-advisor calibrate VTAB_ROOT --output FILE'" if named
+           else "re-run 'vpt-advisor calibrate' to replace it (or move it away)")
     try:
+        if path.stat().st_size > MAX_CALIBRATION_BYTES:
+            raise ValueError(f"larger than {MAX_CALIBRATION_BYTES // 2**20} MiB")
         return Calibration.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError, UnicodeDecodeError) as exc:
+    except (ValidationError, ValueError, UnicodeDecodeError, OSError) as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise ConfigError(
-            f"{path}: not a valid calibration file ({detail}); delete it or re-run 'vpt-advisor calibrate'"
-        ) from exc
+        raise ConfigError(f"{display_path(path)}: not a valid calibration file ({detail}); {fix}") from exc
 
 
 def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
