@@ -24,7 +24,10 @@ Confidence rules (explicit; the numbers marked "our rule" are ours, not the pape
 
 from __future__ import annotations
 
+import functools
+
 from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
+from advisor.heldout import held_out_record
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
@@ -70,8 +73,9 @@ __all__ = [
 ]
 
 
-def _default_threshold() -> SimilarityThreshold:
-    rows = fgvc_table()
+def _default_threshold(held_out: tuple[str, ...] = ()) -> SimilarityThreshold:
+    """The Table 19 threshold (refitted without the ``held_out`` datasets; ConfigError when one side is empty)."""
+    rows = [r for r in fgvc_table() if r.key not in held_out]
     value, band = derive_threshold({r.key: r.fid for r in rows}, {r.key: r.winner for r in rows})
     vpt_top = max((r for r in rows if r.winner == "VPT"), key=lambda r: r.fid)
     ft_low = min((r for r in rows if r.winner == "FT"), key=lambda r: r.fid)
@@ -140,6 +144,7 @@ def build_inputs(
     calibration: Calibration | None = None,
     reference: str = "in21k",
     backbone: BackboneName = "in21k",
+    held_out: tuple[str, ...] = (),
 ) -> AdvisorInputs:
     """Reconcile the user's options into :class:`AdvisorInputs` (pure; raises ConfigError/UnknownTaskError)."""
     disp, source = reconcile_disparity(task, disparity)
@@ -160,6 +165,7 @@ def build_inputs(
         calibration=calibration,
         reference=reference,
         backbone=backbone,
+        held_out=list(held_out),
     )
 
 
@@ -192,6 +198,9 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
         )
     else:
         thr = DEFAULT_THRESHOLD
+        held = tuple(k for k in inputs.held_out if k in {r.key for r in fgvc_table()})
+        if held:
+            thr = _default_threshold(held)  # ConfigError when no FT-won (or VPT-won) dataset remains
     return thr, notes
 
 
@@ -214,6 +223,11 @@ def classify_similarity(
 
 def backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSummary:
     """Win counts of FT and VPT for ``backbone`` over the VTAB groups of ``disparity``."""
+    return _backbone_summary(backbone, disparity).model_copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSummary:
     results = backbone_results(backbone)
     groups: tuple[Group, ...] = _LOW_GROUPS if disparity == "low" else ("Structured",)
     return BackboneSummary(
@@ -256,7 +270,8 @@ def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityTh
     return size_trend(keys, inputs.n_train, grouping=grouping)
 
 
-def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Recommendation:
+def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with_record: bool = True
+              ) -> Recommendation:
     """FT, VPT or 'pilot' for the user's task, with a confidence and every reason.
 
     Args:
@@ -265,10 +280,18 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
             excludes zero outranks the paper's evidence at the pilot's own size (see
             :func:`advisor.answer.combine_pilot` and ``advisor.rules.read_pilot``).
     """
-    thr, reasons = resolve_threshold(inputs)
+    try:
+        thr, reasons = resolve_threshold(inputs)
+        no_threshold = None
+    except ConfigError as exc:  # held-out Table 19 datasets leave one side empty: no threshold can be fitted
+        thr, reasons, no_threshold = DEFAULT_THRESHOLD, [], str(exc)
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = ("unverified" if inputs.fid_status == "unverified"
                   else classify_similarity(inputs.fid, thr, inputs.fid_interval))
+    if no_threshold is not None and inputs.fid is not None:
+        similarity = "unmeasured"
+        inputs = inputs.model_copy(update={"fid_unmeasured_reason": (
+            f"without {', '.join(inputs.held_out)} Table 19 cannot give a threshold ({no_threshold})")})
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
     finding, quadrant, context = paper_finding(inputs, similarity, thr, n_train=inputs.n_train)
@@ -285,6 +308,9 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
         verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
             inputs, similarity, thr, finding, pilot)
         reasons[:0] = pilot_reasons
+    record = held_out_record(inputs, choice, confidence, similarity) if with_record else None
+    if record is not None:
+        reasons.append(Reason(rule="record", source="benchmarks.held_out", sentence=record.sentence))
     src = paper_source()
     label = {"FT": "full finetuning (FT)", "VPT": "visual prompt tuning (VPT)", "pilot": "run a pilot"}[choice]
     headline = (f"Recommendation: {label}, leaning {lean} (confidence {confidence})" if choice == "pilot" and lean
@@ -293,6 +319,7 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
         recommendation=choice, lean=lean if choice == "pilot" else None, confidence=confidence,
         headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=quadrant,
         reasons=reasons, task_line=task_line(inputs), nearest_tasks=finding.rows, vote=finding.vote,
+        probability_vpt=None if finding.probability is None else round(finding.probability, 3), record=record,
         size_trend=trend, backbone=summary, pilot=verdict, inputs=inputs,
         provenance=Provenance(
             paper=f"{src['authors']}, \"{src['title']}\", {src['venue']}", arxiv=src["arxiv"],

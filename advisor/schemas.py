@@ -24,6 +24,7 @@ __all__ = [
     "DisparityName",
     "FidStatus",
     "FidEvidence",
+    "HeldOutRecord",
     "MethodScore",
     "NearestTask",
     "PairedDifference",
@@ -130,6 +131,20 @@ class AdvisorInputs(_Model):
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
     backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
+    held_out: list[str] = Field(default_factory=list, description=(
+        "VTAB-1k tasks or Table 19 datasets removed from the evidence, as if the paper had never measured them "
+        "(benchmarks.held_out asks every cell this way)."))
+
+
+class HeldOutRecord(_Model):
+    """How often answers given the same way were right on tasks left out (``benchmarks.held_out``)."""
+
+    asked_by: str = Field(description="How the question was asked: 'task type', 'disparity' or 'task type + FID'.")
+    backbone: BackboneName = Field(description="Backbone of the questions counted.")
+    confidence: str = Field(description="The confidence level counted ('pilot': answers 'run a pilot', by lean).")
+    right: int = Field(description="Answers (or leans) that matched the paper's winner of the task left out.")
+    n: int = Field(description="Answers counted.")
+    sentence: str = Field(description="The record in one sentence.")
 
 
 class Reason(_Model):
@@ -256,6 +271,11 @@ class Recommendation(_Model):
                            "high disparity, like Clevr/count'.")
     nearest_tasks: list[NearestTask] = Field(default_factory=list, description="Exactly the experiments that voted.")
     vote: Vote | None = Field(default=None, description="How the voting experiments split.")
+    probability_vpt: float | None = Field(default=None, ge=0.0, le=1.0, description=(
+        "Probability that VPT wins, for a task the paper never measured (a task type or a disparity); None for a "
+        "named task's own cell."))
+    record: HeldOutRecord | None = Field(default=None, description=(
+        "Held-out record of answers given the same way (same question kind, backbone and confidence)."))
     size_trend: SizeTrend | None = Field(default=None, description="Tables 5-6 trend at the user's size.")
     backbone: BackboneSummary | None = Field(default=None, description="Backbone win counts.")
     pilot: PilotVerdict | None = Field(default=None, description="How pilot evidence was read.")
