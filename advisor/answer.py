@@ -3,23 +3,24 @@
 :func:`paper_finding` picks the voting experiments (``advisor.evidence``) for the user's question:
 
 * a named VTAB-1k task: its own cell at the nearest measured size, from the chosen backbone's table;
-* a task type or a bare disparity: the vote of its tasks at the nearest table size;
-* low disparity with a verified FID (ImageNet-21k backbone): the Table 19 datasets on the user's side of
-  the threshold vote (Fig. 1: similar -> VPT, dissimilar -> FT); with a calibration, the calibrated
-  VTAB-1k tasks on that side at the user's size vote instead. The size vote of the related tasks
-  (Tables 5-6) then lowers the confidence when it disagrees, but does not change the answer.
+* a task type or a bare disparity (a task the paper never measured): the probability that VPT wins,
+  from the vote of its tasks shrunk towards the size prior (``advisor.evidence.estimate``), and the
+  answer and confidence that probability earns on tasks left out (``advisor.evidence.estimate_level``);
+* low disparity with a verified FID (ImageNet-21k backbone): the FID adds evidence. The Table 19 datasets
+  on the user's side of the threshold (Fig. 1: similar -> VPT, dissimilar -> FT; with ``--fid-threshold``
+  Fig. 1's rule alone) check the vote: when they disagree the answer is "run a pilot" leaning to their
+  side. With a calibration, only the comparable tasks on the user's side vote (when any is).
 
 Confidence caps on top of the vote's own (``advisor.evidence``): at most low below 400 samples (the
 one-shot Tables 3-4 and the smallest Tables 5-6 size are the evidence) and for a tie; at most medium
 beyond 10,000 samples (the answer extrapolates), with n_train unknown (800 assumed), for a task type
-resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+resting on fewer than 3 tasks. A pilot planned for ``--min-detectable`` that finds no significant difference
+breaks the tie of a "run a pilot" answer with its sign, at low confidence (ours).
 
 :func:`combine_pilot` adds pilot evidence at its own size. Pure, no torch.
 """
 
 from __future__ import annotations
-
-from pathlib import PurePath
 
 from advisor.evidence import (
     Estimate,
@@ -49,27 +50,24 @@ from advisor.schemas import (
     SimilarityThreshold,
 )
 from advisor.tasks import resolve_task
-from engine.fid.calibration import Calibration
+from engine.fid.calibration import Calibration, calibration_problem
 from engine.paper import DATA_SIZES, VTAB_TASKS
 from engine.paper.evidence import Experiment, task_cells
 
-__all__ = ["calibration_matches", "combine_pilot", "paper_finding", "task_line", "usable_calibration"]
+__all__ = ["combine_pilot", "paper_finding", "task_line", "usable_calibration"]
 
 DEFAULT_N = 800
 """The paper's default training size (800/200 split, Tables 1-2), assumed when n_train is unknown."""
 
 
-def calibration_matches(cal: Calibration, reference: str) -> bool:
-    """True when a calibration was measured against ``reference`` (a name, or a path whose stem is the name)."""
-    return cal.reference in (reference, PurePath(reference).stem)
-
-
 def usable_calibration(inputs: AdvisorInputs) -> Calibration | None:
-    """The calibration, when it is for the user's reference and its fit was checked by ``calibrate``."""
+    """The calibration, when it may decide (``engine.fid.calibration.calibration_problem``, the one check)."""
     cal = inputs.calibration
-    if cal is None or not calibration_matches(cal, inputs.reference) or cal.loo_accuracy is None:
+    if cal is None or inputs.fid_threshold is not None:
         return None
-    return cal
+    verdict, _ = calibration_problem(cal, inputs.reference, inception_sha256=inputs.fid_weights_sha256,
+                                     reference_sha256=inputs.reference_sha256)
+    return cal if verdict == "ok" else None
 
 
 def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
@@ -148,12 +146,14 @@ def _unseen(inputs: AdvisorInputs, n: int, sim: Similarity, thr: SimilarityThres
     lean = est.choice
     quadrant = tally(side).majority if side else None
     if uses_fid and not fids and thr.source == "user" and sim in ("similar", "dissimilar"):
-        quadrant = "VPT" if sim == "similar" else "FT"  # Fig. 1's rule alone: no dataset is placed on a user threshold
+        # Fig. 1's rule alone: no dataset is placed on a user threshold
+        quadrant = "VPT" if sim == "similar" else "FT"
     if uses_fid and sim == "borderline":
         choice, conf, rule = "pilot", "low", "the FID is borderline"
     elif quadrant is not None and quadrant != est.choice:
         choice, conf, lean = "pilot", "low", quadrant
-        by = "the Table 19 datasets on your side of the threshold favour" if side else "Fig. 1's rule for your FID gives"
+        by = ("the Table 19 datasets on your side of the threshold favour" if side
+              else "Fig. 1's rule for your FID gives")
         rule = (f"{by} {quadrant}, against the vote: the evidence conflicts, so a pilot decides, leaning {quadrant} "
                 "(Fig. 1's rule for your FID)")
     rows = [cell_row(c, why, fid=fids.get(c.key)) for c in est.voters]
@@ -256,7 +256,7 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
         # a tie-break by the sign of a non-decisive difference, never from a pilot not decisive by design
         if (prior.choice == "pilot" and verdict.by_design and verdict.difference is not None
                 and verdict.difference != 0):
-            sign = "VPT" if verdict.difference > 0 else "FT"
+            sign: Choice = "VPT" if verdict.difference > 0 else "FT"
             reasons.append(Reason(rule="pilot", source="our rule", favours=sign, sentence=(
                 f"The paper's evidence asks for a pilot and the pilot, planned to detect --min-detectable, found "
                 f"no significant difference: the methods are that close on your data, so the sign of its "

@@ -7,15 +7,16 @@ Table 19 side of the FID threshold) and ``advisor.evidence`` turns their vote in
 confidence. This module reconciles the user's options, resolves the FID threshold and assembles the
 :class:`~advisor.schemas.Recommendation`; the Tables 5-6 size trend is computed here for display.
 
-Confidence rules (explicit; the numbers marked "our rule" are ours, not the paper's):
+Confidence rules (explicit; each names its source, "ours" = checked by ``benchmarks.held_out``):
 
-* ``high`` only when every voting experiment agrees, each by at least 1 point (our rule: the paper prints
-  no seed spread for VTAB cells), measured within 2x of the user's size (our rule; 4x -> low).
-* a clear vote (>= 3/4 agree, our rule) that is not unanimous -> ``medium``; a split vote -> ``pilot``
-  with ``low`` and a lean to the majority; a printed tie -> ``pilot``.
-* caps: ``low`` below 400 samples (one-shot Tables 3-4) and for a named task between two sizes whose
-  winners differ; ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type
-  resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+* a named task's own cell: ``high`` when its gap is at least 1 point (ours: the paper prints no seed
+  spread) and it was measured within 2x of the user's size (ours; 4x -> low); a tie -> ``pilot``; ``low``
+  below 400 samples (one-shot Tables 3-4) and between two sizes whose winners differ.
+* a task type or a disparity (an unseen task): the probability that VPT wins (``advisor.evidence.estimate``)
+  earns ``medium`` or ``low`` by the thresholds of ``advisor.evidence.estimate_level``, never ``high``; the
+  held-out record of answers given the same way is quoted (``advisor.heldout``).
+* caps: ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type resting on
+  fewer than 3 tasks.
 * a pilot whose paired 95 % interval on held-out images excludes zero decides at its own size
   (``high`` when its 99 % interval excludes zero too, else ``medium``); a pilot "not decisive by
   design" never changes the answer; when the user's n is more than twice the pilot's, it is combined
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import functools
 
-from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
+from advisor.answer import combine_pilot, paper_finding, task_line, usable_calibration
 from advisor.heldout import held_out_record
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
@@ -49,7 +50,7 @@ from advisor.tasks import resolve_task
 from advisor.trend import size_trend
 from engine import __version__
 from engine.errors import ConfigError
-from engine.fid.calibration import Calibration, derive_threshold
+from engine.fid.calibration import Calibration, calibration_problem, derive_threshold
 from engine.paper import (
     VTAB_TASKS,
     Disparity,
@@ -65,7 +66,6 @@ __all__ = [
     "LOW_DISPARITY_VPT_WINS",
     "backbone_summary",
     "build_inputs",
-    "calibration_matches",
     "classify_similarity",
     "recommend",
     "reconcile_disparity",
@@ -172,16 +172,16 @@ def build_inputs(
 def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[Reason]]:
     """Threshold in force: ``--fid-threshold`` > a calibration for the same reference > the Table 19 default."""
     notes: list[Reason] = []
-    cal = inputs.calibration
-    if cal is not None and not calibration_matches(cal, inputs.reference):
-        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
-            f"The calibration file is for reference '{cal.reference}', not '{inputs.reference}', so it is ignored.")))
-        cal = None
-    if cal is not None and cal.loo_accuracy is None:
-        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
-            "The calibration file has no leave-one-task-out accuracy (it was written before 'calibrate' refused "
-            "weak fits), so it is ignored; re-run 'vpt-advisor calibrate' to use a calibration.")))
-        cal = None
+    cal = inputs.calibration if inputs.fid_threshold is None else None
+    if cal is not None:  # the one check (engine.fid.calibration.calibration_problem)
+        verdict, why = calibration_problem(cal, inputs.reference, inception_sha256=inputs.fid_weights_sha256,
+                                           reference_sha256=inputs.reference_sha256)
+        if verdict == "refuse":
+            raise ConfigError(why)
+        if verdict == "other-reference":
+            notes.append(Reason(rule="threshold", source="calibration file", sentence=f"{why[0].upper()}{why[1:]}, "
+                                "so it is ignored."))
+            cal = None
     if inputs.fid_threshold is not None:
         thr = SimilarityThreshold(
             value=inputs.fid_threshold, band=(inputs.fid_threshold, inputs.fid_threshold), source="user",
@@ -199,9 +199,21 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
     else:
         thr = DEFAULT_THRESHOLD
         held = tuple(k for k in inputs.held_out if k in {r.key for r in fgvc_table()})
-        if held:
-            thr = _default_threshold(held)  # ConfigError when no FT-won (or VPT-won) dataset remains
+        if held and _held_out_gap(inputs) is None:
+            thr = _default_threshold(held)
     return thr, notes
+
+
+def _held_out_gap(inputs: AdvisorInputs) -> str | None:
+    """Why Table 19 without the held-out datasets gives no threshold (no FT-won or VPT-won one left), or None."""
+    held = tuple(k for k in inputs.held_out if k in {r.key for r in fgvc_table()})
+    if not held:
+        return None
+    try:
+        _default_threshold(held)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def classify_similarity(
@@ -280,11 +292,8 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with
             excludes zero outranks the paper's evidence at the pilot's own size (see
             :func:`advisor.answer.combine_pilot` and ``advisor.rules.read_pilot``).
     """
-    try:
-        thr, reasons = resolve_threshold(inputs)
-        no_threshold = None
-    except ConfigError as exc:  # held-out Table 19 datasets leave one side empty: no threshold can be fitted
-        thr, reasons, no_threshold = DEFAULT_THRESHOLD, [], str(exc)
+    thr, reasons = resolve_threshold(inputs)
+    no_threshold = _held_out_gap(inputs)  # held-out Table 19 datasets leave one side empty: no threshold
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = ("unverified" if inputs.fid_status == "unverified"
                   else classify_similarity(inputs.fid, thr, inputs.fid_interval))

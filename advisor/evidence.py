@@ -5,14 +5,19 @@ comparable ones and the answer is their vote:
 
 * a named VTAB-1k task: the task's own cell at the measured size nearest the user's in log n, from the
   chosen backbone's table (Tables 1-2 and 5-6, one-shot Tables 3-4, or Appendix C Tables 7-15);
-* a task type (or a bare ``--disparity``): its related tasks at the nearest table size, counted as a
-  vote of tasks, k of n. Below 400 samples each task votes with the nearer of its one-shot cell
-  (Tables 3-4) and its 400-sample cell; with another backbone, the 800-sample Appendix C tables vote.
+* a task type (or a bare ``--disparity``), a task the paper never measured: :func:`estimate`, the
+  probability that VPT wins. Each comparable task votes once (a vote counts tasks, not table rows) with
+  its cell at the table size nearest the user's in log n; below 400 samples with the nearer in log n of
+  its one-shot cell (Tables 3-4, n = its number of classes) and its 400-sample cell; with another
+  backbone its 800-sample Appendix C cell. The vote is shrunk towards the size prior, VPT's share among
+  every task at that size (Tables 1-2, 5-6, Sec. 4.4), weighted as one task (:data:`PRIOR_WEIGHT`).
+  :func:`estimate_level` turns it into an answer (thresholds :data:`ANSWER_SHARE`, :data:`MEDIUM_SHARE`,
+  :data:`CATCH_UP_FROM`); every threshold is checked on tasks left out by ``benchmarks.held_out``.
 
-Rules that are ours, not the paper's (each named below): a vote is *clear* when at least 3/4 of the
-voters agree; a gap under 1 point is *narrow* (the paper prints no seed spread for these cells); a
-voting cell more than 2x (4x) away from the user's size in training samples caps the confidence at
-medium (low). Pure, no torch.
+Rules that are ours, not the paper's, for a named task's own cell (:func:`vote_finding`): a gap under
+1 point is *narrow* (the paper prints no seed spread for these cells); a cell more than 2x (4x) away
+from the user's size caps the confidence at medium (low); below 400 the one-shot and 400-sample cells
+of the task vote and must agree by 3/4 (both). Pure, no torch.
 """
 
 from __future__ import annotations
@@ -271,7 +276,7 @@ def task_vote_cells(keys: Sequence[str], backbone: BackboneName, n: int,
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _own_cells(key: str, backbone: BackboneName) -> tuple[Experiment, ...]:
     return tuple(task_cells(key, backbone))
 

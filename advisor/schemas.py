@@ -129,6 +129,10 @@ class AdvisorInputs(_Model):
     fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
                                         description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
+    fid_weights_sha256: str = Field(default="", description=(
+        "sha256 (or its prefix) of the Inception weights the FID was measured with ('' = not measured here)."))
+    reference_sha256: str = Field(default="", description=(
+        "sha256 of the reference .npz the FID was measured against ('' = not measured here)."))
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
     backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
     held_out: list[str] = Field(default_factory=list, description=(

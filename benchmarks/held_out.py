@@ -32,6 +32,7 @@ from advisor.evidence import task_vote_cells
 from advisor.heldout import LEVEL_PROMISE, HeldOutQuestion, asked_by, questions, right
 from advisor.tasks import TASK_TYPES
 from engine.paper import VTAB_TASKS
+from engine.paper.evidence import Experiment
 
 __all__ = ["Answered", "Summary", "ask_all", "main", "summarise"]
 
@@ -65,7 +66,7 @@ def _keys(q: HeldOutQuestion) -> list[str]:
     return [k for k, t in VTAB_TASKS.items() if t.disparity == q.disparity]
 
 
-def _share(cells: list) -> float:  # type: ignore[type-arg]
+def _share(cells: list[Experiment]) -> float:
     return sum(1.0 if c.winner == "VPT" else 0.5 if c.winner == "tie" else 0.0 for c in cells) / len(cells) \
         if cells else 0.5
 
@@ -176,7 +177,7 @@ def main() -> int:
               f"{_cell(s.levels, 'low'):>6} {_cell(s.levels, 'pilot'):>8} {prec:>9} {n / s.asked:>8.0%} "
               f"{s.brier:>6.3f} | {s.size_rule[0]:>4}/{s.asked:<5} {s.size_rule[1]:>6.3f} | "
               f"{s.group_vote[0]:>4}/{s.asked:<5} {s.group_vote[1]:>6.3f}")
-    print(f"promises: " + ", ".join(f"{lv} >= {p:.0%}" for lv, p in LEVEL_PROMISE.items())
+    print("promises: " + ", ".join(f"{lv} >= {p:.0%}" for lv, p in LEVEL_PROMISE.items())
           + f"; in21k bar: decisive >= {DECISIVE_BAR:.0%} right with >= {COVERAGE_BAR:.0%} answered")
     fgvc = [a for a in answers if a.question.setting == "fgvc"]
     print("\nTable 19, each dataset left out (threshold refitted without it):")

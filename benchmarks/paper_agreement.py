@@ -128,24 +128,27 @@ def main() -> int:
     print(f"CPU: {platform.processor() or platform.machine()} ({platform.python_implementation()} "
           f"{platform.python_version()}); pure decision logic, no timing")
     outcomes = run()
-    print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'lean':>4} {'miss':>4}   high medium  low   high contradicted")
+    print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'lean':>4} {'miss':>4}   "
+          "high medium  low   high contradicted")
+    backbones = ("in21k", "swin-in21k", "mae", "mocov3")
     groups = [(f"{kind} {bb}", [o for o in outcomes if o.question.kind == kind and o.question.backbone == bb])
-              for kind in ("named", "one-shot", "type", "similarity") for bb in ("in21k", "swin-in21k", "mae", "mocov3")]
+              for kind in ("named", "one-shot", "type", "similarity") for bb in backbones]
     for label, rows in groups:
         if not rows:
             continue
         agree = sum(o.agrees for o in rows)
         conf = [sum(o.confidence == c for o in rows) for c in ("high", "medium", "low")]
         lean = sum(o.by_lean for o in rows)
-        print(f"{label:<22} {len(rows):>5} {agree:>5} {lean:>4} {len(rows) - agree:>4}   {conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   "
+        print(f"{label:<22} {len(rows):>5} {agree:>5} {lean:>4} {len(rows) - agree:>4}   "
+              f"{conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   "
               f"{sum(o.contradicted_high for o in rows):>4}")
     misses = [o for o in outcomes if not o.agrees or o.contradicted_high]
     leans = [o for o in outcomes if o.by_lean]
     if leans:
         print("\nagree by lean (question: paper -> advisor)")
     for o in leans:
-        print(f"  {o.question.kind:<10} {o.question.label}: {o.question.expected} -> pilot leaning {o.question.expected}, "
-              f"{o.confidence}; {o.question.source}")
+        print(f"  {o.question.kind:<10} {o.question.label}: {o.question.expected} -> pilot leaning "
+              f"{o.question.expected}, {o.confidence}; {o.question.source}")
     if misses:
         print("\nmisses (question: paper -> advisor, confidence; source)")
     for o in misses:

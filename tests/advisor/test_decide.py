@@ -115,7 +115,8 @@ def test_a_similar_fid_adds_evidence_and_a_conflict_asks_for_a_pilot() -> None:
     medical = _rec(task="medical", n_train=800)  # Patch Camelyon and Retinopathy: FT at 800
     assert medical.recommendation == "FT"
     similar = _rec(task="medical", n_train=800, fid=150.0)  # the FID adds evidence, it does not replace the cells
-    assert similar.recommendation == "pilot" and {"patch_camelyon", "retinopathy"} <= {t.key for t in similar.nearest_tasks}
+    assert similar.recommendation == "pilot"
+    assert {"patch_camelyon", "retinopathy"} <= {t.key for t in similar.nearest_tasks}
     agree = _rec(task="fine-grained", n_train=800, fid=FGVC["stanford_dogs"].fid)
     assert agree.recommendation == "VPT" and agree.confidence == "medium"
 
@@ -185,7 +186,8 @@ def test_fid_inside_the_band_gives_pilot(frac: float) -> None:
 def _cal(reference: str = "in21k", **kw: object) -> Calibration:
     fids = {k: (100.0 if i % 2 else 140.0) for i, k in enumerate(VTAB_TASKS)}
     return Calibration(reference=reference, threshold=120.0, band=(115.0, 125.0), task_fids=fids,
-                       method="test", loo_accuracy=0.9, **kw)  # type: ignore[arg-type]
+                       method="test", loo_accuracy=0.9, n=1000, verified=True, inception_sha256="6726825d" * 8,
+                       reference_sha256="ab" * 32, **kw)  # type: ignore[arg-type]
 
 
 def test_user_threshold_overrides() -> None:
@@ -292,7 +294,7 @@ def test_decide_does_not_import_torch() -> None:
 def test_calibrated_side_without_data_at_n_falls_back_to_disparity() -> None:
     fids = {k: 100.0 for k in VTAB_TASKS}
     fids["caltech101"] = 200.0  # the only dissimilar task, printed only at 400 and 800 (Table 5)
-    cal = Calibration(reference="in21k", threshold=150.0, band=(150.0, 150.0), task_fids=fids, loo_accuracy=0.9)
+    cal = _cal().model_copy(update={"threshold": 150.0, "band": (150.0, 150.0), "task_fids": fids})
     small = _rec(disparity="low", fid=180.0, n_train=800, calibration=cal)
     assert small.size_trend is not None and [t.key for t in small.size_trend.tasks] == ["caltech101"]
     big = _rec(disparity="low", fid=180.0, n_train=5000, calibration=cal)
@@ -351,8 +353,17 @@ def test_headline_follows_the_voting_table(task: str | None, backbone: str) -> N
                 assert set(winners) == {rec.recommendation} and 400 <= n <= 10000, (kw, winners)
 
 
-def test_an_unchecked_calibration_file_is_ignored() -> None:
-    old = Calibration(reference="in21k", threshold=120.0, band=(115.0, 125.0), method="before loo checks")
-    rec = _rec(disparity="low", fid=150.0, n_train=800, calibration=old)
-    assert rec.provenance.threshold.source == "table19-default"
-    assert any("no leave-one-task-out accuracy" in r.sentence for r in rec.reasons)
+def test_a_calibration_without_provenance_is_refused() -> None:
+    old = Calibration(reference="in21k", threshold=300.0, band=(290.0, 310.0), loo_accuracy=0.9)  # hand-written
+    with pytest.raises(ConfigError, match="does not record the N of its FIDs, the Inception weights sha256"):
+        _rec(disparity="low", fid=150.0, n_train=800, calibration=old)
+    # with --fid-threshold the calibration does not decide, so it is not checked
+    assert _rec(disparity="low", fid=150.0, n_train=800, calibration=old, fid_threshold=140.0).recommendation
+
+
+def test_a_calibration_measured_with_other_hashes_is_refused() -> None:
+    inputs = build_inputs(disparity="low", fid=150.0, n_train=800, calibration=_cal())
+    ok = recommend(inputs.model_copy(update={"fid_weights_sha256": "6726825d", "reference_sha256": "ab" * 32}))
+    assert ok.provenance.threshold.source == "calibration"
+    with pytest.raises(ConfigError, match="not the cdcdcdcdcdcd"):
+        recommend(inputs.model_copy(update={"reference_sha256": "cd" * 32}))

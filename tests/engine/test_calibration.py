@@ -11,6 +11,7 @@ from engine.fid.calibration import (
     Calibration,
     default_calibration_path,
     derive_threshold,
+    fit_threshold,
     load_calibration,
     save_calibration,
 )
@@ -26,9 +27,12 @@ def test_derive_threshold_on_table_19() -> None:
     assert value == pytest.approx((vpt_max + ft_min) / 2)
 
 
-def test_derive_threshold_with_overlapping_winners() -> None:
+def test_derive_threshold_is_the_one_fitting_rule() -> None:
+    # VPT 10 and 30, FT 20: 15 classifies 2 of 3, 25 only 1; the band covers the misclassified 30
     value, band = derive_threshold({"a": 10.0, "b": 30.0, "c": 20.0}, {"a": "VPT", "b": "VPT", "c": "FT"})
-    assert band == (20.0, 30.0) and value == 25.0
+    assert (value, band) == (15.0, (10.0, 30.0))
+    fit = fit_threshold({"a": 10.0, "b": 30.0, "c": 20.0}, {"a": "VPT", "b": "VPT", "c": "FT"})
+    assert (fit.threshold, fit.band) == (value, band) and fit.misclassified == ["b"]
     with pytest.raises(ConfigError, match="each method"):
         derive_threshold({"a": 1.0}, {"a": "VPT"})
 
