@@ -50,7 +50,7 @@ from advisor.tasks import resolve_task
 from advisor.trend import size_trend
 from engine import __version__
 from engine.errors import ConfigError
-from engine.fid.calibration import Calibration, calibration_problem, derive_threshold
+from engine.fid.calibration import Calibration, calibration_problem, derive_threshold, similarity_side
 from engine.paper import (
     VTAB_TASKS,
     Disparity,
@@ -217,20 +217,19 @@ def _held_out_gap(inputs: AdvisorInputs) -> str | None:
 
 
 def classify_similarity(
-    fid: float | None, threshold: SimilarityThreshold, interval: tuple[float, float] | None = None
+    fid: float | None, threshold: SimilarityThreshold, interval: tuple[float, float] | None = None,
+    bias: float = 0.0,
 ) -> Similarity:
-    """``similar`` (<= threshold), ``dissimilar`` (> threshold), ``borderline`` (strictly inside the band,
-    or the FID's bootstrap ``interval`` straddles the threshold).
+    """``similar`` (<= threshold), ``dissimilar`` (> threshold, and still beyond the band after the small-N
+    ``bias`` is taken off), ``borderline`` otherwise (``engine.fid.calibration.similarity_side``).
 
     The band is exclusive so that the datasets it was derived from keep their observed side: with the
     Table 19 default, NABirds (169.117, VPT won) is similar and Stanford Cars (182.487, FT won) dissimilar.
     """
     if fid is None:
         return "unmeasured"
-    lo, hi = threshold.band
-    if lo < fid < hi or (interval is not None and interval[0] < threshold.value < interval[1]):
-        return "borderline"
-    return "similar" if fid <= threshold.value else "dissimilar"
+    return similarity_side(fid, threshold.value, threshold.band, interval=interval,
+                           bias=bias if threshold.n is None else 0.0)
 
 
 def backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSummary:
@@ -296,7 +295,7 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with
     no_threshold = _held_out_gap(inputs)  # held-out Table 19 datasets leave one side empty: no threshold
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = ("unverified" if inputs.fid_status == "unverified"
-                  else classify_similarity(inputs.fid, thr, inputs.fid_interval))
+                  else classify_similarity(inputs.fid, thr, inputs.fid_interval, inputs.fid_bias or 0.0))
     if no_threshold is not None and inputs.fid is not None:
         similarity = "unmeasured"
         inputs = inputs.model_copy(update={"fid_unmeasured_reason": (

@@ -67,6 +67,9 @@ def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Simi
         return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
                       sentence=f"The similarity axis is {sim}: {why.rstrip('.')}; {tail}.")
     lo, hi = thr.band
+    bias = inputs.fid_bias if thr.n is None and inputs.fid_bias else 0.0
+    if sim == "borderline" and bias and not lo < (inputs.fid or 0.0) < hi:
+        hi = max(hi, thr.value) + bias
     where = {
         "similar": f"at or below the threshold {thr.value:.1f}",
         "dissimilar": f"above the threshold {thr.value:.1f}",
@@ -74,7 +77,16 @@ def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Simi
     }[sim]
     return Reason(rule="similarity", source=src, favours="pilot" if sim == "borderline" else "neutral", sentence=(
         f"FID {inputs.fid:.1f} against reference '{inputs.reference}' is {where}, so the data counts as {sim} "
-        f"({thr.description}). {REFERENCE_CAVEAT}."))
+        f"({thr.description}). {_bias_note(bias, inputs.fid_n)}{REFERENCE_CAVEAT}."))
+
+
+def _bias_note(bias: float, n: int | None) -> str:
+    if not bias:
+        return ""
+    at = f" at N = {n:,}" if n else ""
+    return (f"The threshold has no N and FID is biased upwards at small N: the bias{at} is estimated at {bias:.1f} "
+            "points (twice FID(N/2) - FID(N), our rule), so the data counts as dissimilar only when the FID minus "
+            "that bias is still above the band. ")
 
 
 def quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason]:

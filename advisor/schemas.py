@@ -126,6 +126,9 @@ class AdvisorInputs(_Model):
     fid_unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
     fid_n: int | None = Field(default=None, ge=1, description="Sample size N at which the user's FID was measured.")
     fid_interval: tuple[float, float] | None = Field(default=None, description="Bootstrap interval of the FID.")
+    fid_bias: float | None = Field(default=None, ge=0.0, description=(
+        "Estimated small-N upward bias of the FID (twice FID(N/2) - FID(N)); widens the band's upper end when the "
+        "threshold has no N (engine.fid.calibration.small_n_bias)."))
     fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
                                         description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
@@ -339,6 +342,8 @@ class FidEvidence(_Model):
         "the dataset is larger), with its bootstrap interval."))
     compared_note: str = Field(default="", description="Why the FID is compared at that N.")
     infinity: FidInfinity | None = Field(default=None, description="FID-infinity (an estimate, Chong & Forsyth 2020).")
+    small_n_bias: float | None = Field(default=None, description=(
+        "Estimated upward bias of the compared FID at its N (twice FID(N/2) - FID(N)), when the threshold has no N."))
     status: FidStatus = Field(default="verified", description="'unverified': shown, never decides.")
     unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 

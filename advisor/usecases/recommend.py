@@ -116,9 +116,12 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
         weights or the reference are unavailable.
     """
     calibration, compare_n, note = _compare_at(request, calibration, n_available)
+    # no N to compare at (Table 19, --fid-threshold): the FID at N/2 too, for the small-N bias
+    half = n_available // 2 if compare_n is None and n_available >= 8 else None
     from engine.config.fid import FidConfig
     from engine.device import resolve_device
     from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
+    from engine.fid.calibration import small_n_bias
     from engine.fid.run import measure_fid_against_reference
 
     config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
@@ -126,7 +129,7 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
                 index, request.reference, config=config, device=resolve_device(request.device),
-                on_progress=on_progress, at_n=[compare_n] if compare_n else [],
+                on_progress=on_progress, at_n=[compare_n] if compare_n else [n_available, half] if half else [],
                 trust_reference=request.trust_reference,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
@@ -136,6 +139,7 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
         preprocessing=m.preprocessing, warnings=list(m.warnings), compared=m.estimate(compare_n),
         compared_note=note, infinity=m.infinity, status="unverified" if m.status == "unverified" else "verified",
         unverified_reasons=list(m.unverified_reasons),
+        small_n_bias=small_n_bias(m.fid, m.estimate(half).fid) if half else None,
     ), None
 
 
@@ -148,6 +152,7 @@ def _measured_inputs(inputs: AdvisorInputs, ev: FidEvidence | None) -> AdvisorIn
     ref_sha = ev.reference.get("npz_sha256")
     return inputs.model_copy(update={
         "fid_n": ev.compared.n, "fid_interval": ev.compared.interval, "fid_status": ev.status,
+        "fid_bias": ev.small_n_bias,
         "fid_unverified_reasons": list(ev.unverified_reasons), "fid_weights_sha256": weights_digest(ev.extractor),
         "reference_sha256": ref_sha if isinstance(ref_sha, str) else ""})
 

@@ -41,6 +41,8 @@ __all__ = [
     "check_fit",
     "fit_threshold",
     "leave_one_out",
+    "similarity_side",
+    "small_n_bias",
     "default_calibration_path",
     "derive_threshold",
     "load_calibration",
@@ -346,3 +348,37 @@ def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     path = default_calibration_path() if path is None else Path(path)
     atomic_write_text(path, json.dumps(cal.model_dump(mode="json"), indent=2) + "\n")
     return path
+
+
+SMALL_N_BIAS_FACTOR = 2.0
+"""Ours: the small-N bias of an FID of N images is taken as twice FID(N/2) - FID(N). Under FID_N = FID_inf + c/N
+the bias at N equals that difference; on 2048-d features at N <= 2,000 the bias decays slower than 1/N (on
+Gaussian features with a 1/i spectrum it is 14.7 / 9.0 / 4.0 points at N = 500 / 1,000 / 2,000 while the
+difference stays near 5-6), so it is doubled (``benchmarks.perf.fid_small_n`` shows the effect)."""
+
+
+def small_n_bias(fid_n: float, fid_half: float) -> float:
+    """Estimated upward bias of an FID of N images, from the same features' FID at N/2 (subset mean); >= 0."""
+    return max(0.0, SMALL_N_BIAS_FACTOR * (fid_half - fid_n))
+
+
+def similarity_side(fid: float, threshold: float, band: tuple[float, float], *,
+                    interval: tuple[float, float] | None = None,
+                    bias: float = 0.0) -> Literal["similar", "dissimilar", "borderline"]:
+    """Which side of the threshold an FID is on (the one rule, used by ``recommend`` and the benchmark).
+
+    ``borderline`` strictly inside the band (exclusive, so the datasets it was derived from keep their
+    side), or when the bootstrap ``interval`` straddles the threshold. FID is biased upwards at small N,
+    so where the threshold has no N (Table 19, ``--fid-threshold``) the caller passes the estimated bias
+    (:func:`small_n_bias`): the data is then dissimilar only when ``fid - bias`` is still beyond the band
+    (the band's upper end is widened by the bias); similar stays ``fid <= threshold``, which the bias
+    only makes safer.
+    """
+    lo, hi = band
+    if lo < fid < hi or (interval is not None and interval[0] < threshold < interval[1]):
+        return "borderline"
+    if fid <= threshold:
+        return "similar"
+    if fid - bias >= hi and fid - bias > threshold:
+        return "dissimilar"
+    return "borderline"
