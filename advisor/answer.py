@@ -187,14 +187,14 @@ def _estimate_sentence(est: Estimate, n: int, what: str, side: list[Experiment],
             est.voters[0].backbone != "in21k" else "the nearer of one image per class and 400 samples")
     if est.voters and est.voters[0].backbone != "in21k":
         size = "800 training samples"
-    head = (f"Of the {len(est.voters)} {what} measured at {size}, {_wins(est.voters)}" if est.voters
-            else f"No {what} are measured at {size}")
+    count = f"the {len(est.voters)} {what}" if len(est.voters) > 1 else f"the one task {what.removeprefix('tasks ')}"
+    head = (f"of {count} measured at {size}, {_wins(est.voters)}" if est.voters
+            else f"no {what} are measured at {size}")
     on_side = (f" Of the Table 19 datasets on the {sim} side of FID {thr.value:.1f}, {_wins(side)}." if side else "")
     prior = (f"; across all {est.prior_cells} tasks at that size VPT wins {est.prior_vpt:g} (the size prior, "
              "Tables 1-2, 5-6)")
     answer = f"answer {choice}" if choice != "pilot" else f"run a pilot, leaning {lean or 'neither way'}"
-    return (f"{head}{prior}. Together they give VPT a {est.p_vpt:.0%} probability of winning.{on_side} So "
-            f"{answer} ({rule}).")
+    return (f"VPT wins with probability {est.p_vpt:.0%}: {head}{prior}.{on_side} So {answer} ({rule}).")
 
 
 def paper_finding(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThreshold, *,

@@ -60,11 +60,9 @@ def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Simi
             tail = ("for high-disparity tasks the paper's rule does not depend on it: VPT won all 8 Structured "
                     "tasks at 800 samples (Table 2)")
         else:
-            wins, total = LOW_DISPARITY_VPT_WINS
-            tail = (f"for low-disparity tasks similarity is what separates FT from VPT, so the answer rests on "
-                    f"the vote of the comparable tasks at your size (at 800 samples VPT won {wins} of {total} "
-                    f"Natural and Specialized tasks, Tables 1-2)")
-        return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
+            tail = ("for low-disparity tasks similarity is what separates FT from VPT, so without it the answer rests "
+                    "on the comparable tasks' own results at your size (the reasons below name them)")
+        return Reason(rule="similarity", source="Sec. 4.3, Fig. 1",
                       sentence=f"The similarity axis is {sim}: {why.rstrip('.')}; {tail}.")
     lo, hi = thr.band
     bias = inputs.fid_bias if thr.n is None and inputs.fid_bias else 0.0

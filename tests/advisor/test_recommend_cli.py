@@ -114,7 +114,9 @@ def test_dataset_with_measured_fid(
             fid=190.0, n_images=n, n_skipped=0,
             reference=ReferenceInfo(name="in21k", path="/refs/in21k.npz"), extractor="test", preprocessing="test",
             warnings=["fewer than 2048 images"],
-            at_n=[FidAtN(n=n, fid=190.0, n_subsets=1, interval=(188.0, 192.0), n_bootstrap=20, bootstrap_n=n, seed=0)],
+            at_n=[FidAtN(n=n, fid=190.0, n_subsets=1, interval=(188.0, 192.0), n_bootstrap=20, bootstrap_n=n, seed=0),
+                  FidAtN(n=n // 2, fid=194.0, n_subsets=5, interval=(190.0, 198.0), n_bootstrap=20,
+                         bootstrap_n=n // 2, seed=0)],
         )
 
     monkeypatch.setattr(fidrun, "measure_fid_against_reference", fake_measure)
@@ -123,11 +125,14 @@ def test_dataset_with_measured_fid(
             "--device", "cpu", "--n-train", "1000"]
     report = _json(capsys, argv)
     # the default threshold has no N, so the FID of all images is compared
-    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu", "at_n": []}
+    # ... and the FID at N/2 gives its small-N bias: 2 x (194 - 190)
+    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu", "at_n": [18, 9]}
+    assert report.fid_measurement is not None and report.fid_measurement.small_n_bias == 8.0
     rec = report.recommendation
-    assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "dissimilar"
-    # fine-grained tasks favour VPT at 800, the dissimilar Table 19 side FT: the evidence conflicts
-    assert rec.recommendation == "pilot" and rec.lean == "FT" and rec.inputs.n_train == 1000
+    # 190 - 8 = 182 is inside the band 169.1-182.5: without the bias it would be dissimilar
+    assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "borderline"
+    assert rec.inputs.fid_bias == 8.0
+    assert rec.recommendation == "pilot" and rec.inputs.n_train == 1000
     assert report.fid_measurement is not None and "fewer than 2048 images" in report.warnings
     assert rec.inputs.fid_n == 18 and rec.inputs.fid_interval == (188.0, 192.0)
     assert "N is not printed by the paper" in report.fid_measurement.compared_note
