@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -37,6 +37,7 @@ from engine.fid.calibration import (
     leave_one_out,
 )
 from engine.progress import ProgressCallback
+from engine.vocab import FeatureDims, Side
 
 if TYPE_CHECKING:
     from benchmarks.vtab.tasks import TaskSpec
@@ -55,7 +56,7 @@ CALIBRATION_SIZES = (250, 500, 1000)
 ``recommend`` compares a dataset of N' images at the largest of these N <= N' (FID depends on N)."""
 
 
-def paper_low_disparity_winners() -> dict[str, Literal["FT", "VPT"]]:
+def paper_low_disparity_winners() -> dict[str, Side]:
     """The paper's winner at 800/200 for every low-disparity task (Tables 1-2)."""
     return {k: t.winner_800 for k, t in TASKS.items() if t.disparity == "low"}
 
@@ -68,7 +69,7 @@ class CalibrationRequest(FrozenModel):
     inception_weights: Path | None = Field(None, description="pytorch-fid Inception weights file.")
     device: str = Field("auto", description="Device spec.")
     batch_size: int = Field(50, ge=1, description="Inception batch size.")
-    dims: Literal[64, 192, 768, 2048] = Field(2048, description="Inception feature layer (the reference's dims; "
+    dims: FeatureDims = Field(2048, description="Inception feature layer (the reference's dims; "
                                               "2048 = standard FID, what recommend measures).")
     workers: int = Field(0, ge=0, description="Decoding threads.")
     output: Path | None = Field(None, description="Calibration file (None = the default location).")

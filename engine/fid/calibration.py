@@ -31,6 +31,7 @@ from engine.errors import ConfigError, UnknownTaskError
 from engine.io import atomic_write_text
 from engine.paper import get_vtab_task
 from engine.paths import data_home
+from engine.vocab import Side
 
 __all__ = [
     "MIN_TASKS_PER_SIDE",
@@ -268,7 +269,7 @@ def check_fit(fit: ThresholdFit, fids: Mapping[str, float], winners: Mapping[str
 
 
 def derive_threshold(
-    fids: Mapping[str, float], winners: Mapping[str, Literal["FT", "VPT"]]
+    fids: Mapping[str, float], winners: Mapping[str, Side]
 ) -> tuple[float, tuple[float, float]]:
     """``(threshold, band)`` by :func:`fit_threshold` (the default threshold from Table 19 uses this).
 
