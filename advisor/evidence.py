@@ -44,7 +44,6 @@ __all__ = [
     "fgvc_side",
     "fmt_acc",
     "nearest_cell",
-    "select_cells",
     "tally",
     "vote_finding",
 ]
@@ -75,19 +74,6 @@ def nearest_cell(cells: Sequence[Experiment], n: int) -> Experiment:
     """The cell nearest ``n`` in log n (a tie goes to the smaller size, where more tasks are measured)."""
     sized = [c for c in cells if c.n_train is not None]
     return min(sized, key=lambda c: (_distance(c.n_train or 1, n), c.n_train))
-
-
-def select_cells(keys: Sequence[str], backbone: BackboneName, n: int) -> list[Experiment]:
-    """The comparable cells of ``keys`` at ``n`` (rules in the module docstring), in paper order."""
-    if backbone != "in21k":
-        return [nearest_cell(task_cells(k, backbone), n) for k in keys]
-    if n < ONE_SHOT_LIMIT:
-        return [c for k in keys for c in below_400(k, n)]
-    size = min(DATA_SIZES, key=lambda s: (_distance(s, n), s))
-    at = [c for k in keys for c in task_cells(k) if c.n_train == size and c.setting == "sized"]
-    if at:
-        return at
-    return [nearest_cell([c for c in task_cells(k) if c.setting == "sized"], n) for k in keys]
 
 
 def below_400(key: str, n: int) -> list[Experiment]:
