@@ -69,6 +69,7 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
         "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
+    init_seed: int | None = Field(default=None, description="Seed of the random-init backbone (None: pretrained).")
 
 
 class PilotRefusal(BaseModel):
@@ -87,6 +88,7 @@ class PilotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
+    root: Path | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     task: str | None = Field(default=None, description="--task.")
     disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
@@ -240,7 +242,7 @@ def run_pilot_request(
     dev = resolve_device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
-    index = index_dataset(req.dataset)
+    index = index_dataset(req.dataset, req.root)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
@@ -259,7 +261,8 @@ def run_pilot_request(
                       if evidence is not None and has_task and not req.backbone.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.backbone.random_init, num_prompts=num_prompts,
-                         num_prompts_source=prompts_source, device=describe_device(dev),
+                         random_init=req.backbone.random_init,
+                         init_seed=req.backbone.init_seed if req.backbone.random_init else None,
+                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result
