@@ -220,8 +220,7 @@ def run_pilot_request(
         progress: opens the "Pilot (epochs)" progress stage.
         on_plan: called with ``(plan, prompts_source)`` before training starts (the CLI prints it).
         confirm: asks before a long CPU run without ``yes``; ``None`` (no terminal) refuses such a run.
-        prior: decision inputs already gathered (``recommend --pilot`` passes its FID and size); else they
-            are built from ``task``/``disparity`` and the dataset size.
+        prior: decision inputs already gathered (``recommend --pilot``'s FID and size), else built from the task.
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
