@@ -48,6 +48,7 @@ from engine.train.pilot_plan import (
     TrialSpec,
     choose_plan,
     mdd_of,
+    seeds_short,
     split_samples,
     sufficient,
 )
@@ -140,8 +141,9 @@ def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device)
 
 
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
-    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method, img_size=img_size,
-                            num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
+    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method,
+                            img_size=img_size, num_prompts=config.num_prompts, precision=config.precision,
+                            batch_size=config.batch_size)
 
 
 def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,
@@ -234,6 +236,8 @@ def plan_pilot(
         min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
+        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2,
+        seeds_needed=seeds_short(config),
     )
     if plan_path is not None:
         save_to_store(plan_path, plan.model_dump_json(indent=2), "plan")
