@@ -76,7 +76,7 @@ def simulate(replicates: int, n: int, k: int, scenario: Scenario,
 
 
 def rates(ft: npt.ArrayLike, vpt: npt.ArrayLike, *, target: float, assumed_seed_sd: float, by_design: bool = True,
-          image_only: bool = False) -> dict[str, npt.NDArray[np.bool_]]:
+          image_only: bool = False) -> dict[str, npt.NDArray[np.bool_] | npt.NDArray[np.float64]]:
     """Per replicate: interval excludes 0, underpowered, decisive, wrong sign (the pilot's own rule).
 
     ``image_only`` drops the seed term (the old rule, which a one-seed bootstrap amounts to).
@@ -126,8 +126,9 @@ def run_scenario(scenario: Scenario, *, n: int, k: int, replicates: int, target:
         totals["underpowered"] += float(out["underpowered"].sum())
         totals["decisive"] += float(out["decisive"].sum())
         # a decisive verdict is wrong when there is no difference, or when it names the loser
-        wrong_sign = np.sign(out["difference"]) != np.sign(scenario.delta) if scenario.delta else True
-        totals["wrong"] += float((out["decisive"] & wrong_sign).sum())
+        decisive = np.asarray(out["decisive"], dtype=bool)
+        wrong_sign = np.sign(out["difference"]) != np.sign(scenario.delta) if scenario.delta else np.True_
+        totals["wrong"] += float((decisive & wrong_sign).sum())
         done += r
     return {key: v / replicates for key, v in totals.items()}
 
