@@ -68,7 +68,9 @@ def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
                  f"{plan.alpha:g}, power {plan.power:.0%}, assuming the methods disagree on "
                  f"{plan.assumed_discordance:.0%} of images and a seed-to-seed SD of {plan.assumed_seed_sd:g} "
                  "points: MDD = (z₁₋α/₂ + z_power) × √(p_d / n + 2c·σ²_seed / seeds) × 100")
-    probe = f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached"
+    used = "; ".join(f"{t.method} {t.probe_note}" for t in plan.timings)
+    probe = (f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached") + \
+        (f" ({escape(used)})" if used else "")
     grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
                  f"budget{probe}")
     if not plan.decisive_by_design:
