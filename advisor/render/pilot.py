@@ -71,8 +71,10 @@ def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
     used = "; ".join(f"{t.method} {t.probe_note}" for t in plan.timings)
     probe = (f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached") + \
         (f" ({escape(used)})" if used else "")
+    cold = any(t.source == "probe" and not t.timed_runs for t in plan.timings)
     grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
-                 f"budget{probe}")
+                 f"budget{probe}" + ("; likely an overestimate: only one cold step fitted in the probe's time, and "
+                                     "the first steps are the slowest" if cold else ""))
     if not plan.decisive_by_design:
         grid.add_row("[yellow]verdict[/]", "[yellow]not decisive by design[/]: this plan cannot detect "
                      f"{plan.target_detectable:g} points; {escape(plan_needs(plan))}")

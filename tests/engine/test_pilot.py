@@ -202,6 +202,9 @@ def test_probe_fits_a_line_and_is_cached(colour_dataset: Path, tmp_path: Path) -
                                    precision="fp32", device=torch.device("cpu"), budget_s=5.0)
     assert timing.train_s_per_image > 0 and timing.eval_s_per_image > 0 and timing.batch == 16  # affordable
     assert timing.train_s_per_step >= 0 and timing.probe_s < 5.0 + 2.0  # one step may start just before the cap
+    assert timing.probe_batches == (2, 16) and timing.timed_runs >= 1  # the plan names this probe
+    assert timing.probe_note.startswith("probe at batch 2+16 (") and "warm step" in timing.probe_note
+    assert timing.model_copy(update={"source": "trial"}).probe_note == "timed by earlier pilot trials"
     cache = tmp_path / "timing.json"
     index = index_dataset(colour_dataset)
     first = plan_pilot(index, _config(), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)
