@@ -262,7 +262,7 @@ def run_pilot_request(
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from engine.data.index import index_dataset
-    from engine.device import describe_device, resolve_device, resolve_precision
+    from engine.device import describe_device, fit_cpu_threads, resolve_device, resolve_precision
     from engine.errors import NotDecisiveError
     from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
@@ -276,6 +276,8 @@ def run_pilot_request(
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
+    if dev.type == "cpu":
+        fit_cpu_threads()  # before the probe, so the probe and the trials run alike (engine.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)

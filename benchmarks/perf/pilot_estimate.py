@@ -90,7 +90,7 @@ def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, 
     actual = time.perf_counter() - t1
     ratio = plan.estimated_s / actual
     probe = "; ".join(f"{t.method} {t.probe_note}" for t in plan.timings)
-    print(f"{condition:<8}{budget_s:>7.0f}{plan.n_train:>6}{plan.n_compare:>5}{plan.epochs:>4}{plan.n_trials:>7}"
+    print(f"{condition:<8}{torch.get_num_threads():>3}{budget_s:>7.0f}{plan.n_train:>6}{plan.n_compare:>5}{plan.epochs:>4}{plan.n_trials:>7}"
           f"{planned:>8.1f}{plan.estimated_s:>10.1f}{actual:>9.1f}{ratio:>7.2f}"
           f"{'  ok ' if abs(ratio - 1) <= TOLERANCE else '  MISS'}{load0:>6.1f}{os.getloadavg()[0]:>6.1f}  {probe}",
           flush=True)
@@ -103,8 +103,22 @@ def _condition(index: DatasetIndex, args: argparse.Namespace, condition: str, wo
     if condition == "loaded":
         with busy_cores(os.cpu_count() or 1):
             time.sleep(2.0)  # let the spinners take their share before the probe
+            _threads(args)
             return [_one_budget(index, args, b, cache, work, condition) for b in budgets]
+    _threads(args)
     return [_one_budget(index, args, b, cache, work, condition) for b in budgets]
+
+
+def _threads(args: argparse.Namespace) -> None:
+    """``--threads N``, or (0) what the pilot command would choose now (engine.device.fit_cpu_threads)."""
+    import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    else:
+        from engine.device import fit_cpu_threads
+
+        fit_cpu_threads()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--min-detectable", type=float, default=30.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids thrashing a busy box).")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids thrashing a busy box; "
+                        "0: as the pilot command chooses, engine.device.fit_cpu_threads).")
     parser.add_argument("--quick", action="store_true", help="The pilot's --quick mode (2 epochs, one lr).")
     parser.add_argument("--conditions", default="idle,loaded",
                         help="idle (the machine as found) and/or loaded (+1 busy process per core).")
@@ -128,15 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     from engine.data.index import index_dataset
     from engine.device import cpu_bf16_support
 
-    torch.set_num_threads(args.threads)
+    _threads(args)
     print(cpu_line())
     print(f"{args.model} @ {args.img_size}px, batch {args.batch_size}, {args.seeds} seeds, FT + VPT-deep, cpu "
-          f"({args.threads} threads, load {os.getloadavg()[0]:.1f}); {cpu_bf16_support().describe()}")
+          f"({torch.get_num_threads()} threads at start, load {os.getloadavg()[0]:.1f}); "
+          f"{cpu_bf16_support().describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         index = index_dataset(_dataset(work / "data", args.images, max(args.img_size, 32)))
-        print(f"{'machine':<8}{'budget':>7}{'train':>6}{'cmp':>5}{'ep':>4}{'trials':>7}{'plan s':>8}{'estimate':>10}"
-              f"{'actual':>9}{'ratio':>7}{'':6}{'load0':>6}{'load1':>6}  probe")
+        print(f"{'machine':<8}{'thr':>3}{'budget':>7}{'train':>6}{'cmp':>5}{'ep':>4}{'trials':>7}{'plan s':>8}"
+              f"{'estimate':>10}{'actual':>9}{'ratio':>7}{'':6}{'load0':>6}{'load1':>6}  probe")
         rows = [r for c in args.conditions.split(",") if c.strip() for r in _condition(index, args, c.strip(), work)]
     within = sum(abs(r["estimate"] / r["actual"] - 1) <= TOLERANCE for r in rows)
     print(f"{within} of {len(rows)} estimates within +-{TOLERANCE:.0%} of the measured wall time (plan s = probe + "
