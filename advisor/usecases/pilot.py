@@ -241,6 +241,16 @@ def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> 
                        quick=req.quick)
 
 
+def _device(spec: str) -> torch.device:
+    """The device; on a CPU also the thread count, before the probe, so probe and trials run alike."""
+    from engine.device import fit_cpu_threads, resolve_device
+
+    dev = resolve_device(spec)
+    if dev.type == "cpu":
+        fit_cpu_threads()  # one thread when the load already fills every core (engine.device.threads_for_load)
+    return dev
+
+
 def run_pilot_request(
     req: PilotRequest,
     *,
@@ -262,7 +272,7 @@ def run_pilot_request(
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
     from engine.data.index import index_dataset
-    from engine.device import describe_device, fit_cpu_threads, resolve_device, resolve_precision
+    from engine.device import describe_device, resolve_precision
     from engine.errors import NotDecisiveError
     from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
@@ -275,9 +285,7 @@ def run_pilot_request(
         reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
-    dev = resolve_device(req.device)
-    if dev.type == "cpu":
-        fit_cpu_threads()  # before the probe, so the probe and the trials run alike (engine.device)
+    dev = _device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset)
