@@ -28,7 +28,7 @@ def build_command(
         str,
         typer.Argument(help="Image folder tree (class = first folder level, e.g. ImageNet-21k WordNet ids), "
                        "a .tar shard or folder of WebDataset shards, an HTTP(S) URL with a brace pattern "
-                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO\\[/subdir] "
+                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO (or .../REPO/SUBDIR) "
                        "(uses HF_TOKEN and HF_ENDPOINT).", show_default=False),
     ],
     *,

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from advisor.render._stream import TrimmedStream
 from engine.progress import ProgressCallback
 
 __all__ = [
@@ -35,8 +36,9 @@ __all__ = [
     "print_message", "print_fields", "split_copyable", "reset_warnings",
 ]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# TrimmedStream: piped output carries no trailing spaces (rich pads lines to the width)
+console = Console(file=TrimmedStream(), highlight=False)  # type: ignore[arg-type]  # a TextIO by duck typing
+err_console = Console(file=TrimmedStream(stderr=True), stderr=True, highlight=False)  # type: ignore[arg-type]
 
 _seen_warnings: set[str] = set()
 
