@@ -50,7 +50,7 @@ the console width minus a margin, since a shorter word is never split by rich's 
 # Trailing sentence punctuation is not part of the match.
 _URL_OR_COMMAND = (
     r"https?://[^\s)]+[^\s).,;:]"
-    r"|(?<=: )(?:vpt-advisor|python -m|pip install|\.venv/bin/\S+) [^;)]*[^\s;).,]"
+    r"|(?<=: )(?:vpt-advisor|python -m|pip install|curl|\.venv/bin/\S+) [^;)]*[^\s;).,]"
 )
 
 
@@ -111,7 +111,8 @@ def print_message(message: str, *, prefix: str = "", target: Console | None = No
     def flush(text: str) -> None:
         nonlocal first
         if re.search(r"\w", text.replace(prefix, "", 1)) or (first and prefix and text == prefix):
-            out.print(text.rstrip() if first else text.strip())
+            # after a command on its own line, the ';' or '.' that followed it would start the next line
+            out.print(text.rstrip() if first else text.strip().lstrip(";,.").lstrip())
         first = False
 
     # a token shorter than the line is moved whole to the next line by the wrap; longer ones get their own
