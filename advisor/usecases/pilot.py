@@ -222,18 +222,21 @@ def run_pilot_request(
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.data.index import index_dataset
-    from engine.device import describe_device, resolve_device, resolve_precision
-    from engine.errors import NotDecisiveError
-    from engine.paths import cache_dir, data_home
-    from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
-    from engine.train.pilot_checks import check_some_converged
+    from engine.train.availability import check_backbone_available
 
     has_task = req.task is not None or req.disparity is not None or prior is not None
     if req.task is not None or req.disparity is not None:
         from advisor.decide import reconcile_disparity
 
         reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
+    # unreachable weights fail here, in about a second: before torch is imported (engine.device) or a model built
+    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
+    from engine.data.index import index_dataset
+    from engine.device import describe_device, resolve_device, resolve_precision
+    from engine.errors import NotDecisiveError
+    from engine.paths import cache_dir, data_home
+    from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
+    from engine.train.pilot_checks import check_some_converged
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
