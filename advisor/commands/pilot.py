@@ -115,12 +115,12 @@ def pilot_command(
 
 def _run(request: PilotRequest, *, as_json: bool) -> tuple[PilotReport, PilotResult]:
     """Run the use case with terminal progress and questions; a refused plan still reaches ``--json``."""
-    from advisor.render import emit_json, err_console
+    from advisor.render import emit_json
     from advisor.render.pilot import render_plan
 
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        return run_pilot_request(request, progress=cli_progress(not as_json and err_console.is_terminal),
+        return run_pilot_request(request, progress=cli_progress(not as_json),
                                  on_plan=on_plan, confirm=cli_confirm())
     except NotDecisiveError as exc:
         if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error

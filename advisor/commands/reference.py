@@ -53,13 +53,14 @@ def build_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute reference statistics (streaming, resumable: rerun the same command after an interruption)."""
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
     from engine.fid.reference import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
-    with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:
+    with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
         info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
                                per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
                                on_progress=on_progress)
