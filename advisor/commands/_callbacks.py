@@ -34,8 +34,8 @@ def _duration(seconds: float) -> str:
 @contextlib.contextmanager
 def plain_progress(description: str, *, write: Callable[[str], None] | None = None,
                    clock: Callable[[], float] = time.monotonic) -> Iterator[ProgressCallback]:
-    """Yield an ``on_progress(done, total)`` writing ``YYYY-mm-dd HH:MM:SS  description: done/total (p %), elapsed,
-    about T left`` lines to stderr (or ``write``): one per tenth of the work (per unit with 10 units or fewer), from
+    """Yield an ``on_progress(done, total)`` writing ``YYYY-mm-dd HH:MM:SS description: done/total (p %), elapsed,
+    ~T left`` lines to stderr (or ``write``): one per tenth of the work (per unit with 10 units or fewer), from
     :data:`PLAIN_QUIET_S` on, so a stage that is over in a moment leaves no lines; the last unit always gets one once
     a line was printed."""
     out = write or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -54,11 +54,10 @@ def plain_progress(description: str, *, write: Callable[[str], None] | None = No
         last_step, finished = step, last
         stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         if total:
-            left = f", about {_duration(elapsed * (total - done) / done)} left" if done < total else ""
-            out(f"{stamp}  {description}: {done:,}/{total:,} ({100 * done // total} %), "
-                f"{_duration(elapsed)} elapsed{left}")
+            left = f", ~{_duration(elapsed * (total - done) / done)} left" if done < total else ""
+            out(f"{stamp} {description}: {done:,}/{total:,} ({100 * done // total} %), {_duration(elapsed)}{left}")
         else:
-            out(f"{stamp}  {description}: {done:,} done, {_duration(elapsed)} elapsed")
+            out(f"{stamp} {description}: {done:,} done, {_duration(elapsed)}")
 
     yield update
 

@@ -46,7 +46,8 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
         return None
     from advisor.report import from_pilot, write_pilot_report
 
-    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset)
+    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset,
+                        smoke_test=report.smoke_test or "")
     return write_pilot_report(inputs, path)
 
 
@@ -136,7 +137,8 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
     if as_json:
         emit_json(report)
         return
-    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain)
+    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain,
+                  smoke_test=report.smoke_test)
     if report.skipped_by_reason:
         why = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.items())
         warn(f"{sum(report.skipped_by_reason.values())} dataset entries were not used ({why}); "

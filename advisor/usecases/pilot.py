@@ -67,6 +67,9 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
         "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
+    quick: bool = Field(default=False, description="True with --quick: a smoke test of the pipeline (2 epochs).")
+    smoke_test: str | None = Field(default=None, description=(
+        "Set for a --random-init or --quick run: says, wherever the numbers are shown, that they are meaningless."))
 
 
 class PilotRefusal(BaseModel):
@@ -120,6 +123,17 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
         else:
             return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
+
+
+def smoke_test_label(*, random_init: bool, quick: bool) -> str | None:
+    """'SMOKE TEST (...): these accuracies are meaningless' for a --random-init or --quick run, else None."""
+    from engine.config.train import QUICK_EPOCHS
+
+    why = ([] if not random_init else ["random-init backbone, not pretrained"]) + (
+        [] if not quick else [f"--quick, {QUICK_EPOCHS} epochs and one lr per method"])
+    if not why:
+        return None
+    return f"SMOKE TEST ({'; '.join(why)}): these accuracies are meaningless"
 
 
 def pilot_evidence(result: PilotResult, *, random_init: bool = False) -> PilotEvidence | None:
@@ -261,7 +275,9 @@ def run_pilot_request(
                       if evidence is not None and has_task and not req.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
+                         random_init=req.random_init, quick=req.quick,
+                         smoke_test=smoke_test_label(random_init=req.random_init, quick=req.quick),
+                         num_prompts=num_prompts, num_prompts_source=prompts_source,
                          device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
                          recommendation=recommendation)
     return report, result

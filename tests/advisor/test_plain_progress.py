@@ -12,7 +12,7 @@ from advisor.cli import main
 from advisor.commands._callbacks import PLAIN_QUIET_S, plain_progress
 from tests.conftest import write_colour_dataset
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  (.+): ([\d,]+)/([\d,]+) \((\d+) %\), \d+:\d\d:\d\d elapsed")
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.+): ([\d,]+)/([\d,]+) \((\d+) %\), \d+:\d\d:\d\d")
 
 
 def _run(total: int, seconds_per_unit: float) -> list[str]:
@@ -30,7 +30,7 @@ def test_one_line_per_tenth_of_the_work_with_time_left() -> None:
     lines = _run(1000, 0.5)
     assert 10 <= len(lines) <= 11 and all(LINE.match(line) for line in lines), lines
     assert [int(LINE.match(line).group(4)) for line in lines][-3:] == [80, 90, 100]  # type: ignore[union-attr]
-    assert "about" in lines[0] and "left" not in lines[-1]
+    assert "~" in lines[0] and "left" in lines[0] and "left" not in lines[-1]
 
 
 def test_one_line_per_epoch_when_there_are_few() -> None:
