@@ -60,6 +60,8 @@ def build_command(
     from engine.fid.reference import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
+    if not as_json:
+        _say_size(max_images)
     with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
         info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
                                per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
@@ -68,6 +70,21 @@ def build_command(
         emit_json(info)
     else:
         render_reference(info)
+
+
+def _say_size(max_images: int) -> None:
+    """Before the work: how many images, and the smallest reference the FID check accepts (fewer: 'unverified')."""
+    from advisor.render import print_message, warn
+    from engine.fid.gates import MIN_REFERENCE_IMAGES
+
+    if 0 < max_images < MIN_REFERENCE_IMAGES:
+        warn(f"--max-images {max_images:,} is below the {MIN_REFERENCE_IMAGES:,} images the FID check needs: FIDs "
+             f"against this reference are shown as unverified and never decide (--max-images {MIN_REFERENCE_IMAGES} "
+             "is the smallest that passes)")
+    elif max_images > MIN_REFERENCE_IMAGES:
+        print_message(f"Building from up to {max_images:,} images; the smallest reference the FID check accepts has "
+                      f"{MIN_REFERENCE_IMAGES:,} (--max-images {MIN_REFERENCE_IMAGES}), "
+                      f"{max_images / MIN_REFERENCE_IMAGES:.0f}x less to download and compute.", style="dim")
 
 
 @reference_app.command("export")

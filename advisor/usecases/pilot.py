@@ -216,6 +216,18 @@ def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> 
                        quick=req.quick)
 
 
+def _check_before_loading(req: PilotRequest) -> None:
+    """A bad --task, and backbone weights out of reach, fail in about a second: before torch is imported
+    (``engine.device``), a dataset read or a model built."""
+    from engine.train.availability import check_backbone_available
+
+    if req.task is not None or req.disparity is not None:
+        from advisor.decide import reconcile_disparity
+
+        reconcile_disparity(req.task, req.disparity)
+    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
+
+
 def run_pilot_request(
     req: PilotRequest,
     *,
@@ -236,15 +248,8 @@ def run_pilot_request(
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.train.availability import check_backbone_available
-
+    _check_before_loading(req)
     has_task = req.task is not None or req.disparity is not None or prior is not None
-    if req.task is not None or req.disparity is not None:
-        from advisor.decide import reconcile_disparity
-
-        reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
-    # unreachable weights fail here, in about a second: before torch is imported (engine.device) or a model built
-    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_device, resolve_precision
     from engine.errors import NotDecisiveError

@@ -92,3 +92,19 @@ def test_without_a_reference_the_answer_names_both_missing_pieces_and_what_an_fi
     assert "--max-images 10000" in commands[0] and "pt_inception-2015-12-05-6726825d.pth" in commands[1]
     # Table 5 at 5,000: split vote of the Natural tasks; a similar FID gives VPT, a dissimilar one FT
     assert "FID not measured; with an FID <= 169.1" in " ".join(out.split())
+
+
+@pytest.mark.usefixtures("eighty_columns")
+def test_reference_build_says_the_smallest_size_the_fid_check_accepts_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Too small: a warning that the reference will not verify; larger: the smallest size that would pass."""
+    missing = tmp_path / "no-weights.pth"  # the build stops at the weights, after the size was said
+    for max_images, expected in (("500", "below the 10,000 images the FID check needs"),
+                                 ("50000", "the smallest reference the FID check accepts has 10,000")):
+        code = main(["reference", "build", str(tmp_path), "--name", "x", "--max-images", max_images,
+                     "--inception-weights", str(missing)])
+        captured = capsys.readouterr()
+        said = " ".join((captured.out + captured.err).split())
+        assert code == 1 and expected in said and "--max-images 10000" in said, said
+        assert said.index(expected) < said.index("Error:")
