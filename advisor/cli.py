@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -122,7 +122,7 @@ def _help_style_for(stream: object) -> None:
     """
     isatty = getattr(stream, "isatty", None)
     forced = os.environ.get("FORCE_COLOR", "") not in ("", "0")  # as the consoles read it (configure_consoles)
-    mode = "rich" if forced or (callable(isatty) and isatty()) else None
+    mode: Literal["rich"] | None = "rich" if forced or (callable(isatty) and isatty()) else None
     pending = [app]
     while pending:
         t = pending.pop()
