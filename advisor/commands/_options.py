@@ -7,9 +7,11 @@ cannot drift apart. Options only one command has stay next to that command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from engine.vocab import PrecisionChoice
 
 __all__ = [
     "DeviceOpt",
@@ -66,7 +68,7 @@ ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
 ModelOpt = Annotated[str, typer.Option("--model", help="timm ViT name.")]
 """``pilot`` and ``reproduce-vtab``; the default is ``engine.config.train.DEFAULT_BACKBONE``."""
 PrecisionOpt = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
+    PrecisionChoice,
     typer.Option("--precision", help="auto (bf16 on GPU and on CPUs with native bf16 - AVX-512 BF16 or AMX - else "
                  "fp32), fp32, bf16 (refused where the CPU would emulate it) or fp16 (CUDA only)."),
 ]

@@ -20,6 +20,7 @@ from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, get_method
 from engine.train.power import ASSUMED_DISCORDANCE
+from engine.vocab import Precision
 
 __all__ = [
     "BackboneSpec",
@@ -146,7 +147,7 @@ class TrainConfig(FrozenModel):
     optimizer: Literal["sgd", "adamw"] = Field(
         "sgd", description="sgd (momentum) for prompts/head as in VPT's code; adamw for full fine-tuning.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    precision: Precision = Field(
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
     seed: int = Field(PAPER_SEEDS[0], description="Seed for head/prompt init, batch order and dropout.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")
@@ -238,7 +239,7 @@ class PilotConfig(FrozenModel):
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
     budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0,
                             description="Wall-clock budget in seconds for all trials.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
+    precision: Precision = Field("fp32", description="Training precision.")
     batch_size: int = Field(64, ge=1, description="Images per step.")
     img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
                                  description="Input size (None = the model's default, 224 for ViT-B/16).")
