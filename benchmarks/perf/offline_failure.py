@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         closed = _wall(cli, {**base, "HF_ENDPOINT": "http://127.0.0.1:9"}, args.repeats, expect=1)  # discard port
         build = (f"import torch, timm; timm.create_model({args.model!r}, pretrained=False)")
         avoided = _wall([sys.executable, "-c", build], base, args.repeats, expect=0)
-    print(f"{'case':<44} {'median s':>9}")
-    print(f"{'pilot, offline (HF_HUB_OFFLINE=1)':<44} {offline:>9.2f}")
-    print(f"{'pilot, closed network (one refused probe)':<44} {closed:>9.2f}")
-    print(f"{'avoided: import torch+timm, build ' + args.model:<44} {avoided:>9.2f}")
+    print(f"{'case':<52} {'median s':>9}")
+    print(f"{'pilot, offline (HF_HUB_OFFLINE=1)':<52} {offline:>9.2f}")
+    print(f"{'pilot, closed network (one refused probe)':<52} {closed:>9.2f}")
+    print(f"{'avoided: import torch+timm, build ' + args.model:<52} {avoided:>9.2f}")
     print(f"avoided / offline: {avoided / offline:.1f}x; target {TARGET_S:.0f} s: "
           f"{'met' if max(offline, closed) <= TARGET_S else 'NOT met'} (slowest failure {max(offline, closed):.2f} s)")
     return 0
