@@ -235,7 +235,8 @@ def _short_view(report: RecommendReport, *, max_rows: int | None, say_warning: C
     why = Table.grid(padding=(0, 1))
     why.add_column(justify="right", no_wrap=True)
     why.add_column()
-    for i, r in enumerate(rec.reasons, 1):  # wrapped lines hang under the reason's first word
+    # the held-out record is one sentence of --explain (and --json: record); the short view stays short
+    for i, r in enumerate([r for r in rec.reasons if r.rule != "record"], 1):  # wrapped lines hang under the word
         text = short_reason(r, rec)
         if r.rule == "similarity" and report.fid_would_change:  # what measuring it would change, on the same line
             text = f"FID not measured; {report.fid_would_change}"

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "Normalization",
     "LR_SCALE_BATCH",
+    "ADAMW_EPS",
     "scale_lr",
     "DEFAULT_NUM_PROMPTS",
     "MAX_NUM_PROMPTS",
@@ -75,6 +76,11 @@ backbone of the pilot, ``reproduce-vtab`` and ``engine.train.models.create_backb
 
 Normalization = Literal["imagenet", "inception"]
 """Input mean/std choices (``engine.data.tensors.NORMALIZATION``)."""
+
+ADAMW_EPS = 1e-6
+"""AdamW's epsilon in the paper's code: its own ``AdamW`` class defaults to ``eps=1e-6`` (KMnP/vpt
+``src/solver/optimizer.py``, class ``AdamW``, taken from Hugging Face transformers) and ``make_optimizer`` never
+passes another; torch's default is 1e-8. It bounds the step of weights whose gradients are tiny."""
 
 LR_SCALE_BATCH = 256
 """The paper's code (from VPT) trains with ``lr * batch_size / 256`` for every grid lr (ANCHORS section 1)."""
@@ -124,6 +130,8 @@ class BackboneSpec(FrozenModel):
     model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
     weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
     random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
+    init_seed: int = Field(0, description="Seed of a random-init backbone, so a rerun (and a resumed store) builds "
+                           "the same one; recorded with every result.")
     model_kwargs: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
 
@@ -147,6 +155,8 @@ class TrainConfig(FrozenModel):
     optimizer: Literal["sgd", "adamw"] = Field(
         "sgd", description="sgd (momentum) for prompts/head as in VPT's code; adamw for full fine-tuning.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
+    adamw_eps: float = Field(ADAMW_EPS, gt=0, le=1e-3, description="AdamW epsilon (the original code's AdamW: 1e-6; "
+                             "torch's default is 1e-8).")
     precision: Precision = Field(
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
     seed: int = Field(PAPER_SEEDS[0], description="Seed for head/prompt init, batch order and dropout.")

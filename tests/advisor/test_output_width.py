@@ -158,9 +158,13 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str] | None]] = {
     "pilot-explain": (lambda c: ["pilot", str(c.dataset), "--task", "dtd", "--methods", "full,vpt-deep,vpt-shallow",
                                  *_PILOT, "--quick", "--out", str(c.tmp / "pilot"), "--explain"], ["--json"]),
     "reproduce-vtab": (_vtab_args, ["--format", "json"]),
+    "reproduce-vtab-plan": (lambda c: ["reproduce-vtab", str(c.vtab), "--plan", "--tasks", "natural"],
+                            ["--format", "json"]),
+    "reproduce-vtab-plan-explain": (lambda c: ["reproduce-vtab", str(c.vtab), "--plan", "--explain"],
+                                    ["--format", "json"]),
     "calibrate": (lambda c: ["calibrate", str(c.vtab), "--reference", "in21k-64", "--dims", "64",
                              "--inception-weights", str(c.weights), "--device", "cpu", "--output",
-                             str(c.tmp / "cal.json")], ["--json"]),
+                             str(c.tmp / "cal.json"), "--allow-unverified"], ["--json"]),
 }
 
 
