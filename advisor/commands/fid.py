@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, WorkersOpt
+from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, RootOpt, WorkersOpt
 
 __all__ = ["register", "fid_command"]
 
@@ -42,20 +42,23 @@ def fid_command(
     ] = 2048,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
+    root: RootOpt = None,
 ) -> None:
     """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B').
 
     Against a stored reference the number is the one 'recommend' reports as the FID of all images.
     """
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.fid import render_fid
     from engine.config.fid import FidConfig
     from engine.fid.run import compute_fid
 
     config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
                        use_cache=not no_cache, offline=offline)
-    with progress_bar("Inception features", enabled=not as_json and err_console.is_terminal) as on_progress:
-        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress)
+    with stage_progress("Inception features", enabled=not as_json) as on_progress:
+        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress,
+                             root=root)
     if as_json:
         emit_json(result)
     else:

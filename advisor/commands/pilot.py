@@ -20,6 +20,7 @@ from advisor.commands._options import (
     ModelOpt,
     PrecisionOpt,
     ReportOpt,
+    RootOpt,
     WeightsOpt,
     YesOpt,
 )
@@ -47,7 +48,8 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
         return None
     from advisor.report import from_pilot, write_pilot_report
 
-    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset)
+    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset,
+                        smoke_test=report.smoke_test or "")
     return write_pilot_report(inputs, path)
 
 
@@ -62,6 +64,8 @@ _MethodsOpt = Annotated[str, typer.Option(
     "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]
 _RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")]
+_InitSeedOpt = Annotated[int, typer.Option(
+    "--init-seed", help="Seed of the --random-init backbone (recorded; the same seed builds the same backbone).")]
 _PromptsOpt = Annotated[int | None, typer.Option(
     "--prompts", min=1, help="Prompt tokens per set (default: the paper's length for a VTAB-1k --task, else 10).",
     show_default=False)]
@@ -88,6 +92,7 @@ def pilot_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: _RandomInitOpt = False,
+    init_seed: _InitSeedOpt = 0,
     prompts: _PromptsOpt = None,
     seeds: _SeedsOpt = 3,
     batch_size: _BatchSizeOpt = 64,
@@ -102,6 +107,7 @@ def pilot_command(
     report: ReportOpt = None,
     quick: _QuickOpt = False,
     save: _SaveOpt = None,
+    root: RootOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
     from advisor.report.write import check_report_path
@@ -111,9 +117,10 @@ def pilot_command(
     check_output_dir("--out", out)
     check_output_dir("--save", save)
     request = PilotRequest(
-        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model, weights=weights,
-        random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size,
-        device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out, quick=quick, save=save)
+        dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
+        weights=weights, random_init=random_init, init_seed=init_seed, prompts=prompts, seeds=seeds,
+        batch_size=batch_size, img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
+        yes=yes, out=out, quick=quick, save=save)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)
@@ -121,12 +128,12 @@ def pilot_command(
 
 def _run(request: PilotRequest, *, as_json: bool) -> tuple[PilotReport, PilotResult]:
     """Run the use case with terminal progress and questions; a refused plan still reaches ``--json``."""
-    from advisor.render import emit_json, err_console
+    from advisor.render import emit_json
     from advisor.render.pilot import render_plan
 
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        return run_pilot_request(request, progress=cli_progress(not as_json and err_console.is_terminal),
+        return run_pilot_request(request, progress=cli_progress(not as_json),
                                  on_plan=on_plan, confirm=cli_confirm())
     except NotDecisiveError as exc:
         if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error
@@ -142,7 +149,8 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
     if as_json:
         emit_json(report)
         return
-    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain)
+    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain,
+                  smoke_test=report.smoke_test)
     if report.skipped_by_reason:
         why = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.items())
         warn(f"{sum(report.skipped_by_reason.values())} dataset entries were not used ({why}); "
@@ -150,13 +158,11 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
 
 
 def _write_report(report: PilotReport, result: PilotResult, path: Path | None) -> None:
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
 
     written = write_pilot_outputs(report, result, path)
     if written is not None:
-        err_console.print(f"Wrote {escape(str(written))}")
+        print_message(f"Wrote {written}", target=err_console)
 
 
 def register(app: typer.Typer) -> None:

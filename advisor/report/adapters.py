@@ -265,7 +265,7 @@ _PILOT_NOTE = (
 
 
 def from_pilot(
-    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = ""
+    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = "", smoke_test: str = ""
 ) -> PilotReportInputs:
     """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
 
@@ -276,6 +276,7 @@ def from_pilot(
         result: The pilot result.
         recommendation: The recommendation updated with the pilot evidence, if the caller has one.
         dataset: Dataset path or name for the heading.
+        smoke_test: The smoke-test label of a --random-init or --quick run (``advisor.usecases.pilot``).
     """
     methods: list[MethodSeeds] = []
     curves: list[LearningCurve] = []
@@ -304,6 +305,7 @@ def from_pilot(
         verdict_status=STATUS_WORDS[result.verdict.status] if result.verdict is not None else "",
         verdict_text=verdict_text(result.verdict) if result.verdict is not None else "",
         ensemble_text=ensemble_text(result.ensemble) if result.ensemble is not None else "",
+        smoke_test=smoke_test,
     )
 
 

@@ -239,6 +239,8 @@ class PilotReportInputs(_Input):
     verdict_status: str = Field(default="", description="The pilot's status: decisive, underpowered, ...")
     verdict_text: str = Field(default="", description="The verdict with its figures (interval, post-hoc power).")
     ensemble_text: str = Field(default="", description="The FT+VPT ensemble's accuracy, interval and cost.")
+    smoke_test: str = Field(default="", description=(
+        "Set for a --random-init or --quick pilot: shown in the title, above the results and on each chart."))
 
 
 # --------------------------------------------------------------------------------------------- VTAB

@@ -76,6 +76,10 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
         "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
+    quick: bool = Field(default=False, description="True with --quick: a smoke test of the pipeline (2 epochs).")
+    smoke_test: str | None = Field(default=None, description=(
+        "Set for a --random-init or --quick run: says, wherever the numbers are shown, that they are meaningless."))
+    init_seed: int | None = Field(default=None, description="Seed of the random-init backbone (None: pretrained).")
 
 
 class PilotRefusal(BaseModel):
@@ -94,6 +98,7 @@ class PilotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
+    root: Path | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     task: str | None = Field(default=None, description="--task.")
     disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
@@ -101,6 +106,7 @@ class PilotRequest(BaseModel):
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")
     random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
+    init_seed: int = Field(default=0, description="--init-seed: seed of the random backbone.")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
     seeds: int = Field(default=3, ge=1, le=5, description="Seeds per method and lr.")
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
@@ -131,6 +137,17 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
         else:
             return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
+
+
+def smoke_test_label(*, random_init: bool, quick: bool) -> str | None:
+    """'SMOKE TEST (...): these accuracies are meaningless' for a --random-init or --quick run, else None."""
+    from engine.config.train import QUICK_EPOCHS
+
+    why = ([] if not random_init else ["random-init backbone, not pretrained"]) + (
+        [] if not quick else [f"--quick, {QUICK_EPOCHS} epochs and one lr per method"])
+    if not why:
+        return None
+    return f"SMOKE TEST ({'; '.join(why)}): these accuracies are meaningless"
 
 
 def pilot_evidence(result: PilotResult, *, random_init: bool = False) -> PilotEvidence | None:
@@ -234,7 +251,8 @@ def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> 
     from engine.config.train import BackboneSpec, PilotConfig, parse_budget
     from engine.train.methods import parse_methods
 
-    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
+    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init,
+                            init_seed=req.init_seed)
     return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
                        seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
                        batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
@@ -249,6 +267,18 @@ def _device(spec: str) -> torch.device:
     if dev.type == "cpu":
         fit_cpu_threads()  # one thread when the load already fills every core (engine.device.threads_for_load)
     return dev
+
+
+def _check_before_loading(req: PilotRequest) -> None:
+    """A bad --task, and backbone weights out of reach, fail in about a second: before torch is imported
+    (``engine.device``), a dataset read or a model built."""
+    from engine.train.availability import check_backbone_available
+
+    if req.task is not None or req.disparity is not None:
+        from advisor.decide import reconcile_disparity
+
+        reconcile_disparity(req.task, req.disparity)
+    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
 
 
 def run_pilot_request(
@@ -271,24 +301,20 @@ def run_pilot_request(
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
+    _check_before_loading(req)
+    has_task = req.task is not None or req.disparity is not None or prior is not None
     from engine.data.index import index_dataset
     from engine.device import describe_device, resolve_precision
     from engine.errors import NotDecisiveError
     from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
     from engine.train.pilot_checks import check_some_converged
-
-    has_task = req.task is not None or req.disparity is not None or prior is not None
-    if req.task is not None or req.disparity is not None:
-        from advisor.decide import reconcile_disparity
-
-        reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = _device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
-    index = index_dataset(req.dataset)
+    index = index_dataset(req.dataset, req.root)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
@@ -307,7 +333,8 @@ def run_pilot_request(
                       if evidence is not None and has_task and not req.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
-                         device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
-                         recommendation=recommendation)
+                         random_init=req.random_init, init_seed=req.init_seed if req.random_init else None,
+                         quick=req.quick, smoke_test=smoke_test_label(random_init=req.random_init, quick=req.quick),
+                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
+                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

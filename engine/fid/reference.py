@@ -161,8 +161,11 @@ def list_references() -> list[ReferenceInfo]:
 
 def _build_hint(name: str) -> str:
     if name == DEFAULT_REFERENCE:
-        return (f"build it (needs HF_TOKEN) with: vpt-advisor reference build {IN21K_SOURCE} --name {name} "
-                "--max-images 50000; or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
+        from engine.fid.gates import MIN_REFERENCE_IMAGES  # gates imports this module: read at call time
+
+        return (f"build the smallest the FID check accepts ({MIN_REFERENCE_IMAGES:,} images, needs HF_TOKEN) with: "
+                f"vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images {MIN_REFERENCE_IMAGES}; "
+                "or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
     return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 
@@ -206,10 +209,18 @@ def resolve_reference(name_or_path: str | Path) -> tuple[FeatureStats, Reference
     """
     name, npz = resolve_reference_path(name_or_path)
     try:
-        stats, prov = load_stats(npz)
+        stats, prov = load_stats(npz, hint=_stored_hint(name, npz))
     except StatsFileError as exc:
         raise StatsFileError(f"reference {name!r}: {exc}") from None
     return stats, _info(name, npz, prov, stats.dims)
+
+
+def _stored_hint(name: str, npz: Path) -> str | None:
+    """What to do about a damaged *stored* reference (the generic stats-file advice otherwise)."""
+    if npz.parent != references_dir():
+        return None
+    return (f"rebuild it with 'vpt-advisor reference build SOURCE --name {name} --overwrite' or import it again "
+            f"with 'vpt-advisor reference import FILE --name {name} --overwrite'")
 
 
 def resolve_prepared_reference(
@@ -222,7 +233,7 @@ def resolve_prepared_reference(
     """
     name, npz = resolve_reference_path(name_or_path)
     try:
-        stats, prov, prepared = load_prepared_reference(npz, cache_folder)
+        stats, prov, prepared = load_prepared_reference(npz, cache_folder, hint=_stored_hint(name, npz))
     except StatsFileError as exc:
         raise StatsFileError(f"reference {name!r}: {exc}") from None
     return stats, _info(name, npz, prov, stats.dims), prepared
