@@ -75,7 +75,7 @@ def verdict_text(v: Verdict) -> str:
                 f"detects {v.posthoc_mdd:.1f} points). {_fixes(v)[0].upper()}{_fixes(v)[1:]} would restore it.")
     tail = (f"decisive for {v.winner} (confidence {v.confidence})" if v.decisive
             else "inconclusive, the interval includes 0")
-    return f"{head}: {tail}. Power at {v.target_detectable:g} points {power} as met ({met})."
+    return f"{head}: {tail}. Power at {v.target_detectable:g} points {power} as met: {met}."
 
 
 def ensemble_text(e: EnsembleResult) -> str:
