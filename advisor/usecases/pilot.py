@@ -328,11 +328,11 @@ def run_pilot_request(
     evidence = pilot_evidence(result, random_init=req.backbone.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises
                       if evidence is not None and has_task and not req.backbone.random_init else None)
+    bb = req.backbone
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.backbone.random_init,
-                         init_seed=req.backbone.init_seed if req.backbone.random_init else None,
-                         quick=req.quick, smoke_test=smoke_test_label(random_init=req.backbone.random_init, quick=req.quick),
+                         random_init=bb.random_init, init_seed=bb.init_seed if bb.random_init else None,
+                         quick=req.quick, smoke_test=smoke_test_label(random_init=bb.random_init, quick=req.quick),
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -266,12 +266,11 @@ def plan_pilot(
         trials=[TrialSpec(method=m, lr=lr, seed=s) for m in config.methods for lr in lr_grid[m] for s in seeds],
         timings=list(timings.values()), estimated_s=choice.estimated_s, budget_s=config.budget_s,
         device=str(device), precision=config.train.precision, model=config.backbone.model,
-        num_prompts=config.train.num_prompts,
-        min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
+        num_prompts=config.train.num_prompts, min_detectable=mdd, target_detectable=config.min_detectable,
+        decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
-        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2,
-        seeds_needed=seeds_short(config),
+        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2, seeds_needed=seeds_short(config),
     )
     if plan_path is not None:
         save_to_store(plan_path, plan.model_dump_json(indent=2), "plan")
@@ -383,10 +382,9 @@ def run_pilot(
     saved = (save_winner(data.keeper, Path(save_dir), results, _winner(verdict, methods))
              if data.keeper is not None and save_dir is not None else None)
     return PilotResult(
-        plan=plan, methods=methods, trials=results, paired=paired, verdict=verdict,
-        comparisons=compare_with_baseline(methods, results),
-        ensemble=ensemble_of(plan, methods, results, paired, data.probs, labels), saved=saved,
-        trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
+        plan=plan, methods=methods, trials=results, paired=paired, verdict=verdict, saved=saved, trials_run=len(fresh),
+        comparisons=compare_with_baseline(methods, results), trials_resumed=len(results) - len(fresh),
+        ensemble=ensemble_of(plan, methods, results, paired, data.probs, labels), trials_unsaved=data.unsaved,
         n_skipped_files=data.skipped, store_dir=str(store_dir), wall_s=time.perf_counter() - start,
     )
 
