@@ -134,8 +134,8 @@ def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2.0)
 
 
-def seed_aware_difference(baseline: npt.ArrayLike, other: npt.ArrayLike, *, baseline_name: str = "FT",
-                          other_name: str = "VPT",
+def seed_aware_difference(baseline: npt.ArrayLike, other: npt.ArrayLike, *, baseline_name: str = "full",
+                          other_name: str = "vpt-deep",
                           assumed_seed_sd: float = ASSUMED_SEED_SD) -> SeedAwareDifference:
     """The seed-aware difference of two ``(seeds, images)`` 0/1 arrays scored on the same images."""
     import numpy as np
@@ -235,7 +235,7 @@ def _fixes(plan: PilotPlan, c: SeedAwareDifference, room: float) -> tuple[int | 
 
 
 def judge(plan: PilotPlan, ft: Sequence[Sequence[bool]] | None, vpt: Sequence[Sequence[bool]] | None, *,
-          ft_method: str = "FT", vpt_method: str = "VPT") -> Verdict:
+          ft_method: str = "full", vpt_method: str = "vpt-deep") -> Verdict:
     """The verdict of a pilot from its per-seed, per-image comparison correctness (``None``: no comparison)."""
     base = {"planned_mdd": plan.min_detectable, "target_detectable": plan.target_detectable,
             "planned_power": plan.power, "assumed_discordance": plan.assumed_discordance,
