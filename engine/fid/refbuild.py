@@ -66,7 +66,7 @@ from engine.fid.features import (
     to_model_array,
     weights_sha256,
 )
-from engine.fid.frechet import FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
+from engine.fid.frechet import BuildInfo, FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
 from engine.fid.reference import (
     ReferenceInfo,
     reference_lock,
@@ -419,17 +419,11 @@ def _start(job: _Job, dims: int) -> tuple[_Sums, dict | None, dict]:
 def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits: tuple) -> dict:
     max_images, per_class, seed = limits
     if body is None:
-        items, skipped_index = discover_items(Path(job.source.root))
-        if not items:
-            raise EmptyDatasetError(f"{display_path(job.source.root)}: no images found to build reference {job.name!r}")
-        plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
-        body = {"params": job.params, "plan": [i.name for i in plan], "n_classes": len({i.cls for i in plan}),
-                "index_skipped": [s.model_dump() for s in skipped_index]}
-        _save_plan(job.work, body)
+        body = _folder_plan(job, max_images, per_class, seed)
         state = {"pos": 0, "n": 0, "skipped": []}
         _save_checkpoint(job.work, sums.s1, sums.s2, state)
     plan, pos, bs = body["plan"], int(state.get("pos", 0)), job.batch_size
-    every = max(1, -(-job.checkpoint_every // bs)) * bs
+    every = _checkpoint_stride(job.checkpoint_every, bs)
     report(job.on_progress, pos, len(plan))
     starts = list(range(pos, len(plan), bs))
     with contextlib.closing(_one_ahead(lambda a: job.ext.decode_files(plan[a:a + bs]), starts)) as batches:
@@ -440,8 +434,30 @@ def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits
                 _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
             report(job.on_progress, pos, len(plan))
     sums.skipped = list(body["index_skipped"]) + sums.skipped
-    return {"notes": [f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
-                      f"max_images {max_images}, per_class {per_class}"], "shards": []}
+    return {"notes": [_folder_note(body, max_images, per_class, seed)], "shards": []}
+
+
+def _folder_plan(job: _Job, max_images: int | None, per_class: int | None, seed: int) -> dict:
+    """Index the folder tree, draw the sample (:func:`plan_sample`) and save it as the build plan."""
+    items, skipped_index = discover_items(Path(job.source.root))
+    if not items:
+        raise EmptyDatasetError(f"{display_path(job.source.root)}: no images found to build reference {job.name!r}")
+    plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
+    body = {"params": job.params, "plan": [i.name for i in plan], "n_classes": len({i.cls for i in plan}),
+            "index_skipped": [s.model_dump() for s in skipped_index]}
+    _save_plan(job.work, body)
+    return body
+
+
+def _folder_note(body: dict, max_images: int | None, per_class: int | None, seed: int) -> str:
+    return (f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
+            f"max_images {max_images}, per_class {per_class}")
+
+
+def _checkpoint_stride(checkpoint_every: int, batch_size: int) -> int:
+    """Images between folder checkpoints: ``checkpoint_every`` rounded up to whole batches, so every stretch
+    between two checkpoints (a Dask unit) holds the same batches as the one-process build."""
+    return max(1, -(-checkpoint_every // batch_size)) * batch_size
 
 
 def _one_ahead(prepare: Callable[[int], list[_Decoded]], starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
@@ -475,10 +491,12 @@ def _choose_members(members: list[tarfile.TarInfo], quota: int | None, seed: int
     return [m for k, m in enumerate(members) if k in keep]
 
 
-def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: int, total: int) -> ShardRecord:
-    """Download (if remote), list, sample and accumulate one shard; returns its provenance record."""
+def _read_shard(ext: _Extractor, batch_size: int, download: Path, sums: _Sums, ref: ShardRef, quota: int | None,
+                seed: int, on_batch: Callable[[], None] | None = None) -> ShardRecord:
+    """Download (if remote, into ``download``), list, sample and accumulate one shard; returns its provenance
+    record. The one shard reader of both backends: batches are ``batch_size`` chosen members in storage order."""
     n0, skipped0 = sums.n, len(sums.skipped)
-    with fetch_shard(ref, job.work / "download") as got:
+    with fetch_shard(ref, download) as got:
         listing = list_tar_images(got.path, ref.name)
         sums.skipped += [s.model_dump() for s in listing.skipped]
         chosen = _choose_members(listing.members, quota, seed, ref.name)
@@ -488,19 +506,20 @@ def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: 
         with tarfile.open(got.path, "r:*") as tf:
             def prepare(start: int) -> list[_Decoded]:
                 blobs: list[tuple[str, bytes | ImageDecodeError]] = []
-                for m in chosen[start:start + job.batch_size]:  # read in storage order, by one thread
+                for m in chosen[start:start + batch_size]:  # read in storage order, by one thread
                     label = f"{ref.name}:{m.name}"
                     try:
                         fh = tf.extractfile(m)
                         blobs.append((label, fh.read() if fh is not None else b""))
                     except (tarfile.TarError, OSError, EOFError) as exc:
                         blobs.append((label, ImageDecodeError(label, "truncated", str(exc))))
-                return job.ext.decode_blobs(blobs)
+                return ext.decode_blobs(blobs)
 
-            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), job.batch_size)))) as batches:
+            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), batch_size)))) as batches:
                 for batch in batches:
-                    sums.add(batch, job.ext.features)
-                    report(job.on_progress, sums.n, total or sums.n)
+                    sums.add(batch, ext.features)
+                    if on_batch is not None:
+                        on_batch()
     return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,
                        n_skipped=len(sums.skipped) - skipped0)
 
@@ -509,12 +528,7 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
     max_images, n_shards, seed = limits
     shards = job.source.shards
     if body is None:
-        k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
-        body = {"params": job.params, "picked": spread_shards(len(shards), k)}
-        sizes = [shards[i].size for i in body["picked"]]
-        logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
-                    "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
-        _save_plan(job.work, body)
+        body = _shard_plan(job, max_images, n_shards)
         state = {"n": 0, "skipped": [], "done": []}
         _save_checkpoint(job.work, sums.s1, sums.s2, state)
     picked, done = body["picked"], [ShardRecord(**d) for d in state.get("done", [])]
@@ -526,16 +540,33 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
             break
         ref = shards[picked[j]]
         logger.info("shard %d/%d: %s", j + 1, len(picked), ref.url)
-        done.append(_read_shard(job, sums, ref, quota, seed, total))
+        done.append(_read_shard(job.ext, job.batch_size, job.work / "download", sums, ref, quota, seed,
+                                lambda: report(job.on_progress, sums.n, total or sums.n)))
         _save_checkpoint(job.work, sums.s1, sums.s2,
                          {"n": sums.n, "skipped": sums.skipped, "done": [d.model_dump() for d in done]})
         report(job.on_progress, sums.n, total or sums.n)
-    if max_images is not None and sums.n < max_images:
-        job.messages.append(f"only {sums.n} of the requested {max_images} images could be read from {len(done)} "
+    return {"notes": [_shard_note(job, sums.n, len(done), max_images, seed)], "shards": done}
+
+
+def _shard_plan(job: _Job, max_images: int | None, n_shards: int | None) -> dict:
+    """Pick the shards to read (:func:`spread_shards`) and save them as the build plan."""
+    shards = job.source.shards
+    k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
+    body = {"params": job.params, "picked": spread_shards(len(shards), k)}
+    sizes = [shards[i].size for i in body["picked"]]
+    logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
+                "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
+    _save_plan(job.work, body)
+    return body
+
+
+def _shard_note(job: _Job, n: int, n_done: int, max_images: int | None, seed: int) -> str:
+    """The sidecar note of a shard build (and a message when fewer images than asked could be read)."""
+    if max_images is not None and n < max_images:
+        job.messages.append(f"only {n} of the requested {max_images} images could be read from {n_done} "
                             "shards; pass --shards with a larger number to read more shards")
-    note = (f"shard source; {len(done)} of {len(shards)} shards, spread evenly over the listing; seeded draw "
-            f"inside each shard (seed {seed}); max_images {max_images}")
-    return {"notes": [note], "shards": done}
+    return (f"shard source; {n_done} of {len(job.source.shards)} shards, spread evenly over the listing; seeded "
+            f"draw inside each shard (seed {seed}); max_images {max_images}")
 
 
 # --- entry point ------------------------------------------------------------------------------------------
@@ -607,11 +638,16 @@ def build_reference(
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
             job.ext.load()
-            sums, body, state = _start(job, config.dims)
-            if src.kind == "folder":
-                extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))
+            if config.backend == "dask":
+                from engine.fid.refdask import dask_build
+
+                sums, extra = dask_build(job, max_images=max_images, per_class=per_class, n_shards=shards, seed=seed)
             else:
-                extra = _shard_build(job, sums, body, state, (max_images, shards, seed))
+                sums, body, state = _start(job, config.dims)
+                if src.kind == "folder":
+                    extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))
+                else:
+                    extra = _shard_build(job, sums, body, state, (max_images, shards, seed))
         finally:
             job.ext.close()
         return _finish(job, target, sums, extra, weights_digest)
@@ -641,6 +677,7 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
         versions=library_versions(), notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
         weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
         shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
+        build=extra.get("build") or BuildInfo(backend="local", workers=1, units=max(1, len(extra["shards"]))),
     )
     save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
     remove_tree(job.work)
