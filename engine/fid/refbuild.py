@@ -40,7 +40,7 @@ import random
 import sqlite3
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -61,8 +61,11 @@ from engine.fid.features import (
     content_sha256,
     extractor_id,
     forward_arrays,
+    forward_lanes,
     load_inception,
+    one_thread_per_pass,
     resolve_weights,
+    run_ordered,
     to_model_array,
     weights_sha256,
 )
@@ -278,16 +281,32 @@ class _Sums:
     n: int = 0
     skipped: list[dict] = field(default_factory=list)
 
-    def add(self, batch: Sequence[_Decoded], features: Callable) -> int:
+    def add(self, batch: Sequence[_Decoded], features: npt.NDArray[np.float32]) -> int:
+        """Add one batch: ``features`` are those of its decoded images, in order (:meth:`_Extractor.featurize`)."""
         good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
         self.skipped += [SkippedFile(path=e.path, reason=e.reason, detail=e.detail).model_dump()
                          for _, e in batch if isinstance(e, ImageDecodeError)]
         if good:
-            f = features([k for k, _ in good], [a for _, a in good]).astype(np.float64)
+            f = features.astype(np.float64)
             self.s1 += f.sum(axis=0)
             self.s2 += f.T @ f
             self.n += f.shape[0]
         return len(good)
+
+
+@dataclass
+class _Pending:
+    """One decoded batch on its way through :meth:`_Extractor.featurize`."""
+
+    batch: list[_Decoded]
+    keys: list[str]
+    """Cache key of each decoded image ('' = unknown)."""
+    found: dict[str, npt.NDArray[np.float32]]
+    """Cached features by key."""
+    miss: list[int]
+    """Positions (among the decoded images) the network must compute."""
+    arrays: list[npt.NDArray[np.uint8]]
+    """Their model-ready arrays."""
 
 
 class _Extractor:
@@ -327,23 +346,45 @@ class _Extractor:
             self.cache = None
             return {}
 
-    def features(self, keys: list[str], arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        found = self._cached([k for k in keys if k])
-        miss = [i for i, k in enumerate(keys) if not k or k not in found]
-        out = np.empty((len(arrays), self.config.dims), np.float32)
-        for i, k in enumerate(keys):
-            if k in found:
-                out[i] = found[k]
-        if miss:
-            out[miss] = forward_arrays(self.load(), [arrays[i] for i in miss])
-            if self.cache is not None:
-                try:
-                    self.cache.put_many((keys[i], out[i]) for i in miss if keys[i])
-                except sqlite3.Error as exc:
-                    logger.warning("feature cache not writable (%s); continuing without it", exc)
-                    self.cache = None
-        self.n_cached += len(keys) - len(miss)
-        return out
+    def featurize(self, batches: Iterator[list[_Decoded]]) -> Iterator[tuple[list[_Decoded], npt.NDArray[np.float32]]]:
+        """Each decoded batch with the features of its decoded images, in order.
+
+        The cache is read and written in the calling thread; the network's passes over the images the cache
+        lacks run side by side, one torch thread each on a CPU (:func:`engine.fid.features.one_thread_per_pass`:
+        an image's features are then the same bits in every process that forms the same batch).
+        """
+        net = self.load()
+
+        def prepared() -> Iterator[_Pending]:
+            for batch in batches:
+                good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
+                keys = [k for k, _ in good]
+                found = self._cached([k for k in keys if k])
+                miss = [i for i, k in enumerate(keys) if not k or k not in found]
+                yield _Pending(batch, keys, found, miss, [good[i][1] for i in miss])
+
+        def forward(item: _Pending) -> tuple[_Pending, npt.NDArray[np.float32] | None]:
+            return item, forward_arrays(net, item.arrays) if item.miss else None
+
+        with one_thread_per_pass(net):
+            for item, fresh in run_ordered(forward, prepared(), forward_lanes(net)):
+                out = np.empty((len(item.keys), self.config.dims), np.float32)
+                for i, k in enumerate(item.keys):
+                    if k in item.found:
+                        out[i] = item.found[k]
+                if item.miss and fresh is not None:
+                    out[item.miss] = fresh
+                    self._store((item.keys[i], out[i]) for i in item.miss if item.keys[i])
+                self.n_cached += len(item.keys) - len(item.miss)
+                yield item.batch, out
+
+    def _store(self, rows: Iterator[tuple[str, npt.NDArray[np.float32]]]) -> None:
+        if self.cache is not None:
+            try:
+                self.cache.put_many(rows)
+            except sqlite3.Error as exc:
+                logger.warning("feature cache not writable (%s); continuing without it", exc)
+                self.cache = None
 
     def _key(self, data: bytes) -> str:
         return cache_key(content_sha256(data), self.ext_id, self.preprocessing)
@@ -427,8 +468,8 @@ def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits
     report(job.on_progress, pos, len(plan))
     starts = list(range(pos, len(plan), bs))
     with contextlib.closing(_one_ahead(lambda a: job.ext.decode_files(plan[a:a + bs]), starts)) as batches:
-        for batch in batches:
-            sums.add(batch, job.ext.features)
+        for batch, feats in job.ext.featurize(batches):
+            sums.add(batch, feats)
             pos = min(len(plan), pos + bs)
             if pos % every == 0 or pos == len(plan):
                 _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
@@ -516,8 +557,8 @@ def _read_shard(ext: _Extractor, batch_size: int, download: Path, sums: _Sums, r
                 return ext.decode_blobs(blobs)
 
             with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), batch_size)))) as batches:
-                for batch in batches:
-                    sums.add(batch, ext.features)
+                for batch, feats in ext.featurize(batches):
+                    sums.add(batch, feats)
                     if on_batch is not None:
                         on_batch()
     return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,

@@ -115,8 +115,8 @@ def folder_unit(paths: list[str], spec: UnitSpec) -> UnitSums:
     try:
         starts = list(range(0, len(paths), bs))
         with contextlib.closing(_one_ahead(lambda a: ext.decode_files(paths[a:a + bs]), starts)) as batches:
-            for batch in batches:
-                sums.add(batch, ext.features)
+            for batch, feats in ext.featurize(batches):
+                sums.add(batch, feats)
         return _result(sums, ext)
     finally:
         ext.close()
@@ -244,6 +244,6 @@ def _merge(job: _Job, body: dict, parts: dict[int, UnitSums], n_units: int, max_
     if job.source.kind == "folder":
         sums.skipped = list(body["index_skipped"]) + sums.skipped
         return sums, {"notes": [_folder_note(body, max_images, per_class, seed)], "shards": [], "build": build}
-    records = [ShardRecord(**parts[j].record) for j in range(n_units) if parts[j].record is not None]
+    records = [ShardRecord.model_validate(parts[j].record) for j in range(n_units) if parts[j].record is not None]
     return sums, {"notes": [_shard_note(job, sums.n, len(records), max_images, seed)], "shards": records,
                   "build": build}

@@ -29,7 +29,7 @@ from tests.shard_server import make_shard, png_bytes
 pytest.importorskip("distributed", reason="the Dask backend needs dask[distributed] (the test extra installs it)")
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402 - after the skip
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+pytestmark = pytest.mark.slow  # a LocalCluster start and Inception passes in worker processes: ~1 min here
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> None:
