@@ -18,13 +18,14 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
 from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 from engine.progress import StageProgress, no_progress
+from engine.vocab import Disparity, PrecisionChoice
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +87,7 @@ class PilotRequest(BaseModel):
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
     task: str | None = Field(default=None, description="--task.")
-    disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
+    disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
     methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
@@ -97,7 +98,7 @@ class PilotRequest(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
     img_size: int | None = Field(default=None, ge=8, description="Input size.")
     device: str = Field(default="auto", description="--device.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: PrecisionChoice = Field(
         default="auto", description="--precision (auto: bf16 on CUDA and on CPUs with native bf16, else fp32).")
     min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
                                   description="Difference (points) the pilot must be able to detect to decide.")

@@ -8,11 +8,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
+from engine.vocab import FeatureDims
 
 __all__ = ["FidConfig", "ResizePolicy", "Dims", "FidBackend"]
 
 ResizePolicy = Literal["auto", "pytorch-fid", "pil-bicubic-299"]
-Dims = Literal[64, 192, 768, 2048]
+Dims = FeatureDims
 FidBackend = Literal["local", "dask"]
 
 
