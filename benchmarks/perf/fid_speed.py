@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf.cpuinfo import cpu_line
-from benchmarks.perf.fid_stages import measure_stages
+from benchmarks.perf.fid_stages import Stages, measure_stages
 
 __all__ = ["main", "make_folder", "Run"]
 
@@ -139,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-c", gen], env=env, check=True, cwd=Path(__file__).resolve().parents[2])
         a = make_folder(root / "a", n, args.size, seed=0, tint=1.0)
         b = make_folder(root / "b", n, args.size, seed=1, tint=0.7)
-        total = 2 * n
         theirs, cold, warm, notes = [], [], [], set()
         for _ in range(args.repeats):
             run, note = _run_pytorch_fid(a, b, env, root)
@@ -152,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["VPT_ADVISOR_HOME"] = env["VPT_ADVISOR_HOME"]  # the weights-hash memo goes to the temp home
         stages = None if args.no_stages else measure_stages([a, b], root / "w.pth", root, env)
 
+    return _report(n, args, theirs, cold, warm, sorted(notes), load_after, stages)
+
+
+def _report(n: int, args: argparse.Namespace, theirs: list[Run], cold: list[Run], warm: list[Run], notes: list[str],
+            load_after: float, stages: Stages | None) -> int:
+    """Print the side-by-side table, the ratios and the stages; 1 when a number disagrees."""
+    total = 2 * n
     def med(runs: list[Run], attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in runs)
 
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, runs in rows:
         wall = med(runs, "wall_s")
         print(f"{name:<18}{wall:>9.2f}{total / wall:>9.1f}{med(runs, 'peak_rss_mib'):>14.0f}{med(runs, 'fid'):>18.6f}")
-    for note in sorted(notes):
+    for note in notes:
         print(f"note: {note}")
     speed_cold = med(theirs, "wall_s") / med(cold, "wall_s")
     speed_warm = med(cold, "wall_s") / med(warm, "wall_s")

@@ -395,12 +395,11 @@ def iter_feature_batches(
 ) -> Iterator[tuple[list[int], npt.NDArray[np.float32], list[tuple[int, ImageDecodeError]]]]:
     """Decode ``items`` on a thread pool and run the network batch by batch, yielded in input order.
 
-    The one extraction entry point of ``fid`` and ``recommend`` (locally and in Dask chunks): ``decode``
-    turns an item into the model-ready uint8 array (e.g. a file through :func:`to_model_array`, or an array
-    decoded earlier by the caller). Batches are ``items[k*batch_size:(k+1)*batch_size]`` whatever the
-    parallelism. Decoding runs ahead of the network (Pillow and torch both release the GIL), at most
-    ``lanes + 1`` batches ahead, so memory stays bounded; ``lanes`` forward passes run side by side, one
-    torch thread each on a CPU (:func:`forward_lanes`, :func:`one_thread_per_pass`).
+    The one extraction entry point of ``fid`` and ``recommend`` (also in Dask chunks): ``decode`` makes an
+    item the model-ready uint8 array (a file through :func:`to_model_array`, or an array decoded earlier).
+    Batches are ``items[k*batch_size:(k+1)*batch_size]`` whatever the parallelism. Decoding runs at most
+    ``lanes + 2`` batches ahead of the network; ``lanes`` passes run side by side, one torch thread each on
+    a CPU (:func:`forward_lanes`, :func:`one_thread_per_pass`).
 
     Yields:
         ``(indices, features, failures)`` per batch: ``features[k]`` belongs to ``items[indices[k]]``;
@@ -429,16 +428,7 @@ def iter_feature_batches(
                 yield start
 
         def forward(start: int) -> tuple[list[int], npt.NDArray[np.float32], list[tuple[int, ImageDecodeError]]]:
-            idx: list[int] = []
-            arrays: list[npt.NDArray[np.uint8]] = []
-            failed: list[tuple[int, ImageDecodeError]] = []
-            for i in range(start, min(n, start + batch_size)):
-                res = futures.pop(i).result()
-                if isinstance(res, ImageDecodeError):
-                    failed.append((i, res))
-                else:
-                    idx.append(i)
-                    arrays.append(res)
+            idx, arrays, failed = _collect(futures, range(start, min(n, start + batch_size)))
             return idx, forward_arrays(extractor, arrays), failed
 
         try:
@@ -447,6 +437,23 @@ def iter_feature_batches(
         finally:
             for fut in list(futures.values()):
                 fut.cancel()
+
+
+def _collect(
+    futures: dict[int, Future[npt.NDArray[np.uint8] | ImageDecodeError]], positions: range
+) -> tuple[list[int], list[npt.NDArray[np.uint8]], list[tuple[int, ImageDecodeError]]]:
+    """Wait for the decoded items at ``positions``: (indices decoded, their arrays, failures)."""
+    idx: list[int] = []
+    arrays: list[npt.NDArray[np.uint8]] = []
+    failed: list[tuple[int, ImageDecodeError]] = []
+    for i in positions:
+        res = futures.pop(i).result()
+        if isinstance(res, ImageDecodeError):
+            failed.append((i, res))
+        else:
+            idx.append(i)
+            arrays.append(res)
+    return idx, arrays, failed
 
 
 def forward_arrays(extractor: FeatureExtractor, arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:

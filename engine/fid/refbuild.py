@@ -679,19 +679,22 @@ def build_reference(
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
             job.ext.load()
-            if config.backend == "dask":
-                from engine.fid.refdask import dask_build
-
-                sums, extra = dask_build(job, max_images=max_images, per_class=per_class, n_shards=shards, seed=seed)
-            else:
-                sums, body, state = _start(job, config.dims)
-                if src.kind == "folder":
-                    extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))
-                else:
-                    extra = _shard_build(job, sums, body, state, (max_images, shards, seed))
+            sums, extra = _run(job, max_images, per_class, shards, seed)
         finally:
             job.ext.close()
         return _finish(job, target, sums, extra, weights_digest)
+
+
+def _run(job: _Job, max_images: int | None, per_class: int | None, shards: int | None, seed: int) -> tuple[_Sums, dict]:
+    """The build itself, in this process or on Dask (:mod:`engine.fid.refdask`); returns the sums and sidecar extras."""
+    if job.ext.config.backend == "dask":
+        from engine.fid.refdask import dask_build
+
+        return dask_build(job, max_images=max_images, per_class=per_class, n_shards=shards, seed=seed)
+    sums, body, state = _start(job, job.ext.config.dims)
+    if job.source.kind == "folder":
+        return sums, _folder_build(job, sums, body, state, (max_images, per_class, seed))
+    return sums, _shard_build(job, sums, body, state, (max_images, shards, seed))
 
 
 def _params(src: Source, config: FidConfig, weights_digest: str, preprocessing: str, limits: dict) -> dict:
