@@ -98,6 +98,7 @@ def _run_pytorch_fid(a: Path, b: Path, env: dict[str, str], work: Path) -> tuple
 
     stats = []
     for src, name in ((a, "a.npz"), (b, "b.npz")):
+        (work / name).unlink(missing_ok=True)  # pytorch-fid refuses to overwrite (a second repeat)
         _timed(cmd + ["--save-stats", str(src), str(work / name)], env)
         stats.append(load_stats(work / name)[0])
     fid = frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
