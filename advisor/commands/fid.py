@@ -15,6 +15,7 @@ from advisor.commands._options import (
     FidSchedulerOpt,
     InceptionWeightsOpt,
     JsonOpt,
+    RootOpt,
     WorkersOpt,
 )
 
@@ -51,6 +52,7 @@ def fid_command(
     ] = 2048,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
+    root: RootOpt = None,
     backend: FidBackendOpt = "local",
     scheduler: FidSchedulerOpt = None,
     dask_workers: DaskWorkersOpt = 0,
@@ -68,7 +70,8 @@ def fid_command(
                        use_cache=not no_cache, offline=offline, backend=backend, scheduler=scheduler,
                        cluster_workers=dask_workers)
     with progress_bar("Inception features", enabled=not as_json and err_console.is_terminal) as on_progress:
-        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress)
+        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress,
+                             root=root)
     if as_json:
         emit_json(result)
     else:

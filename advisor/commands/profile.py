@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import JsonOpt, WorkersOpt
+from advisor.commands._options import JsonOpt, RootOpt, WorkersOpt
 
 __all__ = ["register", "profile_command"]
 
@@ -24,6 +24,7 @@ def profile_command(
     *,
     as_json: JsonOpt = False,
     workers: WorkersOpt = 0,
+    root: RootOpt = None,
 ) -> None:
     """Decode every image once and report images used and skipped, classes, class sizes and image sizes."""
     from advisor.render import emit_json, err_console, progress_bar
@@ -31,7 +32,7 @@ def profile_command(
     from engine.data.profile import profile_path
 
     with progress_bar("Reading images", enabled=not as_json and err_console.is_terminal) as on_progress:
-        profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress)
+        profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress, root=root)
     if as_json:
         emit_json(profile)
     else:

@@ -46,6 +46,7 @@ from engine.data.sources import ShardRef, remove_tree
 from engine.fid.cluster import run_units, worker_label, worker_network
 from engine.fid.frechet import BuildInfo, ShardRecord
 from engine.fid.refbuild import (
+    _CHECKPOINT_DAMAGE,
     _checkpoint_stride,
     _digest,
     _Extractor,
@@ -160,7 +161,7 @@ def _load_parts(folder: Path, units: int, dims: int, messages: list[str]) -> dic
             s1, s2, state = _read_checkpoint(path)
             if s1.shape != (dims,) or s2.shape != (dims, dims):
                 raise ValueError(f"shapes {s1.shape} and {s2.shape} do not match dims {dims}")
-        except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as exc:
+        except _CHECKPOINT_DAMAGE as exc:
             messages.append(f"discarded damaged part {display_path(path)} ({type(exc).__name__}: {exc}); "
                             "its unit is computed again")
             logger.warning("%s", messages[-1])
