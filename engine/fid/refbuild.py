@@ -376,7 +376,7 @@ class _Extractor:
             return item, forward_arrays(net, item.arrays) if item.miss else None
 
         with one_thread_per_pass(net):
-            for item, fresh in run_ordered(forward, prepared(), forward_lanes(net)):
+            for item, fresh in run_ordered(forward, prepared(), forward_lanes(net, batch_size=self.config.batch_size)):
                 out = np.empty((len(item.keys), self.config.dims), np.float32)
                 for i, k in enumerate(item.keys):
                     if k in item.found:
