@@ -212,7 +212,7 @@ def dask_build(job: _Job, *, max_images: int | None, per_class: int | None, n_sh
     parts = _load_parts(folder, len(units), config.dims, job.messages)
     if parts:
         logger.info("resuming reference %r: %d of %d units already done", job.name, len(parts), len(units))
-    total = max_images or (len(body["plan"]) if job.source.kind == "folder" else 0)
+    total = len(body["plan"]) if job.source.kind == "folder" else (max_images or 0)
     report(job.on_progress, sum(p.n for p in parts.values()), total)
 
     def arrived(j: int, part: UnitSums) -> None:
