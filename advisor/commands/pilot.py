@@ -48,7 +48,8 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
         return None
     from advisor.report import from_pilot, write_pilot_report
 
-    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset)
+    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset,
+                        smoke_test=report.smoke_test or "")
     return write_pilot_report(inputs, path)
 
 
@@ -74,6 +75,9 @@ _ImgSizeOpt = Annotated[int | None, typer.Option(
     "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)]
 _OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.", show_default=False)]
+_SaveOpt = Annotated[Path | None, typer.Option(
+    "--save", help="Write the winning trial's trainable weights to this folder (safetensors; method, backbone and "
+    "data fingerprint in its metadata) so you can continue from it.", show_default=False)]
 _QuickOpt = Annotated[bool, typer.Option(
     "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.")]
 
@@ -102,6 +106,7 @@ def pilot_command(
     out: _OutOpt = None,
     report: ReportOpt = None,
     quick: _QuickOpt = False,
+    save: _SaveOpt = None,
     root: RootOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
@@ -110,11 +115,12 @@ def pilot_command(
     if report is not None:
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
+    check_output_dir("--save", save)
     request = PilotRequest(
         dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
         weights=weights, random_init=random_init, init_seed=init_seed, prompts=prompts, seeds=seeds,
         batch_size=batch_size, img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
-        yes=yes, out=out, quick=quick)
+        yes=yes, out=out, quick=quick, save=save)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)
@@ -122,12 +128,12 @@ def pilot_command(
 
 def _run(request: PilotRequest, *, as_json: bool) -> tuple[PilotReport, PilotResult]:
     """Run the use case with terminal progress and questions; a refused plan still reaches ``--json``."""
-    from advisor.render import emit_json, err_console
+    from advisor.render import emit_json
     from advisor.render.pilot import render_plan
 
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        return run_pilot_request(request, progress=cli_progress(not as_json and err_console.is_terminal),
+        return run_pilot_request(request, progress=cli_progress(not as_json),
                                  on_plan=on_plan, confirm=cli_confirm())
     except NotDecisiveError as exc:
         if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error
@@ -143,7 +149,8 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
     if as_json:
         emit_json(report)
         return
-    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain)
+    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain,
+                  smoke_test=report.smoke_test)
     if report.skipped_by_reason:
         why = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.items())
         warn(f"{sum(report.skipped_by_reason.values())} dataset entries were not used ({why}); "

@@ -161,8 +161,11 @@ def list_references() -> list[ReferenceInfo]:
 
 def _build_hint(name: str) -> str:
     if name == DEFAULT_REFERENCE:
-        return (f"build it (needs HF_TOKEN) with: vpt-advisor reference build {IN21K_SOURCE} --name {name} "
-                "--max-images 50000; or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
+        from engine.fid.gates import MIN_REFERENCE_IMAGES  # gates imports this module: read at call time
+
+        return (f"build the smallest the FID check accepts ({MIN_REFERENCE_IMAGES:,} images, needs HF_TOKEN) with: "
+                f"vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images {MIN_REFERENCE_IMAGES}; "
+                "or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
     return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 
