@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, SeedOpt, WorkersOpt
+from advisor.commands._options import (
+    BatchSizeOpt,
+    DaskWorkersOpt,
+    DeviceOpt,
+    FidBackendOpt,
+    FidSchedulerOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    SeedOpt,
+    WorkersOpt,
+)
 
 __all__ = ["register", "reference_app"]
 
@@ -50,6 +60,9 @@ def build_command(
     batch_size: BatchSizeOpt = 50,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
+    backend: FidBackendOpt = "local",
+    scheduler: FidSchedulerOpt = None,
+    dask_workers: DaskWorkersOpt = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Compute reference statistics (streaming, resumable: rerun the same command after an interruption)."""
@@ -59,7 +72,8 @@ def build_command(
     from engine.config.fid import FidConfig
     from engine.fid.reference import build_reference
 
-    config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
+    config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights, backend=backend,
+                       scheduler=scheduler, cluster_workers=dask_workers)
     if not as_json:
         _say_size(max_images)
     with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
