@@ -18,7 +18,7 @@ from advisor.schemas import (
     SimilarityThreshold,
 )
 from engine.paper import VTAB_TASKS, backbone_results
-from engine.train.methods import family_of
+from engine.train.methods import side_of
 from engine.train.verdict import verdict_status
 from engine.vocab import Side
 
@@ -117,8 +117,8 @@ def quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason
 
 
 def _pick(scores: list[MethodScore]) -> tuple[MethodScore | None, MethodScore | None]:
-    ft = [s for s in scores if family_of(s.method) == "ft"]
-    vpt = [s for s in scores if family_of(s.method) == "vpt"]
+    ft = [s for s in scores if side_of(s.method) == "FT"]
+    vpt = [s for s in scores if side_of(s.method) == "VPT"]
     return (max(ft, key=lambda s: s.mean) if ft else None, max(vpt, key=lambda s: s.mean) if vpt else None)
 
 

@@ -59,7 +59,8 @@ class _Model(BaseModel):
 class MethodScore(_Model):
     """Validation accuracy of one method in a pilot run, over seeds."""
 
-    method: str = Field(description="'full'/'FT' for full finetuning; 'vpt-deep', 'vpt-shallow' or 'VPT' for VPT.")
+    method: str = Field(description="A registered method (engine.train.methods) or a side, 'FT' or 'VPT'; the "
+                        "registry says which side a method's score counts for (none: shown, never compared).")
     mean: float = Field(description="Mean top-1 accuracy (%) over seeds.")
     std: float = Field(default=0.0, ge=0.0, description="Standard deviation (%) over seeds (0 with one seed).")
     n_seeds: int = Field(default=1, ge=1, description="Number of seeds.")

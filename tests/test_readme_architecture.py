@@ -41,6 +41,7 @@ def test_every_dotted_name_in_the_architecture_section_imports() -> None:
 
 
 def test_the_configuration_table_matches_the_models() -> None:
+    from advisor.usecases.pilot import PilotRequest
     from benchmarks.vtab.protocol import Protocol
     from benchmarks.vtab.run import SweepRequest
     from benchmarks.vtab.trials import TrialConfig
@@ -52,7 +53,11 @@ def test_the_configuration_table_matches_the_models() -> None:
     assert field_type(Protocol, "train") is TrainConfig and hasattr(Protocol, "trial_train")
     assert field_type(TrialConfig, "train") is TrainConfig and field_type(TrialConfig, "backbone") is BackboneSpec
     assert field_type(SweepRequest, "protocol") is Protocol and field_type(SweepRequest, "backbone") is BackboneSpec
-    assert field_type(PilotConfig, "backbone") is BackboneSpec
+    assert field_type(PilotConfig, "backbone") is BackboneSpec and field_type(PilotConfig, "train") is TrainConfig
+    assert field_type(PilotRequest, "backbone") is BackboneSpec
     shared = set(TrainConfig.model_fields)  # no model copies TrainConfig's fields flat any more
     for model in (Protocol, TrialConfig, SweepRequest):
         assert not shared & set(model.model_fields), (model.__name__, shared & set(model.model_fields))
+    # the pilot's two requests its plan resolves (None: chosen from the budget / the model) are all it keeps
+    assert shared & set(PilotConfig.model_fields) == {"epochs", "img_size"}
+    assert not set(BackboneSpec.model_fields) & set(PilotRequest.model_fields)

@@ -25,10 +25,10 @@ from advisor.commands._options import (
     YesOpt,
 )
 from advisor.usecases.pilot import PilotRefusal, PilotReport, PilotRequest, run_pilot_request
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
-from engine.train.methods import method_specs
+from engine.train.methods import default_pilot_methods, method_specs, unavailable_reason
 from engine.vocab import Disparity
 
 if TYPE_CHECKING:
@@ -36,10 +36,18 @@ if TYPE_CHECKING:
 
 __all__ = ["pilot_command", "register", "write_pilot_outputs"]
 
+_DEFAULT_METHODS = ",".join(default_pilot_methods())
 EXAMPLES = (
     "Examples: 'vpt-advisor pilot ./mydata --task counting --budget 15m' · "
-    "'vpt-advisor pilot ./mydata --task dtd --methods full,vpt-deep,vpt-shallow --seeds 2 --budget 1h'"
+    f"'vpt-advisor pilot ./mydata --task dtd --methods {','.join(s.name for s in method_specs() if s.side)} "
+    "--seeds 2 --budget 1h'"
 )
+
+
+def _method_choices() -> str:
+    """Every registered method for ``--methods``, those missing an optional package marked as such."""
+    return ", ".join(s.name + (f" (needs pip install 'vpt-advisor[{s.extra}]')" if unavailable_reason(s) else "")
+                     for s in method_specs())
 
 
 def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | None) -> Path | None:
@@ -61,7 +69,7 @@ _TaskOpt = Annotated[str | None, typer.Option(
 _DisparityOpt = Annotated[Disparity | None, typer.Option(
     "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)]
 _MethodsOpt = Annotated[str, typer.Option(
-    "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]
+    "--methods", help=f"Comma-separated: {_method_choices()}.")]
 _RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")]
 _InitSeedOpt = Annotated[int, typer.Option(
@@ -88,7 +96,7 @@ def pilot_command(
     task: _TaskOpt = None,
     disparity: _DisparityOpt = None,
     budget: BudgetOpt = DEFAULT_BUDGET,
-    methods: _MethodsOpt = "full,vpt-deep",
+    methods: _MethodsOpt = _DEFAULT_METHODS,
     model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: _RandomInitOpt = False,
@@ -117,10 +125,10 @@ def pilot_command(
     check_output_dir("--out", out)
     check_output_dir("--save", save)
     request = PilotRequest(
-        dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
-        weights=weights, random_init=random_init, init_seed=init_seed, prompts=prompts, seeds=seeds,
-        batch_size=batch_size, img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
-        yes=yes, out=out, quick=quick, save=save)
+        dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods,
+        backbone=BackboneSpec(model=model, weights=weights, random_init=random_init, init_seed=init_seed),
+        prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size, device=device, precision=precision,
+        min_detectable=min_detectable, yes=yes, out=out, quick=quick, save=save)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)

@@ -19,12 +19,13 @@ from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table
 from advisor.schemas import Recommendation
 from advisor.usecases.pilot import plan_needs
+from engine.train.methods import side_of
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
 
 __all__ = ["render_plan", "render_report", "format_bytes", "format_seconds", "plan_lines", "paired_line",
-           "methods_table"]
+           "baseline_lines", "methods_table"]
 
 
 def format_bytes(n: int) -> str:
@@ -140,6 +141,21 @@ def paired_line(result: PilotResult) -> str:
     return f"Verdict: {STATUS_WORDS[v.status]}. {verdict_text(v)}"
 
 
+def baseline_lines(result: PilotResult) -> list[str]:
+    """One sentence per other method compared with FT (LoRA, Mixed, another VPT variant...), beside the verdict."""
+    verdict = (result.paired.vpt_method, result.paired.ft_method) if result.paired is not None else None
+    out = []
+    for p in result.comparisons:
+        if (p.vpt_method, p.ft_method) == verdict:
+            continue
+        lo, hi = p.ci95
+        out.append(f"{p.vpt_method} − {p.ft_method} on the same images: {p.difference:+.1f} points, 95 % interval "
+                   f"[{lo:+.1f}, {hi:+.1f}]" + ("" if side_of(p.vpt_method) else
+                                               " (neither FT nor VPT: shown beside the verdict, never deciding it)")
+                   + ".")
+    return out
+
+
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
                   random_init: bool = False, explain: bool = False, smoke_test: str | None = None) -> None:
     """Print the per-method table, then the updated recommendation (short, or in full with ``explain``).
@@ -149,6 +165,8 @@ def render_report(result: PilotResult, recommendation: Recommendation | None, *,
         print_message(smoke_test, style="bold yellow")
     console.print(methods_table(result, width=console.width))
     print_message(paired_line(result))
+    for line in baseline_lines(result):
+        print_message(line)
     if result.ensemble is not None:
         print_message(ensemble_text(result.ensemble), style="" if result.ensemble.offered else "dim")
     if result.saved is not None:

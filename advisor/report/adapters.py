@@ -245,6 +245,12 @@ def _pilot_provenance(result: PilotResult) -> dict[str, str]:
             f"{p.vpt_method} - {p.ft_method} = {p.difference:+.1f} points, 95 % interval [{p.ci95[0]:+.1f}, "
             f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (descriptive; the verdict uses the "
             "seed-aware interval)")
+    verdict = (result.paired.vpt_method, result.paired.ft_method) if result.paired is not None else None
+    for c in result.comparisons:  # every other method against FT, LoRA included (beside the verdict)
+        if (c.vpt_method, c.ft_method) == verdict:
+            continue
+        provenance[f"{c.vpt_method} vs {c.ft_method}"] = (
+            f"{c.difference:+.1f} points, 95 % interval [{c.ci95[0]:+.1f}, {c.ci95[1]:+.1f}] on the same images")
     v = result.verdict
     if v is not None and v.posthoc_power is not None:
         provenance["post-hoc power"] = (

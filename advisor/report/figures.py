@@ -8,7 +8,8 @@ Tables 5-6 against training-set size on a log axis.
 
 matplotlib is imported inside the functions (``vpt-advisor --help`` must stay fast) and figures are
 built on ``matplotlib.figure.Figure`` with the Agg canvas, never through pyplot's global state.
-Colours are the Okabe-Ito colour-blind-safe palette.
+Colours are the Okabe-Ito colour-blind-safe palette; a method's colour and label are its registry entry's
+(``engine.train.methods``), read when the chart is drawn.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from advisor.report.inputs import QuadrantInputs, SizeTrendInputs
-from engine.errors import ConfigError
+from engine.errors import ConfigError, UnknownNameError
+from engine.train.methods import get_method
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,6 +33,7 @@ __all__ = [
     "DPI",
     "new_figure",
     "method_colour",
+    "method_label",
     "log_size_ticks",
     "figure_png",
     "save_png",
@@ -56,16 +59,8 @@ OKABE_ITO = {
 FT_COLOUR = OKABE_ITO["vermillion"]
 VPT_COLOUR = OKABE_ITO["blue"]
 USER_COLOUR = OKABE_ITO["black"]
-METHOD_COLOURS = {
-    "FT": FT_COLOUR,
-    "full": FT_COLOUR,
-    "VPT": VPT_COLOUR,
-    "vpt-deep": VPT_COLOUR,
-    "vpt-shallow": OKABE_ITO["sky_blue"],
-    "linear": OKABE_ITO["bluish_green"],
-    "mixed": OKABE_ITO["orange"],
-    "ft-then-pt": OKABE_ITO["reddish_purple"],
-}
+METHOD_COLOURS = {"FT": FT_COLOUR, "VPT": VPT_COLOUR}
+"""Colours of the two sides; a registered method's colour is its registry entry's."""
 DPI = 120
 PLOT_SUFFIXES = frozenset({".png", ".svg", ".pdf"})
 _X = {"low": 0.0, "high": 1.0}
@@ -82,11 +77,23 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def method_colour(method: str, index: int = 0) -> str:
-    """Colour of a method name, falling back to the palette in order."""
+    """Colour of a side word or a registered method (its registry colour), else the palette in order."""
     if method in METHOD_COLOURS:
         return METHOD_COLOURS[method]
+    try:
+        colour = get_method(method).colour
+    except UnknownNameError:
+        colour = None
     palette = list(OKABE_ITO.values())[1:]
-    return palette[index % len(palette)]
+    return colour or palette[index % len(palette)]
+
+
+def method_label(method: str) -> str:
+    """Display name of a registered method (its registry label: ``FT``, ``VPT-deep``, ``LoRA``), else the name."""
+    try:
+        return get_method(method).display
+    except UnknownNameError:
+        return method
 
 
 def figure_png(fig: Figure) -> bytes:

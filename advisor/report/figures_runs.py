@@ -19,6 +19,7 @@ from advisor.report.figures import (
     check_plot_path,
     log_size_ticks,
     method_colour,
+    method_label,
     new_figure,
     save_figure,
 )
@@ -76,7 +77,8 @@ def pilot_accuracy_figure(
     span = max(values) - min(values)
     ax.set_ylim(max(0.0, min(values) - 0.15 * span - 2), min(100.0, max(values) + 0.2 * span + 3) + 2)
     labels = [
-        m.method + (f"\n({m.trainable_percent:.3g}% trainable)" if m.trainable_percent is not None else "")
+        method_label(m.method)
+        + (f"\n({m.trainable_percent:.3g}% trainable)" if m.trainable_percent is not None else "")
         for m in methods
     ]
     ax.set_xticks(range(len(methods)), labels)
@@ -114,10 +116,10 @@ def learning_curves_figure(curves: list[LearningCurve], *, title: str = "Pilot: 
                 lw=2.8,
                 marker="o" if len(mean) <= 30 else None,
                 ms=4,
-                label=f"{method} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})",
+                label=f"{method_label(method)} (mean of {len(runs)} seed{'s' if len(runs) > 1 else ''})",
             )
         else:
-            ax.plot([], [], color=colour, lw=2.8, label=f"{method} ({len(runs)} runs)")
+            ax.plot([], [], color=colour, lw=2.8, label=f"{method_label(method)} ({len(runs)} runs)")
     if not curves:
         ax.text(0.5, 0.5, "no learning curves recorded", ha="center", va="center", transform=ax.transAxes)
     from matplotlib.ticker import MaxNLocator

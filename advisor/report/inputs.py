@@ -180,7 +180,7 @@ class RecommendReportInputs(_Input):
 class MethodSeeds(_Input):
     """One method's best validation accuracy for each seed of a pilot."""
 
-    method: str = Field(description="Method name, e.g. 'full' or 'vpt-deep'.")
+    method: str = Field(description="Method name (a registered method, engine.train.methods).")
     accuracies: list[float] = Field(min_length=1, description="Best val accuracy (%) per seed.")
     seeds: list[int] = Field(default_factory=list, description="Seeds, aligned with accuracies when given.")
     trainable_percent: float | None = Field(default=None, description="Trainable parameters, % of total.")

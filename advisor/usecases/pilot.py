@@ -31,8 +31,9 @@ from advisor.schemas import (
     PilotEvidence,
     Recommendation,
 )
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.progress import StageProgress, no_progress
+from engine.train.methods import default_pilot_methods
 from engine.vocab import Disparity, PrecisionChoice
 
 if TYPE_CHECKING:
@@ -102,11 +103,9 @@ class PilotRequest(BaseModel):
     task: str | None = Field(default=None, description="--task.")
     disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
-    methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
-    model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
-    weights: Path | None = Field(default=None, description="Local backbone weights.")
-    random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
-    init_seed: int = Field(default=0, description="--init-seed: seed of the random backbone.")
+    methods: str = Field(default_factory=lambda: ",".join(default_pilot_methods()),
+                         description="Comma-separated methods (default: the registry's pilot defaults).")
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="--model, --weights, --random-init.")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
     seeds: int = Field(default=3, ge=1, le=5, description="Seeds per method and lr.")
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
@@ -248,15 +247,14 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
     """The engine's pilot configuration for ``req``."""
-    from engine.config.train import BackboneSpec, PilotConfig, parse_budget
+    from engine.config.train import PILOT_TRAIN, PilotConfig, TrainConfig, parse_budget
     from engine.train.methods import parse_methods
 
-    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init,
-                            init_seed=req.init_seed)
-    return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
-                       seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
-                       batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
-                       quick=req.quick)
+    train = TrainConfig.model_validate({**PILOT_TRAIN.model_dump(), "num_prompts": num_prompts,
+                                        "precision": precision, "batch_size": req.batch_size})
+    return PilotConfig(methods=parse_methods(req.methods), backbone=req.backbone, train=train,
+                       seeds=req.seeds, budget_s=parse_budget(req.budget), img_size=req.img_size,
+                       min_detectable=req.min_detectable, quick=req.quick)
 
 
 def _device(spec: str) -> torch.device:
@@ -278,7 +276,7 @@ def _check_before_loading(req: PilotRequest) -> None:
         from advisor.decide import reconcile_disparity
 
         reconcile_disparity(req.task, req.disparity)
-    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
+    check_backbone_available(req.backbone.model, weights=req.backbone.weights, random_init=req.backbone.random_init)
 
 
 def run_pilot_request(
@@ -296,8 +294,7 @@ def run_pilot_request(
         progress: opens the "Pilot (epochs)" progress stage.
         on_plan: called with ``(plan, prompts_source)`` before training starts (the CLI prints it).
         confirm: asks before a long CPU run without ``yes``; ``None`` (no terminal) refuses such a run.
-        prior: decision inputs already gathered (``recommend --pilot`` passes its FID and size); else they
-            are built from ``task``/``disparity`` and the dataset size.
+        prior: decision inputs already gathered (``recommend --pilot``'s FID and size), else built from the task.
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
@@ -328,13 +325,14 @@ def run_pilot_request(
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone, save_dir=req.save,
                            on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
-    evidence = pilot_evidence(result, random_init=req.random_init)
+    evidence = pilot_evidence(result, random_init=req.backbone.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises
-                      if evidence is not None and has_task and not req.random_init else None)
+                      if evidence is not None and has_task and not req.backbone.random_init else None)
+    bb = req.backbone
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.random_init, init_seed=req.init_seed if req.random_init else None,
-                         quick=req.quick, smoke_test=smoke_test_label(random_init=req.random_init, quick=req.quick),
+                         random_init=bb.random_init, init_seed=bb.init_seed if bb.random_init else None,
+                         quick=req.quick, smoke_test=smoke_test_label(random_init=bb.random_init, quick=req.quick),
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

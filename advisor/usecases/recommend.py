@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from advisor.decide import build_inputs, recommend, reconcile_disparity
 from advisor.schemas import AdvisorInputs, DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
 from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
-from engine.config.train import DEFAULT_MIN_DETECTABLE
+from engine.config.train import DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -310,7 +310,7 @@ def add_pilot(
     """
     pilot = PilotRequest(dataset=_pilot_dataset(result.request), root=_root(result.request),
                          task=result.recommendation.inputs.task,
-                         disparity=result.request.disparity, budget=budget, weights=weights,
+                         disparity=result.request.disparity, budget=budget, backbone=BackboneSpec(weights=weights),
                          device=result.request.device, yes=yes, min_detectable=min_detectable)
     pilot_report, _ = run_pilot_request(pilot, progress=progress, on_plan=on_plan, confirm=confirm,
                                         prior=result.recommendation.inputs)

@@ -71,13 +71,13 @@ def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, 
                 condition: str) -> dict[str, float]:
     import torch
 
-    from engine.config.train import BackboneSpec, PilotConfig
+    from engine.config.train import PILOT_TRAIN, BackboneSpec, PilotConfig
     from engine.train.pilot import plan_pilot, run_pilot
 
     tiny = args.model == "vit_tiny_patch16_224" and args.img_size == 32
     backbone = BackboneSpec(model=args.model, random_init=True, model_kwargs=_TINY if tiny else {})
-    config = PilotConfig(methods=("full", "vpt-deep"), backbone=backbone, img_size=args.img_size, num_prompts=10,
-                         seeds=args.seeds, batch_size=args.batch_size, budget_s=budget_s,
+    train = PILOT_TRAIN.model_copy(update={"num_prompts": 10, "batch_size": args.batch_size})
+    config = PilotConfig(backbone=backbone, img_size=args.img_size, train=train, seeds=args.seeds, budget_s=budget_s,
                          min_detectable=args.min_detectable, quick=args.quick)
     device = torch.device("cpu")
     load0 = os.getloadavg()[0]

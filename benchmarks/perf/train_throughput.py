@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Any
 
+from engine.train.methods import get_method, method_specs, paper_method, prompt_methods
+
 __all__ = ["main", "count_step_flops", "peak_bf16_flops", "vit_step_flops"]
 
 BF16_TARGET = 1.6
@@ -69,7 +71,8 @@ def vit_step_flops(*, depth: int, dim: int, tokens: int, batch: int, method: str
     prompt methods ``2x`` forward. ``tokens`` includes the prompts.
     """
     forward = depth * (8 * tokens * dim**2 + 4 * mlp_ratio * tokens * dim**2 + 4 * tokens**2 * dim)
-    factor = 3.0 if method in ("full", "mixed", "ft-then-pt") else 2.0
+    # a staged method (FT-then-PT) is timed in its fine-tuning stage, which trains the backbone
+    factor = 3.0 if any("backbone" in get_method(s).trains for s in get_method(method).stage_names) else 2.0
     return factor * forward * batch
 
 
@@ -79,11 +82,10 @@ def _tokens(model_name: str, method: str, *, prompts: int, img_size: int) -> tup
 
     with __import__("torch").device("meta"):
         m = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size)
-    from engine.train.methods import PROMPT_METHODS
     from engine.train.vpt import as_vit, vit_geometry
 
     depth, width, patch = vit_geometry(as_vit(m))
-    extra = prompts if method in PROMPT_METHODS else 0
+    extra = prompts if method in prompt_methods() else 0
     return depth, width, (img_size // patch) ** 2 + 1 + extra
 
 
@@ -162,9 +164,17 @@ def _run_method(method: str, precision: str, argv: list[str]) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _methods(text: str | None) -> list[str]:
+    """``--methods``, or every method on a side of the FT-vs-VPT question (the registry's)."""
+    if text is None:
+        return [s.name for s in method_specs() if s.side is not None]
+    return [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="FT vs VPT training throughput and peak memory.")
-    parser.add_argument("--methods", default="full,vpt-deep,vpt-shallow")
+    parser.add_argument("--methods", default=None, help="Comma-separated (default: the FT and VPT methods of the "
+                        "method registry).")
     parser.add_argument("--model", default="vit_base_patch16_224")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -231,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     start = time.perf_counter()
     for precision in precisions:
-        for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        for method in _methods(args.methods):
             row = _run_method(method, precision, passthrough)
             _add_flops(row, args)
             rows.append(row)
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _print_table(args: argparse.Namespace, rows: list[dict[str, Any]], total_s: float) -> None:
-    ft = next((r for r in rows if r["method"] == "full"), None)
+    ft = next((r for r in rows if r["method"] == paper_method("FT").name), None)
     first = rows[0]
     where = first["gpu"] or f"({first['threads']} threads)"
     print(f"\n{args.model} @ {args.img_size}px, batch {args.batch_size}, {args.prompts} prompts, "
@@ -272,7 +282,7 @@ def _print_table(args: argparse.Namespace, rows: list[dict[str, Any]], total_s: 
               f"{r['trainable']:>12,}")
     print(f"peak memory = {first['peak_kind']}" + (" (whole process, incl. ~"
           f"{first['rss_before_train'] / 1e9:.2f} GB before training)" if cpu else ""))
-    deep = next((r for r in rows if r["method"] == "vpt-deep"), None)
+    deep = next((r for r in rows if r["method"] == paper_method("VPT").name), None)
     if ft and deep:
         ratio = deep["peak_bytes"] / ft["peak_bytes"]
         print(f"target VPT-deep peak memory <= 0.70x FT: {ratio:.2f}x {'PASS' if ratio <= 0.7 else 'MISS'}")

@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError, model_validator
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, TrainConfig, scale_lr
 from engine.errors import ConfigError
-from engine.train.methods import get_method
+from engine.train.methods import MethodSpec, paper_method
 
 __all__ = [
     "SEARCH_SPLIT",
@@ -75,9 +75,10 @@ SEARCH_SPLIT: tuple[int, int] = (800, 200)
 FINAL_SPLIT: str = "train800val200"
 """Training list of the final runs (tested on ``test``)."""
 MethodName = Literal["ft", "vpt"]
-METHODS: dict[MethodName, str] = {"ft": "full", "vpt": "vpt-deep"}
+_SPECS: dict[MethodName, MethodSpec] = {"ft": paper_method("FT"), "vpt": paper_method("VPT")}
+"""The registered method of each protocol arm: the one on that side with the paper's VTAB-1k grid (VPT-deep, full)."""
+METHODS: dict[MethodName, str] = {key: spec.name for key, spec in _SPECS.items()}
 """CLI method name -> engine transfer method (the paper uses VPT-deep); both are aliases in the method registry."""
-_SPECS = {key: get_method(name) for key, name in METHODS.items()}
 
 
 def _paper_setting(key: MethodName) -> tuple[tuple[float, ...], int]:
@@ -89,7 +90,7 @@ def _paper_setting(key: MethodName) -> tuple[tuple[float, ...], int]:
 
 
 VPT_LRS, _VPT_BATCH = _paper_setting("vpt")
-"""VPT's search grid and batch size (``MethodSpec.paper_lrs``/``paper_batch_size`` of vpt-deep)."""
+"""VPT's search grid and batch size (``MethodSpec.paper_lrs``/``paper_batch_size`` of VPT-deep)."""
 FT_LRS, _FT_BATCH = _paper_setting("ft")
 """FT's search grid and batch size (of full)."""
 WEIGHT_DECAYS: tuple[float, ...] = (0.01, 0.001, 0.0001, 0.0)

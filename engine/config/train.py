@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
-from engine.train.methods import Method, get_method
+from engine.train.methods import Method, default_pilot_methods, get_method, paper_method, unavailable_reason
 from engine.train.power import ASSUMED_DISCORDANCE, ASSUMED_SEED_SD
 from engine.vocab import Precision
 
@@ -26,6 +26,8 @@ __all__ = [
     "BackboneSpec",
     "TrainConfig",
     "PilotConfig",
+    "PILOT_TRAIN",
+    "PILOT_TRIAL_FIELDS",
     "PAPER_SEEDS",
     "DEFAULT_BACKBONE",
     "Normalization",
@@ -110,10 +112,16 @@ grows with the square of the size, so a size typed by mistake (100000) would exh
 
 
 def method_defaults(method: str) -> dict[str, Any]:
-    """The paper code's optimiser settings for ``method``, from its registry entry."""
+    """The training settings ``method`` owns (optimiser, lr and its batch scaling, wd, warm-up, prompt dropout)."""
     spec = get_method(method)
-    return {"optimizer": spec.optimizer, "lr": spec.lr, "weight_decay": spec.weight_decay,
-            "warmup_epochs": spec.warmup_epochs, "prompt_dropout": spec.prompt_dropout}
+    return {"optimizer": spec.optimizer, "lr": spec.lr, "lr_scale_batch": spec.lr_scale_batch,
+            "weight_decay": spec.weight_decay, "warmup_epochs": spec.warmup_epochs,
+            "prompt_dropout": spec.prompt_dropout}
+
+
+def _default_method() -> str:
+    """TrainConfig's default method: the VPT side of the paper's VTAB-1k protocol (its other defaults are VPT's)."""
+    return paper_method("VPT").name
 
 
 DEFAULT_BUDGET = "15m"
@@ -143,7 +151,8 @@ class TrainConfig(FrozenModel):
     model: callers pass :meth:`model_options` to ``engine.train.transfer.build_model``; the loop applies the rest.
     """
 
-    method: Method = Field("vpt-deep", description="Transfer method (a name in engine.train.methods).")
+    method: Method = Field(default_factory=_default_method,
+                           description="Transfer method (a name in engine.train.methods; default: VPT's).")
     epochs: int = Field(100, ge=1, description="Training epochs (the paper: 100).")
     warmup_epochs: int = Field(10, ge=0, description="Linear warm-up epochs before the cosine decay (VPT 10, FT 5).")
     batch_size: int = Field(64, ge=1, description="Images per optimiser step (paper: 64 for VPT).")
@@ -239,28 +248,44 @@ def parse_budget(text: str | float | int) -> float:
     return seconds
 
 
-class PilotConfig(FrozenModel):
-    """A pilot: short FT-vs-VPT runs on a subsample of the user's data within a time budget."""
+PILOT_TRAIN = TrainConfig(lr_schedule="per-step")
+"""The training settings pilot trials share unless asked otherwise: the paper's, except the schedule, stepped per
+optimiser step: a pilot trial runs a handful of epochs, where the original's per-epoch staircase would spend a whole
+warm-up epoch at lr 0 and decay in a few coarse jumps (benchmarks/vtab/README.md)."""
 
-    methods: tuple[Method, ...] = Field(("full", "vpt-deep"), min_length=1, description="Methods to compare.")
+PILOT_TRIAL_FIELDS: tuple[str, ...] = (
+    "method", "optimizer", "lr", "lr_scale_batch", "weight_decay", "warmup_epochs", "prompt_dropout", "seed",
+    "epochs", "img_size", "ft_stage_epochs")
+"""The :class:`TrainConfig` fields each pilot trial sets itself (from its method's registry entry, the lr grid, the
+seeds and the plan); ``PilotConfig.train`` leaves them at their defaults."""
+
+
+class PilotConfig(FrozenModel):
+    """A pilot: short runs of several methods on a subsample of the user's data within a time budget.
+
+    ``train`` holds what every trial shares (prompt length, precision, batch size, determinism, gradient
+    checkpointing and the training details) as the one :class:`TrainConfig`; each trial adds its method's settings,
+    lr, seed, epochs and input size (``engine.train.pilot``).
+    """
+
+    methods: tuple[Method, ...] = Field(default_factory=default_pilot_methods, min_length=1,
+                                        description="Methods to compare (default: the registry's pilot defaults).")
     backbone: BackboneSpec = Field(default_factory=BackboneSpec, description="The pretrained backbone.")
-    num_prompts: int = Field(DEFAULT_NUM_PROMPTS, ge=1, le=MAX_NUM_PROMPTS, description="Prompt tokens per set.")
+    train: TrainConfig = Field(PILOT_TRAIN, description="Training settings every trial shares; the fields in "
+                               "PILOT_TRIAL_FIELDS stay at their defaults (each trial sets them).")
     seeds: int = Field(3, ge=1, le=len(PAPER_SEEDS), description="Seeds per (method, lr); PAPER_SEEDS[:seeds].")
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
     budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0,
                             description="Wall-clock budget in seconds for all trials.")
-    precision: Precision = Field("fp32", description="Training precision.")
-    batch_size: int = Field(64, ge=1, description="Images per step.")
-    img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
-                                 description="Input size (None = the model's default, 224 for ViT-B/16).")
+    img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE, description="Input size (None = the model's "
+                                 "default, 224 for ViT-B/16); the plan resolves it into each trial's img_size.")
     max_samples: int = Field(1000, ge=10, description="Largest subsample (train+val); 1000 = VTAB-1k's 800/200.")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="Validation share of the subsample (4:1 as the paper).")
-    epochs: int | None = Field(None, ge=1, description="Epochs per trial (None = chosen from the budget).")
+    epochs: int | None = Field(None, ge=1, description="Epochs per trial (None = chosen from the budget); the plan "
+                               "resolves it into each trial's epochs.")
     lr_grid: dict[str, tuple[float, ...]] | None = Field(
         None, description="Base learning rates per method (None = each method's pilot_lrs, trimmed by the budget).")
     workers: int = Field(0, ge=0, description="Image-decoding threads (0 = automatic).")
-    deterministic: bool = Field(False, description="Deterministic algorithms (CPU tests).")
-    grad_checkpointing: bool = Field(False, description="Gradient checkpointing in every trial.")
     quick: bool = Field(
         False, description="Smoke test of the whole pipeline (big_vision's quick-test switch): at most "
         "QUICK_EPOCHS epochs and the first lr of each method's grid. Results are meaningless.")
@@ -281,6 +306,15 @@ class PilotConfig(FrozenModel):
     def _check(self) -> PilotConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods repeat: {self.methods}")
+        default = TrainConfig()
+        set_here = [k for k in PILOT_TRIAL_FIELDS if getattr(self.train, k) != getattr(default, k)]
+        if set_here:
+            raise ValueError(f"train.{set_here[0]} is set per trial (method registry, lr grid, seeds, plan); "
+                             "leave it at its default")
+        for method in self.methods:
+            reason = unavailable_reason(get_method(method))
+            if reason is not None:
+                raise ValueError(reason)
         for key in (self.lr_grid or {}):
             try:
                 get_method(key)

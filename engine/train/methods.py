@@ -1,42 +1,73 @@
-"""The registry of transfer methods compared by Han et al. (ICLR 2024); torch-free, cheap to import.
+"""The registry of transfer methods; torch-free, cheap to import.
 
-One :class:`MethodSpec` per method says everything the rest of the code needs: its name and aliases,
-which parts train (head, backbone, prompts), whether it carries shallow or deep prompts, its stages,
-the optimiser settings of the paper's code, its prompt dropout, the pilot's lr grid and, for the two
-methods of the VTAB-1k protocol, the paper's search grid and batch size. Model building
-(``engine.train.transfer``), the training loop, the pilot, the advisor's reading of pilot scores and
-the VTAB-1k protocol all ask this registry; adding a method is one :func:`register_method` call
-(plus its tests), in the spirit of timm's ``register_model``.
+A method owns everything about itself, as a method does in huggingface/peft (``register_peft_method``): one
+:class:`MethodSpec` says its name and aliases, its display label and chart colour, its family and which side of
+the FT-vs-VPT question it answers (if any), which parts train (head, backbone, prompts, adapters), its prompts
+and stages, the optimiser settings it trains with (optimiser, lr, weight decay, warm-up, whether the lr is scaled
+by ``batch / 256``), its dropouts, the pilot's lr grid, the VTAB-1k protocol's grid and batch size, the weights
+it adds inside the backbone (an :class:`Adapter`, e.g. LoRA) and the optional packages it needs.
 
-The paper code's optimiser choices (inherited from VPT): prompts and heads train with SGD (momentum
-0.9, 10 warm-up epochs of 100), full fine-tuning with AdamW (5 warm-up epochs); both scale every
-grid lr by ``batch_size / 256`` (``engine.config.train.LR_SCALE_BATCH``).
+The methods live in ``engine/train/tuners/``, one module per family, each registering its methods with
+:func:`register_method` when imported. The registry imports every module of that package the first time it is
+asked anything, so adding a method is adding one module there (plus its tests): model building
+(``engine.train.transfer``), the training loop, the pilot and its comparison, the VTAB-1k protocol, the CLI's
+``--methods``, reports, figures and JSON schemas all ask the registry when they run. Those modules must stay
+cheap to import: a method's heavy dependencies (torch, peft) are imported when its model is built.
+
+The paper code's optimiser conventions (inherited from VPT) are :data:`PAPER_SGD` and :data:`PAPER_ADAMW`.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny
 
-from engine.errors import UnknownNameError
+from engine.errors import ConfigError, UnknownNameError
+from engine.vocab import Side
 
 __all__ = [
-    "Method", "MethodSpec", "Part", "register_method", "unregister_method", "get_method", "method_specs", "METHODS",
-    "PROMPT_METHODS", "parse_method", "parse_methods", "uses_sgd", "stages_of", "family_of",
+    "Adapter", "Method", "MethodSpec", "Part", "PAPER_SGD", "PAPER_ADAMW", "register_method",
+    "unregister_method", "get_method", "method_specs", "method_names", "prompt_methods", "parse_method",
+    "parse_methods", "uses_sgd", "stages_of", "side_of", "family_of", "methods_on_side", "paper_method",
+    "default_pilot_methods", "unavailable_reason", "TUNERS_PACKAGE",
 ]
 
-Part = Literal["head", "backbone", "prompts"]
-"""What a method can train."""
+Part = Literal["head", "backbone", "prompts", "adapters"]
+"""What a method can train: the task head, every backbone weight, prompt tokens, or the weights of its adapter."""
 
-PAPER_VPT_LRS: tuple[float, ...] = (50.0, 25.0, 10.0, 5.0, 2.5, 1.0, 0.5, 0.25, 0.1, 0.05)
-"""VPT's VTAB-1k base-lr search grid (the paper's ``tune_vtab.py``; ANCHORS section 1)."""
-PAPER_FT_LRS: tuple[float, ...] = (1e-3, 1e-4, 5e-4, 5e-3)
-"""Full fine-tuning's VTAB-1k base-lr search grid (same source)."""
-_PILOT_SGD_LRS: tuple[float, ...] = (1.0, 5.0, 0.25)
-"""Pilot grid for SGD methods: best-first picks from :data:`PAPER_VPT_LRS` (the budget keeps a prefix)."""
-_PILOT_ADAMW_LRS: tuple[float, ...] = (5e-4, 1e-3, 1e-4)
-"""Pilot grid for AdamW methods: best-first picks from :data:`PAPER_FT_LRS`."""
+TUNERS_PACKAGE = "engine.train.tuners"
+"""The package whose modules define the methods (imported on the registry's first use)."""
+
+PAPER_SGD: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 1e-3, "warmup_epochs": 10,
+                             "pilot_lrs": (1.0, 5.0, 0.25)}
+"""The paper code's settings for prompt and head training (VPT's ``configs``: SGD, wd 1e-3, 10 warm-up epochs of
+100). The pilot grid is best-first picks from VPT's VTAB-1k grid (the budget keeps a prefix)."""
+PAPER_ADAMW: dict[str, Any] = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-2, "warmup_epochs": 5,
+                               "pilot_lrs": (5e-4, 1e-3, 1e-4)}
+"""The paper code's settings for fine-tuning weights (AdamW, wd 1e-2, 5 warm-up epochs); the pilot grid is
+best-first picks from FT's VTAB-1k grid."""
+
+
+class Adapter(BaseModel):
+    """Weights a method adds inside the backbone (LoRA's low-rank updates, say); its fields are the method's knobs.
+
+    A subclass implements :meth:`attach` and :meth:`parameters`, importing torch (and its own packages) inside
+    them so that the registry stays cheap to import.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def attach(self, backbone: Any) -> None:
+        """Insert the adapter's (fresh) weights into ``backbone`` in place; the task head is already attached."""
+        raise NotImplementedError
+
+    def parameters(self, model: Any) -> list[Any]:
+        """The adapter's parameters in ``model`` (found by module identity, never by parameter-name matches)."""
+        raise NotImplementedError
 
 
 class MethodSpec(BaseModel):
@@ -47,32 +78,63 @@ class MethodSpec(BaseModel):
     name: str = Field(description="Canonical name (what reports and stores record).")
     aliases: tuple[str, ...] = Field((), description="Other accepted spellings (e.g. ft, vpt).")
     summary: str = Field(description="One line for help texts and reports.")
+    label: str = Field("", description="Display name in charts and reports ('' = the name).")
+    colour: str | None = Field(None, description="Chart colour (hex; None = the next free palette colour).")
+    family: str = Field(description="Method family: methods of one family share a tuners module.")
+    side: Side | None = Field(
+        None, description="Which side of the FT-vs-VPT question pilot scores of this method count for (None: "
+        "neither; the pilot still compares it with full finetuning).")
+    pilot_default: bool = Field(False, description="Run by the pilot when --methods is not given.")
     trains: frozenset[Part] = Field(description="Trainable parts of the final model.")
     prompts: Literal["none", "shallow", "deep"] = Field("none", description="Prompts the model carries.")
     stages: tuple[str, ...] = Field((), description="Methods run in order ((): the method alone, one stage).")
-    optimizer: Literal["sgd", "adamw"] = Field(description="Optimiser of the (last) stage, as the paper's code.")
-    lr: float = Field(gt=0, description="Default base lr (before the batch/256 scale).")
+    optimizer: Literal["sgd", "adamw"] = Field(description="Optimiser of the (last) stage.")
+    lr: float = Field(gt=0, description="Default base lr (before the batch/256 scale when lr_scale_batch).")
+    lr_scale_batch: bool = Field(True, description="Train with lr * batch / 256, as the paper's code does.")
     weight_decay: float = Field(ge=0, description="Default weight decay.")
     warmup_epochs: int = Field(ge=0, description="Warm-up epochs of 100 (the pilot scales them to its epochs).")
     prompt_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the prompts (VPT: 0.1 deep, 0 shallow).")
+    backbone_dropout: bool = Field(
+        False, description="Apply the original ViT-B/16 config's dropout (TrainConfig.ft_dropout) while the "
+        "backbone trains end to end without prompts (full, and the FT stage of ft-then-pt).")
     pilot_lrs: tuple[float, ...] = Field(min_length=1, description="Pilot base lrs, best guess first.")
-    family: Literal["ft", "vpt"] | None = Field(
-        None, description="Which side of the FT-vs-VPT question pilot scores of this method count for.")
     paper_lrs: tuple[float, ...] | None = Field(None, description="The paper's VTAB-1k search grid (None: not run).")
     paper_batch_size: int | None = Field(None, ge=1, description="The paper's VTAB-1k batch size (None: not run).")
+    adapter: SerializeAsAny[Adapter] | None = Field(None, description="Weights added inside the backbone.")
+    requires: tuple[str, ...] = Field((), description="Optional packages (import names) the method needs.")
+    extra: str | None = Field(None, description="The pip extra that installs them (pip install vpt-advisor[extra]).")
 
     @property
     def stage_names(self) -> tuple[str, ...]:
         """The trainable configurations run in order (the method itself when it has one stage)."""
         return self.stages or (self.name,)
 
+    @property
+    def display(self) -> str:
+        """The label charts and reports show."""
+        return self.label or self.name
+
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _ALIASES: dict[str, str] = {}
+_LOADED = False
+
+
+def _ensure_loaded() -> None:
+    """Import every module of :data:`TUNERS_PACKAGE` once (each registers its methods); sorted by module name."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True  # first: the modules call register_method while they load
+    package = importlib.import_module(TUNERS_PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{TUNERS_PACKAGE}.{info.name}")
 
 
 def register_method(spec: MethodSpec) -> MethodSpec:
     """Add ``spec`` to the registry (names and aliases must be new; stages must be registered)."""
+    _ensure_loaded()
     for key in (spec.name, *spec.aliases):
         if key != key.strip().lower() or not key:
             raise ValueError(f"method name {key!r} must be lower case without surrounding spaces (lookups fold case)")
@@ -83,6 +145,8 @@ def register_method(spec: MethodSpec) -> MethodSpec:
             raise ValueError(f"{spec.name}: stage {stage!r} is not a registered method")
     if ("prompts" in spec.trains) and spec.prompts == "none":
         raise ValueError(f"{spec.name}: trains prompts but has none")
+    if ("adapters" in spec.trains) != (spec.adapter is not None):
+        raise ValueError(f"{spec.name}: 'adapters' in trains and an adapter go together")
     _REGISTRY[spec.name] = spec
     _ALIASES.update({alias: spec.name for alias in spec.aliases})
     return spec
@@ -107,7 +171,18 @@ def unregister_method(name: str) -> MethodSpec:
 
 def method_specs() -> tuple[MethodSpec, ...]:
     """Every registered method, in registration order."""
+    _ensure_loaded()
     return tuple(_REGISTRY.values())
+
+
+def method_names() -> tuple[str, ...]:
+    """The canonical names of every registered method, in registration order."""
+    return tuple(s.name for s in method_specs())
+
+
+def prompt_methods() -> frozenset[str]:
+    """Methods whose model carries prompts (a ``PromptedViT``)."""
+    return frozenset(s.name for s in method_specs() if s.prompts != "none")
 
 
 def get_method(name: str) -> MethodSpec:
@@ -116,6 +191,7 @@ def get_method(name: str) -> MethodSpec:
     Raises:
         UnknownNameError: not a known method.
     """
+    _ensure_loaded()
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
@@ -123,19 +199,31 @@ def get_method(name: str) -> MethodSpec:
     return _REGISTRY[key]
 
 
+def unavailable_reason(spec: MethodSpec) -> str | None:
+    """Why ``spec`` cannot run here (an optional package is missing, and how to install it), else ``None``."""
+    missing = [m for m in spec.requires if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    how = f"pip install 'vpt-advisor[{spec.extra}]'" if spec.extra else f"pip install {' '.join(missing)}"
+    return f"method {spec.name!r} needs the optional package {', '.join(missing)}, which is not installed: {how}"
+
+
 def parse_method(name: str) -> str:
-    """Validate a method name and return its canonical name (``ft``, ``vpt`` and ``head`` are aliases).
+    """Validate a method the user selects and return its canonical name (``ft``, ``vpt``, ``head`` are aliases).
 
     Raises:
         UnknownNameError: not a known method.
+        ConfigError: the method needs an optional package that is not installed.
     """
-    return get_method(name).name
-
-
+    spec = get_method(name)
+    reason = unavailable_reason(spec)
+    if reason is not None:
+        raise ConfigError(reason)
+    return spec.name
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
-    """Parse a comma-separated list such as ``"full,vpt-deep"`` (duplicates removed, order kept)."""
+    """Parse a comma-separated list such as ``"full,vpt"`` (duplicates removed, order kept)."""
     out: list[str] = []
     for part in text.split(","):
         if part.strip():
@@ -143,68 +231,73 @@ def parse_methods(text: str) -> tuple[str, ...]:
             if m not in out:
                 out.append(m)
     if not out:
-        raise UnknownNameError(f"no method in {text!r}; choose from {', '.join(_REGISTRY)}")
+        raise UnknownNameError(f"no method in {text!r}; choose from {', '.join(method_names())}")
     return tuple(out)
 
 
 def uses_sgd(method: str) -> bool:
-    """True where the paper's code trains the method's first stage with SGD (prompts, head)."""
+    """True where the method's first stage trains with SGD (prompts, head, as the paper's code)."""
     return get_method(get_method(method).stage_names[0]).optimizer == "sgd"
 
 
 def stages_of(method: str) -> tuple[str, ...]:
-    """The trainable configurations a method runs in order (two for ``ft-then-pt``)."""
+    """The trainable configurations a method runs in order (two for a method with stages)."""
     return get_method(method).stage_names
 
 
-def family_of(name: str) -> Literal["ft", "vpt"] | None:
-    """``"ft"`` or ``"vpt"`` for a method that answers the FT-vs-VPT question; ``None`` otherwise or if unknown."""
+def side_of(name: str) -> Side | None:
+    """``"FT"`` or ``"VPT"`` for a method (or side word) that answers the FT-vs-VPT question; else ``None``."""
+    try:
+        return get_method(name).side
+    except UnknownNameError:
+        return None
+
+
+def family_of(name: str) -> str | None:
+    """The method family of ``name`` (``None`` if unknown)."""
     try:
         return get_method(name).family
     except UnknownNameError:
         return None
 
 
-_SGD: dict[str, Any] = {"optimizer": "sgd", "lr": 1.0, "weight_decay": 1e-3, "warmup_epochs": 10,
-                        "pilot_lrs": _PILOT_SGD_LRS}
-"""The paper code's settings for prompt and head training (VPT's ``configs``: SGD, wd 1e-3, 10 warm-up)."""
-_ADAMW: dict[str, Any] = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 1e-2, "warmup_epochs": 5,
-                          "pilot_lrs": _PILOT_ADAMW_LRS}
-"""The paper code's settings for fine-tuning weights (AdamW, wd 1e-2, 5 warm-up)."""
+def methods_on_side(side: Side) -> tuple[str, ...]:
+    """The registered methods whose scores count for ``side``, in registration order."""
+    return tuple(s.name for s in method_specs() if s.side == side)
 
 
-def _spec(defaults: dict[str, Any], **fields: Any) -> MethodSpec:
-    return register_method(MethodSpec.model_validate({**defaults, **fields}))
+def paper_method(side: Side) -> MethodSpec:
+    """The method the paper's VTAB-1k protocol runs for ``side`` (the one on that side with a paper grid).
+
+    Raises:
+        ConfigError: no such method, or more than one, is registered.
+    """
+    found = [s for s in method_specs() if s.side == side and s.paper_lrs is not None]
+    if len(found) != 1:
+        raise ConfigError(f"expected one registered {side} method with the paper's VTAB-1k grid, found "
+                          f"{[s.name for s in found]}")
+    return found[0]
 
 
-_spec(_ADAMW, name="full", aliases=("ft", "finetune", "fine-tune", "full-finetuning", "full_finetuning"),
-      summary="full fine-tuning: every weight trains", trains=frozenset({"head", "backbone"}), family="ft",
-      paper_lrs=PAPER_FT_LRS, paper_batch_size=128)  # batch 128: the paper README's FT commands
-_spec(_SGD, name="linear", aliases=("head",), summary="linear probe: only the head trains",
-      trains=frozenset({"head"}))
-_spec(_SGD, name="vpt-shallow", summary="VPT-shallow: prompts at the input only, and the head",
-      trains=frozenset({"head", "prompts"}), prompts="shallow", family="vpt")
-_spec(_SGD, name="vpt-deep", aliases=("vpt",), summary="VPT-deep: prompts at every block, and the head",
-      trains=frozenset({"head", "prompts"}), prompts="deep", prompt_dropout=0.1, family="vpt",
-      paper_lrs=PAPER_VPT_LRS, paper_batch_size=64)  # dropout 0.1, batch 64: the paper README's VPT commands
-_spec(_ADAMW, name="mixed", summary="Mixed: VPT-deep prompts and every backbone weight",
-      trains=frozenset({"head", "backbone", "prompts"}), prompts="deep", prompt_dropout=0.1)
-_spec(_SGD, name="ft-then-pt", summary="FT-then-PT: fine-tune without prompts, then freeze and prompt-tune",
-      trains=frozenset({"head", "prompts"}), prompts="deep", stages=("full", "vpt-deep"), prompt_dropout=0.1)
-
-METHODS: tuple[str, ...] = tuple(_REGISTRY)
-"""The built-in methods, in registration order."""
-PROMPT_METHODS: frozenset[str] = frozenset(s.name for s in method_specs() if s.prompts != "none")
-"""Methods whose model carries prompts (a ``PromptedViT``)."""
+def default_pilot_methods() -> tuple[str, ...]:
+    """The methods the pilot compares when none are named (each spec's ``pilot_default``)."""
+    return tuple(s.name for s in method_specs() if s.pilot_default)
 
 
 def _validate_method(name: str) -> str:
     try:
-        return parse_method(name)
+        return get_method(name).name
     except UnknownNameError as exc:  # pydantic turns ValueError into a ValidationError naming the field
         raise ValueError(str(exc)) from None
 
 
-Method = Annotated[str, AfterValidator(_validate_method), WithJsonSchema({"type": "string", "enum": list(METHODS)})]
+class _RegistryEnum:
+    """JSON schema of :data:`Method`: the registered names, read when the schema is generated."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "enum": list(method_names())}
+
+
+Method = Annotated[str, AfterValidator(_validate_method), _RegistryEnum()]
 """A canonical method name: pydantic fields of this type accept aliases, reject unknown names and store the
-canonical name (a registry-checked string rather than a ``Literal``, so a new method is one entry)."""
+canonical name (a registry-checked string rather than a ``Literal``, so a new method is one module)."""

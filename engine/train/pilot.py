@@ -31,7 +31,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, LrSchedule, PilotConfig, TrainConfig, method_defaults
+from engine.config.train import PAPER_SEEDS, PILOT_TRIAL_FIELDS, PilotConfig, TrainConfig, method_defaults
 from engine.data.imageio import display_path
 from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
@@ -64,7 +64,13 @@ from engine.train.pilot_plan import (
     split_samples,
     sufficient,
 )
-from engine.train.pilot_summary import MethodSummary, TrialResult, compare_methods, summarize_trials
+from engine.train.pilot_summary import (
+    MethodSummary,
+    TrialResult,
+    compare_methods,
+    compare_with_baseline,
+    summarize_trials,
+)
 from engine.train.pilot_timing import (
     PROBE_BUDGET_S,
     MethodTiming,
@@ -96,7 +102,11 @@ class PilotResult(FrozenModel):
     methods: list[MethodSummary]
     trials: list[TrialResult]
     paired: PairedComparison | None = Field(
-        None, description="VPT minus FT on the comparison images (None without both methods or comparison images).")
+        None, description="The verdict: best VPT-side minus best FT-side method on the comparison images (None "
+        "without a method on each side or without comparison images).")
+    comparisons: list[PairedComparison] = Field(
+        default_factory=list, description="Every other method (any family, e.g. LoRA) minus the best FT-side "
+        "method on the comparison images.")
     trials_run: int = Field(description="Trials trained in this call.")
     trials_resumed: int = Field(description="Trials read back from the store.")
     n_skipped_files: int = Field(description="Subsample files that could not be decoded.")
@@ -164,8 +174,8 @@ def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device)
 
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
     return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method,
-                            img_size=img_size, num_prompts=config.num_prompts, precision=config.precision,
-                            batch_size=config.batch_size)
+                            img_size=img_size, num_prompts=config.train.num_prompts, precision=config.train.precision,
+                            batch_size=config.train.batch_size)
 
 
 def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,
@@ -183,8 +193,9 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
     deadline = time.perf_counter() + PROBE_BUDGET_S
     for i, (m, key) in enumerate(todo):
         share = max(0.0, deadline - time.perf_counter()) / (len(todo) - i)  # what earlier methods left
-        out[m] = measure_method_timing(backbone, m, num_classes=num_classes, num_prompts=config.num_prompts,
-                                       batch_size=config.batch_size, img_size=img_size, precision=config.precision,
+        out[m] = measure_method_timing(backbone, m, num_classes=num_classes, num_prompts=config.train.num_prompts,
+                                       batch_size=config.train.batch_size, img_size=img_size,
+                                       precision=config.train.precision,
                                        device=device, budget_s=share)
         store_timing(timing_cache, key, out[m])
     return {m: out[m] for m in config.methods}
@@ -251,35 +262,30 @@ def plan_pilot(
     plan = PilotPlan(
         request_key=key, n_samples=len(train) + len(val), n_train=len(train), n_val=len(val),
         n_compare=len(compare), n_labeled=n_labeled, num_classes=index.num_classes, epochs=choice.epochs,
-        batch_size=min(config.batch_size, len(train)), img_size=img_size, lr_grid=lr_grid, seeds=seeds,
+        batch_size=min(config.train.batch_size, len(train)), img_size=img_size, lr_grid=lr_grid, seeds=seeds,
         trials=[TrialSpec(method=m, lr=lr, seed=s) for m in config.methods for lr in lr_grid[m] for s in seeds],
         timings=list(timings.values()), estimated_s=choice.estimated_s, budget_s=config.budget_s,
-        device=str(device), precision=config.precision, model=config.backbone.model, num_prompts=config.num_prompts,
-        min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
+        device=str(device), precision=config.train.precision, model=config.backbone.model,
+        num_prompts=config.train.num_prompts, min_detectable=mdd, target_detectable=config.min_detectable,
+        decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
-        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2,
-        seeds_needed=seeds_short(config),
+        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2, seeds_needed=seeds_short(config),
     )
     if plan_path is not None:
         save_to_store(plan_path, plan.model_dump_json(indent=2), "plan")
     return plan
 
 
-PILOT_LR_SCHEDULE: LrSchedule = "per-step"
-"""The pilot's schedule granularity; every other training detail follows the paper's defaults."""
-
-
 def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> TrainConfig:
+    """One trial's TrainConfig: the shared ``config.train``, then its method's settings, lr, seed and plan sizes."""
     defaults = method_defaults(spec.method)
     warmup = round(plan.epochs * defaults["warmup_epochs"] / 100)  # the paper's 5 or 10 of 100 epochs
-    # per-step schedule: a pilot trial runs a handful of epochs, where the original's per-epoch staircase
-    # would spend a whole warm-up epoch at lr 0 and decay in a few coarse jumps (benchmarks/vtab/README.md)
+    shared = config.train.model_dump(exclude={*PILOT_TRIAL_FIELDS, "batch_size"})
     return TrainConfig.for_method(
-        spec.method, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
-        precision=config.precision, seed=spec.seed, deterministic=config.deterministic,
-        num_prompts=config.num_prompts, img_size=plan.img_size, grad_checkpointing=config.grad_checkpointing,
-        ft_stage_epochs=plan.epochs if len(stages_of(spec.method)) > 1 else None, lr_schedule=PILOT_LR_SCHEDULE,
+        spec.method, **shared, epochs=plan.epochs, warmup_epochs=warmup, batch_size=plan.batch_size, lr=spec.lr,
+        seed=spec.seed, img_size=plan.img_size,
+        ft_stage_epochs=plan.epochs if len(stages_of(spec.method)) > 1 else None,
     )
 
 
@@ -376,9 +382,9 @@ def run_pilot(
     saved = (save_winner(data.keeper, Path(save_dir), results, _winner(verdict, methods))
              if data.keeper is not None and save_dir is not None else None)
     return PilotResult(
-        plan=plan, methods=methods, trials=results, paired=paired, verdict=verdict,
-        ensemble=ensemble_of(plan, methods, results, paired, data.probs, labels), saved=saved,
-        trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
+        plan=plan, methods=methods, trials=results, paired=paired, verdict=verdict, saved=saved, trials_run=len(fresh),
+        comparisons=compare_with_baseline(methods, results), trials_resumed=len(results) - len(fresh),
+        ensemble=ensemble_of(plan, methods, results, paired, data.probs, labels), trials_unsaved=data.unsaved,
         n_skipped_files=data.skipped, store_dir=str(store_dir), wall_s=time.perf_counter() - start,
     )
 
@@ -479,7 +485,7 @@ def _record_timings(plan: PilotPlan, config: PilotConfig, fresh: list[TrialResul
 
 def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: TrialSpec, tc: TrainConfig,
                data: _Data, device: torch.device, *, key: str, on_epoch: Callable[[int], None]) -> TrialResult:
-    seed_everything(spec.seed, deterministic=config.deterministic)
+    seed_everything(spec.seed, deterministic=config.train.deterministic)
     model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes, **tc.model_options())
     assert data.train is not None and data.val is not None  # decoded by run_pilot
     fitted = fit(model, data.train, data.val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))

@@ -135,7 +135,7 @@ def estimate_seconds(timings: dict[str, MethodTiming], config: PilotConfig, *, n
                      grid: int, decode_s: float = DECODE_S_PER_IMAGE) -> float:
     """Estimated wall time: decoding once (``decode_s`` per image), then every trial (setup, epochs, comparison)."""
     n_train, n_val = _split_val(n, config)
-    batch = min(config.batch_size, n_train)
+    batch = min(config.train.batch_size, n_train)
     total = (n + n_compare) * decode_s
     for m in config.methods:
         g = min(grid, len(config.grid_for(m)))

@@ -1,8 +1,15 @@
-"""Per-method pilot summaries and the paired FT-vs-VPT comparison of finished trials.
+"""Per-method pilot summaries and the paired comparisons of finished trials.
 
 Each method is reported at the lr with the best mean *selection* accuracy over seeds (ties to the
-smaller lr, as the paper's ``tune_vtab.py``); FT is compared with the VPT variant that is best on the
-selection split, on the held-out comparison images only (``engine.train.power.paired_bootstrap``).
+smaller lr, as the paper's ``tune_vtab.py``). Which method counts for which side is the registry's
+(``MethodSpec.side``), so every registered method is compared, on the held-out comparison images only
+(``engine.train.power.paired_bootstrap``):
+
+* the verdict (:func:`compare_methods`): the best FT-side method against the best VPT-side method, each
+  picked on the selection split (the paper's question: FT against the better VPT variant);
+* against the baseline (:func:`compare_with_baseline`): every other method with scores, whatever its family
+  (VPT variants, Mixed, LoRA...), minus the best FT-side method. A method on neither side (LoRA) never enters
+  the verdict: it is reported beside it.
 """
 
 from __future__ import annotations
@@ -13,15 +20,12 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.train.loop import FitResult
-from engine.train.methods import Method, parse_method
+from engine.train.methods import Method, get_method, side_of
 from engine.train.pilot_plan import PilotPlan, TrialSpec
 from engine.train.power import PairedComparison, paired_bootstrap
+from engine.vocab import Side
 
-__all__ = ["TrialResult", "MethodSummary", "summarize_trials", "compare_methods", "FT_METHOD", "VPT_METHODS"]
-
-FT_METHOD: Method = "full"
-VPT_METHODS: tuple[Method, ...] = ("vpt-deep", "vpt-shallow")
-"""The paper's comparison: full finetuning against the better VPT variant (picked on the selection split)."""
+__all__ = ["TrialResult", "MethodSummary", "summarize_trials", "compare_methods", "compare_with_baseline"]
 
 
 class TrialResult(FrozenModel):
@@ -76,7 +80,7 @@ def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodS
     """Per-method summary at the lr with the best mean selection accuracy (ties to the smaller lr)."""
     out = []
     for name in plan.lr_grid:
-        method = parse_method(name)
+        method = get_method(name).name
         mine = [t for t in trials if t.spec.method == method]
         best_lr, per_lr = _at_best_lr(trials, method)
         mean, std, k = per_lr[best_lr] if best_lr is not None else (0.0, 0.0, 0)
@@ -100,22 +104,47 @@ def summarize_trials(plan: PilotPlan, trials: list[TrialResult]) -> list[MethodS
     return out
 
 
-def compare_methods(methods: list[MethodSummary], trials: list[TrialResult]) -> PairedComparison | None:
-    """FT vs the VPT variant with the best selection accuracy, paired on the comparison images.
+def _best_on(side: Side, by_name: dict[str, MethodSummary]) -> MethodSummary | None:
+    """The ``side`` method with the best selection accuracy (never picked on the comparison set)."""
+    mine = [m for name, m in by_name.items() if side_of(name) == side]
+    # an exact tie goes to the method the pilot runs by default (VPT-deep before VPT-shallow, as the paper compares)
+    return max(mine, key=lambda m: (m.mean_acc, get_method(m.method).pilot_default)) if mine else None
 
-    Only trials at each method's selected lr count; ``None`` without FT, a VPT variant or comparison scores.
-    """
-    by_name = {m.method: m for m in methods if m.best_lr is not None}
-    vpts = [by_name[v] for v in VPT_METHODS if v in by_name]
-    if FT_METHOD not in by_name or not vpts:
-        return None
-    vpt = max(vpts, key=lambda m: m.mean_acc)  # picked on the selection split, never on the comparison set
 
+def _paired(base: MethodSummary, other: MethodSummary, trials: list[TrialResult]) -> PairedComparison | None:
+    """``other`` minus ``base`` on the comparison images, trials at each method's selected lr only."""
     def rows(m: MethodSummary) -> list[list[bool]]:
         return [t.compare_correct for t in trials
                 if t.spec.method == m.method and t.spec.lr == m.best_lr and t.compare_correct]
 
-    ft_rows, vpt_rows = rows(by_name[FT_METHOD]), rows(vpt)
-    if not ft_rows or not vpt_rows or len({len(r) for r in ft_rows + vpt_rows}) != 1:
+    base_rows, other_rows = rows(base), rows(other)
+    if not base_rows or not other_rows or len({len(r) for r in base_rows + other_rows}) != 1:
         return None
-    return paired_bootstrap(ft_rows, vpt_rows, ft_method=FT_METHOD, vpt_method=vpt.method)
+    return paired_bootstrap(base_rows, other_rows, ft_method=base.method, vpt_method=other.method)
+
+
+def _scored(methods: list[MethodSummary]) -> dict[str, MethodSummary]:
+    return {m.method: m for m in methods if m.best_lr is not None}
+
+
+def compare_methods(methods: list[MethodSummary], trials: list[TrialResult]) -> PairedComparison | None:
+    """The verdict's comparison: the best FT-side method vs the best VPT-side one, paired on the comparison images.
+
+    Sides come from the registry; ``None`` without a method on each side or without comparison scores.
+    """
+    by_name = _scored(methods)
+    ft, vpt = _best_on("FT", by_name), _best_on("VPT", by_name)
+    return _paired(ft, vpt, trials) if ft is not None and vpt is not None else None
+
+
+def compare_with_baseline(methods: list[MethodSummary], trials: list[TrialResult]) -> list[PairedComparison]:
+    """Every other scored method minus the baseline (the best FT-side method), in the pilot's method order.
+
+    Empty without an FT-side method; a method without comparison scores is left out.
+    """
+    by_name = _scored(methods)
+    base = _best_on("FT", by_name)
+    if base is None:
+        return []
+    pairs = (_paired(base, m, trials) for name, m in by_name.items() if name != base.method)
+    return [p for p in pairs if p is not None]

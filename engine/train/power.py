@@ -169,9 +169,11 @@ def compare_images_needed(
 class PairedComparison(FrozenModel):
     """VPT minus FT on the same comparison images, with bootstrap intervals (points)."""
 
-    vpt_method: str = Field(description="VPT variant compared (the best one on the selection split).")
-    ft_method: str = Field(description="Full-finetuning method compared.")
-    difference: float = Field(description="Mean VPT accuracy minus mean FT accuracy on the comparison images.")
+    vpt_method: str = Field(description="The method compared: in the verdict the best VPT-side method on the "
+                            "selection split; against the baseline any other method (LoRA, Mixed...).")
+    ft_method: str = Field(description="The full-finetuning (FT-side) method it is compared with.")
+    difference: float = Field(description="Mean accuracy of vpt_method minus that of ft_method on the comparison "
+                              "images.")
     ci95: tuple[float, float] = Field(description="95 % percentile bootstrap interval of the difference.")
     ci99: tuple[float, float] = Field(description="99 % percentile bootstrap interval of the difference.")
     n_compare: int = Field(description="Comparison images (never used for training or lr selection).")
@@ -196,12 +198,15 @@ def paired_bootstrap(
     ft: npt.ArrayLike,
     vpt: npt.ArrayLike,
     *,
-    ft_method: str = "full",
-    vpt_method: str = "vpt-deep",
+    ft_method: str = "FT",
+    vpt_method: str = "VPT",
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
 ) -> PairedComparison:
     """Paired difference of per-image correctness ``(seeds, images)`` arrays of 0/1 (same image order).
+
+    ``ft`` is the baseline and ``vpt`` the method compared with it; their names (registered methods, or by
+    default the side words) label the result.
 
     Images are resampled jointly for both methods (the pairing), seeds independently per method
     (FT seed 42 and VPT seed 42 share nothing but the number).

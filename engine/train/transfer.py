@@ -1,17 +1,16 @@
 """Transfer methods compared by Han et al. (ICLR 2024): which model to build and what to train.
 
-``full`` (FT) trains every weight; ``linear`` only the head; ``vpt-shallow`` / ``vpt-deep`` only
-the prompts and the head (Jia et al., 2022); ``mixed`` trains VPT-deep prompts *and* every
-backbone weight (the paper's "Mixed"); ``ft-then-pt`` first fine-tunes the backbone without prompts,
-then freezes it and tunes VPT-deep prompts (the paper's "FT-then-PT"; the two stages are run by
-``engine.train.loop.fit``).
+What a method builds and trains is read from its registry entry (``engine.train.methods``): every method gets
+a fresh task head; prompt methods wrap the backbone in a :class:`PromptedViT` (shallow: prompts at the input
+only; deep: at every block, Jia et al., 2022); methods with an adapter (LoRA) insert its weights into the
+backbone; a method with stages (the paper's "FT-then-PT") is trained stage by stage by ``engine.train.loop.fit``.
 
 The task head is initialised as the original VPT code initialises it (:func:`init_head`), and while the
-backbone trains end to end (``full`` and the FT stage of ``ft-then-pt``) it uses the original ViT-B/16
+backbone trains end to end without prompts (methods with ``backbone_dropout``) it uses the original ViT-B/16
 config's dropout (:func:`set_backbone_dropout`); ``benchmarks/vtab/README.md`` lists the sources.
 
 Trainable parameters are chosen from module identity (the prompt parameter object, the head
-module), never by substring matches on parameter names, by the single function
+module, the adapter's modules), never by substring matches on parameter names, by the single function
 :func:`configure_trainable`.
 """
 
@@ -29,20 +28,14 @@ from engine.train.methods import Method, get_method
 from engine.train.vpt import PromptedViT, as_vit
 
 __all__ = ["Stage", "build_model", "configure_trainable", "set_train_mode", "init_head", "set_backbone_dropout",
-           "HEAD_PRIOR_PROB", "FT_DROPOUT_METHODS"]
+           "HEAD_PRIOR_PROB"]
 
 HEAD_PRIOR_PROB = 0.01
 """Class prior behind the original head's bias, ``-log((1 - 0.01) / 0.01)`` (KMnP/vpt src/models/mlp.py
 lines 54-57)."""
 
-FT_DROPOUT_METHODS: frozenset[str] = frozenset({"full", "ft-then-pt"})
-"""Methods whose backbone trains end to end without the prompted model's eval-mode encoder: in the original
-the prompted transformer keeps its encoder and embeddings in eval mode whatever trains (KMnP/vpt
-src/models/vit_prompt/vit.py lines 89-100), so ``mixed`` and the prompt stage of ``ft-then-pt`` see no
-backbone dropout."""
-
 Stage = Literal["ft", "pt"]
-"""The two stages of ft-then-pt: fine-tune (no prompts), then prompt-tune."""
+"""The two stages of a staged method (FT-then-PT): fine-tune (no prompts), then prompt-tune."""
 
 
 def build_model(
@@ -68,13 +61,15 @@ def build_model(
         num_prompts: prompt tokens per set (prompt methods only).
         prompt_dropout: dropout on the prompts (VPT uses 0.1 for deep, 0 for shallow).
         prompt_dropout_mode: ``per-sample`` (the original) or ``shared`` prompt-dropout masks.
-        ft_dropout: backbone dropout for :data:`FT_DROPOUT_METHODS` (``TrainConfig.ft_dropout``; the
-            original's 0.1); ignored by the other methods, whose backbone sees no dropout.
+        ft_dropout: backbone dropout for methods with ``backbone_dropout`` (``TrainConfig.ft_dropout``; the
+            original's 0.1); ignored by the other methods, whose backbone sees no dropout (in the original the
+            prompted transformer keeps its encoder in eval mode whatever trains, KMnP/vpt
+            src/models/vit_prompt/vit.py lines 89-100, so Mixed and the prompt stage of FT-then-PT see none).
         head_init: ``vpt`` (the original head init) or ``torch`` (``nn.Linear``'s default), see :func:`init_head`.
 
     Returns:
-        The backbone itself for ``full``/``linear``; a :class:`PromptedViT` otherwise
-        (``mixed`` and ``ft-then-pt`` use deep prompts).
+        A :class:`PromptedViT` for methods with prompts, else the backbone itself (with the method's adapter
+        inserted, if it has one).
     """
     spec = get_method(method)
     if num_classes < 1:
@@ -82,7 +77,9 @@ def build_model(
     vit = as_vit(backbone)
     vit.reset_classifier(num_classes)
     init_head(vit.get_classifier(), head_init)
-    set_backbone_dropout(backbone, ft_dropout if spec.name in FT_DROPOUT_METHODS else 0.0)
+    set_backbone_dropout(backbone, ft_dropout if spec.backbone_dropout else 0.0)
+    if spec.adapter is not None:
+        spec.adapter.attach(backbone)
     if spec.prompts == "none":
         model: nn.Module = backbone
     else:
@@ -159,8 +156,8 @@ def configure_trainable(model: nn.Module, method: Method, *, stage: Stage | None
     Args:
         model: what :func:`build_model` returned.
         method: the method the model was built for.
-        stage: for ``ft-then-pt`` only: ``"ft"`` (backbone and head, prompts off) or ``"pt"``
-            (prompts and head, the default: the final model).
+        stage: for staged methods only: ``"ft"`` (the first stage: backbone and head, prompts off) or
+            ``"pt"`` (the last stage, the default: the final model).
 
     Returns:
         Sorted names of the trainable parameters.
@@ -170,9 +167,9 @@ def configure_trainable(model: nn.Module, method: Method, *, stage: Stage | None
     if (spec.prompts != "none") != (prompts is not None):
         raise ConfigError(f"model type {type(model).__name__} does not fit method {spec.name!r}")
     if len(spec.stage_names) == 1 and stage is not None:
-        raise ConfigError(f"stage={stage!r} only applies to multi-stage methods such as ft-then-pt")
+        raise ConfigError(f"stage={stage!r} only applies to methods with stages, not {spec.name!r}")
     effective = spec
-    if len(spec.stage_names) > 1:  # ft-then-pt: the first stage fine-tunes, the last tunes prompts
+    if len(spec.stage_names) > 1:  # FT-then-PT: the first stage fine-tunes, the last tunes prompts
         effective = get_method(spec.stage_names[0] if stage == "ft" else spec.stage_names[-1])
         assert isinstance(model, PromptedViT)
         model.prompts_enabled = effective.prompts != "none"
@@ -182,6 +179,12 @@ def configure_trainable(model: nn.Module, method: Method, *, stage: Stage | None
         keep |= {id(p) for p in backbone.parameters()}
     if prompts is not None and "prompts" in effective.trains:
         keep.add(id(prompts))
+    if effective.adapter is not None and "adapters" in effective.trains:
+        adapter = effective.adapter.parameters(backbone)
+        if not adapter:
+            raise ConfigError(f"model has no {spec.name} adapter weights; build it with "
+                              f"build_model(..., {spec.name!r})")
+        keep |= {id(p) for p in adapter}
     names: list[str] = []
     for name, param in model.named_parameters():
         train = id(param) in keep

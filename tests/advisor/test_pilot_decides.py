@@ -22,7 +22,7 @@ from torch import nn
 from advisor.rules import read_pilot
 from advisor.schemas import PilotVerdict
 from advisor.usecases.pilot import pilot_evidence
-from engine.config.train import BackboneSpec, PilotConfig
+from engine.config.train import PILOT_TRAIN, BackboneSpec, PilotConfig
 from engine.data.index import index_dataset
 from engine.train.pilot import PilotResult, plan_pilot, run_pilot
 from tests.conftest import write_png
@@ -57,8 +57,9 @@ def _red_blind_backbone() -> nn.Module:
 def _config(**kw: object) -> PilotConfig:
     # 30 points are detectable with 18 comparison images (paired test, 20 % assumed disagreement)
     backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
-                                   epochs=8, deterministic=True, min_detectable=30.0,
+    train = PILOT_TRAIN.model_copy(update={"num_prompts": 2, "batch_size": 16, "deterministic": True})
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, train=train, seeds=2,
+                                   budget_s=600.0, epochs=8, min_detectable=30.0,
                                    lr_grid={"full": (1e-2,), "vpt-deep": (1.0,)})
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 

@@ -9,12 +9,18 @@ import pytest
 from engine.config.train import PilotConfig, TrainConfig
 from engine.errors import UnknownNameError
 from engine.train.methods import (
+    PAPER_SGD,
     MethodSpec,
+    default_pilot_methods,
     family_of,
     get_method,
+    method_names,
     method_specs,
+    methods_on_side,
+    paper_method,
     parse_methods,
     register_method,
+    side_of,
     stages_of,
     unregister_method,
     uses_sgd,
@@ -52,9 +58,23 @@ def test_paper_code_settings() -> None:
     assert get_method("vpt").paper_batch_size == 64 and get_method("ft").paper_batch_size == 128
 
 
-def test_families_answer_the_ft_vs_vpt_question() -> None:
-    assert [family_of(n) for n in ("full", "ft", "vpt-deep", "VPT-Shallow", "linear", "mixed", "nope")] == [
-        "ft", "ft", "vpt", "vpt", None, None, None]
+def test_sides_answer_the_ft_vs_vpt_question() -> None:
+    assert [side_of(n) for n in ("full", "ft", "vpt-deep", "VPT-Shallow", "linear", "mixed", "lora", "nope")] == [
+        "FT", "FT", "VPT", "VPT", None, None, None, None]
+    assert methods_on_side("VPT") == ("vpt-shallow", "vpt-deep") and methods_on_side("FT") == ("full",)
+    assert family_of("vpt") == "prompt" and family_of("lora") == "lora" and family_of("nope") is None
+
+
+def test_defaults_and_the_paper_protocol_come_from_the_registry() -> None:
+    """Nothing outside the registry names the default methods: each spec says whether it is one."""
+    assert default_pilot_methods() == ("full", "vpt-deep")
+    assert (paper_method("FT").name, paper_method("VPT").name) == ("full", "vpt-deep")
+    assert TrainConfig().method == "vpt-deep" and PilotConfig().methods == ("full", "vpt-deep")
+
+
+def test_the_json_schema_reads_the_registry_when_generated(prompt_only: MethodSpec) -> None:
+    enum = TrainConfig.model_json_schema()["properties"]["method"]["enum"]
+    assert enum == list(method_names()) and "prompt-only" in enum and "lora" in enum
 
 
 def test_register_rejects_duplicates_and_unknown_stages() -> None:
@@ -69,9 +89,8 @@ def test_register_rejects_duplicates_and_unknown_stages() -> None:
 def prompt_only() -> Iterator[MethodSpec]:
     """The README's example method, registered for one test and removed afterwards."""
     spec = register_method(MethodSpec(
-        name="prompt-only", summary="VPT-deep prompts with the random head frozen", trains=frozenset({"prompts"}),
-        prompts="deep", optimizer="sgd", lr=1.0, weight_decay=1e-3, warmup_epochs=10, pilot_lrs=(1.0,),
-        family="vpt"))
+        **PAPER_SGD, name="prompt-only", summary="VPT-deep prompts with the random head frozen", family="prompt",
+        side="VPT", trains=frozenset({"prompts"}), prompts="deep"))
     yield spec
     unregister_method(spec.name)
 
@@ -82,8 +101,8 @@ def test_a_new_method_is_one_entry() -> None:
     model = build_model(make_vit(seed=0), "prompt-only", 3, num_prompts=2)
     assert configure_trainable(model, "prompt-only") == ["prompts"]
     assert TrainConfig.for_method("prompt-only").optimizer == "sgd"
-    assert PilotConfig(methods=("full", "prompt-only")).grid_for("prompt-only") == (1.0,)
-    assert family_of("prompt-only") == "vpt" and parse_methods("full,prompt-only") == ("full", "prompt-only")
+    assert PilotConfig(methods=("full", "prompt-only")).grid_for("prompt-only") == (1.0, 5.0, 0.25)
+    assert side_of("prompt-only") == "VPT" and parse_methods("full,prompt-only") == ("full", "prompt-only")
 
 
 def test_unregister_restores_the_registry() -> None:

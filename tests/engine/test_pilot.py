@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import engine.train.pilot as pilot_mod
-from engine.config.train import PAPER_SEEDS, BackboneSpec, PilotConfig, parse_budget
+from engine.config.train import PAPER_SEEDS, PILOT_TRAIN, BackboneSpec, PilotConfig, parse_budget
 from engine.data.index import DatasetIndex, Sample, index_dataset
 from engine.errors import BudgetError, ConfigError
 from engine.train.pilot import MethodTiming, TrialResult, plan_pilot, run_pilot
@@ -37,9 +37,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**kw: object) -> PilotConfig:
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=BackboneSpec(model=TINY_VIT_NAME, random_init=True,
-                                                         model_kwargs=TINY_VIT), num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
-                                   epochs=2, deterministic=True)
+    train = PILOT_TRAIN.model_copy(update={"num_prompts": 2, "batch_size": 16, "deterministic": True})
+    backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, train=train, seeds=2,
+                                   budget_s=600.0, epochs=2)
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
