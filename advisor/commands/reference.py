@@ -80,7 +80,7 @@ def build_command(
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights, backend=backend,
                        scheduler=scheduler, cluster_workers=dask_workers)
     if estimate or not as_json:
-        _say_cost(source, name, max_images, shards, config, device, as_json=as_json)
+        _say_cost(source, name, max_images, shards, config, device, as_json=as_json, estimate=estimate)
     if estimate:
         return
     with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
@@ -101,22 +101,30 @@ def _is_in21k(source: str) -> bool:
 
 
 def _say_cost(source: str, name: str, max_images: int, shards: int | None, config: FidConfig, device: str, *,
-              as_json: bool) -> None:
+              as_json: bool, estimate: bool) -> None:
     """Before the work: images, shards, download and time on this machine, and the smallest size that passes."""
     from advisor.render import emit_json, print_message, warn
+    from engine.errors import EngineError
     from engine.fid.availability import weights_available, weights_fetch_command
     from engine.fid.cost import build_cost, cached_forward_rate, measure_forward_rate
     from engine.fid.gates import MIN_REFERENCE_IMAGES
 
     in21k = _is_in21k(source)
     images = max_images or (IN21K_IMAGES if in21k else 0)
-    rate = None
+    rate, unmeasured = None, ""
     if weights_available(config.weights):
         rate = cached_forward_rate(device, config.dims)
-        if rate is None:
+        # A probe costs a few seconds and a model load: worth it for --estimate and before a build of at least the
+        # gate's size (minutes to hours); a smaller build shows its time on the progress bar instead.
+        if rate is None and (estimate or not images or images >= MIN_REFERENCE_IMAGES):
             if not as_json:
                 print_message("Measuring this machine's Inception rate (a few seconds, once)...", style="dim")
-            rate = measure_forward_rate(config, device)
+            try:
+                rate = measure_forward_rate(config, device)
+            except EngineError as exc:  # the build (or fid) reports the weights problem itself, in full
+                unmeasured = f"the Inception rate could not be measured ({exc})"
+        elif rate is None:
+            unmeasured = "shown by the progress bar (run with --estimate to measure it first)"
     cost = build_cost(images, in21k=in21k, shards=shards, rate=rate) if images else None
     smallest = build_cost(MIN_REFERENCE_IMAGES, in21k=in21k, rate=rate)
     if as_json:
@@ -126,9 +134,11 @@ def _say_cost(source: str, name: str, max_images: int, shards: int | None, confi
         print_message("Building from every image of the source (--max-images 0): its size is known once it is read.")
     else:
         print_message(f"Plan: {_cost_phrase(cost)}.")
-    if rate is None:
-        print_message("Time: unknown until pytorch-fid's Inception weights are present (nothing to measure); "
-                      f"get them with: {weights_fetch_command()}")
+    if rate is None and not weights_available(config.weights):
+        print_message("Time: unknown until pytorch-fid's Inception weights are present (nothing to measure); get them "
+                      f"with: {weights_fetch_command()}")
+    elif rate is None:
+        print_message(f"Time: {unmeasured}.")
     if images and images < MIN_REFERENCE_IMAGES:
         warn(f"--max-images {images:,} is below the {MIN_REFERENCE_IMAGES:,} images the FID check needs: FIDs "
              f"against this reference are shown as unverified and never decide (--max-images {MIN_REFERENCE_IMAGES} "

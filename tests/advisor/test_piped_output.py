@@ -115,7 +115,7 @@ def test_reference_build_says_the_smallest_size_the_fid_check_accepts_before_the
     """Too small: a warning that the reference will not verify; larger: the smallest size that would pass."""
     missing = tmp_path / "no-weights.pth"  # the build stops at the weights, after the size was said
     for max_images, expected in (("500", "below the 10,000 images the FID check needs"),
-                                 ("50000", "the smallest reference the FID check accepts has 10,000")):
+                                 ("50000", "smallest reference the FID check accepts is 10,000 images")):
         code = main(["reference", "build", str(tmp_path), "--name", "x", "--max-images", max_images,
                      "--inception-weights", str(missing)])
         captured = capsys.readouterr()
