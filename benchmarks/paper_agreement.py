@@ -121,15 +121,17 @@ def main() -> int:
           f"{platform.python_version()}); pure decision logic, no timing")
     outcomes = run()
     print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'miss':>4}   high medium  low   high contradicted")
+    kinds = ("named", "one-shot", "type", "similarity")
+    backbones = ("in21k", "swin-in21k", "mae", "mocov3")
     groups = [(f"{kind} {bb}", [o for o in outcomes if o.question.kind == kind and o.question.backbone == bb])
-              for kind in ("named", "one-shot", "type", "similarity") for bb in ("in21k", "swin-in21k", "mae", "mocov3")]
+              for kind in kinds for bb in backbones]
     for label, rows in groups:
         if not rows:
             continue
         agree = sum(o.agrees for o in rows)
         conf = [sum(o.confidence == c for o in rows) for c in ("high", "medium", "low")]
-        print(f"{label:<22} {len(rows):>5} {agree:>5} {len(rows) - agree:>4}   {conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   "
-              f"{sum(o.contradicted_high for o in rows):>4}")
+        print(f"{label:<22} {len(rows):>5} {agree:>5} {len(rows) - agree:>4}   "
+              f"{conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   {sum(o.contradicted_high for o in rows):>4}")
     misses = [o for o in outcomes if not o.agrees or o.contradicted_high]
     if misses:
         print("\nmisses (question: paper -> advisor, confidence; source)")

@@ -32,7 +32,7 @@ from engine.progress import ProgressCallback
 
 __all__ = [
     "console", "err_console", "configure_consoles", "progress_bar", "emit_json", "warn", "note",
-    "print_message", "print_fields", "split_copyable", "reset_warnings",
+    "print_message", "print_fields", "split_copyable",
 ]
 
 console = Console(highlight=False)
@@ -67,11 +67,6 @@ def configure_consoles() -> None:
         if c._force_terminal != force:  # noqa: SLF001
             c._force_terminal = force  # noqa: SLF001
             c._color_system = c._detect_color_system()  # noqa: SLF001
-    _seen_warnings.clear()
-
-
-def reset_warnings() -> None:
-    """Forget which warnings were printed (each command run starts afresh)."""
     _seen_warnings.clear()
 
 
@@ -130,8 +125,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
     """Yield an ``on_progress(done, total)`` callback drawing a rich bar on stderr.
 
     The bar appears at the first report of real work (a known total, or a first item done), so a
-    step that fails (or finishes) before any work is counted prints nothing. With ``enabled=False`` (``--json`` runs, or no
-    terminal) the callback does nothing.
+    step that fails (or finishes) before any work is counted prints nothing. With ``enabled=False``
+    (``--json`` runs, or no terminal) the callback does nothing.
     """
     if not enabled:
         yield lambda done, total: None

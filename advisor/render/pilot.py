@@ -83,7 +83,8 @@ def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
     err_console.print(plan_lines(plan, prompts_source=prompts_source))
 
 
-_METHOD_COLS = [Col("method"), Col("lr", "right"), Col("select %", "right", short="sel %", meaning="select % (lr pick)"),
+_METHOD_COLS = [Col("method"), Col("lr", "right"),
+                Col("select %", "right", short="sel %", meaning="select % (lr pick)"),
                 Col("compare %", "right", short="cmp %", meaning="compare % (held out)"), Col("seeds", "right"),
                 Col("trained", "right", short="train", meaning="trained % of parameters"), Col("img/s", "right"),
                 Col("time", "right")]

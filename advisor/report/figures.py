@@ -33,7 +33,6 @@ __all__ = [
     "method_colour",
     "log_size_ticks",
     "figure_png",
-    "save_png",
     "save_figure",
     "check_plot_path",
     "PLOT_SUFFIXES",
@@ -113,14 +112,6 @@ def check_plot_path(path: Path) -> Path:
             f"cannot write a plot to '{path}': unknown image type '{path.suffix}'; "
             f"use one of {', '.join(sorted(PLOT_SUFFIXES))} (e.g. out.png)"
         )
-    return path
-
-
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG, creating the parent folder; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_png(fig))
     return path
 
 

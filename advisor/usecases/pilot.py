@@ -101,7 +101,8 @@ class PilotRequest(BaseModel):
         default="auto", description="--precision (auto: bf16 on CUDA and on CPUs with native bf16, else fp32).")
     min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
                                   description="Difference (points) the pilot must be able to detect to decide.")
-    yes: bool = Field(default=False, description="Start long CPU runs and not-decisive-by-design pilots without asking.")
+    yes: bool = Field(default=False,
+                      description="Start long CPU runs and not-decisive-by-design pilots without asking.")
     quick: bool = Field(default=False, description="Smoke test: 2 epochs, one lr per method (meaningless results).")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
 

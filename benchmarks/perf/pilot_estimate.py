@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_TINY: dict[str, int | float | bool | str] = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
+_TINY: dict[str, int | float | bool | str] = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32,
+                                              "num_heads": 2}
 """The tiny test ViT's architecture (tests/gen_vit.py TINY_VIT)."""
 TOLERANCE = 0.30
 """Issue 11's target: the estimate within +-30 % of the measured wall time."""
@@ -48,7 +49,8 @@ def _dataset(root: Path, n_per_class: int, size: int) -> Path:
     return root
 
 
-def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, cache: Path, work: Path) -> dict[str, float]:
+def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, cache: Path,
+                work: Path) -> dict[str, float]:
     import torch
 
     from engine.config.train import BackboneSpec, PilotConfig

@@ -170,7 +170,8 @@ class TaskFid(FrozenModel):
     name: str = Field(description="Display name.")
     disparity: str = Field(description="low or high.")
     winner: str = Field(description="Paper winner at 800/200.")
-    fid: float | None = Field(None, description="FID of all n_images images against the reference (None if not measured).")
+    fid: float | None = Field(None,
+                              description="FID of all n_images images against the reference (None if not measured).")
     n_images: int = Field(0, description="Images used.")
     fid_at_n: dict[int, float] = Field(default_factory=dict, description="N -> FID at N images (subset mean).")
     problem: str | None = Field(None, description="Why the task was not measured.")

@@ -207,7 +207,8 @@ class _Runner:
             return
         units = make_units(todo)
         if self.on_event:
-            self.on_event(f"{phase}: {len(todo)} trials in {len(units)} units ({len(configs) - len(todo)} already done)")
+            done = len(configs) - len(todo)
+            self.on_event(f"{phase}: {len(todo)} trials in {len(units)} units ({done} already done)")
         self.store.mark_running((c.key, c) for c in todo)
 
         def outcome(index: int, result: list[TrialResult] | str) -> None:

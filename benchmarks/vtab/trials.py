@@ -147,7 +147,8 @@ def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
     """(training samples, evaluation samples) of a trial, following the protocol.
 
     Size 800 uses the VTAB-1k lists; smaller sizes take the first ``n`` / ``n/4`` entries of train800/val200
-    (``subset="first-k"``, VTAB-1k's own rule) or a stratified subsample (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
+    (``subset="first-k"``, VTAB-1k's own rule) or a stratified subsample (seed ``sample_seed``); larger sizes
+    need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
     Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
     """
     from engine.data.index import first_k, stratified_subsample
@@ -272,7 +273,8 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
     vers = versions()
     return [TrialResult(key=c.key, config=c, eval_split="val" if c.phase == "search" else "test",
                         eval_acc=float(r.eval_acc or 0.0), n_train=len(y_tr),
-                        n_eval=len(y_ev), n_skipped=skip_tr + skip_ev, losses=[_finite(v) for v in r.losses], wall_s=wall,
+                        n_eval=len(y_ev), n_skipped=skip_tr + skip_ev, losses=[_finite(v) for v in r.losses],
+                        wall_s=wall,
                         train_images_per_s=r.train_images_per_s, group_size=len(cfgs), device=str(device),
                         versions=vers) for c, r in zip(cfgs, out, strict=True)]
 

@@ -135,12 +135,6 @@ class TensorLoader:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    @property
-    def num_images(self) -> int:
-        """Images per epoch (after ``drop_last``)."""
-        n = len(self.labels)
-        return (n // self.batch_size) * self.batch_size if self.drop_last else n
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)

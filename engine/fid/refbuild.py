@@ -42,7 +42,7 @@ import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,7 +81,7 @@ from engine.progress import ProgressCallback, report
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_reference", "plan_sample", "discover_items", "plan_digest", "PlanItem", "spread_shards",
+__all__ = ["build_reference", "plan_sample", "discover_items", "PlanItem", "spread_shards",
            "IMAGES_PER_SHARD"]
 
 logger = logging.getLogger(__name__)
@@ -157,11 +157,6 @@ def spread_shards(n_shards: int, k: int) -> list[int]:
     return [min(n_shards - 1, ((2 * i + 1) * n_shards) // (2 * k)) for i in range(k)]
 
 
-def plan_digest(plan: Sequence[PlanItem]) -> str:
-    """sha256 over a plan (for tests and logs)."""
-    return hashlib.sha256(json.dumps([asdict(i) for i in plan]).encode()).hexdigest()
-
-
 # --- checkpoints and the build lock ----------------------------------------------------------------------
 
 
@@ -194,7 +189,8 @@ def _read_checkpoint(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[n
     return s1, s2, json.loads(blob)
 
 
-def _load_checkpoint(work: Path, messages: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict] | None:
+def _load_checkpoint(work: Path,
+                     messages: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict] | None:
     """The newest checkpoint that passes its checksum; damaged ones are discarded with a message."""
     for name in (_CKPT, _CKPT_PREV):
         path = work / name
@@ -234,7 +230,8 @@ def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
 
 def _save_plan(work: Path, body: dict) -> None:
     text = json.dumps(body, sort_keys=True)
-    atomic_write_bytes(work / _PLAN, json.dumps({"body": body, "digest": hashlib.sha256(text.encode()).hexdigest()}).encode())
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    atomic_write_bytes(work / _PLAN, json.dumps({"body": body, "digest": digest}).encode())
 
 
 # --- feature accumulation ---------------------------------------------------------------------------------
@@ -444,7 +441,8 @@ def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits
                       f"max_images {max_images}, per_class {per_class}"], "shards": []}
 
 
-def _one_ahead(prepare: Callable[[int], list[_Decoded]], starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
+def _one_ahead(prepare: Callable[[int], list[_Decoded]],
+               starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
     """``prepare(start)`` for each start, the next one running in a thread while the caller uses the current one.
 
     Reading and decoding overlap the network this way. On early exit (``close()``), the batch in flight is
@@ -638,7 +636,8 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
         source=job.source.text if job.source.kind == "shards" else display_path(job.source.root), n_images=n,
         n_skipped=len(sums.skipped), dims=params["dims"], extractor=params["extractor"],
         preprocessing=params["preprocessing"], created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions=library_versions(), notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
+        versions=library_versions(),
+        notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
         weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
         shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
     )

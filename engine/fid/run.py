@@ -75,7 +75,6 @@ __all__ = [
     "FidResult",
     "FidMeasurement",
     "extract_file_features",
-    "compute_source_stats",
     "compute_fid",
     "measure_fid_against_reference",
     "config_for_reference",
@@ -141,7 +140,8 @@ class FidMeasurement(FrozenModel):
     infinity: FidInfinity | None = Field(default=None, description="FID-infinity estimate (None below 50 images).")
     status: str = Field(default="verified", description="'verified' or 'unverified' (see engine.fid.gates).")
     unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
-    frechet_s: float = Field(default=0.0, description="Seconds of linear algebra for the FID (reference load included).")
+    frechet_s: float = Field(default=0.0,
+                             description="Seconds of linear algebra for the FID (reference load included).")
     total_linear_algebra_s: float = Field(default=0.0, description="The same plus subsets, bootstrap and FID-infinity.")
 
     def estimate(self, n: int | None) -> FidAtN:
@@ -398,23 +398,12 @@ def _source_side(
     if side is not None:
         return side
     if not source.exists():
-        raise DatasetError(f"{label}: {unreachable_link(source) or 'no such folder, .npz stats file or reference name'}")
+        why = unreachable_link(source) or "no such folder, .npz stats file or reference name"
+        raise DatasetError(f"{label}: {why}")
     from engine.data.index import index_dataset
 
     index = index_dataset(source)
     return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
-
-
-def compute_source_stats(
-    source: Path, config: FidConfig, device: torch.device | str, *, on_progress: ProgressCallback | None = None
-) -> tuple[FeatureStats, SideSummary, list[str]]:
-    """Statistics of a folder (any layout :func:`engine.data.index.index_dataset` accepts) or a ``.npz``.
-
-    Returns:
-        ``(stats, summary, warnings)``.
-    """
-    side = _source_side(source, config, device, on_progress)
-    return side.stats, side.summary, side.warnings
 
 
 def _compat_warnings(a: SideSummary, b: SideSummary) -> list[str]:

@@ -140,8 +140,9 @@ def _request_key(index: DatasetIndex, config: PilotConfig, device: torch.device)
 
 
 def _cache_key(config: PilotConfig, method: Method, img_size: int, device: torch.device) -> str:
-    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method, img_size=img_size,
-                            num_prompts=config.num_prompts, precision=config.precision, batch_size=config.batch_size)
+    return timing_cache_key(device, config.backbone.model, dict(config.backbone.model_kwargs), method,
+                            img_size=img_size, num_prompts=config.num_prompts, precision=config.precision,
+                            batch_size=config.batch_size)
 
 
 def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_size: int, device: torch.device,

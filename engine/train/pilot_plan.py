@@ -78,7 +78,8 @@ class PilotPlan(FrozenModel):
     model: str
     num_prompts: int
     min_detectable: float = Field(math.inf, description="Smallest VPT-FT difference (points) this plan detects.")
-    target_detectable: float = Field(DEFAULT_MIN_DETECTABLE, description="--min-detectable: the difference the user needs detectable.")
+    target_detectable: float = Field(DEFAULT_MIN_DETECTABLE,
+                                     description="--min-detectable: the difference the user needs detectable.")
     decisive_by_design: bool = Field(False, description="min_detectable <= target_detectable.")
     compare_needed: int = Field(0, description="Comparison images that reach target_detectable.")
     sufficient_labeled: int | None = Field(None, description="Labeled images that would suffice (None: enough).")

@@ -3,9 +3,9 @@
 A step costs a fixed overhead plus a per-image part, so timing one small batch and reading the
 per-image cost off it overestimates large-batch runs (the old probe at batch 4 was 2.5x too
 pessimistic for batch-64 runs). The probe times batch 2 and the largest batch (up to the real one)
-that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation; a trial's epoch then costs
-``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and threads,
-or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
+that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation; a
+trial's epoch then costs ``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and
+threads, or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
 runs once per setup; finished pilot trials then overwrite the training cost with what they measured
 (``timing_from_trials``), so a noisy probe does not mislead later plans.
 """

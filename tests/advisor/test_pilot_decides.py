@@ -57,7 +57,8 @@ def _red_blind_backbone() -> nn.Module:
 def _config(**kw: object) -> PilotConfig:
     # 30 points are detectable with 18 comparison images (paired test, 20 % assumed disagreement)
     backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2,
+                                   batch_size=16, budget_s=600.0,
                                    epochs=8, deterministic=True, min_detectable=30.0,
                                    lr_grid={"full": (1e-2,), "vpt-deep": (1.0,)})
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]

@@ -37,8 +37,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(**kw: object) -> PilotConfig:
-    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=BackboneSpec(model=TINY_VIT_NAME, random_init=True,
-                                                         model_kwargs=TINY_VIT), num_prompts=2, seeds=2, batch_size=16, budget_s=600.0,
+    backbone = BackboneSpec(model=TINY_VIT_NAME, random_init=True, model_kwargs=TINY_VIT)
+    base: dict[str, object] = dict(methods=("full", "vpt-deep"), backbone=backbone, num_prompts=2, seeds=2,
+                                   batch_size=16, budget_s=600.0,
                                    epochs=2, deterministic=True)
     return PilotConfig(**{**base, **kw})  # type: ignore[arg-type]
 

@@ -79,7 +79,8 @@ def test_url_build_equals_folder_build(
     assert [s["url"] for s in side["shards"]] == expand_braces(url)
     assert [s["sha256"] for s in side["shards"]] == [hashlib.sha256(d).hexdigest()
                                                      for _, d in sorted(shard_server.files.items())]
-    assert side["source_kind"] == "shards" and side["weights_sha256"] == hashlib.sha256(fake_weights.read_bytes()).hexdigest()
+    assert side["source_kind"] == "shards"
+    assert side["weights_sha256"] == hashlib.sha256(fake_weights.read_bytes()).hexdigest()
 
 
 def test_max_images_spreads_over_shards_with_seeded_draws(
