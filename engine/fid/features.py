@@ -24,7 +24,6 @@ Named preprocessing (recorded in every result, like clean-fid's ``mode``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -39,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.config.fid import FidConfig
-from engine.data.imageio import resolve_workers
+from engine.data.imageio import content_sha256, resolve_workers
 from engine.errors import ImageDecodeError, WeightsError, WeightsNotFoundError
 from engine.fid.frechet import file_sha256
 from engine.io import atomic_write_text
@@ -287,11 +286,6 @@ def load_inception(config: FidConfig, device: torch.device) -> InceptionExtracto
     model = model.to(device=device, memory_format=torch.channels_last)
     logger.info("loaded Inception weights %s (sha256 %s)", path, digest[:12])
     return InceptionExtractor(model, dims=config.dims, device=device, weights=path, digest=digest)
-
-
-def content_sha256(data: bytes) -> str:
-    """Hex sha256 of file content (the feature-cache key)."""
-    return hashlib.sha256(data).hexdigest()
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
