@@ -56,7 +56,7 @@ def build_command(
     from advisor.render import emit_json, err_console, progress_bar
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
-    from engine.fid.reference import build_reference
+    from engine.fid.refbuild import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
     with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:

@@ -22,16 +22,24 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
-from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 from engine.config import FrozenModel
 from engine.config.train import BackboneSpec, TrainConfig
 from engine.config.validate import MIN_TRAIN_SIZE
 from engine.errors import ConfigError
+from engine.io import json_digest
 
-__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
+__all__ = ["TrialConfig", "TrialResult", "config_hash", "split_samples", "run_trials", "group_key", "versions"]
 
 log = logging.getLogger(__name__)
+
+
+def config_hash(config: FrozenModel) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace; ``engine.io.json_digest``) of a config.
+
+    A trial's key in the store (``benchmarks.vtab.store``): equal configs share one row, so a rerun resumes.
+    """
+    return json_digest(config.model_dump(mode="json"))
 
 Phase = Literal["search", "final"]
 

@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -32,9 +31,6 @@ from engine.fid.frechet import (
 )
 from engine.paths import references_dir
 
-if TYPE_CHECKING:  # re-exported at run time by __getattr__ below, on first use
-    from engine.fid.refbuild import build_reference
-
 __all__ = [
     "DEFAULT_REFERENCE",
     "ReferenceInfo",
@@ -46,7 +42,6 @@ __all__ = [
     "resolve_reference_path",
     "resolve_prepared_reference",
     "reference_info",
-    "build_reference",
 ]
 
 DEFAULT_REFERENCE = "in21k"
@@ -231,13 +226,3 @@ def resolve_prepared_reference(
 def reference_info(name_or_path: str | Path) -> ReferenceInfo:
     """Metadata of one reference (``reference show NAME``); verifies the npz against its sidecar."""
     return resolve_reference(name_or_path)[1]
-
-
-def __getattr__(name: str) -> object:
-    """``build_reference``, re-exported lazily (PEP 562): :mod:`engine.fid.refbuild` imports this module and
-    the network code, so it loads on first use, not with the reference metadata."""
-    if name == "build_reference":
-        from engine.fid.refbuild import build_reference
-
-        return build_reference
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
