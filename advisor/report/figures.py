@@ -18,8 +18,13 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
 from advisor.report.inputs import QuadrantInputs, SizeTrendInputs
 from engine.errors import ConfigError
+
+# matplotlib is imported inside the functions that use it: importing this module does not load it.
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,9 +99,6 @@ def figure_png(fig: Figure) -> bytes:
     Draws once on the Agg canvas and encodes the buffer with Pillow: ``savefig`` would draw twice
     (constrained layout, then print), which doubles the cost of these text-heavy charts.
     """
-    import numpy as np
-    from PIL import Image
-
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     buf = io.BytesIO()

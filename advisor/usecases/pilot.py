@@ -22,9 +22,23 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from advisor.decide import build_inputs, recommend
 from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
-from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
+from engine.config.train import (
+    DEFAULT_BACKBONE,
+    DEFAULT_BUDGET,
+    DEFAULT_MIN_DETECTABLE,
+    DEFAULT_NUM_PROMPTS,
+    BackboneSpec,
+    PilotConfig,
+    parse_budget,
+)
+from engine.errors import BudgetError, NotDecisiveError, UnknownTaskError
+from engine.fid.calibration import load_calibration
+from engine.paper import get_vtab_task
+from engine.paths import cache_dir, data_home
 from engine.progress import StageProgress, no_progress
+from engine.train.methods import parse_methods
 
 if TYPE_CHECKING:
     import torch
@@ -109,10 +123,6 @@ class PilotRequest(BaseModel):
 
 def default_prompt_length(task: str | None) -> tuple[int, str]:
     """The paper's prompt length for a VTAB-1k ``task``, else the documented default."""
-    from engine.config.train import DEFAULT_NUM_PROMPTS
-    from engine.errors import UnknownTaskError
-    from engine.paper import get_vtab_task
-
     if task:
         try:
             vt = get_vtab_task(task)
@@ -167,8 +177,6 @@ def power_refusal(plan: PilotPlan) -> str:
 
 def _confirm_long_run(plan: PilotPlan, device: torch.device, yes: bool, confirm: Confirm | None) -> None:
     """Ask before a long CPU run; without a way to ask (no terminal), require ``--yes``."""
-    from engine.errors import BudgetError
-
     if yes or device.type != "cpu" or plan.estimated_s <= LONG_CPU_RUN_S:
         return
     minutes = plan.estimated_s / 60
@@ -180,9 +188,6 @@ def _confirm_long_run(plan: PilotPlan, device: torch.device, yes: bool, confirm:
 
 def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
                prior: AdvisorInputs | None) -> Recommendation:
-    from advisor.decide import build_inputs, recommend
-    from engine.fid.calibration import load_calibration
-
     inputs = prior or build_inputs(
         task=req.task, disparity=req.disparity, n_train=n_labeled,
         n_train_source="labeled images in the dataset", calibration=load_calibration(),
@@ -193,9 +198,6 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
     """The engine's pilot configuration for ``req``."""
-    from engine.config.train import BackboneSpec, PilotConfig, parse_budget
-    from engine.train.methods import parse_methods
-
     backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
     return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
                        seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
@@ -223,10 +225,8 @@ def run_pilot_request(
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
-    from engine.data.index import index_dataset
+    from engine.data.index import index_dataset  # deferred: Pillow and the shard code, not needed by --help
     from engine.device import describe_device, resolve_device, resolve_precision
-    from engine.errors import NotDecisiveError
-    from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
     from engine.train.pilot_checks import check_some_converged
 

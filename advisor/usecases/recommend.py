@@ -19,10 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.decide import build_inputs, recommend, reconcile_disparity
+from advisor.decide import build_inputs, calibration_matches, recommend, reconcile_disparity
 from advisor.schemas import AdvisorInputs, DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
 from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
+from engine.config.fid import FidConfig
 from engine.config.train import DEFAULT_MIN_DETECTABLE
+from engine.errors import ConfigError, ReferenceStatsError, StatsFileError, WeightsError
+from engine.fid.calibration import load_calibration
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -49,8 +52,6 @@ features for."""
 
 def _check_request(request: RecommendRequest) -> str | None:
     """Reject contradictory or empty requests before any image is read; return the task to use."""
-    from engine.errors import ConfigError
-
     task = request.task
     if request.demo and request.dataset is not None:
         raise ConfigError("give either a DATASET or --demo, not both")
@@ -73,6 +74,7 @@ def _source(request: RecommendRequest) -> Path | None:
 
 def _profile(source: Path, progress: StageProgress, *, hold: bool) -> tuple[DatasetEvidence, ReadDataset]:
     """Index the dataset and read every image once; with ``hold`` the pixels are kept for the FID."""
+    # deferred: the dataset readers load Pillow and the shard code, which `--help` and what-if answers never need
     from engine.data.index import index_dataset
     from engine.data.profile import read_dataset
 
@@ -96,8 +98,6 @@ def _compare_at(request: RecommendRequest, calibration: Calibration | None,
     at: a calibration's largest N that the dataset reaches (its FID is then the mean over random
     subsets of N images). The Table 19 default and ``--fid-threshold`` carry no N: all images are used.
     """
-    from advisor.decide import calibration_matches
-
     if request.fid_threshold is not None:
         return calibration, None, "--fid-threshold gives no N, so the FID of all images is compared"
     usable = (calibration is not None and calibration_matches(calibration, request.reference)
@@ -126,9 +126,7 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
         weights or the reference are unavailable.
     """
     calibration, compare_n, note = _compare_at(request, calibration, n_available)
-    from engine.config.fid import FidConfig
     from engine.device import resolve_device
-    from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
     from engine.fid.run import measure_fid_against_reference
 
     config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
@@ -176,8 +174,6 @@ def run_recommend(
         UnknownTaskError: unknown ``--task``.
         DatasetError: the dataset cannot be read or has no usable image.
     """
-    from engine.fid.calibration import load_calibration
-
     warnings: list[str] = []
 
     def warn(msg: str) -> None:
@@ -253,11 +249,10 @@ def add_pilot(
 
 def check_pilot_request(request: RecommendRequest) -> None:
     """``--pilot`` needs a dataset (or the demo) a pilot can work on: fail before any image is decoded."""
-    from engine.errors import ConfigError
-
     if request.dataset is None and not request.demo:
         raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
     if request.dataset is not None:  # a pilot that cannot work is refused before the FID is measured
+        # deferred: the pilot's checks load torch (via engine.train) and the dataset readers Pillow
         from engine.config.train import PilotConfig
         from engine.data.index import index_dataset
         from engine.train.pilot import check_pilot_data

@@ -22,6 +22,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
+from benchmarks.perf.cpuinfo import cpu_line
+from engine.config.train import BackboneSpec, PilotConfig
+from engine.data.index import index_dataset
+
+# torch is imported inside the functions that use it: importing this module does not load it.
+
 if TYPE_CHECKING:
     from engine.data.index import DatasetIndex
 
@@ -35,9 +44,6 @@ TOLERANCE = 0.30
 
 
 def _dataset(root: Path, n_per_class: int, size: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
     gen = np.random.default_rng(0)
     for c in range(3):
         folder = root / f"class{c}"
@@ -53,7 +59,6 @@ def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, 
                 work: Path) -> dict[str, float]:
     import torch
 
-    from engine.config.train import BackboneSpec, PilotConfig
     from engine.train.pilot import plan_pilot, run_pilot
 
     tiny = args.model == "vit_tiny_patch16_224"
@@ -89,8 +94,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from benchmarks.perf.cpuinfo import cpu_line
-    from engine.data.index import index_dataset
     from engine.device import cpu_bf16_support
 
     torch.set_num_threads(args.threads)

@@ -33,6 +33,11 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.perf.cpuinfo import cpu_line
+from engine.train.methods import PROMPT_METHODS, uses_sgd
+
+# timm, torch are imported inside the functions that use them: importing this module does not load them.
+
 __all__ = ["main", "count_step_flops", "peak_bf16_flops", "vit_step_flops"]
 
 BF16_TARGET = 1.6
@@ -79,7 +84,6 @@ def _tokens(model_name: str, method: str, *, prompts: int, img_size: int) -> tup
 
     with __import__("torch").device("meta"):
         m = timm.create_model(model_name, pretrained=False, num_classes=0, img_size=img_size)
-    from engine.train.methods import PROMPT_METHODS
     from engine.train.vpt import as_vit, vit_geometry
 
     depth, width, patch = vit_geometry(as_vit(m))
@@ -109,7 +113,6 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.device import Precision, autocast_context, resolve_device
     from engine.train.loop import make_optimizer, train_one_epoch
-    from engine.train.methods import uses_sgd
     from engine.train.transfer import set_train_mode
 
     if args.threads:
@@ -220,7 +223,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(_worker(args)))
         return
-    from benchmarks.perf.cpuinfo import cpu_line
     from engine.device import cpu_bf16_support, resolve_device
 
     cpu = cpu_bf16_support()

@@ -27,8 +27,11 @@ from pydantic import Field
 from benchmarks.vtab.layout import find_task_folder
 from benchmarks.vtab.tasks import TASKS
 from engine.config import FrozenModel
-from engine.errors import ConfigError
-from engine.progress import ProgressCallback
+from engine.config.fid import FidConfig
+from engine.data.index import index_dataset
+from engine.errors import ConfigError, DatasetError
+from engine.fid.calibration import Calibration, CalibrationLevel, save_calibration
+from engine.progress import ProgressCallback, report
 
 if TYPE_CHECKING:
     from engine.fid.calibration import Calibration
@@ -192,7 +195,6 @@ def _check_measured(fids: dict[str, float], rows: list[TaskFid], root: Path) -> 
     """Every task failed: say why, instead of "too few tasks won by each method"."""
     if fids:
         return
-    from engine.errors import DatasetError
 
     problems = "; ".join(f"{r.task}: {r.problem}" for r in rows[:3] if r.problem)
     raise DatasetError(f"no VTAB-1k task could be measured under {root} ({problems}; ...); pass the folder "
@@ -202,8 +204,6 @@ def _check_measured(fids: dict[str, float], rows: list[TaskFid], root: Path) -> 
 def _calibration(request: CalibrationRequest, root: Path, fit: ThresholdFit, fids: dict[str, float],
                  at_n: dict[int, dict[str, float]], rows: list[TaskFid]) -> Calibration:
     """The calibration file: the fit on all images (top level, N = the smallest task size) plus one per N."""
-    from engine.fid.calibration import Calibration, CalibrationLevel
-
     sizes = [r.n_images for r in rows if r.fid is not None]
     levels = []
     for n, level_fids in sorted(at_n.items()):
@@ -234,12 +234,7 @@ def run_calibration(request: CalibrationRequest, *,
         ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
             (:func:`check_fit`); nothing is written then.
     """
-    from engine.config.fid import FidConfig
-    from engine.data.index import index_dataset
-    from engine.errors import DatasetError
-    from engine.fid.calibration import save_calibration
     from engine.fid.run import measure_fid_against_reference
-    from engine.progress import report
 
     root = Path(request.root).expanduser()
     if not root.is_dir():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,6 @@ class SweepReport(FrozenModel):
 
 def summarize_failures(errors: list[str]) -> list[str]:
     """Group identical error texts, most frequent first: ``"12 trials failed: WeightsNotFoundError: ..."``."""
-    from collections import Counter
-
     counts = Counter(errors)
     return [f"{n} trial{'s' if n != 1 else ''} failed: {text}" for text, n in counts.most_common()]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from functools import lru_cache
@@ -210,6 +211,4 @@ def to_csv(table: VtabTable) -> str:
 
 def to_json(table: VtabTable, **extra: Any) -> str:
     """JSON of the table (plus any extra top-level fields)."""
-    import json
-
     return json.dumps({**table.model_dump(mode="json"), **extra}, indent=2) + "\n"

@@ -11,14 +11,17 @@ decodes a split once however many trials use it.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
+import math
 import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
@@ -26,8 +29,12 @@ from benchmarks.vtab.tasks import size_list_files
 from engine.config import FrozenModel
 from engine.config.train import BackboneSpec, TrainConfig
 from engine.config.validate import MIN_TRAIN_SIZE
+from engine.data.imageio import decode_images
+from engine.data.index import first_k, index_dataset, stratified_subsample
 from engine.errors import ConfigError
 from engine.io import json_digest
+
+# timm, torch are imported inside the functions that use them: importing this module does not load them.
 
 __all__ = ["TrialConfig", "TrialResult", "config_hash", "split_samples", "run_trials", "group_key", "versions"]
 
@@ -122,8 +129,6 @@ class TrialResult(FrozenModel):
 
 
 def _finite(value: float | None) -> float | None:
-    import math
-
     return float(value) if value is not None and math.isfinite(value) else None
 
 
@@ -146,8 +151,6 @@ def group_key(cfg: TrialConfig) -> tuple[Any, ...] | None:
 
 
 def _list(cfg: TrialConfig, name: str) -> list[Any]:
-    from engine.data.index import index_dataset
-
     return index_dataset(Path(cfg.root) / cfg.folder / name).samples
 
 
@@ -159,8 +162,6 @@ def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
     need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
     Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
     """
-    from engine.data.index import first_k, stratified_subsample
-
     n_train, n_val = split_sizes(cfg.n_train)
     if n_train > 800:
         tr_name, va_name, trva_name = size_list_files(n_train)
@@ -194,10 +195,8 @@ def _decode(paths: tuple[str, ...], labels: tuple[int, ...], size: int) -> tuple
     The cache holds three splits (about 11 GB uint8 at 224 px for dSprites' test split), enough for the
     train, val and test lists of the task being run.
     """
-    import numpy as np
     import torch
 
-    from engine.data.imageio import decode_images
 
     dec = decode_images([Path(p) for p in paths], size=size, resample="bicubic")
     if not dec.ok:
@@ -225,8 +224,6 @@ def _pristine_backbone(spec_json: str, img_size: int) -> Any:
 
 
 def _backbone(cfg: TrialConfig) -> Any:
-    import copy
-
     return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.train.img_size))
 
 

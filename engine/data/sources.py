@@ -46,6 +46,8 @@ from engine.config import FrozenModel
 from engine.data.imageio import SkippedFile, display_path, is_image_name, unreachable_link
 from engine.errors import ConfigError, DatasetError
 
+# huggingface_hub is imported inside the functions that use it: importing this module does not load it.
+
 __all__ = [
     "ShardRef",
     "Source",

@@ -20,6 +20,7 @@ import logging
 import math
 import platform
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -421,8 +422,6 @@ def small_sample_warning(n: int, dims: int, label: str = "") -> str | None:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that can change FID numbers (recorded in stats sidecars)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version(), "numpy": np.__version__}
     for pkg in ("torch", "torchvision", "pytorch-fid", "pillow", "vpt-advisor"):
         try:

@@ -49,9 +49,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
 
 from engine.config.fid import FidConfig
-from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, open_rgb, resolve_workers
+from engine.data.imageio import (
+    MAX_IMAGE_PIXELS,
+    SkippedFile,
+    display_path,
+    open_rgb,
+    resolve_workers,
+    to_rgb,  # the one shared conversion rule (module docstring there)
+)
+from engine.data.index import index_dataset
 from engine.data.sources import ShardRef, Source, fetch_shard, list_tar_images, remove_tree, resolve_source
 from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError, StoreError
 from engine.fid.cache import FeatureCache, cache_key
@@ -109,8 +118,6 @@ class PlanItem:
 
 def discover_items(source: Path) -> tuple[list[PlanItem], list[SkippedFile]]:
     """Every candidate image of a folder tree, and the files skipped while indexing it."""
-    from engine.data.index import index_dataset
-
     index = index_dataset(Path(source))
     names = index.classes
     items = [
@@ -239,9 +246,6 @@ def _save_plan(work: Path, body: dict) -> None:
 
 def _decode_bytes(data: bytes, label: str) -> object:
     """Decode image bytes to RGB exactly as :func:`engine.data.imageio.open_rgb` converts files."""
-    from PIL import Image, UnidentifiedImageError
-
-    from engine.data.imageio import to_rgb  # the one shared conversion rule (module docstring there)
 
     try:
         im = Image.open(io.BytesIO(data))

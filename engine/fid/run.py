@@ -38,6 +38,7 @@ from engine.data.imageio import (
     resolve_workers,
     unreachable_link,
 )
+from engine.data.index import index_dataset
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError, WeightsError
 from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.equal_n import FidAtN, FidInfinity, ProjectedFeatures, fid_at_n, fid_infinity
@@ -419,7 +420,6 @@ def _source_side(
     if not source.exists():
         why = unreachable_link(source) or "no such folder, .npz stats file or reference name"
         raise DatasetError(f"{label}: {why}")
-    from engine.data.index import index_dataset
 
     index = index_dataset(source)
     return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
