@@ -60,13 +60,12 @@ def configure_consoles() -> None:
     ``COLUMNS`` rich measures the terminal, or uses 80 columns when the output is piped.
     """
     columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None
     force = True if os.environ.get("FORCE_COLOR", "") not in ("", "0") else None
-    for c in (console, err_console):
-        # rich keeps these in private fields set by __init__; there is no public setter for them
-        c._width = int(columns) if columns.isdigit() and int(columns) > 0 else None  # noqa: SLF001
-        if c._force_terminal != force:  # noqa: SLF001
-            c._force_terminal = force  # noqa: SLF001
-            c._color_system = c._detect_color_system()  # noqa: SLF001
+    # rich decides width and terminal detection in its constructor and offers no setter for the latter, and
+    # every command module holds these two objects by name: so the constructor runs again on the same objects.
+    Console.__init__(console, highlight=False, width=width, force_terminal=force)
+    Console.__init__(err_console, stderr=True, highlight=False, width=width, force_terminal=force)
     _seen_warnings.clear()
 
 

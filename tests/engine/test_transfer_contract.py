@@ -1,4 +1,4 @@
-"""One contract suite run over every transfer method (STYLE rule 24).
+"""One contract suite run over every transfer method (scikit-learn's ``parametrize_with_checks`` idea).
 
 Every method must: give the right output shape without NaN; make exactly the expected parameters
 trainable (checked by formula, including a ViT-B/16 built on the meta device); leave frozen
@@ -169,6 +169,7 @@ def test_same_seed_same_loss_curve(method: Method, separable: tuple[ImageTensors
 _LEARN_LR = {"full": 1e-2, "mixed": 1e-2, "linear": 1.0, "vpt-shallow": 1.0, "vpt-deep": 1.0, "ft-then-pt": 1.0}
 
 
+@pytest.mark.slow  # 1-12 s per method on a 2-core CPU (ft-then-pt trains twice)
 @pytest.mark.parametrize("method", METHODS)
 def test_learns_a_separable_task(method: Method, separable: tuple[ImageTensors, ImageTensors]) -> None:
     train, val = separable
