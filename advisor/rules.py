@@ -7,8 +7,6 @@ whether a pilot's paired difference on held-out images excludes zero. Pure, no t
 
 from __future__ import annotations
 
-from typing import Literal
-
 from advisor.schemas import (
     AdvisorInputs,
     Confidence,
@@ -21,6 +19,7 @@ from advisor.schemas import (
 )
 from engine.paper import VTAB_TASKS, backbone_results
 from engine.train.methods import family_of
+from engine.vocab import Side
 
 __all__ = [
     "LOW_DISPARITY_VPT_WINS",
@@ -139,7 +138,7 @@ def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
     lo, hi = p.ci95
     excludes = lo > 0 or hi < 0
     decisive = excludes and pilot.decisive_by_design
-    winner: Literal["FT", "VPT"] | None = ("VPT" if p.difference > 0 else "FT") if decisive else None
+    winner: Side | None = ("VPT" if p.difference > 0 else "FT") if decisive else None
     conf: Confidence | None = ("high" if p.ci99[0] > 0 or p.ci99[1] < 0 else "medium") if decisive else None
     verdict = PilotVerdict(ft=ft, vpt=vpt, difference=p.difference, margin=(hi - lo) / 2, interval=(lo, hi),
                            decisive=decisive, winner=winner, confidence=conf, by_design=pilot.decisive_by_design)

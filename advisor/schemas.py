@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from engine.fid.calibration import Calibration
 from engine.fid.equal_n import FidAtN, FidInfinity
+from engine.vocab import Answer, BackboneKey, Confidence, Disparity, FidStatus, Outcome, Side, Similarity
 
 __all__ = [
     "AdvisorInputs",
@@ -41,13 +42,10 @@ __all__ = [
     "Vote",
 ]
 
-Choice = Literal["FT", "VPT", "pilot"]
-Confidence = Literal["low", "medium", "high"]
-DisparityName = Literal["low", "high"]
-BackboneName = Literal["in21k", "mae", "mocov3", "swin-in21k"]
-Similarity = Literal["similar", "dissimilar", "borderline", "unmeasured", "unverified"]
-FidStatus = Literal["verified", "unverified"]
-Lean = Literal["FT", "VPT"] | None
+Choice = Answer
+DisparityName = Disparity
+BackboneName = BackboneKey
+Lean = Side | None
 
 
 class _Model(BaseModel):
@@ -183,7 +181,7 @@ class NearestTask(_Model):
     ft: float = Field(description="Full finetuning accuracy (%), as printed.")
     vpt: float = Field(description="VPT accuracy (%), as printed.")
     gap: float = Field(description="VPT minus FT (points, at the paper's precision).")
-    winner: Literal["FT", "VPT", "tie"] = Field(description="The paper's winner (tie-break digits included).")
+    winner: Outcome = Field(description="The paper's winner (tie-break digits included).")
     fid: float | None = Field(default=None, description="FID: Table 19's, or the task's from the calibration.")
     why: str = Field(description="Why this experiment is comparable.")
     source: str = Field(description="Table the numbers come from.")
@@ -223,7 +221,7 @@ class PilotVerdict(_Model):
     margin: float | None = Field(default=None, description="Half-width of the 95 % interval (points).")
     interval: tuple[float, float] | None = Field(default=None, description="95 % interval of the difference.")
     decisive: bool = Field(default=False, description="True when the 95 % interval excludes zero.")
-    winner: Literal["FT", "VPT"] | None = Field(default=None, description="Pilot winner when decisive.")
+    winner: Side | None = Field(default=None, description="Pilot winner when decisive.")
     confidence: Confidence | None = Field(
         default=None, description="high when the 99 % interval also excludes zero, else medium (decisive only).")
     by_design: bool = Field(default=True, description="False: the plan could not reach --min-detectable.")
@@ -245,7 +243,7 @@ class Recommendation(_Model):
     """The advisor's answer with its evidence."""
 
     recommendation: Choice = Field(description="FT, VPT, or 'pilot' (the evidence does not decide).")
-    lean: Literal["FT", "VPT"] | None = Field(default=None, description="With 'pilot': the side the priors lean to.")
+    lean: Side | None = Field(default=None, description="With 'pilot': the side the priors lean to.")
     confidence: Confidence = Field(description="low / medium / high (rules in advisor.decide).")
     headline: str = Field(description="One-line summary.")
     disparity: DisparityName = Field(description="Task disparity used.")

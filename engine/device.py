@@ -7,17 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from engine.errors import ConfigError
+from engine.vocab import Precision, PrecisionChoice
 
 __all__ = ["Precision", "PrecisionChoice", "CpuBf16", "cpu_bf16_support", "resolve_precision", "resolve_device",
            "autocast_context", "describe_device"]
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PrecisionChoice = Literal["auto", "fp32", "bf16", "fp16"]
 
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 """/proc/cpuinfo flags of native bf16 arithmetic (AVX-512 BF16 dot products, AMX bf16 tiles); without

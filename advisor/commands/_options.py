@@ -7,9 +7,11 @@ cannot drift apart. Options only one command has stay next to that command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from engine.vocab import PrecisionChoice
 
 __all__ = [
     "DeviceOpt",
@@ -61,12 +63,13 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decodin
 # ------------------------------------------------------------------------------------------ training
 ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
     "--protocol-set", help="Change a training detail of the protocol, KEY=VALUE (repeatable): subset, "
-    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence; the defaults follow the original "
-    "code (benchmarks/vtab/README.md).", show_default=False)]
+    "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence, optimizer_rule (original|nominal), "
+    "ft_warmup_epochs, ft_batch_size, adamw_eps; the defaults follow the original code "
+    "(benchmarks/vtab/README.md).", show_default=False)]
 ModelOpt = Annotated[str, typer.Option("--model", help="timm ViT name.")]
 """``pilot`` and ``reproduce-vtab``; the default is ``engine.config.train.DEFAULT_BACKBONE``."""
 PrecisionOpt = Annotated[
-    Literal["auto", "fp32", "bf16", "fp16"],
+    PrecisionChoice,
     typer.Option("--precision", help="auto (bf16 on GPU and on CPUs with native bf16 - AVX-512 BF16 or AMX - else "
                  "fp32), fp32, bf16 (refused where the CPU would emulate it) or fp16 (CUDA only)."),
 ]

@@ -6,7 +6,7 @@ The use case (plan, confirmation, training, evidence) is :func:`advisor.usecases
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +28,7 @@ from engine.config.train import DEFAULT_BACKBONE, DEFAULT_BUDGET, DEFAULT_MIN_DE
 from engine.config.validate import check_output_dir
 from engine.errors import NotDecisiveError
 from engine.train.methods import method_specs
+from engine.vocab import Disparity
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
@@ -55,7 +56,7 @@ _DatasetArg = Annotated[Path, typer.Argument(
 _TaskOpt = Annotated[str | None, typer.Option(
     "--task", help="Task type or VTAB-1k task (sets the prompt length and enables the recommendation).",
     show_default=False)]
-_DisparityOpt = Annotated[Literal["low", "high"] | None, typer.Option(
+_DisparityOpt = Annotated[Disparity | None, typer.Option(
     "--disparity", help="Task disparity instead of --task (for the recommendation).", show_default=False)]
 _MethodsOpt = Annotated[str, typer.Option(
     "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]

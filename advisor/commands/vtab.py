@@ -31,6 +31,7 @@ from engine.config.train import DEFAULT_BACKBONE
 from engine.config.validate import check_output_dir
 
 if TYPE_CHECKING:
+    from benchmarks.vtab.plan import ProtocolPlan
     from benchmarks.vtab.run import SweepReport
     from benchmarks.vtab.tables import VtabTable
 
@@ -75,6 +76,9 @@ _BatchVptOpt = Annotated[bool, typer.Option(
 _FormatOpt = Annotated[Literal["rich", "markdown", "csv", "json"], typer.Option("--format", help="Output format.")]
 _OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write config.json, table.md/.csv/.json here.",
                                               show_default=False)]
+_PlanOpt = Annotated[bool, typer.Option(
+    "--plan", help="Print the plan and stop: per task and method the batch, warm-up and every grid point's "
+    "optimiser (lr, wd -> SGD/AdamW, effective wd). Trains nothing, reads no data.")]
 
 
 def reproduce_vtab_command(
@@ -84,13 +88,13 @@ def reproduce_vtab_command(
     random_init: _RandomInitOpt = False, model_arg: _ModelArgOpt = None, img_size: _ImgSizeOpt = None,
     batch_vpt: _BatchVptOpt = True, protocol_set: ProtocolSetOpt = None, device: DeviceOpt = "auto",
     fmt: _FormatOpt = "rich", out: _OutOpt = None, yes: YesOpt = False, explain: ExplainOpt = False,
-    report_path: _ReportOpt = None,
+    report_path: _ReportOpt = None, plan: _PlanOpt = False,
 ) -> None:
     """Reproduce the paper's VTAB-1k FT vs VPT tables on your hardware (resumable)."""
     from advisor.render import err_console, print_message
     from advisor.report import write_vtab_report
     from advisor.report.write import check_report_path
-    from benchmarks.vtab.reproduce import build_sweep_request, reproduce_vtab, write_outputs
+    from benchmarks.vtab.reproduce import build_sweep_request, plan_vtab, reproduce_vtab, write_outputs
 
     if report_path is not None:
         check_report_path(report_path)  # fail before any training
@@ -99,6 +103,9 @@ def reproduce_vtab_command(
                                   backend=backend, scheduler=scheduler, jobs=jobs, db=db, model=model, weights=weights,
                                   random_init=random_init, model_args=model_arg, img_size=img_size, device=device,
                                   batch_vpt=batch_vpt, protocol_set=protocol_set)
+    if plan:  # show what would train, and stop
+        _render_plan(fmt, plan_vtab(request), explain=explain)
+        return
     report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
                                    on_event=lambda m: print_message(m, target=err_console))
     _render(fmt, report, table, explain=explain)
@@ -130,6 +137,28 @@ def _render(fmt: str, report: SweepReport, table: VtabTable, *, explain: bool = 
     sys.stdout.write(text(table) if text else to_json(
         table, db=report.db, failures=report.failures, failed=report.failed, failure_summary=report.failure_summary,
         warnings=report.warnings, skipped=report.skipped, unusable=[t.model_dump() for t in report.layout.unusable]))
+
+
+def _render_plan(fmt: str, plan: ProtocolPlan, *, explain: bool) -> None:
+    """``--plan``: the rich plan tables, or one row per task, method and grid point as markdown/csv/json."""
+    import csv
+    import io
+    import sys
+
+    from advisor.render import emit_json
+    from advisor.render.vtab import render_plan
+    from benchmarks.vtab.plan import PLAN_COLUMNS, plan_markdown, plan_rows
+
+    if fmt == "rich":
+        render_plan(plan, explain=explain)
+    elif fmt == "json":
+        emit_json(plan)
+    elif fmt == "markdown":
+        sys.stdout.write(plan_markdown(plan))
+    else:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([list(PLAN_COLUMNS), *plan_rows(plan)])
+        sys.stdout.write(buf.getvalue())
 
 
 def calibrate_command(

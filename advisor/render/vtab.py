@@ -11,7 +11,7 @@ from rich.text import Text
 from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table, fits_full
 
-__all__ = ["render_layout", "render_table", "render_calibration"]
+__all__ = ["render_layout", "render_table", "render_plan", "render_calibration"]
 
 
 def render_layout(layout: Any, *, explain: bool = False) -> None:
@@ -93,6 +93,94 @@ def render_table(table: Any, *, db: str | None = None) -> None:
         console.print("[bold red]red[/bold red] Δ = beyond seed noise (benchmarks/vtab/expected.toml)")
     if db:
         print_message(f"rerun the same command to resume; trials are stored in {db}", style="dim")
+
+
+_OPT_NAMES = {"sgd": "SGD", "adamw": "AdamW"}
+
+
+def _point_cell(pt: Any) -> str:
+    """``AdamW 0.01`` (``*``: the same run as an earlier point of the row, trained once)."""
+    return f"{_OPT_NAMES[pt.optimizer]} {pt.effective_weight_decay:g}" + ("*" if pt.same_run_as else "")
+
+
+def _runs(points: list[Any]) -> str:
+    """``4 AdamW + 4 SGD``: the distinct runs of a grid per optimiser."""
+    counts: dict[str, int] = {}
+    for pt in points:
+        if pt.same_run_as is None:
+            counts[pt.optimizer] = counts.get(pt.optimizer, 0) + 1
+    return " + ".join(f"{n} {_OPT_NAMES[k]}" for k, n in counts.items())
+
+
+def _grid_table(m: Any, title: str, width: int, explain: bool) -> RenderableType:
+    """One method's grid: an lr x wd matrix of the optimiser and wd each point trains with (``explain``: a row
+    per point with its momentum, effective lr and merged run)."""
+    if explain:
+        cols = [Col("lr", "right"), Col("wd", "right"), Col("optimizer"), Col("effective wd", "right", short="eff wd"),
+                Col("momentum", "right", short="mom"), Col(f"lr x {m.batch_size}/256", "right", short="eff lr"),
+                Col("trained as")]
+        rows: list[list[str | Text]] = [
+            [f"{pt.lr:g}", f"{pt.weight_decay:g}", _OPT_NAMES[pt.optimizer], f"{pt.effective_weight_decay:g}",
+             "-" if pt.momentum is None else f"{pt.momentum:g}", f"{pt.effective_lr:.3g}",
+             "own run" if pt.same_run_as is None else f"lr {pt.same_run_as[0]:g}, wd {pt.same_run_as[1]:g}"]
+            for pt in m.points]
+        return fit_table(cols, rows, title=title, width=width)
+    wds = list(dict.fromkeys(pt.weight_decay for pt in m.points))
+    cols = [Col("lr", "right"), Col(f"lr x {m.batch_size}/256", "right", short="eff lr")] + [
+        Col(f"wd {wd:g}") for wd in wds]
+    by_lr: dict[float, dict[float, Any]] = {}
+    for pt in m.points:
+        by_lr.setdefault(pt.lr, {})[pt.weight_decay] = pt
+    matrix: list[list[str | Text]] = [
+        [f"{lr:g}", f"{next(iter(cells.values())).effective_lr:.3g}", *(_point_cell(cells[wd]) for wd in wds)]
+        for lr, cells in by_lr.items()]
+    return fit_table(cols, matrix, title=title, width=width)
+
+
+def render_plan(plan: Any, *, explain: bool = False) -> None:
+    """``reproduce-vtab --plan``: each method's grid (once per distinct grid), then per task its batch, warm-up,
+    prompts and runs, then where the choices come from. Nothing trains."""
+    width = console.width
+    sizes = ", ".join(f"{n:,}" for n in plan.sizes)
+    print_message(f"VTAB-1k plan, protocol {plan.protocol}: {len(plan.tasks)} task(s) at size(s) {sizes}, "
+                  f"{plan.search_trials:,} search and {plan.final_trials:,} final trials; nothing is trained "
+                  f"(--plan). Warm-up and cosine stepped {plan.lr_schedule}, {plan.precision}"
+                  + (", grid lr x batch/256" if plan.lr_scale_batch else ""))
+    grids: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+    for t in plan.tasks:
+        for m in t.methods:
+            key = (m.method, repr([pt.model_dump() for pt in m.points]))
+            grids.setdefault(key, (m, []))[1].append(t.name)
+    for (method, _), (m, names) in grids.items():
+        who = "every task" if len(names) == len(plan.tasks) else ", ".join(names)
+        console.print(_grid_table(m, f"{method.upper()} grid ({who}): optimiser and weight decay each point "
+                                     "trains with", width, explain))
+    if not explain and any(pt.same_run_as for m, _ in grids.values() for pt in m.points):
+        console.print("[dim]* the same run as the row's first point with that optimiser and wd: trained once[/dim]")
+    momenta = sorted({pt.momentum for m, _ in grids.values() for pt in m.points if pt.momentum is not None})
+    if momenta:
+        console.print(f"[dim]SGD momentum {', '.join(f'{x:g}' for x in momenta)}"
+                      + ("" if explain else "; --explain lists every point with its momentum and learning rate")
+                      + "[/dim]")
+    methods = [m.method for m in plan.tasks[0].methods] if plan.tasks else []
+    cols = [Col("task"), Col("group")]
+    for name in methods:
+        up = name.upper()
+        cols += [Col(f"{up} batch", "right", short=f"{up} b", meaning=f"{up} batch size"),
+                 Col(f"{up} warm-up", "right", short=f"{up} wu", meaning=f"{up} warm-up epochs"),
+                 Col(f"{up} runs", short=f"{up} r", meaning=f"{up} search runs per size")]
+        if name == "vpt":
+            cols.insert(len(cols) - 3, Col("prompts", "right", short="p", meaning="VPT prompt tokens"))
+    rows: list[list[str | Text]] = []
+    for t in plan.tasks:
+        row: list[str | Text] = [Text(t.name), t.group]
+        for m in t.methods:
+            row += ([str(m.num_prompts)] if m.method == "vpt" else []) + [
+                str(m.batch_size), str(m.warmup_epochs), _runs(m.points)]
+        rows.append(row)
+    console.print(fit_table(cols, rows, title="Per task", width=width))
+    for line in plan.notes:
+        print_message(line, prefix="[dim]source:[/dim] ")
 
 
 SHORT_PROBLEMS = 3

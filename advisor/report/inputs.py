@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.paper import compare
+from engine.vocab import Disparity, Outcome, Side
 
 __all__ = [
     "Disparity",
@@ -36,8 +37,7 @@ __all__ = [
     "VtabReportInputs",
 ]
 
-Disparity = Literal["low", "high"]
-Winner = Literal["FT", "VPT"]
+Winner = Side
 
 
 class _Input(BaseModel):
@@ -139,7 +139,7 @@ class EvidenceRow(_Input):
     vpt: float | None = Field(default=None, description="VPT accuracy (%).")
     source: str = Field(default="", description="Table / figure the numbers come from.")
     note: str = Field(default="", description="Free note (why this task is comparable).")
-    paper_winner: Literal["FT", "VPT", "tie"] | None = Field(
+    paper_winner: Outcome | None = Field(
         default=None, description="The paper's winner with its tie-break digits (engine.paper.paper_winner)."
     )
 

@@ -18,7 +18,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -39,11 +39,11 @@ from engine.paper import get_vtab_task
 from engine.paths import cache_dir, data_home
 from engine.progress import StageProgress, no_progress
 from engine.train.methods import parse_methods
+from engine.vocab import Disparity, PrecisionChoice
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.config.train import PilotConfig
     from engine.device import Precision
     from engine.train.pilot import PilotPlan, PilotResult
 
@@ -100,7 +100,7 @@ class PilotRequest(BaseModel):
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
     task: str | None = Field(default=None, description="--task.")
-    disparity: Literal["low", "high"] | None = Field(default=None, description="--disparity.")
+    disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
     methods: str = Field(default="full,vpt-deep", description="Comma-separated methods.")
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
@@ -111,7 +111,7 @@ class PilotRequest(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
     img_size: int | None = Field(default=None, ge=8, description="Input size.")
     device: str = Field(default="auto", description="--device.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: PrecisionChoice = Field(
         default="auto", description="--precision (auto: bf16 on CUDA and on CPUs with native bf16, else fp32).")
     min_detectable: float = Field(default=DEFAULT_MIN_DETECTABLE, gt=0, le=100,
                                   description="Difference (points) the pilot must be able to detect to decide.")

@@ -20,7 +20,6 @@ import datetime as _dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -32,9 +31,7 @@ from engine.data.index import index_dataset
 from engine.errors import ConfigError, DatasetError
 from engine.fid.calibration import Calibration, CalibrationLevel, save_calibration
 from engine.progress import ProgressCallback, report
-
-if TYPE_CHECKING:
-    from engine.fid.calibration import Calibration
+from engine.vocab import FeatureDims, Side
 
 __all__ = ["MIN_TASKS_PER_SIDE", "ThresholdFit", "CalibrationRequest", "TaskFid", "CalibrationReport",
            "check_fit", "fit_threshold", "leave_one_out", "paper_low_disparity_winners", "run_calibration"]
@@ -68,7 +65,7 @@ class ThresholdFit(FrozenModel):
     n_vpt: int = Field(default=0, description="VPT-won tasks used.")
 
 
-def paper_low_disparity_winners() -> dict[str, Literal["FT", "VPT"]]:
+def paper_low_disparity_winners() -> dict[str, Side]:
     """The paper's winner at 800/200 for every low-disparity task (Tables 1-2)."""
     return {k: t.winner_800 for k, t in TASKS.items() if t.disparity == "low"}
 
@@ -159,7 +156,7 @@ class CalibrationRequest(FrozenModel):
     inception_weights: Path | None = Field(None, description="pytorch-fid Inception weights file.")
     device: str = Field("auto", description="Device spec.")
     batch_size: int = Field(50, ge=1, description="Inception batch size.")
-    dims: Literal[64, 192, 768, 2048] = Field(2048, description="Inception feature layer (the reference's dims; "
+    dims: FeatureDims = Field(2048, description="Inception feature layer (the reference's dims; "
                                               "2048 = standard FID, what recommend measures).")
     workers: int = Field(0, ge=0, description="Decoding threads.")
     output: Path | None = Field(None, description="Calibration file (None = the default location).")

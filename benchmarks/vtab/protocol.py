@@ -6,19 +6,24 @@ Paper protocol (Sec. 4.1 and the authors' ``tune_vtab.py``, ANCHORS section 1):
 * the best point (highest val accuracy; ties go to the smaller learning rate, then the smaller weight
   decay) is retrained on ``train800val200`` (1000 images) with the five seeds :data:`FINAL_SEEDS` and
   tested on the full test split; the reported number is the mean of the five runs;
-* VPT: SGD with momentum 0.9, batch 64, lr grid :data:`VPT_LRS` x wd grid :data:`WEIGHT_DECAYS`;
-* FT: AdamW, batch 128 (the README commands), lr grid :data:`FT_LRS` x the same wd grid;
+* VPT: SGD with momentum 0.9, batch 64, 10 warm-up epochs, lr grid :data:`VPT_LRS` x wd grid :data:`WEIGHT_DECAYS`;
+* FT: batch 128 (the README commands), :data:`FT_WARMUP_EPOCHS` warm-up epochs (``base-finetune.yaml``), lr
+  grid :data:`FT_LRS` x the same wd grid, with the optimiser the original code builds for each point
+  (:func:`resolve_optimizer`): AdamW with weight decay 0.01 for every positive grid wd, and SGD with momentum
+  0.9 and no weight decay at wd 0;
 * every grid learning rate is multiplied by ``batch_size / 256`` (the code's hidden rescale);
-* 100 epochs including 10 linear warm-up epochs, cosine decay; fp32.
+* 100 epochs, cosine decay after the linear warm-up; fp32.
+
+The optimiser rule is the original ``src/solver/optimizer.py`` (KMnP/vpt, inherited by VPT-or-FT), lines 36-50
+and 100-137: the AdamW branch is taken only when the weight decay is positive, and then hard-codes 0.01; at
+weight decay 0 every optimiser but ``adam`` becomes SGD with ``SOLVER.MOMENTUM`` (0.9). So a quarter of the
+paper's FT grid points were SGD runs, and the three positive wds were one AdamW run (duplicates are merged
+here). ``Protocol.optimizer_rule="nominal"`` trains AdamW with the nominal grid wd at every point instead.
 
 Training details follow the original code by default (per-sample prompt-dropout masks, warm-up/cosine
 stepped per epoch with epoch 0 at lr 0, the original head init, backbone dropout 0.1 for FT, a diverged run
 keeps its last finite evaluation, sizes below 800 take the first k of the split lists); each is a field with
 the other choice as an option. ``benchmarks/vtab/README.md`` tabulates them with the source lines read.
-
-Quirk of the original code kept out on purpose: its ``src/solver/optimizer.py`` replaces any positive
-AdamW weight decay by 0.01, so the FT wd grid effectively had only {0.01, 0}. We apply the nominal grid
-value; ``Protocol.ft_wd_quirk=True`` reproduces the original behaviour (duplicate points are merged).
 
 ``quick`` is a smoke test of the whole pipeline (big_vision's quick-test switch), not a reproduction: a
 2-point grid per method, 2 epochs, capped splits and two final seeds. Its numbers are meaningless.
@@ -31,7 +36,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from engine.config import FrozenModel
-from engine.config.train import PAPER_SEEDS, TrainConfig
+from engine.config.train import PAPER_SEEDS, TrainConfig, scale_lr
 from engine.errors import ConfigError
 from engine.train.methods import get_method
 
@@ -45,6 +50,11 @@ __all__ = [
     "SEARCH_SEED",
     "EPOCHS",
     "WARMUP_EPOCHS",
+    "FT_WARMUP_EPOCHS",
+    "ORIGINAL_ADAMW_WD",
+    "OptimizerRule",
+    "resolve_optimizer",
+    "GridPoint",
     "METHODS",
     "MethodName",
     "ProtocolName",
@@ -89,6 +99,18 @@ SEARCH_SEED: int = PAPER_SEEDS[0]
 """Seed of every grid-search run (the paper does not state one; all grid points share the data order)."""
 EPOCHS: int = 100
 WARMUP_EPOCHS: int = 10
+"""Warm-up epochs of VPT (``configs/base-prompt.yaml`` WARMUP_EPOCH 10; the paper's text says 10 for all models)."""
+FT_WARMUP_EPOCHS: int = 5
+"""Warm-up epochs of FT: ``configs/base-finetune.yaml`` WARMUP_EPOCH 5 (KMnP/vpt, and VPT-or-FT's copy), which every
+per-task FT config inherits (``_BASE_``) and the FT commands do not override. The paper's text says 10 for all
+models; we follow the code that produced the numbers, as for the optimiser rule (``Protocol.ft_warmup_epochs``)."""
+ORIGINAL_ADAMW_WD: float = 0.01
+"""The weight decay the original AdamW branch uses whatever positive wd the grid asks for (KMnP/vpt
+``src/solver/optimizer.py`` line 43)."""
+
+OptimizerRule = Literal["original", "nominal"]
+"""``original``: the optimiser the original code builds for a grid point (:func:`resolve_optimizer`);
+``nominal``: the method's own optimiser with the grid's weight decay at every point."""
 
 ProtocolName = Literal["paper", "quick"]
 SubsetMode = Literal["first-k", "stratified"]
@@ -103,6 +125,35 @@ PAPER_TRAIN = TrainConfig(
     epochs=EPOCHS, warmup_epochs=WARMUP_EPOCHS, prompt_dropout=_SPECS["vpt"].prompt_dropout, img_size=224,
     precision="fp32", normalization="imagenet", lr_scale_batch=True)
 """The paper's training settings shared by every VTAB-1k trial (Sec. 4.1; ANCHORS section 1)."""
+
+
+def resolve_optimizer(optimizer: Literal["sgd", "adamw"], weight_decay: float,
+                      rule: OptimizerRule = "original") -> tuple[Literal["sgd", "adamw"], float]:
+    """``(optimizer, weight decay)`` that a grid point trains with under ``rule``.
+
+    ``original`` (KMnP/vpt ``src/solver/optimizer.py``): AdamW at a positive wd trains with
+    :data:`ORIGINAL_ADAMW_WD` (lines 36-50); at wd 0 the AdamW branch is skipped and the run is SGD with momentum
+    and no weight decay (lines 100-137). SGD points are unchanged. The rule is idempotent, so a resolved point
+    resolves to itself.
+    """
+    if rule == "nominal" or optimizer == "sgd":
+        return optimizer, weight_decay
+    if weight_decay > 0:
+        return "adamw", ORIGINAL_ADAMW_WD
+    return "sgd", 0.0
+
+
+class GridPoint(FrozenModel):
+    """One point of a method's search grid and the run it becomes (the plan view lists them)."""
+
+    lr: float = Field(description="Grid base learning rate (before batch/256).")
+    weight_decay: float = Field(description="Grid weight decay as the grid names it.")
+    optimizer: Literal["sgd", "adamw"] = Field(description="Optimiser the run trains with.")
+    effective_weight_decay: float = Field(description="Weight decay the run trains with.")
+    effective_lr: float = Field(description="Learning rate the optimiser gets (after batch/256).")
+    momentum: float | None = Field(None, description="SGD momentum (None for AdamW).")
+    same_run_as: tuple[float, float] | None = Field(
+        None, description="(lr, wd) of an earlier grid point that trains the identical run (merged: trained once).")
 
 
 class Protocol(FrozenModel):
@@ -120,9 +171,14 @@ class Protocol(FrozenModel):
     vpt_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="VPT weight decays.")
     ft_lrs: tuple[float, ...] = Field(FT_LRS, description="FT base learning rates (before batch/256).")
     ft_wds: tuple[float, ...] = Field(WEIGHT_DECAYS, description="FT weight decays.")
-    ft_wd_quirk: bool = Field(False, description="Reproduce the original code's AdamW wd (any wd > 0 -> 0.01).")
+    optimizer_rule: OptimizerRule = Field(
+        "original", description="original: the original code's optimiser per grid point (AdamW with wd 0.01 at "
+        "any positive wd, SGD with momentum at wd 0); nominal: AdamW with the grid's wd at every FT point.")
     vpt_batch_size: int = Field(_VPT_BATCH, ge=1, description="VPT batch size (paper: 64).")
-    ft_batch_size: int = Field(_FT_BATCH, ge=1, description="FT batch size (README FT commands: 128).")
+    ft_batch_size: int = Field(_FT_BATCH, ge=1, description="FT batch size (README FT commands: 128; the authors' "
+                               "base-finetune.yaml: 224, KMnP/vpt's: 384).")
+    ft_warmup_epochs: int = Field(FT_WARMUP_EPOCHS, ge=0, description="FT warm-up epochs (base-finetune.yaml: 5; "
+                                  "the paper's text: 10). VPT uses train.warmup_epochs.")
     search_seed: int = Field(SEARCH_SEED, description="Seed of the grid-search runs.")
     final_seeds: tuple[int, ...] = Field(FINAL_SEEDS, description="Seeds of the final runs.")
     max_prompts: int | None = Field(None, ge=1, description="Cap on the paper's per-task prompt length.")
@@ -141,14 +197,29 @@ class Protocol(FrozenModel):
                              "leave it at its default in a protocol")
         return self
 
+    def grid_points(self, method: MethodName) -> list[GridPoint]:
+        """Every (lr, wd) point of ``method``'s grid with the optimiser and weight decay it trains with."""
+        lrs, wds = (self.vpt_lrs, self.vpt_wds) if method == "vpt" else (self.ft_lrs, self.ft_wds)
+        batch, spec = self.batch_size(method), _SPECS[method]
+        seen: dict[tuple[float, float, str], tuple[float, float]] = {}
+        out = []
+        for lr in lrs:
+            for wd in wds:
+                optimizer, eff_wd = resolve_optimizer(spec.optimizer, wd, self.optimizer_rule)
+                first = seen.setdefault((lr, eff_wd, optimizer), (lr, wd))
+                out.append(GridPoint(
+                    lr=lr, weight_decay=wd, optimizer=optimizer, effective_weight_decay=eff_wd,
+                    effective_lr=scale_lr(lr, batch, self.train.lr_scale_batch),
+                    momentum=self.train.momentum if optimizer == "sgd" else None,
+                    same_run_as=None if first == (lr, wd) else first))
+        return out
+
     def grid(self, method: MethodName) -> list[tuple[float, float]]:
-        """The (lr, wd) points of ``method``'s search, duplicates from ``ft_wd_quirk`` merged."""
-        if method == "vpt":
-            return [(lr, wd) for lr in self.vpt_lrs for wd in self.vpt_wds]
-        wds = self.ft_wds
-        if self.ft_wd_quirk:
-            wds = tuple(dict.fromkeys(0.01 if wd > 0 else 0.0 for wd in wds))
-        return [(lr, wd) for lr in self.ft_lrs for wd in wds]
+        """The (lr, wd) runs of ``method``'s search, as trained: points that train the same run are merged.
+
+        Under the ``original`` rule the FT weight decays are the ones the runs train with (0.01 or 0).
+        """
+        return [(p.lr, p.effective_weight_decay) for p in self.grid_points(method) if p.same_run_as is None]
 
     def batch_size(self, method: MethodName) -> int:
         """Batch size of ``method``."""
@@ -158,13 +229,19 @@ class Protocol(FrozenModel):
                     num_prompts: int) -> TrainConfig:
         """The training configuration of one trial: the shared ``train`` plus the trial's own fields.
 
-        The optimiser comes from the method's registry entry; a method without prompts gets no prompt dropout.
+        The optimiser is the method's registry entry resolved by ``optimizer_rule`` (:func:`resolve_optimizer`:
+        FT at wd 0 trains with SGD under the original rule); a method without prompts gets no prompt dropout;
+        FT warms up for ``ft_warmup_epochs``.
         """
         spec = _SPECS[method]
-        own = dict(method=spec.name, optimizer=spec.optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
-                   batch_size=self.batch_size(method), num_prompts=num_prompts)
+        optimizer, weight_decay = resolve_optimizer(spec.optimizer, weight_decay, self.optimizer_rule)
+        own: dict[str, object] = dict(
+            method=spec.name, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
+            batch_size=self.batch_size(method), num_prompts=num_prompts)
         if spec.prompts == "none":
             own["prompt_dropout"] = 0.0
+        if method == "ft":
+            own["warmup_epochs"] = self.ft_warmup_epochs
         return TrainConfig.model_validate({**self.train.model_dump(), **own})
 
 
@@ -173,14 +250,15 @@ _PROTOCOLS: dict[str, Protocol] = {
     "quick": Protocol(
         name="quick", vpt_lrs=(2.5, 0.25), vpt_wds=(0.001,), ft_lrs=(1e-3, 1e-4), ft_wds=(0.0001,),
         train=TrainConfig.model_validate({**PAPER_TRAIN.model_dump(), "epochs": 2, "warmup_epochs": 1}),
-        final_seeds=FINAL_SEEDS[:2],
+        ft_warmup_epochs=1, final_seeds=FINAL_SEEDS[:2],
         max_prompts=10, max_train=200, max_eval=200,
     ),
 }
 
 
 DETAIL_FIELDS: tuple[str, ...] = (
-    "subset", "prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on_divergence")
+    "subset", "prompt_dropout_mode", "lr_schedule", "head_init", "ft_dropout", "on_divergence", "optimizer_rule",
+    "ft_warmup_epochs", "ft_batch_size", "adamw_eps")
 """Training details that follow the original code by default (benchmarks/vtab/README.md); the CLI can set them."""
 
 
@@ -197,7 +275,7 @@ def parse_detail_overrides(items: list[str] | None) -> dict[str, object]:
             raise ConfigError(f"--protocol-set {item!r} must be KEY=VALUE, e.g. lr_schedule=per-step")
         if key not in DETAIL_FIELDS:
             raise ConfigError(f"--protocol-set cannot change {key!r}; choose from {', '.join(DETAIL_FIELDS)}")
-        out[key] = float(value) if key == "ft_dropout" and _is_number(value) else value
+        out[key] = float(value) if key in ("ft_dropout", "adamw_eps") and _is_number(value) else value
     return out
 
 

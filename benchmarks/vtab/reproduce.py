@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.vtab.plan import ProtocolPlan, build_plan
 from benchmarks.vtab.protocol import get_protocol, parse_detail_overrides
 from benchmarks.vtab.run import EventCallback, SweepReport, SweepRequest, run_sweep
 from benchmarks.vtab.tables import VtabTable, build_table, to_csv, to_json, to_markdown
@@ -17,7 +18,7 @@ from engine.config.validate import check_img_size, parse_model_args, parse_sizes
 from engine.errors import BudgetError, ConfigError, RunFailedError
 from engine.progress import StageProgress, no_progress
 
-__all__ = ["parse_model_args", "build_sweep_request", "check_budget", "reproduce_vtab", "write_outputs"]
+__all__ = ["parse_model_args", "build_sweep_request", "check_budget", "plan_vtab", "reproduce_vtab", "write_outputs"]
 
 
 def build_sweep_request(root: Path, *, protocol: str, tasks: list[str] | None, methods: list[str] | None,
@@ -55,6 +56,11 @@ def check_budget(request: SweepRequest, yes: bool) -> None:
     if resolve_device(request.device).type == "cpu":
         raise BudgetError("the paper protocol trains thousands of ViT-B/16 epochs per task, far beyond a CPU; "
                           "use --protocol quick for a smoke test, a GPU or --backend dask, or --yes to start anyway")
+
+
+def plan_vtab(request: SweepRequest) -> ProtocolPlan:
+    """``reproduce-vtab --plan``: what the sweep would train, per task, method and grid point; reads no data."""
+    return build_plan(request)
 
 
 def reproduce_vtab(request: SweepRequest, *, yes: bool = False, progress: StageProgress = no_progress,

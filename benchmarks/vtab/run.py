@@ -154,16 +154,21 @@ def _selection(search: list[TrialConfig], store: TrialStore) -> dict[tuple[str, 
 
 
 def plan_final(request: SweepRequest, search: list[TrialConfig], store: TrialStore) -> list[TrialConfig]:
-    """Final runs of every cell whose search has at least one finished trial."""
+    """Final runs of every cell whose search has at least one finished trial.
+
+    A final run copies the selected search trial's training config (so it keeps that point's optimiser: FT
+    at wd 0 is SGD under the original rule) and changes only the phase and the seed.
+    """
     chosen = _selection(search, store)
-    firsts: dict[tuple[str, str, int], TrialConfig] = {}
+    picked: dict[tuple[str, str, int], TrialConfig] = {}
     for cfg in search:
-        firsts.setdefault((cfg.task, cfg.method, cfg.n_train), cfg)
+        cell = (cfg.task, cfg.method, cfg.n_train)
+        if cell in chosen and (cfg.train.lr, cfg.train.weight_decay) == chosen[cell][:2]:
+            picked.setdefault(cell, cfg)
     out = []
-    for cell, (lr, wd, _acc) in chosen.items():
-        first = firsts[cell]
-        out += [first.model_validate({**first.model_dump(), "phase": "final", "train": {
-                    **first.train.model_dump(), "lr": lr, "weight_decay": wd, "seed": seed}})
+    for best in picked.values():
+        out += [best.model_validate({**best.model_dump(), "phase": "final", "train": {
+                    **best.train.model_dump(), "seed": seed}})
                 for seed in request.protocol.final_seeds]
     return out
 

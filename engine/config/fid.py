@@ -8,11 +8,12 @@ from typing import Literal
 from pydantic import Field
 
 from engine.config import FrozenModel
+from engine.vocab import FeatureDims
 
 __all__ = ["FidConfig", "ResizePolicy", "Dims"]
 
 ResizePolicy = Literal["auto", "pytorch-fid", "pil-bicubic-299"]
-Dims = Literal[64, 192, 768, 2048]
+Dims = FeatureDims
 
 
 class FidConfig(FrozenModel):

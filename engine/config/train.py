@@ -20,6 +20,7 @@ from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, get_method
 from engine.train.power import ASSUMED_DISCORDANCE
+from engine.vocab import Precision
 
 __all__ = [
     "BackboneSpec",
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "Normalization",
     "LR_SCALE_BATCH",
+    "ADAMW_EPS",
     "scale_lr",
     "DEFAULT_NUM_PROMPTS",
     "MAX_NUM_PROMPTS",
@@ -74,6 +76,11 @@ backbone of the pilot, ``reproduce-vtab`` and ``engine.train.models.create_backb
 
 Normalization = Literal["imagenet", "inception"]
 """Input mean/std choices (``engine.data.tensors.NORMALIZATION``)."""
+
+ADAMW_EPS = 1e-6
+"""AdamW's epsilon in the paper's code: its own ``AdamW`` class defaults to ``eps=1e-6`` (KMnP/vpt
+``src/solver/optimizer.py``, class ``AdamW``, taken from Hugging Face transformers) and ``make_optimizer`` never
+passes another; torch's default is 1e-8. It bounds the step of weights whose gradients are tiny."""
 
 LR_SCALE_BATCH = 256
 """The paper's code (from VPT) trains with ``lr * batch_size / 256`` for every grid lr (ANCHORS section 1)."""
@@ -146,7 +153,9 @@ class TrainConfig(FrozenModel):
     optimizer: Literal["sgd", "adamw"] = Field(
         "sgd", description="sgd (momentum) for prompts/head as in VPT's code; adamw for full fine-tuning.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (VPT: 0.9).")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    adamw_eps: float = Field(ADAMW_EPS, gt=0, le=1e-3, description="AdamW epsilon (the original code's AdamW: 1e-6; "
+                             "torch's default is 1e-8).")
+    precision: Precision = Field(
         "fp32", description="Forward-pass precision: bf16 autocast (GPU default), fp16 (CUDA only, with a GradScaler).")
     seed: int = Field(PAPER_SEEDS[0], description="Seed for head/prompt init, batch order and dropout.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (tests switch it on).")
@@ -238,7 +247,7 @@ class PilotConfig(FrozenModel):
     split_seed: int = Field(0, description="Seed of the stratified subsample and the 4:1 train/val split.")
     budget_s: float = Field(parse_budget(DEFAULT_BUDGET), gt=0,
                             description="Wall-clock budget in seconds for all trials.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
+    precision: Precision = Field("fp32", description="Training precision.")
     batch_size: int = Field(64, ge=1, description="Images per step.")
     img_size: int | None = Field(None, ge=8, le=MAX_IMG_SIZE,
                                  description="Input size (None = the model's default, 224 for ViT-B/16).")

@@ -2,9 +2,14 @@
 
 Pilots need small labeled subsets that keep the class proportions of the full dataset. Every draw uses
 ``numpy.random.default_rng(seed)`` explicitly, never global state, so the same seed gives the same subset
-on every machine. VTAB-1k itself takes the *first* ``k`` images of a split (``train[:800]``,
-``validation[:200]``: KMnP/vpt ``src/data/vtab_datasets/dtd.py`` lines 50-52 and the other task files), which
-:func:`first_k` reproduces on a list file kept in split order. Re-exported by :mod:`engine.data.index`.
+on every machine. VTAB-1k itself takes contiguous slices in TFDS order (KMnP/vpt ``src/data/vtab_datasets/``,
+the task_adaptation definitions): ``train800`` is ``train[:800]`` for every task; ``val200`` is the first 200
+images of the task's validation slice, which is ``validation[:200]`` where TFDS has a validation split (DTD,
+Flowers, Sun397, PCam, Retinopathy, DMLab, KITTI), ``train[c:c+200]`` right after the task's own train slice of
+``c`` images where the validation set is carved from TFDS's train split (CIFAR-100, Caltech101, Pets, SVHN,
+EuroSAT, Resisc45, Clevr, dSprites), and ``test[:200]`` for SmallNORB. ``benchmarks/vtab/README.md`` lists
+each task's slices. NOAH's list files keep that order, so :func:`first_k` on ``train800.txt``/``val200.txt``
+takes the start of the same slices. Re-exported by :mod:`engine.data.index`.
 """
 
 from __future__ import annotations
@@ -99,7 +104,8 @@ def stratified_subsample(samples: Sequence[_S], n: int, *, seed: int) -> list[_S
 
 
 def first_k(samples: Sequence[_S], n: int) -> list[_S]:
-    """The first ``n`` samples in list order (all of them when there are fewer), as VTAB-1k's ``train[:800]``.
+    """The first ``n`` samples in list order (all of them when there are fewer), as VTAB-1k's ``train[:800]``
+    (a list file in split order: the first ``n`` of ``val200.txt`` are the start of the task's validation slice).
 
     Raises:
         ConfigError: ``n`` < 1.

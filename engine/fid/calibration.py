@@ -19,7 +19,6 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -28,6 +27,7 @@ from engine.errors import ConfigError, UnknownTaskError
 from engine.io import atomic_write_text
 from engine.paper import get_vtab_task
 from engine.paths import data_home
+from engine.vocab import Side
 
 __all__ = [
     "Calibration",
@@ -145,7 +145,7 @@ class Calibration(FrozenModel):
 
 
 def derive_threshold(
-    fids: Mapping[str, float], winners: Mapping[str, Literal["FT", "VPT"]]
+    fids: Mapping[str, float], winners: Mapping[str, Side]
 ) -> tuple[float, tuple[float, float]]:
     """Derive an FID threshold and borderline band from datasets labelled with the winning method.
 

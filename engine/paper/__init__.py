@@ -26,6 +26,7 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownTaskError
+from engine.vocab import BackboneKey, Disparity, Group, Outcome, Side
 
 __all__ = [
     "DATA_SIZES",
@@ -56,10 +57,8 @@ __all__ = [
     "vtab_oneshot_results",
 ]
 
-Disparity = Literal["low", "high"]
-Group = Literal["Natural", "Specialized", "Structured"]
-Backbone = Literal["in21k", "swin-in21k", "mae", "mocov3"]
-Winner = Literal["FT", "VPT", "tie"]
+Backbone = BackboneKey
+Winner = Outcome
 
 GROUPS: tuple[Group, ...] = ("Natural", "Specialized", "Structured")
 DATA_SIZES: tuple[int, ...] = (400, 800, 5000, 10000)
@@ -148,7 +147,7 @@ class VtabTask(FrozenModel):
     prompt_length: int = Field(description="The paper's VPT prompt length (Tables 16-18; given for all 19 tasks).")
     folder: str = Field(description="Folder name in the NOAH VTAB-1k layout, e.g. 'clevr_dist'.")
     aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings (normalised).")
-    winner_800: Literal["FT", "VPT"] = Field(description="Winner at the 800/200 split (Tables 1-2).")
+    winner_800: Side = Field(description="Winner at the 800/200 split (Tables 1-2).")
 
 
 class MethodPair(FrozenModel):
@@ -172,7 +171,7 @@ class BackboneGroupResult(FrozenModel):
     group: Group = Field(description="VTAB group.")
     source: str = Field(description="Table(s) the numbers come from.")
     results: dict[str, MethodPair] = Field(description="Task key -> FT/VPT accuracy (%).")
-    winners: dict[str, Literal["FT", "VPT", "tie"]] = Field(
+    winners: dict[str, Outcome] = Field(
         description="Task key -> winner. Tables 1-2 break printed ties with the paper's extra digit "
         "(e.g. Clevr/distance 58.2(3) vs 58.2(2) -> VPT); elsewhere equal values are a 'tie'."
     )
@@ -204,7 +203,7 @@ class FgvcRow(FrozenModel):
     fid: float = Field(description="FID against the paper's (unspecified) ImageNet-21k reference set.")
 
     @property
-    def winner(self) -> Literal["FT", "VPT"]:
+    def winner(self) -> Side:
         """The method with the higher accuracy (:func:`compare`; Table 19 prints no tie)."""
         won = compare(self.ft, self.vpt)
         if won == "tie":  # pragma: no cover - the packaged Table 19 has none
@@ -277,7 +276,7 @@ def _build_tasks() -> dict[str, VtabTask]:
     return tasks
 
 
-def _winner_800(key: str) -> Literal["FT", "VPT"]:
+def _winner_800(key: str) -> Side:
     """Winner at 800/200 from Tables 1-2 by :func:`paper_winner` (every task has a winner there)."""
     t1, t2 = _raw()["tables"]["table1_vtab1k_natural_specialized"], _raw()["tables"]["table2_vtab1k_structured"]
     ft = {**t1["rows"]["FT"]["natural"], **t1["rows"]["FT"]["specialized"], **t2["rows"]["FT"]["values"]}
@@ -337,7 +336,7 @@ def vtab1k_results(method: Literal["FT", "VPT", "Mixed", "FT-then-PT"] = "FT") -
     return {k: float(values[k]) for k in VTAB_TASKS}
 
 
-def vtab_oneshot_results(method: Literal["FT", "VPT"] = "FT") -> dict[str, float]:
+def vtab_oneshot_results(method: Side = "FT") -> dict[str, float]:
     """Per-task one-shot accuracy (%) (Tables 3-4), in paper order."""
     if method not in ("FT", "VPT"):
         raise ConfigError(f"unknown method {method!r}; choose FT or VPT")

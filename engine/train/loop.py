@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import nn
 
 from engine.config import FrozenModel
-from engine.config.train import TrainConfig
+from engine.config.train import ADAMW_EPS, TrainConfig
 from engine.data.tensors import ImageTensors, TensorLoader
 from engine.device import autocast_context
 from engine.seed import seed_everything
@@ -47,6 +47,7 @@ __all__ = [
     "EvalStats",
     "FitResult",
     "make_optimizer",
+    "stage_optimizer",
     "make_scheduler",
     "train_one_epoch",
     "evaluate",
@@ -120,7 +121,8 @@ def peak_memory_bytes(device: torch.device) -> tuple[int, str]:
 
 
 def make_optimizer(
-    model: nn.Module, *, kind: str, lr: float, weight_decay: float, momentum: float = 0.9, device: torch.device
+    model: nn.Module, *, kind: str, lr: float, weight_decay: float, momentum: float = 0.9, device: torch.device,
+    adamw_eps: float = ADAMW_EPS,
 ) -> torch.optim.Optimizer:
     """An optimizer over the trainable parameters only; 1-D ones (biases, norms) get no decay."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -134,11 +136,25 @@ def make_optimizer(
         # project's CPU measurements about 2.8x faster per ViT-B/16 step and 0.34 GB lower peak RSS
         if device.type in ("cuda", "cpu"):
             try:
-                return torch.optim.AdamW(groups, lr=lr, fused=True)
+                return torch.optim.AdamW(groups, lr=lr, eps=adamw_eps, fused=True)
             except (RuntimeError, ValueError):
                 logger.debug("fused AdamW unavailable here; using the default implementation")
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, eps=adamw_eps)
     raise ValueError(f"unknown optimizer {kind!r}")
+
+
+def stage_optimizer(model: nn.Module, config: TrainConfig, *, stage: int = 0,
+                    device: torch.device) -> torch.optim.Optimizer:
+    """The optimiser :func:`fit` builds for one stage of ``config`` (call after ``configure_trainable``).
+
+    ``config.optimizer`` at ``config.effective_lr`` and ``config.weight_decay``; the fine-tuning stage of a
+    two-stage method (``ft-then-pt`` stage 0) is AdamW at ``ft_stage_lr``/``ft_stage_weight_decay``.
+    """
+    is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
+    lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
+    return make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
+                          weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
+                          momentum=config.momentum, adamw_eps=config.adamw_eps, device=device)
 
 
 def make_scheduler(
@@ -318,10 +334,8 @@ def _run_stage(
     train_loader, val_loader = loaders
     is_ft_stage = len(stages_of(config.method)) > 1 and stage == 0
     epochs = (config.ft_stage_epochs or config.epochs) if is_ft_stage else config.epochs
-    lr = config.scaled(config.ft_stage_lr) if is_ft_stage else config.effective_lr
-    optimizer = make_optimizer(model, kind="adamw" if is_ft_stage else config.optimizer, lr=lr,
-                               weight_decay=config.ft_stage_weight_decay if is_ft_stage else config.weight_decay,
-                               momentum=config.momentum, device=device)
+    optimizer = stage_optimizer(model, config, stage=stage, device=device)
+    lr = float(optimizer.defaults["lr"])
     per_epoch = config.lr_schedule == "per-epoch"
     units = 1 if per_epoch else len(train_loader)
     scheduler = make_scheduler(optimizer, warmup_steps=min(config.warmup_epochs, epochs // 2) * units,

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from engine.config import FrozenModel
-
-if TYPE_CHECKING:  # numpy is imported where the bootstrap runs: the CLI starts without it
-    import numpy as np
-    import numpy.typing as npt
 
 __all__ = [
     "ALPHA",

@@ -83,13 +83,13 @@ def test_paper_protocol_plans_the_full_grid(tmp_path: Path) -> None:
     root = make_vtab_tree(tmp_path / "vtab", tasks=["dtd", "svhn"])
     req = SweepRequest(root=root, tasks=["dtd", "svhn"], db=tmp_path / "db")
     search = plan_search(req, check_layout(root, [TASKS["dtd"], TASKS["svhn"]]))
-    assert len(search) == 2 * (40 + 16)
+    assert len(search) == 2 * (40 + 8)  # FT: 4 lrs x {AdamW at wd 0.01, SGD at wd 0} (the original rule)
     assert {c.train.num_prompts for c in search if c.task == "dtd"} == {TASKS["dtd"].prompt_length}
     assert {c.train.batch_size for c in search if c.method == "vpt"} == {64}
-    assert {(c.train.optimizer, c.train.batch_size, c.train.prompt_dropout) for c in search if c.method == "ft"} == {
-        ("adamw", 128, 0.0)}
+    assert {(c.train.optimizer, c.train.weight_decay, c.train.batch_size, c.train.prompt_dropout)
+            for c in search if c.method == "ft"} == {("adamw", 0.01, 128, 0.0), ("sgd", 0.0, 128, 0.0)}
     units = make_units(search)
-    assert sorted(len(u) for u in units) == [1] * 32 + [40, 40]
+    assert sorted(len(u) for u in units) == [1] * 16 + [40, 40]
     sequential = make_units([c.model_copy(update={"engine": "fit"}) for c in search])
     assert len(sequential) == len(search)
 

@@ -20,11 +20,12 @@ from engine.paper import data_size_table, vtab1k_results
 
 def test_paper_protocol_constants() -> None:
     p = get_protocol("paper")
-    assert len(p.grid("vpt")) == 40 and len(p.grid("ft")) == 16
+    # FT: the original optimiser rule merges the three positive wds of one lr into one AdamW run (wd 0.01)
+    assert len(p.grid("vpt")) == 40 and len(p.grid("ft")) == 8
+    assert sorted({wd for _, wd in p.grid("ft")}) == [0.0, 0.01]
     assert p.final_seeds == FINAL_SEEDS == (42, 44, 82, 100, 800)
-    assert (p.train.epochs, p.train.warmup_epochs, p.vpt_batch_size) == (100, 10, 64)
-    quirk = get_protocol("paper", ft_wd_quirk=True)
-    assert sorted({wd for _, wd in quirk.grid("ft")}) == [0.0, 0.01] and len(quirk.grid("ft")) == 8
+    assert (p.train.epochs, p.train.warmup_epochs, p.vpt_batch_size, p.ft_warmup_epochs) == (100, 10, 64, 5)
+    assert len(get_protocol("paper", optimizer_rule="nominal").grid("ft")) == 16
     q = get_protocol("quick")
     assert len(q.grid("vpt")) < 40 and q.train.epochs < 100
     with pytest.raises(ConfigError, match="unknown protocol"):
@@ -47,8 +48,9 @@ def test_protocol_training_settings_are_one_train_config() -> None:
     assert (vpt.method, vpt.optimizer, vpt.batch_size, vpt.prompt_dropout, vpt.lr, vpt.seed) == (
         "vpt-deep", "sgd", p.vpt_batch_size, p.train.prompt_dropout, 0.5, 44)
     assert (ft.method, ft.optimizer, ft.batch_size, ft.prompt_dropout) == ("full", "adamw", p.ft_batch_size, 0.0)
-    for t in (vpt, ft):  # the shared settings reach both methods unchanged (FT keeps the protocol's warm-up)
-        assert (t.img_size, t.epochs, t.warmup_epochs, t.num_prompts) == (32, 3, p.train.warmup_epochs, 5)
+    for t in (vpt, ft):  # the shared settings reach both methods unchanged
+        assert (t.img_size, t.epochs, t.num_prompts) == (32, 3, 5)
+    assert (vpt.warmup_epochs, ft.warmup_epochs) == (p.train.warmup_epochs, p.ft_warmup_epochs)
 
 
 def test_selection_breaks_ties_to_the_smaller_lr_then_wd() -> None:
