@@ -9,6 +9,9 @@ import typer
 from advisor.usecases.pilot import Confirm
 from engine.progress import StageProgress
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["cli_progress", "cli_confirm"]
 
 

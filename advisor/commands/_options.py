@@ -13,6 +13,9 @@ import typer
 
 from engine.vocab import PrecisionChoice
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = [
     "DeviceOpt",
     "SeedOpt",

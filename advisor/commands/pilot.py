@@ -30,6 +30,9 @@ from engine.errors import NotDecisiveError
 from engine.train.methods import method_specs
 from engine.vocab import Disparity
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 

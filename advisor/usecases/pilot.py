@@ -44,6 +44,7 @@ from engine.vocab import Disparity, PrecisionChoice
 if TYPE_CHECKING:
     import torch
 
+    from engine.data.tensors import DecodeMemo
     from engine.device import Precision
     from engine.train.pilot import PilotPlan, PilotResult
 
@@ -243,8 +244,9 @@ def run_pilot_request(
     index = index_dataset(req.dataset)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
+    memo: DecodeMemo = {}  # the images the plan's decode probe reads, handed on to the run
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
-                      timing_cache=cache_dir() / "pilot_timing.json")
+                      timing_cache=cache_dir() / "pilot_timing.json", memo=memo)
     if on_plan is not None:
         on_plan(plan, prompts_source)
     if not plan.decisive_by_design and not req.yes:  # refused up front: only the timing probe has run
@@ -252,7 +254,7 @@ def run_pilot_request(
     _confirm_long_run(plan, dev, req.yes, confirm)
     with progress("Pilot (epochs)") as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
-                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
+                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json", memo=memo)
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
     evidence = pilot_evidence(result, random_init=req.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises

@@ -261,7 +261,8 @@ def check_pilot_request(request: RecommendRequest) -> None:
 
 
 def _pilot_dataset(request: RecommendRequest) -> Path:
-    check_pilot_request(request)
+    """The dataset the pilot trains on; its data checks run once, in ``run_pilot_request``."""
     source = _source(request)
-    assert source is not None  # check_pilot_request guarantees a dataset or the demo
+    if source is None:
+        raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
     return source

@@ -30,11 +30,11 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, LrSchedule, PilotConfig, TrainConfig, method_defaults
-from engine.data.imageio import display_path
+from engine.data.imageio import decode_images, display_path
 from engine.data.index import DatasetIndex, Sample
-from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
+from engine.data.tensors import DecodeMemo, ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
-from engine.errors import EngineError, StoreError
+from engine.errors import StoreError
 from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -167,18 +167,21 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
     return {m: out[m] for m in config.methods}
 
 
-def _decode_seconds(samples: list[Sample], img_size: int, workers: int) -> float:
-    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant)."""
+def _decode_seconds(samples: list[Sample], img_size: int, workers: int, memo: DecodeMemo) -> float:
+    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant).
+
+    The decoded files go into ``memo``, so the run that follows does not decode them again."""
     step = max(1, len(samples) // _DECODE_PROBE_FILES)
     few = samples[::step][:_DECODE_PROBE_FILES]
     if not few:
         return DECODE_S_PER_IMAGE
     t = time.perf_counter()
-    try:
-        load_image_tensors(few, size=img_size, workers=workers)
-    except EngineError:  # none decodable: the run itself will say so; plan with the fallback
+    decoded = decode_images([s.path for s in few], size=img_size, workers=workers)
+    seconds = (time.perf_counter() - t) / len(few)
+    if not decoded.ok:  # none decodable: the run itself will say so; plan with the fallback
         return DECODE_S_PER_IMAGE
-    return (time.perf_counter() - t) / len(few)
+    memo.update({(few[i].path, img_size): a for i, a in zip(decoded.ok, decoded.arrays, strict=True)})
+    return seconds
 
 
 def plan_pilot(
@@ -189,8 +192,11 @@ def plan_pilot(
     store_dir: Path | None = None,
     backbone: nn.Module | None = None,
     timing_cache: Path | None = None,
+    memo: DecodeMemo | None = None,
 ) -> PilotPlan:
     """Probe timings and size the comparison/selection/training splits, epochs and lr grid.
+
+    The files the decode-time probe reads go into ``memo``; pass the same one to :func:`run_pilot`.
 
     A plan already stored under ``store_dir`` for the same data, config and device is reused. The plan
     states its minimum detectable difference; when that misses ``config.min_detectable`` it is still
@@ -216,7 +222,7 @@ def plan_pilot(
     timings = _probe(backbone, config, num_classes=index.num_classes, img_size=img_size, device=device,
                      timing_cache=timing_cache)
     probe_s = time.perf_counter() - t0 if any(t.source == "probe" for t in timings.values()) else 0.0
-    decode_s = _decode_seconds(index.samples, img_size, config.workers)
+    decode_s = _decode_seconds(index.samples, img_size, config.workers, memo if memo is not None else {})
     n_labeled = len(index.samples)
     choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes,
                                  decode_s=decode_s)
@@ -302,6 +308,7 @@ def run_pilot(
     on_progress: ProgressCallback | None = None,
     on_trial: Callable[[TrialResult, bool], None] | None = None,
     timing_cache: Path | None = None,
+    memo: DecodeMemo | None = None,
 ) -> PilotResult:
     """Run (or resume) the pilot described by ``plan`` (made by :func:`plan_pilot` when ``None``).
 
@@ -331,13 +338,14 @@ def run_pilot(
     if backbone is None:
         backbone = load_pilot_backbone(config)
     if plan is None:
-        plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone)
+        plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone, memo=memo)
     train_s, val_s, cmp_s = _splits(index, config, plan)
     data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s), _dataset_fingerprint(cmp_s)]))
-    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
-    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
-    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers) if cmp_s
-                                 else (None, []))
+    memo = memo if memo is not None else {}
+    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers, memo=memo)
+    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)
+    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers, memo=memo)
+                                 if cmp_s else (None, []))
     backbone.to("cpu")
     results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
                                  on_progress=on_progress, on_trial=on_trial)
