@@ -196,9 +196,8 @@ def plan_pilot(
 ) -> PilotPlan:
     """Probe timings and size the comparison/selection/training splits, epochs and lr grid.
 
-    The files the decode-time probe reads go into ``memo``; pass the same one to :func:`run_pilot`.
-
-    A plan already stored under ``store_dir`` for the same data, config and device is reused. The plan
+    The files the decode-time probe reads go into ``memo`` (pass the same one to :func:`run_pilot`). A plan
+    already stored under ``store_dir`` for the same data, config and device is reused. The plan
     states its minimum detectable difference; when that misses ``config.min_detectable`` it is still
     returned (``decisive_by_design=False``, with the budget and labeled images that would suffice):
     refusing is the caller's decision.
