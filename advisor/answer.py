@@ -3,33 +3,38 @@
 :func:`paper_finding` picks the voting experiments (``advisor.evidence``) for the user's question:
 
 * a named VTAB-1k task: its own cell at the nearest measured size, from the chosen backbone's table;
-* a task type or a bare disparity: the vote of its tasks at the nearest table size;
-* low disparity with a verified FID (ImageNet-21k backbone): the Table 19 datasets on the user's side of
-  the threshold vote (Fig. 1: similar -> VPT, dissimilar -> FT); with a calibration, the calibrated
-  VTAB-1k tasks on that side at the user's size vote instead. The size vote of the related tasks
-  (Tables 5-6) then lowers the confidence when it disagrees, but does not change the answer.
+* a task type or a bare disparity (a task the paper never measured): the probability that VPT wins,
+  from the vote of its tasks shrunk towards the size prior (``advisor.evidence.estimate``), and the
+  answer and confidence that probability earns on tasks left out (``advisor.evidence.estimate_level``);
+* low disparity with a verified FID (ImageNet-21k backbone): the FID adds evidence. The Table 19 datasets
+  on the user's side of the threshold (Fig. 1: similar -> VPT, dissimilar -> FT; with ``--fid-threshold``
+  Fig. 1's rule alone) check the vote: when they disagree the answer is "run a pilot" leaning to their
+  side. With a calibration, only the comparable tasks on the user's side vote (when any is).
 
 Confidence caps on top of the vote's own (``advisor.evidence``): at most low below 400 samples (the
 one-shot Tables 3-4 and the smallest Tables 5-6 size are the evidence) and for a tie; at most medium
 beyond 10,000 samples (the answer extrapolates), with n_train unknown (800 assumed), for a task type
-resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+resting on fewer than 3 tasks. A pilot planned for ``--min-detectable`` that finds no significant difference
+breaks the tie of a "run a pilot" answer with its sign, at low confidence (ours).
 
 :func:`combine_pilot` adds pilot evidence at its own size. Pure, no torch.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePath
-
 from advisor.evidence import (
+    Estimate,
     Finding,
     below_400,
     cap,
     cell_row,
+    estimate,
+    estimate_level,
     fgvc_side,
     nearest_cell,
     same_disparity,
-    select_cells,
+    table_size,
+    tally,
     vote_finding,
 )
 from advisor.rules import quadrant_reason, read_pilot, similarity_reason
@@ -45,28 +50,24 @@ from advisor.schemas import (
     SimilarityThreshold,
 )
 from advisor.tasks import resolve_task
-from engine.fid.calibration import Calibration
+from engine.fid.calibration import Calibration, calibration_problem
 from engine.paper import DATA_SIZES, VTAB_TASKS
-from engine.paper.evidence import task_cells
+from engine.paper.evidence import Experiment, task_cells
 
-__all__ = ["calibration_matches", "combine_pilot", "paper_finding", "task_line", "usable_calibration"]
+__all__ = ["combine_pilot", "paper_finding", "task_line", "usable_calibration"]
 
 DEFAULT_N = 800
 """The paper's default training size (800/200 split, Tables 1-2), assumed when n_train is unknown."""
-_STEP_DOWN: dict[Confidence, Confidence] = {"high": "medium", "medium": "low", "low": "low"}
-
-
-def calibration_matches(cal: Calibration, reference: str) -> bool:
-    """True when a calibration was measured against ``reference`` (a name, or a path whose stem is the name)."""
-    return cal.reference in (reference, PurePath(reference).stem)
 
 
 def usable_calibration(inputs: AdvisorInputs) -> Calibration | None:
-    """The calibration, when it is for the user's reference and its fit was checked by ``calibrate``."""
+    """The calibration, when it may decide (``engine.fid.calibration.calibration_problem``, the one check)."""
     cal = inputs.calibration
-    if cal is None or not calibration_matches(cal, inputs.reference) or cal.loo_accuracy is None:
+    if cal is None or inputs.fid_threshold is not None:
         return None
-    return cal
+    verdict, _ = calibration_problem(cal, inputs.reference, inception_sha256=inputs.fid_weights_sha256,
+                                     reference_sha256=inputs.reference_sha256)
+    return cal if verdict == "ok" else None
 
 
 def _task_fids(inputs: AdvisorInputs) -> dict[str, float]:
@@ -119,60 +120,81 @@ def _named(inputs: AdvisorInputs, n: int) -> Finding:
     return finding
 
 
-def _size_vote(inputs: AdvisorInputs, n: int) -> Finding:
-    keys = _keys(inputs)
-    what = (f"'{inputs.task_name}' tasks" if inputs.task_kind == "type"
+def _unseen(inputs: AdvisorInputs, n: int, sim: Similarity, thr: SimilarityThreshold, uses_fid: bool) -> Finding:
+    """A task the paper never measured (a task type, a bare disparity): :func:`advisor.evidence.estimate`.
+
+    The comparable tasks vote at the nearest table size, shrunk towards the size prior; a verified FID
+    on the ImageNet-21k backbone adds the Table 19 datasets on the user's side of the default threshold
+    as voters (with a calibration: only the comparable tasks on the user's side vote, when any is).
+    """
+    keys = [k for k in _keys(inputs) if k not in inputs.held_out]
+    what = (f"tasks like '{inputs.task_name}'" if inputs.task_kind == "type"
             else f"{inputs.disparity}-disparity VTAB-1k tasks")
     why = f"like '{inputs.task_name}'" if inputs.task_kind == "type" else f"{inputs.disparity} disparity"
-    return vote_finding(select_cells(keys, inputs.backbone, n), n, what=what, rule="task-vote", why=why)
+    side: list[Experiment] = []
+    fids = _task_fids(inputs) if uses_fid else {}
+    if uses_fid and sim in ("similar", "dissimilar"):
+        if fids:
+            on_side = [k for k in keys if k in fids and (fids[k] <= thr.value) == (sim == "similar")]
+            if on_side:
+                keys, what, why = on_side, f"{what} on the {sim} side of FID {thr.value:.1f} (calibration)", \
+                    f"{sim} side (calibration)"
+        elif thr.source == "table19-default":
+            side = [c for c in fgvc_side(sim, thr.value) if c.key not in inputs.held_out]
+    est = estimate(keys, inputs.backbone, n, exclude=inputs.held_out)
+    choice, conf, rule = estimate_level(est, n, inputs.backbone)
+    lean = est.choice
+    quadrant = tally(side).majority if side else None
+    if uses_fid and not fids and thr.source == "user" and sim in ("similar", "dissimilar"):
+        # Fig. 1's rule alone: no dataset is placed on a user threshold
+        quadrant = "VPT" if sim == "similar" else "FT"
+    if uses_fid and sim == "borderline":
+        choice, conf, rule = "pilot", "low", "the FID is borderline"
+    elif quadrant is not None and quadrant != est.choice:
+        choice, conf, lean = "pilot", "low", quadrant
+        by = ("the Table 19 datasets on your side of the threshold favour" if side
+              else "Fig. 1's rule for your FID gives")
+        rule = (f"{by} {quadrant}, against the vote: the evidence conflicts, so a pilot decides, leaning {quadrant} "
+                "(Fig. 1's rule for your FID)")
+    rows = [cell_row(c, why, fid=fids.get(c.key)) for c in est.voters]
+    rows += [cell_row(c, f"{sim} side (Table 19)") for c in side]
+    vote = tally([*est.voters, *side])
+    reasons = [Reason(rule="task-vote", source=_sources([*est.voters, *side]) or "Tables 5-6",
+                      favours=choice if choice != "pilot" else "pilot",
+                      sentence=_estimate_sentence(est, n, what, side, sim, thr, choice, lean, rule))]
+    return Finding(choice, conf, lean=lean if choice == "pilot" else None, vote=vote, rows=rows,
+                   reasons=reasons, probability=est.p_vpt)
 
 
-def _calibrated_side(inputs: AdvisorInputs, side: str, threshold: float, n: int) -> Finding | None:
-    fids = _task_fids(inputs)
-    keys = [k for k in _keys(inputs) if k in fids and (fids[k] <= threshold) == (side == "similar")]
-    if not keys:
-        return None
-    cells = select_cells(keys, "in21k", n)
-    finding = vote_finding(cells, n, what=f"calibrated tasks on the {side} side of FID {threshold:.1f}",
-                           rule="similarity-vote", why=f"{side} side (calibration)")
-    finding.rows = [cell_row(c, f"{side} side (calibration)", fid=fids.get(c.key)) for c in cells]
-    return finding
+def _sources(cells: list[Experiment]) -> str:
+    return ", ".join(dict.fromkeys(c.table for c in cells))
 
 
-def _similarity(inputs: AdvisorInputs, sim: Similarity, threshold: float, default: bool, n: int) -> Finding:
-    """Low disparity with a verified FID: the similar side votes VPT, the dissimilar side FT (Fig. 1)."""
-    size = _size_vote(inputs, n)
-    if sim == "borderline":
-        return Finding("pilot", "low", lean=size.vote.majority if size.vote else None, vote=size.vote,
-                       rows=size.rows, reasons=size.reasons)
-    side = _calibrated_side(inputs, sim, threshold, n)
-    quad: Choice = "VPT" if sim == "similar" else "FT"
-    cells = fgvc_side(sim, threshold) if default else []
-    if side is None and not cells:
-        why = (f"Table 19 has no dataset on the {sim} side of FID {threshold:.1f}" if default else
-               "the threshold is not Table 19's, so Table 19's FIDs (against the paper's own reference) cannot "
-               "be placed on either side of it")
-        side = Finding(quad, "medium" if not default else "low", reasons=[Reason(
-            rule="similarity-vote", source="Fig. 1", favours=quad, sentence=(
-                f"{why[0].upper()}{why[1:]}, so the answer rests on Fig. 1's rule alone: {sim} data with low "
-                f"disparity favours {quad}."))])
-    elif side is None:
-        side = vote_finding(cells, n, what=f"datasets on the {sim} side of FID {threshold:.1f}",
-                            rule="similarity-vote", why=f"{sim} side (Table 19)")
-    if default and side.confidence == "high":
-        side.confidence = "medium"
-        side.reasons.append(Reason(rule="confidence", source="Table 19", sentence=(
-            "The similarity side rests on the FID threshold derived from Table 19, which the paper does not "
-            "print, so the confidence is at most medium.")))
-    against = size.vote is not None and size.vote.majority not in (None, side.choice)
-    if against and side.choice != "pilot" and size.vote is not None:
-        side.confidence = _STEP_DOWN[side.confidence]
-        side.reasons.append(Reason(rule="data-size", source="Tables 5-6", favours=size.vote.majority or "neutral",
-                                   sentence=(
-            f"{size.reasons[0].sentence} This size trend disagrees with the similarity side, so it lowers the "
-            "confidence; it does not change the answer because the paper has no tasks with a known FID on "
-            "your side at this size.")))
-    return side
+def _wins(cells: list[Experiment]) -> str:
+    vpt = [c.name for c in cells if c.winner == "VPT"]
+    ft = [c.name for c in cells if c.winner == "FT"]
+    tie = [c.name for c in cells if c.winner == "tie"]
+    parts = [f"VPT wins {len(vpt)}" + (f" ({', '.join(vpt)})" if vpt else ""),
+             f"FT wins {len(ft)}" + (f" ({', '.join(ft)})" if ft else "")]
+    if tie:
+        parts.append(f"{len(tie)} tie ({', '.join(tie)})")
+    return "; ".join(parts)
+
+
+def _estimate_sentence(est: Estimate, n: int, what: str, side: list[Experiment], sim: Similarity,
+                       thr: SimilarityThreshold, choice: Choice, lean: Lean, rule: str) -> str:
+    size = (f"{table_size(n):,} training samples" if n >= DATA_SIZES[0] or est.voters and
+            est.voters[0].backbone != "in21k" else "the nearer of one image per class and 400 samples")
+    if est.voters and est.voters[0].backbone != "in21k":
+        size = "800 training samples"
+    count = f"the {len(est.voters)} {what}" if len(est.voters) > 1 else f"the one task {what.removeprefix('tasks ')}"
+    head = (f"of {count} measured at {size}, {_wins(est.voters)}" if est.voters
+            else f"no {what} are measured at {size}")
+    on_side = (f" Of the Table 19 datasets on the {sim} side of FID {thr.value:.1f}, {_wins(side)}." if side else "")
+    prior = (f"; across all {est.prior_cells} tasks at that size VPT wins {est.prior_vpt:g} (the size prior, "
+             "Tables 1-2, 5-6)")
+    answer = f"answer {choice}" if choice != "pilot" else f"run a pilot, leaning {lean or 'neither way'}"
+    return (f"VPT wins with probability {est.p_vpt:.0%}: {head}{prior}.{on_side} So {answer} ({rule}).")
 
 
 def paper_finding(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThreshold, *,
@@ -185,10 +207,8 @@ def paper_finding(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
                 and sim in ("similar", "dissimilar", "borderline"))
     if inputs.task_kind == "vtab":
         finding = _named(inputs, n)
-    elif uses_fid:
-        finding = _similarity(inputs, sim, thr.value, thr.source == "table19-default", n)
     else:
-        finding = _size_vote(inputs, n)
+        finding = _unseen(inputs, n, sim, thr, uses_fid)
     if not uses_fid and inputs.disparity == "low" and sim in ("similar", "dissimilar", "borderline"):
         why = ("a named task answers from its own results" if inputs.task_kind == "vtab"
                else f"the quadrant analysis is for the ImageNet-21k ViT-B/16 only, not {inputs.backbone}")
@@ -236,7 +256,12 @@ def combine_pilot(inputs: AdvisorInputs, sim: Similarity, thr: SimilarityThresho
         # a tie-break by the sign of a non-decisive difference, never from a pilot not decisive by design
         if (prior.choice == "pilot" and verdict.by_design and verdict.difference is not None
                 and verdict.difference != 0):
-            return verdict, reasons, ("VPT" if verdict.difference > 0 else "FT", None, "low")
+            sign: Choice = "VPT" if verdict.difference > 0 else "FT"
+            reasons.append(Reason(rule="pilot", source="our rule", favours=sign, sentence=(
+                f"The paper's evidence asks for a pilot and the pilot, planned to detect --min-detectable, found "
+                f"no significant difference: the methods are that close on your data, so the sign of its "
+                f"difference breaks the tie ({sign}, confidence low).")))
+            return verdict, reasons, (sign, None, "low")
         return verdict, reasons, keep
     won, conf = verdict.winner, _pilot_confidence(verdict)
     m, n = pilot.n_train, inputs.n_train

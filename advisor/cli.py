@@ -8,6 +8,7 @@ Commands live in ``advisor.commands.<group>`` and each registers itself through 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -116,6 +117,50 @@ def _interrupted_if_130(code: int) -> int:
     return code
 
 
+STDOUT_CLOSED = ("standard output is closed, so the result could not be written; run the command without '>&-' "
+                 "(redirect to a file, or to /dev/null to discard it)")
+
+
+def _stdout_closed() -> bool:
+    """True when stdout cannot be written: Python started with it closed, or its descriptor is gone.
+
+    Checked before anything runs: with descriptor 1 free, the next file opened (a store, a cache) would
+    get it, and whatever the command printed would be written into that file instead.
+    """
+    if sys.stdout is None:
+        return True
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # a capture object (tests) or an embedding shell: no descriptor
+        return getattr(sys.stdout, "closed", False) is True
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
+
+
+def _flush_stdout() -> bool:
+    """Flush stdout; False when what was printed could not be written (closed pipe, closed descriptor)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_stdout_failure(exc: BaseException) -> bool:
+    """A write to stdout failed under the command (the reader of a pipe went away, the descriptor was closed)."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, ValueError) and "closed file" in str(exc):
+        return sys.stdout is None or getattr(sys.stdout, "closed", False) is True
+    if isinstance(exc, OSError) and exc.errno == errno.EBADF and exc.filename is None:
+        return not _flush_stdout()
+    return False
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("VPT_ADVISOR_DEBUG", "") not in ("", "0")
 
@@ -126,14 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     debug = _debug_requested(args)
     from rich.markup import escape
 
-    from advisor.render import err_console
+    from advisor.render import display_text, err_console
 
+    if _stdout_closed():
+        err_console.print(f"[red]Error:[/red] {STDOUT_CLOSED}", markup=True, soft_wrap=True)
+        return 1
     exit_types, abort_types, usage_types = _exception_types()
     handler = _WarningHandler()
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).addHandler(handler)
     try:
         result = app(args=args, prog_name="vpt-advisor", standalone_mode=False)
+        if not _flush_stdout():
+            raise BrokenPipeError(STDOUT_CLOSED)
         return _interrupted_if_130(int(result) if isinstance(result, int) else 0)
     except exit_types as exc:
         return _interrupted_if_130(int(getattr(exc, "exit_code", 0)))
@@ -151,17 +201,17 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(INTERRUPTED, markup=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the single place where errors become messages
-        message = format_error(exc)
+        message = STDOUT_CLOSED if _is_stdout_failure(exc) else format_error(exc)
         if debug:
             traceback.print_exc()
         if message is None:
             err_console.print(
-                f"[red]Error:[/red] internal error ({type(exc).__name__}: {escape(str(exc))}); "
+                f"[red]Error:[/red] internal error ({type(exc).__name__}: {escape(display_text(str(exc)))}); "
                 "re-run with --debug and report it", markup=True, soft_wrap=True
             )
         else:
             # one line, never wrapped or cropped by rich (soft_wrap): paths and URLs in it copy whole
-            err_console.print(f"[red]Error:[/red] {escape(message)}", markup=True, soft_wrap=True)
+            err_console.print(f"[red]Error:[/red] {escape(display_text(message))}", markup=True, soft_wrap=True)
         return 1
     finally:
         for name in _LIBRARY_LOGGERS:

@@ -7,15 +7,16 @@ Table 19 side of the FID threshold) and ``advisor.evidence`` turns their vote in
 confidence. This module reconciles the user's options, resolves the FID threshold and assembles the
 :class:`~advisor.schemas.Recommendation`; the Tables 5-6 size trend is computed here for display.
 
-Confidence rules (explicit; the numbers marked "our rule" are ours, not the paper's):
+Confidence rules (explicit; each names its source, "ours" = checked by ``benchmarks.held_out``):
 
-* ``high`` only when every voting experiment agrees, each by at least 1 point (our rule: the paper prints
-  no seed spread for VTAB cells), measured within 2x of the user's size (our rule; 4x -> low).
-* a clear vote (>= 3/4 agree, our rule) that is not unanimous -> ``medium``; a split vote -> ``pilot``
-  with ``low`` and a lean to the majority; a printed tie -> ``pilot``.
-* caps: ``low`` below 400 samples (one-shot Tables 3-4) and for a named task between two sizes whose
-  winners differ; ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type
-  resting on fewer than 3 tasks, and when the similarity side rests on the derived Table 19 threshold.
+* a named task's own cell: ``high`` when its gap is at least 1 point (ours: the paper prints no seed
+  spread) and it was measured within 2x of the user's size (ours; 4x -> low); a tie -> ``pilot``; ``low``
+  below 400 samples (one-shot Tables 3-4) and between two sizes whose winners differ.
+* a task type or a disparity (an unseen task): the probability that VPT wins (``advisor.evidence.estimate``)
+  earns ``medium`` or ``low`` by the thresholds of ``advisor.evidence.estimate_level``, never ``high``; the
+  held-out record of answers given the same way is quoted (``advisor.heldout``).
+* caps: ``medium`` beyond 10,000 samples, with n_train unknown (800 assumed), for a task type resting on
+  fewer than 3 tasks.
 * a pilot whose paired 95 % interval on held-out images excludes zero decides at its own size
   (``high`` when its 99 % interval excludes zero too, else ``medium``); a pilot "not decisive by
   design" never changes the answer; when the user's n is more than twice the pilot's, it is combined
@@ -24,7 +25,10 @@ Confidence rules (explicit; the numbers marked "our rule" are ours, not the pape
 
 from __future__ import annotations
 
-from advisor.answer import calibration_matches, combine_pilot, paper_finding, task_line, usable_calibration
+import functools
+
+from advisor.answer import combine_pilot, paper_finding, task_line, usable_calibration
+from advisor.heldout import held_out_record
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
@@ -46,7 +50,7 @@ from advisor.tasks import resolve_task
 from advisor.trend import size_trend
 from engine import __version__
 from engine.errors import ConfigError
-from engine.fid.calibration import Calibration, derive_threshold
+from engine.fid.calibration import Calibration, calibration_problem, derive_threshold, similarity_side
 from engine.paper import (
     VTAB_TASKS,
     Disparity,
@@ -62,7 +66,6 @@ __all__ = [
     "LOW_DISPARITY_VPT_WINS",
     "backbone_summary",
     "build_inputs",
-    "calibration_matches",
     "classify_similarity",
     "recommend",
     "reconcile_disparity",
@@ -70,8 +73,9 @@ __all__ = [
 ]
 
 
-def _default_threshold() -> SimilarityThreshold:
-    rows = fgvc_table()
+def _default_threshold(held_out: tuple[str, ...] = ()) -> SimilarityThreshold:
+    """The Table 19 threshold (refitted without the ``held_out`` datasets; ConfigError when one side is empty)."""
+    rows = [r for r in fgvc_table() if r.key not in held_out]
     value, band = derive_threshold({r.key: r.fid for r in rows}, {r.key: r.winner for r in rows})
     vpt_top = max((r for r in rows if r.winner == "VPT"), key=lambda r: r.fid)
     ft_low = min((r for r in rows if r.winner == "FT"), key=lambda r: r.fid)
@@ -140,6 +144,7 @@ def build_inputs(
     calibration: Calibration | None = None,
     reference: str = "in21k",
     backbone: BackboneName = "in21k",
+    held_out: tuple[str, ...] = (),
 ) -> AdvisorInputs:
     """Reconcile the user's options into :class:`AdvisorInputs` (pure; raises ConfigError/UnknownTaskError)."""
     disp, source = reconcile_disparity(task, disparity)
@@ -160,22 +165,23 @@ def build_inputs(
         calibration=calibration,
         reference=reference,
         backbone=backbone,
+        held_out=list(held_out),
     )
 
 
 def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[Reason]]:
     """Threshold in force: ``--fid-threshold`` > a calibration for the same reference > the Table 19 default."""
     notes: list[Reason] = []
-    cal = inputs.calibration
-    if cal is not None and not calibration_matches(cal, inputs.reference):
-        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
-            f"The calibration file is for reference '{cal.reference}', not '{inputs.reference}', so it is ignored.")))
-        cal = None
-    if cal is not None and cal.loo_accuracy is None:
-        notes.append(Reason(rule="threshold", source="calibration file", sentence=(
-            "The calibration file has no leave-one-task-out accuracy (it was written before 'calibrate' refused "
-            "weak fits), so it is ignored; re-run 'vpt-advisor calibrate' to use a calibration.")))
-        cal = None
+    cal = inputs.calibration if inputs.fid_threshold is None else None
+    if cal is not None:  # the one check (engine.fid.calibration.calibration_problem)
+        verdict, why = calibration_problem(cal, inputs.reference, inception_sha256=inputs.fid_weights_sha256,
+                                           reference_sha256=inputs.reference_sha256)
+        if verdict == "refuse":
+            raise ConfigError(why)
+        if verdict == "other-reference":
+            notes.append(Reason(rule="threshold", source="calibration file", sentence=f"{why[0].upper()}{why[1:]}, "
+                                "so it is ignored."))
+            cal = None
     if inputs.fid_threshold is not None:
         thr = SimilarityThreshold(
             value=inputs.fid_threshold, band=(inputs.fid_threshold, inputs.fid_threshold), source="user",
@@ -192,28 +198,47 @@ def resolve_threshold(inputs: AdvisorInputs) -> tuple[SimilarityThreshold, list[
         )
     else:
         thr = DEFAULT_THRESHOLD
+        held = tuple(k for k in inputs.held_out if k in {r.key for r in fgvc_table()})
+        if held and _held_out_gap(inputs) is None:
+            thr = _default_threshold(held)
     return thr, notes
 
 
+def _held_out_gap(inputs: AdvisorInputs) -> str | None:
+    """Why Table 19 without the held-out datasets gives no threshold (no FT-won or VPT-won one left), or None."""
+    held = tuple(k for k in inputs.held_out if k in {r.key for r in fgvc_table()})
+    if not held:
+        return None
+    try:
+        _default_threshold(held)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def classify_similarity(
-    fid: float | None, threshold: SimilarityThreshold, interval: tuple[float, float] | None = None
+    fid: float | None, threshold: SimilarityThreshold, interval: tuple[float, float] | None = None,
+    bias: float = 0.0,
 ) -> Similarity:
-    """``similar`` (<= threshold), ``dissimilar`` (> threshold), ``borderline`` (strictly inside the band,
-    or the FID's bootstrap ``interval`` straddles the threshold).
+    """``similar`` (<= threshold), ``dissimilar`` (> threshold, and still beyond the band after the small-N
+    ``bias`` is taken off), ``borderline`` otherwise (``engine.fid.calibration.similarity_side``).
 
     The band is exclusive so that the datasets it was derived from keep their observed side: with the
     Table 19 default, NABirds (169.117, VPT won) is similar and Stanford Cars (182.487, FT won) dissimilar.
     """
     if fid is None:
         return "unmeasured"
-    lo, hi = threshold.band
-    if lo < fid < hi or (interval is not None and interval[0] < threshold.value < interval[1]):
-        return "borderline"
-    return "similar" if fid <= threshold.value else "dissimilar"
+    return similarity_side(fid, threshold.value, threshold.band, interval=interval,
+                           bias=bias if threshold.n is None else 0.0)
 
 
 def backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSummary:
     """Win counts of FT and VPT for ``backbone`` over the VTAB groups of ``disparity``."""
+    return _backbone_summary(backbone, disparity).model_copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _backbone_summary(backbone: BackboneName, disparity: Disparity) -> BackboneSummary:
     results = backbone_results(backbone)
     groups: tuple[Group, ...] = _LOW_GROUPS if disparity == "low" else ("Structured",)
     return BackboneSummary(
@@ -256,7 +281,8 @@ def _size_trend(inputs: AdvisorInputs, similarity: Similarity, thr: SimilarityTh
     return size_trend(keys, inputs.n_train, grouping=grouping)
 
 
-def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Recommendation:
+def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with_record: bool = True
+              ) -> Recommendation:
     """FT, VPT or 'pilot' for the user's task, with a confidence and every reason.
 
     Args:
@@ -266,9 +292,14 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
             :func:`advisor.answer.combine_pilot` and ``advisor.rules.read_pilot``).
     """
     thr, reasons = resolve_threshold(inputs)
+    no_threshold = _held_out_gap(inputs)  # held-out Table 19 datasets leave one side empty: no threshold
     # An unverified FID (non-official weights, a doubtful reference) is shown but never decides.
     similarity = ("unverified" if inputs.fid_status == "unverified"
-                  else classify_similarity(inputs.fid, thr, inputs.fid_interval))
+                  else classify_similarity(inputs.fid, thr, inputs.fid_interval, inputs.fid_bias or 0.0))
+    if no_threshold is not None and inputs.fid is not None:
+        similarity = "unmeasured"
+        inputs = inputs.model_copy(update={"fid_unmeasured_reason": (
+            f"without {', '.join(inputs.held_out)} Table 19 cannot give a threshold ({no_threshold})")})
     trend = _size_trend(inputs, similarity, thr)
     summary = backbone_summary(inputs.backbone, inputs.disparity)
     finding, quadrant, context = paper_finding(inputs, similarity, thr, n_train=inputs.n_train)
@@ -285,6 +316,9 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
         verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
             inputs, similarity, thr, finding, pilot)
         reasons[:0] = pilot_reasons
+    record = held_out_record(inputs, choice, confidence, similarity) if with_record else None
+    if record is not None:
+        reasons.append(Reason(rule="record", source="benchmarks.held_out", sentence=record.sentence))
     src = paper_source()
     label = {"FT": "full finetuning (FT)", "VPT": "visual prompt tuning (VPT)", "pilot": "run a pilot"}[choice]
     headline = (f"Recommendation: {label}, leaning {lean} (confidence {confidence})" if choice == "pilot" and lean
@@ -293,6 +327,7 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None) -> Reco
         recommendation=choice, lean=lean if choice == "pilot" else None, confidence=confidence,
         headline=headline, disparity=inputs.disparity, similarity=similarity, quadrant=quadrant,
         reasons=reasons, task_line=task_line(inputs), nearest_tasks=finding.rows, vote=finding.vote,
+        probability_vpt=None if finding.probability is None else round(finding.probability, 3), record=record,
         size_trend=trend, backbone=summary, pilot=verdict, inputs=inputs,
         provenance=Provenance(
             paper=f"{src['authors']}, \"{src['title']}\", {src['venue']}", arxiv=src["arxiv"],

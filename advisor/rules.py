@@ -59,13 +59,14 @@ def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Simi
             tail = ("for high-disparity tasks the paper's rule does not depend on it: VPT won all 8 Structured "
                     "tasks at 800 samples (Table 2)")
         else:
-            wins, total = LOW_DISPARITY_VPT_WINS
-            tail = (f"for low-disparity tasks similarity is what separates FT from VPT, so the answer rests on "
-                    f"the vote of the comparable tasks at your size (at 800 samples VPT won {wins} of {total} "
-                    f"Natural and Specialized tasks, Tables 1-2)")
-        return Reason(rule="similarity", source="Sec. 4.3, Fig. 1; Tables 1-2",
+            tail = ("for low-disparity tasks similarity is what separates FT from VPT, so without it the answer rests "
+                    "on the comparable tasks' own results at your size (the reasons below name them)")
+        return Reason(rule="similarity", source="Sec. 4.3, Fig. 1",
                       sentence=f"The similarity axis is {sim}: {why.rstrip('.')}; {tail}.")
     lo, hi = thr.band
+    bias = inputs.fid_bias if thr.n is None and inputs.fid_bias else 0.0
+    if sim == "borderline" and bias and not lo < (inputs.fid or 0.0) < hi:
+        hi = max(hi, thr.value) + bias
     where = {
         "similar": f"at or below the threshold {thr.value:.1f}",
         "dissimilar": f"above the threshold {thr.value:.1f}",
@@ -73,7 +74,16 @@ def similarity_reason(inputs: AdvisorInputs, thr: SimilarityThreshold, sim: Simi
     }[sim]
     return Reason(rule="similarity", source=src, favours="pilot" if sim == "borderline" else "neutral", sentence=(
         f"FID {inputs.fid:.1f} against reference '{inputs.reference}' is {where}, so the data counts as {sim} "
-        f"({thr.description}). {REFERENCE_CAVEAT}."))
+        f"({thr.description}). {_bias_note(bias, inputs.fid_n)}{REFERENCE_CAVEAT}."))
+
+
+def _bias_note(bias: float, n: int | None) -> str:
+    if not bias:
+        return ""
+    at = f" at N = {n:,}" if n else ""
+    return (f"The threshold has no N and FID is biased upwards at small N: the bias{at} is estimated at {bias:.1f} "
+            "points (twice FID(N/2) - FID(N), our rule), so the data counts as dissimilar only when the FID minus "
+            "that bias is still above the band. ")
 
 
 def quadrant_reason(inputs: AdvisorInputs, sim: Similarity) -> tuple[str, Reason]:

@@ -25,6 +25,7 @@ __all__ = [
     "DisparityName",
     "FidStatus",
     "FidEvidence",
+    "HeldOutRecord",
     "MethodScore",
     "NearestTask",
     "PairedDifference",
@@ -123,11 +124,32 @@ class AdvisorInputs(_Model):
     fid_unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
     fid_n: int | None = Field(default=None, ge=1, description="Sample size N at which the user's FID was measured.")
     fid_interval: tuple[float, float] | None = Field(default=None, description="Bootstrap interval of the FID.")
+    fid_bias: float | None = Field(default=None, ge=0.0, description=(
+        "Estimated small-N upward bias of the FID (twice FID(N/2) - FID(N)); widens the band's upper end when the "
+        "threshold has no N (engine.fid.calibration.small_n_bias)."))
     fid_threshold: float | None = Field(default=None, ge=0.0, allow_inf_nan=False,
                                         description="--fid-threshold override.")
     calibration: Calibration | None = Field(default=None, description="Calibration file contents, if any.")
+    fid_weights_sha256: str = Field(default="", description=(
+        "sha256 (or its prefix) of the Inception weights the FID was measured with ('' = not measured here)."))
+    reference_sha256: str = Field(default="", description=(
+        "sha256 of the reference .npz the FID was measured against ('' = not measured here)."))
     reference: str = Field(default="in21k", description="Reference statistics the FID is measured against.")
     backbone: BackboneName = Field(default="in21k", description="Pretrained backbone.")
+    held_out: list[str] = Field(default_factory=list, description=(
+        "VTAB-1k tasks or Table 19 datasets removed from the evidence, as if the paper had never measured them "
+        "(benchmarks.held_out asks every cell this way)."))
+
+
+class HeldOutRecord(_Model):
+    """How often answers given the same way were right on tasks left out (``benchmarks.held_out``)."""
+
+    asked_by: str = Field(description="How the question was asked: 'task type', 'disparity' or 'task type + FID'.")
+    backbone: BackboneName = Field(description="Backbone of the questions counted.")
+    confidence: str = Field(description="The confidence level counted ('pilot': answers 'run a pilot', by lean).")
+    right: int = Field(description="Answers (or leans) that matched the paper's winner of the task left out.")
+    n: int = Field(description="Answers counted.")
+    sentence: str = Field(description="The record in one sentence.")
 
 
 class Reason(_Model):
@@ -254,6 +276,11 @@ class Recommendation(_Model):
                            "high disparity, like Clevr/count'.")
     nearest_tasks: list[NearestTask] = Field(default_factory=list, description="Exactly the experiments that voted.")
     vote: Vote | None = Field(default=None, description="How the voting experiments split.")
+    probability_vpt: float | None = Field(default=None, ge=0.0, le=1.0, description=(
+        "Probability that VPT wins, for a task the paper never measured (a task type or a disparity); None for a "
+        "named task's own cell."))
+    record: HeldOutRecord | None = Field(default=None, description=(
+        "Held-out record of answers given the same way (same question kind, backbone and confidence)."))
     size_trend: SizeTrend | None = Field(default=None, description="Tables 5-6 trend at the user's size.")
     backbone: BackboneSummary | None = Field(default=None, description="Backbone win counts.")
     pilot: PilotVerdict | None = Field(default=None, description="How pilot evidence was read.")
@@ -271,6 +298,7 @@ class RecommendRequest(_Model):
     """What the ``recommend`` command was asked, before any measurement."""
 
     dataset: str | None = Field(default=None, description="Dataset path (folder, list file or CSV).")
+    root: str | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     demo: bool = Field(default=False, description="Use the embedded demo dataset.")
     task: str | None = Field(default=None, description="--task.")
     disparity: DisparityName | None = Field(default=None, description="--disparity.")
@@ -313,6 +341,8 @@ class FidEvidence(_Model):
         "the dataset is larger), with its bootstrap interval."))
     compared_note: str = Field(default="", description="Why the FID is compared at that N.")
     infinity: FidInfinity | None = Field(default=None, description="FID-infinity (an estimate, Chong & Forsyth 2020).")
+    small_n_bias: float | None = Field(default=None, description=(
+        "Estimated upward bias of the compared FID at its N (twice FID(N/2) - FID(N)), when the threshold has no N."))
     status: FidStatus = Field(default="verified", description="'unverified': shown, never decides.")
     unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
 

@@ -11,6 +11,7 @@ gap reaches 0. Pure functions, no torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 
@@ -116,6 +117,11 @@ def size_trend(keys: list[str], n_train: int | None, *, grouping: str) -> SizeTr
     Raises:
         ValueError: none of ``keys`` has data at that size (cannot happen for a whole disparity group).
     """
+    return _size_trend(tuple(keys), n_train, grouping).model_copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _size_trend(keys: tuple[str, ...], n_train: int | None, grouping: str) -> SizeTrend:
     n_assumed = n_train is None
     n = 800 if n_train is None else n_train
     gaps = task_gaps(keys)

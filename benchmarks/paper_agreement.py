@@ -10,6 +10,11 @@ Questions (Han et al., ICLR 2024):
   tasks agree; the expected answer is that winner.
 * **similarity cells**: each Table 19 dataset, asked as ``fine-grained`` with its FID.
 
+A task-type or similarity question is a claim about a task the paper did not name, so "run a pilot,
+leaning <the paper's winner>" agrees with it (counted apart, column "lean"): the advisor answers so when
+the evidence for such a question conflicts (e.g. a type resting on one task whose winner goes against the
+size trend). A named-task question agrees only with the winner itself.
+
 It also checks that no answer with confidence high is contradicted by a voting experiment. Run with
 ``python -m benchmarks.paper_agreement``; it prints the CPU capability line like every benchmark,
 the agreement table, and every miss.
@@ -55,6 +60,7 @@ class Outcome:
     confidence: str
     agrees: bool
     contradicted_high: bool
+    by_lean: bool = False
 
 
 def _named() -> Iterator[Question]:
@@ -111,7 +117,9 @@ def run() -> list[Outcome]:
         rec = ask(q)
         contradicted = rec.confidence == "high" and any(
             t.winner not in (rec.recommendation, "tie") for t in rec.nearest_tasks)
-        out.append(Outcome(q, rec.recommendation, rec.confidence, rec.recommendation == q.expected, contradicted))
+        by_lean = (q.kind in ("type", "similarity") and rec.recommendation == "pilot" and rec.lean == q.expected)
+        out.append(Outcome(q, rec.recommendation, rec.confidence, rec.recommendation == q.expected or by_lean,
+                           contradicted, by_lean))
     return out
 
 
@@ -120,19 +128,27 @@ def main() -> int:
     print(f"CPU: {platform.processor() or platform.machine()} ({platform.python_implementation()} "
           f"{platform.python_version()}); pure decision logic, no timing")
     outcomes = run()
-    print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'miss':>4}   high medium  low   high contradicted")
-    kinds = ("named", "one-shot", "type", "similarity")
+    print(f"{'questions':<22} {'asked':>5} {'agree':>5} {'lean':>4} {'miss':>4}   "
+          "high medium  low   high contradicted")
     backbones = ("in21k", "swin-in21k", "mae", "mocov3")
     groups = [(f"{kind} {bb}", [o for o in outcomes if o.question.kind == kind and o.question.backbone == bb])
-              for kind in kinds for bb in backbones]
+              for kind in ("named", "one-shot", "type", "similarity") for bb in backbones]
     for label, rows in groups:
         if not rows:
             continue
         agree = sum(o.agrees for o in rows)
         conf = [sum(o.confidence == c for o in rows) for c in ("high", "medium", "low")]
-        print(f"{label:<22} {len(rows):>5} {agree:>5} {len(rows) - agree:>4}   "
-              f"{conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   {sum(o.contradicted_high for o in rows):>4}")
+        lean = sum(o.by_lean for o in rows)
+        print(f"{label:<22} {len(rows):>5} {agree:>5} {lean:>4} {len(rows) - agree:>4}   "
+              f"{conf[0]:>4} {conf[1]:>6} {conf[2]:>4}   "
+              f"{sum(o.contradicted_high for o in rows):>4}")
     misses = [o for o in outcomes if not o.agrees or o.contradicted_high]
+    leans = [o for o in outcomes if o.by_lean]
+    if leans:
+        print("\nagree by lean (question: paper -> advisor)")
+    for o in leans:
+        print(f"  {o.question.kind:<10} {o.question.label}: {o.question.expected} -> pilot leaning "
+              f"{o.question.expected}, {o.confidence}; {o.question.source}")
     if misses:
         print("\nmisses (question: paper -> advisor, confidence; source)")
     for o in misses:

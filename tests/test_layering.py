@@ -1,8 +1,8 @@
 """The architecture rules of the README, checked.
 
 - engine is the library: it imports neither advisor nor benchmarks and never talks to the terminal;
-- benchmarks -> engine only (never advisor), except benchmarks/paper_agreement.py, the benchmark of the
-  advisor itself, which nothing imports;
+- benchmarks -> engine only (never advisor), except benchmarks/paper_agreement.py and benchmarks/held_out.py,
+  the benchmarks of the advisor itself, which nothing imports;
 - advisor -> engine; advisor reaches benchmarks only from its command modules (advisor/commands/),
   the CLI shell that dispatches ``reproduce-vtab`` and ``calibrate`` to benchmarks' use cases;
 - the pure layers stay free of torch.
@@ -58,7 +58,7 @@ def test_engine_is_a_library(path: Path) -> None:
 
 # The one benchmark *of the advisor*: it asks advisor.decide every question the paper answers (issue 8).
 # It is a leaf: nothing imports it, so the advisor -> engine <- benchmarks layering is otherwise intact.
-_ADVISOR_BENCHMARKS = {ROOT / "benchmarks" / "paper_agreement.py"}
+_ADVISOR_BENCHMARKS = {ROOT / "benchmarks" / "paper_agreement.py", ROOT / "benchmarks" / "held_out.py"}
 
 
 @pytest.mark.parametrize("path", _py_files("benchmarks"), ids=lambda p: str(p.relative_to(ROOT)))
@@ -72,6 +72,9 @@ def test_the_advisor_benchmark_is_a_leaf() -> None:
     users = [p for pkg in ("advisor", "engine", "benchmarks") for p in _py_files(pkg)
              if "paper_agreement" in p.read_text(encoding="utf-8") and p not in _ADVISOR_BENCHMARKS]
     assert users == []
+    importers = [p for pkg in ("advisor", "engine", "benchmarks") for p in _py_files(pkg)
+                 if "benchmarks.held_out" in _full_imports(p)]
+    assert importers == []
 
 
 @pytest.mark.parametrize("path", _py_files("advisor"), ids=lambda p: str(p.relative_to(ROOT)))

@@ -69,6 +69,9 @@ ProtocolSetOpt = Annotated[list[str] | None, typer.Option(
     "prompt_dropout_mode, lr_schedule, head_init, ft_dropout, on_divergence, optimizer_rule (original|nominal), "
     "ft_warmup_epochs, ft_batch_size, adamw_eps; the defaults follow the original code "
     "(benchmarks/vtab/README.md).", show_default=False)]
+RootOpt = Annotated[Path | None, typer.Option(
+    "--root", help="For a list file or CSV: the folder its paths are relative to and may not leave "
+    "(default: the list file's own folder).", show_default=False)]
 ModelOpt = Annotated[str, typer.Option("--model", help="timm ViT name.")]
 """``pilot`` and ``reproduce-vtab``; the default is ``engine.config.train.DEFAULT_BACKBONE``."""
 PrecisionOpt = Annotated[

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, WorkersOpt
+from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, RootOpt, WorkersOpt
 
 # Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
 # each loads only what its own command runs.
@@ -45,6 +45,7 @@ def fid_command(
     ] = 2048,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
+    root: RootOpt = None,
 ) -> None:
     """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B').
 
@@ -58,7 +59,8 @@ def fid_command(
     config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
                        use_cache=not no_cache, offline=offline)
     with progress_bar("Inception features", enabled=not as_json and err_console.is_terminal) as on_progress:
-        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress)
+        result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress,
+                             root=root)
     if as_json:
         emit_json(result)
     else:

@@ -20,6 +20,7 @@ from advisor.commands._options import (
     ModelOpt,
     PrecisionOpt,
     ReportOpt,
+    RootOpt,
     WeightsOpt,
     YesOpt,
 )
@@ -65,6 +66,8 @@ _MethodsOpt = Annotated[str, typer.Option(
     "--methods", help=f"Comma-separated: {', '.join(s.name for s in method_specs())}.")]
 _RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", help="Allow a randomly initialised backbone (smoke tests only: results are meaningless).")]
+_InitSeedOpt = Annotated[int, typer.Option(
+    "--init-seed", help="Seed of the --random-init backbone (recorded; the same seed builds the same backbone).")]
 _PromptsOpt = Annotated[int | None, typer.Option(
     "--prompts", min=1, help="Prompt tokens per set (default: the paper's length for a VTAB-1k --task, else 10).",
     show_default=False)]
@@ -88,6 +91,7 @@ def pilot_command(
     model: ModelOpt = DEFAULT_BACKBONE,
     weights: WeightsOpt = None,
     random_init: _RandomInitOpt = False,
+    init_seed: _InitSeedOpt = 0,
     prompts: _PromptsOpt = None,
     seeds: _SeedsOpt = 3,
     batch_size: _BatchSizeOpt = 64,
@@ -101,6 +105,7 @@ def pilot_command(
     out: _OutOpt = None,
     report: ReportOpt = None,
     quick: _QuickOpt = False,
+    root: RootOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
     from advisor.report.write import check_report_path
@@ -109,9 +114,10 @@ def pilot_command(
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
     request = PilotRequest(
-        dataset=dataset, task=task, disparity=disparity, budget=budget, methods=methods, model=model, weights=weights,
-        random_init=random_init, prompts=prompts, seeds=seeds, batch_size=batch_size, img_size=img_size,
-        device=device, precision=precision, min_detectable=min_detectable, yes=yes, out=out, quick=quick)
+        dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
+        weights=weights, random_init=random_init, init_seed=init_seed, prompts=prompts, seeds=seeds,
+        batch_size=batch_size, img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
+        yes=yes, out=out, quick=quick)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)
@@ -148,13 +154,11 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
 
 
 def _write_report(report: PilotReport, result: PilotResult, path: Path | None) -> None:
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
 
     written = write_pilot_outputs(report, result, path)
     if written is not None:
-        err_console.print(f"Wrote {escape(str(written))}")
+        print_message(f"Wrote {written}", target=err_console)
 
 
 def register(app: typer.Typer) -> None:

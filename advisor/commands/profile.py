@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import JsonOpt, WorkersOpt
+from advisor.commands._options import JsonOpt, RootOpt, WorkersOpt
 
 # Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
 # each loads only what its own command runs.
@@ -27,6 +27,7 @@ def profile_command(
     *,
     as_json: JsonOpt = False,
     workers: WorkersOpt = 0,
+    root: RootOpt = None,
 ) -> None:
     """Decode every image once and report images used and skipped, classes, class sizes and image sizes."""
     from advisor.render import emit_json, err_console, progress_bar
@@ -34,7 +35,7 @@ def profile_command(
     from engine.data.profile import profile_path
 
     with progress_bar("Reading images", enabled=not as_json and err_console.is_terminal) as on_progress:
-        profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress)
+        profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress, root=root)
     if as_json:
         emit_json(profile)
     else:

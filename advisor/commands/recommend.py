@@ -22,6 +22,7 @@ from advisor.commands._options import (
     MinDetectableOpt,
     ReferenceOpt,
     ReportOpt,
+    RootOpt,
     WeightsOpt,
     YesOpt,
     finite_non_negative,
@@ -104,12 +105,14 @@ def recommend_command(
     min_detectable: MinDetectableOpt = DEFAULT_MIN_DETECTABLE,
     weights: WeightsOpt = None,
     yes: YesOpt = False,
+    root: RootOpt = None,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
     from advisor.render import err_console
 
     request = RecommendRequest(
-        dataset=str(dataset) if dataset is not None else None, demo=demo, task=task, disparity=disparity,
+        dataset=str(dataset) if dataset is not None else None, root=str(root) if root else None, demo=demo,
+        task=task, disparity=disparity,
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
         inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,
         device=device, calibration_path=str(calibration) if calibration else None, trust_reference=trust_reference,
@@ -170,9 +173,7 @@ def _check_output_paths(report: Path | None, plot: Path | None) -> None:
 
 def _write_outputs(result: RecommendReport, report: Path | None, plot: Path | None) -> None:
     """Write ``--report`` / ``--plot`` files and say where they went (on stderr, so --json stays clean)."""
-    from rich.markup import escape
-
-    from advisor.render import err_console
+    from advisor.render import err_console, print_message
     from advisor.report import write_recommend_plots, write_recommend_report
 
     written: list[Path] = []
@@ -181,7 +182,7 @@ def _write_outputs(result: RecommendReport, report: Path | None, plot: Path | No
     if plot is not None:
         written.extend(write_recommend_plots(result, plot))
     for path in written:
-        err_console.print(f"Wrote {escape(str(path))}")
+        print_message(f"Wrote {path}", target=err_console)
 
 
 def register(app: typer.Typer) -> None:

@@ -80,12 +80,13 @@ def export_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
 ) -> None:
     """Write a reference (stats + provenance) to one file to share; prints its sha256 for 'reference pull'."""
-    from advisor.render import console
+    from advisor.render import print_message
     from engine.fid.frechet import file_sha256
     from engine.fid.refshare import export_reference
 
     path = export_reference(name, file, overwrite=overwrite)
-    console.print(f"Exported {name} to {path}\nsha256 {file_sha256(path)}")
+    print_message(f"Exported {name} to {path}")  # the path as on disk: no markup or emoji read into it
+    print_message(f"sha256 {file_sha256(path)}")
 
 
 @reference_app.command("import")

@@ -174,6 +174,9 @@ def calibrate_command(
                                       "2048 (standard FID).")] = 2048,
     output: Annotated[Path | None, typer.Option(
         "--output", help="Calibration file (default: <data home>/calibration.json).", show_default=False)] = None,
+    allow_unverified: Annotated[bool, typer.Option(
+        "--allow-unverified", help="Fit unverified FIDs too (other Inception weights, a doubtful reference); the "
+        "file is marked unverified and 'recommend' refuses it: for inspecting a calibration only.")] = False,
     as_json: JsonOpt = False,
     explain: ExplainOpt = False,
 ) -> None:
@@ -183,7 +186,7 @@ def calibrate_command(
     from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
 
     request = CalibrationRequest(root=vtab_root, reference=reference, inception_weights=inception_weights,
-                                 device=device, output=output, dims=dims)
+                                 device=device, output=output, dims=dims, allow_unverified=allow_unverified)
     with progress_bar("FID per task", enabled=not as_json and err_console.is_terminal) as on_progress:
         report = run_calibration(request, on_progress=on_progress)
     if as_json:

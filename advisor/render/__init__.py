@@ -10,12 +10,14 @@ Commands render through this package only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
 from collections.abc import Iterator
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -27,16 +29,20 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
+from engine.data.imageio import display_text
 from engine.progress import ProgressCallback
 
 __all__ = [
     "console", "err_console", "configure_consoles", "progress_bar", "emit_json", "warn", "note",
-    "print_message", "print_fields", "split_copyable",
+    "print_message", "print_fields", "split_copyable", "reset_warnings", "user_text", "display_text",
 ]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: rich would turn a folder named ":x:" into an emoji (markup.escape does not stop that); our own
+# output uses no emoji codes, so none is ever interpreted and a name prints as it is on disk.
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 _seen_warnings: set[str] = set()
 
@@ -64,8 +70,22 @@ def configure_consoles() -> None:
     force = True if os.environ.get("FORCE_COLOR", "") not in ("", "0") else None
     # rich decides width and terminal detection in its constructor and offers no setter for the latter, and
     # every command module holds these two objects by name: so the constructor runs again on the same objects.
-    Console.__init__(console, highlight=False, width=width, force_terminal=force)
-    Console.__init__(err_console, stderr=True, highlight=False, width=width, force_terminal=force)
+    Console.__init__(console, highlight=False, emoji=False, width=width, force_terminal=force)
+    Console.__init__(err_console, stderr=True, highlight=False, emoji=False, width=width, force_terminal=force)
+    _seen_warnings.clear()
+
+
+def user_text(value: object, style: str = "") -> Text:
+    """A name from the user's disk (a path, a class folder, a task) as a rich ``Text`` printed literally.
+
+    ``Text`` is never parsed for markup or emoji codes, and :func:`display_text` escapes control
+    characters, bidi overrides and undecodable bytes first: every table cell holding user data uses this.
+    """
+    return Text(display_text(str(value)), style=style)
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were printed (each command run starts afresh)."""
     _seen_warnings.clear()
 
 
@@ -98,6 +118,7 @@ def print_message(message: str, *, prefix: str = "", target: Console | None = No
         style: style for the prose.
     """
     out = target or console
+    message = display_text(message)  # names inside a message print as they are on disk (one line, no escapes)
     prose, first = prefix, True
 
     def flush(text: str) -> None:
@@ -162,8 +183,28 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
 
 def emit_json(model: BaseModel) -> None:
     """Write a pydantic model as JSON to stdout (never wrapped or coloured)."""
-    sys.stdout.write(model.model_dump_json(indent=2) + "\n")
+    try:
+        text = model.model_dump_json(indent=2)
+    except (PydanticSerializationError, UnicodeEncodeError):
+        # a name that is not valid UTF-8 slipped through as surrogates: write it as \xNN escapes, never crash
+        text = json.dumps(_json_safe(model.model_dump(mode="python")), indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _json_safe(value: object) -> object:
+    """``value`` with every string made encodable (undecodable bytes as ``\\xNN``); containers walked."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return display_text(value)
+        return value
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def warn(message: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.console import RenderableType
 from rich.text import Text
 
-from advisor.render import console, print_fields, print_message
+from advisor.render import console, print_fields, print_message, user_text
 from advisor.render.tables import Col, fit_table
 from engine.data.profile import DatasetProfile
 
@@ -22,6 +24,9 @@ _LAYOUTS = {
 }
 
 
+_FOLDER_REASONS = {"empty": "empty class folder", "unreadable": "cannot be listed", "outside-root": "link outside"}
+
+
 def _num(value: float | int | None) -> str:
     if value is None:
         return "-"
@@ -35,6 +40,10 @@ def _summary(p: DatasetProfile) -> list[tuple[str, str]]:
         pairs.append(("Other files (ignored)",
                       ", ".join(f"{ext or '(no extension)'} {n}" for ext, n in p.ignored_files.items())))
     pairs.append(("Classes", str(p.num_classes) if p.labeled else "none (unlabeled)"))
+    if p.skipped_folders:
+        counts = Counter(f.reason for f in p.skipped_folders)
+        pairs.append(("Folders skipped", f"{len(p.skipped_folders)} ("
+                      + ", ".join(f"{_FOLDER_REASONS.get(r, r)} {n}" for r, n in sorted(counts.items())) + ")"))
     if p.labeled:
         pairs.append(("Images per class", f"min {_num(p.class_count_min)} / median {_num(p.class_count_median)} / "
                       f"max {_num(p.class_count_max)}"))
@@ -69,16 +78,25 @@ def _classes(p: DatasetProfile) -> RenderableType:
         half = MAX_CLASS_ROWS // 2
         items = sorted(ranked[:half] + ranked[-half:])
         caption = f"{len(p.class_counts)} classes: the {half} smallest and {half} largest are shown"
-    rows: list[list[str | Text]] = [[str(label), Text(name), Text(str(count), style="red" if count == 0 else "")]
+    rows: list[list[str | Text]] = [[str(label), user_text(name), Text(str(count), style="red" if count == 0 else "")]
                                     for label, (name, count) in items]
     return fit_table([Col("label", "right"), Col("class"), Col("images", "right")], rows,
                      title="Images per class", caption=caption, width=console.width)
 
 
+def _folders(p: DatasetProfile) -> None:
+    """Each skipped folder on its line: reason, path (whole), why."""
+    console.print("Folders skipped", style="bold", markup=False)
+    for f in p.skipped_folders:
+        print_message(f"{f.reason}: {f.path}" + (f" ({f.detail})" if f.detail else ""))
+
+
 def render_profile(profile: DatasetProfile) -> None:
-    """Print the profile to stdout: a summary, skipped files with reasons, images per class."""
+    """Print the profile to stdout: a summary, skipped files and folders with reasons, images per class."""
     print_fields(_summary(profile), title="Dataset")
     if profile.n_skipped:
         _skipped(profile)
+    if profile.skipped_folders:
+        _folders(profile)
     if profile.labeled and profile.class_counts:
         console.print(_classes(profile))

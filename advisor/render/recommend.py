@@ -186,7 +186,8 @@ def _short(report: RecommendReport) -> None:
     why = Table.grid(padding=(0, 1))
     why.add_column(justify="right", no_wrap=True)
     why.add_column()
-    for i, r in enumerate(rec.reasons, 1):  # wrapped lines hang under the reason's first word
+    # the held-out record is one sentence of --explain (and --json: record); the short view stays short
+    for i, r in enumerate([r for r in rec.reasons if r.rule != "record"], 1):  # wrapped lines hang under the word
         why.add_row(f" {i}.", Text.assemble((_strip_parentheticals(r.source), "magenta"), " · ", short_reason(r, rec)))
     console.print(why)
     if rec.nearest_tasks:

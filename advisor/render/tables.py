@@ -47,13 +47,14 @@ class Col:
 
 def _render_width(renderable: RenderableType, width: int) -> str:
     buf = io.StringIO()
-    Console(width=width, file=buf, color_system=None, highlight=False, force_terminal=False).print(renderable)
+    out = Console(width=width, file=buf, color_system=None, highlight=False, force_terminal=False, emoji=False)
+    out.print(renderable)
     return buf.getvalue()
 
 
 def fits(renderable: RenderableType, width: int) -> bool:
     """True when ``renderable`` renders at ``width`` without any clipped or cropped cell."""
-    trial = Console(width=width, file=io.StringIO(), color_system=None)
+    trial = Console(width=width, file=io.StringIO(), color_system=None, emoji=False)
     if trial.measure(renderable).minimum > width:  # rich would crop the right edge silently
         return False
     return ELLIPSIS not in _render_width(renderable, width)
@@ -91,7 +92,7 @@ def _vertical(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], *, title: str
         parts.append(Text(head, style="bold") if isinstance(head, str) else head)
         grid: Table | None = None
         for c, value in zip(cols[1:], row[1:], strict=False):
-            text = value if isinstance(value, Text) else Text.from_markup(value)
+            text = value if isinstance(value, Text) else Text.from_markup(value, emoji=False)
             if 2 + label_w + 2 + len(text.plain) <= width:
                 if grid is None:  # every grid has the same label width, so the values line up
                     grid = Table.grid(padding=(0, 2), pad_edge=False)

@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 from advisor.report.document import Document, FigureImage, Section, Table
+from engine.data.imageio import display_text
 
 __all__ = ["render_html", "write_html"]
 
@@ -55,7 +56,8 @@ dl.provenance dt { color: var(--muted); } dl.provenance dd { margin: 0; font-fam
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    # display_text first: a bidi override or control character in a path would reorder or hide the text around it
+    return html.escape(display_text(str(text)), quote=True)
 
 
 def _verdict_class(verdict: str) -> str:

@@ -7,6 +7,7 @@ before any figure is rendered, so a typo fails at once with a one-line :class:`C
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,15 @@ def check_report_path(path: Path) -> Path:
             "use .html for one self-contained page or .md for Markdown with PNGs beside it"
         )
     return path
+
+
+def say_if_replacing(target: Path, named: Path) -> Path:
+    """Warn before a file the user did not name (written beside ``named``) replaces an existing one; returns it."""
+    if target != named and os.path.lexists(target):
+        from advisor.render import warn
+
+        warn(f"replacing the existing file {target} (written beside {named}; move it away to keep it)")
+    return target
 
 
 def write_document(doc: Document, path: Path) -> Path:
@@ -99,6 +109,7 @@ def write_recommend_plots(report: RecommendReportInputs | Recommendation | Recom
         written.append(save_figure(quadrant_figure(report.quadrant), path))
     if report.size_trend is not None:
         target = path if report.quadrant is None else path.with_name(f"{path.stem}_data_size{path.suffix}")
+        say_if_replacing(target, path)
         written.append(save_figure(size_trend_figure(report.size_trend), target))
     return written
 

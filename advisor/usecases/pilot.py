@@ -82,6 +82,7 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
         "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
+    init_seed: int | None = Field(default=None, description="Seed of the random-init backbone (None: pretrained).")
 
 
 class PilotRefusal(BaseModel):
@@ -100,6 +101,7 @@ class PilotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Path = Field(description="Labeled dataset (ImageFolder, list file or CSV).")
+    root: Path | None = Field(default=None, description="--root: the folder a list file's or CSV's paths are under.")
     task: str | None = Field(default=None, description="--task.")
     disparity: Disparity | None = Field(default=None, description="--disparity.")
     budget: str = Field(default=DEFAULT_BUDGET, description="Time budget for all trials.")
@@ -107,6 +109,7 @@ class PilotRequest(BaseModel):
     model: str = Field(default=DEFAULT_BACKBONE, description="timm ViT name.")
     weights: Path | None = Field(default=None, description="Local backbone weights.")
     random_init: bool = Field(default=False, description="Allow a random backbone (smoke tests).")
+    init_seed: int = Field(default=0, description="--init-seed: seed of the random backbone.")
     prompts: int | None = Field(default=None, ge=1, description="Prompt tokens per set.")
     seeds: int = Field(default=3, ge=1, le=5, description="Seeds per method and lr.")
     batch_size: int = Field(default=64, ge=1, description="Images per step.")
@@ -199,7 +202,8 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
     """The engine's pilot configuration for ``req``."""
-    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init)
+    backbone = BackboneSpec(model=req.model, weights=req.weights, random_init=req.random_init,
+                            init_seed=req.init_seed)
     return PilotConfig(methods=parse_methods(req.methods), backbone=backbone, num_prompts=num_prompts,
                        seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
                        batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
@@ -241,7 +245,7 @@ def run_pilot_request(
     dev = resolve_device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
-    index = index_dataset(req.dataset)
+    index = index_dataset(req.dataset, req.root)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
     memo: DecodeMemo = {}  # the images the plan's decode probe reads, handed on to the run
@@ -261,7 +265,7 @@ def run_pilot_request(
                       if evidence is not None and has_task and not req.random_init else None)
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
-                         random_init=req.random_init, num_prompts=num_prompts, num_prompts_source=prompts_source,
-                         device=describe_device(dev), pilot=result.model_dump(mode="json"), evidence=evidence,
-                         recommendation=recommendation)
+                         random_init=req.random_init, init_seed=req.init_seed if req.random_init else None,
+                         num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
+                         pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -19,13 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.decide import build_inputs, calibration_matches, recommend, reconcile_disparity
+from advisor.decide import build_inputs, recommend, reconcile_disparity
 from advisor.schemas import AdvisorInputs, DatasetEvidence, FidEvidence, RecommendReport, RecommendRequest
 from advisor.usecases.pilot import Confirm, PilotRequest, PlanCallback, run_pilot_request
-from engine.config.fid import FidConfig
 from engine.config.train import DEFAULT_MIN_DETECTABLE
-from engine.errors import ConfigError, ReferenceStatsError, StatsFileError, WeightsError
-from engine.fid.calibration import load_calibration
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
@@ -52,6 +49,8 @@ features for."""
 
 def _check_request(request: RecommendRequest) -> str | None:
     """Reject contradictory or empty requests before any image is read; return the task to use."""
+    from engine.errors import ConfigError
+
     task = request.task
     if request.demo and request.dataset is not None:
         raise ConfigError("give either a DATASET or --demo, not both")
@@ -72,14 +71,19 @@ def _source(request: RecommendRequest) -> Path | None:
     return Path(request.dataset) if request.dataset is not None else None
 
 
-def _profile(source: Path, progress: StageProgress, *, hold: bool) -> tuple[DatasetEvidence, ReadDataset]:
+def _root(request: RecommendRequest) -> Path | None:
+    return Path(request.root) if request.root is not None and not request.demo else None
+
+
+def _profile(source: Path, progress: StageProgress, root: Path | None = None, *,
+             hold: bool = False) -> tuple[DatasetEvidence, ReadDataset]:
     """Index the dataset and read every image once; with ``hold`` the pixels are kept for the FID."""
     # deferred: the dataset readers load Pillow and the shard code, which `--help` and what-if answers never need
     from engine.data.index import index_dataset
     from engine.data.profile import read_dataset
 
     with progress("Reading images") as on_progress:
-        read = read_dataset(index_dataset(source), on_progress=on_progress,
+        read = read_dataset(index_dataset(source, root), on_progress=on_progress,
                             hold_bytes=HOLD_DECODED_BYTES if hold else 0)
     profile = read.profile
     evidence = DatasetEvidence(
@@ -98,10 +102,11 @@ def _compare_at(request: RecommendRequest, calibration: Calibration | None,
     at: a calibration's largest N that the dataset reaches (its FID is then the mean over random
     subsets of N images). The Table 19 default and ``--fid-threshold`` carry no N: all images are used.
     """
+    from engine.fid.calibration import calibration_problem
+
     if request.fid_threshold is not None:
         return calibration, None, "--fid-threshold gives no N, so the FID of all images is compared"
-    usable = (calibration is not None and calibration_matches(calibration, request.reference)
-              and calibration.loo_accuracy is not None)  # the same test as advisor.decide.resolve_threshold
+    usable = calibration is not None and calibration_problem(calibration, request.reference)[0] == "ok"
     if calibration is None or not usable:
         return calibration, None, ("the default threshold's N is not printed by the paper (Table 19), so the FID "
                                    "of all images is compared")
@@ -126,15 +131,21 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
         weights or the reference are unavailable.
     """
     calibration, compare_n, note = _compare_at(request, calibration, n_available)
+    # no N to compare at (Table 19, --fid-threshold): the FID at N/2 too, for the small-N bias
+    half = n_available // 2 if compare_n is None and n_available >= 8 else None
+    from engine.config.fid import FidConfig
     from engine.device import resolve_device
+    from engine.errors import ReferenceStatsError, StatsFileError, WeightsError
+    from engine.fid.calibration import small_n_bias
     from engine.fid.run import measure_fid_against_reference
 
     config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
     try:
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
-                read.index, request.reference, read=read.images, config=config, device=resolve_device(request.device),
-                on_progress=on_progress, at_n=[compare_n] if compare_n else [],
+                read.index, request.reference, read=read.images, config=config,
+                device=resolve_device(request.device),
+                on_progress=on_progress, at_n=[compare_n] if compare_n else [n_available, half] if half else [],
                 trust_reference=request.trust_reference,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
@@ -144,16 +155,50 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
         preprocessing=m.preprocessing, warnings=list(m.warnings), compared=m.estimate(compare_n),
         compared_note=note, infinity=m.infinity, status="unverified" if m.status == "unverified" else "verified",
         unverified_reasons=list(m.unverified_reasons),
+        small_n_bias=small_n_bias(m.fid, m.estimate(half).fid) if half else None,
     ), None
 
 
 def _measured_inputs(inputs: AdvisorInputs, ev: FidEvidence | None) -> AdvisorInputs:
     """Carry the measurement's N, interval and verification into the decision inputs."""
+    from engine.fid.gates import weights_digest
+
     if ev is None or ev.compared is None:
         return inputs
+    ref_sha = ev.reference.get("npz_sha256")
     return inputs.model_copy(update={
         "fid_n": ev.compared.n, "fid_interval": ev.compared.interval, "fid_status": ev.status,
-        "fid_unverified_reasons": list(ev.unverified_reasons)})
+        "fid_bias": ev.small_n_bias,
+        "fid_unverified_reasons": list(ev.unverified_reasons), "fid_weights_sha256": weights_digest(ev.extractor),
+        "reference_sha256": ref_sha if isinstance(ref_sha, str) else ""})
+
+
+def _warner(warnings: list[str], on_warning: Callable[[str], None] | None) -> Callable[[str], None]:
+    """Collect each warning and pass it on as it happens."""
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        if on_warning is not None:
+            on_warning(msg)
+
+    return warn
+
+
+def _check_calibration(calibration: Calibration | None, request: RecommendRequest, ev: FidEvidence | None) -> None:
+    """Refuse a calibration that would decide without provenance or with hashes other than those of ``ev``'s
+    measurement (one line naming the file; ``engine.fid.calibration.calibration_problem`` is the check)."""
+    from engine.errors import ConfigError
+    from engine.fid.calibration import calibration_problem, default_calibration_path
+    from engine.fid.gates import weights_digest
+
+    if calibration is None or request.fid_threshold is not None:
+        return
+    ref_sha = ev.reference.get("npz_sha256") if ev is not None else ""
+    verdict, why = calibration_problem(calibration, request.reference,
+                                       inception_sha256=weights_digest(ev.extractor) if ev is not None else "",
+                                       reference_sha256=ref_sha if isinstance(ref_sha, str) else "")
+    if verdict == "refuse":
+        path = Path(request.calibration_path) if request.calibration_path else default_calibration_path()
+        raise ConfigError(f"calibration file {path}: {why}")
 
 
 def run_recommend(
@@ -174,22 +219,20 @@ def run_recommend(
         UnknownTaskError: unknown ``--task``.
         DatasetError: the dataset cannot be read or has no usable image.
     """
+    from engine.fid.calibration import load_calibration
+
     warnings: list[str] = []
-
-    def warn(msg: str) -> None:
-        warnings.append(msg)
-        if on_warning is not None:
-            on_warning(msg)
-
+    warn = _warner(warnings, on_warning)
     task = _check_request(request)
     calibration = load_calibration(Path(request.calibration_path) if request.calibration_path else None)
+    _check_calibration(calibration, request, None)  # its provenance, before any image is read
     dataset_ev: DatasetEvidence | None = None
     fid_ev: FidEvidence | None = None
     n_train, n_source = request.n_train, "--n-train" if request.n_train is not None else ""
     fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
     source = _source(request)
     if source is not None:
-        dataset_ev, read = _profile(source, progress, hold=fid is None)
+        dataset_ev, read = _profile(source, progress, _root(request), hold=fid is None)
         if dataset_ev.n_skipped:
             warn(f"{dataset_ev.n_skipped} file(s) skipped: "
                  + ", ".join(f"{r} {c}" for r, c in sorted(dataset_ev.skipped_by_reason.items())))
@@ -207,6 +250,7 @@ def run_recommend(
                 warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
     elif fid is None:
         fid_reason = "what-if mode: no dataset to measure and no --fid given"
+    _check_calibration(calibration, request, fid_ev)  # the hashes of the weights and reference in use
     inputs = _measured_inputs(build_inputs(
         task=task, disparity=request.disparity, n_train=n_train, n_train_source=n_source, fid=fid,
         fid_source=fid_source, fid_unmeasured_reason=fid_reason, fid_threshold=request.fid_threshold,
@@ -236,7 +280,8 @@ def add_pilot(
         ConfigError: the request has no dataset to train on.
         EngineError: the pilot could not run (no backbone weights offline, budget too small...).
     """
-    pilot = PilotRequest(dataset=_pilot_dataset(result.request), task=result.recommendation.inputs.task,
+    pilot = PilotRequest(dataset=_pilot_dataset(result.request), root=_root(result.request),
+                         task=result.recommendation.inputs.task,
                          disparity=result.request.disparity, budget=budget, weights=weights,
                          device=result.request.device, yes=yes, min_detectable=min_detectable)
     pilot_report, _ = run_pilot_request(pilot, progress=progress, on_plan=on_plan, confirm=confirm,
@@ -249,19 +294,22 @@ def add_pilot(
 
 def check_pilot_request(request: RecommendRequest) -> None:
     """``--pilot`` needs a dataset (or the demo) a pilot can work on: fail before any image is decoded."""
+    from engine.errors import ConfigError
+
     if request.dataset is None and not request.demo:
         raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
     if request.dataset is not None:  # a pilot that cannot work is refused before the FID is measured
-        # deferred: the pilot's checks load torch (via engine.train) and the dataset readers Pillow
         from engine.config.train import PilotConfig
         from engine.data.index import index_dataset
         from engine.train.pilot import check_pilot_data
 
-        check_pilot_data(index_dataset(Path(request.dataset)), PilotConfig(budget_s=1.0))
+        check_pilot_data(index_dataset(Path(request.dataset), _root(request)), PilotConfig(budget_s=1.0))
 
 
 def _pilot_dataset(request: RecommendRequest) -> Path:
     """The dataset the pilot trains on; its data checks run once, in ``run_pilot_request``."""
+    from engine.errors import ConfigError
+
     source = _source(request)
     if source is None:
         raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")

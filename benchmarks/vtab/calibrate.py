@@ -8,39 +8,47 @@ threshold that best separates the paper's FT-won tasks (SVHN, Patch Camelyon, Re
 VPT-won ones. The result is written with ``engine.fid.calibration.save_calibration`` and read by
 ``recommend`` whenever it measures FID against the same reference.
 
-The fitting rule is ours: predict FT when ``FID > threshold``; candidates are the midpoints between
-consecutive distinct FIDs; the most accurate candidate wins and ties go to the midpoint of the widest
-gap. The *band* (where ``recommend`` says "run a pilot") is the hull of that gap and the FIDs of the
-tasks the threshold misclassifies, i.e. the interval where the evidence is ambiguous.
+The fitting rule and the check of a fit live in ``engine.fid.calibration`` (one rule for the Table 19
+default and every N here). Only verified FIDs are fitted (official Inception weights, a provenanced
+reference: ``engine.fid.gates``); a task whose FID is unverified is reported and left out. Every N
+level passes the same check (:func:`check_fit`: at least 3 tasks won by each method, a leave-one-task-out
+accuracy above the majority rule) or is not written, and the file records the Inception weights
+sha256, the reference sha256 and the N of every FID.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from benchmarks.vtab.layout import find_task_folder
 from benchmarks.vtab.tasks import TASKS
 from engine.config import FrozenModel
-from engine.config.fid import FidConfig
-from engine.data.index import index_dataset
-from engine.errors import ConfigError, DatasetError
-from engine.fid.calibration import Calibration, CalibrationLevel, save_calibration
-from engine.progress import ProgressCallback, report
+from engine.errors import ConfigError
+from engine.fid.calibration import (
+    MIN_TASKS_PER_SIDE,
+    ThresholdFit,
+    check_fit,
+    fit_threshold,
+    leave_one_out,
+)
+from engine.progress import ProgressCallback
 from engine.vocab import FeatureDims, Side
+
+if TYPE_CHECKING:
+    from benchmarks.vtab.tasks import TaskSpec
+    from engine.config.fid import FidConfig
+    from engine.data.index import DatasetIndex
+    from engine.fid.calibration import Calibration, CalibrationLevel
 
 __all__ = ["MIN_TASKS_PER_SIDE", "ThresholdFit", "CalibrationRequest", "TaskFid", "CalibrationReport",
            "check_fit", "fit_threshold", "leave_one_out", "paper_low_disparity_winners", "run_calibration"]
 
 log = logging.getLogger(__name__)
-
-MIN_TASKS_PER_SIDE = 3
-"""A fit needs at least this many FT-won and VPT-won tasks (our rule; the paper has 3 FT-won low-disparity
-tasks at 800/200, SVHN, Patch Camelyon and Retinopathy, so every one of them must be measured)."""
 
 METHOD = "max-accuracy threshold on low-disparity VTAB-1k tasks (ties: midpoint of the widest gap)"
 CALIBRATION_SIZES = (250, 500, 1000)
@@ -48,104 +56,9 @@ CALIBRATION_SIZES = (250, 500, 1000)
 ``recommend`` compares a dataset of N' images at the largest of these N <= N' (FID depends on N)."""
 
 
-class ThresholdFit(FrozenModel):
-    """A fitted threshold and how well it separates the given tasks."""
-
-    threshold: float = Field(description="Predict FT when FID > threshold.")
-    band: tuple[float, float] = Field(description="Ambiguous interval (contains the threshold).")
-    accuracy: float = Field(description="Fraction of tasks the threshold classifies correctly.")
-    n_tasks: int = Field(description="Tasks used.")
-    misclassified: list[str] = Field(default_factory=list, description="Tasks on the wrong side.")
-    loo_accuracy: float | None = Field(default=None, description=(
-        "Leave-one-task-out accuracy: each task predicted by a threshold fitted on the others (None when not "
-        "computed)."))
-    majority_accuracy: float = Field(default=0.0, description="Accuracy of always predicting the more common "
-                                     "winner.")
-    n_ft: int = Field(default=0, description="FT-won tasks used.")
-    n_vpt: int = Field(default=0, description="VPT-won tasks used.")
-
-
 def paper_low_disparity_winners() -> dict[str, Side]:
     """The paper's winner at 800/200 for every low-disparity task (Tables 1-2)."""
     return {k: t.winner_800 for k, t in TASKS.items() if t.disparity == "low"}
-
-
-def fit_threshold(fids: Mapping[str, float], winners: Mapping[str, str]) -> ThresholdFit:
-    """Fit the FID threshold that best separates FT-won (above) from VPT-won (below) tasks.
-
-    Args:
-        fids: task -> FID (tasks without a winner are ignored).
-        winners: task -> ``"FT"`` or ``"VPT"``.
-
-    Returns:
-        The :class:`ThresholdFit`.
-
-    Raises:
-        ConfigError: fewer than one task per winner, or a non-finite FID.
-    """
-    points = sorted((float(fids[k]), k, winners[k]) for k in fids if k in winners)
-    if any(not (f == f and abs(f) != float("inf")) for f, _, _ in points):
-        raise ConfigError("every FID must be a finite number")
-    n_ft = sum(w == "FT" for _, _, w in points)
-    if n_ft == 0 or n_ft == len(points):
-        raise ConfigError(f"a threshold needs tasks won by each method with an FID (FT: {n_ft}, "
-                          f"VPT: {len(points) - n_ft}); measure more low-disparity tasks")
-    values = sorted({f for f, _, _ in points})
-    best: tuple[float, float, float, float] | None = None  # (accuracy, gap, lo, hi)
-    for lo, hi in zip(values, values[1:], strict=False):
-        t = (lo + hi) / 2.0
-        acc = sum((f > t) == (w == "FT") for f, _, w in points) / len(points)
-        cand = (acc, hi - lo, lo, hi)
-        if best is None or cand[:2] > best[:2]:
-            best = cand
-    if best is None:
-        raise ConfigError("every task has the same FID; a threshold cannot separate them")
-    acc, _gap, lo, hi = best
-    threshold = (lo + hi) / 2.0
-    wrong = [(f, k) for f, k, w in points if (f > threshold) != (w == "FT")]
-    band_lo = min([lo] + [f for f, _ in wrong])
-    band_hi = max([hi] + [f for f, _ in wrong])
-    return ThresholdFit(threshold=threshold, band=(band_lo, band_hi), accuracy=acc, n_tasks=len(points),
-                        misclassified=[k for _, k in wrong], majority_accuracy=max(n_ft, len(points) - n_ft)
-                        / len(points), n_ft=n_ft, n_vpt=len(points) - n_ft)
-
-
-def leave_one_out(fids: Mapping[str, float], winners: Mapping[str, str]) -> float:
-    """Leave-one-task-out accuracy: predict each task with a threshold fitted on the other tasks.
-
-    A task whose removal leaves no task of one winner cannot be predicted and counts as a miss.
-    """
-    keys = [k for k in fids if k in winners]
-    right = 0
-    for held in keys:
-        rest = {k: fids[k] for k in keys if k != held}
-        try:
-            fit = fit_threshold(rest, winners)
-        except ConfigError:
-            continue
-        right += (fids[held] > fit.threshold) == (winners[held] == "FT")
-    return right / len(keys) if keys else 0.0
-
-
-def check_fit(fit: ThresholdFit, fids: Mapping[str, float], winners: Mapping[str, str]) -> ThresholdFit:
-    """Refuse a weak fit; return it with its leave-one-out accuracy.
-
-    Raises:
-        ConfigError: fewer than 3 tasks won by either method, or a leave-one-task-out accuracy not above
-            the majority rule (always predicting the more common winner).
-    """
-    if min(fit.n_ft, fit.n_vpt) < MIN_TASKS_PER_SIDE:
-        raise ConfigError(
-            f"calibration refused: it needs at least {MIN_TASKS_PER_SIDE} measured low-disparity tasks won by each "
-            f"method (FT: {fit.n_ft}, VPT: {fit.n_vpt}); measure more tasks (the FT-won ones are svhn, "
-            "patch_camelyon and retinopathy); nothing was written")
-    loo = leave_one_out(fids, winners)
-    if loo <= fit.majority_accuracy:
-        raise ConfigError(
-            f"calibration refused: leave-one-task-out accuracy {loo:.2f} is not above the "
-            f"{fit.majority_accuracy:.2f} of always predicting the more common winner, so these FIDs do not "
-            "separate FT-won from VPT-won tasks; nothing was written")
-    return fit.model_copy(update={"loo_accuracy": loo})
 
 
 class CalibrationRequest(FrozenModel):
@@ -161,6 +74,8 @@ class CalibrationRequest(FrozenModel):
     workers: int = Field(0, ge=0, description="Decoding threads.")
     output: Path | None = Field(None, description="Calibration file (None = the default location).")
     list_file: str = Field("train800val200.txt", description="Images of each task the FID is measured on.")
+    allow_unverified: bool = Field(False, description=(
+        "Fit unverified FIDs too; the file is then marked verified=false and recommend refuses it."))
 
 
 class TaskFid(FrozenModel):
@@ -170,8 +85,8 @@ class TaskFid(FrozenModel):
     name: str = Field(description="Display name.")
     disparity: str = Field(description="low or high.")
     winner: str = Field(description="Paper winner at 800/200.")
-    fid: float | None = Field(None,
-                              description="FID of all n_images images against the reference (None if not measured).")
+    fid: float | None = Field(None, description=(
+        "FID of all n_images images against the reference (None if not measured or unverified)."))
     n_images: int = Field(0, description="Images used.")
     fid_at_n: dict[int, float] = Field(default_factory=dict, description="N -> FID at N images (subset mean).")
     problem: str | None = Field(None, description="Why the task was not measured.")
@@ -192,33 +107,85 @@ def _check_measured(fids: dict[str, float], rows: list[TaskFid], root: Path) -> 
     """Every task failed: say why, instead of "too few tasks won by each method"."""
     if fids:
         return
+    from engine.errors import DatasetError
 
     problems = "; ".join(f"{r.task}: {r.problem}" for r in rows[:3] if r.problem)
+    if any(r.problem and r.problem.startswith("FID unverified") for r in rows):
+        raise DatasetError(f"no VTAB-1k task could be measured with a verified FID under {root} ({problems}; ...); "
+                           "use pytorch-fid's official Inception weights and a reference with provenance, or "
+                           "--allow-unverified to inspect a fit that recommend refuses")
     raise DatasetError(f"no VTAB-1k task could be measured under {root} ({problems}; ...); pass the folder "
                        "that holds the task folders in the NOAH layout")
 
 
-def _calibration(request: CalibrationRequest, root: Path, fit: ThresholdFit, fids: dict[str, float],
-                 at_n: dict[int, dict[str, float]], rows: list[TaskFid]) -> Calibration:
-    """The calibration file: the fit on all images (top level, N = the smallest task size) plus one per N."""
-    sizes = [r.n_images for r in rows if r.fid is not None]
-    levels = []
+def _levels(at_n: dict[int, dict[str, float]], smallest: int) -> tuple[list[CalibrationLevel], list[str]]:
+    """One level per N below the smallest task size, each passing :func:`check_fit`; the notes say which did not."""
+    from engine.fid.calibration import CalibrationLevel
+
+    winners = paper_low_disparity_winners()
+    levels, notes = [], []
     for n, level_fids in sorted(at_n.items()):
-        if sizes and n < min(sizes):
-            lv = fit_threshold(level_fids, paper_low_disparity_winners())
-            levels.append(CalibrationLevel(n=n, threshold=lv.threshold, band=lv.band, task_fids=level_fids))
-    uneven = sorted({r.task for r in rows if r.fid is not None and r.n_images != max(sizes)}) if sizes else []
+        if n >= smallest:
+            continue
+        try:
+            lv = check_fit(fit_threshold(level_fids, winners), level_fids, winners)
+        except ConfigError as exc:
+            notes.append(f"N = {n} not written: {str(exc).replace('; nothing was written', '')}")
+            continue
+        levels.append(CalibrationLevel(n=n, threshold=lv.threshold, band=lv.band, task_fids=level_fids,
+                                       loo_accuracy=lv.loo_accuracy))
+    return levels, notes
+
+
+def _calibration(request: CalibrationRequest, root: Path, fit: ThresholdFit, fids: dict[str, float],
+                 at_n: dict[int, dict[str, float]], rows: list[TaskFid], provenance: dict[str, str]
+                 ) -> Calibration:
+    """The calibration file: the fit on all images (top level, N = the smallest task size) plus one per N."""
+    from engine.fid.calibration import Calibration
+
+    measured = [r for r in rows if r.fid is not None]
+    sizes = [r.n_images for r in measured]
+    levels, level_notes = _levels(at_n, min(sizes))
+    uneven = sorted({r.task for r in measured if r.n_images != max(sizes)})
     return Calibration(
         reference=request.reference, threshold=fit.threshold, band=fit.band, task_fids=fids, method=METHOD,
         loo_accuracy=fit.loo_accuracy, majority_accuracy=fit.majority_accuracy,
-        n=min(sizes) if sizes else None, levels=levels,
+        n=min(sizes), levels=levels, task_n={r.task: r.n_images for r in measured},
+        verified="unverified" not in provenance,
+        inception_sha256=provenance["inception_sha256"], reference_sha256=provenance["reference_sha256"],
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         notes=[f"fitted on {fit.n_tasks} low-disparity tasks, accuracy {fit.accuracy:.2f}, leave-one-task-out "
                f"accuracy {fit.loo_accuracy:.2f} (majority rule {fit.majority_accuracy:.2f})",
                f"FID on {request.list_file} of {root}, {request.dims}-d Inception features; smaller N: mean over "
                "random subsets of each task's features"]
         + ([f"misclassified: {', '.join(fit.misclassified)}"] if fit.misclassified else [])
-        + ([f"tasks with fewer images than the others (skipped files): {', '.join(uneven)}"] if uneven else []))
+        + ([f"tasks with fewer images than the others (skipped files): {', '.join(uneven)}"] if uneven else [])
+        + level_notes
+        + ([f"fitted on unverified FIDs (--allow-unverified: {provenance['unverified']}); recommend refuses this "
+            "file"] if "unverified" in provenance else []))
+
+
+def _full_weights_sha256(config: FidConfig) -> str:
+    """The full sha256 of the Inception weights file in use ('' when there is no file: the extractor's prefix)."""
+    from engine.fid.features import default_weights_path, weights_sha256
+
+    path = Path(config.weights).expanduser() if config.weights is not None else default_weights_path()
+    return weights_sha256(path) if path.is_file() else ""
+
+
+def _task_index(root: Path, task: TaskSpec, list_file: str) -> tuple[DatasetIndex | None, str]:
+    """The task's images (its list file under ``root``), or None and why not."""
+    from engine.data.index import index_dataset
+    from engine.errors import DatasetError
+
+    folder = find_task_folder(root, task)
+    list_path = folder / list_file if folder is not None else None
+    if list_path is None or not list_path.is_file():
+        return None, f"no {task.folder}/{list_file} under {root}"
+    try:
+        return index_dataset(list_path), ""
+    except DatasetError as exc:
+        return None, str(exc)
 
 
 def run_calibration(request: CalibrationRequest, *,
@@ -231,7 +198,12 @@ def run_calibration(request: CalibrationRequest, *,
         ConfigError: too few low-disparity tasks measured, or a fit no better than the majority rule
             (:func:`check_fit`); nothing is written then.
     """
+    from engine.config.fid import FidConfig
+    from engine.errors import DatasetError
+    from engine.fid.calibration import save_calibration
+    from engine.fid.gates import weights_digest
     from engine.fid.run import measure_fid_against_reference
+    from engine.progress import report
 
     root = Path(request.root).expanduser()
     if not root.is_dir():
@@ -241,21 +213,24 @@ def run_calibration(request: CalibrationRequest, *,
     rows: list[TaskFid] = []
     warnings: list[str] = []
     fids: dict[str, float] = {}
+    provenance: dict[str, str] = {}
     at_n: dict[int, dict[str, float]] = {n: {} for n in CALIBRATION_SIZES}
     for i, task in enumerate(TASKS.values()):
         row = dict(task=task.key, name=task.name, disparity=task.disparity, winner=task.winner_800)
-        folder = find_task_folder(root, task)
-        list_path = folder / request.list_file if folder is not None else None
-        if list_path is None or not list_path.is_file():
-            rows.append(TaskFid(**row, problem=f"no {task.folder}/{request.list_file} under {root}"))
-            continue
-        try:
-            index = index_dataset(list_path)
-        except DatasetError as exc:
-            rows.append(TaskFid(**row, problem=str(exc)))
+        index, problem = _task_index(root, task, request.list_file)
+        if index is None:
+            rows.append(TaskFid(**row, problem=problem))
             continue
         m = measure_fid_against_reference(index, request.reference, config=config, device=request.device,
                                           at_n=CALIBRATION_SIZES)
+        if m.status != "verified" and not request.allow_unverified:  # only verified FIDs are fitted (gates)
+            rows.append(TaskFid(**row, fid=None, n_images=m.n_images, problem=(
+                "FID unverified, not fitted: " + "; ".join(m.unverified_reasons))))
+            continue
+        if m.status != "verified":
+            provenance["unverified"] = "; ".join(m.unverified_reasons)
+        provenance.setdefault("inception_sha256", weights_digest(m.extractor))
+        provenance.setdefault("reference_sha256", m.reference.npz_sha256)
         fids[task.key] = m.fid
         for n in CALIBRATION_SIZES:
             at_n[n][task.key] = m.estimate(n).fid
@@ -268,7 +243,8 @@ def run_calibration(request: CalibrationRequest, *,
     fit = check_fit(fit_threshold(fids, winners), fids, winners)
     rows = [r.model_copy(update={"predicted": ("FT" if r.fid > fit.threshold else "VPT")})
             if r.fid is not None and r.disparity == "low" else r for r in rows]
-    cal = _calibration(request, root, fit, fids, at_n, rows)
+    provenance["inception_sha256"] = _full_weights_sha256(config) or provenance.get("inception_sha256", "")
+    cal = _calibration(request, root, fit, fids, at_n, rows, provenance)
     path = save_calibration(cal, request.output)
     return CalibrationReport(reference=request.reference, path=str(path), fit=fit, tasks=rows,
                              warnings=sorted(set(warnings)))

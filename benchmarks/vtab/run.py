@@ -31,6 +31,8 @@ from benchmarks.vtab.trials import TrialConfig, TrialResult, group_key
 from engine.config import FrozenModel
 from engine.config.train import BackboneSpec
 from engine.errors import ConfigError
+from engine.fingerprint import file_fingerprint, files_fingerprint, path_fingerprint
+from engine.io import json_digest
 from engine.paths import data_home
 from engine.progress import ProgressCallback, report
 
@@ -112,10 +114,27 @@ def default_db_path(protocol: str) -> Path:
     return data_home() / "vtab" / f"{protocol}.sqlite"
 
 
-def _base(request: SweepRequest, task: TaskSpec, method: MethodName, n_train: int, folder: str) -> dict[str, Any]:
+def _data_fingerprint(root: str, folder: str) -> str:
+    """One fingerprint of a task folder's list files and every image they name (hashes memoised by mtime)."""
+    from engine.data.index import index_dataset
+    from engine.errors import DatasetError
+
+    parts = []
+    for listing in sorted((Path(root) / folder).glob("*.txt")):
+        parts.append(f"{listing.name}={file_fingerprint(listing)}")
+        try:
+            samples = index_dataset(listing).samples
+        except DatasetError:  # not a list of this task's images (a README...): its bytes are enough
+            continue
+        parts.append(files_fingerprint(s.path for s in samples))
+    return json_digest(parts)
+
+
+def _base(request: SweepRequest, task: TaskSpec, method: MethodName, n_train: int, folder: str,
+          content: dict[str, str]) -> dict[str, Any]:
     """The fields of a cell's trials besides ``phase`` and ``train``."""
     p = request.protocol
-    return dict(root=str(Path(request.root).expanduser().resolve()), task=task.key, folder=folder,
+    return dict(root=str(Path(request.root).expanduser().resolve()), content=content, task=task.key, folder=folder,
                 num_classes=task.num_classes, protocol=p.name, n_train=n_train, backbone=request.backbone,
                 max_train=p.max_train, max_eval=p.max_eval, subset=p.subset,
                 engine="batched" if (method == "vpt" and request.batch_vpt) else "fit")
@@ -132,10 +151,13 @@ def plan_search(request: SweepRequest, layout: LayoutReport) -> list[TrialConfig
     checks = {t.key: t for t in layout.tasks if t.status == "ok"}
     p = request.protocol
     out = []
+    weights = path_fingerprint(request.backbone.weights) or "hub"
     for key, check in checks.items():
+        content = {"weights": weights, "data": _data_fingerprint(str(Path(request.root).expanduser().resolve()),
+                                                                check.folder)}
         for method in request.methods:
             for n_train in (s for s in request.sizes if s in check.sizes):
-                base = _base(request, TASKS[key], method, n_train, check.folder)
+                base = _base(request, TASKS[key], method, n_train, check.folder, content)
                 out += [TrialConfig(**base, phase="search", train=p.trial_train(
                             method, lr=lr, weight_decay=wd, seed=p.search_seed, num_prompts=_prompts(p, TASKS[key])))
                         for lr, wd in p.grid(method)]

@@ -80,6 +80,9 @@ class TrialConfig(FrozenModel):
     sample_seed: int = Field(0, description="Seed of subsamples (sizes < 800 and caps).")
     engine: Literal["fit", "batched"] = Field("fit", description="engine.train.loop.fit, or batched VPT.")
     subset: SubsetMode = Field("first-k", description="Sizes below 800: first n of the lists, or stratified.")
+    content: dict[str, str] = Field(default_factory=dict, description=(
+        "Content fingerprints (engine.fingerprint) of the weights file and of the task's list files and images: "
+        "new files at the same paths are new trials, never the stored results of the old ones."))
 
     @model_validator(mode="after")
     def _protocol_method(self) -> TrialConfig:

@@ -130,6 +130,8 @@ class BackboneSpec(FrozenModel):
     model: str = Field(DEFAULT_BACKBONE, description="timm backbone name.")
     weights: Path | None = Field(None, description="Local .npz/.safetensors/.pth weights (instead of the hub).")
     random_init: bool = Field(False, description="Allow a random-init backbone (tests only; results meaningless).")
+    init_seed: int = Field(0, description="Seed of a random-init backbone, so a rerun (and a resumed store) builds "
+                           "the same one; recorded with every result.")
     model_kwargs: dict[str, int | float | bool | str] = Field(
         default_factory=dict, description="Extra timm.create_model arguments (e.g. depth for small test models).")
 

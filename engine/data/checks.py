@@ -10,6 +10,7 @@ sides of a train/validation split).
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from engine.data.imageio import SkippedFile, display_path
 from engine.errors import DatasetError, ListFileError
 
 __all__ = ["MAX_CLASS_INDEX", "MAX_LIST_FILE_BYTES", "DUPLICATE", "Dedup", "check_source_kind", "check_list_size",
-           "check_text", "classes_for_ints", "excerpt"]
+           "check_text", "classes_for_ints", "excerpt", "parse_int_label", "looks_like_int"]
 
 MAX_CLASS_INDEX = 100_000
 """Largest integer label accepted. ImageNet-21k, the largest label space in the paper's setting, has
@@ -39,6 +40,39 @@ random bytes about 12% (29 of 256 values), an archive or a weights file far more
 _TEXT_CONTROLS = frozenset(b"\t\n\r")
 _EXCERPT_CHARS = 80
 """Characters of a bad line quoted in an error message."""
+
+
+_CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+"""An integer label as a list file writes it: ASCII digits, no sign but '-', no leading zero, no '_'."""
+
+
+def looks_like_int(text: str) -> bool:
+    """True when Python's ``int`` would read ``text`` (also ``1_0``, ``+1``, ``٣``, `` 7``, ``007``)."""
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_int_label(text: str, where: str) -> int | None:
+    """The class index written as ``text``, ``None`` when it is not a number at all.
+
+    Only the canonical form is read: ``int`` alone would read ``1_0`` as 10, ``+3`` as 3, ``007`` as 7
+    and Arabic-Indic or full-width digits as their values, so a typo or another numbering scheme would
+    silently become a different class. Such labels are refused with what to write instead.
+
+    Raises:
+        ListFileError: ``text`` is a number in a non-canonical form (``where`` names the file and line).
+    """
+    if _CANONICAL_INT.fullmatch(text):
+        return int(text)
+    if not looks_like_int(text):
+        return None
+    raise ListFileError(
+        f"{where}: label {excerpt(text)!r} is not written as a plain integer (read as {int(text)}); write labels "
+        "as decimal digits 0-9 without '_', '+' or leading zeros, or use class names that are not numbers"
+    )
 
 
 def excerpt(line: str) -> str:

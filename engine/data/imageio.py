@@ -58,6 +58,7 @@ __all__ = [
     "ImageInfo",
     "DecodedImages",
     "display_path",
+    "display_text",
     "unreachable_link",
     "is_image_name",
     "check_file",
@@ -133,14 +134,19 @@ class DecodedImages:
         return np.stack(self.arrays)
 
 
-def display_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> str:
-    """Return ``path`` as printable, JSON-safe text.
+def display_text(text: str) -> str:
+    """Return ``text`` (a name from the user's disk, or a message holding one) as printable, JSON-safe text.
 
-    Bytes that are not UTF-8 (kept by Python as lone surrogates) become ``\\xNN`` escapes, and
-    control characters (newlines, tabs...) become ``\\xNN``/``\\uNNNN`` escapes, so one file is one line.
+    The one place a name becomes displayable: bytes that are not UTF-8 (kept by Python as lone
+    surrogates) become ``\\xNN`` escapes, and control characters (newlines, ANSI escape sequences...),
+    bidirectional overrides (U+202E) and other invisible format characters become ``\\xNN``/``\\uNNNN``
+    escapes, so one file is one line and what is shown is what is on disk. Rich markup and emoji codes
+    are left as they are: the terminal renderers print this text literally (``advisor.render``).
     """
-    text = os.fsdecode(os.fspath(path))
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if text.isprintable():
         return text
     out = []
@@ -151,6 +157,11 @@ def display_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> s
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
     return "".join(out)
+
+
+def display_path(path: str | os.PathLike[str] | os.PathLike[bytes] | bytes) -> str:
+    """Return ``path`` as printable, JSON-safe text (see :func:`display_text`)."""
+    return display_text(os.fsdecode(os.fspath(path)))
 
 
 def unreachable_link(path: Path) -> str | None:

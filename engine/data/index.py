@@ -44,11 +44,13 @@ from engine.data.checks import (
     check_text,
     classes_for_ints,
     excerpt,
+    looks_like_int,
+    parse_int_label,
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
 from engine.data.sources import only_shards, resolve_source, unpack_shards
 from engine.data.splits import first_k, stratified_subsample, train_val_split
-from engine.errors import DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
+from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
 from engine.paths import cache_dir
 
 __all__ = [
@@ -92,6 +94,9 @@ class DatasetIndex:
     skipped: list[SkippedFile]
     ignored: dict[str, int] = field(default_factory=dict)
     """Non-image files that were not considered, counted by extension (``""`` for none)."""
+    skipped_folders: list[SkippedFile] = field(default_factory=list)
+    """Folders of the tree that gave no image: ``empty`` class folders, ``unreadable`` folders (cannot be
+    listed) and folder links that resolve ``outside-root`` (never walked)."""
     source: Path | None = None
     """The path the user gave (the list file for list/CSV layouts); ``root`` when ``None``."""
 
@@ -112,6 +117,13 @@ def _skip(path: str | os.PathLike[str], reason: str, detail: str = "") -> Skippe
 
 def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDatasetError:
     """Build the one-line error for a dataset with nothing usable (names the path and what to do)."""
+    if skipped and all(s.reason == OUTSIDE_ROOT for s in skipped):
+        # profile would only repeat this: say what to change instead
+        return EmptyDatasetError(
+            f"no usable images in {display_path(source)}: all {len(skipped)} entries lie outside its folder "
+            f"(first: {skipped[0].path}); a list may only name files below its root: pass --root with the folder "
+            "that holds the images, or move the list file into that folder"
+        )
     if skipped:
         counts = Counter(s.reason for s in skipped)
         why = ", ".join(f"{r} {n}" for r, n in sorted(counts.items()))
@@ -126,15 +138,24 @@ def empty_dataset_error(source: Path, skipped: Sequence[SkippedFile]) -> EmptyDa
 
 
 # ----------------------------------------------------------------------------------------------- walk
-def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None) -> list[Path]:
+EMPTY_FOLDER, UNREADABLE_FOLDER, OUTSIDE_ROOT = "empty", "unreadable", "outside-root"
+"""Reasons a folder of an image tree gave no image (``DatasetIndex.skipped_folders``)."""
+
+
+def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = None,
+                 folders: list[SkippedFile] | None = None) -> list[Path]:
     """All image files under ``root`` in sorted depth-first order, each real directory visited once.
 
     Image files that are symlinks are also added to ``links`` (the only files that can appear twice).
+    Folders that cannot be listed, and folder links resolving outside ``root`` (a class folder linked to
+    ``/`` would index the whole disk), are not walked and are added to ``folders`` with their reason.
     """
     found: list[Path] = []
+    skipped = folders if folders is not None else []
     seen_dirs: set[tuple[int, int]] = set()
     st = os.stat(root)
     seen_dirs.add((st.st_dev, st.st_ino))
+    root_real = os.path.realpath(root)
     stack: list[Path] = [root]
     while stack:
         folder = stack.pop()
@@ -143,6 +164,7 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
                 entries = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as exc:
             log.warning("cannot list %s: %s", display_path(folder), exc.strerror or exc)
+            skipped.append(_skip(folder, UNREADABLE_FOLDER, f"cannot be listed ({exc.strerror or exc})"))
             continue
         subdirs: list[Path] = []
         for entry in entries:
@@ -163,6 +185,14 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
                     log.debug("not revisiting %s (already walked through another path)", display_path(path))
                     continue
                 seen_dirs.add(key)
+                if entry.is_symlink():
+                    real = os.path.realpath(path)
+                    if os.path.commonpath([root_real, real]) != root_real:
+                        log.warning("not walking %s: it links to %s, outside the dataset folder %s",
+                                    display_path(path), display_path(real), display_path(root_real))
+                        skipped.append(_skip(path, OUTSIDE_ROOT, f"links to {display_path(real)}, outside "
+                                             f"{display_path(root_real)}; copy or move the folder into the dataset"))
+                        continue
                 subdirs.append(path)
             elif is_image_name(entry.name):
                 found.append(path)
@@ -174,10 +204,38 @@ def _walk_images(root: Path, ignored: Counter[str], links: set[str] | None = Non
     return found
 
 
+def _empty_class_folders(root: Path, files: list[Path], folders: list[SkippedFile]) -> list[SkippedFile]:
+    """Top-level folders of a class tree holding no image (not already skipped for another reason)."""
+    with_images = {p.relative_to(root).parts[0] for p in files if p.parent != root}
+    already = set(s.path for s in folders)
+    empty: list[SkippedFile] = []
+    try:
+        with os.scandir(root) as it:
+            names = sorted((e.name for e in it if not e.name.startswith(".") and _is_dir(e)), key=os.fsencode)
+    except OSError:
+        return empty
+    for name in names:
+        if name not in with_images and display_path(root / name) not in already:
+            empty.append(_skip(root / name, EMPTY_FOLDER, "class folder without image files; not a class"))
+    if empty:
+        log.warning("%d class folder(s) hold no image and are not classes: %s", len(empty),
+                    ", ".join(display_path(os.path.basename(s.path)) for s in empty[:5])
+                    + (" ..." if len(empty) > 5 else ""))
+    return empty
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
 def _index_folder(root: Path) -> DatasetIndex:
     ignored: Counter[str] = Counter()
     links: set[str] = set()
-    files = _walk_images(root, ignored, links)
+    folders: list[SkippedFile] = []
+    files = _walk_images(root, ignored, links, folders)
     top = [p for p in files if p.parent == root]
     nested = [p for p in files if p.parent != root]
     skipped: list[SkippedFile] = []
@@ -192,6 +250,7 @@ def _index_folder(root: Path) -> DatasetIndex:
         ids = {c: i for i, c in enumerate(classes)}
         labeled = [(p, ids[class_of[p]]) for p in nested]
         skipped += [_skip(p, "no-class-folder", "image in the root of a class-folder tree") for p in top]
+        folders += _empty_class_folders(root, files, folders)
         if top:
             log.warning("%d images in the root of %s have no class folder; skipped", len(top), display_path(root))
     samples: list[Sample] = []
@@ -217,7 +276,7 @@ def _index_folder(root: Path) -> DatasetIndex:
             skipped.append(twin)
             continue
         samples.append(Sample(path, label))
-    return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())))
+    return DatasetIndex(root, layout, samples, classes, skipped, dict(sorted(ignored.items())), skipped_folders=folders)
 
 
 def _only_shards(source: Path) -> bool:
@@ -263,8 +322,8 @@ def _resolve_entry(root_real: str, base: Path, entry: str) -> tuple[Path | None,
     return Path(os.path.normpath(candidate)), None, real
 
 
-def _index_listfile(list_path: Path) -> DatasetIndex:
-    base = list_path.parent
+def _index_listfile(list_path: Path, root: Path | None = None) -> DatasetIndex:
+    base = root or list_path.parent
     root_real = os.path.realpath(base)
     samples: list[Sample] = []
     skipped: list[SkippedFile] = []
@@ -277,12 +336,11 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
         where = f"{display_path(list_path)}, line {lineno}"
         if len(parts) != 2:
             raise ListFileError(f"{where}: expected 'relative/path label', got {excerpt(line)!r}")
-        try:
-            label = int(parts[1])
-        except ValueError:
+        label = parse_int_label(parts[1], where)
+        if label is None:
             raise ListFileError(
                 f"{where}: label {display_path(parts[1])!r} is not an integer; each line must be 'relative/path label'"
-            ) from None
+            )
         if label < 0:
             raise ListFileError(f"{where}: label {label} is negative; labels are class indices 0..K-1")
         path, skip, real = _resolve_entry(root_real, base, parts[0])
@@ -297,8 +355,8 @@ def _index_listfile(list_path: Path) -> DatasetIndex:
     return DatasetIndex(base, "listfile", samples, classes, skipped, source=list_path)
 
 
-def _index_csv(csv_path: Path) -> DatasetIndex:
-    base = csv_path.parent
+def _index_csv(csv_path: Path, root: Path | None = None) -> DatasetIndex:
+    base = root or csv_path.parent
     root_real = os.path.realpath(base)
     rows = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(_read_text(csv_path))), start=1)]
     rows = [(n, [c.strip() for c in r]) for n, r in rows if r and any(c.strip() for c in r)]
@@ -330,8 +388,10 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     if not raw_labels:
         to_id: dict[str, int] = {}
         classes = []
-    elif all(_is_int(lab) for lab in raw_labels):
-        ints = [int(lab) for lab in raw_labels]
+    elif all(looks_like_int(lab) for lab in raw_labels):
+        # every label is a number: each must be written canonically (the first that is not is named)
+        line_of = {lab: n for n, _, lab in reversed(entries) if lab is not None}
+        ints = [_canonical(lab, f"{where}, line {line_of[lab]}") for lab in raw_labels]
         if min(ints) < 0:
             raise ListFileError(f"{where}: negative label {min(ints)}; integer labels are class indices 0..K-1")
         to_id = {lab: int(lab) for lab in raw_labels}
@@ -354,22 +414,36 @@ def _index_csv(csv_path: Path) -> DatasetIndex:
     return DatasetIndex(base, "csv", samples, classes, skipped, source=csv_path)
 
 
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
+def _canonical(text: str, where: str) -> int:
+    value = parse_int_label(text, where)
+    if value is None:  # unreachable after looks_like_int; kept so a change there cannot pass a name as a label
+        raise ListFileError(f"{where}: label {excerpt(text)!r} is not an integer")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- API
-def index_dataset(source: Path) -> DatasetIndex:
+def _check_root(root: Path | None, source: Path, is_dir: bool) -> Path | None:
+    """``--root``: the folder list/CSV entries are relative to and confined to (default: the list's folder)."""
+    if root is None:
+        return None
+    root = Path(os.path.abspath(Path(root).expanduser()))
+    if is_dir:
+        raise ConfigError(f"--root {display_path(root)}: only list files and CSVs take a root; "
+                          f"{display_path(source)} is a folder (its own root)")
+    if not root.is_dir():
+        raise ConfigError(f"--root {display_path(root)}: not a folder; pass the folder the list's paths are under")
+    return root
+
+
+def index_dataset(source: Path, root: Path | None = None) -> DatasetIndex:
     """Index a dataset folder, list file or CSV without decoding images.
 
     Args:
         source: an ImageFolder tree, a flat image folder, a ``.csv`` file, a list file
             (``relative/path label`` lines, e.g. VTAB-1k's ``<task>/train800val200.txt``), or WebDataset
             ``.tar`` shards (one file, or a folder holding only shards; class = each sample's ``.cls``).
+        root: for a list file or CSV, the folder its paths are relative to and may not leave (default:
+            the list file's own folder); refused for folders.
 
     Returns:
         The index: samples in sorted (folders) or file (lists) order, class names, and the entries
@@ -389,16 +463,17 @@ def index_dataset(source: Path) -> DatasetIndex:
             "pass an image folder, a 'path label' list file or a 'path,label' CSV"
         ) from None
     check_source_kind(source, st.st_mode)
-    if _only_shards(source):
+    root = _check_root(root, source, stat.S_ISDIR(st.st_mode))
+    if root is None and _only_shards(source):
         index = _index_shards(source)
     elif stat.S_ISDIR(st.st_mode):
         index = _index_folder(source)
     elif is_image_name(source):
         raise DatasetError(f"{display_path(source)} is a single image; pass the folder that contains the dataset")
     elif source.suffix.lower() == ".csv":
-        index = _index_csv(source)
+        index = _index_csv(source, root)
     else:
-        index = _index_listfile(source)
+        index = _index_listfile(source, root)
     if not index.samples:
         raise empty_dataset_error(source, index.skipped)
     if index.skipped:

@@ -49,6 +49,10 @@ class DatasetProfile(FrozenModel):
     ignored_files: dict[str, int] = Field(
         default_factory=dict, description="Non-image files in the folder, counted by extension."
     )
+    skipped_folders: list[SkippedFile] = Field(
+        default_factory=list, description="Folders that gave no image: empty class folders (not counted as "
+        "classes), folders that cannot be listed, folder links outside the dataset (reason and detail each)."
+    )
     labeled: bool = Field(description="True when every used image has a class.")
     classes: list[str] = Field(default_factory=list, description="Class names in label order.")
     class_counts: dict[str, int] = Field(default_factory=dict, description="Used images per class.")
@@ -120,6 +124,7 @@ def read_dataset(
         n_found=len(index.samples) + len(index.skipped),
         n_used=len(cleaned.samples),
         ignored_files=dict(index.ignored),
+        skipped_folders=list(index.skipped_folders),
         **_skip_stats(cleaned.skipped),
         **_class_stats(cleaned),
         **_image_stats([r.info for r in read.images]),
@@ -153,6 +158,7 @@ def _cleaned_index(index: DatasetIndex, decoded: ReadImages) -> DatasetIndex:
         skipped=list(index.skipped) + decoded.skipped,
         ignored=dict(index.ignored),
         source=index.source,
+        skipped_folders=list(index.skipped_folders),
     )
 
 
@@ -206,11 +212,12 @@ def _class_stats(cleaned: DatasetIndex) -> _ClassStats:
     class_counts: dict[str, int] = {}
     if labeled:
         per_label = Counter(s.label for s in cleaned.samples)
-        class_counts = {name: per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
+        # names as they will be displayed (escaped control characters, undecodable bytes as \\xNN): JSON-safe
+        class_counts = {display_path(name): per_label.get(i, 0) for i, name in enumerate(cleaned.classes)}
     counts = list(class_counts.values())
     return {
         "labeled": labeled,
-        "classes": list(cleaned.classes) if labeled else [],
+        "classes": [display_path(c) for c in cleaned.classes] if labeled else [],
         "class_counts": class_counts,
         "class_count_min": min(counts) if counts else None,
         "class_count_median": float(median(counts)) if counts else None,
@@ -241,13 +248,14 @@ def profile_path(
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    root: Path | None = None,
 ) -> tuple[DatasetProfile, DatasetIndex]:
-    """Index ``source`` (:func:`engine.data.index.index_dataset`) and profile it (:func:`profile_dataset`).
+    """Index ``source`` (:func:`engine.data.index.index_dataset`, with its ``root``) and profile it.
 
     Raises:
         DatasetError: see :func:`engine.data.index.index_dataset`.
         EmptyDatasetError: nothing usable.
     """
-    index = index_dataset(source)
+    index = index_dataset(source, root)
     return profile_dataset(index, workers=workers, on_progress=on_progress, max_pixels=max_pixels)
 

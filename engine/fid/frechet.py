@@ -28,8 +28,9 @@ import numpy.typing as npt
 from pydantic import Field
 
 from engine.config import FrozenModel
+from engine.data.imageio import display_path
 from engine.errors import StatsFileError
-from engine.io import atomic_write_bytes
+from engine.io import DamagedFileError, atomic_write_bytes, read_npz
 
 __all__ = [
     "FeatureStats",
@@ -70,6 +71,11 @@ PSD_RTOL = 1e-5
 ``>= -1e-5 * (its largest)``. Float64 rounding gives about ``d * eps ~ 5e-13`` relative at d = 2048;
 a matrix stored in float32 can reach a few 1e-6 (``sqrt(d) * 6e-8``), so 1e-5 accepts both and still
 refuses a matrix that is not a covariance (whose negative eigenvalues are of the order of the others)."""
+
+MAX_STAT_MAGNITUDE = 1e100
+"""Largest |value| accepted in mu or sigma. Inception pool3 features are ReLU outputs of order 1, so real
+statistics are many orders below this; above it, the FID's squares and d-term sums (d <= 1e6) could
+overflow float64 (1.8e308) and come out inf or NaN, which the round-off clamp would then report as 0."""
 
 ROUNDOFF_RTOL = 1e-8
 """Our tolerance: a Fréchet distance within ``1e-8 * (Tr S1 + Tr S2 + |mu1 - mu2|^2)`` of zero is round-off
@@ -156,6 +162,10 @@ def validate_stats(
         raise error(f"{label}: mu has shape {m.shape} and sigma {s.shape}; expected ({d},) and ({d}, {d})")
     if not (np.isfinite(m).all() and np.isfinite(s).all()):
         raise error(f"{label}: mu/sigma contain NaN or infinite values")
+    top = max(float(np.max(np.abs(m), initial=0.0)), float(np.max(np.abs(s), initial=0.0)))
+    if top > MAX_STAT_MAGNITUDE:
+        raise error(f"{label}: mu/sigma hold values up to {top:.3g}, beyond {MAX_STAT_MAGNITUDE:g}; the FID of such "
+                    "statistics overflows float64 (these are not statistics of image features)")
     scale = float(np.max(np.abs(s), initial=0.0))
     asym = float(np.max(np.abs(s - s.T), initial=0.0))
     if asym > SYMMETRY_RTOL * scale:
@@ -179,8 +189,10 @@ def clamp_distance(value: float, scale: float, where: str) -> float:
     ``scale`` is ``Tr S1 + Tr S2 + |mu1 - mu2|^2``, the size of the terms whose difference is the
     distance; round-off is ``ROUNDOFF_RTOL * scale`` (see :data:`ROUNDOFF_RTOL`).
     """
-    if math.isnan(value):
-        raise ValueError(f"{where}: the Fréchet distance came out NaN; the statistics are not valid")
+    if not (math.isfinite(value) and math.isfinite(scale)):
+        # an overflow gives inf - inf = NaN, or inf that the round-off test below would call 0: never a number
+        raise StatsFileError(f"{where}: the Fréchet distance is not a finite number (its terms overflow float64); "
+                             "the statistics are not valid")
     tol = ROUNDOFF_RTOL * max(scale, 1.0)
     if value > tol:
         return value
@@ -273,7 +285,8 @@ def frechet_distance(
         logger.warning("eigendecomposition did not converge; adding %g to the covariance diagonals", eps)
         offset = np.eye(d) * eps
         tr_covmean = _trace_sqrt_product(s1 + offset, s2 + offset)
-    scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by clamp_distance, in one line
+        scale = float(diff @ diff + np.trace(s1) + np.trace(s2))
     return clamp_distance(scale - 2.0 * tr_covmean, scale, "frechet_distance")
 
 
@@ -343,9 +356,9 @@ def prepare_reference(stats: FeatureStats) -> PreparedReference:
 
 def _read_prepared(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
     try:
-        with np.load(path, allow_pickle=False) as f:
-            w, r = np.asarray(f["eigenvalues"], np.float64), np.asarray(f["sqrt"], np.float64)
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+        arrays = read_npz(path, ("eigenvalues", "sqrt"))
+        w, r = np.asarray(arrays["eigenvalues"], np.float64), np.asarray(arrays["sqrt"], np.float64)
+    except (OSError, DamagedFileError, ValueError) as exc:
         logger.warning("ignoring unreadable prepared-reference cache %s (%s); recomputing", path, exc)
         return None
     d = w.shape[0] if w.ndim == 1 else -1
@@ -356,7 +369,7 @@ def _read_prepared(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.
 
 
 def load_prepared_reference(
-    path: Path, cache_folder: Path | None
+    path: Path, cache_folder: Path | None, *, hint: str | None = None
 ) -> tuple[FeatureStats, StatsProvenance | None, PreparedReference]:
     """Load a reference ``.npz`` with its prepared form, cached by the npz's sha256 in ``cache_folder``.
 
@@ -374,12 +387,12 @@ def load_prepared_reference(
         target = Path(cache_folder) / f"frechet-{file_sha256(path)}.npz"
         cached = _read_prepared(target) if target.is_file() else None
     if cached is not None:
-        stats, prov = load_stats(path, eigenvalues=cached[0])
+        stats, prov = load_stats(path, eigenvalues=cached[0], hint=hint)
         if stats.dims == cached[0].shape[0]:
             prep = PreparedReference(mu=stats.mu, trace=float(np.trace(stats.sigma)), sqrt=cached[1],
                                      eigenvalues=cached[0], n=stats.n)
             return stats, prov, prep
-    stats, prov = load_stats(path, check_psd=False)
+    stats, prov = load_stats(path, check_psd=False, hint=hint)
     try:
         prep = prepare_reference(stats)  # validates PSD with the eigenvalues it computes
     except StatsFileError as exc:
@@ -462,13 +475,17 @@ def save_stats(path: Path, stats: FeatureStats, provenance: StatsProvenance | No
     path = Path(path)
     if path.suffix.lower() != ".npz":
         raise StatsFileError(f"{path}: stats files must end in .npz (pytorch-fid's format)")
+    side = sidecar_path(path)
+    if side.exists() and not path.exists():  # a .json the user keeps there, not the sidecar of an earlier save
+        logger.warning("replacing the existing file %s with the provenance sidecar of %s (move it away to keep it)",
+                       display_path(side), display_path(path))
     buf = io.BytesIO()
     np.savez_compressed(buf, mu=np.asarray(stats.mu, np.float64), sigma=np.asarray(stats.sigma, np.float64))
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     prov = provenance or StatsProvenance(source="", n_images=stats.n, dims=stats.dims)
     prov = prov.model_copy(update={"npz_sha256": hashlib.sha256(data).hexdigest(), "dims": stats.dims})
-    atomic_write_bytes(sidecar_path(path), (prov.model_dump_json(indent=2) + "\n").encode())
+    atomic_write_bytes(side, (prov.model_dump_json(indent=2) + "\n").encode())
 
 
 def _read_sidecar(path: Path) -> StatsProvenance | None:
@@ -487,7 +504,7 @@ def _read_sidecar(path: Path) -> StatsProvenance | None:
 
 
 def load_stats(
-    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True
+    path: Path, *, eigenvalues: npt.NDArray[np.float64] | None = None, check_psd: bool = True, hint: str | None = None
 ) -> tuple[FeatureStats, StatsProvenance | None]:
     """Read a ``.npz`` with ``mu`` (d,) and ``sigma`` (d, d) (ours or pytorch-fid's), validated.
 
@@ -502,22 +519,17 @@ def load_stats(
         StatsFileError: If the file is missing, unreadable, lacks a key or has wrong shapes/values.
     """
     path = Path(path)
-    hint = "regenerate it with 'vpt-advisor fid DIR OTHER --save-stats OUT.npz' or 'python -m pytorch_fid --save-stats'"
+    hint = hint or ("regenerate it with 'vpt-advisor fid DIR OTHER --save-stats OUT.npz' or "
+                    "'python -m pytorch_fid --save-stats'")
     if not path.is_file():
         raise StatsFileError(f"{path}: stats file not found")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            missing = [k for k in ("mu", "sigma") if k not in keys]
-            if missing:
-                raise StatsFileError(
-                    f"{path}: no key {', '.join(repr(k) for k in missing)} (found {sorted(keys)}); {hint}"
-                )
-            mu, sigma = f["mu"], f["sigma"]
-    except StatsFileError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise StatsFileError(f"{path}: not a readable .npz stats file ({exc}); {hint}") from exc
+        arrays = read_npz(path, ("mu", "sigma"))
+    except DamagedFileError as exc:
+        raise StatsFileError(f"{display_path(path)}: damaged or not a stats file: {exc.detail}; {hint}") from exc
+    except OSError as exc:
+        raise StatsFileError(f"{display_path(path)}: cannot read the stats file ({exc.strerror or exc})") from exc
+    mu, sigma = arrays["mu"], arrays["sigma"]
     try:
         mu, sigma = validate_stats(mu, sigma, str(path), eigenvalues=eigenvalues, check_psd=check_psd)
     except StatsFileError as exc:

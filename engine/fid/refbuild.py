@@ -83,7 +83,7 @@ from engine.fid.reference import (
     resolve_reference,
     validate_reference_name,
 )
-from engine.io import atomic_write_bytes
+from engine.io import NPZ_DAMAGE, DamagedFileError, atomic_write_bytes, read_npz
 from engine.paths import references_dir
 from engine.progress import ProgressCallback, report
 
@@ -167,6 +167,10 @@ def spread_shards(n_shards: int, k: int) -> list[int]:
 # --- checkpoints and the build lock ----------------------------------------------------------------------
 
 
+_CHECKPOINT_DAMAGE: tuple[type[BaseException], ...] = (*NPZ_DAMAGE, DamagedFileError, TypeError, AttributeError)
+"""Anything reading a damaged checkpoint raises (the npz reader's errors, a bad checksum or state as ValueError)."""
+
+
 def _digest(s1: npt.NDArray[np.float64], s2: npt.NDArray[np.float64], state: bytes) -> str:
     h = hashlib.sha256()
     for part in (np.ascontiguousarray(s1).tobytes(), np.ascontiguousarray(s2).tobytes(), state):
@@ -187,13 +191,16 @@ def _save_checkpoint(work: Path, s1: npt.NDArray[np.float64], s2: npt.NDArray[np
 
 
 def _read_checkpoint(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict]:
-    """Load and verify one checkpoint file. Raises ValueError/OSError/KeyError when damaged."""
-    with np.load(path, allow_pickle=False) as f:
-        s1, s2 = f["s1"].astype(np.float64), f["s2"].astype(np.float64)
-        blob, digest = f["state"].tobytes(), f["digest"].tobytes().decode()
+    """Load and verify one checkpoint file. Raises one of :data:`_CHECKPOINT_DAMAGE` when damaged."""
+    f = read_npz(path, ("s1", "s2", "state", "digest"))
+    s1, s2 = f["s1"].astype(np.float64), f["s2"].astype(np.float64)
+    blob, digest = f["state"].tobytes(), f["digest"].tobytes().decode()
     if _digest(s1, s2, blob) != digest:
         raise ValueError("checksum mismatch")
-    return s1, s2, json.loads(blob)
+    state = json.loads(blob)
+    if not isinstance(state, dict) or not isinstance(state.get("n"), int) or not isinstance(state.get("skipped"), list):
+        raise ValueError("checkpoint state has no image count or skipped list")
+    return s1, s2, state
 
 
 def _load_checkpoint(work: Path,
@@ -205,7 +212,7 @@ def _load_checkpoint(work: Path,
             continue
         try:
             return _read_checkpoint(path)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as exc:
+        except _CHECKPOINT_DAMAGE as exc:
             msg = f"discarded damaged checkpoint {display_path(path)} ({type(exc).__name__}: {exc})"
             messages.append(msg + "; continuing from the previous good state")
             logger.warning("%s", messages[-1])
@@ -217,12 +224,14 @@ def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
     path = work / _PLAN
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or not isinstance(raw.get("body"), dict):
+            raise ValueError("no plan in the file")
         body = json.dumps(raw["body"], sort_keys=True)
         if hashlib.sha256(body.encode()).hexdigest() != raw["digest"]:
             raise ValueError("checksum mismatch")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         messages.append(f"discarded damaged build plan {display_path(path)} ({exc}); starting over")
         logger.warning("%s", messages[-1])
         return None

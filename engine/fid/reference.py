@@ -201,10 +201,18 @@ def resolve_reference(name_or_path: str | Path) -> tuple[FeatureStats, Reference
     """
     name, npz = resolve_reference_path(name_or_path)
     try:
-        stats, prov = load_stats(npz)
+        stats, prov = load_stats(npz, hint=_stored_hint(name, npz))
     except StatsFileError as exc:
         raise StatsFileError(f"reference {name!r}: {exc}") from None
     return stats, _info(name, npz, prov, stats.dims)
+
+
+def _stored_hint(name: str, npz: Path) -> str | None:
+    """What to do about a damaged *stored* reference (the generic stats-file advice otherwise)."""
+    if npz.parent != references_dir():
+        return None
+    return (f"rebuild it with 'vpt-advisor reference build SOURCE --name {name} --overwrite' or import it again "
+            f"with 'vpt-advisor reference import FILE --name {name} --overwrite'")
 
 
 def resolve_prepared_reference(
@@ -217,7 +225,7 @@ def resolve_prepared_reference(
     """
     name, npz = resolve_reference_path(name_or_path)
     try:
-        stats, prov, prepared = load_prepared_reference(npz, cache_folder)
+        stats, prov, prepared = load_prepared_reference(npz, cache_folder, hint=_stored_hint(name, npz))
     except StatsFileError as exc:
         raise StatsFileError(f"reference {name!r}: {exc}") from None
     return stats, _info(name, npz, prov, stats.dims), prepared

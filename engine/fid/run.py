@@ -410,7 +410,8 @@ def _stats_side(source: Path, config: FidConfig) -> _Side | None:
 
 
 def _source_side(
-    source: Path, config: FidConfig, device: torch.device | str, on_progress: ProgressCallback | None
+    source: Path, config: FidConfig, device: torch.device | str, on_progress: ProgressCallback | None,
+    root: Path | None = None,
 ) -> _Side:
     source = Path(source)
     label = display_path(source)
@@ -421,7 +422,7 @@ def _source_side(
         why = unreachable_link(source) or "no such folder, .npz stats file or reference name"
         raise DatasetError(f"{label}: {why}")
 
-    index = index_dataset(source)
+    index = index_dataset(source, root if source.is_file() else None)  # --root: for list files and CSVs only
     return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
 
 
@@ -452,8 +453,11 @@ def compute_fid(
     device: torch.device | str,
     save_stats_to: Path | None = None,
     on_progress: ProgressCallback | None = None,
+    root: Path | None = None,
 ) -> FidResult:
     """FID between two folders / stats files (``vpt-advisor fid A B``); optionally save A's stats.
+
+    ``root`` is the folder the paths of a list-file or CSV side are relative to (``--root``).
 
     Raises:
         ConfigError: Neither ``b`` nor ``save_stats_to`` given, or the dims of the two sides differ.
@@ -464,7 +468,7 @@ def compute_fid(
     side2_first = _stats_side(Path(b), config) if b is not None else None
     if side2_first is not None:  # the reference's recorded preprocessing wins, as in recommend
         config = config_for_reference(config, side2_first.preprocessing)
-    side1 = _source_side(Path(a), config, device, on_progress)
+    side1 = _source_side(Path(a), config, device, on_progress, root)
     if side2_first is None and side1.prepared is not None and b is not None:
         config = config_for_reference(config, side1.preprocessing)
     s1, sum1, warn = side1.stats, side1.summary, list(side1.warnings)
@@ -476,7 +480,7 @@ def compute_fid(
     sum2 = None
     verdict: FidVerdict | None = None
     if b is not None:
-        side2 = side2_first if side2_first is not None else _source_side(Path(b), config, device, on_progress)
+        side2 = side2_first if side2_first is not None else _source_side(Path(b), config, device, on_progress, root)
         sum2 = side2.summary
         warn += side2.warnings
         if s1.dims != side2.stats.dims:

@@ -197,7 +197,7 @@ def create_backbone_from(spec: BackboneSpec, *, img_size: int | None = None) -> 
     kwargs = dict(spec.model_kwargs)
     size = img_size or kwargs.pop("img_size", None)
     kwargs.pop("img_size", None)
-    return create_backbone(spec.model, weights=spec.weights, random_init=spec.random_init,
+    return create_backbone(spec.model, weights=spec.weights, random_init=spec.random_init, init_seed=spec.init_seed,
                            img_size=int(size) if size else None, **kwargs)
 
 
@@ -207,6 +207,7 @@ def create_backbone(
     weights: Path | None = None,
     random_init: bool = False,
     img_size: int | None = None,
+    init_seed: int = 0,
     **timm_kwargs: Any,
 ) -> nn.Module:
     """Build a timm ViT backbone with pretrained weights and no classification head.
@@ -217,6 +218,7 @@ def create_backbone(
             the hub download.
         random_init: build with random weights (tests and smoke runs only; results are meaningless).
         img_size: input resolution (the position embedding is resampled when loading).
+        init_seed: seed of the random weights (``random_init`` only): the same seed builds the same backbone.
         **timm_kwargs: extra ``timm.create_model`` arguments (e.g. ``depth`` for test models).
 
     Returns:
@@ -240,7 +242,11 @@ def create_backbone(
 
     if random_init:
         logger.warning("building %s with RANDOM weights: results say nothing about pretrained transfer", name)
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's generator
+            torch.manual_seed(init_seed)
+            model = timm.create_model(name, pretrained=False, **kwargs)
     elif weights is not None:
         model = timm.create_model(name, pretrained=False, **kwargs)
         load_backbone_weights(model, Path(weights))

@@ -35,6 +35,7 @@ from engine.data.index import DatasetIndex, Sample
 from engine.data.tensors import DecodeMemo, ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
 from engine.errors import StoreError
+from engine.fingerprint import files_fingerprint, path_fingerprint
 from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
@@ -114,8 +115,13 @@ def _digest(obj: object) -> str:
     return json_digest(obj, 16)
 
 
-def _dataset_fingerprint(samples: list[Sample]) -> str:
-    return _digest([[str(s.path), s.label] for s in samples])
+def _dataset_fingerprint(samples: list[Sample], *, content: bool = False) -> str:
+    """Paths and labels (the plan's key); with ``content``, also the images' bytes (a trial's key: new images at
+    the same paths are new trials, never the stored results of the old ones)."""
+    rows: list[object] = [[str(s.path), s.label] for s in samples]
+    if content:
+        rows.append(files_fingerprint(s.path for s in samples))
+    return _digest(rows)
 
 
 def _splits(index: DatasetIndex, config: PilotConfig, plan: PilotPlan) -> tuple[list[Sample], ...]:
@@ -266,7 +272,9 @@ def _train_config(plan: PilotPlan, config: PilotConfig, spec: TrialSpec) -> Trai
 def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainConfig) -> str:
     bb = config.backbone
     return _digest({"data": data_key, "model": bb.model, "weights": str(bb.weights),
-                    "random_init": bb.random_init, "model_kwargs": bb.model_kwargs,
+                    "weights_content": path_fingerprint(bb.weights),  # new weights at the same path: new trials
+                    "random_init": bb.random_init, "init_seed": bb.init_seed if bb.random_init else None,
+                    "model_kwargs": bb.model_kwargs,
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 
@@ -339,7 +347,8 @@ def run_pilot(
     if plan is None:
         plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone, memo=memo)
     train_s, val_s, cmp_s = _splits(index, config, plan)
-    data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s), _dataset_fingerprint(cmp_s)]))
+    data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s, content=True),
+                                   _dataset_fingerprint(cmp_s, content=True)]))
     memo = memo if memo is not None else {}
     data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers, memo=memo)
     data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)

@@ -164,7 +164,7 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str] | None]] = {
                                     ["--format", "json"]),
     "calibrate": (lambda c: ["calibrate", str(c.vtab), "--reference", "in21k-64", "--dims", "64",
                              "--inception-weights", str(c.weights), "--device", "cpu", "--output",
-                             str(c.tmp / "cal.json")], ["--json"]),
+                             str(c.tmp / "cal.json"), "--allow-unverified"], ["--json"]),
 }
 
 

@@ -1,4 +1,4 @@
-"""One pass over the data: ``recommend DATASET`` and ``pilot`` each open every image file once.
+"""One pass over the data: ``recommend DATASET`` opens every image file once, ``pilot`` at most twice.
 
 Every file open of the process is counted (``builtins.open``, which Pillow and the engine both go
 through), so a second reader added anywhere on the path fails here. The FID stays the number of
@@ -82,12 +82,13 @@ def test_recommend_opens_each_image_once_and_keeps_the_fid(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-def test_pilot_opens_each_image_once(
+def test_pilot_opens_each_image_at_most_twice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], opens: Callable[[Path], Counter[str]],
 ) -> None:
     data = write_colour_dataset(tmp_path / "colours", 10)
     before = opens(data)
     _json(capsys, ["pilot", str(data), "--task", "dtd", *TINY, "--out", str(tmp_path / "store")])
     counts = opens(data) - before
-    # the plan's decode-time probe hands the files it decoded on to the run
-    assert set(counts) == _images(data) and set(counts.values()) == {1}, counts
+    # one read for the content fingerprint that keys the stored trials (engine.fingerprint), one decode: the plan's
+    # decode-time probe hands the files it decoded on to the run
+    assert set(counts) == _images(data) and max(counts.values()) <= 2, counts

@@ -33,7 +33,9 @@ def test_what_if_json_matches_the_decision(capsys: pytest.CaptureFixture[str]) -
 def test_stanford_cars_via_cli(capsys: pytest.CaptureFixture[str]) -> None:
     cars = next(r for r in fgvc_table() if r.key == "stanford_cars")
     report = _json(capsys, ["recommend", "--disparity", "low", "--fid", str(cars.fid), "--n-train", "800"])
-    assert report.recommendation.recommendation == "FT"
+    rec = report.recommendation  # low disparity votes VPT at 800, the dissimilar Table 19 side FT: a pilot
+    assert rec.recommendation == "pilot" and rec.lean == "FT"
+    assert rec.probability_vpt is not None and rec.record is not None and rec.record.asked_by == "disparity + FID"
 
 
 def test_rich_output_names_sources(capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,11 +66,14 @@ def test_errors_are_one_line(argv: list[str], message: str, capsys: pytest.Captu
 
 def test_calibration_file_replaces_the_default(capsys: pytest.CaptureFixture[str]) -> None:
     save_calibration(Calibration(reference="in21k", threshold=140.0, band=(138.0, 142.0), method="test",
-                                 loo_accuracy=0.9))
+                                 loo_accuracy=0.9, n=1000, verified=True, inception_sha256="6726825d" * 8,
+                                 reference_sha256="ab" * 32, task_fids={"svhn": 160.0, "dtd": 120.0}))
     report = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--n-train", "800"])
     thr = report.recommendation.provenance.threshold
     assert thr.source == "calibration" and thr.value == 140.0
-    assert report.recommendation.recommendation == "FT"  # 150 > 140 although below the Table 19 default
+    # 150 > 140 although below the Table 19 default: the calibrated task on the dissimilar side (SVHN) votes
+    assert report.recommendation.similarity == "dissimilar"
+    assert [t.key for t in report.recommendation.nearest_tasks] == ["svhn"]
     assert 150 < DEFAULT_THRESHOLD.band[0]
     other = _json(capsys, ["recommend", "--disparity", "low", "--fid", "150", "--reference", "other"])
     assert other.recommendation.provenance.threshold.source == "table19-default"
@@ -82,7 +87,8 @@ def test_dataset_without_reference_answers_without_fid(
     captured = capsys.readouterr()
     report = RecommendReport.model_validate_json(captured.out)
     rec = report.recommendation
-    assert rec.similarity == "unmeasured" and rec.recommendation == "VPT"
+    # 18 images: below 400 an unseen task's answer has no held-out record to earn, so a pilot leaning VPT
+    assert rec.similarity == "unmeasured" and rec.recommendation == "pilot" and rec.lean == "VPT"
     assert rec.inputs.fid_unmeasured_reason and "in21k" in rec.inputs.fid_unmeasured_reason
     assert report.dataset is not None and report.dataset.n_used == 18 and report.dataset.n_skipped == 1
     assert rec.inputs.n_train == 18  # usable labeled images
@@ -108,7 +114,9 @@ def test_dataset_with_measured_fid(
             fid=190.0, n_images=n, n_skipped=0,
             reference=ReferenceInfo(name="in21k", path="/refs/in21k.npz"), extractor="test", preprocessing="test",
             warnings=["fewer than 2048 images"],
-            at_n=[FidAtN(n=n, fid=190.0, n_subsets=1, interval=(188.0, 192.0), n_bootstrap=20, bootstrap_n=n, seed=0)],
+            at_n=[FidAtN(n=n, fid=190.0, n_subsets=1, interval=(188.0, 192.0), n_bootstrap=20, bootstrap_n=n, seed=0),
+                  FidAtN(n=n // 2, fid=194.0, n_subsets=5, interval=(190.0, 198.0), n_bootstrap=20,
+                         bootstrap_n=n // 2, seed=0)],
         )
 
     monkeypatch.setattr(fidrun, "measure_fid_against_reference", fake_measure)
@@ -117,10 +125,14 @@ def test_dataset_with_measured_fid(
             "--device", "cpu", "--n-train", "1000"]
     report = _json(capsys, argv)
     # the default threshold has no N, so the FID of all images is compared
-    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu", "at_n": []}
+    # ... and the FID at N/2 gives its small-N bias: 2 x (194 - 190)
+    assert seen == {"n": 18, "reference": "in21k", "weights": weights, "device": "cpu", "at_n": [18, 9]}
+    assert report.fid_measurement is not None and report.fid_measurement.small_n_bias == 8.0
     rec = report.recommendation
-    assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "dissimilar"
-    assert rec.recommendation == "FT" and rec.inputs.n_train == 1000
+    # 190 - 8 = 182 is inside the band 169.1-182.5: without the bias it would be dissimilar
+    assert rec.inputs.fid == 190.0 and rec.inputs.fid_source == "measured" and rec.similarity == "borderline"
+    assert rec.inputs.fid_bias == 8.0
+    assert rec.recommendation == "pilot" and rec.inputs.n_train == 1000
     assert report.fid_measurement is not None and "fewer than 2048 images" in report.warnings
     assert rec.inputs.fid_n == 18 and rec.inputs.fid_interval == (188.0, 192.0)
     assert "N is not printed by the paper" in report.fid_measurement.compared_note
@@ -149,7 +161,8 @@ def test_missing_weights_or_reference_is_a_warning_not_an_error(
 def test_demo_defaults_to_counting(capsys: pytest.CaptureFixture[str]) -> None:
     report = _json(capsys, ["recommend", "--demo"])
     rec = report.recommendation
-    assert rec.inputs.task == "counting" and rec.disparity == "high" and rec.recommendation == "VPT"
+    assert rec.inputs.task == "counting" and rec.disparity == "high" and rec.recommendation == "pilot"
+    assert rec.lean == "VPT" and rec.record is not None and rec.record.confidence == "pilot"
     assert report.dataset is not None and rec.inputs.n_train == report.dataset.n_used > 0
 
 
@@ -173,7 +186,7 @@ def test_bad_choices_are_one_line_errors(flag: str, value: str, capsys: pytest.C
     (["--task", "svhn", "--n-train", "800"], "FT", ("svhn", 800, "FT")),
     (["--task", "kitti_distance", "--n-train", "400"], "FT", ("kitti_distance", 400, "FT")),
     (["--task", "eurosat", "--n-train", "800", "--backbone", "swin-in21k"], "FT", ("eurosat", 800, "FT")),
-    (["--task", "fine-grained", "--n-train", "12000", "--fid", "143.84"], "VPT", ("stanford_dogs", None, "VPT")),
+    (["--task", "fine-grained", "--n-train", "800", "--fid", "143.84"], "VPT", ("flowers102", 800, "VPT")),
 ])
 def test_what_if_answers_agree_with_their_own_table(argv: list[str], answer: str, first_row: tuple[object, ...],
                                                     capsys: pytest.CaptureFixture[str]) -> None:

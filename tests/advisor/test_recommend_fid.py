@@ -119,12 +119,16 @@ def test_trust_reference_overrides_reference_doubts_only(
 def test_the_fid_is_compared_at_the_calibrations_n(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
 ) -> None:
-    _reference(tmp_path, fake_weights)
+    from engine.fid.frechet import file_sha256
+
+    ref = _reference(tmp_path, fake_weights)
     capsys.readouterr()
-    save_calibration(Calibration(
+    cal = Calibration(
         reference="in21k", threshold=150.0, band=(140.0, 160.0), task_fids={"dtd": 120.0}, n=1000,
-        loo_accuracy=1.0, majority_accuracy=0.7,
-        levels=[CalibrationLevel(n=8, threshold=90.0, band=(80.0, 100.0), task_fids={"dtd": 70.0})]))
+        loo_accuracy=1.0, majority_accuracy=0.7, verified=True, inception_sha256=weights_sha256(fake_weights),
+        reference_sha256=file_sha256(ref),
+        levels=[CalibrationLevel(n=8, threshold=90.0, band=(80.0, 100.0), task_fids={"dtd": 70.0})])
+    save_calibration(cal)
     data = _folder(tmp_path / "data", 20, 4)
     rec = _run(capsys, ["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights)])
     m, thr = rec["fid_measurement"], rec["recommendation"]["provenance"]["threshold"]
@@ -157,5 +161,28 @@ def test_random_init_pilot_evidence_never_decides() -> None:
     real = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores, paired=paired))
     assert real.recommendation == "FT"  # decisive real evidence outranks the prior
     fake = recommend(inputs, PilotEvidence(n_train=80, n_val=20, scores=scores, paired=paired, random_init=True))
-    assert fake.recommendation == recommend(inputs).recommendation == "VPT" and fake.pilot is None
+    assert fake.recommendation == recommend(inputs).recommendation == "pilot" and fake.pilot is None
     assert "randomly initialised" in fake.reasons[0].sentence
+
+
+def test_a_calibration_from_other_weights_or_without_provenance_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_weights: Path, fake_extractors: list[FakeExtractor]  # noqa: F811
+) -> None:
+    from engine.fid.frechet import file_sha256
+
+    ref = _reference(tmp_path, fake_weights)
+    capsys.readouterr()
+    base = dict(reference="in21k", threshold=150.0, band=(140.0, 160.0), task_fids={"dtd": 120.0}, n=1000,
+                loo_accuracy=1.0, verified=True, inception_sha256="0" * 64, reference_sha256=file_sha256(ref))
+    path = tmp_path / "cal.json"
+    data = _folder(tmp_path / "data", 12, 4)
+    save_calibration(Calibration(**base), path)  # type: ignore[arg-type]
+    assert main(["recommend", str(data), "--task", "dtd", "--inception-weights", str(fake_weights),
+                 "--calibration", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: calibration file {path}") and "Inception weights sha256 000000000000" in err
+    assert len(err.splitlines()) == 1
+    save_calibration(Calibration(**{**base, "inception_sha256": ""}), path)  # type: ignore[arg-type]
+    assert main(["recommend", "--task", "dtd", "--fid", "150", "--calibration", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"Error: calibration file {path}: ") and "does not record the Inception weights sha256" in err

@@ -42,7 +42,7 @@ def test_unmeasured_fid_and_calibration_points() -> None:
         band=(170.0, 190.0),
         task_fids={"clevr_count": 240.0, "svhn": 200.0},
         method="test",
-        loo_accuracy=0.9,
+        loo_accuracy=0.9, n=1000, verified=True, inception_sha256="6726825d" * 8, reference_sha256="ab" * 32,
     )
     rec = recommend(build_inputs(task="counting", fid_unmeasured_reason="no Inception weights", calibration=cal))
     report = from_recommendation(rec)

@@ -12,7 +12,7 @@ from benchmarks.vtab.calibrate import (
     paper_low_disparity_winners,
 )
 from engine.errors import ConfigError
-from engine.fid.calibration import Calibration, load_calibration, save_calibration
+from engine.fid.calibration import Calibration, calibration_problem, load_calibration, save_calibration
 
 
 def test_paper_winners_are_the_low_disparity_tasks() -> None:
@@ -101,8 +101,12 @@ def test_calibrate_command_refuses_a_fit_on_too_few_tasks(tmp_path, fid_weights,
     _write_reference()
     out = tmp_path / "cal.json"
     # 64-d features keep the covariance maths cheap (2048-d: ~10 s per FID on a busy 2-core CPU)
-    assert main(["calibrate", str(root), "--reference", "in21k", "--device", "cpu", "--output", str(out),
-                 "--dims", "64", "--json"]) == 1
+    argv = ["calibrate", str(root), "--reference", "in21k", "--device", "cpu", "--output", str(out), "--dims", "64"]
+    # generated weights and a 96-image reference: every FID is unverified, so nothing is fitted
+    assert main([*argv, "--json"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: no VTAB-1k task could be measured") and "FID unverified, not fitted" in err
+    assert main([*argv, "--json", "--allow-unverified"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: calibration refused") and "(FT: 1, VPT: 1)" in err and "nothing was written" in err
     assert not out.exists()
@@ -155,12 +159,19 @@ def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, m
         def estimate(n):  # noqa: ANN001, ANN202 - FID rises at small N, as the real one does
             return SimpleNamespace(n=n, fid=fid + 1000.0 / n)
 
-        return SimpleNamespace(fid=fid, n_images=1000, warnings=[], estimate=estimate)
+        return SimpleNamespace(fid=fid, n_images=1000, warnings=[], estimate=estimate, status="verified",
+                               unverified_reasons=[], extractor="pytorch-fid-inception-v3:dims=2048:weights=6726825d00",
+                               reference=SimpleNamespace(npz_sha256="ab" * 32))
 
     monkeypatch.setattr(fid_run, "measure_fid_against_reference", fake)
     out = tmp_path / "cal.json"
     report = run_calibration(CalibrationRequest(root=root, output=out))
     cal = load_calibration(out)
+    # provenance: the weights and reference hashes, the N of every FID, only verified FIDs
+    assert cal is not None and cal.reference_sha256 == "ab" * 32 and cal.inception_sha256.startswith("6726825d")
+    assert cal.verified and cal.task_n == {k: 1000 for k in fids}
+    assert calibration_problem(cal, "in21k", inception_sha256="6726825d", reference_sha256="ab" * 32)[0] == "ok"
+    assert calibration_problem(cal, "in21k", reference_sha256="cd" * 32)[0] == "refuse"
     assert cal is not None and cal.loo_accuracy == pytest.approx(1.0) == report.fit.loo_accuracy
     assert cal.majority_accuracy == pytest.approx(8 / 11)
     assert any("leave-one-task-out accuracy 1.00" in n for n in cal.notes)
@@ -170,9 +181,57 @@ def test_run_calibration_writes_a_checked_fit_with_its_leave_one_out(tmp_path, m
         assert lv.task_fids == pytest.approx({k: v + 1000.0 / lv.n for k, v in fids.items()})
         assert lv.threshold == pytest.approx(fit_threshold(lv.task_fids, winners).threshold)
     assert cal.at_n(600).n == 500 and cal.at_n(600).threshold == cal.levels[1].threshold
+    assert all(lv.loo_accuracy == pytest.approx(1.0) for lv in cal.levels)  # every N passed check_fit
     # the same tree with interleaved FIDs is refused and leaves the file as it was
     by_folder.update({TASKS[k].folder: 100.0 + 10 * i for i, k in enumerate(winners)})
     before = out.read_text()
     with pytest.raises(ConfigError, match="calibration refused"):
         run_calibration(CalibrationRequest(root=root, output=out))
     assert out.read_text() == before
+
+
+def test_every_n_level_passes_the_same_check_and_unverified_fids_are_not_fitted(tmp_path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import engine.fid.run as fid_run
+    from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
+    from benchmarks.vtab.tasks import TASKS
+    from tests.benchmarks.vtab_tree import make_vtab_tree
+
+    winners = paper_low_disparity_winners()
+    fids = {k: (190.0 + i if w == "FT" else 120.0 + 3 * i) for i, (k, w) in enumerate(winners.items())}
+    interleaved = {k: 100.0 + 10 * i for i, k in enumerate(winners)}  # at N = 250 the FIDs do not separate
+    by_folder = {TASKS[k].folder: k for k in fids}
+    root = make_vtab_tree(tmp_path / "vtab", tasks=[*fids, "clevr_count"],
+                          per_split={"train800": 1, "val200": 1, "test": 1})
+
+    def fake(index, reference, *, config, device, at_n=()):  # noqa: ANN001, ANN202
+        key = by_folder.get(index.root.name)
+        if key is None:  # a task measured with non-official weights: shown, never fitted
+            return SimpleNamespace(fid=1.0, n_images=1000, warnings=[], status="unverified",
+                                   unverified_reasons=["non-standard weights"], estimate=None, extractor="",
+                                   reference=SimpleNamespace(npz_sha256=""))
+
+        def estimate(n):  # noqa: ANN001, ANN202
+            return SimpleNamespace(n=n, fid=interleaved[key] if n == 250 else fids[key] + 1000.0 / n)
+
+        return SimpleNamespace(fid=fids[key], n_images=1000, warnings=[], estimate=estimate, status="verified",
+                               unverified_reasons=[], extractor="x:weights=6726825d",
+                               reference=SimpleNamespace(npz_sha256="ab" * 32))
+
+    monkeypatch.setattr(fid_run, "measure_fid_against_reference", fake)
+    out = tmp_path / "cal.json"
+    report = run_calibration(CalibrationRequest(root=root, output=out))
+    cal = load_calibration(out)
+    assert cal is not None and [lv.n for lv in cal.levels] == [500]  # N = 250 failed check_fit: not written
+    assert any(n.startswith("N = 250 not written: calibration refused") for n in cal.notes)
+    unverified = next(r for r in report.tasks if r.task == "clevr_count")
+    assert unverified.fid is None and unverified.problem is not None and "unverified" in unverified.problem
+    assert "clevr_count" not in cal.task_fids
+
+
+def test_a_calibration_without_provenance_is_refused() -> None:
+    old = Calibration(reference="in21k", threshold=300.0, band=(290.0, 310.0), loo_accuracy=0.9)  # hand-written
+    verdict, why = calibration_problem(old, "in21k")
+    assert verdict == "refuse" and "Inception weights sha256" in why and "reference sha256" in why
+    assert calibration_problem(old, "other")[0] == "other-reference"

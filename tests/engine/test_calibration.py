@@ -11,8 +11,11 @@ from engine.fid.calibration import (
     Calibration,
     default_calibration_path,
     derive_threshold,
+    fit_threshold,
     load_calibration,
     save_calibration,
+    similarity_side,
+    small_n_bias,
 )
 from engine.paper import fgvc_table
 
@@ -26,9 +29,12 @@ def test_derive_threshold_on_table_19() -> None:
     assert value == pytest.approx((vpt_max + ft_min) / 2)
 
 
-def test_derive_threshold_with_overlapping_winners() -> None:
+def test_derive_threshold_is_the_one_fitting_rule() -> None:
+    # VPT 10 and 30, FT 20: 15 classifies 2 of 3, 25 only 1; the band covers the misclassified 30
     value, band = derive_threshold({"a": 10.0, "b": 30.0, "c": 20.0}, {"a": "VPT", "b": "VPT", "c": "FT"})
-    assert band == (20.0, 30.0) and value == 25.0
+    assert (value, band) == (15.0, (10.0, 30.0))
+    fit = fit_threshold({"a": 10.0, "b": 30.0, "c": 20.0}, {"a": "VPT", "b": "VPT", "c": "FT"})
+    assert (fit.threshold, fit.band) == (value, band) and fit.misclassified == ["b"]
     with pytest.raises(ConfigError, match="each method"):
         derive_threshold({"a": 1.0}, {"a": "VPT"})
 
@@ -61,3 +67,14 @@ def test_invalid_files_and_values(tmp_path: Path) -> None:
         load_calibration(bad)
     with pytest.raises(ValueError, match="must contain the threshold"):
         _cal(band=(120.0, 130.0))
+
+
+def test_similarity_side_takes_the_small_n_bias_off_before_calling_data_dissimilar() -> None:
+    band = (169.117, 182.487)
+    assert similarity_side(190.0, 175.8, band) == "dissimilar"
+    assert similarity_side(190.0, 175.8, band, bias=10.0) == "borderline"  # 180 is inside the band
+    assert similarity_side(200.0, 175.8, band, bias=10.0) == "dissimilar"
+    assert similarity_side(160.0, 175.8, band, bias=30.0) == "similar"  # the bias only makes 'similar' safer
+    assert similarity_side(176.0, 175.8, (175.8, 175.8), bias=1.0) == "borderline"  # a threshold without band
+    assert similarity_side(170.0, 175.8, band) == "borderline"
+    assert small_n_bias(190.0, 200.0) == 20.0 and small_n_bias(190.0, 185.0) == 0.0

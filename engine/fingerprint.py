@@ -1,0 +1,158 @@
+"""Content fingerprints of the files a stored result depends on (weights, images, list files).
+
+Stores that let a rerun resume (the pilot's trial files, the VTAB-1k trial store) key each result by
+what it was computed from. A path is not enough: replacing the weights or the images at the same path
+and rerunning would hand back the old numbers for the new files. So each file enters a key as
+``<size>:<sha256>`` of its bytes.
+
+Hashing is memoised by ``(real path, size, mtime_ns, inode)``, in the process and on disk
+(``cache/fingerprints.sqlite``), so an unchanged file is hashed once: a rerun of a VTAB-1k sweep stats
+its images instead of reading them. Any change of size, modification time or inode (a copy over it,
+an edit, ``mv`` of another file to that path) hashes it again. The memo is a cache: damaged, locked or
+unwritable, it is skipped (one rehash), never a lost result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from engine.paths import cache_dir
+from engine.sqlite_files import move_aside, sqlite_fault
+
+__all__ = ["file_fingerprint", "files_fingerprint", "path_fingerprint", "sha256_file"]
+
+logger = logging.getLogger(__name__)
+
+_MEMO_FILE = "fingerprints.sqlite"
+_memo: dict[tuple[str, int, int, int], str] = {}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _DiskMemo:
+    """The on-disk memo, opened once per process; every failure turns it off for the process."""
+
+    def __init__(self) -> None:
+        self.db: sqlite3.Connection | None = None
+        self.failed = False
+        self.path: Path | None = None
+
+    def _open(self) -> sqlite3.Connection | None:
+        path = cache_dir() / _MEMO_FILE
+        if path != self.path:  # the data home changed (VPT_ADVISOR_HOME, a long-lived process): that home's memo
+            if self.db is not None:
+                self.db.close()
+            self.db, self.failed, self.path = None, False, path
+        for attempt in (1, 2):
+            if self.db is not None or self.failed:
+                break
+            try:
+                self.db = _connect(path)
+            except (sqlite3.Error, OSError) as exc:
+                if attempt == 1 and isinstance(exc, sqlite3.DatabaseError) and sqlite_fault(exc, path) == "damaged":
+                    try:
+                        aside = move_aside(path)  # kept for inspection, like the feature cache; a fresh memo next
+                    except OSError:
+                        self._off(exc)
+                        break
+                    logger.warning("fingerprint memo %s is damaged (%s); moved it to %s and started a fresh one",
+                                   path, exc, aside)
+                    continue
+                self._off(exc)
+        return self.db
+
+    def _off(self, exc: BaseException) -> None:
+        logger.info("fingerprint memo unavailable (%s); hashing without it", exc)
+        self.failed, self.db = True, None
+
+    def get(self, key: tuple[str, int, int, int]) -> str | None:
+        db = self._open()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT digest FROM fp WHERE path=? AND size=? AND mtime=? AND ino=?", key).fetchone()
+        except sqlite3.Error as exc:
+            self._off(exc)
+            return None
+        return str(row[0]) if row else None
+
+    def put(self, key: tuple[str, int, int, int], digest: str) -> None:
+        db = self._open()
+        if db is None:
+            return
+        try:
+            db.execute("DELETE FROM fp WHERE path=?", key[:1])  # one row per path: the memo never grows stale
+            db.execute("INSERT OR REPLACE INTO fp VALUES (?, ?, ?, ?, ?)", (*key, digest))
+        except sqlite3.Error as exc:
+            self._off(exc)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        # a cache: losing the last rows to a power cut costs a rehash, so no fsync per row
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("CREATE TABLE IF NOT EXISTS fp (path TEXT, size INT, mtime INT, ino INT, digest TEXT, "
+                   "PRIMARY KEY (path, size, mtime, ino))")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+_disk = _DiskMemo()
+
+
+def file_fingerprint(path: str | os.PathLike[str]) -> str:
+    """``<size>:<sha256>`` of the file at ``path`` (symlinks followed), memoised by path, size, mtime and inode.
+
+    Raises:
+        OSError: the file cannot be read (the caller's own checks name it first).
+    """
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_size, st.st_mtime_ns, st.st_ino)
+    hit = _memo.get(key)
+    if hit is not None:
+        return hit
+    digest = _disk.get(key)
+    if digest is None:
+        digest = f"{st.st_size}:{sha256_file(real)}"
+        _disk.put(key, digest)
+    _memo[key] = digest
+    return digest
+
+
+def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """One sha256 over the fingerprints of ``paths`` in the given order (a dataset's images).
+
+    A file that cannot be read enters as its error (the reader that uses it skips and reports it), so a
+    key still changes when the file comes back.
+    """
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            part = file_fingerprint(p)
+        except OSError as exc:
+            part = f"unreadable:{exc.errno}"
+        h.update(part.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def path_fingerprint(path: Path | None) -> str | None:
+    """:func:`file_fingerprint` of an optional file (``None`` stays ``None``)."""
+    return None if path is None else file_fingerprint(path)
