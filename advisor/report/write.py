@@ -7,7 +7,6 @@ before any figure is rendered, so a typo fails at once with a one-line :class:`C
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ from advisor.report.document import Document, pilot_document, recommend_document
 from advisor.report.figures import check_plot_path, quadrant_figure, save_figure, size_trend_figure
 from advisor.report.html import write_html
 from advisor.report.inputs import PilotReportInputs, RecommendReportInputs, VtabReportInputs
-from advisor.report.markdown import write_markdown
+from advisor.report.markdown import say_if_replacing, write_markdown
 from engine.errors import ConfigError
 
 # A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
@@ -50,15 +49,6 @@ def check_report_path(path: Path) -> Path:
             "use .html for one self-contained page or .md for Markdown with PNGs beside it"
         )
     return path
-
-
-def say_if_replacing(target: Path, named: Path) -> Path:
-    """Warn before a file the user did not name (written beside ``named``) replaces an existing one; returns it."""
-    if target != named and os.path.lexists(target):
-        from advisor.render import warn
-
-        warn(f"replacing the existing file {target} (written beside {named}; move it away to keep it)")
-    return target
 
 
 def write_document(doc: Document, path: Path) -> Path:

@@ -349,7 +349,6 @@ def run_pilot(
     train_s, val_s, cmp_s = _splits(index, config, plan)
     data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s, content=True),
                                    _dataset_fingerprint(cmp_s, content=True)]))
-    memo = memo if memo is not None else {}
     data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers, memo=memo)
     data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)
     data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers, memo=memo)
