@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -117,6 +117,23 @@ def _interrupted_if_130(code: int) -> int:
     return code
 
 
+def _help_style_for(stream: object) -> None:
+    """Plain click help when ``stream`` is not a terminal (and ``FORCE_COLOR`` is unset), rich panels on one.
+
+    rich's help panels pad lines with spaces and crop long defaults to the panel's column ("vit_base_patch16_224.ori…")
+    when piped at 80 columns; click's plain formatter prints every default whole and nothing after a line's last word.
+    The markup mode is read when typer builds the click command, i.e. at every ``app(...)`` call.
+    """
+    isatty = getattr(stream, "isatty", None)
+    forced = os.environ.get("FORCE_COLOR", "") not in ("", "0")  # as the consoles read it (configure_consoles)
+    mode: Literal["rich"] | None = "rich" if forced or (callable(isatty) and isatty()) else None
+    pending = [app]
+    while pending:
+        t = pending.pop()
+        t.rich_markup_mode = mode
+        pending.extend(group.typer_instance for group in t.registered_groups if group.typer_instance is not None)
+
+
 STDOUT_CLOSED = ("standard output is closed, so the result could not be written; run the command without '>&-' "
                  "(redirect to a file, or to /dev/null to discard it)")
 
@@ -180,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = _WarningHandler()
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).addHandler(handler)
+    _help_style_for(sys.stdout)
     try:
         result = app(args=args, prog_name="vpt-advisor", standalone_mode=False)
         if not _flush_stdout():

@@ -356,3 +356,6 @@ class RecommendReport(_Model):
     fid_measurement: FidEvidence | None = Field(default=None, description="FID measurement summary.")
     warnings: list[str] = Field(default_factory=list, description="Warnings shown on stderr.")
     pilot: PilotEvidence | None = Field(default=None, description="Pilot evidence used (recommend --pilot).")
+    fid_would_change: str | None = Field(default=None, description=(
+        "Without an FID and with low disparity: the answer a similar and a dissimilar FID would give at this task "
+        "and size (what measuring the FID would change)."))

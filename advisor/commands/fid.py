@@ -51,14 +51,15 @@ def fid_command(
 
     Against a stored reference the number is the one 'recommend' reports as the FID of all images.
     """
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.fid import render_fid
     from engine.config.fid import FidConfig
     from engine.fid.run import compute_fid
 
     config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
                        use_cache=not no_cache, offline=offline)
-    with progress_bar("Inception features", enabled=not as_json and err_console.is_terminal) as on_progress:
+    with stage_progress("Inception features", enabled=not as_json) as on_progress:
         result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress,
                              root=root)
     if as_json:

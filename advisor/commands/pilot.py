@@ -51,7 +51,8 @@ def write_pilot_outputs(report: PilotReport, result: PilotResult, path: Path | N
         return None
     from advisor.report import from_pilot, write_pilot_report
 
-    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset)
+    inputs = from_pilot(result, recommendation=report.recommendation, dataset=report.dataset,
+                        smoke_test=report.smoke_test or "")
     return write_pilot_report(inputs, path)
 
 
@@ -125,12 +126,12 @@ def pilot_command(
 
 def _run(request: PilotRequest, *, as_json: bool) -> tuple[PilotReport, PilotResult]:
     """Run the use case with terminal progress and questions; a refused plan still reaches ``--json``."""
-    from advisor.render import emit_json, err_console
+    from advisor.render import emit_json
     from advisor.render.pilot import render_plan
 
     on_plan = None if as_json else (lambda plan, source: render_plan(plan, prompts_source=source))
     try:
-        return run_pilot_request(request, progress=cli_progress(not as_json and err_console.is_terminal),
+        return run_pilot_request(request, progress=cli_progress(not as_json),
                                  on_plan=on_plan, confirm=cli_confirm())
     except NotDecisiveError as exc:
         if as_json and exc.plan is not None:  # --json carries the plan that was refused, then the error
@@ -146,7 +147,8 @@ def _render(report: PilotReport, result: PilotResult, *, as_json: bool, explain:
     if as_json:
         emit_json(report)
         return
-    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain)
+    render_report(result, report.recommendation, has_task=has_task, random_init=report.random_init, explain=explain,
+                  smoke_test=report.smoke_test)
     if report.skipped_by_reason:
         why = ", ".join(f"{reason} {n}" for reason, n in report.skipped_by_reason.items())
         warn(f"{sum(report.skipped_by_reason.values())} dataset entries were not used ({why}); "

@@ -30,11 +30,12 @@ def profile_command(
     root: RootOpt = None,
 ) -> None:
     """Decode every image once and report images used and skipped, classes, class sizes and image sizes."""
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.profile import render_profile
     from engine.data.profile import profile_path
 
-    with progress_bar("Reading images", enabled=not as_json and err_console.is_terminal) as on_progress:
+    with stage_progress("Reading images", enabled=not as_json) as on_progress:
         profile, _ = profile_path(dataset, workers=workers, on_progress=on_progress, root=root)
     if as_json:
         emit_json(profile)

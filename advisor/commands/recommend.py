@@ -108,7 +108,6 @@ def recommend_command(
     root: RootOpt = None,
 ) -> None:
     """Recommend full finetuning (FT) or visual prompt tuning (VPT), with the paper's evidence."""
-    from advisor.render import err_console
 
     request = RecommendRequest(
         dataset=str(dataset) if dataset is not None else None, root=str(root) if root else None, demo=demo,
@@ -120,7 +119,7 @@ def recommend_command(
     _check_output_paths(report, plot)  # fail before any image is read
     if pilot:
         check_pilot_request(request)
-    show = not as_json and err_console.is_terminal
+    show = not as_json
     result = run_recommend(request, progress=cli_progress(show))  # warnings: printed once, after the answer
     if pilot:
         result = _with_pilot(result, budget=budget, weights=weights, yes=yes, as_json=as_json, show=show,

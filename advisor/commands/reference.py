@@ -31,7 +31,7 @@ def build_command(
         str,
         typer.Argument(help="Image folder tree (class = first folder level, e.g. ImageNet-21k WordNet ids), "
                        "a .tar shard or folder of WebDataset shards, an HTTP(S) URL with a brace pattern "
-                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO\\[/subdir] "
+                       "(https://host/shard-{0000..0099}.tar), or hf://datasets/OWNER/REPO (or .../REPO/SUBDIR) "
                        "(uses HF_TOKEN and HF_ENDPOINT).", show_default=False),
     ],
     *,
@@ -56,13 +56,16 @@ def build_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute reference statistics (streaming, resumable: rerun the same command after an interruption)."""
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
     from engine.fid.refbuild import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
-    with progress_bar(f"Building reference {name}", enabled=not as_json and err_console.is_terminal) as on_progress:
+    if not as_json:
+        _say_size(max_images)
+    with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
         info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
                                per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
                                on_progress=on_progress)
@@ -70,6 +73,21 @@ def build_command(
         emit_json(info)
     else:
         render_reference(info)
+
+
+def _say_size(max_images: int) -> None:
+    """Before the work: how many images, and the smallest reference the FID check accepts (fewer: 'unverified')."""
+    from advisor.render import print_message, warn
+    from engine.fid.gates import MIN_REFERENCE_IMAGES
+
+    if 0 < max_images < MIN_REFERENCE_IMAGES:
+        warn(f"--max-images {max_images:,} is below the {MIN_REFERENCE_IMAGES:,} images the FID check needs: FIDs "
+             f"against this reference are shown as unverified and never decide (--max-images {MIN_REFERENCE_IMAGES} "
+             "is the smallest that passes)")
+    elif max_images > MIN_REFERENCE_IMAGES:
+        print_message(f"Building from up to {max_images:,} images; the smallest reference the FID check accepts has "
+                      f"{MIN_REFERENCE_IMAGES:,} (--max-images {MIN_REFERENCE_IMAGES}), "
+                      f"{max_images / MIN_REFERENCE_IMAGES:.0f}x less to download and compute.", style="dim")
 
 
 @reference_app.command("export")

@@ -109,7 +109,7 @@ def reproduce_vtab_command(
     if plan:  # show what would train, and stop
         _render_plan(fmt, plan_vtab(request), explain=explain)
         return
-    report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich" and err_console.is_terminal),
+    report, table = reproduce_vtab(request, yes=yes, progress=cli_progress(fmt == "rich"),
                                    on_event=lambda m: print_message(m, target=err_console))
     _render(fmt, report, table, explain=explain)
     if out is not None:
@@ -181,13 +181,14 @@ def calibrate_command(
     explain: ExplainOpt = False,
 ) -> None:
     """Fit the FID similarity threshold on VTAB-1k (FT-won vs VPT-won low-disparity tasks) for 'recommend'."""
-    from advisor.render import emit_json, err_console, progress_bar
+    from advisor.commands._callbacks import stage_progress
+    from advisor.render import emit_json
     from advisor.render.vtab import render_calibration
     from benchmarks.vtab.calibrate import CalibrationRequest, run_calibration
 
     request = CalibrationRequest(root=vtab_root, reference=reference, inception_weights=inception_weights,
                                  device=device, output=output, dims=dims, allow_unverified=allow_unverified)
-    with progress_bar("FID per task", enabled=not as_json and err_console.is_terminal) as on_progress:
+    with stage_progress("FID per task", enabled=not as_json) as on_progress:
         report = run_calibration(request, on_progress=on_progress)
     if as_json:
         emit_json(report)

@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from advisor.render._stream import TrimmedStream
 from engine.data.imageio import display_text
 from engine.progress import ProgressCallback
 
@@ -41,8 +42,10 @@ __all__ = [
 
 # emoji=False: rich would turn a folder named ":x:" into an emoji (markup.escape does not stop that); our own
 # output uses no emoji codes, so none is ever interpreted and a name prints as it is on disk.
-console = Console(highlight=False, emoji=False)
-err_console = Console(stderr=True, highlight=False, emoji=False)
+# TrimmedStream: piped output carries no trailing spaces (rich pads lines to the width).
+console = Console(file=TrimmedStream(), highlight=False, emoji=False)  # type: ignore[arg-type]  # TextIO by duck typing
+err_console = Console(file=TrimmedStream(stderr=True), stderr=True, highlight=False,  # type: ignore[arg-type]
+                      emoji=False)
 
 _seen_warnings: set[str] = set()
 
@@ -54,7 +57,7 @@ the console width minus a margin, since a shorter word is never split by rich's 
 # Trailing sentence punctuation is not part of the match.
 _URL_OR_COMMAND = (
     r"https?://[^\s)]+[^\s).,;:]"
-    r"|(?<=: )(?:vpt-advisor|python -m|pip install|\.venv/bin/\S+) [^;)]*[^\s;).,]"
+    r"|(?<=: )(?:vpt-advisor|python -m|pip install|curl|\.venv/bin/\S+) [^;)]*[^\s;).,]"
 )
 
 
@@ -124,7 +127,8 @@ def print_message(message: str, *, prefix: str = "", target: Console | None = No
     def flush(text: str) -> None:
         nonlocal first
         if re.search(r"\w", text.replace(prefix, "", 1)) or (first and prefix and text == prefix):
-            out.print(text.rstrip() if first else text.strip())
+            # after a command on its own line, the ';' or '.' that followed it would start the next line
+            out.print(text.rstrip() if first else text.strip().lstrip(";,.").lstrip())
         first = False
 
     # a token shorter than the line is moved whole to the next line by the wrap; longer ones get their own

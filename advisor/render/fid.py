@@ -74,9 +74,15 @@ def _extractor_parts(extractor: str) -> tuple[str, str]:
 def render_reference_list(refs: ReferenceList) -> None:
     """Print the table of references (extractor and weights hash included), then each source whole."""
     if not refs.references:
-        print_message("No references yet. Build one (needs HF_TOKEN) with: vpt-advisor reference build "
-                      "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k --max-images 50000 "
-                      "or pull a shared one with: vpt-advisor reference pull URL --sha256 HEX")
+        from engine.fid.availability import reference_build_command
+        from engine.fid.gates import MIN_REFERENCE_IMAGES
+        from engine.fid.reference import DEFAULT_REFERENCE
+
+        # ';' ends each command: print_message puts each on a line of its own, the prose on others
+        print_message(f"No references yet. Build the smallest '{DEFAULT_REFERENCE}' the FID check accepts "
+                      f"({MIN_REFERENCE_IMAGES:,} images, needs HF_TOKEN) with: "
+                      f"{reference_build_command(DEFAULT_REFERENCE)}; or pull a shared one with: "
+                      "vpt-advisor reference pull URL --sha256 HEX")
         return
     cols = [Col("name"), Col("images", "right"), Col("dims", "right"), Col("extractor"),
             Col("weights sha256", short="weights"), Col("created")]

@@ -125,8 +125,12 @@ def paired_line(result: PilotResult) -> str:
 
 
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
-                  random_init: bool = False, explain: bool = False) -> None:
-    """Print the per-method table, then the updated recommendation (short, or in full with ``explain``)."""
+                  random_init: bool = False, explain: bool = False, smoke_test: str | None = None) -> None:
+    """Print the per-method table, then the updated recommendation (short, or in full with ``explain``).
+
+    ``smoke_test`` (a --random-init or --quick run) is said right above the numbers."""
+    if smoke_test:
+        print_message(smoke_test, style="bold yellow")
     console.print(methods_table(result, width=console.width))
     print_message(paired_line(result))
     plan = result.plan

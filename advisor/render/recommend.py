@@ -10,7 +10,7 @@ visible without changes here (the JSON is the complete record).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rich.console import RenderableType
 from rich.markup import escape
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.evidence import fmt_acc
-from advisor.render import console, print_message, warn
+from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table, kv_table
 from advisor.schemas import NearestTask, Reason, Recommendation, RecommendReport, RecommendRequest
 
@@ -28,6 +28,12 @@ __all__ = ["render_recommendation", "render_report", "short_reason", "FULL_TEXT_
 _COLOURS = {"FT": "cyan", "VPT": "green", "pilot": "yellow"}
 _LABELS = {"FT": "Full finetuning (FT)", "VPT": "Visual prompt tuning (VPT)", "pilot": "Run a pilot of FT and VPT"}
 FULL_TEXT_HINT = "More: --explain (-v) for the full reasoning, --json, --report out.html"
+SHORT_VIEW_LINES = 25
+"""The short view (stdout and the warnings on stderr) fits one 80x25 terminal screen: the evidence table gives up rows
+(the dissenting experiments are kept, the rest counted) until it does; ``--explain`` shows every row."""
+MIN_TABLE_ROWS = 2
+"""The table never shrinks below this many rows: the minority's first row and one of the majority, so a split vote
+shows both sides (the line under the table counts the rest)."""
 SHORT_REASON_CHARS = 150
 """A short reason longer than this is cut at its first clause boundary (two lines at 80 columns)."""
 
@@ -121,9 +127,31 @@ def _short_list(line: str) -> str:
     return f"{head}like {', '.join(names[:SHORT_LIST_ITEMS])} and {len(names) - SHORT_LIST_ITEMS} more"
 
 
-def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[RenderableType]:
+def _shown_tasks(tasks: list[NearestTask], max_rows: int | None, said: str = "") -> list[NearestTask]:
+    """At most ``max_rows`` of ``tasks`` in their order: those the minority won first (a split stays visible), then
+    those the reasons name (``said``), then the rest."""
+    if max_rows is None or len(tasks) <= max_rows:
+        return tasks
+    winners = [t.winner for t in tasks]
+    majority = max(set(winners), key=winners.count)
+    ranked = sorted(range(len(tasks)), key=lambda i: (tasks[i].winner == majority, tasks[i].name not in said, i))
+    keep = set(ranked[:max_rows])
+    return [t for i, t in enumerate(tasks) if i in keep]
+
+
+def _rest_line(tasks: list[NearestTask], shown: list[NearestTask]) -> str | None:
+    """'+ 6 more that voted (all VPT): --explain lists every one' for the rows the short view left out."""
+    rest = [t for t in tasks if t not in shown]
+    if not rest:
+        return None
+    counts = {w: sum(t.winner == w for t in rest) for w in dict.fromkeys(t.winner for t in rest)}
+    sides = f"all {rest[0].winner}" if len(counts) == 1 else ", ".join(f"{w} {c}" for w, c in counts.items())
+    return f"+ {len(rest)} more ({sides}): --explain lists every one"
+
+
+def _nearest(rec: Recommendation, *, width: int, detail: bool, max_rows: int | None = None) -> list[RenderableType]:
     """The evidence table; why each row is there is a letter explained once under it."""
-    tasks = rec.nearest_tasks
+    tasks = _shown_tasks(rec.nearest_tasks, max_rows, " ".join(short_reason(r, rec) for r in rec.reasons))
     whys = list(dict.fromkeys(_why(t) for t in tasks))
     letter = {w: "abcdefghijklmnopqrstuvwxyz"[i % 26] for i, w in enumerate(whys)}
     sources = list(dict.fromkeys(t.source.split(" (")[0] for t in tasks))
@@ -151,7 +179,12 @@ def _nearest(rec: Recommendation, *, width: int, detail: bool) -> list[Renderabl
         rows.append(row)
     at_800 = "; n=800: Tables 1-2" if detail and any(t.n_train == 800 for t in tasks) else ""
     title = _vote_title(rec) or f"Nearest paper tasks (ViT-B/16 IN-21k; {', '.join(sorted(sources))}{at_800})"
+    if max_rows == 0:
+        return [Text(f"{title}: --explain lists every one", style="dim")]
     out: list[RenderableType] = [fit_table(cols, rows, title=title, width=width)]
+    rest = _rest_line(rec.nearest_tasks, tasks)
+    if rest is not None:
+        out.append(Text(rest, style="dim"))
     if len(whys) == 1:
         out.append(Text(f"Near because: {whys[0]}", style="dim"))
     else:
@@ -180,6 +213,22 @@ def _caveats(report: RecommendReport, said: Iterable[str]) -> list[str]:
 
 
 def _short(report: RecommendReport) -> None:
+    """The short view within :data:`SHORT_VIEW_LINES` lines: counted once off screen, then printed."""
+    rec = report.recommendation
+    max_rows = None
+    if len(rec.nearest_tasks) > MIN_TABLE_ROWS:
+        with console.capture() as out, err_console.capture() as err:  # the lines at this width, warnings included
+            _short_view(report, max_rows=None, say_warning=lambda t: print_message(
+                t, prefix="[yellow]Warning:[/yellow] ", target=err_console))
+        over = out.get().count("\n") + err.get().count("\n") - SHORT_VIEW_LINES
+        if over > 0:  # one more line is taken by the '+ N more' line
+            max_rows = len(rec.nearest_tasks) - over - 1
+            if max_rows < MIN_TABLE_ROWS:  # still too long (many reasons): the table gives way to one line
+                max_rows = 0
+    _short_view(report, max_rows=max_rows, say_warning=warn)
+
+
+def _short_view(report: RecommendReport, *, max_rows: int | None, say_warning: Callable[[str], None]) -> None:
     rec = report.recommendation
     console.print(_headline(rec))
     console.print(Text(_facts(report), style="dim"))
@@ -188,10 +237,13 @@ def _short(report: RecommendReport) -> None:
     why.add_column()
     # the held-out record is one sentence of --explain (and --json: record); the short view stays short
     for i, r in enumerate([r for r in rec.reasons if r.rule != "record"], 1):  # wrapped lines hang under the word
-        why.add_row(f" {i}.", Text.assemble((_strip_parentheticals(r.source), "magenta"), " · ", short_reason(r, rec)))
+        text = short_reason(r, rec)
+        if r.rule == "similarity" and report.fid_would_change:  # what measuring it would change, on the same line
+            text = f"FID not measured; {report.fid_would_change}"
+        why.add_row(f" {i}.", Text.assemble((_strip_parentheticals(r.source), "magenta"), " · ", text))
     console.print(why)
     if rec.nearest_tasks:
-        for part in _nearest(rec, width=console.width, detail=False):
+        for part in _nearest(rec, width=console.width, detail=False, max_rows=max_rows):
             console.print(part)
     thr = rec.provenance.threshold
     shown = [r.sentence for r in rec.reasons if r.rule != "similarity"]
@@ -200,7 +252,7 @@ def _short(report: RecommendReport) -> None:
         shown.append(thr.description)
     for text in _caveats(report, shown):
         if text in report.warnings:
-            warn(text)
+            say_warning(text)
         elif rec.inputs.fid is not None or "FID" not in text:  # an FID caveat without an FID: --explain only
             print_message(text, style="dim")
     console.print(Text(FULL_TEXT_HINT, style="dim"))
@@ -275,6 +327,8 @@ def _explain(report: RecommendReport) -> None:
     console.print("[bold]Why[/]")
     for i, r in enumerate(rec.reasons, 1):
         print_message(f" {i}. {r.sentence} [{r.source}]")
+    if report.fid_would_change:
+        print_message(report.fid_would_change[:1].upper() + report.fid_would_change[1:] + ".")
     if rec.nearest_tasks:
         for part in _nearest(rec, width=console.width, detail=True):
             console.print(part)

@@ -254,7 +254,7 @@ _PILOT_NOTE = (
 
 
 def from_pilot(
-    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = ""
+    result: PilotResult, *, recommendation: Recommendation | None = None, dataset: str = "", smoke_test: str = ""
 ) -> PilotReportInputs:
     """Report inputs for ``pilot --report`` from a finished (or partly finished) pilot.
 
@@ -265,6 +265,7 @@ def from_pilot(
         result: The pilot result.
         recommendation: The recommendation updated with the pilot evidence, if the caller has one.
         dataset: Dataset path or name for the heading.
+        smoke_test: The smoke-test label of a --random-init or --quick run (``advisor.usecases.pilot``).
     """
     methods: list[MethodSeeds] = []
     curves: list[LearningCurve] = []
@@ -286,6 +287,7 @@ def from_pilot(
         reasons=_report_reasons(rec) if rec is not None else [],
         notes=[_PILOT_NOTE],
         provenance=_pilot_provenance(result),
+        smoke_test=smoke_test,
     )
 
 

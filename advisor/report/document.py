@@ -229,18 +229,20 @@ def _pilot_results_section(inputs: PilotReportInputs) -> Section:
     if not inputs.methods:
         split = (split + " No trial has finished yet.").strip()
     table = _pilot_table(inputs.methods) if inputs.methods else None
-    return Section("Results", paragraphs=[split] if split else [], table=table)
+    paragraphs = [p for p in (inputs.smoke_test + "." if inputs.smoke_test else "", split) if p]
+    return Section("Results", paragraphs=paragraphs, table=table)
 
 
 def _pilot_figures(inputs: PilotReportInputs) -> list[FigureImage]:
     """The accuracy-per-method chart and the learning curves, each when there is something to draw."""
     figures = []
+    smoke = f"{inputs.smoke_test}. " if inputs.smoke_test else ""  # on each chart: a figure may be copied alone
     if inputs.methods:
         figures.append(
             FigureImage(
                 "pilot_accuracy",
                 "Accuracy per method",
-                "Accuracy per method on the held-out comparison images: mean (wide tick), ± 1 seed std, and "
+                f"{smoke}Accuracy per method on the held-out comparison images: mean (wide tick), ± 1 seed std, and "
                 "each seed.",
                 figure_png(pilot_accuracy_figure(inputs.methods)),
             )
@@ -250,7 +252,7 @@ def _pilot_figures(inputs: PilotReportInputs) -> list[FigureImage]:
             FigureImage(
                 "pilot_curves",
                 "Learning curves",
-                "Selection-split accuracy per epoch; thin lines are seeds, thick the seed mean.",
+                f"{smoke}Selection-split accuracy per epoch; thin lines are seeds, thick the seed mean.",
                 figure_png(learning_curves_figure(inputs.curves)),
             )
         )
@@ -269,8 +271,10 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
     provenance = dict(inputs.provenance)
     if inputs.dataset:
         provenance.setdefault("dataset", inputs.dataset)
+    if inputs.smoke_test:
+        provenance["smoke test"] = inputs.smoke_test
     return Document(
-        title=inputs.title,
+        title=f"{inputs.title}: SMOKE TEST, numbers meaningless" if inputs.smoke_test else inputs.title,
         verdict=inputs.verdict,
         confidence=inputs.confidence,
         summary=inputs.summary,

@@ -232,36 +232,28 @@ def quadrant_figure(inputs: QuadrantInputs) -> Figure:
                 zorder=6,
                 bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": USER_COLOUR, "alpha": 0.9},
             )
-        else:
-            ax.axvline(x, color=USER_COLOUR, lw=2, ls=":", zorder=2)
-            ax.text(
-                x,
-                (ymin + ymax) / 2,
-                f"{user.label}:\n{user.fid_note}",
-                ha="center",
-                va="center",
-                fontsize=10,
-                weight="bold",
-                zorder=6,
-                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": USER_COLOUR},
-            )
-
-    ax.set_xticks(
-        [0, 1],
-        [
-            "Low task disparity\n(natural, specialized, FGVC: classification-like)",
-            "High task disparity\n(structured: counting, distance, orientation, ...)",
-        ],
-    )
+    ticks = [
+        "Low task disparity\n(natural, specialized, FGVC: classification-like)",
+        "High task disparity\n(structured: counting, distance, orientation, ...)",
+    ]
+    # An unmeasured FID has no height: placing its note anywhere on the FID axis would put it inside a region (at
+    # mid-height, "VPT preferable") that the answer may contradict. It goes under its column's name instead.
+    unplaced = f"{user.label}: {user.fid_note}" if user is not None and user.fid is None else None
+    if unplaced is not None and user is not None and user.disparity:
+        ticks[int(_X[user.disparity])] += f"\n\n{unplaced}"
+    ax.set_xticks([0, 1], ticks)
+    if unplaced is not None and user is not None and not user.disparity:  # no column either: under both
+        ax.set_xlabel(unplaced, color=USER_COLOUR, weight="bold")
     ax.set_ylabel("FID to ImageNet-21k (lower = more similar)")
     ax.set_title(inputs.title, fontsize=12, weight="bold")
     handles = [
         Line2D([], [], marker="o", ls="", color=FT_COLOUR, markersize=8, label="FT won in the paper"),
         Line2D([], [], marker="o", ls="", color=VPT_COLOUR, markersize=8, label="VPT won in the paper"),
-        Line2D([], [], marker="*", ls="", color=USER_COLOUR, markersize=14, label=user.label if user else "your data"),
         Line2D([], [], ls="--", color="#333333", label="similarity threshold"),
         Patch(facecolor="#BBBBBB", hatch="//", edgecolor="#888888", label="borderline band: run a pilot"),
     ]
+    if user is not None and user.fid is not None:  # the star is drawn only for a measured FID
+        handles.insert(2, Line2D([], [], marker="*", ls="", color=USER_COLOUR, markersize=14, label=user.label))
     if any(not p.source.startswith("Table") for p in inputs.points):
         handles.insert(
             2, Line2D([], [], marker="s", ls="", color="#666666", markersize=7, label="VTAB-1k (calibration)")

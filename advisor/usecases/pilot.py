@@ -82,6 +82,9 @@ class PilotReport(BaseModel):
     recommendation: Recommendation | None = Field(description="Updated recommendation (needs --task/--disparity).")
     random_init: bool = Field(default=False, description=(
         "True with --random-init: the accuracies are meaningless and never feed a recommendation."))
+    quick: bool = Field(default=False, description="True with --quick: a smoke test of the pipeline (2 epochs).")
+    smoke_test: str | None = Field(default=None, description=(
+        "Set for a --random-init or --quick run: says, wherever the numbers are shown, that they are meaningless."))
     init_seed: int | None = Field(default=None, description="Seed of the random-init backbone (None: pretrained).")
 
 
@@ -135,6 +138,17 @@ def default_prompt_length(task: str | None) -> tuple[int, str]:
         else:
             return int(vt.prompt_length), f"paper App. E length for VTAB-1k task {vt.key}"
     return DEFAULT_NUM_PROMPTS, "default (no VTAB-1k task named)"
+
+
+def smoke_test_label(*, random_init: bool, quick: bool) -> str | None:
+    """'SMOKE TEST (...): these accuracies are meaningless' for a --random-init or --quick run, else None."""
+    from engine.config.train import QUICK_EPOCHS
+
+    why = ([] if not random_init else ["random-init backbone, not pretrained"]) + (
+        [] if not quick else [f"--quick, {QUICK_EPOCHS} epochs and one lr per method"])
+    if not why:
+        return None
+    return f"SMOKE TEST ({'; '.join(why)}): these accuracies are meaningless"
 
 
 def pilot_evidence(result: PilotResult, *, random_init: bool = False) -> PilotEvidence | None:
@@ -210,6 +224,18 @@ def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> 
                        quick=req.quick)
 
 
+def _check_before_loading(req: PilotRequest) -> None:
+    """A bad --task, and backbone weights out of reach, fail in about a second: before torch is imported
+    (``engine.device``), a dataset read or a model built."""
+    from engine.train.availability import check_backbone_available
+
+    if req.task is not None or req.disparity is not None:
+        from advisor.decide import reconcile_disparity
+
+        reconcile_disparity(req.task, req.disparity)
+    check_backbone_available(req.model, weights=req.weights, random_init=req.random_init)
+
+
 def run_pilot_request(
     req: PilotRequest,
     *,
@@ -230,16 +256,13 @@ def run_pilot_request(
 
     Returns: the JSON-able report and the ``engine.train.pilot.PilotResult`` (for ``--report``).
     """
+    _check_before_loading(req)
+    has_task = req.task is not None or req.disparity is not None or prior is not None
     from engine.data.index import index_dataset  # deferred: Pillow and the shard code, not needed by --help
     from engine.device import describe_device, resolve_device, resolve_precision
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
     from engine.train.pilot_checks import check_some_converged
 
-    has_task = req.task is not None or req.disparity is not None or prior is not None
-    if req.task is not None or req.disparity is not None:
-        from advisor.decide import reconcile_disparity
-
-        reconcile_disparity(req.task, req.disparity)  # fail fast on a bad --task, before loading anything
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = resolve_device(req.device)
@@ -266,6 +289,7 @@ def run_pilot_request(
     report = PilotReport(dataset=str(req.dataset), n_labeled=len(index.samples), task=req.task,
                          skipped_by_reason=dict(sorted(Counter(s.reason for s in index.skipped).items())),
                          random_init=req.random_init, init_seed=req.init_seed if req.random_init else None,
+                         quick=req.quick, smoke_test=smoke_test_label(random_init=req.random_init, quick=req.quick),
                          num_prompts=num_prompts, num_prompts_source=prompts_source, device=describe_device(dev),
                          pilot=result.model_dump(mode="json"), evidence=evidence, recommendation=recommendation)
     return report, result

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from engine.data.profile import ReadDataset
     from engine.fid.calibration import Calibration
 
-__all__ = ["EXAMPLES", "run_recommend", "add_pilot", "check_pilot_request"]
+__all__ = ["EXAMPLES", "run_recommend", "add_pilot", "check_pilot_request", "fid_would_change"]
 
 EXAMPLES = (
     "Examples: 'vpt-advisor recommend ./mydata --task counting' · "
@@ -149,7 +149,7 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
                 trust_reference=request.trust_reference,
             )
     except (WeightsError, ReferenceStatsError, StatsFileError) as exc:
-        return calibration, None, " ".join(str(exc).split())
+        return calibration, None, _unmeasured_reason(request, exc)
     return calibration, FidEvidence(
         fid=m.fid, n_images=m.n_images, reference=m.reference.model_dump(mode="json"), extractor=m.extractor,
         preprocessing=m.preprocessing, warnings=list(m.warnings), compared=m.estimate(compare_n),
@@ -157,6 +157,19 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
         unverified_reasons=list(m.unverified_reasons),
         small_n_bias=small_n_bias(m.fid, m.estimate(half).fid) if half else None,
     ), None
+
+
+def _unmeasured_reason(request: RecommendRequest, exc: Exception) -> str:
+    """Every missing piece (reference, Inception weights) with the command that gets it, else the error itself."""
+    from engine.errors import ReferenceNotFoundError, WeightsNotFoundError
+    from engine.fid.availability import missing_fid_pieces
+
+    if isinstance(exc, ReferenceNotFoundError | WeightsNotFoundError):
+        weights = Path(request.inception_weights) if request.inception_weights else None
+        pieces = missing_fid_pieces(request.reference, weights)
+        if pieces:
+            return "; ".join(pieces)
+    return " ".join(str(exc).split())
 
 
 def _measured_inputs(inputs: AdvisorInputs, ev: FidEvidence | None) -> AdvisorInputs:
@@ -247,7 +260,7 @@ def run_recommend(
                 for w in fid_ev.warnings:
                     warn(w)
             else:
-                warn(f"FID not measured, answering without the similarity axis: {fid_reason}")
+                warn(f"FID not measured: {fid_reason}")
     elif fid is None:
         fid_reason = "what-if mode: no dataset to measure and no --fid given"
     _check_calibration(calibration, request, fid_ev)  # the hashes of the weights and reference in use
@@ -257,7 +270,33 @@ def run_recommend(
         calibration=calibration, reference=request.reference, backbone=request.backbone,
     ), fid_ev)
     return RecommendReport(recommendation=recommend(inputs), request=request, dataset=dataset_ev,
-                           fid_measurement=fid_ev, warnings=warnings)
+                           fid_measurement=fid_ev, warnings=warnings, fid_would_change=fid_would_change(inputs))
+
+
+def fid_would_change(inputs: AdvisorInputs) -> str | None:
+    """What a measured FID would answer at this task and size, on each side of the threshold (None: no difference).
+
+    The two probes are the edges of the threshold's borderline band, the FIDs of the datasets it was derived from
+    (Table 19: NABirds 169.1, VPT won; Stanford Cars 182.5, FT won); in between, the answer is a pilot. With high
+    disparity, or with an FID already given, it returns None.
+    """
+    from advisor.decide import resolve_threshold
+
+    if inputs.fid is not None or inputs.disparity != "low":
+        return None
+    thr, _ = resolve_threshold(inputs)
+    lo, hi = thr.band
+
+    def answer(fid: float) -> str:
+        rec = recommend(inputs.model_copy(update={"fid": fid, "fid_source": "what-if"}))
+        lean = f" leaning {rec.lean}" if rec.lean else ""
+        return f"{rec.recommendation}{lean} ({rec.confidence})"
+
+    similar, dissimilar = answer(lo), answer(hi)
+    between = "; between: a pilot" if hi > lo else ""
+    if similar == dissimilar:
+        return f"an FID would not change this answer ({similar} at <= {lo:.1f} and at >= {hi:.1f})"
+    return f"with an FID <= {lo:.1f} (similar): {similar}; >= {hi:.1f}: {dissimilar}{between}"
 
 
 def add_pilot(

@@ -283,10 +283,15 @@ def _collect(search: list[TrialConfig], final: list[TrialConfig], store: TrialSt
 
 
 def _check_backbone(request: SweepRequest) -> None:
-    """Refuse a backbone no trial could build (not a ViT, bad --model-arg, missing --weights) before any work."""
-    from engine.train.models import check_backbone_request, check_weights_file
+    """Refuse a backbone no trial could build (weights out of reach, not a ViT, bad --model-arg, missing --weights)
+    before any work: the weights once, up front, rather than every trial failing on them."""
+    from engine.train.availability import check_backbone_available
 
     backbone = request.backbone
+    check_backbone_available(backbone.model, weights=Path(backbone.weights) if backbone.weights else None,
+                             random_init=backbone.random_init)
+    from engine.train.models import check_backbone_request, check_weights_file
+
     check_backbone_request(backbone.model, img_size=request.protocol.train.img_size,
                            model_kwargs=dict(backbone.model_kwargs))
     if backbone.weights is not None:

@@ -32,6 +32,7 @@ from engine.fid.frechet import (
 from engine.paths import references_dir
 
 __all__ = [
+    "MIN_REFERENCE_IMAGES",
     "DEFAULT_REFERENCE",
     "ReferenceInfo",
     "reference_path",
@@ -43,6 +44,11 @@ __all__ = [
     "resolve_prepared_reference",
     "reference_info",
 ]
+
+MIN_REFERENCE_IMAGES = 10_000
+"""Our rule (applied by :mod:`engine.fid.gates`): a reference from fewer images is unverified. Its 2048 x 2048
+covariance then rests on fewer than 5 images per dimension, and the FID against it moves with the reference's own
+sample."""
 
 DEFAULT_REFERENCE = "in21k"
 IN21K_SOURCE = "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar'"
@@ -156,8 +162,9 @@ def list_references() -> list[ReferenceInfo]:
 
 def _build_hint(name: str) -> str:
     if name == DEFAULT_REFERENCE:
-        return (f"build it (needs HF_TOKEN) with: vpt-advisor reference build {IN21K_SOURCE} --name {name} "
-                "--max-images 50000; or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
+        return (f"build the smallest the FID check accepts ({MIN_REFERENCE_IMAGES:,} images, needs HF_TOKEN) with: "
+                f"vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images {MIN_REFERENCE_IMAGES}; "
+                "or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
     return f"build it with: vpt-advisor reference build /path/to/images --name {name}"
 
 

@@ -6,6 +6,7 @@ into an internal error; this walks the real command tree, so a new command is co
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ def _command_paths() -> list[tuple[list[str], Any]]:
 
 
 _PATHS = _command_paths()
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def test_the_tree_has_every_command() -> None:
@@ -41,17 +43,40 @@ def test_the_tree_has_every_command() -> None:
             "calibrate"} <= names
 
 
+@pytest.mark.parametrize("style", ["plain", "rich"])
 @pytest.mark.parametrize(("path", "command"), _PATHS, ids=[" ".join(p) for p, _ in _PATHS])
-def test_help_shows_every_option(path: list[str], command: Any,
+def test_help_shows_every_option(path: list[str], command: Any, style: str, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped help is click's plain text; FORCE_COLOR (or a terminal) gives rich's panels, which parse markup."""
+    if style == "rich":
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("NO_COLOR", "1")  # panels and markup parsing, without colour codes between the words
     assert main([*path, "--help"]) == 0
     captured = capsys.readouterr()
-    assert "internal error" not in captured.err and "Usage:" in captured.out
+    out = ANSI.sub("", captured.out)
+    assert "internal error" not in captured.err and "Usage:" in out
     for param in command.params:
         if param.param_type_name == "option":
-            assert param.opts[0] in captured.out, f"{' '.join(path)} --help does not list {param.opts[0]}"
+            assert param.opts[0] in out, f"{' '.join(path)} --help does not list {param.opts[0]}"
 
 
-def test_brackets_in_help_are_shown_literally(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("style", ["plain", "rich"])
+def test_help_text_is_shown_literally(style: str, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    if style == "rich":
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("NO_COLOR", "1")
     assert main(["reference", "build", "--help"]) == 0
-    assert "hf://datasets/OWNER/REPO[/subdir]" in capsys.readouterr().out
+    out = ANSI.sub("", capsys.readouterr().out)
+    assert "hf://datasets/OWNER/REPO (or .../REPO/SUBDIR)" in " ".join(out.replace("│", " ").split())
+    assert "\\" not in out
+
+
+def test_piped_help_is_whole_and_unpadded(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped --help: every default printed whole (rich's panels cropped the model name) and no trailing space."""
+    from engine.config.train import DEFAULT_BACKBONE
+
+    assert main(["pilot", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert DEFAULT_BACKBONE in out and "…" not in out
+    assert not [line for line in out.splitlines() if line != line.rstrip()]

@@ -183,3 +183,29 @@ def test_offline_without_weights_is_one_clear_line(colour_dataset: Path, tmp_pat
 def test_unlabeled_dataset(tiny_image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pilot", str(tiny_image_dir), *TINY]) == 1
     assert "labeled" in capsys.readouterr().err
+
+
+def test_a_smoke_run_says_so_wherever_its_numbers_are(colour_dataset: Path, tmp_path: Path, quick: None,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--random-init --quick (TINY): terminal, JSON, HTML and Markdown all say 'SMOKE TEST', naming both causes."""
+    args = ["pilot", str(colour_dataset), "--methods", "full,vpt-deep", *TINY, "--out", str(tmp_path / "s")]
+    assert main([*args, "--report", str(tmp_path / "r.html")]) == 0
+    terminal = " ".join(capsys.readouterr().out.split())
+    label = "SMOKE TEST (random-init backbone, not pretrained; --quick, 2 epochs and one lr per method)"
+    assert label in terminal and terminal.index(label) < terminal.index("compare %")  # above the numbers
+    assert main([*args, "--report", str(tmp_path / "r.md")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["quick"] is True and report["random_init"] is True and report["smoke_test"].startswith(label)
+    for name in ("r.html", "r.md"):
+        text = (tmp_path / name).read_text()
+        assert text.count("SMOKE TEST") >= 3, name  # title, above the results table, each chart's caption
+    html = (tmp_path / "r.html").read_text()
+    assert html.index("SMOKE TEST") < html.index("<table")
+
+
+def test_a_real_run_carries_no_smoke_label() -> None:
+    assert pilot_uc.smoke_test_label(random_init=False, quick=False) is None
+    assert "--quick" in (pilot_uc.smoke_test_label(random_init=False, quick=True) or "")
+    assert "random-init" in (pilot_uc.smoke_test_label(random_init=True, quick=False) or "")

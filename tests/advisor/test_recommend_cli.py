@@ -154,7 +154,9 @@ def test_missing_weights_or_reference_is_a_warning_not_an_error(
     monkeypatch.setattr(fidrun, "measure_fid_against_reference", unavailable)
     assert main(["recommend", str(tiny_imagefolder), "--disparity", "low"]) == 0
     captured = capsys.readouterr()
-    assert str(error) in " ".join(captured.err.split())
+    err = " ".join(captured.err.split())
+    # whichever piece failed first, the warning names both missing pieces (this test home has neither)
+    assert "no reference 'in21k'" in err and "no Inception weights" in err and err.count("Warning:") == 1
     assert "unmeasured" in captured.out and "Traceback" not in captured.err
 
 

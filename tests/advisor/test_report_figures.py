@@ -86,6 +86,26 @@ def test_quadrant_changes_when_the_user_point_moves() -> None:
     assert 0.0005 < changed < 0.2
 
 
+@pytest.mark.parametrize("disparity", ["low", "high", None])
+def test_an_unmeasured_fid_is_placed_nowhere_on_the_fid_axis(disparity: str | None) -> None:
+    """Its note sits under its column's name (or under both), never at a height: mid-height is 'VPT preferable'."""
+    inputs = cases.quadrant(None, "low")
+    inputs = inputs.model_copy(update={"user": UserPoint(disparity=disparity, fid=None)})
+    fig = quadrant_figure(inputs)
+    ax = fig.axes[0]
+    note = f"{inputs.user.label}: {inputs.user.fid_note}"  # type: ignore[union-attr]
+    assert not [t.get_text() for t in ax.texts if inputs.user.fid_note in t.get_text()]  # type: ignore[union-attr]
+    assert not [line for line in ax.get_lines() if line.get_xdata()[0] in (0.0, 1.0)]  # no line up the column
+    from matplotlib.collections import PathCollection
+
+    stars = [c for c in ax.collections if isinstance(c, PathCollection) and c.get_sizes().max(initial=0) >= 300]
+    assert not stars  # the user's star (s=320) is drawn only at a measured FID
+    placed = [t.get_text() for t in ax.get_xticklabels()] + [ax.get_xlabel()]
+    assert sum(note in text for text in placed) == 1
+    if disparity is not None:
+        assert note in placed[{"low": 0, "high": 1}[disparity]]
+
+
 def test_quadrant_without_user_and_user_column() -> None:
     base = cases.quadrant(170.0, "low")
     other = base.model_copy(update={"user": UserPoint(disparity="high", fid=170.0)})

@@ -51,3 +51,11 @@ def test_pilot_estimate_runs(capsys: pytest.CaptureFixture[str], monkeypatch: py
     main(["--budgets", "5", "--images", "12", "--seeds", "1", "--min-detectable", "95"])
     first, out = _first_line(capsys)
     assert first.startswith("CPU: ") and "estimates within" in out
+
+
+def test_offline_failure_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.perf.offline_failure import main
+
+    assert main(["--repeats", "1", "--model", "vit_tiny_patch16_224"]) == 0
+    first, out = _first_line(capsys)
+    assert first.startswith("CPU: ") and "avoided / offline" in out and "closed network" in out

@@ -51,7 +51,7 @@ def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
 
 def test_missing_default_reference_says_how_to_build() -> None:
     command = ("reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-\\*.tar' --name in21k "
-               "--max-images 50000")
+               "--max-images 10000")
     with pytest.raises(ReferenceNotFoundError, match=command):
         resolve_reference("in21k")
     with pytest.raises(ReferenceNotFoundError, match="not found"):

@@ -24,8 +24,26 @@ def _vtab(tmp_path: Path, *extra: object, model_args: list[str] | None = None) -
             *(TINY_ARGS if model_args is None else model_args), *extra]
 
 
-def test_reproduce_vtab_where_every_trial_fails_exits_1_with_grouped_errors(cli, tmp_path: Path) -> None:
-    run = cli(*_vtab(tmp_path))  # offline, no --weights, no --random-init: no trial can get weights
+def test_reproduce_vtab_without_reachable_weights_fails_once_before_any_trial(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, no --weights, no --random-init: the weights are checked once, before a trial is scheduled."""
+    import engine.train.models as models
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a backbone was built although its weights cannot be reached")
+
+    monkeypatch.setattr(models, "create_backbone", never)
+    run = cli(*_vtab(tmp_path))
+    line = assert_clean_error(run, "not in the local cache and cannot be downloaded", "--random-init")
+    assert "trial" not in line and not (tmp_path / "runs.sqlite").exists()  # nothing scheduled, no store
+
+
+def test_reproduce_vtab_where_every_trial_fails_exits_1_with_grouped_errors(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.train.availability as availability
+
+    monkeypatch.setattr(availability, "_maybe_cached", lambda model: True)  # a cache the up-front check trusts...
+    run = cli(*_vtab(tmp_path))  # ...but that holds nothing: every trial fails on its weights
     line = assert_clean_error(run, "every trial failed", "trials failed: WeightsNotFoundError")
     assert line.count("WeightsNotFoundError") == 1  # grouped, not repeated per trial
     rerun = cli(*_vtab(tmp_path), "--format", "json")  # failed trials are retried, and fail the same way
