@@ -19,6 +19,7 @@ from advisor.schemas import (
 )
 from engine.paper import VTAB_TASKS, backbone_results
 from engine.train.methods import family_of
+from engine.train.verdict import verdict_status
 from engine.vocab import Side
 
 __all__ = [
@@ -126,11 +127,13 @@ def _interval(lo: float, hi: float) -> str:
 
 
 def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
-    """Read a pilot's paired comparison: decisive when its 95 % interval excludes zero.
+    """Read a pilot's verdict: it decides only when its status is ``decisive``.
 
-    Confidence follows the interval: high when the 99 % interval excludes zero too, else medium. A
-    pilot planned below ``--min-detectable`` is "not decisive by design" and never changes the answer;
-    evidence without a paired comparison (per-image scores on held-out images) cannot decide either.
+    The status is the pilot's own (``engine.train.verdict``: seed spread, post-hoc power, by design); for
+    evidence without one it comes from the same rule (:func:`engine.train.verdict.verdict_status`) over
+    the paired interval, the seeds and ``decisive_by_design``. Confidence follows the interval: high when
+    the 99 % interval excludes zero too, else medium. Evidence without a paired comparison (per-image
+    scores on held-out images) cannot decide.
     """
     ft, vpt = _pick(pilot.scores)
     src = "pilot (your data)"
@@ -146,17 +149,25 @@ def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
                 "The pilot has no paired comparison on held-out images (per-image results), so seed spreads "
                 "alone cannot say whether the methods differ; the paper's priors decide."))
     lo, hi = p.ci95
-    excludes = lo > 0 or hi < 0
-    decisive = excludes and pilot.decisive_by_design
+    status = pilot.status or verdict_status(
+        has_comparison=True, by_design=pilot.decisive_by_design, seeds=min(ft.n_seeds, vpt.n_seeds),
+        excludes_zero=lo > 0 or hi < 0, underpowered=False)
+    decisive = status == "decisive"
     winner: Side | None = ("VPT" if p.difference > 0 else "FT") if decisive else None
     conf: Confidence | None = ("high" if p.ci99[0] > 0 or p.ci99[1] < 0 else "medium") if decisive else None
     verdict = PilotVerdict(ft=ft, vpt=vpt, difference=p.difference, margin=(hi - lo) / 2, interval=(lo, hi),
-                           decisive=decisive, winner=winner, confidence=conf, by_design=pilot.decisive_by_design)
-    head = (f"Pilot on your data ({pilot.n_train} train / {pilot.n_val} lr-selection / {p.n_compare} held-out "
-            f"comparison images): {p.vpt_method} minus {p.ft_method} is {_signed(p.difference)} points, 95 % "
-            f"interval {_interval(lo, hi)} over comparison images and seeds (paired bootstrap; methods disagree "
+                           decisive=decisive, status=status, winner=winner, confidence=conf,
+                           by_design=pilot.decisive_by_design)
+    sizes = f"Pilot on your data ({pilot.n_train} train / {pilot.n_val} lr-selection / {p.n_compare} held-out " \
+            "comparison images)"
+    head = (f"{sizes}: {p.vpt_method} minus {p.ft_method} is {_signed(p.difference)} points, 95 % "
+            f"interval {_interval(lo, hi)} over comparison images and seeds (methods disagree "
             f"on {100 * p.discordance:.0f} % of images)")
-    if not pilot.decisive_by_design:
+    if pilot.verdict:  # the pilot's own sentence already gives the figures behind its status
+        head = f"{sizes}: {pilot.verdict.rstrip('.')}"
+        tail = ("; so the pilot decides at its own size" if decisive else "; it never changes the answer"
+                if status == "not-decisive-by-design" else "; so the paper's priors decide")
+    elif status == "not-decisive-by-design":
         mdd = f"{pilot.min_detectable:.1f}" if pilot.min_detectable is not None else "?"
         target = f"{pilot.target_detectable:g}" if pilot.target_detectable is not None else "the target"
         tail = (f"; not decisive by design: the plan could only detect differences of {mdd} points or more "
@@ -164,6 +175,10 @@ def read_pilot(pilot: PilotEvidence) -> tuple[PilotVerdict, Reason]:
     elif decisive:
         tail = (f"; the interval excludes zero, so the pilot decides at its own size (confidence {conf}: the "
                 f"99 % interval {_interval(*p.ci99)} {'excludes' if conf == 'high' else 'includes'} zero)")
+    elif status in ("indicative-only", "underpowered"):
+        tail = f"; {status.replace('-', ' ')}, so the paper's priors decide"
     else:
         tail = "; the interval includes zero, so the paper's priors decide"
+    if pilot.ensemble is not None and pilot.ensemble.offered:
+        tail += f". {pilot.ensemble.sentence.rstrip('.')}"
     return verdict, Reason(rule="pilot", source=src, favours=winner or "neutral", sentence=head + tail + ".")

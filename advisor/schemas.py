@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from engine.fid.calibration import Calibration
 from engine.fid.equal_n import FidAtN, FidInfinity
+from engine.train.verdict import PilotStatus
 from engine.vocab import Answer, BackboneKey, Confidence, Disparity, FidStatus, Outcome, Side, Similarity
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MethodScore",
     "NearestTask",
     "PairedDifference",
+    "PilotEnsemble",
     "PilotEvidence",
     "PilotVerdict",
     "Provenance",
@@ -63,15 +65,28 @@ class MethodScore(_Model):
 
 
 class PairedDifference(_Model):
-    """VPT minus FT on the same held-out comparison images (``engine.train.power.paired_bootstrap``)."""
+    """VPT minus FT on the same held-out comparison images (the verdict's seed-aware interval,
+    ``engine.train.verdict.seed_aware_difference``; older evidence: ``engine.train.power.paired_bootstrap``)."""
 
     vpt_method: str = Field(description="VPT variant compared (picked on the selection split).")
     ft_method: str = Field(description="Full-finetuning method compared.")
     difference: float = Field(description="VPT minus FT accuracy (points) on the comparison images.")
-    ci95: tuple[float, float] = Field(description="95 % bootstrap interval over comparison images and seeds.")
-    ci99: tuple[float, float] = Field(description="99 % bootstrap interval over comparison images and seeds.")
+    ci95: tuple[float, float] = Field(description="95 % interval over comparison images and seeds.")
+    ci99: tuple[float, float] = Field(description="99 % interval over comparison images and seeds.")
     n_compare: int = Field(ge=1, description="Comparison images (not trained on, not used to pick the lr).")
     discordance: float = Field(ge=0, le=1, description="Observed share of images the two methods disagree on.")
+
+
+class PilotEnsemble(_Model):
+    """The FT+VPT ensemble a pilot measured (``engine.train.ensemble``), as the answer reads it."""
+
+    members: tuple[str, str] = Field(description="(FT method, VPT method).")
+    accuracy: float = Field(description="Ensemble accuracy (%) on the comparison images.")
+    best_single: str = Field(description="The better single method it is compared with.")
+    difference: float = Field(description="Ensemble minus the better single method (points).")
+    ci95: tuple[float, float] = Field(description="95 % interval of that difference (images and seeds).")
+    offered: bool = Field(description="True when the interval lies above 0 (with at least 2 seed pairs).")
+    sentence: str = Field(description="Accuracy, interval and cost in words.")
 
 
 class PilotEvidence(_Model):
@@ -89,6 +104,12 @@ class PilotEvidence(_Model):
     random_init: bool = Field(default=False, description=(
         "True when the pilot ran on a randomly initialised backbone (--random-init): such evidence never "
         "feeds a recommendation."))
+    status: PilotStatus | None = Field(default=None, description=(
+        "The pilot's verdict (engine.train.verdict): only 'decisive' changes the answer. None for evidence "
+        "built by hand; it is then read from the paired interval, the seeds and decisive_by_design."))
+    verdict: str = Field(default="", description="The verdict in words (status, figures, and any fix).")
+    posthoc_power: float | None = Field(default=None, description="Power at target_detectable as met.")
+    ensemble: PilotEnsemble | None = Field(default=None, description="The FT+VPT ensemble, when measured.")
 
 
 class SimilarityThreshold(_Model):
@@ -242,7 +263,8 @@ class PilotVerdict(_Model):
     difference: float | None = Field(default=None, description="VPT minus FT (points).")
     margin: float | None = Field(default=None, description="Half-width of the 95 % interval (points).")
     interval: tuple[float, float] | None = Field(default=None, description="95 % interval of the difference.")
-    decisive: bool = Field(default=False, description="True when the 95 % interval excludes zero.")
+    decisive: bool = Field(default=False, description="True when the pilot's status is 'decisive'.")
+    status: PilotStatus | None = Field(default=None, description="The pilot's status (engine.train.verdict).")
     winner: Side | None = Field(default=None, description="Pilot winner when decisive.")
     confidence: Confidence | None = Field(
         default=None, description="high when the 99 % interval also excludes zero, else medium (decisive only).")

@@ -78,6 +78,9 @@ _ImgSizeOpt = Annotated[int | None, typer.Option(
     "--img-size", min=8, help="Input size (default: the model's, 224 for ViT-B/16).", show_default=False)]
 _OutOpt = Annotated[Path | None, typer.Option(
     "--out", help="Where trials are stored (default: <data home>/pilot); rerunning resumes.", show_default=False)]
+_SaveOpt = Annotated[Path | None, typer.Option(
+    "--save", help="Write the winning trial's trainable weights to this folder (safetensors; method, backbone and "
+    "data fingerprint in its metadata) so you can continue from it.", show_default=False)]
 _QuickOpt = Annotated[bool, typer.Option(
     "--quick", help="Smoke test of the pipeline: 2 epochs and one lr per method; the results are meaningless.")]
 
@@ -106,6 +109,7 @@ def pilot_command(
     out: _OutOpt = None,
     report: ReportOpt = None,
     quick: _QuickOpt = False,
+    save: _SaveOpt = None,
     root: RootOpt = None,
 ) -> None:
     """Run short FT and VPT trainings on your data within a time budget, then update the recommendation."""
@@ -114,11 +118,12 @@ def pilot_command(
     if report is not None:
         check_report_path(report)  # fail before any training
     check_output_dir("--out", out)
+    check_output_dir("--save", save)
     request = PilotRequest(
         dataset=dataset, root=root, task=task, disparity=disparity, budget=budget, methods=methods, model=model,
         weights=weights, random_init=random_init, init_seed=init_seed, prompts=prompts, seeds=seeds,
         batch_size=batch_size, img_size=img_size, device=device, precision=precision, min_detectable=min_detectable,
-        yes=yes, out=out, quick=quick)
+        yes=yes, out=out, quick=quick, save=save)
     pilot_report, result = _run(request, as_json=as_json)
     _render(pilot_report, result, as_json=as_json, explain=explain, has_task=task is not None or disparity is not None)
     _write_report(pilot_report, result, report)

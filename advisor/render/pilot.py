@@ -14,10 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from advisor.pilot_verdict import STATUS_WORDS, ensemble_text, verdict_text
 from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table
 from advisor.schemas import Recommendation
-from advisor.usecases.pilot import budget_flag
+from advisor.usecases.pilot import plan_needs
 
 if TYPE_CHECKING:
     from engine.train.pilot import PilotPlan, PilotResult
@@ -60,21 +61,37 @@ def plan_lines(plan: PilotPlan, *, prompts_source: str) -> Table:
                  f"(held out) of {plan.n_labeled:,} labeled, {plan.num_classes} classes")
     grid.add_row("training", f"{plan.epochs} epochs × {len(plan.seeds)} seed(s), batch {plan.batch_size}; {grids} "
                  f"({plan.n_trials} trials)")
-    z = plan.compare_needed
+    reach = (f"{plan.compare_needed:,} comparison images reach it" if plan.sufficient_labeled is None
+             and plan.sufficient_budget_s is None and not plan.seeds_needed else "see verdict")
     grid.add_row("detects", f"VPT-FT differences ≥ {plan.min_detectable:.1f} points (asked ≤ "
-                 f"{plan.target_detectable:g}; {z:,} comparison images reach it). Paired test on the same "
-                 f"images, two-sided α {plan.alpha:g}, power {plan.power:.0%}, assuming the methods disagree on "
-                 f"{plan.assumed_discordance:.0%} of images: MDD = (z₁₋α/₂ + z_power) × √(p_d / n) × 100")
-    probe = f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached"
+                 f"{plan.target_detectable:g}; {reach}). Paired test on the same images, two-sided α "
+                 f"{plan.alpha:g}, power {plan.power:.0%}, assuming the methods disagree on "
+                 f"{plan.assumed_discordance:.0%} of images and a seed-to-seed SD of {plan.assumed_seed_sd:g} "
+                 "points: MDD = (z₁₋α/₂ + z_power) × √(p_d / n + 2c·σ²_seed / seeds) × 100")
+    used = "; ".join(f"{t.method} {t.probe_note}" for t in plan.timings)
+    probe = (f", timing probe {format_seconds(plan.probe_s)}" if plan.probe_s else ", timings cached") + \
+        (f" ({escape(used)})" if used else "")
+    cold = any(t.source == "probe" and not t.timed_runs for t in plan.timings)
     grid.add_row("time", f"about {format_seconds(plan.estimated_s)} of a {format_seconds(plan.budget_s)} "
-                 f"budget{probe}")
+                 f"budget{probe}" + ("; likely an overestimate: only one cold step fitted in the probe's time, and "
+                                     "the first steps are the slowest" if cold else ""))
     if not plan.decisive_by_design:
-        need = [f"--budget {budget_flag(plan.sufficient_budget_s)}"] if plan.sufficient_budget_s else []
-        if plan.sufficient_labeled:
-            need.append(f"about {plan.sufficient_labeled:,} labeled images")
         grid.add_row("[yellow]verdict[/]", "[yellow]not decisive by design[/]: this plan cannot detect "
-                     f"{plan.target_detectable:g} points; {' and '.join(need) or 'more data'} would")
+                     f"{plan.target_detectable:g} points; {escape(plan_needs(plan))}")
+    elif plan.indicative_only:
+        grid.add_row("[yellow]verdict[/]", "[yellow]indicative only[/]: with 1 seed the seed-to-seed spread cannot "
+                     "be measured, so the result cannot decide; --seeds 2 or more can")
+    else:
+        grid.add_row("verdict", "decisive if the 95 % interval excludes 0 and the power, recomputed with the "
+                     f"disagreement and seed spread met, stays within {100 * _slack():.0f} points of "
+                     f"{plan.power:.0%} (else underpowered)")
     return grid
+
+
+def _slack() -> float:
+    from engine.train.verdict import POWER_SLACK
+
+    return POWER_SLACK
 
 
 def render_plan(plan: PilotPlan, *, prompts_source: str) -> None:
@@ -92,7 +109,7 @@ _TITLE = "Pilot results (accuracy % at each method's lr, picked on the selection
 
 
 def methods_table(result: PilotResult, *, width: int) -> RenderableType:
-    """The per-method table, fitted to ``width`` (nothing clipped)."""
+    """The per-method table plus the FT+VPT ensemble row, fitted to ``width`` (nothing clipped)."""
     rows: list[list[str | Text]] = []
     for m in result.methods:
         note = f" ({m.diverged_trials} diverged)" if m.diverged_trials else ""
@@ -107,21 +124,20 @@ def methods_table(result: PilotResult, *, width: int) -> RenderableType:
             f"{m.images_per_s:.1f}",
             format_seconds(m.wall_s),
         ])
+    e = result.ensemble
+    if e is not None and e.available and e.members is not None:
+        rows.append([Text(f"{e.members[0]}+{e.members[1]} (ensemble{', offered' if e.offered else ''})"), "-", "-",
+                     f"{e.accuracy or 0.0:.1f}±{e.accuracy_std or 0.0:.1f}", f"{e.pairs} pairs", "2 backbones",
+                     "-", "-"])
     return fit_table(_METHOD_COLS, rows, title=_TITLE, width=width)
 
 
 def paired_line(result: PilotResult) -> str:
-    """One sentence on the paired comparison (or why there is none)."""
-    p, plan = result.paired, result.plan
-    if p is None:
+    """The verdict in one or two sentences: status, interval, post-hoc power, and any fix."""
+    v = result.verdict
+    if v is None:
         return "No paired comparison: the pilot needs full finetuning and a VPT variant, with comparison images."
-    lo, hi = p.ci95
-    decisive = (lo > 0 or hi < 0) and plan.decisive_by_design
-    verdict = ("decisive" if decisive else "not decisive by design" if not plan.decisive_by_design
-               else "not decisive (the interval includes 0)")
-    return (f"{p.vpt_method} − {p.ft_method} on {p.n_compare:,} held-out images: {p.difference:+.1f} points, "
-            f"95 % interval [{lo:+.1f}, {hi:+.1f}] (paired bootstrap over images and seeds; the methods "
-            f"disagree on {p.discordance:.0%} of images): {verdict}.")
+    return f"Verdict: {STATUS_WORDS[v.status]}. {verdict_text(v)}"
 
 
 def render_report(result: PilotResult, recommendation: Recommendation | None, *, has_task: bool,
@@ -133,6 +149,12 @@ def render_report(result: PilotResult, recommendation: Recommendation | None, *,
         print_message(smoke_test, style="bold yellow")
     console.print(methods_table(result, width=console.width))
     print_message(paired_line(result))
+    if result.ensemble is not None:
+        print_message(ensemble_text(result.ensemble), style="" if result.ensemble.offered else "dim")
+    if result.saved is not None:
+        s = result.saved
+        print_message(f"Saved the {s.method} trial (lr {s.lr:g}, seed {s.seed}, {s.tensors} tensors) to {s.path}"
+                      if s.path else f"Nothing saved (--save): {s.reason}", style="" if s.path else "yellow")
     plan = result.plan
     memory = "; ".join(f"{m.method} {format_bytes(m.peak_memory_bytes)}" for m in result.methods
                        if m.peak_memory_bytes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from advisor.answer import usable_calibration
+from advisor.pilot_verdict import STATUS_WORDS, ensemble_text, verdict_text
 from advisor.report.inputs import (
     DataSizePoint,
     EvidenceRow,
@@ -238,9 +239,17 @@ def _pilot_provenance(result: PilotResult) -> dict[str, str]:
     }
     if result.paired is not None:
         p = result.paired
-        provenance["paired comparison"] = (
+        provenance["paired bootstrap"] = (
             f"{p.vpt_method} - {p.ft_method} = {p.difference:+.1f} points, 95 % interval [{p.ci95[0]:+.1f}, "
-            f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (paired bootstrap)")
+            f"{p.ci95[1]:+.1f}] over {p.n_compare:,} images and seeds (descriptive; the verdict uses the "
+            "seed-aware interval)")
+    v = result.verdict
+    if v is not None and v.posthoc_power is not None:
+        provenance["post-hoc power"] = (
+            f"{100 * v.posthoc_power:.0f} % at {v.target_detectable:g} points (planned {100 * v.planned_power:.0f} "
+            f"%); detects {v.posthoc_mdd or 0:.1f} points as met (planned {v.planned_mdd:.1f})")
+    if result.saved is not None:
+        provenance["saved weights"] = result.saved.path or f"none: {result.saved.reason}"
     if result.n_skipped_files:
         provenance["skipped files"] = str(result.n_skipped_files)
     return provenance
@@ -274,6 +283,10 @@ def from_pilot(
         if runs:
             methods.append(_method_seeds(summary, runs))
             curves += _learning_curves(summary.method, runs)
+    e = result.ensemble
+    if e is not None and e.available and e.members is not None and e.pair_accuracies:
+        methods.append(MethodSeeds(method=f"{e.members[0]}+{e.members[1]} (ensemble)",
+                                   accuracies=list(e.pair_accuracies)))
     rec = recommendation
     return PilotReportInputs(
         dataset=dataset,
@@ -287,6 +300,9 @@ def from_pilot(
         reasons=_report_reasons(rec) if rec is not None else [],
         notes=[_PILOT_NOTE],
         provenance=_pilot_provenance(result),
+        verdict_status=STATUS_WORDS[result.verdict.status] if result.verdict is not None else "",
+        verdict_text=verdict_text(result.verdict) if result.verdict is not None else "",
+        ensemble_text=ensemble_text(result.ensemble) if result.ensemble is not None else "",
         smoke_test=smoke_test,
     )
 

@@ -264,6 +264,10 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
     sections = []
     if inputs.reasons:
         sections.append(Section("Why", reasons=_reasons(inputs.reasons)))
+    verdict = [t for t in (inputs.verdict_text, inputs.ensemble_text) if t]
+    if verdict:
+        heading = f"Pilot verdict: {inputs.verdict_status}" if inputs.verdict_status else "Pilot verdict"
+        sections.append(Section(heading, paragraphs=verdict))
     sections.append(_pilot_results_section(inputs))
     if inputs.notes:
         sections.append(Section("Caveats", bullets=list(inputs.notes)))

@@ -236,6 +236,9 @@ class PilotReportInputs(_Input):
     reasons: list[ReportReason] = Field(default_factory=list, description="Reasons for the verdict.")
     notes: list[str] = Field(default_factory=list, description="Caveats (e.g. val-selected accuracies).")
     provenance: dict[str, str] = Field(default_factory=dict, description="Device, versions, config, ...")
+    verdict_status: str = Field(default="", description="The pilot's status: decisive, underpowered, ...")
+    verdict_text: str = Field(default="", description="The verdict with its figures (interval, post-hoc power).")
+    ensemble_text: str = Field(default="", description="The FT+VPT ensemble's accuracy, interval and cost.")
     smoke_test: str = Field(default="", description=(
         "Set for a --random-init or --quick pilot: shown in the title, above the results and on each chart."))
 

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from advisor.decide import build_inputs, recommend
-from advisor.schemas import AdvisorInputs, MethodScore, PairedDifference, PilotEvidence, Recommendation
+from advisor.pilot_verdict import ensemble_text, verdict_text
+from advisor.schemas import (
+    AdvisorInputs,
+    MethodScore,
+    PairedDifference,
+    PilotEnsemble,
+    PilotEvidence,
+    Recommendation,
+)
 from engine.config.train import (
     DEFAULT_BACKBONE,
     DEFAULT_BUDGET,
@@ -50,7 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PilotReport", "PilotRequest", "run_pilot_request", "LONG_CPU_RUN_S", "default_prompt_length",
-    "pilot_evidence", "power_refusal", "PilotRefusal", "budget_flag",
+    "pilot_evidence", "power_refusal", "PilotRefusal", "budget_flag", "plan_needs",
 ]
 
 LONG_CPU_RUN_S = 10 * 60
@@ -126,6 +134,7 @@ class PilotRequest(BaseModel):
                       description="Start long CPU runs and not-decisive-by-design pilots without asking.")
     quick: bool = Field(default=False, description="Smoke test: 2 epochs, one lr per method (meaningless results).")
     out: Path | None = Field(default=None, description="Trial store (default: <data home>/pilot).")
+    save: Path | None = Field(default=None, description="Folder for the winner's trainable weights (safetensors).")
 
 
 def default_prompt_length(task: str | None) -> tuple[int, str]:
@@ -163,13 +172,30 @@ def pilot_evidence(result: PilotResult, *, random_init: bool = False) -> PilotEv
               for m in result.methods if m.n_seeds >= 1]
     if not scores or plan.n_train < 1 or plan.n_val < 1:
         return None
-    p = result.paired
-    paired = None if p is None else PairedDifference(
-        vpt_method=p.vpt_method, ft_method=p.ft_method, difference=p.difference, ci95=p.ci95, ci99=p.ci99,
-        n_compare=p.n_compare, discordance=p.discordance)
+    p, v = result.paired, result.verdict
+    c = v.compared if v is not None else None
+    paired = None
+    if c is not None:  # the verdict's seed-aware interval: the one that decides
+        paired = PairedDifference(vpt_method=c.other, ft_method=c.baseline, difference=c.difference, ci95=c.ci95,
+                                  ci99=c.ci99, n_compare=c.n_images, discordance=c.discordance)
+    elif p is not None:
+        paired = PairedDifference(vpt_method=p.vpt_method, ft_method=p.ft_method, difference=p.difference,
+                                  ci95=p.ci95, ci99=p.ci99, n_compare=p.n_compare, discordance=p.discordance)
     return PilotEvidence(n_train=plan.n_train, n_val=plan.n_val, scores=scores, paired=paired,
                          decisive_by_design=plan.decisive_by_design, min_detectable=plan.min_detectable,
-                         target_detectable=plan.target_detectable, random_init=random_init)
+                         target_detectable=plan.target_detectable, random_init=random_init,
+                         status=v.status if v is not None else None, verdict=verdict_text(v) if v is not None else "",
+                         posthoc_power=v.posthoc_power if v is not None else None,
+                         ensemble=_ensemble(result))
+
+
+def _ensemble(result: PilotResult) -> PilotEnsemble | None:
+    e = result.ensemble
+    if e is None or not e.available or e.versus_best is None or e.members is None:
+        return None
+    d = e.versus_best
+    return PilotEnsemble(members=e.members, accuracy=e.accuracy or 0.0, best_single=e.best_single or "",
+                         difference=d.difference, ci95=d.ci95, offered=e.offered, sentence=ensemble_text(e))
 
 
 def budget_flag(seconds: float) -> str:
@@ -178,18 +204,29 @@ def budget_flag(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
-def power_refusal(plan: PilotPlan) -> str:
-    """Why ``plan`` cannot decide, and what would: the budget and the labeled images that would suffice."""
+def plan_needs(plan: PilotPlan) -> str:
+    """What would let ``plan`` reach its target: more seeds, a budget and/or labeled images."""
+    from engine.train.power import UNREACHABLE_IMAGES
+
+    if plan.compare_needed >= UNREACHABLE_IMAGES:
+        more = f"--seeds {plan.seeds_needed}" if plan.seeds_needed else "a larger --min-detectable"
+        return (f"no number of comparison images reaches {plan.target_detectable:g} points with {len(plan.seeds)} "
+                f"seed(s) (the seed-to-seed spread alone is too large): {more} would")
     need = []
     if plan.sufficient_budget_s is not None:
         need.append(f"--budget {budget_flag(plan.sufficient_budget_s)}")
     if plan.sufficient_labeled is not None:
         need.append(f"about {plan.sufficient_labeled:,} labeled images (you have {plan.n_labeled:,})")
+    return f"{plan.compare_needed:,} comparison images would be needed, i.e. {' and '.join(need) or 'more data'}"
+
+
+def power_refusal(plan: PilotPlan) -> str:
+    """Why ``plan`` cannot decide, and what would: the budget and the labeled images that would suffice."""
     return (f"this pilot cannot decide: with {plan.n_compare} held-out comparison images and {len(plan.seeds)} "
             f"seed(s) it detects only differences of {plan.min_detectable:.1f} points or more, not the "
             f"{plan.target_detectable:g} asked (--min-detectable; paired test, assuming the methods disagree on "
-            f"{100 * plan.assumed_discordance:.0f} % of images); {plan.compare_needed:,} comparison images would "
-            f"be needed, i.e. {' and '.join(need) or 'more data'}. Re-run with more budget or data, or with "
+            f"{100 * plan.assumed_discordance:.0f} % of images and a seed-to-seed SD of {plan.assumed_seed_sd:g} "
+            f"points); {plan_needs(plan)}. Re-run with more budget or data, or with "
             "--yes to run it anyway as 'not decisive by design' (it will not change the answer)")
 
 
@@ -222,6 +259,16 @@ def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> 
                        seeds=req.seeds, budget_s=parse_budget(req.budget), precision=precision,
                        batch_size=req.batch_size, img_size=req.img_size, min_detectable=req.min_detectable,
                        quick=req.quick)
+
+
+def _device(spec: str) -> torch.device:
+    """The device; on a CPU also the thread count, before the probe, so probe and trials run alike."""
+    from engine.device import fit_cpu_threads, resolve_device
+
+    dev = resolve_device(spec)
+    if dev.type == "cpu":
+        fit_cpu_threads()  # one thread when the load already fills every core (engine.device.threads_for_load)
+    return dev
 
 
 def _check_before_loading(req: PilotRequest) -> None:
@@ -259,13 +306,13 @@ def run_pilot_request(
     _check_before_loading(req)
     has_task = req.task is not None or req.disparity is not None or prior is not None
     from engine.data.index import index_dataset  # deferred: Pillow and the shard code, not needed by --help
-    from engine.device import describe_device, resolve_device, resolve_precision
+    from engine.device import describe_device, resolve_precision
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
     from engine.train.pilot_checks import check_some_converged
 
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
-    dev = resolve_device(req.device)
+    dev = _device(req.device)
     config = _pilot_config(req, num_prompts, resolve_precision(dev, req.precision))
     store = req.out if req.out is not None else data_home() / "pilot"
     index = index_dataset(req.dataset, req.root)
@@ -280,8 +327,9 @@ def run_pilot_request(
         raise NotDecisiveError(power_refusal(plan), plan=plan.model_dump(mode="json"))
     _confirm_long_run(plan, dev, req.yes, confirm)
     with progress("Pilot (epochs)") as on_progress:
-        result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone,
-                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json", memo=memo)
+        result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone, save_dir=req.save,
+                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json",
+                           memo=memo)
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
     evidence = pilot_evidence(result, random_init=req.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from engine.config import FrozenModel
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import Method, get_method
-from engine.train.power import ASSUMED_DISCORDANCE
+from engine.train.power import ASSUMED_DISCORDANCE, ASSUMED_SEED_SD
 from engine.vocab import Precision
 
 __all__ = [
@@ -270,6 +270,9 @@ class PilotConfig(FrozenModel):
     assumed_discordance: float = Field(
         ASSUMED_DISCORDANCE, gt=0, le=1, description="Share of images FT and VPT disagree on, assumed when planning "
         "(engine.train.power.ASSUMED_DISCORDANCE).")
+    assumed_seed_sd: float = Field(
+        ASSUMED_SEED_SD, ge=0, le=100, description="Seed-to-seed SD (points) of a method's accuracy assumed when "
+        "planning (engine.train.power.ASSUMED_SEED_SD); the verdict never counts the measured spread below it.")
     compare_fraction: float = Field(
         0.5, gt=0, lt=1, description="Largest share of the labeled images held out to compare the methods "
         "(never trained on, never used to pick the lr).")

@@ -10,8 +10,9 @@ the comparison. Seeds are ``PAPER_SEEDS[:k]``.
 ``plan_pilot`` runs the timing probe (cached per device/model/method/size) and sizes the splits, epochs
 and grid to the budget and to ``min_detectable``; the plan is stored, so a rerun reuses it (timing noise
 would otherwise change the plan and defeat resuming). ``run_pilot`` saves each finished trial as JSON
-under ``store_dir`` at once; a rerun skips trials already on disk, and Ctrl-C (``KeyboardInterrupt``)
-loses only the trial in progress.
+under ``store_dir`` at once (its comparison probabilities beside it, for the FT+VPT ensemble); a rerun
+skips trials already on disk, and Ctrl-C (``KeyboardInterrupt``) loses only the trial in progress. The
+verdict, the ensemble and ``--save`` are ``engine.train.pilot_outcome``'s.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
@@ -39,16 +41,26 @@ from engine.fingerprint import files_fingerprint, path_fingerprint
 from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
 from engine.seed import seed_everything
+from engine.train.ensemble import PROBS_SUFFIX, EnsembleResult, load_probs, save_probs
 from engine.train.loop import fit
 from engine.train.methods import Method, stages_of
 from engine.train.models import create_backbone_from
 from engine.train.pilot_checks import check_pilot_data
+from engine.train.pilot_outcome import (
+    SavedWeights,
+    WeightKeeper,
+    ensemble_of,
+    save_winner,
+    verdict_of,
+    weights_metadata,
+)
 from engine.train.pilot_plan import (
     DECODE_S_PER_IMAGE,
     PilotPlan,
     TrialSpec,
     choose_plan,
     mdd_of,
+    seeds_short,
     split_samples,
     sufficient,
 )
@@ -64,6 +76,7 @@ from engine.train.pilot_timing import (
 )
 from engine.train.power import PairedComparison
 from engine.train.transfer import build_model
+from engine.train.verdict import Verdict
 from engine.train.vpt import as_vit
 
 __all__ = ["MethodTiming", "TrialSpec", "TrialResult", "PilotPlan", "MethodSummary", "PilotResult", "plan_pilot",
@@ -91,6 +104,10 @@ class PilotResult(FrozenModel):
                                 "read-only disk): their results count here, but a rerun trains them again.")
     store_dir: str
     wall_s: float
+    verdict: Verdict | None = Field(None, description="What the pilot may claim: status, decisive, seed-aware "
+                                    "interval, post-hoc power (engine.train.verdict).")
+    ensemble: EnsembleResult | None = Field(None, description="FT+VPT ensemble on the comparison images.")
+    saved: SavedWeights | None = Field(None, description="The winner's weights written by --save.")
 
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -202,11 +219,10 @@ def plan_pilot(
 ) -> PilotPlan:
     """Probe timings and size the comparison/selection/training splits, epochs and lr grid.
 
-    The files the decode-time probe reads go into ``memo`` (pass the same one to :func:`run_pilot`). A plan
-    already stored under ``store_dir`` for the same data, config and device is reused. The plan
-    states its minimum detectable difference; when that misses ``config.min_detectable`` it is still
-    returned (``decisive_by_design=False``, with the budget and labeled images that would suffice):
-    refusing is the caller's decision.
+    The files the decode-time probe reads go into ``memo`` (pass the same one to :func:`run_pilot`). A plan already
+    stored under ``store_dir`` for the same data, config and device is reused. The plan states its minimum detectable
+    difference; when that misses ``config.min_detectable`` it is still returned (``decisive_by_design=False``, with
+    the budget and labeled images that would suffice): refusing is the caller's decision.
 
     Raises:
         ConfigError: a pilot that cannot work (:func:`engine.train.pilot_checks.check_pilot_data`).
@@ -229,8 +245,7 @@ def plan_pilot(
     probe_s = time.perf_counter() - t0 if any(t.source == "probe" for t in timings.values()) else 0.0
     decode_s = _decode_seconds(index.samples, img_size, config.workers, memo if memo is not None else {})
     n_labeled = len(index.samples)
-    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes,
-                                 decode_s=decode_s)
+    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes, decode_s=decode_s)
     enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled, decode_s=decode_s)
     train, val, compare = split_samples(index.samples, config, n_compare=choice.n_compare, n=choice.n)
     lr_grid: dict[str, tuple[float, ...]] = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
@@ -246,6 +261,8 @@ def plan_pilot(
         min_detectable=mdd, target_detectable=config.min_detectable, decisive_by_design=mdd <= config.min_detectable,
         compare_needed=needed, sufficient_labeled=enough_images, sufficient_budget_s=enough_budget,
         assumed_discordance=config.assumed_discordance, probe_s=probe_s, decode_s_per_image=decode_s,
+        assumed_seed_sd=config.assumed_seed_sd, indicative_only=config.seeds < 2,
+        seeds_needed=seeds_short(config),
     )
     if plan_path is not None:
         save_to_store(plan_path, plan.model_dump_json(indent=2), "plan")
@@ -278,20 +295,23 @@ def _trial_key(plan: PilotPlan, config: PilotConfig, data_key: str, tc: TrainCon
                     "device": torch.device(plan.device).type, "train": tc.model_dump(mode="json")})
 
 
-def _score_compare(model: nn.Module, data: ImageTensors, tc: TrainConfig, device: torch.device) -> list[bool]:
-    """Per-image correctness of ``model`` on ``data`` (input order), under the trial's precision."""
+def _score_compare(model: nn.Module, data: ImageTensors, tc: TrainConfig,
+                   device: torch.device) -> tuple[list[bool], np.ndarray]:
+    """Per-image correctness of ``model`` on ``data`` (input order) and its softmax probabilities (float32)."""
     if len(data) == 0:
-        return []
+        return [], np.zeros((0, 0), dtype=np.float32)
     loader = TensorLoader(data, batch_size=max(tc.batch_size, 64), device=device, normalization=tc.normalization)
     autocast = autocast_context(device, tc.precision)
     model.eval()
     out: list[bool] = []
+    probs: list[np.ndarray] = []
     with torch.inference_mode():
         for x, y in loader:
             with autocast():
-                pred = model(x).float().argmax(dim=-1)
-            out.extend(bool(v) for v in (pred == y).cpu().tolist())
-    return out
+                logits = model(x).float()
+            out.extend(bool(v) for v in (logits.argmax(dim=-1) == y).cpu().tolist())
+            probs.append(torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float32))
+    return out, np.concatenate(probs)
 
 
 def _load_trial(path: Path) -> TrialResult | None:
@@ -315,7 +335,7 @@ def run_pilot(
     on_progress: ProgressCallback | None = None,
     on_trial: Callable[[TrialResult, bool], None] | None = None,
     timing_cache: Path | None = None,
-    memo: DecodeMemo | None = None,
+    memo: DecodeMemo | None = None, save_dir: Path | None = None,
 ) -> PilotResult:
     """Run (or resume) the pilot described by ``plan`` (made by :func:`plan_pilot` when ``None``).
 
@@ -329,6 +349,7 @@ def run_pilot(
         on_progress: ``on_progress(done, total)`` in epochs over all trials; also called once at start.
         on_trial: ``on_trial(result, resumed)`` for every trial, resumed ones included.
         timing_cache: the probe's cache; trials run now replace their method's training cost in it.
+        save_dir: ``--save``: where the winner's trainable weights go (``pilot_outcome.save_winner``).
 
     Returns:
         A :class:`PilotResult`. A ``KeyboardInterrupt`` propagates after the finished trials are on disk.
@@ -346,6 +367,31 @@ def run_pilot(
         backbone = load_pilot_backbone(config)
     if plan is None:
         plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone, memo=memo)
+    data = _decode(index, config, plan, keep_in=store_dir if save_dir is not None else None, memo=memo)
+    backbone.to("cpu")
+    results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
+                                 on_progress=on_progress, on_trial=on_trial)
+    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
+    methods = summarize_trials(plan, results)
+    paired = compare_methods(methods, results)
+    verdict = verdict_of(plan, methods, results, paired)
+    labels = data.compare.labels.numpy() if data.compare is not None else None
+    saved = (save_winner(data.keeper, Path(save_dir), results, _winner(verdict, methods))
+             if data.keeper is not None and save_dir is not None else None)
+    return PilotResult(
+        plan=plan, methods=methods, trials=results, paired=paired, verdict=verdict,
+        ensemble=ensemble_of(plan, methods, results, paired, data.probs, labels), saved=saved,
+        trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
+        n_skipped_files=data.skipped, store_dir=str(store_dir), wall_s=time.perf_counter() - start,
+    )
+
+
+def _decode(index: DatasetIndex, config: PilotConfig, plan: PilotPlan, *, keep_in: Path | None,
+            memo: DecodeMemo | None = None) -> _Data:
+    """Decode the three splits once; the data key fingerprints the training and comparison files.
+
+    ``keep_in``: the store in which ``--save`` keeps each method's best trial (None: no weights kept).
+    """
     train_s, val_s, cmp_s = _splits(index, config, plan)
     data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s, content=True),
                                    _dataset_fingerprint(cmp_s, content=True)]))
@@ -353,17 +399,18 @@ def run_pilot(
     data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)
     data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers, memo=memo)
                                  if cmp_s else (None, []))
-    backbone.to("cpu")
-    results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
-                                 on_progress=on_progress, on_trial=on_trial)
-    _record_timings(plan, config, [r for r in results if r.key in fresh], device, timing_cache)
-    methods = summarize_trials(plan, results)
-    return PilotResult(
-        plan=plan, methods=methods, trials=results, paired=compare_methods(methods, results),
-        trials_run=len(fresh), trials_resumed=len(results) - len(fresh), trials_unsaved=data.unsaved,
-        n_skipped_files=len(skipped) + len(skipped_val) + len(skipped_cmp), store_dir=str(store_dir),
-        wall_s=time.perf_counter() - start,
-    )
+    data.skipped = len(skipped) + len(skipped_val) + len(skipped_cmp)
+    if keep_in is not None:
+        data.keeper = WeightKeeper(keep_in, weights_metadata(config, plan, index.classes, data.data_key))
+    return data
+
+
+def _winner(verdict: Verdict, methods: list[MethodSummary]) -> str | None:
+    """The decisive winner, else the method with the best comparison (or, without one, selection) accuracy."""
+    if verdict.winner is not None:
+        return verdict.winner
+    done = [m for m in methods if m.n_seeds]
+    return max(done, key=lambda m: (m.compare_acc, m.mean_acc)).method if done else None
 
 
 @dataclass
@@ -376,6 +423,12 @@ class _Data:
     compare: ImageTensors | None = None
     unsaved: int = 0
     """Trials trained now that could not be written to the store."""
+    skipped: int = 0
+    """Files of the splits that could not be decoded."""
+    probs: dict[str, np.ndarray] = field(default_factory=dict)
+    """Comparison probabilities per trial key (trained now, or read from the store's sidecars)."""
+    keeper: WeightKeeper | None = None
+    """``--save``: keeps each method's best trial's weights."""
 
 
 def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data: _Data, *, device: torch.device,
@@ -393,6 +446,9 @@ def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data:
         path = store_dir / "trials" / f"{_trial_key(plan, config, data.data_key, tc)}.json"
         result = _load_trial(path)
         was_resumed = result is not None
+        probs_path = path.with_name(path.stem + PROBS_SUFFIX)
+        if result is not None and (stored := load_probs(probs_path)) is not None:
+            data.probs[result.key] = stored
         if result is None:
             def on_epoch(epoch: int, base: int = done) -> None:
                 report(on_progress, base + epoch, total)
@@ -400,6 +456,8 @@ def _run_trials(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, data:
             result = _run_trial(backbone, plan, config, spec, tc, data, device, key=path.stem, on_epoch=on_epoch)
             if not save_to_store(path, result.model_dump_json(), "trials"):
                 data.unsaved += 1
+            elif result.key in data.probs:
+                save_probs(probs_path, data.probs[result.key])
             fresh.add(result.key)
         results.append(result)
         done += units[spec]
@@ -429,6 +487,11 @@ def _run_trial(backbone: nn.Module, plan: PilotPlan, config: PilotConfig, spec: 
     model = build_model(copy.deepcopy(backbone), spec.method, plan.num_classes, **tc.model_options())
     assert data.train is not None and data.val is not None  # decoded by run_pilot
     fitted = fit(model, data.train, data.val, tc, device=device, on_epoch=lambda epoch, _t, _v: on_epoch(epoch))
-    correct = _score_compare(model, data.compare, tc, device) if data.compare is not None else []
+    correct, probs = _score_compare(model, data.compare, tc, device) if data.compare is not None else ([], None)
+    result = TrialResult(key=key, spec=spec, fit=fitted, compare_correct=correct)
+    if probs is not None and len(probs):
+        data.probs[key] = probs
+    if data.keeper is not None:
+        data.keeper.offer(result, model)
     del model
-    return TrialResult(key=key, spec=spec, fit=fitted, compare_correct=correct)
+    return result

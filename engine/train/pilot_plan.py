@@ -29,21 +29,24 @@ from engine.train.pilot_timing import MethodTiming, epoch_seconds
 from engine.train.power import (
     ALPHA,
     ASSUMED_DISCORDANCE,
+    ASSUMED_SEED_SD,
     IMAGE_SHARE,
     POWER,
     compare_images_needed,
     min_detectable_difference,
+    seeds_needed,
 )
 
 __all__ = ["TrialSpec", "PilotPlan", "Choice", "choose_plan", "split_samples", "estimate_seconds", "MDD_FORMULA",
-           "DECODE_S_PER_IMAGE"]
+           "DECODE_S_PER_IMAGE", "seeds_short"]
 
 _SIZES = (10000, 5000, 2000, 1000, 800, 500, 400, 250, 200, 100, 50, 25)
 _EPOCHS = (50, 30, 20, 10, 5, 3, 2, 1)
 DECODE_S_PER_IMAGE = 0.01
 """Fallback cost of decoding + resizing one image (PIL, 224 px, one core); plans measure it on a few files."""
-MDD_FORMULA = ("MDD = (z[1-alpha/2] + z[power]) * sqrt(p_d * (rho + (1-rho)/seeds) / n_compare) * 100; "
-               "paired test on the same comparison images, p_d = share of images the methods disagree on")
+MDD_FORMULA = ("MDD = (z[1-alpha/2] + z[power]) * sqrt(p_d * (rho + (1-rho)/seeds) / n_compare "
+               "+ 2 c * sigma_seed^2 / seeds) * 100; paired test on the same comparison images, p_d = share of "
+               "images the methods disagree on, sigma_seed = seed-to-seed SD of a method's accuracy")
 
 
 class TrialSpec(FrozenModel):
@@ -85,6 +88,12 @@ class PilotPlan(FrozenModel):
     sufficient_labeled: int | None = Field(None, description="Labeled images that would suffice (None: enough).")
     sufficient_budget_s: float | None = Field(None, description="Budget that would suffice (None: enough).")
     assumed_discordance: float = Field(ASSUMED_DISCORDANCE, description="p_d assumed by the power calculation.")
+    assumed_seed_sd: float = Field(ASSUMED_SEED_SD, description="Seed-to-seed SD (points) assumed by the power "
+                                   "calculation (engine.train.power.ASSUMED_SEED_SD).")
+    indicative_only: bool = Field(False, description="One seed: the seed spread cannot be measured, so the verdict "
+                                  "can only be indicative (engine.train.verdict).")
+    seeds_needed: int | None = Field(None, description="Seeds that would let some number of images reach "
+                                     "target_detectable, when these seeds cannot (None: they can, or not even 5).")
     alpha: float = ALPHA
     power: float = POWER
     image_share: float = IMAGE_SHARE
@@ -150,7 +159,8 @@ def choose_plan(timings: dict[str, MethodTiming], config: PilotConfig, *, n_labe
     Raises:
         BudgetError: not even the smallest pilot fits the budget.
     """
-    needed = compare_images_needed(config.min_detectable, config.seeds, discordance=config.assumed_discordance)
+    needed = compare_images_needed(config.min_detectable, config.seeds, discordance=config.assumed_discordance,
+                                   seed_sd=config.assumed_seed_sd)
     floor = max(2 * num_classes, 10)
     cmp_cap = max(1, min(needed, int(n_labeled * config.compare_fraction)))
     epochs_options = (config.epochs,) if config.epochs else (QUICK_EPOCHS,) if config.quick else _EPOCHS
@@ -197,7 +207,14 @@ def sufficient(timings: dict[str, MethodTiming], config: PilotConfig, choice: Ch
 
 def mdd_of(config: PilotConfig, n_compare: int) -> float:
     """The plan's minimum detectable difference (points) at ``n_compare`` images and ``config.seeds``."""
-    return min_detectable_difference(n_compare, config.seeds, discordance=config.assumed_discordance)
+    return min_detectable_difference(n_compare, config.seeds, discordance=config.assumed_discordance,
+                                     seed_sd=config.assumed_seed_sd)
+
+
+def seeds_short(config: PilotConfig) -> int | None:
+    """Seeds that ``min_detectable`` needs when ``config.seeds`` cannot reach it with any number of images."""
+    need = seeds_needed(config.min_detectable, seed_sd=config.assumed_seed_sd)
+    return need if need is not None and need > config.seeds else None
 
 
 def split_samples(samples: list[Sample], config: PilotConfig, *, n_compare: int,

@@ -3,9 +3,9 @@
 A step costs a fixed overhead plus a per-image part, so timing one small batch and reading the
 per-image cost off it overestimates large-batch runs (the old probe at batch 4 was 2.5x too
 pessimistic for batch-64 runs). The probe times batch 2 and the largest batch (up to the real one)
-that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation; a
-trial's epoch then costs ``ceil(n / B) * per_step + n * per_image``. Results are cached per device (CPU model and
-threads, or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
+that its time budget affords, and fits ``t(B) = per_step + B * per_image`` for training and evaluation;
+a trial's epoch then costs ``ceil(n / B) * per_step + n * per_image``. Results are cached per device
+(CPU model and threads, or GPU name), model, method, image size, prompts and precision, in the data home, so the probe
 runs once per setup; finished pilot trials then overwrite the training cost with what they measured
 (``timing_from_trials``), so a noisy probe does not mislead later plans.
 """
@@ -59,6 +59,18 @@ class MethodTiming(FrozenModel):
     eval_s_per_step: float = Field(0.0, ge=0, description="Fixed seconds per evaluation batch.")
     probe_s: float = Field(0.0, ge=0, description="Wall time the probe took (0 when read from the cache).")
     source: str = Field("probe", description="probe, cache, or trial (measured in a real pilot trial).")
+    probe_batches: tuple[int, ...] = Field((), description="Training batch sizes the probe timed.")
+    timed_runs: int = Field(0, ge=0, description="Warm timed training steps behind the probe's figures (0: only "
+                            "the first, cold step fitted in the probe's time).")
+
+    @property
+    def probe_note(self) -> str:
+        """Which probe the figures come from, in a few words (the plan names it)."""
+        if self.source == "trial":
+            return "timed by earlier pilot trials"
+        batches = "+".join(str(b) for b in self.probe_batches) or str(self.batch)
+        runs = f"{self.timed_runs} warm steps" if self.timed_runs else "one cold step"
+        return f"{'cached ' if self.source == 'cache' else ''}probe at batch {batches} ({runs})"
 
 
 def _sync(device: torch.device) -> None:
@@ -98,6 +110,8 @@ class _Probe:
                                         weight_decay=0.0, device=device)
         self.scheduler = make_scheduler(self.optimizer, warmup_steps=0, total_steps=1000)
         self.autocast = autocast_context(device, precision)
+        self.warm_runs = 0
+        """Warm timed runs behind the last measurement (0: only the cold first run)."""
 
     def _loader(self, b: int) -> TensorLoader:
         gen = torch.Generator().manual_seed(b)
@@ -123,6 +137,7 @@ class _Probe:
             fn()
             _sync(self.device)
             times.append(time.perf_counter() - t)
+        self.warm_runs = len(times)
         return statistics.median(times) if times else cold
 
     def train(self, b: int) -> float:
@@ -166,9 +181,11 @@ def measure_method_timing(
                    deadline=t0 + budget_s)
     b1 = min(_FIRST_BATCH, batch_size)
     train = {b1: probe.train(b1)}
+    warm = probe.warm_runs
     b2 = _second_batch(train[b1], b1, batch_size, per_point_s=(probe.deadline - time.perf_counter()) / 4)
     if b2 > b1:
         train[b2] = probe.train(b2)
+        warm += probe.warm_runs
     evals: dict[int, float] = {}
     if time.perf_counter() < probe.deadline:
         evals[b1] = probe.eval(b1)
@@ -182,7 +199,8 @@ def measure_method_timing(
     e_step, e_img = _line(evals) if evals else (t_step * share, t_img * share)
     return MethodTiming(method=method, train_s_per_image=t_img, eval_s_per_image=e_img, setup_s=setup_s,
                         batch=max(train), train_s_per_step=t_step, eval_s_per_step=e_step,
-                        probe_s=time.perf_counter() - t0, source="probe")
+                        probe_s=time.perf_counter() - t0, source="probe", probe_batches=tuple(sorted(train)),
+                        timed_runs=warm)
 
 
 def timing_from_trials(probe: MethodTiming, fits: list[tuple[float, float, int]]) -> MethodTiming:

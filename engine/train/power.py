@@ -7,15 +7,26 @@ negligible ``delta^2`` term. This is the normal approximation behind McNemar's t
 
 Before training, ``p_d`` is unknown and assumed (``ASSUMED_DISCORDANCE``). Averaging ``k`` seeds
 only removes the seed-specific part of the disagreement; the image-level part (``image_share`` of
-it) stays, so the variance is ``p_d * (rho + (1 - rho) / k) / n``. We assume ``rho = 1`` by default
-(no credit for seeds: the conservative choice, since no source gives the split). The minimum
-detectable difference (two-sided test at ``alpha``, probability ``power`` of detecting it) is
+it) stays, so the image part of the variance is ``p_d * (rho + (1 - rho) / k) / n``. We assume
+``rho = 1`` by default (no credit for seeds: the conservative choice, since no source gives the split).
 
-    MDD = (z_{1 - alpha/2} + z_{power}) * sqrt(p_d * (rho + (1 - rho) / k) / n) * 100   [points]
+A seed also moves a method's accuracy as a whole (one seed's model is a little better on every image
+than another's): a seed effect of standard deviation ``sigma`` adds ``sigma^2 / k`` per method, which
+no number of comparison images removes. The verdict (``engine.train.verdict``) measures it from the
+seeds but never counts it below the assumed ``sigma_0`` (``ASSUMED_SEED_SD``: two or three seeds can
+show that the spread is large, not that it is small), so the plan budgets for the expected value of
+that maximum, ``c_nu * sigma_0^2`` with ``c_nu = E[max(chi2_nu / nu, 1)]`` and ``nu = 2k - 2`` (the
+pooled seed degrees of freedom of both methods). The minimum detectable difference (two-sided test
+at ``alpha``, probability ``power`` of detecting it) is
 
-After training, :func:`paired_bootstrap` measures the difference with a percentile bootstrap that
-resamples comparison images (jointly for both methods, which keeps the pairing) and seeds (per
-method); "decisive" means the 95 % interval excludes zero. Statistics run in float64 on the CPU.
+    MDD = (z_{1 - alpha/2} + z_{power}) * sqrt(p_d * (rho + (1 - rho) / k) / n + 2 c_nu sigma_0^2 / k) * 100
+
+(points; ``sigma_0`` as a fraction). With one seed the spread cannot be measured at all: the plan
+still states an MDD (with ``c = 1``), but the verdict is only indicative.
+
+After training, :func:`paired_bootstrap` resamples comparison images (jointly for both methods, which
+keeps the pairing) and seeds (per method) for a descriptive interval; the verdict's own interval is
+``engine.train.verdict.seed_aware_difference``. Statistics run in float64 on the CPU.
 """
 
 from __future__ import annotations
@@ -34,7 +45,12 @@ __all__ = [
     "ASSUMED_DISCORDANCE",
     "POWER",
     "IMAGE_SHARE",
+    "z_sum",
+    "ASSUMED_SEED_SD",
+    "UNREACHABLE_IMAGES",
     "BOOTSTRAP_SAMPLES",
+    "seed_variance_factor",
+    "seeds_needed",
     "PairedComparison",
     "min_detectable_difference",
     "compare_images_needed",
@@ -50,16 +66,51 @@ ASSUMED_DISCORDANCE = 0.20
 20 % disagreement; the pilot reports the rate it actually observes)."""
 IMAGE_SHARE = 1.0
 """Share of the disagreement that persists across seeds (1 = seeds do not shrink it; conservative)."""
+ASSUMED_SEED_SD = 0.5
+"""Seed-to-seed standard deviation (points) of a method's accuracy assumed when planning. Our planning
+assumption, not a paper number (the paper prints means of 5 runs, no spreads): the pilot measures the
+spread, never counts it below this, and calls itself underpowered when the measured spread costs the
+planned power (``engine.train.verdict``)."""
+UNREACHABLE_IMAGES = 10**9
+"""``compare_images_needed`` when no number of images reaches the difference with the seeds given
+(the seed term alone exceeds it): more seeds are needed (:func:`seeds_needed`)."""
 BOOTSTRAP_SAMPLES = 2000
 """Bootstrap resamples of the percentile interval (Efron & Tibshirani recommend >= 1000 for 95 % intervals)."""
 
 
-def _z_sum(alpha: float, power: float) -> float:
+def z_sum(alpha: float, power: float) -> float:
+    """``z_{1-alpha/2} + z_power``: how many standard errors the detectable difference spans."""
     return NormalDist().inv_cdf(1.0 - alpha / 2.0) + NormalDist().inv_cdf(power)
 
 
 def _variance_factor(discordance: float, seeds: int, image_share: float) -> float:
     return discordance * (image_share + (1.0 - image_share) / max(1, seeds))
+
+
+def _chi2_sf_even(x: float, df: int) -> float:
+    """P(chi2_df > x) for an even ``df``: the Poisson sum ``exp(-x/2) * sum_{j < df/2} (x/2)^j / j!``."""
+    term, total = 1.0, 1.0
+    for j in range(1, df // 2):
+        term *= (x / 2.0) / j
+        total += term
+    return math.exp(-x / 2.0) * total
+
+
+def seed_variance_factor(seeds: int) -> float:
+    """``c_nu = E[max(chi2_nu / nu, 1)]`` for ``nu = 2 * seeds - 2`` (1 with one seed: nothing is measured).
+
+    ``E[max(X, 1)] = 1 + E[X; X > 1] - P(X > 1)`` and, for ``X = chi2_nu / nu``, ``E[X; X > 1] =
+    P(chi2_{nu+2} > nu)``; ``nu`` is even, so both tails are finite Poisson sums.
+    """
+    nu = 2 * seeds - 2
+    if nu < 2:
+        return 1.0
+    return 1.0 + _chi2_sf_even(nu, nu + 2) - _chi2_sf_even(nu, nu)
+
+
+def _seed_term(seeds: int, seed_sd: float) -> float:
+    """Variance (as a fraction squared) the seed effect adds to the difference of two k-seed means."""
+    return seed_variance_factor(seeds) * (seed_sd / 100.0) ** 2 * 2.0 / max(1, seeds)
 
 
 def min_detectable_difference(
@@ -68,6 +119,7 @@ def min_detectable_difference(
     *,
     discordance: float = ASSUMED_DISCORDANCE,
     image_share: float = IMAGE_SHARE,
+    seed_sd: float = ASSUMED_SEED_SD,
     alpha: float = ALPHA,
     power: float = POWER,
 ) -> float:
@@ -77,7 +129,15 @@ def min_detectable_difference(
     """
     if n_compare < 1:
         return math.inf
-    return 100.0 * _z_sum(alpha, power) * math.sqrt(_variance_factor(discordance, seeds, image_share) / n_compare)
+    var = _variance_factor(discordance, seeds, image_share) / n_compare + _seed_term(seeds, seed_sd)
+    return 100.0 * z_sum(alpha, power) * math.sqrt(var)
+
+
+def seeds_needed(mdd: float, *, seed_sd: float = ASSUMED_SEED_SD, alpha: float = ALPHA, power: float = POWER,
+                 max_seeds: int = 5) -> int | None:
+    """Fewest seeds for which some number of images detects ``mdd`` points (None: not even ``max_seeds``)."""
+    room = (mdd / (100.0 * z_sum(alpha, power))) ** 2
+    return next((k for k in range(1, max_seeds + 1) if _seed_term(k, seed_sd) < room), None)
 
 
 def compare_images_needed(
@@ -86,14 +146,21 @@ def compare_images_needed(
     *,
     discordance: float = ASSUMED_DISCORDANCE,
     image_share: float = IMAGE_SHARE,
+    seed_sd: float = ASSUMED_SEED_SD,
     alpha: float = ALPHA,
     power: float = POWER,
 ) -> int:
-    """Comparison images for :func:`min_detectable_difference` to reach ``mdd`` points (the inverse)."""
+    """Comparison images for :func:`min_detectable_difference` to reach ``mdd`` points (the inverse).
+
+    ``UNREACHABLE_IMAGES`` when the seed term alone is too large for ``mdd`` with ``seeds`` seeds.
+    """
     if mdd <= 0:
         raise ValueError(f"the detectable difference must be positive, got {mdd}")
-    n = _variance_factor(discordance, seeds, image_share) * (100.0 * _z_sum(alpha, power) / mdd) ** 2
-    return max(1, math.ceil(n - 1e-9))
+    room = (mdd / (100.0 * z_sum(alpha, power))) ** 2 - _seed_term(seeds, seed_sd)
+    if room <= 0:
+        return UNREACHABLE_IMAGES
+    n = _variance_factor(discordance, seeds, image_share) / room
+    return min(UNREACHABLE_IMAGES, max(1, math.ceil(n * (1 - 1e-12))))
 
 
 class PairedComparison(FrozenModel):

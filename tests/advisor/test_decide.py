@@ -367,3 +367,33 @@ def test_a_calibration_measured_with_other_hashes_is_refused() -> None:
     assert ok.provenance.threshold.source == "calibration"
     with pytest.raises(ConfigError, match="not the cdcdcdcdcdcd"):
         recommend(inputs.model_copy(update={"reference_sha256": "cd" * 32}))
+
+
+def test_the_answer_reads_the_pilots_status() -> None:
+    from advisor.schemas import PilotEnsemble
+
+    cars = FGVC["stanford_cars"].fid
+    prior = _rec(disparity="low", fid=cars, n_train=800)
+    # an interval that excludes zero does not decide when the pilot says it was underpowered or had one seed
+    for status in ("underpowered", "indicative-only", "inconclusive"):
+        pilot = _pilot(ft=60.0, vpt=70.0).model_copy(update={"status": status, "verdict": f"{status}, figures"})
+        rec = _rec(disparity="low", fid=cars, n_train=800, pilot=pilot)
+        assert rec.pilot is not None and not rec.pilot.decisive and rec.pilot.status == status
+        assert "paper's priors decide" in rec.reasons[0].sentence
+        # the prior stands; where the prior itself says "pilot", the sign may only break the tie at low confidence
+        assert rec.recommendation == prior.recommendation or (prior.recommendation == "pilot"
+                                                              and rec.confidence == "low")
+    # evidence without a status gets it from the same rule: one seed on a side is indicative only
+    one_seed = _pilot(ft=60.0, vpt=70.0).model_copy(update={"scores": [
+        MethodScore(method="full", mean=60.0, std=0.0, n_seeds=1),
+        MethodScore(method="vpt-deep", mean=70.0, std=0.0, n_seeds=1)]})
+    rec = _rec(disparity="low", fid=cars, n_train=800, pilot=one_seed)
+    assert rec.pilot is not None and rec.pilot.status == "indicative-only" and not rec.pilot.decisive
+    # a decisive pilot offers an ensemble whose interval lies above zero, in its reason
+    ens = PilotEnsemble(members=("full", "vpt-deep"), accuracy=73.0, best_single="vpt-deep", difference=3.0,
+                        ci95=(1.0, 5.0), offered=True, sentence="FT+VPT ensemble: 73.0 %, beats either method.")
+    decisive = _pilot(ft=60.0, vpt=70.0).model_copy(update={"status": "decisive", "ensemble": ens})
+    rec = _rec(disparity="low", fid=cars, n_train=800, pilot=decisive)
+    assert rec.recommendation == "VPT" and "FT+VPT ensemble: 73.0 %" in rec.reasons[0].sentence
+    assert "ensemble" not in _rec(disparity="low", fid=cars, n_train=800, pilot=decisive.model_copy(
+        update={"ensemble": ens.model_copy(update={"offered": False})})).reasons[0].sentence

@@ -185,6 +185,54 @@ def test_unlabeled_dataset(tiny_image_dir: Path, capsys: pytest.CaptureFixture[s
     assert "labeled" in capsys.readouterr().err
 
 
+def test_pilot_verdict_ensemble_and_save(colour_dataset: Path, tmp_path: Path, quick: None,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors import safe_open
+
+    from engine.train.ensemble import PROBS_SUFFIX
+    from engine.train.pilot_outcome import WEIGHTS_FORMAT
+
+    out, saved = tmp_path / "store", tmp_path / "weights"
+    args = ["pilot", str(colour_dataset), *TINY, "--out", str(out), "--save", str(saved), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    verdict, ensemble = report["pilot"]["verdict"], report["pilot"]["ensemble"]
+    assert verdict["status"] == report["evidence"]["status"]
+    assert verdict["decisive"] == (verdict["status"] == "decisive")
+    assert verdict["posthoc_power"] is not None and verdict["compared"]["n_images"] == 10 and verdict["seeds"] == 2
+    assert report["evidence"]["verdict"]  # the sentence the answer reads
+    assert ensemble["available"] and ensemble["pairs"] == 2 and ensemble["members"] == ["full", "vpt-deep"]
+    versus = ensemble["versus_best"]
+    assert versus["ci95"][0] <= versus["difference"] <= versus["ci95"][1]
+    assert ensemble["cost"]["forward_passes"] == 2 and ensemble["cost"]["params_beyond_ft"] > 0
+    assert len(list((out / "trials").glob(f"*{PROBS_SUFFIX}"))) == 4  # one probability sidecar per trial
+    info = report["pilot"]["saved"]
+    assert info["path"] and Path(info["path"]).is_file() and info["tensors"] > 0
+    with safe_open(info["path"], framework="pt") as f:
+        meta = f.metadata()
+        assert meta["format"] == WEIGHTS_FORMAT and meta["method"] == info["method"]
+        assert meta["backbone"] == "vit_tiny_patch16_224" and meta["data_fingerprint"]
+        assert json.loads(meta["classes"]) == ["blue", "green", "red"]
+        assert all(f.get_tensor(k).isfinite().all() for k in f.keys())
+
+    # a store written before probabilities were kept: the ensemble is unavailable, the pilot still answers
+    for sidecar in (out / "trials").glob(f"*{PROBS_SUFFIX}"):
+        sidecar.unlink()
+    assert main(["pilot", str(colour_dataset), *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ensemble unavailable" in text and "Verdict:" in text
+
+
+def test_one_seed_plan_says_indicative_only(colour_dataset: Path, tmp_path: Path, quick: None,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["pilot", str(colour_dataset), *TINY, "--seeds", "1", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    plan_text = captured.err[: captured.err.index("Pilot results")] if "Pilot results" in captured.err else captured.err
+    assert "indicative only" in " ".join(plan_text.split())  # stated before anything runs
+    assert "Verdict: indicative only" in " ".join(captured.out.split())
+
+
 def test_a_smoke_run_says_so_wherever_its_numbers_are(colour_dataset: Path, tmp_path: Path, quick: None,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """--random-init --quick (TINY): terminal, JSON, HTML and Markdown all say 'SMOKE TEST', naming both causes."""

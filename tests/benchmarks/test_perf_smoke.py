@@ -59,3 +59,11 @@ def test_offline_failure_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--repeats", "1", "--model", "vit_tiny_patch16_224"]) == 0
     first, out = _first_line(capsys)
     assert first.startswith("CPU: ") and "avoided / offline" in out and "closed network" in out
+
+
+def test_pilot_verdict_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.perf.pilot_verdict import main
+
+    main(["--replicates", "200", "--target", "10"])
+    first, out = _first_line(capsys)
+    assert first.startswith("CPU: ") and "one seed, old rule" in out and "scenarios in" in out

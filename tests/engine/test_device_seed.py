@@ -51,3 +51,12 @@ def test_seed_everything_seeds_all_generators_with_the_same_value() -> None:
     other = draw(seed_everything(124))
     assert first == second
     assert all(a != b for a, b in zip(first, other, strict=False))
+
+
+def test_threads_fit_the_load() -> None:
+    from engine.device import threads_for_load
+
+    assert threads_for_load(cores=2, load=13.0) == 1  # every core already busy: threads would wait on each other
+    assert threads_for_load(cores=2, load=2.0) == 1
+    assert threads_for_load(cores=2, load=0.4) is None  # an idle machine keeps torch's default
+    assert threads_for_load(cores=1, load=9.0) is None  # one core: nothing to fit

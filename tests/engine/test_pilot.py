@@ -99,7 +99,7 @@ def _index(n_per_class: int, classes: int = 4) -> DatasetIndex:
 
 def test_plan_holds_out_enough_comparison_images_when_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
     _fixed_timing(monkeypatch, 0.001)
-    index = _index(1000)
+    index = _index(1200)  # half of 4,800 may be held out: enough for the 2,140 that 3 points need with 3 seeds
     plan = plan_pilot(index, _config(epochs=None, budget_s=3600, seeds=3), device=torch.device("cpu"),
                       backbone=make_vit())
     needed = compare_images_needed(3.0, 3)
@@ -203,6 +203,9 @@ def test_probe_fits_a_line_and_is_cached(colour_dataset: Path, tmp_path: Path) -
                                    precision="fp32", device=torch.device("cpu"), budget_s=5.0)
     assert timing.train_s_per_image > 0 and timing.eval_s_per_image > 0 and timing.batch == 16  # affordable
     assert timing.train_s_per_step >= 0 and timing.probe_s < 5.0 + 2.0  # one step may start just before the cap
+    assert timing.probe_batches == (2, 16) and timing.timed_runs >= 1  # the plan names this probe
+    assert timing.probe_note.startswith("probe at batch 2+16 (") and "warm step" in timing.probe_note
+    assert timing.model_copy(update={"source": "trial"}).probe_note == "timed by earlier pilot trials"
     cache = tmp_path / "timing.json"
     index = index_dataset(colour_dataset)
     first = plan_pilot(index, _config(), device=torch.device("cpu"), backbone=make_vit(), timing_cache=cache)

@@ -13,13 +13,18 @@ Z_975, Z_80 = 1.959963984540054, 0.8416212335729143  # standard normal quantiles
 
 
 def test_mdd_closed_form_and_inverse() -> None:
-    # 200 images, 20 % disagreement: SE = sqrt(0.2 / 200) = 3.16 points (issue 11's example)
-    assert min_detectable_difference(200, 3) == pytest.approx((Z_975 + Z_80) * math.sqrt(0.2 / 200) * 100)
+    # 200 images, 20 % disagreement: SE = sqrt(0.2 / 200) = 3.16 points (issue 11's example), without a seed effect
+    assert min_detectable_difference(200, 3, seed_sd=0.0) == pytest.approx(
+        (Z_975 + Z_80) * math.sqrt(0.2 / 200) * 100)
+    # a seed SD of 0.5 points adds c * 0.005^2 * 2 / 3, c = E[max(chi2_4 / 4, 1)] = 1 + P(chi2_6 > 4) - P(chi2_4 > 4)
+    c = 1 + 5 * math.exp(-2) - 3 * math.exp(-2)
+    assert min_detectable_difference(200, 3, seed_sd=0.5) == pytest.approx(
+        (Z_975 + Z_80) * math.sqrt(0.2 / 200 + c * 0.005**2 * 2 / 3) * 100)
     n = compare_images_needed(3.0, 3)
     assert min_detectable_difference(n, 3) <= 3.0 < min_detectable_difference(n - 1, 3)
     # seeds only help with the seed-specific share of the disagreement
     assert min_detectable_difference(200, 1, image_share=0.5) > min_detectable_difference(200, 4, image_share=0.5)
-    assert min_detectable_difference(200, 1) == min_detectable_difference(200, 4)
+    assert min_detectable_difference(200, 1, seed_sd=0.0) == min_detectable_difference(200, 4, seed_sd=0.0)
     assert min_detectable_difference(0, 3) == math.inf
     with pytest.raises(ValueError):
         compare_images_needed(0.0, 1)
