@@ -73,8 +73,10 @@ def configure_consoles() -> None:
     force = True if os.environ.get("FORCE_COLOR", "") not in ("", "0") else None
     # rich decides width and terminal detection in its constructor and offers no setter for the latter, and
     # every command module holds these two objects by name: so the constructor runs again on the same objects.
-    Console.__init__(console, highlight=False, emoji=False, width=width, force_terminal=force)
-    Console.__init__(err_console, stderr=True, highlight=False, emoji=False, width=width, force_terminal=force)
+    # ``file=c.file`` keeps each console's TrimmedStream (the public property returns the stream it was given).
+    for c in (console, err_console):
+        Console.__init__(c, file=c.file, stderr=c.stderr, highlight=False, emoji=False, width=width,
+                         force_terminal=force)
     _seen_warnings.clear()
 
 
