@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from engine.config.fid import FidBackend
 from engine.fid.calibration import Calibration
 from engine.fid.equal_n import FidAtN, FidInfinity
 from engine.train.verdict import PilotStatus
@@ -331,6 +332,9 @@ class RecommendRequest(_Model):
         "--trust-reference: an unprovenanced, foreign or small reference does not make the FID unverified."))
     reference: str = Field(default="in21k", description="--reference name or .npz path.")
     inception_weights: str | None = Field(default=None, description="--inception-weights.")
+    fid_backend: FidBackend = Field(default="local", description="--backend of the FID features.")
+    scheduler: str | None = Field(default=None, description="--scheduler: a Dask scheduler address (with dask).")
+    dask_workers: int = Field(default=0, ge=0, description="--dask-workers: LocalCluster processes (0 = one per core).")
     backbone: BackboneName = Field(default="in21k", description="--backbone.")
     device: str = Field(default="auto", description="--device.")
     calibration_path: str | None = Field(default=None, description="Calibration file (default: data home).")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from engine.config.fid import FidBackend
 from engine.vocab import PrecisionChoice
 
 # Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
@@ -27,6 +28,9 @@ __all__ = [
     "ReferenceOpt",
     "BatchSizeOpt",
     "WorkersOpt",
+    "FidBackendOpt",
+    "FidSchedulerOpt",
+    "DaskWorkersOpt",
     "ProtocolSetOpt",
     "ModelOpt",
     "WeightsOpt",
@@ -62,6 +66,16 @@ ReferenceOpt = Annotated[
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
+FidBackendOpt = Annotated[FidBackend, typer.Option(
+    "--backend", help="Where Inception features are computed: local (this process) or dask (one task per shard or "
+    "chunk on a LocalCluster, or on the cluster of --scheduler).")]
+FidSchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="With --backend dask: the address of a running Dask scheduler (tcp://host:8786) instead of a "
+    "LocalCluster. Workers need vpt-advisor installed and the images at the same paths (URL shards are downloaded "
+    "by the workers).", show_default=False)]
+DaskWorkersOpt = Annotated[int, typer.Option(
+    "--dask-workers", min=0, max=256, help="With --backend dask and no --scheduler: LocalCluster worker processes "
+    "(0 = one per CPU core).")]
 
 # ------------------------------------------------------------------------------------------ training
 ProtocolSetOpt = Annotated[list[str] | None, typer.Option(

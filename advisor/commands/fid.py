@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 
 import typer
 
-from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, RootOpt, WorkersOpt
+from advisor.commands._options import (
+    BatchSizeOpt,
+    DaskWorkersOpt,
+    DeviceOpt,
+    FidBackendOpt,
+    FidSchedulerOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    RootOpt,
+    WorkersOpt,
+)
 
 # Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
 # each loads only what its own command runs.
@@ -46,6 +56,9 @@ def fid_command(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the feature cache.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never try to download the Inception weights.")] = False,
     root: RootOpt = None,
+    backend: FidBackendOpt = "local",
+    scheduler: FidSchedulerOpt = None,
+    dask_workers: DaskWorkersOpt = 0,
 ) -> None:
     """Fréchet Inception Distance with pytorch-fid's Inception (same numbers as 'python -m pytorch_fid A B').
 
@@ -58,7 +71,8 @@ def fid_command(
     from engine.fid.run import compute_fid
 
     config = FidConfig(dims=dims, batch_size=batch_size, workers=workers, resize=resize, weights=inception_weights,
-                       use_cache=not no_cache, offline=offline)
+                       use_cache=not no_cache, offline=offline, backend=backend, scheduler=scheduler,
+                       cluster_workers=dask_workers)
     with stage_progress("Inception features", enabled=not as_json) as on_progress:
         result = compute_fid(a, b, config=config, device=device, save_stats_to=save_stats, on_progress=on_progress,
                              root=root)

@@ -15,8 +15,11 @@ import typer
 from advisor.commands._callbacks import cli_confirm, cli_progress
 from advisor.commands._options import (
     BudgetOpt,
+    DaskWorkersOpt,
     DeviceOpt,
     ExplainOpt,
+    FidBackendOpt,
+    FidSchedulerOpt,
     InceptionWeightsOpt,
     JsonOpt,
     MinDetectableOpt,
@@ -92,6 +95,9 @@ def recommend_command(
     reference: ReferenceOpt = "in21k",
     trust_reference: _TrustReferenceOpt = False,
     inception_weights: InceptionWeightsOpt = None,
+    fid_backend: FidBackendOpt = "local",
+    scheduler: FidSchedulerOpt = None,
+    dask_workers: DaskWorkersOpt = 0,
     backbone: _BackboneOpt = "in21k",
     device: DeviceOpt = "auto",
     calibration: _CalibrationOpt = None,
@@ -114,6 +120,7 @@ def recommend_command(
         task=task, disparity=disparity,
         n_train=n_train, fid=fid, fid_threshold=fid_threshold, reference=reference,
         inception_weights=str(inception_weights) if inception_weights else None, backbone=backbone,
+        fid_backend=fid_backend, scheduler=scheduler, dask_workers=dask_workers,
         device=device, calibration_path=str(calibration) if calibration else None, trust_reference=trust_reference,
     )
     _check_output_paths(report, plot)  # fail before any image is read

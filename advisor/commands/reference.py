@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from advisor.commands._options import BatchSizeOpt, DeviceOpt, InceptionWeightsOpt, JsonOpt, SeedOpt, WorkersOpt
+from advisor.commands._options import (
+    BatchSizeOpt,
+    DaskWorkersOpt,
+    DeviceOpt,
+    FidBackendOpt,
+    FidSchedulerOpt,
+    InceptionWeightsOpt,
+    JsonOpt,
+    SeedOpt,
+    WorkersOpt,
+)
+from engine.config.fid import FidConfig
+from engine.fid.cost import IN21K_IMAGES, BuildCost, CostEstimate
 
 # Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
 # each loads only what its own command runs.
@@ -53,7 +65,13 @@ def build_command(
     batch_size: BatchSizeOpt = 50,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
+    backend: FidBackendOpt = "local",
+    scheduler: FidSchedulerOpt = None,
+    dask_workers: DaskWorkersOpt = 0,
     as_json: JsonOpt = False,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Only say what the build would cost (images, shards, download, time measured on this "
+        "machine) and the smallest reference the FID check accepts; build nothing.")] = False,
 ) -> None:
     """Compute reference statistics (streaming, resumable: rerun the same command after an interruption)."""
     from advisor.commands._callbacks import stage_progress
@@ -62,9 +80,12 @@ def build_command(
     from engine.config.fid import FidConfig
     from engine.fid.refbuild import build_reference
 
-    config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights)
-    if not as_json:
-        _say_size(max_images)
+    config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights, backend=backend,
+                       scheduler=scheduler, cluster_workers=dask_workers)
+    if estimate or not as_json:
+        _say_cost(source, name, max_images, shards, config, device, as_json=as_json)
+    if estimate:
+        return
     with stage_progress(f"Building reference {name}", enabled=not as_json) as on_progress:
         info = build_reference(source, name=name, config=config, device=device, max_images=max_images or None,
                                per_class=per_class, shards=shards, seed=seed, overwrite=overwrite,
@@ -75,19 +96,69 @@ def build_command(
         render_reference(info)
 
 
-def _say_size(max_images: int) -> None:
-    """Before the work: how many images, and the smallest reference the FID check accepts (fewer: 'unverified')."""
-    from advisor.render import print_message, warn
+def _is_in21k(source: str) -> bool:
+    """True for the Hub's ImageNet-22k shards, whose dataset card gives the numbers a download estimate needs."""
+    from engine.fid.reference import IN21K_SOURCE
+
+    return source.strip("'\"").startswith(IN21K_SOURCE.strip("'").split("/imagenet22k-train")[0])
+
+
+def _say_cost(source: str, name: str, max_images: int, shards: int | None, config: FidConfig, device: str, *,
+              as_json: bool) -> None:
+    """Before the work: images, shards, download and time on this machine, and the smallest size that passes."""
+    from advisor.render import emit_json, print_message, warn
+    from engine.fid.availability import weights_available, weights_fetch_command
+    from engine.fid.cost import build_cost, cached_forward_rate, measure_forward_rate
     from engine.fid.gates import MIN_REFERENCE_IMAGES
 
-    if 0 < max_images < MIN_REFERENCE_IMAGES:
-        warn(f"--max-images {max_images:,} is below the {MIN_REFERENCE_IMAGES:,} images the FID check needs: FIDs "
+    in21k = _is_in21k(source)
+    images = max_images or (IN21K_IMAGES if in21k else 0)
+    rate = None
+    if weights_available(config.weights):
+        rate = cached_forward_rate(device, config.dims)
+        if rate is None:
+            if not as_json:
+                print_message("Measuring this machine's Inception rate (a few seconds, once)...", style="dim")
+            rate = measure_forward_rate(config, device)
+    cost = build_cost(images, in21k=in21k, shards=shards, rate=rate) if images else None
+    smallest = build_cost(MIN_REFERENCE_IMAGES, in21k=in21k, rate=rate)
+    if as_json:
+        emit_json(CostEstimate(planned=cost, smallest_that_passes=smallest))
+        return
+    if cost is None:
+        print_message("Building from every image of the source (--max-images 0): its size is known once it is read.")
+    else:
+        print_message(f"Plan: {_cost_phrase(cost)}.")
+    if rate is None:
+        print_message("Time: unknown until pytorch-fid's Inception weights are present (nothing to measure); "
+                      f"get them with: {weights_fetch_command()}")
+    if images and images < MIN_REFERENCE_IMAGES:
+        warn(f"--max-images {images:,} is below the {MIN_REFERENCE_IMAGES:,} images the FID check needs: FIDs "
              f"against this reference are shown as unverified and never decide (--max-images {MIN_REFERENCE_IMAGES} "
              "is the smallest that passes)")
-    elif max_images > MIN_REFERENCE_IMAGES:
-        print_message(f"Building from up to {max_images:,} images; the smallest reference the FID check accepts has "
-                      f"{MIN_REFERENCE_IMAGES:,} (--max-images {MIN_REFERENCE_IMAGES}), "
-                      f"{max_images / MIN_REFERENCE_IMAGES:.0f}x less to download and compute.", style="dim")
+    elif not images or images > MIN_REFERENCE_IMAGES:
+        command = f"vpt-advisor reference build {_quoted(source)} --name {name} --max-images {MIN_REFERENCE_IMAGES}"
+        print_message(f"The smallest reference the FID check accepts is {_cost_phrase(smallest)}: {command}")
+
+
+def _cost_phrase(cost: BuildCost) -> str:
+    from advisor.render.pilot import format_seconds
+
+    parts = [f"{cost.images:,} images" + (f" from {cost.shards:,} shards" if cost.shards else "")]
+    if cost.download_bytes is not None:
+        parts.append(f"about {cost.download_bytes / 1e9:.1f} GB to download, {cost.download_basis}")
+    if cost.seconds is not None and cost.rate is not None:
+        how = "measured" if not cost.rate.cached else "measured earlier"
+        parts.append(f"about {format_seconds(cost.seconds)} of feature extraction at {cost.rate.images_per_s:.1f} "
+                     f"images/s ({how} on this {cost.rate.device}, {cost.rate.cpu})")
+    return "; ".join(parts)
+
+
+def _quoted(source: str) -> str:
+    """The source as a shell word (hf:// patterns carry a '*')."""
+    import shlex
+
+    return source if source.startswith("'") else shlex.quote(source)
 
 
 @reference_app.command("export")

@@ -139,7 +139,8 @@ def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgre
     from engine.fid.calibration import small_n_bias
     from engine.fid.run import measure_fid_against_reference
 
-    config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None)
+    config = FidConfig(weights=Path(request.inception_weights) if request.inception_weights else None,
+                       backend=request.fid_backend, scheduler=request.scheduler, cluster_workers=request.dask_workers)
     try:
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from engine.config import FrozenModel
 from engine.vocab import FeatureDims
 
-__all__ = ["FidConfig", "ResizePolicy", "Dims"]
+__all__ = ["FidConfig", "ResizePolicy", "Dims", "FidBackend"]
 
 ResizePolicy = Literal["auto", "pytorch-fid", "pil-bicubic-299"]
 Dims = FeatureDims
+FidBackend = Literal["local", "dask"]
 
 
 class FidConfig(FrozenModel):
@@ -36,8 +37,26 @@ class FidConfig(FrozenModel):
     )
     offline: bool = Field(default=False, description="Never try to download the Inception weights.")
     use_cache: bool = Field(default=True, description="Reuse and store per-file features in the cache.")
+    backend: FidBackend = Field(
+        default="local",
+        description="Where features are extracted: 'local' (this process) or 'dask' (one task per shard or chunk "
+        "on a Dask cluster: a LocalCluster, or the scheduler at 'scheduler').",
+    )
+    scheduler: str | None = Field(
+        default=None, description="Dask scheduler address (tcp://host:8786) for backend 'dask'; None = a LocalCluster."
+    )
+    cluster_workers: int = Field(
+        default=0, ge=0, le=256,
+        description="Worker processes of the LocalCluster started for backend 'dask' (0 = one per CPU core).",
+    )
     fuse_batchnorm: bool = Field(
         default=True,
         description="Fold each BatchNorm into its convolution (inference-only speed-up; changes features "
         "by float32 rounding only, about 1e-6 relative).",
     )
+
+    @model_validator(mode="after")
+    def _scheduler_needs_dask(self) -> FidConfig:
+        if self.scheduler is not None and self.backend != "dask":
+            raise ValueError(f"--scheduler {self.scheduler} needs --backend dask")
+        return self

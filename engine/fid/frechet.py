@@ -36,6 +36,7 @@ __all__ = [
     "FeatureStats",
     "StatsProvenance",
     "ShardRecord",
+    "BuildInfo",
     "frechet_distance",
     "frechet_distance_from_features",
     "compute_feature_stats",
@@ -110,6 +111,15 @@ class ShardRecord(FrozenModel):
     n_skipped: int = Field(default=0, description="Members of this shard skipped (undecodable, truncated).")
 
 
+class BuildInfo(FrozenModel):
+    """How reference statistics were computed (recorded in the provenance sidecar)."""
+
+    backend: str = Field(default="local", description="'local' (one process) or 'dask'.")
+    workers: int = Field(default=1, description="Distinct worker processes that computed parts of the statistics.")
+    units: int = Field(default=0, description="Work units (shards, or chunks of a folder plan) merged.")
+    scheduler: str = Field(default="", description="Dask scheduler address ('' = a LocalCluster or no Dask).")
+
+
 class StatsProvenance(FrozenModel):
     """Where a stats file came from; stored as the JSON sidecar next to the ``.npz``."""
 
@@ -128,6 +138,8 @@ class StatsProvenance(FrozenModel):
     revision: str = Field(default="", description="Hub commit a hf:// source was read at ('' = not a Hub repo).")
     shards: list[ShardRecord] = Field(default_factory=list, description="Every shard read: URL, sha256, images used.")
     skipped_reasons: dict[str, int] = Field(default_factory=dict, description="Skipped images per reason code.")
+    build: BuildInfo | None = Field(default=None, description="Backend, workers and units of the build "
+                                   "(None = not recorded).")
 
 
 def validate_stats(

@@ -40,7 +40,7 @@ import random
 import sqlite3
 import tarfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,12 +70,15 @@ from engine.fid.features import (
     content_sha256,
     extractor_id,
     forward_arrays,
+    forward_lanes,
     load_inception,
+    one_thread_per_pass,
     resolve_weights,
+    run_ordered,
     to_model_array,
     weights_sha256,
 )
-from engine.fid.frechet import FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
+from engine.fid.frechet import BuildInfo, FeatureStats, ShardRecord, StatsProvenance, library_versions, save_stats
 from engine.fid.reference import (
     ReferenceInfo,
     reference_lock,
@@ -288,16 +291,32 @@ class _Sums:
     n: int = 0
     skipped: list[dict] = field(default_factory=list)
 
-    def add(self, batch: Sequence[_Decoded], features: Callable) -> int:
+    def add(self, batch: Sequence[_Decoded], features: npt.NDArray[np.float32]) -> int:
+        """Add one batch: ``features`` are those of its decoded images, in order (:meth:`_Extractor.featurize`)."""
         good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
         self.skipped += [SkippedFile(path=e.path, reason=e.reason, detail=e.detail).model_dump()
                          for _, e in batch if isinstance(e, ImageDecodeError)]
         if good:
-            f = features([k for k, _ in good], [a for _, a in good]).astype(np.float64)
+            f = features.astype(np.float64)
             self.s1 += f.sum(axis=0)
             self.s2 += f.T @ f
             self.n += f.shape[0]
         return len(good)
+
+
+@dataclass
+class _Pending:
+    """One decoded batch on its way through :meth:`_Extractor.featurize`."""
+
+    batch: list[_Decoded]
+    keys: list[str]
+    """Cache key of each decoded image ('' = unknown)."""
+    found: dict[str, npt.NDArray[np.float32]]
+    """Cached features by key."""
+    miss: list[int]
+    """Positions (among the decoded images) the network must compute."""
+    arrays: list[npt.NDArray[np.uint8]]
+    """Their model-ready arrays."""
 
 
 class _Extractor:
@@ -337,23 +356,45 @@ class _Extractor:
             self.cache = None
             return {}
 
-    def features(self, keys: list[str], arrays: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        found = self._cached([k for k in keys if k])
-        miss = [i for i, k in enumerate(keys) if not k or k not in found]
-        out = np.empty((len(arrays), self.config.dims), np.float32)
-        for i, k in enumerate(keys):
-            if k in found:
-                out[i] = found[k]
-        if miss:
-            out[miss] = forward_arrays(self.load(), [arrays[i] for i in miss])
-            if self.cache is not None:
-                try:
-                    self.cache.put_many((keys[i], out[i]) for i in miss if keys[i])
-                except sqlite3.Error as exc:
-                    logger.warning("feature cache not writable (%s); continuing without it", exc)
-                    self.cache = None
-        self.n_cached += len(keys) - len(miss)
-        return out
+    def featurize(self, batches: Iterator[list[_Decoded]]) -> Iterator[tuple[list[_Decoded], npt.NDArray[np.float32]]]:
+        """Each decoded batch with the features of its decoded images, in order.
+
+        The cache is read and written in the calling thread; the network's passes over the images the cache
+        lacks run side by side, one torch thread each on a CPU (:func:`engine.fid.features.one_thread_per_pass`:
+        an image's features are then the same bits in every process that forms the same batch).
+        """
+        net = self.load()
+
+        def prepared() -> Iterator[_Pending]:
+            for batch in batches:
+                good = [(k, a) for k, a in batch if not isinstance(a, ImageDecodeError)]
+                keys = [k for k, _ in good]
+                found = self._cached([k for k in keys if k])
+                miss = [i for i, k in enumerate(keys) if not k or k not in found]
+                yield _Pending(batch, keys, found, miss, [good[i][1] for i in miss])
+
+        def forward(item: _Pending) -> tuple[_Pending, npt.NDArray[np.float32] | None]:
+            return item, forward_arrays(net, item.arrays) if item.miss else None
+
+        with one_thread_per_pass(net):
+            for item, fresh in run_ordered(forward, prepared(), forward_lanes(net, batch_size=self.config.batch_size)):
+                out = np.empty((len(item.keys), self.config.dims), np.float32)
+                for i, k in enumerate(item.keys):
+                    if k in item.found:
+                        out[i] = item.found[k]
+                if item.miss and fresh is not None:
+                    out[item.miss] = fresh
+                    self._store((item.keys[i], out[i]) for i in item.miss if item.keys[i])
+                self.n_cached += len(item.keys) - len(item.miss)
+                yield item.batch, out
+
+    def _store(self, rows: Iterator[tuple[str, npt.NDArray[np.float32]]]) -> None:
+        if self.cache is not None:
+            try:
+                self.cache.put_many(rows)
+            except sqlite3.Error as exc:
+                logger.warning("feature cache not writable (%s); continuing without it", exc)
+                self.cache = None
 
     def _key(self, data: bytes) -> str:
         return cache_key(content_sha256(data), self.ext_id, self.preprocessing)
@@ -429,29 +470,45 @@ def _start(job: _Job, dims: int) -> tuple[_Sums, dict | None, dict]:
 def _folder_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits: tuple) -> dict:
     max_images, per_class, seed = limits
     if body is None:
-        items, skipped_index = discover_items(Path(job.source.root))
-        if not items:
-            raise EmptyDatasetError(f"{display_path(job.source.root)}: no images found to build reference {job.name!r}")
-        plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
-        body = {"params": job.params, "plan": [i.name for i in plan], "n_classes": len({i.cls for i in plan}),
-                "index_skipped": [s.model_dump() for s in skipped_index]}
-        _save_plan(job.work, body)
+        body = _folder_plan(job, max_images, per_class, seed)
         state = {"pos": 0, "n": 0, "skipped": []}
         _save_checkpoint(job.work, sums.s1, sums.s2, state)
     plan, pos, bs = body["plan"], int(state.get("pos", 0)), job.batch_size
-    every = max(1, -(-job.checkpoint_every // bs)) * bs
+    every = _checkpoint_stride(job.checkpoint_every, bs)
     report(job.on_progress, pos, len(plan))
     starts = list(range(pos, len(plan), bs))
     with contextlib.closing(_one_ahead(lambda a: job.ext.decode_files(plan[a:a + bs]), starts)) as batches:
-        for batch in batches:
-            sums.add(batch, job.ext.features)
+        for batch, feats in job.ext.featurize(batches):
+            sums.add(batch, feats)
             pos = min(len(plan), pos + bs)
             if pos % every == 0 or pos == len(plan):
                 _save_checkpoint(job.work, sums.s1, sums.s2, {"pos": pos, "n": sums.n, "skipped": sums.skipped})
             report(job.on_progress, pos, len(plan))
     sums.skipped = list(body["index_skipped"]) + sums.skipped
-    return {"notes": [f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
-                      f"max_images {max_images}, per_class {per_class}"], "shards": []}
+    return {"notes": [_folder_note(body, max_images, per_class, seed)], "shards": []}
+
+
+def _folder_plan(job: _Job, max_images: int | None, per_class: int | None, seed: int) -> dict:
+    """Index the folder tree, draw the sample (:func:`plan_sample`) and save it as the build plan."""
+    items, skipped_index = discover_items(Path(job.source.root))
+    if not items:
+        raise EmptyDatasetError(f"{display_path(job.source.root)}: no images found to build reference {job.name!r}")
+    plan = plan_sample(items, max_images=max_images, per_class=per_class, seed=seed)
+    body = {"params": job.params, "plan": [i.name for i in plan], "n_classes": len({i.cls for i in plan}),
+            "index_skipped": [s.model_dump() for s in skipped_index]}
+    _save_plan(job.work, body)
+    return body
+
+
+def _folder_note(body: dict, max_images: int | None, per_class: int | None, seed: int) -> str:
+    return (f"folder source; {body['n_classes']} classes; round-robin class-balanced sample, seed {seed}, "
+            f"max_images {max_images}, per_class {per_class}")
+
+
+def _checkpoint_stride(checkpoint_every: int, batch_size: int) -> int:
+    """Images between folder checkpoints: ``checkpoint_every`` rounded up to whole batches, so every stretch
+    between two checkpoints (a Dask unit) holds the same batches as the one-process build."""
+    return max(1, -(-checkpoint_every // batch_size)) * batch_size
 
 
 def _one_ahead(prepare: Callable[[int], list[_Decoded]],
@@ -486,10 +543,12 @@ def _choose_members(members: list[tarfile.TarInfo], quota: int | None, seed: int
     return [m for k, m in enumerate(members) if k in keep]
 
 
-def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: int, total: int) -> ShardRecord:
-    """Download (if remote), list, sample and accumulate one shard; returns its provenance record."""
+def _read_shard(ext: _Extractor, batch_size: int, download: Path, sums: _Sums, ref: ShardRef, quota: int | None,
+                seed: int, on_batch: Callable[[], None] | None = None) -> ShardRecord:
+    """Download (if remote, into ``download``), list, sample and accumulate one shard; returns its provenance
+    record. The one shard reader of both backends: batches are ``batch_size`` chosen members in storage order."""
     n0, skipped0 = sums.n, len(sums.skipped)
-    with fetch_shard(ref, job.work / "download") as got:
+    with fetch_shard(ref, download) as got:
         listing = list_tar_images(got.path, ref.name)
         sums.skipped += [s.model_dump() for s in listing.skipped]
         chosen = _choose_members(listing.members, quota, seed, ref.name)
@@ -499,19 +558,20 @@ def _read_shard(job: _Job, sums: _Sums, ref: ShardRef, quota: int | None, seed: 
         with tarfile.open(got.path, "r:*") as tf:
             def prepare(start: int) -> list[_Decoded]:
                 blobs: list[tuple[str, bytes | ImageDecodeError]] = []
-                for m in chosen[start:start + job.batch_size]:  # read in storage order, by one thread
+                for m in chosen[start:start + batch_size]:  # read in storage order, by one thread
                     label = f"{ref.name}:{m.name}"
                     try:
                         fh = tf.extractfile(m)
                         blobs.append((label, fh.read() if fh is not None else b""))
                     except (tarfile.TarError, OSError, EOFError) as exc:
                         blobs.append((label, ImageDecodeError(label, "truncated", str(exc))))
-                return job.ext.decode_blobs(blobs)
+                return ext.decode_blobs(blobs)
 
-            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), job.batch_size)))) as batches:
-                for batch in batches:
-                    sums.add(batch, job.ext.features)
-                    report(job.on_progress, sums.n, total or sums.n)
+            with contextlib.closing(_one_ahead(prepare, list(range(0, len(chosen), batch_size)))) as batches:
+                for batch, feats in ext.featurize(batches):
+                    sums.add(batch, feats)
+                    if on_batch is not None:
+                        on_batch()
     return ShardRecord(url=ref.url, sha256=got.sha256, size=got.size, n_images=sums.n - n0,
                        n_skipped=len(sums.skipped) - skipped0)
 
@@ -520,12 +580,7 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
     max_images, n_shards, seed = limits
     shards = job.source.shards
     if body is None:
-        k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
-        body = {"params": job.params, "picked": spread_shards(len(shards), k)}
-        sizes = [shards[i].size for i in body["picked"]]
-        logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
-                    "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
-        _save_plan(job.work, body)
+        body = _shard_plan(job, max_images, n_shards)
         state = {"n": 0, "skipped": [], "done": []}
         _save_checkpoint(job.work, sums.s1, sums.s2, state)
     picked, done = body["picked"], [ShardRecord(**d) for d in state.get("done", [])]
@@ -537,16 +592,33 @@ def _shard_build(job: _Job, sums: _Sums, body: dict | None, state: dict, limits:
             break
         ref = shards[picked[j]]
         logger.info("shard %d/%d: %s", j + 1, len(picked), ref.url)
-        done.append(_read_shard(job, sums, ref, quota, seed, total))
+        done.append(_read_shard(job.ext, job.batch_size, job.work / "download", sums, ref, quota, seed,
+                                lambda: report(job.on_progress, sums.n, total or sums.n)))
         _save_checkpoint(job.work, sums.s1, sums.s2,
                          {"n": sums.n, "skipped": sums.skipped, "done": [d.model_dump() for d in done]})
         report(job.on_progress, sums.n, total or sums.n)
-    if max_images is not None and sums.n < max_images:
-        job.messages.append(f"only {sums.n} of the requested {max_images} images could be read from {len(done)} "
+    return {"notes": [_shard_note(job, sums.n, len(done), max_images, seed)], "shards": done}
+
+
+def _shard_plan(job: _Job, max_images: int | None, n_shards: int | None) -> dict:
+    """Pick the shards to read (:func:`spread_shards`) and save them as the build plan."""
+    shards = job.source.shards
+    k = n_shards or (math.ceil(max_images / IMAGES_PER_SHARD) if max_images else len(shards))
+    body = {"params": job.params, "picked": spread_shards(len(shards), k)}
+    sizes = [shards[i].size for i in body["picked"]]
+    logger.info("reading %d of %d shards%s", len(body["picked"]), len(shards),
+                "" if None in sizes else f" ({sum(s or 0 for s in sizes) / 1e9:.2f} GB)")
+    _save_plan(job.work, body)
+    return body
+
+
+def _shard_note(job: _Job, n: int, n_done: int, max_images: int | None, seed: int) -> str:
+    """The sidecar note of a shard build (and a message when fewer images than asked could be read)."""
+    if max_images is not None and n < max_images:
+        job.messages.append(f"only {n} of the requested {max_images} images could be read from {n_done} "
                             "shards; pass --shards with a larger number to read more shards")
-    note = (f"shard source; {len(done)} of {len(shards)} shards, spread evenly over the listing; seeded draw "
-            f"inside each shard (seed {seed}); max_images {max_images}")
-    return {"notes": [note], "shards": done}
+    return (f"shard source; {n_done} of {len(job.source.shards)} shards, spread evenly over the listing; seeded "
+            f"draw inside each shard (seed {seed}); max_images {max_images}")
 
 
 # --- entry point ------------------------------------------------------------------------------------------
@@ -618,14 +690,22 @@ def build_reference(
                    checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
             job.ext.load()
-            sums, body, state = _start(job, config.dims)
-            if src.kind == "folder":
-                extra = _folder_build(job, sums, body, state, (max_images, per_class, seed))
-            else:
-                extra = _shard_build(job, sums, body, state, (max_images, shards, seed))
+            sums, extra = _run(job, max_images, per_class, shards, seed)
         finally:
             job.ext.close()
         return _finish(job, target, sums, extra, weights_digest)
+
+
+def _run(job: _Job, max_images: int | None, per_class: int | None, shards: int | None, seed: int) -> tuple[_Sums, dict]:
+    """The build itself, in this process or on Dask (:mod:`engine.fid.refdask`); returns the sums and sidecar extras."""
+    if job.ext.config.backend == "dask":
+        from engine.fid.refdask import dask_build
+
+        return dask_build(job, max_images=max_images, per_class=per_class, n_shards=shards, seed=seed)
+    sums, body, state = _start(job, job.ext.config.dims)
+    if job.source.kind == "folder":
+        return sums, _folder_build(job, sums, body, state, (max_images, per_class, seed))
+    return sums, _shard_build(job, sums, body, state, (max_images, shards, seed))
 
 
 def _params(src: Source, config: FidConfig, weights_digest: str, preprocessing: str, limits: dict) -> dict:
@@ -653,6 +733,7 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
         notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
         weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
         shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
+        build=extra.get("build") or BuildInfo(backend="local", workers=1, units=max(1, len(extra["shards"]))),
     )
     save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
     remove_tree(job.work)

@@ -300,6 +300,9 @@ def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
     """Load the network and extract the files the cache lacked (decoding on threads while it runs), storing
     each batch in the cache as it comes; files that fail to decode join ``job.skipped``."""
     misses = [i for i in job.keys if i not in job.feats]
+    if job.config.backend == "dask":
+        _extract_on_dask(job, misses, device)
+        return
     extractor = load_inception(job.config, _resolve_device(device))
     if extractor.id != job.ext_id:  # the file was replaced after it was hashed: never key features by the wrong net
         raise WeightsError(f"the Inception weights changed while the FID ran ({job.ext_id.rsplit('=', 1)[-1]} when "
@@ -320,6 +323,22 @@ def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
             job.skipped.append(SkippedFile(path=exc.path, reason=exc.reason, detail=exc.detail))
         job.done += len(idx) + len(failed)
         report(job.on_progress, job.done, len(job.paths))
+
+
+def _extract_on_dask(job: _Extraction, misses: list[int], device: torch.device | str) -> None:
+    """:func:`_extract_missing` on Dask (:mod:`engine.fid.chunks`): the same batches, results cached here."""
+    from engine.fid.chunks import ChunkFeatures, extract_on_dask
+
+    def arrived(positions: list[int], chunk: ChunkFeatures) -> None:
+        new = {misses[positions[k]]: chunk.features[j] for j, k in enumerate(chunk.ok)}
+        job.feats.update(new)
+        if job.cache is not None and new:
+            job.cache.put_many((job.keys[i], f) for i, f in new.items())
+        job.skipped += [s for _, s in chunk.skipped]
+        job.done += len(chunk.ok) + len(chunk.skipped)
+        report(job.on_progress, job.done, len(job.paths))
+
+    extract_on_dask([job.paths[i] for i in misses], job.config, str(device), job.preprocessing, job.ext_id, arrived)
 
 
 @dataclass

@@ -85,3 +85,13 @@ def test_reference_build_list_show(
     assert main(["reference", "show", "in21k"]) == 1
     command = "reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k"
     assert command in " ".join(capsys.readouterr().err.split())
+
+
+def test_scheduler_without_dask_backend_is_one_error_line(
+    tmp_path: Path, fake_weights: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    src = _folder(tmp_path / "a", 3, seed=0)
+    for argv in (["fid", str(src), str(src)], ["reference", "build", str(src), "--name", "x"]):
+        code = main([*argv, "--scheduler", "tcp://127.0.0.1:1", "--inception-weights", str(fake_weights)])
+        err = capsys.readouterr().err
+        assert code != 0 and err.count("Error:") == 1 and "needs --backend dask" in err, err

@@ -176,3 +176,41 @@ def test_save_stats_is_readable_by_pytorch_fid_and_back(
 
     mu, sigma = compute_statistics_of_path(str(out), None, 50, 64, "cpu")
     assert mu.shape == (64,) and sigma.shape == (64, 64)
+
+
+# --- forward passes side by side, one thread each -------------------------------------------------
+
+
+def test_side_by_side_passes_keep_order_and_give_the_same_bits(fid_weights: Path) -> None:  # noqa: F811
+    from engine.fid.features import iter_feature_batches, one_thread_per_pass
+
+    net = load_inception(FidConfig(dims=64, use_cache=False), torch.device("cpu"))
+    gen = np.random.default_rng(5)
+    arrays = [gen.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(7)]
+    before = torch.get_num_threads()
+
+    def run(lanes: int) -> tuple[list[int], np.ndarray]:
+        out = list(iter_feature_batches(arrays, lambda a: a, net, batch_size=2, lanes=lanes))
+        return [i for idx, _, _ in out for i in idx], np.concatenate([f for _, f, _ in out])
+
+    order1, one = run(1)
+    order3, three = run(3)
+    assert order1 == order3 == list(range(7)) and torch.get_num_threads() == before  # threads restored
+    np.testing.assert_array_equal(three, one)  # same batches, one thread per pass: the same bits
+    with one_thread_per_pass(net):
+        assert torch.get_num_threads() == 1
+        by_hand = net.features(np.stack(arrays[2:4]))
+    np.testing.assert_array_equal(by_hand, one[2:4])
+
+
+def test_run_ordered_yields_in_input_order_whatever_finishes_first() -> None:
+    import time
+
+    from engine.fid.features import run_ordered
+
+    def slow_first(k: int) -> int:
+        time.sleep(0.05 if k == 0 else 0.0)
+        return k * k
+
+    assert list(run_ordered(slow_first, iter(range(6)), 3)) == [k * k for k in range(6)]
+    assert list(run_ordered(slow_first, iter(range(3)), 1)) == [0, 1, 4]

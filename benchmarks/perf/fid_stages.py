@@ -1,0 +1,171 @@
+"""Where the time of a cold ``vpt-advisor fid A B`` goes, stage by stage, and the fp32 limit of this CPU.
+
+Each stage is timed alone on the same images and weights as :mod:`benchmarks.perf.fid_speed` (which calls
+:func:`measure_stages` after its side-by-side runs):
+
+* process start and imports: a fresh interpreter importing what ``fid`` imports before it reads an image
+  (the CLI, the FID engine, torch, pytorch-fid's Inception);
+* model load: :func:`engine.fid.features.load_inception` (read the weights, build, fold BatchNorm);
+* decode and resize: every image decoded and brought to the network's input (the preprocessing ``fid``
+  chooses) on the decode thread pool, without the network; also for photo-sized JPEGs (500x375, resized
+  to 299 with PIL bicubic) so the rate is not flattered by tiny images;
+* forward: the network alone on the decoded arrays, as the pipeline runs it (side-by-side passes,
+  :func:`engine.fid.features.iter_feature_batches`);
+* statistics: the Fréchet distance from the two feature sets.
+
+The fp32 limit is the best measured rate of 2048x2048 float32 matrix products (torch, all cores) divided by
+11.4 GFLOP per image (Inception-v3 at 299x299: about 5.7 G multiply-adds); the share is forward rate /
+limit. Decoding must outpace the forward pass by at least ``DECODE_TARGET`` (issue 22), so that on a GPU
+the network, not decoding, is the limit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Stages", "measure_stages", "gemm_gflops", "INCEPTION_GFLOP", "DECODE_TARGET"]
+
+INCEPTION_GFLOP = 11.4
+"""fp32 FLOP per 299x299 image through Inception-v3 (about 5.7e9 multiply-adds, 2 FLOP each)."""
+DECODE_TARGET = 3.0
+
+_IMPORTS = ("import advisor.cli, engine.fid.run, engine.fid.features, torch, pytorch_fid.inception")
+
+
+@dataclass
+class Stages:
+    """Seconds per stage for ``n`` images, and the rates derived from them."""
+
+    n: int
+    start_imports_s: float
+    load_s: float
+    decode_s: float
+    forward_s: float
+    statistics_s: float
+    photo_decode_rate: float
+    gemm_gflops: float
+
+    @property
+    def forward_rate(self) -> float:
+        return self.n / self.forward_s
+
+    @property
+    def decode_rate(self) -> float:
+        return self.n / self.decode_s
+
+    @property
+    def limit_rate(self) -> float:
+        return self.gemm_gflops / INCEPTION_GFLOP
+
+    def lines(self, cold_wall: float) -> list[str]:
+        """The printed table: one line per stage, then the rates against the fp32 limit."""
+        rows = [("process start and imports", self.start_imports_s), ("model load", self.load_s),
+                ("decode and resize (alone)", self.decode_s), ("forward (alone)", self.forward_s),
+                ("statistics (Frechet)", self.statistics_s)]
+        out = [f"where the cold time goes ({self.n} images; each stage timed alone):"]
+        out += [f"  {name:<28}{sec:>8.2f} s{100 * sec / cold_wall:>7.1f} % of cold wall" for name, sec in rows]
+        serial = sum(sec for _, sec in rows)
+        out.append(f"  {'sum of stages':<28}{serial:>8.2f} s  (cold wall {cold_wall:.2f} s; decoding overlaps the "
+                   "forward pass)")
+        out.append(f"forward {self.forward_rate:.2f} img/s; fp32 limit of this CPU {self.limit_rate:.2f} img/s "
+                   f"(GEMM {self.gemm_gflops:.1f} GFLOP/s / {INCEPTION_GFLOP} GFLOP per image): "
+                   f"{100 * self.forward_rate / self.limit_rate:.0f} % of the limit")
+        ratio, photo = self.decode_rate / self.forward_rate, self.photo_decode_rate / self.forward_rate
+        out.append(f"decode-only {self.decode_rate:.1f} img/s = {ratio:.1f}x the forward rate; 500x375 JPEG photos "
+                   f"resized to 299: {self.photo_decode_rate:.1f} img/s = {photo:.1f}x (target >= {DECODE_TARGET}x)")
+        return out
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of ``size`` x ``size`` matrix products: one product on all torch threads, or one
+    product per core side by side on one thread each (as the network runs), whichever is faster. The best
+    of ``repeats`` rather than the median: on a shared machine the limit is what the CPU can do, not what
+    it did while other jobs ran."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    flop = 2 * size**3
+    lanes = torch.get_num_threads()
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, flop / (time.perf_counter() - t0) / 1e9)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=lanes) as pool:
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                list(pool.map(lambda _: a @ b, range(lanes)))
+                best = max(best, lanes * flop / (time.perf_counter() - t0) / 1e9)
+    finally:
+        torch.set_num_threads(before)
+    return best
+
+
+def _photos(root: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    gen = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        low = Image.fromarray((gen.random((8, 6, 3)) * 255).astype(np.uint8)).resize((500, 375))
+        arr = np.clip(np.asarray(low, np.int16) + gen.integers(-20, 21, (375, 500, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"{i:04d}.jpg", quality=90)
+        out.append(root / f"{i:04d}.jpg")
+    return out
+
+
+def _decode_all(paths: list[Path], preprocessing: str) -> tuple[float, list[np.ndarray]]:
+    """Seconds to decode and preprocess ``paths`` on the pipeline's decode pool (no network)."""
+    from engine.data.imageio import open_rgb, resolve_workers
+    from engine.fid.features import to_model_array
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=resolve_workers(0)) as pool:
+        arrays = list(pool.map(lambda p: to_model_array(open_rgb(p), preprocessing), paths))
+    return time.perf_counter() - t0, arrays
+
+
+def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str, str]) -> Stages:
+    """Time every stage of a cold ``fid`` over the images of ``folders`` (see the module docstring)."""
+    import torch
+
+    from engine.config.fid import FidConfig
+    from engine.fid.features import iter_feature_batches, load_inception
+    from engine.fid.frechet import frechet_distance_from_features
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _IMPORTS], env=env, check=True)
+    start_imports = time.perf_counter() - t0
+    config = FidConfig(weights=weights, use_cache=False)
+    t0 = time.perf_counter()
+    net = load_inception(config, torch.device("cpu"))
+    load = time.perf_counter() - t0
+    paths = [sorted(f.glob("*.jpg")) for f in folders]
+    decode, arrays = 0.0, []
+    for group in paths:  # each folder has one image size: pytorch-fid preprocessing, as fid chooses
+        sec, arrs = _decode_all(group, "pytorch-fid")
+        decode += sec
+        arrays.append(arrs)
+    photo_s, _ = _decode_all(_photos(work / "photos", 40), "pil-bicubic-299")
+    feats, t0 = [], time.perf_counter()
+    for arrs in arrays:
+        feats.append(np.concatenate([f for _, f, _ in iter_feature_batches(
+            arrs, lambda a: a, net, batch_size=config.batch_size)]))
+    forward = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    frechet_distance_from_features(feats[0], feats[1])
+    stats_s = time.perf_counter() - t0
+    return Stages(n=sum(len(p) for p in paths), start_imports_s=start_imports, load_s=load, decode_s=decode,
+                  forward_s=forward, statistics_s=stats_s, photo_decode_rate=40 / photo_s, gemm_gflops=gemm_gflops())
