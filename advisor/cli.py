@@ -20,6 +20,9 @@ import typer
 
 from advisor.errors import format_error
 
+# Imports inside functions are deliberate: every `vpt-advisor` run, `--help` included, starts here, so this module
+# loads only what the run in hand uses.
+
 __all__ = ["app", "main"]
 
 COMMAND_MODULES = (

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 
 from advisor.answer import combine_pilot, paper_finding, task_line, usable_calibration
-from advisor.heldout import held_out_record
+from advisor.heldout import Answer, HeldOutQuestion, asked_by, held_out_record
 from advisor.rules import (
     LOW_DISPARITY_VPT_WINS,
     REFERENCE_CAVEAT,
@@ -64,6 +64,7 @@ from engine.paper import (
 __all__ = [
     "DEFAULT_THRESHOLD",
     "LOW_DISPARITY_VPT_WINS",
+    "ask_held_out",
     "backbone_summary",
     "build_inputs",
     "classify_similarity",
@@ -316,7 +317,7 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with
         verdict, pilot_reasons, (choice, lean, confidence) = combine_pilot(
             inputs, similarity, thr, finding, pilot)
         reasons[:0] = pilot_reasons
-    record = held_out_record(inputs, choice, confidence, similarity) if with_record else None
+    record = held_out_record(inputs, choice, confidence, similarity, ask_held_out) if with_record else None
     if record is not None:
         reasons.append(Reason(rule="record", source="benchmarks.held_out", sentence=record.sentence))
     src = paper_source()
@@ -335,3 +336,10 @@ def recommend(inputs: AdvisorInputs, pilot: PilotEvidence | None = None, *, with
             reference=inputs.reference, notes=[REFERENCE_CAVEAT + "."],
         ),
     )
+
+
+def ask_held_out(q: HeldOutQuestion) -> tuple[Answer, str | None]:
+    """The advisor's answer to one held-out question (its task's own cells left out), and how it was asked."""
+    rec = recommend(build_inputs(task=q.task, disparity=q.disparity, n_train=q.n_train, fid=q.fid,
+                                 backbone=q.backbone, held_out=(q.key,)), with_record=False)
+    return (rec.recommendation, rec.lean, rec.confidence), asked_by(rec.inputs, rec.similarity)

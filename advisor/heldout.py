@@ -80,6 +80,9 @@ def asked_by(inputs: AdvisorInputs, similarity: Similarity) -> str | None:
 
 
 Answer = tuple[Choice, Lean, Confidence]
+Asker = Callable[["HeldOutQuestion"], tuple[Answer, str | None]]
+"""Asks the advisor one held-out question: :func:`advisor.decide.ask_held_out`, passed in because decide quotes
+this module's record (taking it as an argument keeps the two modules out of an import circle)."""
 
 
 def level(choice: Choice, confidence: Confidence) -> str:
@@ -87,16 +90,7 @@ def level(choice: Choice, confidence: Confidence) -> str:
     return "pilot" if choice == "pilot" else confidence
 
 
-def _ask(q: HeldOutQuestion) -> tuple[Answer, str | None]:
-    from advisor.decide import build_inputs, recommend  # decide quotes the record: import when first asked
-
-    rec = recommend(build_inputs(task=q.task, disparity=q.disparity, n_train=q.n_train, fid=q.fid,
-                                 backbone=q.backbone, held_out=(q.key,)), with_record=False)
-    return (rec.recommendation, rec.lean, rec.confidence), asked_by(rec.inputs, rec.similarity)
-
-
-def run(ask: Callable[[HeldOutQuestion], tuple[Answer, str | None]] = _ask
-        ) -> list[tuple[HeldOutQuestion, Answer, str | None]]:
+def run(ask: Asker) -> list[tuple[HeldOutQuestion, Answer, str | None]]:
     """Ask every question; each answer with the kind the advisor saw it as."""
     return [(q, *ask(q)) for q in questions()]
 
@@ -108,10 +102,10 @@ def right(q: HeldOutQuestion, answer: Answer) -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def records() -> dict[tuple[str, str, str], tuple[int, int]]:
+def records(ask: Asker) -> dict[tuple[str, str, str], tuple[int, int]]:
     """(asked by, backbone, level) -> (right, asked), over every held-out question."""
     out: dict[tuple[str, str, str], tuple[int, int]] = {}
-    for q, answer, kind in run():
+    for q, answer, kind in run(ask):
         key = (kind or q.asked_by, q.backbone, level(answer[0], answer[2]))
         r, n = out.get(key, (0, 0))
         out[key] = (r + right(q, answer), n + 1)
@@ -119,13 +113,13 @@ def records() -> dict[tuple[str, str, str], tuple[int, int]]:
 
 
 def held_out_record(inputs: AdvisorInputs, choice: Choice, confidence: Confidence,
-                    similarity: Similarity) -> HeldOutRecord | None:
+                    similarity: Similarity, ask: Asker) -> HeldOutRecord | None:
     """The record of answers given the same way as this one (None for a named task)."""
     kind = asked_by(inputs, similarity)
     if kind is None:
         return None
     lv = level(choice, confidence)
-    r, n = records().get((kind, inputs.backbone, lv), (0, 0))
+    r, n = records(ask).get((kind, inputs.backbone, lv), (0, 0))
     what = f"answers 'run a pilot' to questions asked by {kind}" if lv == "pilot" else \
         f"answers at confidence {lv} to questions asked by {kind}"
     if n == 0:

@@ -12,7 +12,6 @@ __all__ = [
     "DatasetError",
     "EmptyDatasetError",
     "ListFileError",
-    "PathEscapeError",
     "ImageDecodeError",
     "StatsFileError",
     "WeightsError",
@@ -46,10 +45,6 @@ class EmptyDatasetError(DatasetError):
 
 class ListFileError(DatasetError):
     """A list/CSV file is malformed (wrong columns, non-integer label...)."""
-
-
-class PathEscapeError(DatasetError):
-    """A list file names a path that resolves outside the dataset root."""
 
 
 class ImageDecodeError(DatasetError):

@@ -85,7 +85,8 @@ def _handler(state: ShardServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # keep pytest output clean
             pass
 
-        def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream", extra: dict | None = None) -> None:
+        def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream",
+                  extra: dict | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

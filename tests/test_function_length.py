@@ -1,6 +1,7 @@
-"""No function outside plotting is longer than 60 lines (the project's style rule), checked with ast.
+"""No function outside plotting is longer than 60 lines (our rule, stated in the README's Development section).
 
-Plotting functions (advisor/report/figures*.py) are exempt: a figure is one long list of drawing calls.
+60 lines is what fits on one screen with its signature, so a reader sees a whole function at once. Plotting
+functions (advisor/report/figures*.py) are exempt: a figure is one long list of drawing calls.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 60
-"""The style rule (STYLE.md): functions of at most 60 lines, decorators and signature included."""
+"""Functions of at most 60 lines, decorators and signature included (see the module docstring)."""
 PACKAGES = ("advisor", "engine", "benchmarks")
 
 

@@ -18,6 +18,9 @@ import typer
 from advisor.usecases.pilot import Confirm
 from engine.progress import ProgressCallback, StageProgress
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["cli_progress", "cli_confirm", "stage_progress", "plain_progress"]
 
 PLAIN_STEPS = 10

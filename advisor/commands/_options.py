@@ -14,6 +14,9 @@ import typer
 from engine.config.fid import FidBackend
 from engine.vocab import PrecisionChoice
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = [
     "DeviceOpt",
     "SeedOpt",

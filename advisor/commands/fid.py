@@ -19,6 +19,9 @@ from advisor.commands._options import (
     WorkersOpt,
 )
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["register", "fid_command"]
 
 

@@ -31,6 +31,9 @@ from engine.errors import NotDecisiveError
 from engine.train.methods import default_pilot_methods, method_specs, unavailable_reason
 from engine.vocab import Disparity
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 if TYPE_CHECKING:
     from engine.train.pilot import PilotResult
 

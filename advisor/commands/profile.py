@@ -9,6 +9,9 @@ import typer
 
 from advisor.commands._options import JsonOpt, RootOpt, WorkersOpt
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["register", "profile_command"]
 
 

@@ -37,6 +37,9 @@ from advisor.tasks import task_help
 from advisor.usecases.recommend import EXAMPLES, add_pilot, check_pilot_request, run_recommend
 from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["recommend_command", "register"]
 
 

@@ -21,6 +21,9 @@ from advisor.commands._options import (
 from engine.config.fid import FidConfig
 from engine.fid.cost import IN21K_IMAGES, BuildCost, CostEstimate
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 __all__ = ["register", "reference_app"]
 
 reference_app = typer.Typer(
@@ -75,7 +78,7 @@ def build_command(
     from advisor.render import emit_json
     from advisor.render.fid import render_reference
     from engine.config.fid import FidConfig
-    from engine.fid.reference import build_reference
+    from engine.fid.refbuild import build_reference
 
     config = FidConfig(batch_size=batch_size, workers=workers, weights=inception_weights, backend=backend,
                        scheduler=scheduler, cluster_workers=dask_workers)

@@ -30,6 +30,9 @@ from advisor.commands._options import (
 from engine.config.train import DEFAULT_BACKBONE
 from engine.config.validate import check_output_dir
 
+# Imports inside the command functions are deliberate: `vpt-advisor --help` imports every command module, so
+# each loads only what its own command runs.
+
 if TYPE_CHECKING:
     from benchmarks.vtab.plan import ProtocolPlan
     from benchmarks.vtab.run import SweepReport

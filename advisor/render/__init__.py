@@ -69,13 +69,14 @@ def configure_consoles() -> None:
     ``COLUMNS`` rich measures the terminal, or uses 80 columns when the output is piped.
     """
     columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None
     force = True if os.environ.get("FORCE_COLOR", "") not in ("", "0") else None
+    # rich decides width and terminal detection in its constructor and offers no setter for the latter, and
+    # every command module holds these two objects by name: so the constructor runs again on the same objects.
+    # ``file=c.file`` keeps each console's TrimmedStream (the public property returns the stream it was given).
     for c in (console, err_console):
-        # rich keeps these in private fields set by __init__; there is no public setter for them
-        c._width = int(columns) if columns.isdigit() and int(columns) > 0 else None  # noqa: SLF001
-        if c._force_terminal != force:  # noqa: SLF001
-            c._force_terminal = force  # noqa: SLF001
-            c._color_system = c._detect_color_system()  # noqa: SLF001
+        Console.__init__(c, file=c.file, stderr=c.stderr, highlight=False, emoji=False, width=width,
+                         force_terminal=force)
     _seen_warnings.clear()
 
 
@@ -150,8 +151,8 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
     """Yield an ``on_progress(done, total)`` callback drawing a rich bar on stderr.
 
     The bar appears at the first report of real work (a known total, or a first item done), so a
-    step that fails (or finishes) before any work is counted prints nothing. With ``enabled=False`` (``--json`` runs, or no
-    terminal) the callback does nothing.
+    step that fails (or finishes) before any work is counted prints nothing. With ``enabled=False``
+    (``--json`` runs, or no terminal) the callback does nothing.
     """
     if not enabled:
         yield lambda done, total: None

@@ -21,7 +21,7 @@ from rich.text import Text
 from advisor.evidence import fmt_acc
 from advisor.render import console, err_console, print_message, warn
 from advisor.render.tables import Col, fit_table, kv_table
-from advisor.schemas import NearestTask, Reason, Recommendation, RecommendReport
+from advisor.schemas import NearestTask, Reason, Recommendation, RecommendReport, RecommendRequest
 
 __all__ = ["render_recommendation", "render_report", "short_reason", "FULL_TEXT_HINT"]
 
@@ -348,8 +348,6 @@ def _explain(report: RecommendReport) -> None:
 
 def render_recommendation(rec: Recommendation, *, explain: bool = False) -> None:
     """Print a recommendation on its own (``pilot`` uses this): short, or in full with ``explain``."""
-    from advisor.schemas import RecommendRequest
-
     report = RecommendReport(recommendation=rec, request=RecommendRequest())
     if explain:
         _explain(report)

@@ -48,7 +48,8 @@ _TASK_COLS = [Col("task"), Col("group"), Col("FT paper", "right", short="FT p", 
 _GROUP_COLS = [Col("group"), Col("tasks", "right"), Col("FT paper", "right", short="FT p", meaning="FT paper"),
                Col("FT ours", "right", short="FT o", meaning="FT ours (mean±sd over seeds)"),
                Col("VPT paper", "right", short="VPT p", meaning="VPT paper"),
-               Col("VPT ours", "right", short="VPT o", meaning="VPT ours"), Col("VPT wins paper", "right", short="wins p"),
+               Col("VPT ours", "right", short="VPT o", meaning="VPT ours"),
+               Col("VPT wins paper", "right", short="wins p"),
                Col("VPT wins ours", "right", short="wins o")]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from advisor.answer import usable_calibration
 from advisor.pilot_verdict import STATUS_WORDS, ensemble_text, verdict_text
 from advisor.report.inputs import (
     DataSizePoint,
@@ -36,6 +37,7 @@ from advisor.report.paper import (
     paper_size_series,
     paper_size_trend,
 )
+from advisor.schemas import RecommendReport
 
 # A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
 VtabTable = Any
@@ -66,8 +68,6 @@ def _report_reasons(rec: Recommendation) -> list[ReportReason]:
 
 
 def _quadrant(rec: Recommendation) -> QuadrantInputs:
-    from advisor.answer import usable_calibration
-
     thr = rec.provenance.threshold
     inputs = rec.inputs
     points = paper_fgvc_points()
@@ -148,8 +148,6 @@ def from_recommendation(rec: Recommendation | RecommendReport) -> RecommendRepor
         rec: ``advisor.schemas.Recommendation``, or ``advisor.schemas.RecommendReport`` whose dataset
             profile and FID measurement then also appear in the provenance.
     """
-    from advisor.schemas import RecommendReport
-
     report = rec if isinstance(rec, RecommendReport) else None
     decision = rec.recommendation if isinstance(rec, RecommendReport) else rec
     notes = list(decision.provenance.notes)

@@ -11,6 +11,13 @@ import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from advisor.report.figures import figure_png, quadrant_figure, size_trend_figure
+from advisor.report.figures_runs import (
+    learning_curves_figure,
+    pilot_accuracy_figure,
+    vtab_data_size_figure,
+    vtab_difference_figure,
+)
 from advisor.report.inputs import (
     MethodSeeds,
     PilotReportInputs,
@@ -122,8 +129,6 @@ def _evidence_section(report: RecommendReportInputs) -> Section:
 
 def _quadrant_image(q: QuadrantInputs) -> FigureImage:
     """The quadrant chart with a caption naming the user's FID, the threshold and the band."""
-    from advisor.report.figures import figure_png, quadrant_figure
-
     where = "FID not measured" if q.user is None or q.user.fid is None else f"FID {q.user.fid:.1f}"
     return FigureImage(
         "quadrant",
@@ -152,8 +157,6 @@ def _size_trend_caption(t: SizeTrendInputs) -> str:
 
 
 def _size_trend_image(t: SizeTrendInputs) -> FigureImage:
-    from advisor.report.figures import figure_png, size_trend_figure
-
     return FigureImage("data_size", "Data size trend", _size_trend_caption(t), figure_png(size_trend_figure(t)))
 
 
@@ -232,9 +235,6 @@ def _pilot_results_section(inputs: PilotReportInputs) -> Section:
 
 def _pilot_figures(inputs: PilotReportInputs) -> list[FigureImage]:
     """The accuracy-per-method chart and the learning curves, each when there is something to draw."""
-    from advisor.report.figures import figure_png
-    from advisor.report.figures_runs import learning_curves_figure, pilot_accuracy_figure
-
     figures = []
     smoke = f"{inputs.smoke_test}. " if inputs.smoke_test else ""  # on each chart: a figure may be copied alone
     if inputs.methods:
@@ -289,9 +289,6 @@ def pilot_document(inputs: PilotReportInputs) -> Document:
 
 def vtab_document(inputs: VtabReportInputs) -> Document:
     """Build the VTAB-1k reproduction report: per-task table against the paper, difference and data-size charts."""
-    from advisor.report.figures import figure_png
-    from advisor.report.figures_runs import vtab_data_size_figure, vtab_difference_figure
-
     def delta(ours: float | None, paper: float | None) -> str:
         return "-" if ours is None or paper is None else f"{ours - paper:+.1f}"
 

@@ -19,9 +19,14 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
 from advisor.report.inputs import QuadrantInputs, SizeTrendInputs
 from engine.errors import ConfigError, UnknownNameError
 from engine.train.methods import get_method
+
+# matplotlib is imported inside the functions that use it: importing this module does not load it.
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -36,7 +41,6 @@ __all__ = [
     "method_label",
     "log_size_ticks",
     "figure_png",
-    "save_png",
     "save_figure",
     "check_plot_path",
     "PLOT_SUFFIXES",
@@ -102,9 +106,6 @@ def figure_png(fig: Figure) -> bytes:
     Draws once on the Agg canvas and encodes the buffer with Pillow: ``savefig`` would draw twice
     (constrained layout, then print), which doubles the cost of these text-heavy charts.
     """
-    import numpy as np
-    from PIL import Image
-
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]
     buf = io.BytesIO()
@@ -120,14 +121,6 @@ def check_plot_path(path: Path) -> Path:
             f"cannot write a plot to '{path}': unknown image type '{path.suffix}'; "
             f"use one of {', '.join(sorted(PLOT_SUFFIXES))} (e.g. out.png)"
         )
-    return path
-
-
-def save_png(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG, creating the parent folder; returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(figure_png(fig))
     return path
 
 

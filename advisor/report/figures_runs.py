@@ -25,6 +25,8 @@ from advisor.report.figures import (
 )
 from advisor.report.inputs import DataSizePoint, LearningCurve, MethodSeeds, VtabTaskResult
 
+# matplotlib is imported inside the functions that use it: importing this module does not load it.
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 

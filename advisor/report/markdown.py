@@ -7,6 +7,7 @@ a dataset path or class name holding ``*``, ``[..](..)``, ``<script>`` or ``|`` 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -14,7 +15,7 @@ from urllib.parse import quote
 from advisor.report.document import Document, Section, Table
 from engine.data.imageio import display_text
 
-__all__ = ["render_markdown", "write_markdown", "md_text"]
+__all__ = ["render_markdown", "write_markdown", "md_text", "say_if_replacing"]
 
 # CommonMark lets a backslash escape any ASCII punctuation; these start markup anywhere in a line (emphasis, code,
 # links, images, raw HTML, table cells, strikethrough, entities, headings and quotes).
@@ -89,7 +90,6 @@ def render_markdown(doc: Document, image_names: dict[str, str]) -> str:
 def write_markdown(doc: Document, path: Path) -> Path:
     """Write ``path`` (.md) and one PNG per figure beside it (``<stem>_<figure>.png``, a warning when that
     replaces an existing file); returns ``path``."""
-    from advisor.report.write import say_if_replacing  # write imports this module
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,3 +101,12 @@ def write_markdown(doc: Document, path: Path) -> Path:
         image_names[fig.name] = name
     path.write_text(render_markdown(doc, image_names), encoding="utf-8")
     return path
+
+
+def say_if_replacing(target: Path, named: Path) -> Path:
+    """Warn before a file the user did not name (written beside ``named``) replaces an existing one; returns it."""
+    if target != named and os.path.lexists(target):
+        from advisor.render import warn
+
+        warn(f"replacing the existing file {target} (written beside {named}; move it away to keep it)")
+    return target

@@ -7,13 +7,15 @@ before any figure is rendered, so a typo fails at once with a one-line :class:`C
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from advisor.report.adapters import from_recommendation
 from advisor.report.document import Document, pilot_document, recommend_document, vtab_document
-from advisor.report.figures import check_plot_path, save_figure
+from advisor.report.figures import check_plot_path, quadrant_figure, save_figure, size_trend_figure
+from advisor.report.html import write_html
 from advisor.report.inputs import PilotReportInputs, RecommendReportInputs, VtabReportInputs
+from advisor.report.markdown import say_if_replacing, write_markdown
 from engine.errors import ConfigError
 
 # A VTAB table is duck-typed (``benchmarks.vtab.tables.VtabTable``): advisor never imports benchmarks.
@@ -49,20 +51,8 @@ def check_report_path(path: Path) -> Path:
     return path
 
 
-def say_if_replacing(target: Path, named: Path) -> Path:
-    """Warn before a file the user did not name (written beside ``named``) replaces an existing one; returns it."""
-    if target != named and os.path.lexists(target):
-        from advisor.render import warn
-
-        warn(f"replacing the existing file {target} (written beside {named}; move it away to keep it)")
-    return target
-
-
 def write_document(doc: Document, path: Path) -> Path:
     """Write a built document as HTML or Markdown by the suffix of ``path``; returns ``path``."""
-    from advisor.report.html import write_html
-    from advisor.report.markdown import write_markdown
-
     path = check_report_path(path)
     if path.suffix.lower() in _HTML:
         return write_html(doc, path)
@@ -72,7 +62,6 @@ def write_document(doc: Document, path: Path) -> Path:
 def _recommend_inputs(report: RecommendReportInputs | Recommendation | RecommendReport) -> RecommendReportInputs:
     if isinstance(report, RecommendReportInputs):
         return report
-    from advisor.report.adapters import from_recommendation
 
     return from_recommendation(report)
 
@@ -103,8 +92,6 @@ def write_recommend_plots(report: RecommendReportInputs | Recommendation | Recom
     Returns:
         The paths written, quadrant first.
     """
-    from advisor.report.figures import quadrant_figure, size_trend_figure
-
     path = check_plot_path(path)
     report = _recommend_inputs(report)
     written = []

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from advisor.decide import build_inputs, recommend
 from advisor.pilot_verdict import ensemble_text, verdict_text
 from advisor.schemas import (
     AdvisorInputs,
@@ -31,15 +32,28 @@ from advisor.schemas import (
     PilotEvidence,
     Recommendation,
 )
-from engine.config.train import DEFAULT_BUDGET, DEFAULT_MIN_DETECTABLE, BackboneSpec
+from engine.config.train import (
+    DEFAULT_BUDGET,
+    DEFAULT_MIN_DETECTABLE,
+    DEFAULT_NUM_PROMPTS,
+    PILOT_TRAIN,
+    BackboneSpec,
+    PilotConfig,
+    TrainConfig,
+    parse_budget,
+)
+from engine.errors import BudgetError, NotDecisiveError, UnknownTaskError
+from engine.fid.calibration import load_calibration
+from engine.paper import get_vtab_task
+from engine.paths import cache_dir, data_home
 from engine.progress import StageProgress, no_progress
-from engine.train.methods import default_pilot_methods
+from engine.train.methods import default_pilot_methods, parse_methods
 from engine.vocab import Disparity, PrecisionChoice
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.config.train import PilotConfig
+    from engine.data.tensors import DecodeMemo
     from engine.device import Precision
     from engine.train.pilot import PilotPlan, PilotResult
 
@@ -124,10 +138,6 @@ class PilotRequest(BaseModel):
 
 def default_prompt_length(task: str | None) -> tuple[int, str]:
     """The paper's prompt length for a VTAB-1k ``task``, else the documented default."""
-    from engine.config.train import DEFAULT_NUM_PROMPTS
-    from engine.errors import UnknownTaskError
-    from engine.paper import get_vtab_task
-
     if task:
         try:
             vt = get_vtab_task(task)
@@ -221,8 +231,6 @@ def power_refusal(plan: PilotPlan) -> str:
 
 def _confirm_long_run(plan: PilotPlan, device: torch.device, yes: bool, confirm: Confirm | None) -> None:
     """Ask before a long CPU run; without a way to ask (no terminal), require ``--yes``."""
-    from engine.errors import BudgetError
-
     if yes or device.type != "cpu" or plan.estimated_s <= LONG_CPU_RUN_S:
         return
     minutes = plan.estimated_s / 60
@@ -234,9 +242,6 @@ def _confirm_long_run(plan: PilotPlan, device: torch.device, yes: bool, confirm:
 
 def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
                prior: AdvisorInputs | None) -> Recommendation:
-    from advisor.decide import build_inputs, recommend
-    from engine.fid.calibration import load_calibration
-
     inputs = prior or build_inputs(
         task=req.task, disparity=req.disparity, n_train=n_labeled,
         n_train_source="labeled images in the dataset", calibration=load_calibration(),
@@ -247,9 +252,6 @@ def _recommend(req: PilotRequest, evidence: PilotEvidence, n_labeled: int,
 
 def _pilot_config(req: PilotRequest, num_prompts: int, precision: Precision) -> PilotConfig:
     """The engine's pilot configuration for ``req``."""
-    from engine.config.train import PILOT_TRAIN, PilotConfig, TrainConfig, parse_budget
-    from engine.train.methods import parse_methods
-
     train = TrainConfig.model_validate({**PILOT_TRAIN.model_dump(), "num_prompts": num_prompts,
                                         "precision": precision, "batch_size": req.batch_size})
     return PilotConfig(methods=parse_methods(req.methods), backbone=req.backbone, train=train,
@@ -300,12 +302,11 @@ def run_pilot_request(
     """
     _check_before_loading(req)
     has_task = req.task is not None or req.disparity is not None or prior is not None
-    from engine.data.index import index_dataset
+    from engine.data.index import index_dataset  # deferred: Pillow and the shard code, not needed by --help
     from engine.device import describe_device, resolve_precision
-    from engine.errors import NotDecisiveError
-    from engine.paths import cache_dir, data_home
     from engine.train.pilot import check_pilot_data, load_pilot_backbone, plan_pilot, run_pilot
     from engine.train.pilot_checks import check_some_converged
+
     num_prompts, prompts_source = (
         (req.prompts, "--prompts") if req.prompts is not None else default_prompt_length(req.task))
     dev = _device(req.device)
@@ -314,8 +315,9 @@ def run_pilot_request(
     index = index_dataset(req.dataset, req.root)
     check_pilot_data(index, config)  # before any weights load: splits, backbone, image size
     backbone = load_pilot_backbone(config)  # one backbone for the warm-up and the trials
+    memo: DecodeMemo = {}  # the images the plan's decode probe reads, handed on to the run
     plan = plan_pilot(index, config, device=dev, store_dir=store, backbone=backbone,
-                      timing_cache=cache_dir() / "pilot_timing.json")
+                      timing_cache=cache_dir() / "pilot_timing.json", memo=memo)
     if on_plan is not None:
         on_plan(plan, prompts_source)
     if not plan.decisive_by_design and not req.yes:  # refused up front: only the timing probe has run
@@ -323,7 +325,8 @@ def run_pilot_request(
     _confirm_long_run(plan, dev, req.yes, confirm)
     with progress("Pilot (epochs)") as on_progress:
         result = run_pilot(index, config, store_dir=store, device=dev, plan=plan, backbone=backbone, save_dir=req.save,
-                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json")
+                           on_progress=on_progress, timing_cache=cache_dir() / "pilot_timing.json",
+                           memo=memo)
     check_some_converged(result.trials)  # every trial diverged: an error, never "0.0 vs 0.0" advice
     evidence = pilot_evidence(result, random_init=req.backbone.random_init)
     recommendation = (_recommend(req, evidence, len(index.samples), prior)  # a random backbone never advises

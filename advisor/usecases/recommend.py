@@ -26,7 +26,7 @@ from engine.config.train import DEFAULT_MIN_DETECTABLE, BackboneSpec
 from engine.progress import StageProgress, no_progress
 
 if TYPE_CHECKING:
-    from engine.data.index import DatasetIndex
+    from engine.data.profile import ReadDataset
     from engine.fid.calibration import Calibration
 
 __all__ = ["EXAMPLES", "run_recommend", "add_pilot", "check_pilot_request", "fid_would_change"]
@@ -39,6 +39,12 @@ EXAMPLES = (
 
 DEMO_TASK = "counting"
 """The embedded demo dataset is a counting task (1-8 shapes per image; ``engine.data.demo``)."""
+
+HOLD_DECODED_BYTES = 2 * 2**30
+"""Decoded RGB pixels the profile keeps for the FID, so each file is opened once (our choice): 2 GiB holds
+about 7,500 images of 299x299 (VTAB-1k's 1,000-image tasks and the 5,000-image size the paper tops out at)
+and leaves room for Inception on a 16 GB machine. Beyond it the FID reopens the files it has no cached
+features for."""
 
 
 def _check_request(request: RecommendRequest) -> str | None:
@@ -69,18 +75,23 @@ def _root(request: RecommendRequest) -> Path | None:
     return Path(request.root) if request.root is not None and not request.demo else None
 
 
-def _profile(source: Path, progress: StageProgress, root: Path | None = None) -> tuple[DatasetEvidence, DatasetIndex]:
+def _profile(source: Path, progress: StageProgress, root: Path | None = None, *,
+             hold: bool = False) -> tuple[DatasetEvidence, ReadDataset]:
+    """Index the dataset and read every image once; with ``hold`` the pixels are kept for the FID."""
+    # deferred: the dataset readers load Pillow and the shard code, which `--help` and what-if answers never need
     from engine.data.index import index_dataset
-    from engine.data.profile import profile_dataset
+    from engine.data.profile import read_dataset
 
     with progress("Reading images") as on_progress:
-        profile, index = profile_dataset(index_dataset(source, root), on_progress=on_progress)
+        read = read_dataset(index_dataset(source, root), on_progress=on_progress,
+                            hold_bytes=HOLD_DECODED_BYTES if hold else 0)
+    profile = read.profile
     evidence = DatasetEvidence(
         source=profile.source, layout=profile.layout, labeled=profile.labeled, n_used=profile.n_used,
         n_skipped=profile.n_skipped, skipped_by_reason=dict(profile.skipped_by_reason),
         num_classes=profile.num_classes, profile=profile.model_dump(mode="json"),
     )
-    return evidence, index
+    return evidence, read
 
 
 def _compare_at(request: RecommendRequest, calibration: Calibration | None,
@@ -111,7 +122,7 @@ def _compare_at(request: RecommendRequest, calibration: Calibration | None,
     return view, view.n, f"compared at N = {view.n}, the N of the calibration's threshold ({how})"
 
 
-def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProgress, calibration: Calibration | None,
+def _measure(read: ReadDataset, request: RecommendRequest, progress: StageProgress, calibration: Calibration | None,
              n_available: int) -> tuple[Calibration | None, FidEvidence | None, str | None]:
     """Measure the FID at the threshold's N (:func:`_compare_at`).
 
@@ -133,7 +144,8 @@ def _measure(index: DatasetIndex, request: RecommendRequest, progress: StageProg
     try:
         with progress("Measuring FID") as on_progress:
             m = measure_fid_against_reference(
-                index, request.reference, config=config, device=resolve_device(request.device),
+                read.index, request.reference, read=read.images, config=config,
+                device=resolve_device(request.device),
                 on_progress=on_progress, at_n=[compare_n] if compare_n else [n_available, half] if half else [],
                 trust_reference=request.trust_reference,
             )
@@ -234,7 +246,7 @@ def run_recommend(
     fid, fid_source, fid_reason = request.fid, "--fid" if request.fid is not None else "", None
     source = _source(request)
     if source is not None:
-        dataset_ev, index = _profile(source, progress, _root(request))
+        dataset_ev, read = _profile(source, progress, _root(request), hold=fid is None)
         if dataset_ev.n_skipped:
             warn(f"{dataset_ev.n_skipped} file(s) skipped: "
                  + ", ".join(f"{r} {c}" for r, c in sorted(dataset_ev.skipped_by_reason.items())))
@@ -243,7 +255,7 @@ def run_recommend(
         elif n_train is None:
             warn("the dataset has no labels, so its training size is unknown; pass --n-train")
         if fid is None:
-            calibration, fid_ev, fid_reason = _measure(index, request, progress, calibration, dataset_ev.n_used)
+            calibration, fid_ev, fid_reason = _measure(read, request, progress, calibration, dataset_ev.n_used)
             if fid_ev is not None:
                 fid, fid_source = (fid_ev.compared.fid if fid_ev.compared else fid_ev.fid), "measured"
                 for w in fid_ev.warnings:
@@ -335,7 +347,10 @@ def check_pilot_request(request: RecommendRequest) -> None:
 
 
 def _pilot_dataset(request: RecommendRequest) -> Path:
-    check_pilot_request(request)
+    """The dataset the pilot trains on; its data checks run once, in ``run_pilot_request``."""
+    from engine.errors import ConfigError
+
     source = _source(request)
-    assert source is not None  # check_pilot_request guarantees a dataset or the demo
+    if source is None:
+        raise ConfigError("--pilot trains on a dataset: give a DATASET (or --demo)")
     return source

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.perf.cpuinfo import cpu_line
 from benchmarks.perf.fid_stages import Stages, measure_stages
+from engine.fid.frechet import frechet_distance, load_stats
 
 __all__ = ["main", "make_folder", "Run"]
 
@@ -52,8 +54,6 @@ class Run:
 
 def make_folder(root: Path, n: int, size: int, seed: int, tint: float) -> Path:
     """``n`` smooth random JPEG photos-like images of ``size`` x ``size`` (low-frequency noise + detail)."""
-    from PIL import Image
-
     gen = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -94,7 +94,6 @@ def _run_pytorch_fid(a: Path, b: Path, env: dict[str, str], work: Path) -> tuple
     if code == 0 and match:
         return Run(wall, rss, float(match.group(1))), "pytorch-fid computed its own FID"
     reason = (err.strip().splitlines() or ["?"])[-1]
-    from engine.fid.frechet import frechet_distance, load_stats
 
     stats = []
     for src, name in ((a, "a.npz"), (b, "b.npz")):

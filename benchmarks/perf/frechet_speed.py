@@ -31,6 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf.cpuinfo import cpu_line
+from engine.fid.equal_n import ProjectedFeatures, fid_at_n, fid_infinity
+from engine.fid.frechet import (
+    FeatureStats,
+    StatsProvenance,
+    compute_feature_stats,
+    frechet_distance,
+    load_prepared_reference,
+    save_stats,
+)
 
 __all__ = ["main"]
 
@@ -47,8 +56,6 @@ def _median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]
 
 
 def _make_reference(path: Path, dims: int, gen: np.random.Generator) -> None:
-    from engine.fid.frechet import FeatureStats, StatsProvenance, save_stats
-
     a = gen.standard_normal((dims, dims + 500)) / np.sqrt(dims + 500)
     sigma = a @ a.T
     save_stats(path, FeatureStats(mu=gen.normal(0, 0.1, dims), sigma=sigma, n=50_000),
@@ -56,8 +63,6 @@ def _make_reference(path: Path, dims: int, gen: np.random.Generator) -> None:
 
 
 def _before(npz: Path, feats: np.ndarray) -> float:
-    from engine.fid.frechet import compute_feature_stats, frechet_distance
-
     with np.load(npz, allow_pickle=False) as f:
         mu, sigma = f["mu"], f["sigma"]
     s = compute_feature_stats(feats)
@@ -65,9 +70,6 @@ def _before(npz: Path, feats: np.ndarray) -> float:
 
 
 def _now(npz: Path, feats: np.ndarray, cache: Path, extras: bool) -> float:
-    from engine.fid.equal_n import ProjectedFeatures, fid_at_n, fid_infinity
-    from engine.fid.frechet import load_prepared_reference
-
     _, _, prepared = load_prepared_reference(npz, cache)
     proj = ProjectedFeatures(feats, prepared)
     fid = proj.fid()

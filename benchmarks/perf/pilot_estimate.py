@@ -28,6 +28,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
+from benchmarks.perf.cpuinfo import cpu_line
+from engine.config.train import PILOT_TRAIN, BackboneSpec, PilotConfig
+from engine.data.index import index_dataset
+
+# torch is imported inside the functions that use it: importing this module does not load it.
+
 if TYPE_CHECKING:
     from engine.data.index import DatasetIndex
 
@@ -53,9 +62,6 @@ def busy_cores(n: int) -> Iterator[list[int]]:
 
 
 def _dataset(root: Path, n_per_class: int, size: int) -> Path:
-    import numpy as np
-    from PIL import Image
-
     gen = np.random.default_rng(0)
     for c in range(3):
         folder = root / f"class{c}"
@@ -71,7 +77,6 @@ def _one_budget(index: DatasetIndex, args: argparse.Namespace, budget_s: float, 
                 condition: str) -> dict[str, float]:
     import torch
 
-    from engine.config.train import PILOT_TRAIN, BackboneSpec, PilotConfig
     from engine.train.pilot import plan_pilot, run_pilot
 
     tiny = args.model == "vit_tiny_patch16_224" and args.img_size == 32
@@ -139,8 +144,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from benchmarks.perf.cpuinfo import cpu_line
-    from engine.data.index import index_dataset
     from engine.device import cpu_bf16_support
 
     _threads(args)

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+# pytorch_fid, torch are imported inside the functions that use them: importing this module does not load them.
+
 __all__ = ["FILENAME", "build_random_fid_inception_state", "write_random_inception", "install_inception_weights",
            "torch_hub_checkpoints"]
 

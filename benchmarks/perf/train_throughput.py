@@ -33,7 +33,10 @@ import sys
 import time
 from typing import Any
 
-from engine.train.methods import get_method, method_specs, paper_method, prompt_methods
+from benchmarks.perf.cpuinfo import cpu_line
+from engine.train.methods import get_method, method_specs, paper_method, prompt_methods, uses_sgd
+
+# timm, torch are imported inside the functions that use them: importing this module does not load them.
 
 __all__ = ["main", "count_step_flops", "peak_bf16_flops", "vit_step_flops"]
 
@@ -111,7 +114,6 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     from engine.data.tensors import ImageTensors, TensorLoader
     from engine.device import Precision, autocast_context, resolve_device
     from engine.train.loop import make_optimizer, train_one_epoch
-    from engine.train.methods import uses_sgd
     from engine.train.transfer import set_train_mode
 
     if args.threads:
@@ -230,7 +232,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(_worker(args)))
         return
-    from benchmarks.perf.cpuinfo import cpu_line
     from engine.device import cpu_bf16_support, resolve_device
 
     cpu = cpu_bf16_support()

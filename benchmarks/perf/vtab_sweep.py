@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.perf.cpuinfo import cpu_line
 from benchmarks.vtab.protocol import VPT_LRS, WEIGHT_DECAYS, get_protocol
@@ -26,13 +27,13 @@ from benchmarks.vtab.tasks import TASKS
 from benchmarks.vtab.trials import TrialConfig, run_trials
 from engine.config.train import BackboneSpec
 
+# torch is imported inside the functions that use it: importing this module does not load it.
+
 MODEL = "vit_tiny_patch16_224"
 MODEL_ARGS = {"patch_size": 8, "depth": 4, "embed_dim": 64, "num_heads": 2}
 
 
 def _make_task(root: Path, n_train: int, n_val: int, size: int) -> None:
-    from PIL import Image
-
     gen = np.random.default_rng(0)
     folder = root / TASKS["dtd"].folder
     for split, n in (("train800", n_train), ("val200", n_val), ("test", n_val), ("train800val200", n_train + n_val)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,8 +105,6 @@ class SweepReport(FrozenModel):
 
 def summarize_failures(errors: list[str]) -> list[str]:
     """Group identical error texts, most frequent first: ``"12 trials failed: WeightsNotFoundError: ..."``."""
-    from collections import Counter
-
     counts = Counter(errors)
     return [f"{n} trial{'s' if n != 1 else ''} failed: {text}" for text, n in counts.most_common()]
 
@@ -234,7 +232,8 @@ class _Runner:
             return
         units = make_units(todo)
         if self.on_event:
-            self.on_event(f"{phase}: {len(todo)} trials in {len(units)} units ({len(configs) - len(todo)} already done)")
+            done = len(configs) - len(todo)
+            self.on_event(f"{phase}: {len(todo)} trials in {len(units)} units ({done} already done)")
         self.store.mark_running((c.key, c) for c in todo)
 
         def outcome(index: int, result: list[TrialResult] | str) -> None:

@@ -24,6 +24,8 @@ from typing import Any, Literal
 from benchmarks.vtab.trials import TrialConfig, TrialResult, run_trials
 from engine.errors import ConfigError
 
+# dask, joblib, ray, torch are imported inside the functions that use them: importing this module does not load them.
+
 __all__ = ["Backend", "UnitOutcome", "run_units", "default_jobs"]
 
 log = logging.getLogger(__name__)

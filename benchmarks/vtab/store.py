@@ -35,13 +35,12 @@ from pydantic import Field
 from engine.config import FrozenModel
 from engine.data.imageio import display_path
 from engine.errors import StoreError
-from engine.io import json_digest
 from engine.sqlite_files import move_aside, sqlite_fault
 
-if TYPE_CHECKING:  # trials imports this module (config_hash) at run time
+if TYPE_CHECKING:
     from benchmarks.vtab.trials import TrialConfig
 
-__all__ = ["SCHEMA_VERSION", "TrialRecord", "TrialStore", "config_hash"]
+__all__ = ["SCHEMA_VERSION", "TrialRecord", "TrialStore"]
 
 SCHEMA_VERSION = 1
 
@@ -73,11 +72,6 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_group ON trials (task, method, phase, n_train, status);
 """
-
-
-def config_hash(config: FrozenModel) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no whitespace; ``engine.io.json_digest``) of a config."""
-    return json_digest(config.model_dump(mode="json"))
 
 
 class TrialRecord(FrozenModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from functools import lru_cache
@@ -179,7 +180,8 @@ def to_markdown(table: VtabTable) -> str:
     out += [f"> {n}" for n in table.notes] + ([""] if table.notes else [])
     for n in sorted({r.n_train for r in table.rows}):
         out += [f"## {n} training images", "",
-                "| task | group | FT paper | FT ours | Δ FT | VPT paper | VPT ours | Δ VPT | winner paper | winner ours |",
+                "| task | group | FT paper | FT ours | Δ FT | VPT paper | VPT ours | Δ VPT "
+                "| winner paper | winner ours |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in table.rows if r.n_train == n):
             out.append(f"| {r.name} | {r.group} | {_fmt(r.paper_ft)} | {_fmt(r.ours_ft, r.ours_ft_std)} | "
@@ -209,6 +211,4 @@ def to_csv(table: VtabTable) -> str:
 
 def to_json(table: VtabTable, **extra: Any) -> str:
     """JSON of the table (plus any extra top-level fields)."""
-    import json
-
     return json.dumps({**table.model_dump(mode="json"), **extra}, indent=2) + "\n"

@@ -11,27 +11,42 @@ decodes a split once however many trials use it.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
+import math
 import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from benchmarks.vtab.protocol import METHODS, MethodName, SubsetMode, split_sizes
-from benchmarks.vtab.store import config_hash
 from benchmarks.vtab.tasks import size_list_files
 from engine.config import FrozenModel
 from engine.config.train import BackboneSpec, TrainConfig
 from engine.config.validate import MIN_TRAIN_SIZE
+from engine.data.imageio import decode_images
+from engine.data.index import first_k, index_dataset, stratified_subsample
 from engine.errors import ConfigError
+from engine.io import json_digest
 
-__all__ = ["TrialConfig", "TrialResult", "split_samples", "run_trials", "group_key", "versions"]
+# timm, torch are imported inside the functions that use them: importing this module does not load them.
+
+__all__ = ["TrialConfig", "TrialResult", "config_hash", "split_samples", "run_trials", "group_key", "versions"]
 
 log = logging.getLogger(__name__)
+
+
+def config_hash(config: FrozenModel) -> str:
+    """SHA-256 of the canonical JSON (sorted keys, no whitespace; ``engine.io.json_digest``) of a config.
+
+    A trial's key in the store (``benchmarks.vtab.store``): equal configs share one row, so a rerun resumes.
+    """
+    return json_digest(config.model_dump(mode="json"))
 
 Phase = Literal["search", "final"]
 
@@ -117,8 +132,6 @@ class TrialResult(FrozenModel):
 
 
 def _finite(value: float | None) -> float | None:
-    import math
-
     return float(value) if value is not None and math.isfinite(value) else None
 
 
@@ -141,8 +154,6 @@ def group_key(cfg: TrialConfig) -> tuple[Any, ...] | None:
 
 
 def _list(cfg: TrialConfig, name: str) -> list[Any]:
-    from engine.data.index import index_dataset
-
     return index_dataset(Path(cfg.root) / cfg.folder / name).samples
 
 
@@ -150,11 +161,10 @@ def split_samples(cfg: TrialConfig) -> tuple[list[Any], list[Any]]:
     """(training samples, evaluation samples) of a trial, following the protocol.
 
     Size 800 uses the VTAB-1k lists; smaller sizes take the first ``n`` / ``n/4`` entries of train800/val200
-    (``subset="first-k"``, VTAB-1k's own rule) or a stratified subsample (seed ``sample_seed``); larger sizes need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
+    (``subset="first-k"``, VTAB-1k's own rule) or a stratified subsample (seed ``sample_seed``); larger sizes
+    need ``train{n}.txt`` / ``val{n/4}.txt`` / ``train{n}val{n/4}.txt``.
     Caps (``max_train`` / ``max_eval``, the quick protocol) subsample the result.
     """
-    from engine.data.index import first_k, stratified_subsample
-
     n_train, n_val = split_sizes(cfg.n_train)
     if n_train > 800:
         tr_name, va_name, trva_name = size_list_files(n_train)
@@ -188,10 +198,8 @@ def _decode(paths: tuple[str, ...], labels: tuple[int, ...], size: int) -> tuple
     The cache holds three splits (about 11 GB uint8 at 224 px for dSprites' test split), enough for the
     train, val and test lists of the task being run.
     """
-    import numpy as np
     import torch
 
-    from engine.data.imageio import decode_images
 
     dec = decode_images([Path(p) for p in paths], size=size, resample="bicubic")
     if not dec.ok:
@@ -219,8 +227,6 @@ def _pristine_backbone(spec_json: str, img_size: int) -> Any:
 
 
 def _backbone(cfg: TrialConfig) -> Any:
-    import copy
-
     return copy.deepcopy(_pristine_backbone(cfg.backbone.model_dump_json(), cfg.train.img_size))
 
 
@@ -275,7 +281,8 @@ def _run_batched(cfgs: Sequence[TrialConfig], device: Any, max_rows: int) -> lis
     vers = versions()
     return [TrialResult(key=c.key, config=c, eval_split="val" if c.phase == "search" else "test",
                         eval_acc=float(r.eval_acc or 0.0), n_train=len(y_tr),
-                        n_eval=len(y_ev), n_skipped=skip_tr + skip_ev, losses=[_finite(v) for v in r.losses], wall_s=wall,
+                        n_eval=len(y_ev), n_skipped=skip_tr + skip_ev, losses=[_finite(v) for v in r.losses],
+                        wall_s=wall,
                         train_images_per_s=r.train_images_per_s, group_size=len(cfgs), device=str(device),
                         versions=vers) for c, r in zip(cfgs, out, strict=True)]
 

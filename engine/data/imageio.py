@@ -30,9 +30,12 @@ images over twice its threshold at open time; those are reported as ``too-large`
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -62,6 +65,10 @@ __all__ = [
     "open_rgb",
     "to_rgb",
     "decode_images",
+    "ReadImage",
+    "ReadImages",
+    "read_images",
+    "content_sha256",
     "resolve_workers",
 ]
 
@@ -247,13 +254,27 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return _to_rgb(im)
 
 
-def _load(path: Path, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+def content_sha256(data: bytes) -> str:
+    """Hex sha256 of a file's bytes: the feature cache's key for an image (``engine.fid.cache``)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_bytes(path: Path) -> bytes:
     check_file(path)
     try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the full decode
+        with open(path, "rb") as fh:
+            return fh.read()
     except OSError as exc:
         raise _fail(path, _os_reason(exc), exc.strerror or str(exc)) from None
-    with fh:
+
+
+def _load(path: Path, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+    return _decode(path, _read_bytes(path), max_pixels)
+
+
+def _decode(path: Path, data: bytes, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+    """Decode a file's bytes (read once by the caller) to a detached RGB image; ``path`` names it in errors."""
+    with io.BytesIO(data) as fh:
         try:
             im = Image.open(fh)
         except Image.DecompressionBombError as exc:
@@ -402,4 +423,60 @@ def decode_images(
             out.arrays.append(array)
     if out.skipped:
         log.info("decoded %d images, skipped %d", len(out.ok), len(out.skipped))
+    return out
+
+
+@dataclass(frozen=True)
+class ReadImage:
+    """One image file read once: its content digest, what its header said, and (when held) its RGB pixels."""
+
+    sha256: str
+    info: ImageInfo
+    rgb: Image.Image | None
+    """The decoded RGB image, or None when it did not fit in the caller's holding budget."""
+
+
+@dataclass
+class ReadImages:
+    """Result of :func:`read_images`; ``images[k]`` belongs to input ``ok[k]``."""
+
+    ok: list[int]
+    images: list[ReadImage]
+    skipped: list[SkippedFile]
+
+
+def read_images(
+    paths: Sequence[Path],
+    *,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    hold_bytes: int = 0,
+) -> ReadImages:
+    """Open each file once: hash its bytes, decode and validate it, and hold the pixels while they fit.
+
+    This is the single read of a command that needs both the profile and the FID of a dataset
+    (``recommend``): the digest keys the feature cache and the held images feed the network, so
+    neither opens the file again. Images beyond ``hold_bytes`` (RGB bytes, counted in completion
+    order) are decoded and validated but not kept; their reader opens them again when it needs pixels.
+    """
+    lock = threading.Lock()
+    held = [0]
+
+    def work(path: Path) -> ReadImage:
+        data = _read_bytes(path)
+        rgb, info = _decode(path, data, max_pixels)
+        size = 3 * rgb.width * rgb.height
+        with lock:
+            keep = held[0] + size <= hold_bytes
+            held[0] += size if keep else 0
+        return ReadImage(sha256=content_sha256(data), info=info, rgb=rgb if keep else None)
+
+    out = ReadImages(ok=[], images=[], skipped=[])
+    for i, res in enumerate(_run_parallel(work, list(paths), workers, on_progress)):
+        if isinstance(res, ImageDecodeError):
+            out.skipped.append(SkippedFile(path=res.path, reason=res.reason, detail=res.detail))
+        else:
+            out.ok.append(i)
+            out.images.append(res)
     return out

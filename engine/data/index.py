@@ -48,8 +48,10 @@ from engine.data.checks import (
     parse_int_label,
 )
 from engine.data.imageio import SkippedFile, check_file, display_path, is_image_name
+from engine.data.sources import only_shards, resolve_source, unpack_shards
 from engine.data.splits import first_k, stratified_subsample, train_val_split
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, ListFileError
+from engine.paths import cache_dir
 
 __all__ = [
     "DUPLICATE",
@@ -278,16 +280,11 @@ def _index_folder(root: Path) -> DatasetIndex:
 
 
 def _only_shards(source: Path) -> bool:
-    from engine.data.sources import only_shards
-
     return only_shards(source)
 
 
 def _index_shards(source: Path) -> DatasetIndex:
     """WebDataset ``.tar`` shards: unpacked once into the cache (see :func:`engine.data.sources.unpack_shards`)."""
-    from engine.data.sources import resolve_source, unpack_shards
-    from engine.paths import cache_dir
-
     root, skipped = unpack_shards(resolve_source(source), cache_dir() / "shards")
     index = _index_folder(root)
     index.skipped[:0] = skipped

@@ -1,4 +1,4 @@
-"""Dataset profile: decode every image once, report what is usable, and return a cleaned index.
+"""Dataset profile: read every image once, report what is usable, and return a cleaned index.
 
 The profile answers the questions a practitioner asks before choosing FT or VPT (Han et al.,
 ICLR 2024, use training-set size and class balance): how many images are usable, why others were
@@ -8,6 +8,7 @@ skipped, how many classes and how balanced they are, and what sizes and colour m
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 from typing import TypedDict
@@ -17,16 +18,17 @@ from pydantic import Field
 from engine.config import FrozenModel
 from engine.data.imageio import (
     MAX_IMAGE_PIXELS,
-    DecodedImages,
     ImageInfo,
+    ReadImage,
+    ReadImages,
     SkippedFile,
-    decode_images,
     display_path,
+    read_images,
 )
 from engine.data.index import DatasetIndex, Layout, empty_dataset_error, index_dataset
 from engine.progress import ProgressCallback
 
-__all__ = ["DatasetProfile", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]
+__all__ = ["DatasetProfile", "ReadDataset", "read_dataset", "profile_dataset", "profile_path", "EXAMPLES_PER_REASON"]
 
 EXAMPLES_PER_REASON = 5
 """How many skipped files of each reason the profile lists by name."""
@@ -73,36 +75,46 @@ class DatasetProfile(FrozenModel):
         return len(self.classes)
 
 
-def profile_dataset(
+@dataclass
+class ReadDataset:
+    """A dataset read once: its profile, the cleaned index, and each usable file's digest and pixels.
+
+    ``images[k]`` belongs to ``index.samples[k]``; hand it to :func:`engine.fid.run.measure_fid_against_reference`
+    (``read=``) so the FID opens no file again.
+    """
+
+    profile: DatasetProfile
+    index: DatasetIndex
+    images: list[ReadImage]
+
+
+def read_dataset(
     index: DatasetIndex,
     *,
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
-) -> tuple[DatasetProfile, DatasetIndex]:
-    """Decode every image of ``index`` once (threads) and profile the usable ones.
+    hold_bytes: int = 0,
+) -> ReadDataset:
+    """Open every image of ``index`` once (threads): hash, decode and validate it, and profile the usable ones.
 
     Args:
         index: from :func:`engine.data.index.index_dataset`.
         workers: decoding threads (``0`` = automatic).
         on_progress: ``on_progress(done, total)`` after each image.
         max_pixels: decompression-bomb limit per image.
+        hold_bytes: decoded RGB bytes to keep for the next reader (see :func:`engine.data.imageio.read_images`).
 
     Returns:
-        The profile and a cleaned index: same root, layout and classes, only decodable samples,
-        and every skipped entry (indexing and decoding) in ``skipped``.
+        The profile; a cleaned index (same root, layout and classes, only decodable samples, and every
+        skipped entry of indexing and decoding in ``skipped``); and what was read of each usable sample.
 
     Raises:
         EmptyDatasetError: no image could be used.
     """
-    decoded = decode_images(
-        [s.path for s in index.samples],
-        workers=workers,
-        on_progress=on_progress,
-        max_pixels=max_pixels,
-        keep_arrays=False,
-    )
-    cleaned = _cleaned_index(index, decoded)
+    read = read_images([s.path for s in index.samples], workers=workers, on_progress=on_progress,
+                       max_pixels=max_pixels, hold_bytes=hold_bytes)
+    cleaned = _cleaned_index(index, read)
     source = index.source or index.root
     if not cleaned.samples:
         raise empty_dataset_error(source, cleaned.skipped)
@@ -115,12 +127,28 @@ def profile_dataset(
         skipped_folders=list(index.skipped_folders),
         **_skip_stats(cleaned.skipped),
         **_class_stats(cleaned),
-        **_image_stats(decoded.infos),
+        **_image_stats([r.info for r in read.images]),
     )
-    return profile, cleaned
+    return ReadDataset(profile=profile, index=cleaned, images=read.images)
 
 
-def _cleaned_index(index: DatasetIndex, decoded: DecodedImages) -> DatasetIndex:
+def profile_dataset(
+    index: DatasetIndex,
+    *,
+    workers: int = 0,
+    on_progress: ProgressCallback | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> tuple[DatasetProfile, DatasetIndex]:
+    """:func:`read_dataset` without holding any pixels: the profile and the cleaned index.
+
+    Raises:
+        EmptyDatasetError: no image could be used.
+    """
+    read = read_dataset(index, workers=workers, on_progress=on_progress, max_pixels=max_pixels)
+    return read.profile, read.index
+
+
+def _cleaned_index(index: DatasetIndex, decoded: ReadImages) -> DatasetIndex:
     """``index`` keeping only the samples that decoded; indexing and decoding skips together in ``skipped``."""
     return DatasetIndex(
         root=index.root,

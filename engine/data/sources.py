@@ -16,8 +16,7 @@ A *source* is what a user types where a dataset is expected:
 
 :func:`resolve_source` classifies the text; :func:`fetch_shard` makes one shard readable as a local file
 (a download lands in a folder the caller owns, so at most one shard is on disk at a time) and computes
-its sha256; :func:`list_tar_images` lists a shard's image members, counting unreadable or truncated ones;
-:func:`iter_source_images` is the plain stream of ``(key, bytes, label)`` items for any source.
+its sha256; :func:`list_tar_images` lists a shard's image members, counting unreadable or truncated ones.
 """
 
 from __future__ import annotations
@@ -47,10 +46,11 @@ from engine.config import FrozenModel
 from engine.data.imageio import SkippedFile, display_path, is_image_name, unreachable_link
 from engine.errors import ConfigError, DatasetError
 
+# huggingface_hub is imported inside the functions that use it: importing this module does not load it.
+
 __all__ = [
     "ShardRef",
     "Source",
-    "SourceImage",
     "FetchedShard",
     "TarListing",
     "HF_PREFIX",
@@ -59,7 +59,6 @@ __all__ = [
     "hub_endpoint",
     "fetch_shard",
     "list_tar_images",
-    "iter_source_images",
     "is_remote",
     "only_shards",
     "unpack_shards",
@@ -97,15 +96,6 @@ class Source(FrozenModel):
     root: str = Field(default="", description="Folder root (kind 'folder').")
     shards: list[ShardRef] = Field(default_factory=list, description="Shards in listing order (kind 'shards').")
     revision: str = Field(default="", description="Hub commit the listing was pinned to ('' = not a Hub repo).")
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    """One image of a source: a stable key, its encoded bytes and its label ('' = none)."""
-
-    key: str
-    data: bytes
-    label: str
 
 
 @dataclass
@@ -532,42 +522,6 @@ def list_tar_images(path: Path, label: str) -> TarListing:
             out.skipped.append(SkippedFile(path=label, reason=reason, detail=f"stopped listing: {exc}"))
     out.labels = {m.name: cls.get(_wds_key(m.name)) or _label_of(m.name, stem) for m in out.members}
     return out
-
-
-def iter_source_images(text: str, work: Path) -> Iterator[SourceImage]:
-    """Every image of a source as ``(key, bytes, label)``, shards one at a time (bad members skipped).
-
-    ``work`` is where a remote shard is downloaded (one at a time). Skipped members are logged;
-    callers that must count them use :func:`list_tar_images` directly, as ``reference build`` does.
-    """
-    src = resolve_source(text)
-    if src.kind == "folder":
-        from engine.data.index import index_dataset
-
-        index = index_dataset(Path(src.root))
-        for s in index.skipped:
-            logger.warning("skipped %s: %s", s.path, s.reason)
-        for smp in index.samples:
-            label = index.classes[smp.label] if smp.label is not None else ""
-            try:
-                data = Path(smp.path).read_bytes()
-            except OSError as exc:
-                logger.warning("skipped %s: unreadable (%s)", display_path(smp.path), exc.strerror or exc)
-                continue
-            yield SourceImage(key=os.fsdecode(smp.path), data=data, label=label)
-        return
-    for ref in src.shards:
-        with fetch_shard(ref, work) as got:
-            listing = list_tar_images(got.path, ref.name)
-            for s in listing.skipped:
-                logger.warning("skipped %s: %s", s.path, s.reason)
-            if not listing.members:
-                continue
-            with tarfile.open(got.path, "r:*") as tf:
-                for m in listing.members:
-                    fh = tf.extractfile(m)
-                    if fh is not None:
-                        yield SourceImage(key=f"{ref.name}:{m.name}", data=fh.read(), label=listing.labels[m.name])
 
 
 def only_shards(path: Path) -> bool:

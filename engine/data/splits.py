@@ -15,21 +15,27 @@ takes the start of the same slices. Re-exported by :mod:`engine.data.index`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from engine.errors import ConfigError
-
-if TYPE_CHECKING:
-    from engine.data.index import Sample
 
 __all__ = ["stratified_subsample", "first_k", "train_val_split", "SUBSET_MODES"]
 
 SUBSET_MODES = ("first-k", "stratified")
 """How a smaller subset is drawn from a list: its first ``k`` entries (VTAB-1k style) or class-stratified."""
 
-_S = TypeVar("_S", bound="Sample")
+
+
+class Labeled(Protocol):
+    """Anything with an integer class label or None (``engine.data.index.Sample``; splits need nothing else)."""
+
+    @property
+    def label(self) -> int | None: ...
+
+
+_S = TypeVar("_S", bound=Labeled)
 
 
 def _labels(samples: Sequence[_S], what: str) -> np.ndarray:

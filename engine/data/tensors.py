@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -20,7 +21,11 @@ from engine.data.index import Sample
 from engine.errors import ConfigError, EmptyDatasetError
 from engine.progress import ProgressCallback
 
-__all__ = ["NORMALIZATION", "ImageTensors", "TensorLoader", "load_image_tensors"]
+__all__ = ["NORMALIZATION", "DecodeMemo", "ImageTensors", "TensorLoader", "load_image_tensors"]
+
+DecodeMemo = dict[tuple[Path, int], np.ndarray]
+"""Images already decoded and resized, by ``(path, size)``: a reader that decoded a few files early (the pilot's
+decode-time probe) hands them on, so no file is decoded twice."""
 
 NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # VPT's VTAB loader
@@ -64,8 +69,9 @@ def load_image_tensors(
     size: int,
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
+    memo: DecodeMemo | None = None,
 ) -> tuple[ImageTensors, list[SkippedFile]]:
-    """Decode and resize labeled samples once into :class:`ImageTensors`.
+    """Decode and resize labeled samples once into :class:`ImageTensors` (files found in ``memo`` are not read).
 
     Returns:
         The tensors of the images that decoded, and the files that were skipped.
@@ -76,11 +82,16 @@ def load_image_tensors(
     """
     if any(s.label is None for s in samples):
         raise ConfigError("training needs labeled images (an ImageFolder, or a list/CSV file with labels)")
-    decoded = decode_images([s.path for s in samples], size=size, workers=workers, on_progress=on_progress)
-    if not decoded.ok:
+    memo = memo if memo is not None else {}
+    todo = [i for i, s in enumerate(samples) if (s.path, size) not in memo]
+    decoded = decode_images([samples[i].path for i in todo], size=size, workers=workers, on_progress=on_progress)
+    arrays = {i: a for i, s in enumerate(samples) if (a := memo.get((s.path, size))) is not None}
+    arrays.update({todo[j]: a for j, a in zip(decoded.ok, decoded.arrays, strict=True)})
+    if not arrays:
         raise EmptyDatasetError(f"none of the {len(samples)} images could be decoded")
-    labels = [label for i in decoded.ok if (label := samples[i].label) is not None]  # all labeled: checked above
-    return ImageTensors.from_numpy(decoded.stack(), labels), decoded.skipped
+    ok = sorted(arrays)
+    labels = [label for i in ok if (label := samples[i].label) is not None]  # all labeled: checked above
+    return ImageTensors.from_numpy(np.stack([arrays[i] for i in ok]), labels), decoded.skipped
 
 
 class TensorLoader:
@@ -134,12 +145,6 @@ class TensorLoader:
     def __len__(self) -> int:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    @property
-    def num_images(self) -> int:
-        """Images per epoch (after ``drop_last``)."""
-        n = len(self.labels)
-        return (n // self.batch_size) * self.batch_size if self.drop_last else n
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)

@@ -24,12 +24,12 @@ Named preprocessing (recorded in every result, like clean-fid's ``mode``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -37,13 +37,17 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from engine.config.fid import FidConfig
-from engine.data.imageio import resolve_workers
+from engine.data.imageio import content_sha256, resolve_workers
 from engine.errors import ImageDecodeError, WeightsError, WeightsNotFoundError
 from engine.fid.frechet import file_sha256
 from engine.io import atomic_write_text
 from engine.paths import cache_dir
+
+# pytorch_fid, torch, torchvision are imported inside the functions that use them: importing this module does not
+# load them.
 
 if TYPE_CHECKING:
     import torch
@@ -86,8 +90,6 @@ _OFFLINE_ENV = ("VPT_ADVISOR_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 def _torch_hub_dir() -> Path:
     """torch.hub.get_dir() without importing torch (same env-variable precedence)."""
-    import sys
-
     if "torch" in sys.modules:
         return Path(sys.modules["torch"].hub.get_dir())
     torch_home = os.environ.get("TORCH_HOME")
@@ -292,15 +294,8 @@ def load_inception(config: FidConfig, device: torch.device) -> InceptionExtracto
     return InceptionExtractor(model, dims=config.dims, device=device, weights=path, digest=digest)
 
 
-def content_sha256(data: bytes) -> str:
-    """Hex sha256 of file content (the feature-cache key)."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from an image header without decoding pixels; None if unreadable."""
-    from PIL import Image
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size
@@ -310,8 +305,6 @@ def header_size(data: bytes) -> tuple[int, int] | None:
 
 def to_model_array(image: object, preprocessing: str) -> npt.NDArray[np.uint8]:
     """A decoded RGB ``PIL.Image`` -> the HxWx3 uint8 array fed to the network under ``preprocessing``."""
-    from PIL import Image
-
     assert isinstance(image, Image.Image)
     if preprocessing == "pil-bicubic-299" and image.size != (299, 299):
         image = image.resize((299, 299), Image.Resampling.BICUBIC)

@@ -20,6 +20,7 @@ import logging
 import math
 import platform
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -257,8 +258,8 @@ def frechet_distance(
     ``Tr sqrt(Sigma1 Sigma2) = sum_i sqrt(lambda_i(M))``. We take ``Sigma1^{1/2}`` from one ``eigh``
     and the eigenvalues of ``M`` from ``eigvalsh``. Eigenvalues within rounding of zero (singular
     covariances, e.g. fewer images than dimensions) are set to 0, so there is no imaginary
-    component to discard and no square root of rounding noise. This is about 5x faster than ``sqrtm`` at d=2048 and works
-    with any SciPy (none is needed).
+    component to discard and no square root of rounding noise. This is about 5x faster than ``sqrtm`` at d=2048 and
+    works with any SciPy (none is needed).
 
     ``eps`` keeps pytorch-fid's meaning as a fallback: if the eigensolver fails to converge,
     ``eps`` is added to both diagonals and the computation retried once.
@@ -354,15 +355,6 @@ class PreparedReference:
         """Feature dimensionality d."""
         return int(self.mu.shape[0])
 
-    def distance_to_stats(self, stats: FeatureStats) -> float:
-        """Fréchet distance between ``stats`` and this reference (same value as :func:`frechet_distance`)."""
-        mu, sigma = validate_stats(stats.mu, stats.sigma, "statistics", error=ValueError)
-        m = self.sqrt @ sigma @ self.sqrt
-        ev = np.linalg.eigvalsh(0.5 * (m + m.T))
-        diff = mu - self.mu
-        scale = float(diff @ diff + np.trace(sigma) + self.trace)
-        return clamp_distance(scale - 2.0 * float(np.sqrt(psd_clip(ev)).sum()), scale, "prepared reference")
-
 
 def prepare_reference(stats: FeatureStats) -> PreparedReference:
     """Eigendecompose a reference covariance once (validated PSD within :data:`PSD_RTOL`)."""
@@ -455,8 +447,6 @@ def small_sample_warning(n: int, dims: int, label: str = "") -> str | None:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that can change FID numbers (recorded in stats sidecars)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version(), "numpy": np.__version__}
     for pkg in ("torch", "torchvision", "pytorch-fid", "pillow", "vpt-advisor"):
         try:

@@ -17,7 +17,7 @@ from pydantic import Field
 from engine.config import FrozenModel
 from engine.fid.features import PREPROCESSING
 from engine.fid.frechet import RECOMMENDED_MIN_IMAGES
-from engine.fid.reference import ReferenceInfo
+from engine.fid.reference import MIN_REFERENCE_IMAGES, ReferenceInfo
 from engine.paper import fgvc_table
 
 __all__ = [
@@ -33,10 +33,6 @@ __all__ = [
 OFFICIAL_WEIGHTS_SHA256_PREFIX = "6726825d"
 """sha256 prefix of pytorch-fid's official weights, pt_inception-2015-12-05-6726825d.pth (torch.hub names a
 file by the first 8 hex digits of its sha256 and checks them on download)."""
-
-MIN_REFERENCE_IMAGES = 10_000
-"""Our rule: a reference from fewer images is unverified. Its 2048 x 2048 covariance then rests on
-fewer than 5 images per dimension, and the FID against it moves with the reference's own sample."""
 
 PLAUSIBLE_FACTOR = 2.0
 """Our rule: warn when an FID exceeds twice the largest Table 19 FID (Stanford Cars, 182.487)."""

@@ -42,16 +42,25 @@ import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
 
 from engine.config.fid import FidConfig
-from engine.data.imageio import MAX_IMAGE_PIXELS, SkippedFile, display_path, open_rgb, resolve_workers
+from engine.data.imageio import (
+    MAX_IMAGE_PIXELS,
+    SkippedFile,
+    display_path,
+    open_rgb,
+    resolve_workers,
+    to_rgb,  # the one shared conversion rule (module docstring there)
+)
+from engine.data.index import index_dataset
 from engine.data.sources import ShardRef, Source, fetch_shard, list_tar_images, remove_tree, resolve_source
 from engine.errors import ConfigError, EmptyDatasetError, ImageDecodeError, ReferenceStatsError, StoreError
 from engine.fid.cache import FeatureCache, cache_key
@@ -84,7 +93,7 @@ from engine.progress import ProgressCallback, report
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["build_reference", "plan_sample", "discover_items", "plan_digest", "PlanItem", "spread_shards",
+__all__ = ["build_reference", "plan_sample", "discover_items", "PlanItem", "spread_shards",
            "IMAGES_PER_SHARD"]
 
 logger = logging.getLogger(__name__)
@@ -112,8 +121,6 @@ class PlanItem:
 
 def discover_items(source: Path) -> tuple[list[PlanItem], list[SkippedFile]]:
     """Every candidate image of a folder tree, and the files skipped while indexing it."""
-    from engine.data.index import index_dataset
-
     index = index_dataset(Path(source))
     names = index.classes
     items = [
@@ -160,11 +167,6 @@ def spread_shards(n_shards: int, k: int) -> list[int]:
     return [min(n_shards - 1, ((2 * i + 1) * n_shards) // (2 * k)) for i in range(k)]
 
 
-def plan_digest(plan: Sequence[PlanItem]) -> str:
-    """sha256 over a plan (for tests and logs)."""
-    return hashlib.sha256(json.dumps([asdict(i) for i in plan]).encode()).hexdigest()
-
-
 # --- checkpoints and the build lock ----------------------------------------------------------------------
 
 
@@ -204,7 +206,8 @@ def _read_checkpoint(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[n
     return s1, s2, state
 
 
-def _load_checkpoint(work: Path, messages: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict] | None:
+def _load_checkpoint(work: Path,
+                     messages: list[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], dict] | None:
     """The newest checkpoint that passes its checksum; damaged ones are discarded with a message."""
     for name in (_CKPT, _CKPT_PREV):
         path = work / name
@@ -246,7 +249,8 @@ def _load_plan(work: Path, params: dict, messages: list[str]) -> dict | None:
 
 def _save_plan(work: Path, body: dict) -> None:
     text = json.dumps(body, sort_keys=True)
-    atomic_write_bytes(work / _PLAN, json.dumps({"body": body, "digest": hashlib.sha256(text.encode()).hexdigest()}).encode())
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    atomic_write_bytes(work / _PLAN, json.dumps({"body": body, "digest": digest}).encode())
 
 
 # --- feature accumulation ---------------------------------------------------------------------------------
@@ -254,9 +258,6 @@ def _save_plan(work: Path, body: dict) -> None:
 
 def _decode_bytes(data: bytes, label: str) -> object:
     """Decode image bytes to RGB exactly as :func:`engine.data.imageio.open_rgb` converts files."""
-    from PIL import Image, UnidentifiedImageError
-
-    from engine.data.imageio import to_rgb  # the one shared conversion rule (module docstring there)
 
     try:
         im = Image.open(io.BytesIO(data))
@@ -510,7 +511,8 @@ def _checkpoint_stride(checkpoint_every: int, batch_size: int) -> int:
     return max(1, -(-checkpoint_every // batch_size)) * batch_size
 
 
-def _one_ahead(prepare: Callable[[int], list[_Decoded]], starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
+def _one_ahead(prepare: Callable[[int], list[_Decoded]],
+               starts: Sequence[int]) -> Generator[list[_Decoded], None, None]:
     """``prepare(start)`` for each start, the next one running in a thread while the caller uses the current one.
 
     Reading and decoding overlap the network this way. On early exit (``close()``), the batch in flight is
@@ -727,7 +729,8 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
         source=job.source.text if job.source.kind == "shards" else display_path(job.source.root), n_images=n,
         n_skipped=len(sums.skipped), dims=params["dims"], extractor=params["extractor"],
         preprocessing=params["preprocessing"], created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions=library_versions(), notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
+        versions=library_versions(),
+        notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
         weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
         shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
         build=extra.get("build") or BuildInfo(backend="local", workers=1, units=max(1, len(extra["shards"]))),

@@ -16,7 +16,6 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -32,10 +31,8 @@ from engine.fid.frechet import (
 )
 from engine.paths import references_dir
 
-if TYPE_CHECKING:  # re-exported at run time by __getattr__ below, on first use
-    from engine.fid.refbuild import build_reference
-
 __all__ = [
+    "MIN_REFERENCE_IMAGES",
     "DEFAULT_REFERENCE",
     "ReferenceInfo",
     "reference_path",
@@ -46,8 +43,12 @@ __all__ = [
     "resolve_reference_path",
     "resolve_prepared_reference",
     "reference_info",
-    "build_reference",
 ]
+
+MIN_REFERENCE_IMAGES = 10_000
+"""Our rule (applied by :mod:`engine.fid.gates`): a reference from fewer images is unverified. Its 2048 x 2048
+covariance then rests on fewer than 5 images per dimension, and the FID against it moves with the reference's own
+sample."""
 
 DEFAULT_REFERENCE = "in21k"
 IN21K_SOURCE = "'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar'"
@@ -161,8 +162,6 @@ def list_references() -> list[ReferenceInfo]:
 
 def _build_hint(name: str) -> str:
     if name == DEFAULT_REFERENCE:
-        from engine.fid.gates import MIN_REFERENCE_IMAGES  # gates imports this module: read at call time
-
         return (f"build the smallest the FID check accepts ({MIN_REFERENCE_IMAGES:,} images, needs HF_TOKEN) with: "
                 f"vpt-advisor reference build {IN21K_SOURCE} --name {name} --max-images {MIN_REFERENCE_IMAGES}; "
                 "or pull a colleague's with: vpt-advisor reference pull URL --sha256 HEX")
@@ -242,13 +241,3 @@ def resolve_prepared_reference(
 def reference_info(name_or_path: str | Path) -> ReferenceInfo:
     """Metadata of one reference (``reference show NAME``); verifies the npz against its sidecar."""
     return resolve_reference(name_or_path)[1]
-
-
-def __getattr__(name: str) -> object:
-    """``build_reference``, re-exported lazily (PEP 562): :mod:`engine.fid.refbuild` imports this module and
-    the network code, so it loads on first use, not with the reference metadata."""
-    if name == "build_reference":
-        from engine.fid.refbuild import build_reference
-
-        return build_reference
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -90,7 +90,8 @@ def _unpack(archive: Path, into: Path) -> tuple[Path, Path | None, str]:
             if bad or len(npzs) != 1 or len(jsons) > 1 or len(members) != len(npzs) + len(jsons):
                 raise ReferenceStatsError(
                     f"{display_path(archive)}: not a reference archive (expected NAME.npz and NAME.json, found "
-                    f"{', '.join(m.name for m in members) or 'nothing'}); create one with 'vpt-advisor reference export'")
+                    f"{', '.join(m.name for m in members) or 'nothing'}); "
+                    "create one with 'vpt-advisor reference export'")
             out: list[Path | None] = []
             for m in (npzs[0], jsons[0] if jsons else None):
                 if m is None:
@@ -151,7 +152,8 @@ def import_reference(file: Path, *, name: str | None = None, overwrite: bool = F
     if not file.is_file():
         raise ReferenceStatsError(f"{display_path(file)}: no such file")
     if file.stat().st_size > MAX_ARCHIVE_BYTES:
-        raise ReferenceStatsError(f"{display_path(file)}: larger than {MAX_ARCHIVE_BYTES // 2**20} MiB; not a reference")
+        raise ReferenceStatsError(
+            f"{display_path(file)}: larger than {MAX_ARCHIVE_BYTES // 2**20} MiB; not a reference")
     with _staging() as tmp:
         if file.suffix.lower() == ".npz":
             npz = tmp / "stats.npz"
@@ -202,7 +204,8 @@ def pull_reference(url: str, *, sha256: str, name: str | None = None, overwrite:
                 while chunk := resp.read(1 << 20):
                     size += len(chunk)
                     if size > MAX_ARCHIVE_BYTES:
-                        raise ReferenceStatsError(f"{url}: larger than {MAX_ARCHIVE_BYTES // 2**20} MiB; not a reference")
+                        raise ReferenceStatsError(
+                            f"{url}: larger than {MAX_ARCHIVE_BYTES // 2**20} MiB; not a reference")
                     out.write(chunk)
                     digest.update(chunk)
         except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -29,7 +29,16 @@ from pydantic import Field
 
 from engine.config import FrozenModel
 from engine.config.fid import FidConfig
-from engine.data.imageio import SkippedFile, check_file, display_path, open_rgb, resolve_workers, unreachable_link
+from engine.data.imageio import (
+    ReadImage,
+    SkippedFile,
+    check_file,
+    display_path,
+    open_rgb,
+    resolve_workers,
+    unreachable_link,
+)
+from engine.data.index import index_dataset
 from engine.errors import ConfigError, DatasetError, EmptyDatasetError, ImageDecodeError, StatsFileError, WeightsError
 from engine.fid.cache import FeatureCache, cache_key
 from engine.fid.equal_n import FidAtN, FidInfinity, ProjectedFeatures, fid_at_n, fid_infinity
@@ -66,6 +75,7 @@ from engine.progress import ProgressCallback, report
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
     from engine.data.index import DatasetIndex
 
@@ -75,7 +85,6 @@ __all__ = [
     "FidResult",
     "FidMeasurement",
     "extract_file_features",
-    "compute_source_stats",
     "compute_fid",
     "measure_fid_against_reference",
     "config_for_reference",
@@ -141,7 +150,8 @@ class FidMeasurement(FrozenModel):
     infinity: FidInfinity | None = Field(default=None, description="FID-infinity estimate (None below 50 images).")
     status: str = Field(default="verified", description="'verified' or 'unverified' (see engine.fid.gates).")
     unverified_reasons: list[str] = Field(default_factory=list, description="Why the FID is unverified.")
-    frechet_s: float = Field(default=0.0, description="Seconds of linear algebra for the FID (reference load included).")
+    frechet_s: float = Field(default=0.0,
+                             description="Seconds of linear algebra for the FID (reference load included).")
     total_linear_algebra_s: float = Field(default=0.0, description="The same plus subsets, bootstrap and FID-infinity.")
 
     def estimate(self, n: int | None) -> FidAtN:
@@ -212,6 +222,7 @@ def extract_file_features(
     *,
     on_progress: ProgressCallback | None = None,
     cache: FeatureCache | None = None,
+    read: Sequence[ReadImage] | None = None,
 ) -> FileFeatures:
     """Features of image files, from the cache where possible (see the module docstring).
 
@@ -221,17 +232,23 @@ def extract_file_features(
         device: Where the network runs ("auto"/"cpu"/... strings are resolved only on a cache miss).
         on_progress: ``on_progress(done, total)`` over the images.
         cache: An open cache to use; by default the user cache when ``config.use_cache``.
+        read: ``paths`` already read by :func:`engine.data.imageio.read_images` (same order): their digests
+            and sizes replace the fingerprint pass and their held pixels the decode, so no file is opened
+            again (a file whose pixels were not held is decoded from disk on a cache miss).
 
     Raises:
         WeightsNotFoundError: No Inception weights (needed even on a full cache hit: they name the cache key).
     """
     paths = list(paths)
     ext_id = extractor_id(config.dims, weights_sha256(resolve_weights(config)))
-    readable, skipped = _fingerprint_files(paths, config.workers)
+    if read is None:
+        readable, skipped = _fingerprint_files(paths, config.workers)
+    else:
+        readable, skipped = {i: (r.sha256, (r.info.width, r.info.height)) for i, r in enumerate(read)}, []
     preprocessing = _choose_preprocessing(config, [size for _, size in readable.values()])
     job = _Extraction(paths=paths, keys={i: cache_key(sha, ext_id, preprocessing) for i, (sha, _) in readable.items()},
                       preprocessing=preprocessing, ext_id=ext_id, config=config, skipped=skipped,
-                      on_progress=on_progress)
+                      on_progress=on_progress, held=[r.rgb for r in read] if read is not None else [])
     own_cache = cache is None and config.use_cache
     job.cache = FeatureCache() if own_cache else cache
     try:
@@ -262,6 +279,8 @@ class _Extraction:
     skipped: list[SkippedFile]
     """Unreadable files, then files that fail to decode during extraction (appended)."""
     on_progress: ProgressCallback | None
+    held: list[Image.Image | None] = field(default_factory=list)
+    """Decoded RGB images by input index, when the caller read the files already (None: decode from disk)."""
     cache: FeatureCache | None = None
     feats: dict[int, npt.NDArray[np.float32]] = field(default_factory=dict)
     """Features found so far, by input index."""
@@ -290,7 +309,8 @@ def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
                            f"checked, {extractor.id.rsplit('=', 1)[-1]} when loaded); run the command again")
 
     def decode(i: int) -> npt.NDArray[np.uint8]:
-        return to_model_array(open_rgb(job.paths[i]), job.preprocessing)
+        image = job.held[i] if i < len(job.held) else None
+        return to_model_array(image if image is not None else open_rgb(job.paths[i]), job.preprocessing)
 
     for idx, batch, failed in iter_feature_batches(
         misses, decode, extractor, batch_size=job.config.batch_size, workers=job.config.workers
@@ -368,9 +388,9 @@ def _prepared_cache() -> Path:
 
 def _stats_from_images(
     source: str, paths: Sequence[Path], n_index_skipped: int, config: FidConfig, device: torch.device | str,
-    on_progress: ProgressCallback | None,
+    on_progress: ProgressCallback | None, read: Sequence[ReadImage] | None = None,
 ) -> _Side:
-    res = extract_file_features(paths, config, device, on_progress=on_progress)
+    res = extract_file_features(paths, config, device, on_progress=on_progress, read=read)
     n_skipped = n_index_skipped + len(res.skipped)
     if len(res.ok) < 2:
         raise EmptyDatasetError(
@@ -418,23 +438,11 @@ def _source_side(
     if side is not None:
         return side
     if not source.exists():
-        raise DatasetError(f"{label}: {unreachable_link(source) or 'no such folder, .npz stats file or reference name'}")
-    from engine.data.index import index_dataset
+        why = unreachable_link(source) or "no such folder, .npz stats file or reference name"
+        raise DatasetError(f"{label}: {why}")
 
     index = index_dataset(source, root if source.is_file() else None)  # --root: for list files and CSVs only
     return _stats_from_images(label, [s.path for s in index.samples], len(index.skipped), config, device, on_progress)
-
-
-def compute_source_stats(
-    source: Path, config: FidConfig, device: torch.device | str, *, on_progress: ProgressCallback | None = None
-) -> tuple[FeatureStats, SideSummary, list[str]]:
-    """Statistics of a folder (any layout :func:`engine.data.index.index_dataset` accepts) or a ``.npz``.
-
-    Returns:
-        ``(stats, summary, warnings)``.
-    """
-    side = _source_side(source, config, device, on_progress)
-    return side.stats, side.summary, side.warnings
 
 
 def _compat_warnings(a: SideSummary, b: SideSummary) -> list[str]:
@@ -538,13 +546,16 @@ def measure_fid_against_reference(
     at_n: Sequence[int] = (),
     seed: int = 0,
     trust_reference: bool = False,
+    read: Sequence[ReadImage] | None = None,
 ) -> FidMeasurement:
     """FID of a dataset's images against reference statistics (``recommend``'s similarity axis).
 
     The reference is resolved first, so a missing one fails before any image is read. Features are
     extracted once; the FID at each size in ``at_n`` (mean over random subsets, seeded), the FID of
     all images, their bootstrap intervals and FID-infinity all reuse them (:mod:`engine.fid.equal_n`).
-    The gates of :mod:`engine.fid.gates` set ``status``.
+    The gates of :mod:`engine.fid.gates` set ``status``. ``read`` (aligned with ``index.samples``) is the
+    profile's single read of the files (:func:`engine.data.profile.read_dataset`), handed on so that no
+    file is opened a second time.
 
     Raises:
         ReferenceNotFoundError: Unknown reference name/path (the message says how to build it).
@@ -559,7 +570,8 @@ def measure_fid_against_reference(
     if ref_stats.dims != config.dims:
         raise ConfigError(f"reference {ref_info.name!r} has {ref_stats.dims}-d features but dims={config.dims}")
     side = _stats_from_images(
-        display_path(index.root), [s.path for s in index.samples], len(index.skipped), config, device, on_progress
+        display_path(index.root), [s.path for s in index.samples], len(index.skipped), config, device, on_progress,
+        read=read,
     )
     assert side.features is not None
     t1 = time.perf_counter()

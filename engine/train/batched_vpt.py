@@ -35,9 +35,11 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import TrainConfig, scale_lr
+from engine.data.tensors import NORMALIZATION
 from engine.device import autocast_context
 from engine.errors import ConfigError
 from engine.progress import ProgressCallback, report
+from engine.train.loop import make_scheduler
 from engine.train.methods import get_method
 from engine.train.transfer import init_head
 from engine.train.vpt import as_vit, drop_prompts, embed_tokens, prompt_init_bound, remove_prompts, vit_geometry
@@ -309,8 +311,6 @@ def _start_sweep(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor], 
                  config: TrainConfig, *, num_classes: int, device: torch.device, chunk: int, eval_batch_size: int,
                  on_progress: ProgressCallback | None) -> _Sweep:
     """Build the stacked model, its optimiser and schedule, the normalisation and the empty results."""
-    from engine.data.tensors import NORMALIZATION
-
     images, labels = train
     model = BatchedPromptModel(backbone, num_classes, [s.seed for s in specs], num_prompts=config.num_prompts,
                                deep=get_method(config.method).prompts == "deep",
@@ -333,8 +333,6 @@ def _start_sweep(backbone: nn.Module, train: tuple[torch.Tensor, torch.Tensor], 
 def _optimizer(model: BatchedPromptModel, specs: Sequence[VptRunSpec], config: TrainConfig, *,
                steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """SGD with one pair of parameter groups per configuration, and the shared warm-up + cosine schedule."""
-    from engine.train.loop import make_scheduler
-
     factor = scale_lr(1.0, config.batch_size, config.lr_scale_batch)
     groups: list[dict[str, object]] = []
     for k, spec in enumerate(specs):

@@ -24,8 +24,10 @@ A randomly initialised backbone makes every pilot result meaningless, so it is o
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import re
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ from engine.config.train import DEFAULT_BACKBONE, BackboneSpec
 from engine.config.validate import check_img_size
 from engine.errors import ConfigError, UnknownNameError, WeightsError, WeightsNotFoundError
 from engine.train.vpt import as_vit
+
+# huggingface_hub, safetensors, timm are imported inside the functions that use them: importing this module
+# does not load them.
 
 __all__ = ["DEFAULT_BACKBONE", "WEIGHT_SUFFIXES", "check_backbone_request", "check_weights_file", "create_backbone",
            "create_backbone_from", "load_backbone_weights", "count_parameters"]
@@ -57,8 +62,6 @@ def _vit_class() -> type[nn.Module]:
 
 
 def _check_name(name: str) -> None:
-    import difflib
-
     import timm
 
     base = name.split(".", 1)[0]
@@ -113,8 +116,6 @@ def check_backbone_request(name: str, *, img_size: int | None = None,
 
 def _is_offline_error(exc: BaseException) -> bool:
     """True when ``exc`` (or its cause chain) is a missing-download error rather than a bug."""
-    import urllib.error
-
     names = {
         "LocalEntryNotFoundError",
         "OfflineModeIsEnabled",

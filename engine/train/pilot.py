@@ -32,11 +32,11 @@ from torch import nn
 
 from engine.config import FrozenModel
 from engine.config.train import PAPER_SEEDS, PILOT_TRIAL_FIELDS, PilotConfig, TrainConfig, method_defaults
-from engine.data.imageio import display_path
+from engine.data.imageio import decode_images, display_path
 from engine.data.index import DatasetIndex, Sample
-from engine.data.tensors import ImageTensors, TensorLoader, load_image_tensors
+from engine.data.tensors import DecodeMemo, ImageTensors, TensorLoader, load_image_tensors
 from engine.device import autocast_context
-from engine.errors import EngineError, StoreError
+from engine.errors import StoreError
 from engine.fingerprint import files_fingerprint, path_fingerprint
 from engine.io import atomic_write_text, json_digest
 from engine.progress import ProgressCallback, report
@@ -201,18 +201,21 @@ def _probe(backbone: nn.Module, config: PilotConfig, *, num_classes: int, img_si
     return {m: out[m] for m in config.methods}
 
 
-def _decode_seconds(samples: list[Sample], img_size: int, workers: int) -> float:
-    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant)."""
+def _decode_seconds(samples: list[Sample], img_size: int, workers: int, memo: DecodeMemo) -> float:
+    """Seconds per image to decode and resize, timed on a few evenly spaced files (fallback: the constant).
+
+    The decoded files go into ``memo``, so the run that follows does not decode them again."""
     step = max(1, len(samples) // _DECODE_PROBE_FILES)
     few = samples[::step][:_DECODE_PROBE_FILES]
     if not few:
         return DECODE_S_PER_IMAGE
     t = time.perf_counter()
-    try:
-        load_image_tensors(few, size=img_size, workers=workers)
-    except EngineError:  # none decodable: the run itself will say so; plan with the fallback
+    decoded = decode_images([s.path for s in few], size=img_size, workers=workers)
+    seconds = (time.perf_counter() - t) / len(few)
+    if not decoded.ok:  # none decodable: the run itself will say so; plan with the fallback
         return DECODE_S_PER_IMAGE
-    return (time.perf_counter() - t) / len(few)
+    memo.update({(few[i].path, img_size): a for i, a in zip(decoded.ok, decoded.arrays, strict=True)})
+    return seconds
 
 
 def plan_pilot(
@@ -223,13 +226,14 @@ def plan_pilot(
     store_dir: Path | None = None,
     backbone: nn.Module | None = None,
     timing_cache: Path | None = None,
+    memo: DecodeMemo | None = None,
 ) -> PilotPlan:
     """Probe timings and size the comparison/selection/training splits, epochs and lr grid.
 
-    A plan already stored under ``store_dir`` for the same data, config and device is reused. The plan
-    states its minimum detectable difference; when that misses ``config.min_detectable`` it is still
-    returned (``decisive_by_design=False``, with the budget and labeled images that would suffice):
-    refusing is the caller's decision.
+    The files the decode-time probe reads go into ``memo`` (pass the same one to :func:`run_pilot`). A plan already
+    stored under ``store_dir`` for the same data, config and device is reused. The plan states its minimum detectable
+    difference; when that misses ``config.min_detectable`` it is still returned (``decisive_by_design=False``, with
+    the budget and labeled images that would suffice): refusing is the caller's decision.
 
     Raises:
         ConfigError: a pilot that cannot work (:func:`engine.train.pilot_checks.check_pilot_data`).
@@ -250,10 +254,9 @@ def plan_pilot(
     timings = _probe(backbone, config, num_classes=index.num_classes, img_size=img_size, device=device,
                      timing_cache=timing_cache)
     probe_s = time.perf_counter() - t0 if any(t.source == "probe" for t in timings.values()) else 0.0
-    decode_s = _decode_seconds(index.samples, img_size, config.workers)
+    decode_s = _decode_seconds(index.samples, img_size, config.workers, memo if memo is not None else {})
     n_labeled = len(index.samples)
-    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes,
-                                 decode_s=decode_s)
+    choice, needed = choose_plan(timings, config, n_labeled=n_labeled, num_classes=index.num_classes, decode_s=decode_s)
     enough_images, enough_budget = sufficient(timings, config, choice, needed, n_labeled, decode_s=decode_s)
     train, val, compare = split_samples(index.samples, config, n_compare=choice.n_compare, n=choice.n)
     lr_grid: dict[str, tuple[float, ...]] = {m: config.grid_for(m)[: choice.grid] for m in config.methods}
@@ -338,7 +341,7 @@ def run_pilot(
     on_progress: ProgressCallback | None = None,
     on_trial: Callable[[TrialResult, bool], None] | None = None,
     timing_cache: Path | None = None,
-    save_dir: Path | None = None,
+    memo: DecodeMemo | None = None, save_dir: Path | None = None,
 ) -> PilotResult:
     """Run (or resume) the pilot described by ``plan`` (made by :func:`plan_pilot` when ``None``).
 
@@ -369,8 +372,8 @@ def run_pilot(
     if backbone is None:
         backbone = load_pilot_backbone(config)
     if plan is None:
-        plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone)
-    data = _decode(index, config, plan, keep_in=store_dir if save_dir is not None else None)
+        plan = plan_pilot(index, config, device=device, store_dir=store_dir, backbone=backbone, memo=memo)
+    data = _decode(index, config, plan, keep_in=store_dir if save_dir is not None else None, memo=memo)
     backbone.to("cpu")
     results, fresh = _run_trials(backbone, plan, config, data, device=device, store_dir=store_dir,
                                  on_progress=on_progress, on_trial=on_trial)
@@ -389,7 +392,8 @@ def run_pilot(
     )
 
 
-def _decode(index: DatasetIndex, config: PilotConfig, plan: PilotPlan, *, keep_in: Path | None) -> _Data:
+def _decode(index: DatasetIndex, config: PilotConfig, plan: PilotPlan, *, keep_in: Path | None,
+            memo: DecodeMemo | None = None) -> _Data:
     """Decode the three splits once; the data key fingerprints the training and comparison files.
 
     ``keep_in``: the store in which ``--save`` keeps each method's best trial (None: no weights kept).
@@ -397,10 +401,10 @@ def _decode(index: DatasetIndex, config: PilotConfig, plan: PilotPlan, *, keep_i
     train_s, val_s, cmp_s = _splits(index, config, plan)
     data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s, content=True),
                                    _dataset_fingerprint(cmp_s, content=True)]))
-    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers)
-    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers)
-    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers) if cmp_s
-                                 else (None, []))
+    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers, memo=memo)
+    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)
+    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers, memo=memo)
+                                 if cmp_s else (None, []))
     data.skipped = len(skipped) + len(skipped_val) + len(skipped_cmp)
     if keep_in is not None:
         data.keeper = WeightKeeper(keep_in, weights_metadata(config, plan, index.classes, data.data_key))

@@ -17,7 +17,7 @@ from engine.errors import ConfigError, RunFailedError
 from engine.train.models import check_backbone_request, check_weights_file
 
 if TYPE_CHECKING:
-    from engine.train.pilot import TrialResult
+    from engine.train.pilot_summary import TrialResult
 
 __all__ = ["check_pilot_data", "check_some_converged"]
 

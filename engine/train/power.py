@@ -33,15 +33,12 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field
 
 from engine.config import FrozenModel
-
-if TYPE_CHECKING:  # numpy is imported where the bootstrap runs: the CLI starts without it
-    import numpy as np
-    import numpy.typing as npt
 
 __all__ = [
     "ALPHA",
@@ -186,8 +183,6 @@ class PairedComparison(FrozenModel):
 def _resampled_means(correct: npt.NDArray[np.float64], image_w: npt.NDArray[np.float64],
                      rng: np.random.Generator) -> npt.NDArray[np.float64]:
     """Accuracy of one method per bootstrap sample: weighted images, resampled seeds."""
-    import numpy as np
-
     per_seed = image_w @ correct.T  # (B, k): accuracy of each seed under the resampled images
     k = correct.shape[0]
     seed_w = np.stack([np.bincount(rng.integers(0, k, k), minlength=k) for _ in range(len(image_w))]) / k
@@ -211,8 +206,6 @@ def paired_bootstrap(
     Images are resampled jointly for both methods (the pairing), seeds independently per method
     (FT seed 42 and VPT seed 42 share nothing but the number).
     """
-    import numpy as np
-
     a = np.atleast_2d(np.asarray(ft, dtype=np.float64))
     b = np.atleast_2d(np.asarray(vpt, dtype=np.float64))
     if a.shape[1] != b.shape[1] or a.shape[1] < 1:

@@ -22,8 +22,8 @@ not copied):
 The wrapper reuses the backbone's ``patch_embed``, ``_pos_embed``, ``patch_drop``, ``norm_pre``,
 ``blocks``, ``norm`` and ``forward_head``, so timm's fused SDPA attention, AMP and everything else
 keep working; :func:`embed_tokens`, :func:`insert_prompts` and :func:`remove_prompts` are shared
-with the batched sweep (``engine.train.batched_vpt``). Whether the frozen backbone stays in ``eval()`` during training is decided by the
-training loop (``engine.train.transfer.set_train_mode``), not hidden here.
+with the batched sweep (``engine.train.batched_vpt``). Whether the frozen backbone stays in ``eval()``
+during training is decided by the training loop (``engine.train.transfer.set_train_mode``), not hidden here.
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ class PromptedViT(nn.Module):
 
     def _prompt_set(self, index: int, batch: int, dtype: torch.dtype) -> torch.Tensor:
         p = self.prompt_dropout if self.training else 0.0
-        return drop_prompts(self.prompts[index], batch, p, per_sample=self.prompt_dropout_mode == "per-sample").to(dtype)
+        per_sample = self.prompt_dropout_mode == "per-sample"
+        return drop_prompts(self.prompts[index], batch, p, per_sample=per_sample).to(dtype)
 
     def incorporate_prompts(self, x: torch.Tensor, index: int, *, replace: bool) -> torch.Tensor:
         """Insert prompt set ``index`` after the prefix tokens.

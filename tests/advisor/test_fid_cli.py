@@ -83,7 +83,8 @@ def test_reference_build_list_show(
     shown = capsys.readouterr().out
     assert "tiny" in shown and "pil-bicubic-299" in shown
     assert main(["reference", "show", "in21k"]) == 1
-    assert "reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k" in " ".join(capsys.readouterr().err.split())
+    command = "reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar' --name in21k"
+    assert command in " ".join(capsys.readouterr().err.split())
 
 
 def test_scheduler_without_dask_backend_is_one_error_line(

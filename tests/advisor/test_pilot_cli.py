@@ -96,7 +96,8 @@ def test_without_task_no_recommendation(colour_dataset: Path, tmp_path: Path, qu
 
 
 def test_small_budget_on_a_small_dataset_is_refused_up_front(
-        colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        colour_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import engine.train.pilot as pilot_mod
 
     trained: list[object] = []

@@ -106,7 +106,7 @@ def test_dataset_with_measured_fid(
     from engine.fid.equal_n import FidAtN
 
     def fake_measure(index, reference, *, config, device, on_progress=None, at_n=(), seed=0,  # type: ignore[no-untyped-def]
-                     trust_reference=False):
+                     trust_reference=False, read=None):
         seen.update(n=len(index.samples), reference=reference, weights=config.weights, device=str(device),
                     at_n=list(at_n))
         n = len(index.samples)

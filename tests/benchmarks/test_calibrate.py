@@ -90,6 +90,7 @@ def _write_reference(name: str = "in21k", dims: int = 64) -> None:
     save_stats(reference_path(name), FeatureStats(mu=feats.mean(0), sigma=np.cov(feats, rowvar=False), n=96))
 
 
+@pytest.mark.slow  # random FID-Inception weights (96 MB, generated once per session) and a real extraction: 40 s
 @pytest.mark.usefixtures("one_torch_thread")
 def test_calibrate_command_refuses_a_fit_on_too_few_tasks(tmp_path, fid_weights, capsys) -> None:  # noqa: F811
     from advisor.cli import main

@@ -24,6 +24,7 @@ from tests.benchmarks.vtab_tree import IMG_SIZE, TINY_BACKBONE, TINY_MODEL, TINY
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
+_FINISHED = "SELECT hash, metrics, finished FROM trials WHERE status='finished'"
 
 
 def _cli_args(root: Path, db: Path) -> list[str]:
@@ -128,7 +129,7 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
             if db.exists():
                 try:
                     with sqlite3.connect(db, timeout=1) as con:
-                        rows = con.execute("SELECT hash, metrics, finished FROM trials WHERE status='finished'").fetchall()
+                        rows = con.execute(_FINISHED).fetchall()
                 except sqlite3.OperationalError:
                     rows = []
                 if len(rows) >= 4:
@@ -139,7 +140,7 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
     finally:
         child.wait(timeout=30)
     with sqlite3.connect(db) as con:
-        before = {h: (m, f) for h, m, f in con.execute("SELECT hash, metrics, finished FROM trials WHERE status='finished'")}
+        before = {h: (m, f) for h, m, f in con.execute(_FINISHED)}
         planned_total = 5 * (2 + 3)
         assert 4 <= len(before) < planned_total
     req = SweepRequest(root=root, db=db, tasks=tasks, methods=("ft",),
@@ -148,7 +149,7 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path: Path
     report = run_sweep(req)
     assert report.reused >= len(before) and report.ran + report.reused == planned_total
     with sqlite3.connect(db) as con:
-        after = {h: (m, f) for h, m, f in con.execute("SELECT hash, metrics, finished FROM trials WHERE status='finished'")}
+        after = {h: (m, f) for h, m, f in con.execute(_FINISHED)}
         assert con.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == planned_total
         assert con.execute("SELECT COUNT(*) FROM trials WHERE status != 'finished'").fetchone()[0] == 0
     for key, value in before.items():  # finished before the kill: kept as they were, not rerun

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.vtab.store import TrialStore, config_hash
-from benchmarks.vtab.trials import TrialConfig
+from benchmarks.vtab.store import TrialStore
+from benchmarks.vtab.trials import TrialConfig, config_hash
 from engine.config.train import TrainConfig
 from engine.errors import StoreError
 

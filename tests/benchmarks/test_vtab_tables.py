@@ -54,7 +54,8 @@ def test_protocol_training_settings_are_one_train_config() -> None:
 
 
 def test_selection_breaks_ties_to_the_smaller_lr_then_wd() -> None:
-    assert select_best([(1.0, 0.0, 80.0), (0.5, 0.01, 80.0), (0.5, 0.001, 80.0), (5.0, 0.0, 79.0)]) == (0.5, 0.001, 80.0)
+    rows = [(1.0, 0.0, 80.0), (0.5, 0.01, 80.0), (0.5, 0.001, 80.0), (5.0, 0.0, 79.0)]
+    assert select_best(rows) == (0.5, 0.001, 80.0)
     assert select_best([(1.0, 0.0, 70.0), (50.0, 0.0, 90.0)])[0] == 50.0
     with pytest.raises(ConfigError):
         select_best([])

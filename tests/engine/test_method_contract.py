@@ -1,5 +1,6 @@
-"""One contract suite run over every registered transfer method (STYLE rule 24), read from the registry when the
-tests are collected: a method added as one module in ``engine/train/tuners/`` goes through every check here.
+"""One contract suite run over every registered transfer method (scikit-learn's ``parametrize_with_checks`` idea),
+read from the registry when the tests are collected: a method added as one module in ``engine/train/tuners/`` goes
+through every check here.
 
 Every method must: give the right output shape without NaN; make exactly the parts its spec names trainable
 (head, backbone, prompts, adapter weights; by formula for the paper's methods, including a ViT-B/16 built on
@@ -219,6 +220,7 @@ def test_trainable_weights_round_trip_through_a_saved_state_dict(
         assert torch.equal(trained.eval()(x), resumed.eval()(x))
 
 
+@pytest.mark.slow  # 1-12 s per method on a 2-core CPU (ft-then-pt trains twice)
 @pytest.mark.parametrize("method", METHODS)
 def test_learns_a_separable_task(method: Method, separable: tuple[ImageTensors, ImageTensors]) -> None:
     train, val = separable

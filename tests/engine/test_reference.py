@@ -50,7 +50,9 @@ def _tar(path: Path, members: dict[str, np.ndarray]) -> Path:
 
 
 def test_missing_default_reference_says_how_to_build() -> None:
-    with pytest.raises(ReferenceNotFoundError, match="reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-\\*.tar' --name in21k --max-images 10000"):
+    command = ("reference build 'hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-\\*.tar' --name in21k "
+               "--max-images 10000")
+    with pytest.raises(ReferenceNotFoundError, match=command):
         resolve_reference("in21k")
     with pytest.raises(ReferenceNotFoundError, match="not found"):
         resolve_reference("/no/such/file.npz")
@@ -77,7 +79,8 @@ def test_build_from_folder_list_show_and_measure(
     src = _tree(tmp_path / "in21k", {"n01440764": 5, "n01443537": 4, "n01484850": 3})
     config = FidConfig(weights=fake_weights, dims=64, batch_size=4)
     seen: list[tuple[int, int]] = []
-    info = build_reference(src, name="mini", config=config, device="cpu", per_class=3, on_progress=lambda d, t: seen.append((d, t)))
+    info = build_reference(src, name="mini", config=config, device="cpu", per_class=3,
+                           on_progress=lambda d, t: seen.append((d, t)))
     assert info.n_images == 9 and info.extractor == fake_extractors[0].id
     assert info.preprocessing == "pil-bicubic-299" and "3 classes" in info.notes[0]
     assert seen[-1] == (9, 9)

@@ -106,7 +106,8 @@ def test_concurrent_builds_of_one_name_fail_fast(
     try:
         assert started.wait(30)
         t0 = time.monotonic()
-        with pytest.raises(ReferenceStatsError, match="being written by another command.*'reference build --name same'"):
+        busy = "being written by another command.*'reference build --name same'"
+        with pytest.raises(ReferenceStatsError, match=busy):
             build_reference(src, name="same", config=config, device="cpu")
         assert time.monotonic() - t0 < 5
         build_reference(src, name="other", config=config, device="cpu")  # other names are not blocked
@@ -136,7 +137,8 @@ def test_bad_members_and_truncated_shards_are_counted_and_reported(
     with tarfile.open(fileobj=io.BytesIO(whole)) as tf:
         last = [m for m in tf.getmembers() if m.name.endswith(".png")][-1]
     (shards / "b.tar").write_bytes(whole[: last.offset_data + 10])  # cut inside the last image
-    code = main(["reference", "build", str(shards), "--name", "bad", "--inception-weights", str(fake_weights), "--json"])
+    code = main(["reference", "build", str(shards), "--name", "bad", "--inception-weights", str(fake_weights),
+                 "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["n_skipped"] >= 2, out
     assert out["skipped_reasons"].get("not-an-image") == 1 and out["skipped_reasons"].get("truncated", 0) >= 1

@@ -134,7 +134,8 @@ def test_pilot_whose_every_trial_diverged_never_becomes_advice(
         return real_fit(*args, **kwargs).model_copy(update={"diverged": True, "best_val_acc": 0.0})
 
     monkeypatch.setattr(pilot_mod, "fit", diverging_fit)
-    run = cli("pilot", colours, "--task", "dtd", "--random-init", *PILOT, "--quick", "--out", tmp_path / "store", "--json")
+    run = cli("pilot", colours, "--task", "dtd", "--random-init", *PILOT, "--quick", "--out", tmp_path / "store",
+              "--json")
     assert_clean_error(run, "pilot trials failed", "NaN/inf")
     assert run.out == ""  # no "0.0 vs 0.0" report
     assert list((tmp_path / "store" / "trials").glob("*.json"))  # finished (diverged) trials were kept

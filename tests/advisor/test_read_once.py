@@ -1,0 +1,94 @@
+"""One pass over the data: ``recommend DATASET`` opens every image file once, ``pilot`` at most twice.
+
+Every file open of the process is counted (``builtins.open``, which Pillow and the engine both go
+through), so a second reader added anywhere on the path fails here. The FID stays the number of
+``vpt-advisor fid DATASET in21k``, which reads the files its own way.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advisor.cli import main
+from tests.advisor.test_pilot_cli import TINY
+from tests.advisor.test_recommend_fid import _reference
+from tests.conftest import write_colour_dataset, write_png
+from tests.engine.fid_fakes import FakeExtractor, fake_extractors, fake_weights  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], Counter[str]]:
+    """``opens(root)``: how many times each file under ``root`` was opened since the fixture started."""
+    seen: Counter[str] = Counter()
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(file, str | Path):
+            seen[str(Path(file).resolve())] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+
+    def under(root: Path) -> Counter[str]:
+        prefix = str(root.resolve())
+        return Counter({p: n for p, n in seen.items() if p.startswith(prefix)})
+
+    return under
+
+
+def _images(root: Path) -> set[str]:
+    return {str(p.resolve()) for p in root.rglob("*.png")}
+
+
+def _json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:  # type: ignore[type-arg]
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mixed_sizes", [False, True], ids=["one-size", "mixed-sizes"])
+def test_recommend_opens_each_image_once_and_keeps_the_fid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_weights: Path,  # noqa: F811
+    fake_extractors: list[FakeExtractor], opens: Callable[[Path], Counter[str]], mixed_sizes: bool,  # noqa: F811
+) -> None:
+    _reference(tmp_path, fake_weights)
+    capsys.readouterr()
+    data = write_colour_dataset(tmp_path / "colours", 6)
+    if mixed_sizes:  # pil-bicubic-299 instead of pytorch-fid preprocessing: the held pixels must feed both
+        write_png(data / "red" / "wide.png", np.random.default_rng(1).integers(0, 256, (20, 40, 3)).astype(np.uint8))
+    (data / "blue" / "broken.png").write_bytes(b"\x89PNG not really")  # skipped, and still opened only once
+    w = ["--inception-weights", str(fake_weights)]
+    before = opens(data)
+    cold = _json(capsys, ["recommend", str(data), "--task", "dtd", *w])
+    counts = opens(data) - before
+    assert set(counts) == _images(data) and set(counts.values()) == {1}, counts
+    assert cold["dataset"]["n_skipped"] == 1
+
+    before, extracted = opens(data), sum(e.n_images for e in fake_extractors)
+    warm = _json(capsys, ["recommend", str(data), "--task", "dtd", *w])  # features from the cache
+    assert set((opens(data) - before).values()) == {1}
+    assert sum(e.n_images for e in fake_extractors) == extracted  # the network ran on nothing new
+    fid = _json(capsys, ["fid", str(data), "in21k", *w])
+    assert cold["fid_measurement"]["fid"] == warm["fid_measurement"]["fid"] == fid["fid"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_pilot_opens_each_image_at_most_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], opens: Callable[[Path], Counter[str]],
+) -> None:
+    data = write_colour_dataset(tmp_path / "colours", 10)
+    before = opens(data)
+    _json(capsys, ["pilot", str(data), "--task", "dtd", *TINY, "--out", str(tmp_path / "store")])
+    counts = opens(data) - before
+    # one read for the content fingerprint that keys the stored trials (engine.fingerprint), one decode: the plan's
+    # decode-time probe hands the files it decoded on to the run
+    assert set(counts) == _images(data) and max(counts.values()) <= 2, counts
