@@ -12,6 +12,8 @@ from advisor.cli import main
 from advisor.commands._callbacks import PLAIN_QUIET_S, plain_progress
 from tests.conftest import write_colour_dataset
 
+pytestmark = pytest.mark.plain_progress
+
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (.+): ([\d,]+)/([\d,]+) \((\d+) %\), \d+:\d\d:\d\d")
 
 
