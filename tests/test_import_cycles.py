@@ -75,17 +75,6 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-KNOWN_CYCLES = [["engine.fid.refbuild", "engine.fid.refdask"]]
-"""Circles still to break, each with its way out; the list may only shrink (a broken one must leave it).
-refbuild hands the Dask backend to refdask, which imports 14 of refbuild's private build parts back (merged from
-i22 as this test landed): the parts belong in a module both import."""
-
-
 def test_no_import_cycles() -> None:
-    cycles = [c for c in _cycles(_graph()) if c not in KNOWN_CYCLES]
+    cycles = _cycles(_graph())
     assert not cycles, "modules importing each other in a circle:\n" + "\n".join(" <-> ".join(c) for c in cycles)
-
-
-def test_known_cycles_are_still_cycles() -> None:
-    gone = [c for c in KNOWN_CYCLES if c not in _cycles(_graph())]
-    assert not gone, f"these circles are broken now: remove them from KNOWN_CYCLES: {gone}"

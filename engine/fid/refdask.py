@@ -9,7 +9,7 @@ died is written once (results are keyed by unit; see :mod:`engine.fid.cluster`).
 
 Why the statistics equal the one-process build (to float64 rounding of the merge, far below 1e-9):
 every image's float32 features are bit-identical in both builds, because the network sees exactly the same
-batches. A shard unit reads its shard with the one shard reader (:func:`engine.fid.refbuild._read_shard`:
+batches. A shard unit reads its shard with the one shard reader (:func:`engine.fid.buildparts._read_shard`:
 the same seeded draw, batches of ``batch_size`` members in storage order); a folder unit is one stretch
 between two checkpoints of the one-process build, which is a whole number of batches. Batches matter
 because float32 convolution results can depend on the batch they are computed in on some CPUs. Only the
@@ -43,9 +43,7 @@ import numpy.typing as npt
 from engine.config.fid import FidConfig
 from engine.data.imageio import display_path
 from engine.data.sources import ShardRef, remove_tree
-from engine.fid.cluster import run_units, worker_label, worker_network
-from engine.fid.frechet import BuildInfo, ShardRecord
-from engine.fid.refbuild import (
+from engine.fid.buildparts import (
     _CHECKPOINT_DAMAGE,
     _checkpoint_stride,
     _digest,
@@ -61,6 +59,8 @@ from engine.fid.refbuild import (
     _shard_plan,
     _Sums,
 )
+from engine.fid.cluster import run_units, worker_label, worker_network
+from engine.fid.frechet import BuildInfo, ShardRecord
 from engine.io import atomic_write_bytes
 from engine.progress import report
 
