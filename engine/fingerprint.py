@@ -10,6 +10,11 @@ Hashing is memoised by ``(real path, size, mtime_ns, inode)``, in the process an
 its images instead of reading them. Any change of size, modification time or inode (a copy over it,
 an edit, ``mv`` of another file to that path) hashes it again. The memo is a cache: damaged, locked or
 unwritable, it is skipped (one rehash), never a lost result.
+
+A reader that reads a file's bytes anyway (``engine.data.imageio.read_images``, the pilot's decode) hashes them
+and hands the digest on with :func:`remember_digests`, so the fingerprint does not open the file a second time.
+A digest is taken only for the file identity it was read from (size, mtime_ns and inode of the open file,
+unchanged across the read) and only while that identity is still the one at the path.
 """
 
 from __future__ import annotations
@@ -18,18 +23,22 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from engine.paths import cache_dir
 from engine.sqlite_files import move_aside, sqlite_fault
 
-__all__ = ["file_fingerprint", "files_fingerprint", "path_fingerprint", "sha256_file"]
+__all__ = ["FileIdentity", "file_fingerprint", "files_fingerprint", "path_fingerprint", "remember_digests",
+           "sha256_file"]
 
 logger = logging.getLogger(__name__)
 
 _MEMO_FILE = "fingerprints.sqlite"
 _memo: dict[tuple[str, int, int, int], str] = {}
+
+FileIdentity = tuple[int, int, int]
+"""``(size, mtime_ns, inode)`` of a file as read: with its real path, the memo's key."""
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -89,12 +98,24 @@ class _DiskMemo:
         return str(row[0]) if row else None
 
     def put(self, key: tuple[str, int, int, int], digest: str) -> None:
-        db = self._open()
+        self.put_many({key: digest})
+
+    def put_many(self, rows: Mapping[tuple[str, int, int, int], str]) -> None:
+        """Store ``rows`` in one transaction (a dataset's worth of digests costs one commit, not one per file)."""
+        db = self._open() if rows else None
         if db is None:
             return
         try:
-            db.execute("DELETE FROM fp WHERE path=?", key[:1])  # one row per path: the memo never grows stale
-            db.execute("INSERT OR REPLACE INTO fp VALUES (?, ?, ?, ?, ?)", (*key, digest))
+            db.execute("BEGIN")
+            try:
+                # one row per path: the memo never grows stale
+                db.executemany("DELETE FROM fp WHERE path=?", [key[:1] for key in rows])
+                db.executemany("INSERT OR REPLACE INTO fp VALUES (?, ?, ?, ?, ?)",
+                               [(*key, digest) for key, digest in rows.items()])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._off(exc)
 
@@ -134,6 +155,31 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
         _disk.put(key, digest)
     _memo[key] = digest
     return digest
+
+
+def remember_digests(reads: Mapping[Path, tuple[FileIdentity, str]]) -> int:
+    """Record sha256 digests computed from bytes read anyway, so :func:`file_fingerprint` need not read them again.
+
+    Args:
+        reads: ``{path: ((size, mtime_ns, inode), hex sha256)}``, the identity taken from the open file
+            (``os.fstat``) the hashed bytes came from, unchanged across the read.
+
+    Returns:
+        How many were recorded. A path whose file has changed since (another size, mtime or inode at its
+        real path now) or is gone is left out: its fingerprint will read the file itself.
+    """
+    rows: dict[tuple[str, int, int, int], str] = {}
+    for path, ((size, mtime_ns, ino), sha) in reads.items():
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns, st.st_ino) == (size, mtime_ns, ino):
+            rows[(real, size, mtime_ns, ino)] = f"{size}:{sha}"
+    _memo.update(rows)
+    _disk.put_many(rows)
+    return len(rows)
 
 
 def files_fingerprint(paths: Iterable[str | os.PathLike[str]]) -> str:

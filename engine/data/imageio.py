@@ -48,6 +48,7 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.config import FrozenModel
 from engine.errors import ImageDecodeError
+from engine.fingerprint import FileIdentity, remember_digests
 from engine.progress import ProgressCallback, report
 
 __all__ = [
@@ -260,12 +261,47 @@ def content_sha256(data: bytes) -> str:
 
 
 def _read_bytes(path: Path) -> bytes:
+    return _read_identified(path)[0]
+
+
+def _read_identified(path: Path) -> tuple[bytes, FileIdentity | None]:
+    """A file's bytes and the identity (size, mtime_ns, inode) of the open file they came from.
+
+    The identity is None when the file changed while it was read (size or mtime moved, or fewer bytes than its
+    size): those bytes then vouch for no version of the file, and its fingerprint reads it again.
+    """
     check_file(path)
     try:
         with open(path, "rb") as fh:
-            return fh.read()
+            before = os.fstat(fh.fileno())
+            data = fh.read()
+            after = os.fstat(fh.fileno())
     except OSError as exc:
         raise _fail(path, _os_reason(exc), exc.strerror or str(exc)) from None
+    ident = (before.st_size, before.st_mtime_ns, before.st_ino)
+    same = len(data) == before.st_size and ident == (after.st_size, after.st_mtime_ns, after.st_ino)
+    return data, ident if same else None
+
+
+class _Digests:
+    """Digests of the bytes a reader read anyway, handed to :func:`engine.fingerprint.remember_digests` at the
+    end, so the content fingerprint of the same files (the pilot's trial keys) does not open them again."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reads: dict[Path, tuple[FileIdentity, str]] = {}
+
+    def read(self, path: Path) -> tuple[bytes, str]:
+        """Read ``path`` once; return its bytes and their hex sha256 (recorded when the file held still)."""
+        data, ident = _read_identified(path)
+        sha = content_sha256(data)
+        if ident is not None:
+            with self.lock:
+                self.reads[path] = (ident, sha)
+        return data, sha
+
+    def remember(self) -> None:
+        remember_digests(self.reads)
 
 
 def _load(path: Path, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
@@ -380,6 +416,7 @@ def decode_images(
     on_progress: ProgressCallback | None = None,
     max_pixels: int = MAX_IMAGE_PIXELS,
     keep_arrays: bool = True,
+    fingerprint: bool = False,
 ) -> DecodedImages:
     """Decode many images to RGB uint8 arrays on a thread pool; bad files go to ``skipped``.
 
@@ -393,6 +430,8 @@ def decode_images(
         max_pixels: decompression-bomb limit passed to :func:`open_rgb`.
         keep_arrays: ``False`` decodes and validates every file but keeps only ``infos`` (profiling
             a large dataset without holding every image in memory).
+        fingerprint: also hash each file's bytes into :mod:`engine.fingerprint`'s memo (readers whose results
+            are keyed by the files' content, like the pilot's trials), so the fingerprint does not reopen them.
 
     Returns:
         :class:`DecodedImages` with ``arrays``/``infos`` in input order for the indices in ``ok``.
@@ -402,9 +441,10 @@ def decode_images(
     if resample not in _RESAMPLE:
         raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
     filt = _RESAMPLE[resample]
+    digests = _Digests()  # stays empty without ``fingerprint``
 
     def work(path: Path) -> tuple[np.ndarray | None, ImageInfo]:
-        im, info = _load(path, max_pixels)
+        im, info = _decode(path, digests.read(path)[0] if fingerprint else _read_bytes(path), max_pixels)
         if not keep_arrays:
             return None, info
         if size is not None and im.size != (size, size):
@@ -421,6 +461,7 @@ def decode_images(
         out.infos.append(info)
         if array is not None:
             out.arrays.append(array)
+    digests.remember()
     if out.skipped:
         log.info("decoded %d images, skipped %d", len(out.ok), len(out.skipped))
     return out
@@ -457,20 +498,23 @@ def read_images(
 
     This is the single read of a command that needs both the profile and the FID of a dataset
     (``recommend``): the digest keys the feature cache and the held images feed the network, so
-    neither opens the file again. Images beyond ``hold_bytes`` (RGB bytes, counted in completion
-    order) are decoded and validated but not kept; their reader opens them again when it needs pixels.
+    neither opens the file again; the digests also feed :mod:`engine.fingerprint`'s memo, so a pilot on the
+    same files (``recommend --pilot``) keys its trials without reading them again. Images beyond ``hold_bytes``
+    (RGB bytes, counted in completion order) are decoded and validated but not kept; their reader opens them
+    again when it needs pixels.
     """
     lock = threading.Lock()
     held = [0]
+    digests = _Digests()
 
     def work(path: Path) -> ReadImage:
-        data = _read_bytes(path)
+        data, sha = digests.read(path)
         rgb, info = _decode(path, data, max_pixels)
         size = 3 * rgb.width * rgb.height
         with lock:
             keep = held[0] + size <= hold_bytes
             held[0] += size if keep else 0
-        return ReadImage(sha256=content_sha256(data), info=info, rgb=rgb if keep else None)
+        return ReadImage(sha256=sha, info=info, rgb=rgb if keep else None)
 
     out = ReadImages(ok=[], images=[], skipped=[])
     for i, res in enumerate(_run_parallel(work, list(paths), workers, on_progress)):
@@ -479,4 +523,5 @@ def read_images(
         else:
             out.ok.append(i)
             out.images.append(res)
+    digests.remember()
     return out

@@ -70,8 +70,12 @@ def load_image_tensors(
     workers: int = 0,
     on_progress: ProgressCallback | None = None,
     memo: DecodeMemo | None = None,
+    fingerprint: bool = False,
 ) -> tuple[ImageTensors, list[SkippedFile]]:
     """Decode and resize labeled samples once into :class:`ImageTensors` (files found in ``memo`` are not read).
+
+    ``fingerprint``: hash the bytes read into :mod:`engine.fingerprint`'s memo too (see
+    :func:`engine.data.imageio.decode_images`).
 
     Returns:
         The tensors of the images that decoded, and the files that were skipped.
@@ -84,7 +88,8 @@ def load_image_tensors(
         raise ConfigError("training needs labeled images (an ImageFolder, or a list/CSV file with labels)")
     memo = memo if memo is not None else {}
     todo = [i for i, s in enumerate(samples) if (s.path, size) not in memo]
-    decoded = decode_images([samples[i].path for i in todo], size=size, workers=workers, on_progress=on_progress)
+    decoded = decode_images([samples[i].path for i in todo], size=size, workers=workers, on_progress=on_progress,
+                            fingerprint=fingerprint)
     arrays = {i: a for i, s in enumerate(samples) if (a := memo.get((s.path, size))) is not None}
     arrays.update({todo[j]: a for j, a in zip(decoded.ok, decoded.arrays, strict=True)})
     if not arrays:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,7 @@ def _decode_seconds(samples: list[Sample], img_size: int, workers: int, memo: De
     if not few:
         return DECODE_S_PER_IMAGE
     t = time.perf_counter()
-    decoded = decode_images([s.path for s in few], size=img_size, workers=workers)
+    decoded = decode_images([s.path for s in few], size=img_size, workers=workers, fingerprint=True)
     seconds = (time.perf_counter() - t) / len(few)
     if not decoded.ok:  # none decodable: the run itself will say so; plan with the fallback
         return DECODE_S_PER_IMAGE
@@ -396,15 +397,18 @@ def _decode(index: DatasetIndex, config: PilotConfig, plan: PilotPlan, *, keep_i
             memo: DecodeMemo | None = None) -> _Data:
     """Decode the three splits once; the data key fingerprints the training and comparison files.
 
+    The key is taken after the decode, which hashes the bytes it reads into the fingerprint memo: each file is
+    opened once here, not once to decode and once to fingerprint.
     ``keep_in``: the store in which ``--save`` keeps each method's best trial (None: no weights kept).
     """
     train_s, val_s, cmp_s = _splits(index, config, plan)
-    data = _Data(data_key=_digest([_dataset_fingerprint(train_s + val_s, content=True),
-                                   _dataset_fingerprint(cmp_s, content=True)]))
-    data.train, skipped = load_image_tensors(train_s, size=plan.img_size, workers=config.workers, memo=memo)
-    data.val, skipped_val = load_image_tensors(val_s, size=plan.img_size, workers=config.workers, memo=memo)
-    data.compare, skipped_cmp = (load_image_tensors(cmp_s, size=plan.img_size, workers=config.workers, memo=memo)
-                                 if cmp_s else (None, []))
+    data = _Data(data_key="")
+    load = partial(load_image_tensors, size=plan.img_size, workers=config.workers, memo=memo, fingerprint=True)
+    data.train, skipped = load(train_s)
+    data.val, skipped_val = load(val_s)
+    data.compare, skipped_cmp = load(cmp_s) if cmp_s else (None, [])
+    data.data_key = _digest([_dataset_fingerprint(train_s + val_s, content=True),
+                             _dataset_fingerprint(cmp_s, content=True)])
     data.skipped = len(skipped) + len(skipped_val) + len(skipped_cmp)
     if keep_in is not None:
         data.keeper = WeightKeeper(keep_in, weights_metadata(config, plan, index.classes, data.data_key))
