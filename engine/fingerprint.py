@@ -87,6 +87,7 @@ class _DiskMemo:
         self.failed, self.db = True, None
 
     def get(self, key: tuple[str, int, int, int]) -> str | None:
+        key = _db_key(key)
         db = self._open()
         if db is None:
             return None
@@ -109,15 +110,27 @@ class _DiskMemo:
             db.execute("BEGIN")
             try:
                 # one row per path: the memo never grows stale
-                db.executemany("DELETE FROM fp WHERE path=?", [key[:1] for key in rows])
+                keyed = {_db_key(key): digest for key, digest in rows.items()}
+                db.executemany("DELETE FROM fp WHERE path=?", [key[:1] for key in keyed])
                 db.executemany("INSERT OR REPLACE INTO fp VALUES (?, ?, ?, ?, ?)",
-                               [(*key, digest) for key, digest in rows.items()])
+                               [(*key, digest) for key, digest in keyed.items()])
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._off(exc)
+
+
+def _db_key(key: tuple[str, int, int, int]) -> tuple[str, int, int, int]:
+    """The memo row of ``key``: a path that is not valid UTF-8 (undecodable bytes arrive as surrogates, which
+    SQLite cannot store) is written with those bytes as ``\\xNN``; size, mtime and inode still identify the file."""
+    path = key[0]
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        path = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return (path, *key[1:])
 
 
 def _connect(path: Path) -> sqlite3.Connection:
