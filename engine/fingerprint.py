@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -57,6 +58,9 @@ class _DiskMemo:
         self.db: sqlite3.Connection | None = None
         self.failed = False
         self.path: Path | None = None
+        # One connection for the process, used from whichever thread asks (decode workers, a CLI run in a thread):
+        # opened with check_same_thread=False and every use serialised by this lock.
+        self.lock = threading.RLock()
 
     def _open(self) -> sqlite3.Connection | None:
         path = cache_dir() / _MEMO_FILE
@@ -87,7 +91,10 @@ class _DiskMemo:
         self.failed, self.db = True, None
 
     def get(self, key: tuple[str, int, int, int]) -> str | None:
-        key = _db_key(key)
+        with self.lock:
+            return self._get(_db_key(key))
+
+    def _get(self, key: tuple[str, int, int, int]) -> str | None:
         db = self._open()
         if db is None:
             return None
@@ -103,6 +110,10 @@ class _DiskMemo:
 
     def put_many(self, rows: Mapping[tuple[str, int, int, int], str]) -> None:
         """Store ``rows`` in one transaction (a dataset's worth of digests costs one commit, not one per file)."""
+        with self.lock:
+            self._put_many(rows)
+
+    def _put_many(self, rows: Mapping[tuple[str, int, int, int], str]) -> None:
         db = self._open() if rows else None
         if db is None:
             return
@@ -135,7 +146,7 @@ def _db_key(key: tuple[str, int, int, int]) -> tuple[str, int, int, int]:
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=5, isolation_level=None)
+    db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
     try:
         # a cache: losing the last rows to a power cut costs a rehash, so no fsync per row
         db.execute("PRAGMA synchronous=OFF")
