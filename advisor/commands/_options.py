@@ -64,7 +64,8 @@ ReferenceOpt = Annotated[
     str,
     typer.Option("--reference", help="Reference statistics: a name from 'reference list' or a .npz path."),
 ]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+BatchSizeOpt = Annotated[int | None, typer.Option(
+    "--batch-size", min=1, help="Images per forward pass (default: 16 on a CPU, 50 on a GPU).", show_default=False)]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Image-decoding threads (0 = automatic).")]
 FidBackendOpt = Annotated[FidBackend, typer.Option(
     "--backend", help="Where Inception features are computed: local (this process) or dask (one task per shard or "

@@ -42,7 +42,7 @@ def fid_command(
         typer.Option("--save-stats", help="Write A's statistics to this .npz (+ .json provenance sidecar); "
                      "readable by 'python -m pytorch_fid'.", show_default=False),
     ] = None,
-    batch_size: BatchSizeOpt = 50,
+    batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
     resize: Annotated[

@@ -62,7 +62,7 @@ def build_command(
     seed: SeedOpt = 0,
     overwrite: _OverwriteOpt = False,
     inception_weights: InceptionWeightsOpt = None,
-    batch_size: BatchSizeOpt = 50,
+    batch_size: BatchSizeOpt = None,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
     backend: FidBackendOpt = "local",
@@ -116,7 +116,7 @@ def _say_cost(source: str, name: str, max_images: int, shards: int | None, confi
     images = max_images or (IN21K_IMAGES if in21k else 0)
     rate, unmeasured = None, ""
     if weights_available(config.weights):
-        rate = cached_forward_rate(device, config.dims)
+        rate = cached_forward_rate(config, device)
         # A probe costs a few seconds and a model load: worth it for --estimate and before a build of at least the
         # gate's size (minutes to hours); a smaller build shows its time on the progress bar instead.
         if rate is None and (estimate or not images or images >= MIN_REFERENCE_IMAGES):

@@ -68,7 +68,7 @@ class CalibrationRequest(FrozenModel):
     reference: str = Field("in21k", description="Reference statistics name or .npz path.")
     inception_weights: Path | None = Field(None, description="pytorch-fid Inception weights file.")
     device: str = Field("auto", description="Device spec.")
-    batch_size: int = Field(50, ge=1, description="Inception batch size.")
+    batch_size: int | None = Field(None, ge=1, description="Inception batch size (None = automatic for the device).")
     dims: FeatureDims = Field(2048, description="Inception feature layer (the reference's dims; "
                                               "2048 = standard FID, what recommend measures).")
     workers: int = Field(0, ge=0, description="Decoding threads.")

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from engine.config.fid import FidConfig
+from engine.config.fid import FidConfig, device_type
 from engine.data.imageio import (
     MAX_IMAGE_PIXELS,
     SkippedFile,
@@ -347,7 +347,8 @@ class _Extractor:
             return item, forward_arrays(net, item.arrays) if item.miss else None
 
         with one_thread_per_pass(net):
-            for item, fresh in run_ordered(forward, prepared(), forward_lanes(net, batch_size=self.config.batch_size)):
+            lanes = forward_lanes(net, batch_size=self.config.batch_for(device_type(self.device)))
+            for item, fresh in run_ordered(forward, prepared(), lanes):
                 out = np.empty((len(item.keys), self.config.dims), np.float32)
                 for i, k in enumerate(item.keys):
                     if k in item.found:

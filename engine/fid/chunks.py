@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.config.fid import FidConfig
+from engine.config.fid import FidConfig, device_type
 from engine.data.imageio import SkippedFile, open_rgb
 from engine.fid.cluster import run_units, worker_network
 from engine.fid.features import iter_feature_batches, to_model_array
@@ -48,7 +48,7 @@ def chunk_unit(paths: list[str], config: FidConfig, device: str, preprocessing: 
     ok: list[int] = []
     feats: list[npt.NDArray[np.float32]] = []
     skipped: list[tuple[int, SkippedFile]] = []
-    for idx, batch, failed in iter_feature_batches(paths, decode, net, batch_size=config.batch_size,
+    for idx, batch, failed in iter_feature_batches(paths, decode, net, batch_size=config.batch_for(device_type(device)),
                                                    workers=config.workers):
         ok += idx
         feats.append(batch)
@@ -60,7 +60,7 @@ def chunk_unit(paths: list[str], config: FidConfig, device: str, preprocessing: 
 def extract_on_dask(paths: list[Path], config: FidConfig, device: str, preprocessing: str, ext_id: str,
                     on_chunk: Callable[[list[int], ChunkFeatures], None]) -> None:
     """Extract ``paths`` on Dask; ``on_chunk(indices into paths, result)`` is called here as chunks finish."""
-    size = config.batch_size * CHUNK_BATCHES
+    size = config.batch_for(device_type(device)) * CHUNK_BATCHES
     starts = list(range(0, len(paths), size))
     args = [([str(p) for p in paths[a:a + size]], config, device, preprocessing, ext_id) for a in starts]
 

@@ -46,9 +46,6 @@ IN21K_SHARDS = 4_096
 ASSUMED_BYTES_PER_IMAGE = 88_000
 """An assumption, not a measurement: the ``timm/imagenet-w21-webp-wds`` card gives 645.65 GB for 13,151,276 WEBP
 images and says WEBP is about 56 % of the JPEG size, so about 88 KB per JPEG image (README)."""
-_PROBE_BATCH = 8
-"""Images per probe batch: small enough that the probe takes seconds on a CPU, large enough to time the network
-rather than Python overhead (per-image cost is flat from about 8 upwards on this project's CPU)."""
 _RATE_FILE = "fid_forward_rate.json"
 
 
@@ -61,6 +58,7 @@ class ForwardRate(BaseModel):
     device: str = Field(description="Device measured on.")
     cpu: str = Field(description="CPU model (or platform) measured on.")
     threads: int = Field(description="torch threads available to the process when measured.")
+    batch_size: int = Field(ge=1, description="Images per forward pass measured with (the build's batch).")
     measured_at: float = Field(description="Unix time of the measurement.")
     cached: bool = Field(default=False, description="Read from the data home's rate file instead of probed now.")
 
@@ -98,17 +96,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _rate_key(device: str, cpu: str, threads: int, dims: int) -> str:
-    return f"{device}|{cpu}|{threads}|{dims}"
+def _rate_key(device: str, cpu: str, threads: int, dims: int, batch_size: int) -> str:
+    return f"{device}|{cpu}|{threads}|{dims}|b{batch_size}"
 
 
-def cached_forward_rate(device: str, dims: int = 2048) -> ForwardRate | None:
-    """A rate measured earlier on this device, CPU and thread count, or None (a damaged file counts as none)."""
+def cached_forward_rate(config: FidConfig, device: str = "auto") -> ForwardRate | None:
+    """A rate measured earlier on this device, CPU, thread count, feature layer and batch, or None (a damaged file
+    counts as none)."""
     import torch  # deferred for the same reason as in measure_forward_rate
 
     from engine.device import resolve_device
 
-    key = _rate_key(str(resolve_device(device)), _cpu_name(), torch.get_num_threads(), dims)
+    dev = resolve_device(device)
+    key = _rate_key(str(dev), _cpu_name(), torch.get_num_threads(), config.dims, config.batch_for(dev.type))
     try:
         entry = json.loads((cache_dir() / _RATE_FILE).read_text())[key]
         return ForwardRate.model_validate({**entry, "cached": True})
@@ -131,22 +131,23 @@ def measure_forward_rate(config: FidConfig, device: str = "auto", *, batches: in
 
     dev = resolve_device(device)
     extractor = load_inception(config, dev)
-    lanes = forward_lanes(extractor, 0, _PROBE_BATCH)
+    bs = config.batch_for(dev.type)  # the batch the build will run: the rate depends on it
+    lanes = forward_lanes(extractor, 0, bs)
     batches = batches or 2 * lanes
     gen = np.random.default_rng(0)
-    images = [gen.integers(0, 256, (299, 299, 3), dtype=np.uint8) for _ in range(_PROBE_BATCH)]
+    images = [gen.integers(0, 256, (299, 299, 3), dtype=np.uint8) for _ in range(bs)]
 
     def run(n_batches: int) -> float:
-        items = [images[i % _PROBE_BATCH] for i in range(n_batches * _PROBE_BATCH)]
+        items = [images[i % bs] for i in range(n_batches * bs)]
         start = time.perf_counter()
-        for _ in iter_feature_batches(items, lambda a: a, extractor, batch_size=_PROBE_BATCH, lanes=lanes):
+        for _ in iter_feature_batches(items, lambda a: a, extractor, batch_size=bs, lanes=lanes):
             pass
         return time.perf_counter() - start
 
     run(lanes)
     elapsed = run(batches)
-    rate = ForwardRate(images_per_s=batches * _PROBE_BATCH / elapsed, device=str(dev), cpu=_cpu_name(),
-                       threads=torch.get_num_threads(), measured_at=time.time())
+    rate = ForwardRate(images_per_s=batches * bs / elapsed, device=str(dev), cpu=_cpu_name(),
+                       threads=torch.get_num_threads(), batch_size=bs, measured_at=time.time())
     _store(rate, config.dims)
     return rate
 
@@ -159,7 +160,8 @@ def _store(rate: ForwardRate, dims: int) -> None:
             table = table if isinstance(table, dict) else {}
         except (OSError, ValueError):
             table = {}
-        table[_rate_key(rate.device, rate.cpu, rate.threads, dims)] = rate.model_dump(exclude={"cached"})
+        key = _rate_key(rate.device, rate.cpu, rate.threads, dims, rate.batch_size)
+        table[key] = rate.model_dump(exclude={"cached"})
         os.makedirs(path.parent, exist_ok=True)
         atomic_write_bytes(path, json.dumps(table, indent=1, sort_keys=True).encode())
     except OSError as exc:  # a cache: losing it costs a probe next time, never this answer

@@ -117,6 +117,8 @@ class BuildInfo(FrozenModel):
     backend: str = Field(default="local", description="'local' (one process) or 'dask'.")
     workers: int = Field(default=1, description="Distinct worker processes that computed parts of the statistics.")
     units: int = Field(default=0, description="Work units (shards, or chunks of a folder plan) merged.")
+    worker_units: dict[str, int] = Field(
+        default_factory=dict, description="Units merged per worker process (``host:pid``); empty in older sidecars.")
     scheduler: str = Field(default="", description="Dask scheduler address ('' = a LocalCluster or no Dask).")
 
 

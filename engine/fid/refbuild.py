@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import math
 import os
@@ -46,9 +47,11 @@ from engine.data.imageio import display_path
 from engine.data.sources import Source, remove_tree, resolve_source
 from engine.errors import ConfigError, EmptyDatasetError, ReferenceStatsError
 from engine.fid.buildparts import (
+    _PLAN,
     IMAGES_PER_SHARD,
     PlanItem,
     _checkpoint_stride,
+    _device,
     _Extractor,
     _folder_note,
     _folder_plan,
@@ -65,6 +68,7 @@ from engine.fid.buildparts import (
     plan_sample,
     spread_shards,
 )
+from engine.fid.cluster import worker_label
 from engine.fid.features import (
     PREPROCESSING,
     FeatureExtractor,
@@ -219,6 +223,10 @@ def build_reference(
     """
     target = _check_args(name, max_images, per_class, shards, overwrite)
     weights_digest = weights_sha256(resolve_weights(config))
+    work = references_dir() / f".{name}.partial"
+    if config.batch_size is None:  # automatic: an unfinished build keeps the batch it started with, so it resumes
+        batch = _unfinished_batch(work) or config.batch_for(_device(device).type)
+        config = config.model_copy(update={"batch_size": batch})
     preprocessing = "pil-bicubic-299" if config.resize == "auto" else config.resize
     with reference_lock(name, "reference build"):
         src = resolve_source(source)
@@ -228,9 +236,9 @@ def build_reference(
             raise ConfigError("--shards applies to tar-shard sources; this source is a folder of images")
         params = _params(src, config, weights_digest, preprocessing,
                          {"max_images": max_images, "per_class": per_class, "shards": shards, "seed": seed})
-        job = _Job(name=name, source=src, work=references_dir() / f".{name}.partial", params=params,
+        job = _Job(name=name, source=src, work=work, params=params,
                    ext=_Extractor(config, device, preprocessing, params["extractor"], _load_network),
-                   batch_size=config.batch_size, checkpoint_every=checkpoint_every, on_progress=on_progress)
+                   batch_size=params["batch_size"], checkpoint_every=checkpoint_every, on_progress=on_progress)
         try:
             job.ext.load()
             sums, extra = _run(job, max_images, per_class, shards, seed)
@@ -249,12 +257,26 @@ def _run(job: _Job, max_images: int | None, per_class: int | None, shards: int |
     return sums, _shard_build(job, sums, body, state, (max_images, shards, seed))
 
 
+def _unfinished_batch(work: Path) -> int | None:
+    """The batch size an unfinished build in ``work`` recorded (None: no readable plan). Only a hint: the plan is
+    checked in full when the build resumes."""
+    try:
+        batch = json.loads((work / _PLAN).read_text(encoding="utf-8"))["body"]["params"]["batch_size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return batch if isinstance(batch, int) and batch >= 1 else None
+
+
 def _params(src: Source, config: FidConfig, weights_digest: str, preprocessing: str, limits: dict) -> dict:
     """Everything that must match for a rerun to resume (a change starts the build over)."""
     return {"source": src.text if src.kind == "shards" else src.root, "revision": src.revision,
             "shard_urls": hashlib.sha256("\n".join(s.url for s in src.shards).encode()).hexdigest(), **limits,
             "extractor": extractor_id(config.dims, weights_digest), "preprocessing": preprocessing,
             "dims": config.dims, "batch_size": config.batch_size}
+
+
+def _local_build(units: int) -> BuildInfo:
+    return BuildInfo(backend="local", workers=1, units=units, worker_units={worker_label(): units})
 
 
 def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: str) -> ReferenceInfo:
@@ -274,7 +296,7 @@ def _finish(job: _Job, target: Path, sums: _Sums, extra: dict, weights_digest: s
         notes=[*extra["notes"], f"preprocessing: {PREPROCESSING[params['preprocessing']]}"],
         weights_sha256=weights_digest, source_kind=job.source.kind, revision=job.source.revision,
         shards=extra["shards"], skipped_reasons=dict(sorted(reasons.items())),
-        build=extra.get("build") or BuildInfo(backend="local", workers=1, units=max(1, len(extra["shards"]))),
+        build=extra.get("build") or _local_build(max(1, len(extra["shards"]))),
     )
     save_stats(target, FeatureStats(mu=mu, sigma=sigma, n=n), prov)
     remove_tree(job.work)

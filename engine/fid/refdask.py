@@ -34,13 +34,14 @@ import logging
 import math
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.config.fid import FidConfig
+from engine.config.fid import FidConfig, device_type
 from engine.data.imageio import display_path
 from engine.data.sources import ShardRef, remove_tree
 from engine.fid.buildparts import (
@@ -110,7 +111,7 @@ def _result(sums: _Sums, ext: _Extractor, record: ShardRecord | None = None) -> 
 
 def folder_unit(paths: list[str], spec: UnitSpec) -> UnitSums:
     """Partial sums of one stretch of a folder plan (runs on a worker)."""
-    dims, bs = spec.config.dims, spec.config.batch_size
+    dims, bs = spec.config.dims, spec.config.batch_for(device_type(spec.device))
     sums = _Sums(np.zeros(dims), np.zeros((dims, dims)))
     ext = _unit_extractor(spec)
     try:
@@ -130,7 +131,7 @@ def shard_unit(ref: ShardRef, quota: int | None, seed: int, spec: UnitSpec) -> U
     ext = _unit_extractor(spec)
     download = Path(tempfile.mkdtemp(prefix="vpt-advisor-shard-"))
     try:
-        record = _read_shard(ext, spec.config.batch_size, download, sums, ref, quota, seed)
+        record = _read_shard(ext, spec.config.batch_for(device_type(spec.device)), download, sums, ref, quota, seed)
         return _result(sums, ext, record)
     finally:
         ext.close()
@@ -240,8 +241,9 @@ def _merge(job: _Job, body: dict, parts: dict[int, UnitSums], n_units: int, max_
         sums.n += part.n
         sums.skipped += part.skipped
         job.ext.n_cached += part.n_cached
-    build = BuildInfo(backend="dask", workers=len({p.worker for p in parts.values()}), units=n_units,
-                      scheduler=job.ext.config.scheduler or "")
+    by_worker = Counter(p.worker for p in parts.values())
+    build = BuildInfo(backend="dask", workers=len(by_worker), units=n_units,
+                      worker_units=dict(sorted(by_worker.items())), scheduler=job.ext.config.scheduler or "")
     if job.source.kind == "folder":
         sums.skipped = list(body["index_skipped"]) + sums.skipped
         return sums, {"notes": [_folder_note(body, max_images, per_class, seed)], "shards": [], "build": build}

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from engine.config import FrozenModel
-from engine.config.fid import FidConfig
+from engine.config.fid import FidConfig, device_type
 from engine.data.imageio import (
     ReadImage,
     SkippedFile,
@@ -312,8 +312,9 @@ def _extract_missing(job: _Extraction, device: torch.device | str) -> None:
         image = job.held[i] if i < len(job.held) else None
         return to_model_array(image if image is not None else open_rgb(job.paths[i]), job.preprocessing)
 
+    batch_size = job.config.batch_for(device_type(getattr(extractor, "device", "cpu")))
     for idx, batch, failed in iter_feature_batches(
-        misses, decode, extractor, batch_size=job.config.batch_size, workers=job.config.workers
+        misses, decode, extractor, batch_size=batch_size, workers=job.config.workers
     ):
         new = {misses[k]: batch[j] for j, k in enumerate(idx)}
         job.feats.update(new)
@@ -338,7 +339,9 @@ def _extract_on_dask(job: _Extraction, misses: list[int], device: torch.device |
         job.done += len(chunk.ok) + len(chunk.skipped)
         report(job.on_progress, job.done, len(job.paths))
 
-    extract_on_dask([job.paths[i] for i in misses], job.config, str(device), job.preprocessing, job.ext_id, arrived)
+    dev = _resolve_device(device)  # the batch is fixed here, so every worker runs the same batches
+    extract_on_dask([job.paths[i] for i in misses], job.config.for_device(dev.type), str(dev), job.preprocessing,
+                    job.ext_id, arrived)
 
 
 @dataclass

@@ -27,7 +27,7 @@ IN21K = "hf://datasets/timm/imagenet-22k-wds/imagenet22k-train-*.tar"
 
 
 def _rate(images_per_s: float) -> ForwardRate:
-    return ForwardRate(images_per_s=images_per_s, device="cpu", cpu="test", threads=1, measured_at=0.0)
+    return ForwardRate(images_per_s=images_per_s, device="cpu", cpu="test", threads=1, batch_size=16, measured_at=0.0)
 
 
 def test_in21k_cost_follows_the_plan_rule_and_the_cards() -> None:
@@ -63,7 +63,7 @@ def test_estimate_without_weights_names_the_smallest_build_and_builds_nothing(
 @pytest.mark.slow
 def test_estimate_measures_the_rate_once_and_states_the_time(
         fid_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cached_forward_rate("cpu") is None
+    assert cached_forward_rate(FidConfig(), "cpu") is None
     assert main(["reference", "build", IN21K, "--name", "in21k", "--estimate", "--json", "--device", "cpu"]) == 0
     first = json.loads(capsys.readouterr().out)
     rate = first["planned"]["rate"]
@@ -81,8 +81,8 @@ def test_estimate_measures_the_rate_once_and_states_the_time(
 def test_a_damaged_rate_file_costs_a_probe_not_the_answer(fid_weights: Path) -> None:
     cache_dir().mkdir(parents=True, exist_ok=True)
     (cache_dir() / "fid_forward_rate.json").write_bytes(b"\x00not json")
-    assert cached_forward_rate("cpu") is None
+    assert cached_forward_rate(FidConfig(), "cpu") is None
     rate = measure_forward_rate(FidConfig(), "cpu", batches=1)
     assert rate.images_per_s > 0
-    cached = cached_forward_rate("cpu")
+    cached = cached_forward_rate(FidConfig(), "cpu")
     assert cached is not None and cached.cached and cached.images_per_s == pytest.approx(rate.images_per_s)

@@ -77,7 +77,9 @@ def test_two_worker_localcluster_build_equals_the_one_process_build(tmp_path: Pa
     _same(b.sigma, a.sigma)
     side = json.loads(sidecar_path(reference_path("dask")).read_text())
     assert side["build"]["backend"] == "dask" and side["build"]["units"] == 4  # 10 images in stretches of 3
-    assert 1 <= side["build"]["workers"] <= 2
+    by_worker = side["build"]["worker_units"]  # host:pid of the processes that did the units
+    assert side["build"]["workers"] == len(by_worker) <= 2 and sum(by_worker.values()) == 4
+    assert all(label.rsplit(":", 1)[1] != str(os.getpid()) for label in by_worker)  # in workers, not this process
     assert json.loads(sidecar_path(reference_path("local")).read_text())["build"]["backend"] == "local"
     assert not (references_dir() / ".dask.partial").exists()
 
