@@ -80,3 +80,18 @@ def test_piped_help_is_whole_and_unpadded(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert DEFAULT_BACKBONE in out and "…" not in out
     assert not [line for line in out.splitlines() if line != line.rstrip()]
+
+
+def test_the_console_script_exits_with_mains_code_after_freezing_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``entry`` (the ``vpt-advisor`` script) passes main's exit code through and freezes the collector's objects
+    only after main returned (what ``benchmarks.perf.fid_speed`` times as the cold wall)."""
+    import gc
+
+    import advisor.cli as cli
+
+    order: list[str] = []
+    monkeypatch.setattr(cli, "main", lambda: order.append("main") or 3)
+    monkeypatch.setattr(gc, "freeze", lambda: order.append("freeze"))
+    with pytest.raises(SystemExit) as exc:
+        cli.entry()
+    assert exc.value.code == 3 and order == ["main", "freeze"]
