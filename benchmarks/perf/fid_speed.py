@@ -11,7 +11,10 @@ limit of this CPU and the decode-only rate (:mod:`benchmarks.perf.fid_stages`).
 Each repeat runs the three tools one after the other (interleaved), so on a shared machine every tool
 sees the same load on average; medians are printed.
 
-Run: ``.venv/bin/python -m benchmarks.perf.fid_speed [--n-images 500] [--size 128] [--repeats 1] [--quick]``.
+Run: ``.venv/bin/python -m benchmarks.perf.fid_speed [--n-images 160] [--size 500x375] [--repeats 1] [--quick]
+[--batch-sweep]``. The defaults are issue 22's case: two folders of 160 photo-sized JPEGs (500x375, the common
+size of web photos). ``--batch-sweep`` adds the forward rate at batch sizes 4-50 (how the CPU default
+``engine.config.fid.CPU_PASS_BATCH`` was chosen).
 On a shared machine, note the load average printed with the results.
 """
 
@@ -52,16 +55,33 @@ class Run:
     fid: float
 
 
-def make_folder(root: Path, n: int, size: int, seed: int, tint: float) -> Path:
-    """``n`` smooth random JPEG photos-like images of ``size`` x ``size`` (low-frequency noise + detail)."""
+SWEEP = (4, 8, 16, 24, 32, 50)
+"""Batch sizes of ``--batch-sweep``."""
+
+
+def make_folder(root: Path, n: int, size: int | tuple[int, int], seed: int, tint: float) -> Path:
+    """``n`` smooth random photo-like JPEGs of ``size`` (width, height; an int is square): low-frequency
+    noise plus detail."""
+    width, height = (size, size) if isinstance(size, int) else size
     gen = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         low = gen.random((6, 6, 3)) * 255 * tint
-        img = Image.fromarray(low.astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.int16) + gen.integers(-20, 21, (size, size, 3))
+        img = Image.fromarray(low.astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.int16) + gen.integers(-20, 21, (height, width, 3))
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / f"{i:05d}.jpg", quality=90)
     return root
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``--size``: ``500x375`` or ``400`` (square)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT or a side in pixels") from None
+    if len(parts) not in (1, 2) or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT or a side in pixels (each >= 8)")
+    return (parts[0], parts[-1])
 
 
 def _timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, float, str, str, int]:
@@ -119,11 +139,12 @@ def _clear_cache(home: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the side-by-side table; exit 1 if a number disagrees."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-images", type=int, default=500, help="images per folder (two folders)")
-    ap.add_argument("--size", type=int, default=128, help="image side in pixels (all the same size)")
+    ap.add_argument("--n-images", type=int, default=160, help="images per folder (two folders)")
+    ap.add_argument("--size", type=_size, default=(500, 375), help="WIDTHxHEIGHT or a side in pixels (all alike)")
     ap.add_argument("--repeats", type=int, default=1, help="runs per tool (medians are printed)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 60 images per folder")
     ap.add_argument("--no-stages", action="store_true", help="skip the stage-by-stage breakdown")
+    ap.add_argument("--batch-sweep", action="store_true", help=f"also time the forward pass at batch sizes {SWEEP}")
     args = ap.parse_args(argv)
     n = 60 if args.quick else args.n_images
 
@@ -149,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             warm.append(_run_ours(a, b, env))
         load_after = os.getloadavg()[0]
         os.environ["VPT_ADVISOR_HOME"] = env["VPT_ADVISOR_HOME"]  # the weights-hash memo goes to the temp home
-        stages = None if args.no_stages else measure_stages([a, b], root / "w.pth", root, env)
+        stages = None if args.no_stages else measure_stages([a, b], root / "w.pth", root, env,
+                                                            SWEEP if args.batch_sweep else ())
 
     return _report(n, args, theirs, cold, warm, sorted(notes), load_after, stages)
 
@@ -163,7 +185,7 @@ def _report(n: int, args: argparse.Namespace, theirs: list[Run], cold: list[Run]
 
     rows = [("pytorch-fid", theirs), ("vpt-advisor cold", cold), ("vpt-advisor warm", warm)]
     print(cpu_line())
-    print(f"FID speed: 2 folders x {n} images of {args.size}x{args.size} JPEG, CPU, torch threads "
+    print(f"FID speed: 2 folders x {n} images of {args.size[0]}x{args.size[1]} JPEG, CPU, torch threads "
           f"{os.environ.get('OMP_NUM_THREADS', 'default')}, load average {os.getloadavg()[0]:.2f}, "
           f"{args.repeats} repeat(s)")
     print(f"{'tool':<18}{'wall s':>9}{'img/s':>9}{'peak RSS MiB':>14}{'FID':>18}")

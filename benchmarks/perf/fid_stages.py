@@ -13,10 +13,15 @@ Each stage is timed alone on the same images and weights as :mod:`benchmarks.per
   :func:`engine.fid.features.iter_feature_batches`);
 * statistics: the Fréchet distance from the two feature sets.
 
-The fp32 limit is the best measured rate of 2048x2048 float32 matrix products (torch, all cores) divided by
-11.4 GFLOP per image (Inception-v3 at 299x299: about 5.7 G multiply-adds); the share is forward rate /
-limit. Decoding must outpace the forward pass by at least ``DECODE_TARGET`` (issue 22), so that on a GPU
-the network, not decoding, is the limit.
+The fp32 limit is the best measured GEMM rate divided by 11.4 GFLOP per image (Inception-v3 at 299x299:
+about 5.7 G multiply-adds; ``torch.utils.flop_counter`` counts 11.42 for pytorch-fid's network); the share is
+forward rate / limit. The GEMM is timed three ways and the fastest counts, each run as the network runs (one
+torch thread per core, side by side): a 2048x2048 ``torch.mm`` (torch's BLAS, MKL) and two GEMM-bound
+convolutions in channels-last float32 with shapes of the network's own layers (oneDNN, the library its
+convolutions run in): a 1x1 768->192 at 17x17 (Mixed_6) and a 3x3 448->384 at 8x8 (Mixed_7), batch 16. On AMD
+CPUs MKL takes an AVX2 path (here about 105 GFLOP/s per core) while oneDNN uses AVX-512 (about 240), so a
+``torch.mm`` rate alone is not the CPU's limit. Decoding must outpace the forward pass by at least
+``DECODE_TARGET`` (issue 22), so that on a GPU the network, not decoding, is the limit.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Stages", "measure_stages", "gemm_gflops", "INCEPTION_GFLOP", "DECODE_TARGET"]
+from engine.fid.features import FeatureExtractor
+
+__all__ = ["Stages", "measure_stages", "gemm_gflops", "batch_sweep", "INCEPTION_GFLOP", "DECODE_TARGET"]
 
 INCEPTION_GFLOP = 11.4
 """fp32 FLOP per 299x299 image through Inception-v3 (about 5.7e9 multiply-adds, 2 FLOP each)."""
@@ -50,7 +58,13 @@ class Stages:
     forward_s: float
     statistics_s: float
     photo_decode_rate: float
-    gemm_gflops: float
+    gemm: dict[str, float]
+    batch: int
+    sweep: dict[int, float] | None = None
+
+    @property
+    def gemm_gflops(self) -> float:
+        return max(self.gemm.values())
 
     @property
     def forward_rate(self) -> float:
@@ -74,42 +88,82 @@ class Stages:
         serial = sum(sec for _, sec in rows)
         out.append(f"  {'sum of stages':<28}{serial:>8.2f} s  (cold wall {cold_wall:.2f} s; decoding overlaps the "
                    "forward pass)")
-        out.append(f"forward {self.forward_rate:.2f} img/s; fp32 limit of this CPU {self.limit_rate:.2f} img/s "
-                   f"(GEMM {self.gemm_gflops:.1f} GFLOP/s / {INCEPTION_GFLOP} GFLOP per image): "
-                   f"{100 * self.forward_rate / self.limit_rate:.0f} % of the limit")
+        gemm = ", ".join(f"{k} {v:.1f}" for k, v in self.gemm.items())
+        out.append(f"forward {self.forward_rate:.2f} img/s at batch {self.batch}; fp32 limit of this CPU "
+                   f"{self.limit_rate:.2f} img/s (best GEMM {self.gemm_gflops:.1f} GFLOP/s [{gemm}] / "
+                   f"{INCEPTION_GFLOP} GFLOP per image): {100 * self.forward_rate / self.limit_rate:.0f} % of the "
+                   "limit")
         ratio, photo = self.decode_rate / self.forward_rate, self.photo_decode_rate / self.forward_rate
         out.append(f"decode-only {self.decode_rate:.1f} img/s = {ratio:.1f}x the forward rate; 500x375 JPEG photos "
                    f"resized to 299: {self.photo_decode_rate:.1f} img/s = {photo:.1f}x (target >= {DECODE_TARGET}x)")
+        if self.sweep:
+            base = self.sweep.get(50) or next(iter(self.sweep.values()))
+            out.append("forward img/s by batch size (same images, same lanes; ratio to batch 50): " + ", ".join(
+                f"{bs}: {r:.1f} ({r / base:.2f}x)" for bs, r in self.sweep.items()))
         return out
 
 
-def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of ``size`` x ``size`` matrix products: one product on all torch threads, or one
-    product per core side by side on one thread each (as the network runs), whichever is faster. The best
-    of ``repeats`` rather than the median: on a shared machine the limit is what the CPU can do, not what
-    it did while other jobs ran."""
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best fp32 GFLOP/s per kernel: ``mm`` (a ``size``-cubed ``torch.mm``), ``conv1x1`` and ``conv3x3`` (oneDNN
+    convolutions shaped like the network's Mixed_6 and Mixed_7 layers, batch 16). Each is timed as the network
+    runs, one call per core side by side on one thread each. The best of ``repeats`` rather than the median: on a
+    shared machine the limit is what the CPU can do, not what it did while other jobs ran."""
     import torch
+    import torch.nn.functional as F
+
+    def conv(n: int, c: int, hw: int, o: int, k: int) -> tuple[Callable[[], object], float]:
+        x = torch.randn(n, c, hw, hw).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(o, c, k, k).contiguous(memory_format=torch.channels_last)
+        return (lambda: F.conv2d(x, w, padding=k // 2)), 2.0 * n * hw * hw * o * c * k * k
 
     a, b = torch.randn(size, size), torch.randn(size, size)
-    flop = 2 * size**3
+    kernels = {"mm": ((lambda: a @ b), 2.0 * size**3), "conv1x1": conv(16, 768, 17, 192, 1),
+               "conv3x3": conv(16, 448, 8, 384, 3)}
     lanes = torch.get_num_threads()
-    a @ b
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = max(best, flop / (time.perf_counter() - t0) / 1e9)
+    out: dict[str, float] = {}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=lanes) as pool:
-            for _ in range(repeats):
+        with ThreadPoolExecutor(max_workers=lanes) as pool, torch.inference_mode():
+            for name, (fn, flop) in kernels.items():
                 t0 = time.perf_counter()
-                list(pool.map(lambda _: a @ b, range(lanes)))
-                best = max(best, lanes * flop / (time.perf_counter() - t0) / 1e9)
+                fn()  # warm-up (first-call allocations, weight reorders) and a first timing
+                calls = max(1, round(0.2 / (time.perf_counter() - t0)))  # ~0.2 s per lane: pool start-up is noise
+
+                def lane(_: int, f: Callable[[], object] = fn, k: int = calls) -> None:
+                    for _ in range(k):
+                        f()
+
+                best = 0.0
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    list(pool.map(lane, range(lanes)))
+                    best = max(best, lanes * calls * flop / (time.perf_counter() - t0) / 1e9)
+                out[name] = best
     finally:
         torch.set_num_threads(before)
-    return best
+    return out
+
+
+def batch_sweep(net: FeatureExtractor, arrays: list[np.ndarray], sizes: tuple[int, ...]) -> dict[int, float]:
+    """Steady forward images/s of the pipeline (:func:`engine.fid.features.iter_feature_batches`, its lanes) at
+    each batch size, on the same decoded images after one untimed warm-up batch per lane. Each size runs a whole
+    number of rounds (lanes x batch images each, about ``len(arrays)`` in all, the images reused in turn), so no
+    size is charged for a last round that leaves a lane idle."""
+    from engine.fid.features import forward_lanes, iter_feature_batches
+
+    rates = {}
+    for bs in sizes:
+        lanes = forward_lanes(net, 0, bs)
+        n = lanes * bs * max(1, round(len(arrays) / (lanes * bs)))
+        items = [arrays[i % len(arrays)] for i in range(n)]
+        for _ in iter_feature_batches(items[: lanes * bs], lambda a: a, net, batch_size=bs):  # warm-up
+            pass
+        t0 = time.perf_counter()
+        for _ in iter_feature_batches(items, lambda a: a, net, batch_size=bs):
+            pass
+        rates[bs] = n / (time.perf_counter() - t0)
+    return rates
 
 
 def _photos(root: Path, n: int) -> list[Path]:
@@ -137,8 +191,11 @@ def _decode_all(paths: list[Path], preprocessing: str) -> tuple[float, list[np.n
     return time.perf_counter() - t0, arrays
 
 
-def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str, str]) -> Stages:
-    """Time every stage of a cold ``fid`` over the images of ``folders`` (see the module docstring)."""
+def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str, str],
+                   sweep: tuple[int, ...] = ()) -> Stages:
+    """Time every stage of a cold ``fid`` over the images of ``folders`` (see the module docstring); with
+    ``sweep``, also the forward rate at each of those batch sizes."""
+    import pytorch_fid.inception  # noqa: F401 - imported before the model-load stage: the imports stage counts it
     import torch
 
     from engine.config.fid import FidConfig
@@ -148,7 +205,7 @@ def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", _IMPORTS], env=env, check=True)
     start_imports = time.perf_counter() - t0
-    config = FidConfig(weights=weights, use_cache=False)
+    config = FidConfig(weights=weights, use_cache=False).for_device("cpu")
     t0 = time.perf_counter()
     net = load_inception(config, torch.device("cpu"))
     load = time.perf_counter() - t0
@@ -162,10 +219,12 @@ def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str
     feats, t0 = [], time.perf_counter()
     for arrs in arrays:
         feats.append(np.concatenate([f for _, f, _ in iter_feature_batches(
-            arrs, lambda a: a, net, batch_size=config.batch_size)]))
+            arrs, lambda a: a, net, batch_size=config.batch_for("cpu"))]))
     forward = time.perf_counter() - t0
     t0 = time.perf_counter()
     frechet_distance_from_features(feats[0], feats[1])
     stats_s = time.perf_counter() - t0
     return Stages(n=sum(len(p) for p in paths), start_imports_s=start_imports, load_s=load, decode_s=decode,
-                  forward_s=forward, statistics_s=stats_s, photo_decode_rate=40 / photo_s, gemm_gflops=gemm_gflops())
+                  forward_s=forward, statistics_s=stats_s, photo_decode_rate=40 / photo_s, gemm=gemm_gflops(),
+                  batch=config.batch_for("cpu"),
+                  sweep=batch_sweep(net, arrays[0] + arrays[1], sweep) if sweep else None)
