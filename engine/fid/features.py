@@ -1,8 +1,10 @@
 """pytorch-fid's InceptionV3 feature extractor: weights resolution, loading, batched forward.
 
-The network is pytorch-fid's (``pytorch_fid.inception.InceptionV3``: the TF-ported "FID Inception"
-with its patched blocks, its bilinear resize to 299 and its scaling to [-1, 1]), imported, not
-re-implemented. What we add is the weights handling and a faster CPU forward:
+The network is pytorch-fid's FID Inception (the TF-ported Inception-v3 with its patched blocks, its
+bilinear resize to 299 and its scaling to [-1, 1]), defined in :mod:`engine.fid.inception` with the same
+layers and arithmetic so that a run imports neither torchvision nor pytorch-fid (about 1 s of every cold
+start); tests compare its features with ``pytorch_fid.inception.InceptionV3`` at every feature layer. What
+we add is the weights handling and a faster CPU forward:
 
 * Weights come from the same file pytorch-fid downloads (``FID_WEIGHTS_URL``) in the same place
   (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), or from an explicit path.
@@ -48,8 +50,8 @@ from engine.fid.frechet import file_sha256
 from engine.io import atomic_write_text
 from engine.paths import cache_dir
 
-# pytorch_fid, torch, torchvision are imported inside the functions that use them: importing this module does not
-# load them.
+# torch (and the network module, which needs it) is imported inside the functions that use it: importing this
+# module does not load it.
 
 if TYPE_CHECKING:
     import torch
@@ -185,19 +187,6 @@ def extractor_id(dims: int, weights_digest: str) -> str:
     return f"pytorch-fid-inception-v3:dims={dims}:weights={weights_digest[:16]}"
 
 
-@contextlib.contextmanager
-def _state_dict_source(state_dict: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Make pytorch-fid's ``fid_inception_v3`` take ``state_dict`` instead of downloading."""
-    import pytorch_fid.inception as pfi
-
-    original = pfi.load_state_dict_from_url
-    pfi.load_state_dict_from_url = lambda *args, **kwargs: state_dict
-    try:
-        yield
-    finally:
-        pfi.load_state_dict_from_url = original
-
-
 class FeatureExtractor(Protocol):
     """What the batching helpers need from a feature network: :class:`InceptionExtractor`, or a stand-in
     in tests that must not load Inception weights."""
@@ -240,7 +229,7 @@ class InceptionExtractor:
             # and the cast keeps the layout. uint8 -> float32 / 255 equals torchvision's ToTensor.
             x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device)
             x = x.to(torch.float32).div(255)
-            out = self.model(x)[0]
+            out = self.model(x)
             if out.shape[2] != 1 or out.shape[3] != 1:  # dims < 2048: spatial map, pooled as pytorch-fid
                 out = F.adaptive_avg_pool2d(out, output_size=(1, 1))
             return out.reshape(out.shape[0], -1).float().cpu().numpy()
@@ -254,7 +243,8 @@ def _fold_batchnorm(model: torch.nn.Module) -> int:
     gamma + beta, with b = 0 for these bias-free convolutions."""
     import torch
     import torch.nn as nn
-    from torchvision.models.inception import BasicConv2d
+
+    from engine.fid.inception import BasicConv2d
 
     n = 0
     with torch.no_grad():
@@ -302,7 +292,8 @@ def load_inception(config: FidConfig, device: torch.device) -> InceptionExtracto
 
 def _build_inception(config: FidConfig, device: torch.device, path: Path, digest: str) -> InceptionExtractor:
     import torch
-    from pytorch_fid.inception import InceptionV3
+
+    from engine.fid.inception import FidInceptionV3, load_fid_state
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -310,10 +301,9 @@ def _build_inception(config: FidConfig, device: torch.device, path: Path, digest
         raise WeightsError(f"{path}: cannot read Inception weights ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
-    block = InceptionV3.BLOCK_INDEX_BY_DIM[config.dims]
+    model = FidInceptionV3(config.dims)
     try:
-        with _state_dict_source(state):
-            model = InceptionV3([block], resize_input=True, normalize_input=True)
+        load_fid_state(model, state)
     except RuntimeError as exc:  # load_state_dict: missing/unexpected keys or shape mismatch
         raise WeightsError(
             f"{path}: not pytorch-fid Inception weights ({str(exc).splitlines()[0]}); "
@@ -322,7 +312,8 @@ def _build_inception(config: FidConfig, device: torch.device, path: Path, digest
     model.eval()
     if config.fuse_batchnorm:
         _fold_batchnorm(model)
-    model = model.to(device=device, memory_format=torch.channels_last)
+    # Module.to accepts memory_format at run time (passed on to each tensor); torch's typed overloads omit it
+    model = model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     logger.info("loaded Inception weights %s (sha256 %s)", path, digest[:12])
     return InceptionExtractor(model, dims=config.dims, device=device, weights=path, digest=digest)
 

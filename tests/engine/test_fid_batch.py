@@ -17,7 +17,8 @@ import torch
 
 from engine.config.fid import ACCELERATOR_PASS_BATCH, CPU_PASS_BATCH, FidConfig, device_type
 from engine.fid import features as features_mod
-from engine.fid.features import _fold_batchnorm, _state_dict_source, load_inception
+from engine.fid.features import _fold_batchnorm, load_inception
+from engine.fid.inception import BasicConv2d, FidInceptionV3, load_fid_state
 from engine.fid.refbuild import build_reference
 from engine.fid.reference import resolve_reference
 from engine.fid.run import compute_fid, extract_file_features
@@ -91,10 +92,8 @@ def test_an_unfinished_build_resumes_with_its_own_batch_when_none_is_given(
 def test_batchnorm_fold_in_place_gives_the_parameters_of_torchs_fusion(
     fid_weights: Path,
 ) -> None:
-    import pytorch_fid.inception as pfi
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
-    from torchvision.models.inception import BasicConv2d
 
     state = torch.load(fid_weights, map_location="cpu", weights_only=True)
     gen = torch.Generator().manual_seed(0)
@@ -103,8 +102,8 @@ def test_batchnorm_fold_in_place_gives_the_parameters_of_torchs_fusion(
             state[key] = value.abs() + torch.rand(value.shape, generator=gen)
         elif key.endswith(("running_mean", "bn.bias")):
             state[key] = torch.randn(value.shape, generator=gen)
-    with _state_dict_source(state):
-        ours = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[64]]).eval()
+    ours = FidInceptionV3(64).eval()
+    load_fid_state(ours, state)
     theirs = copy.deepcopy(ours)
     assert _fold_batchnorm(ours) == sum(isinstance(m, BasicConv2d) for m in theirs.modules()) > 0
     for module in theirs.modules():
