@@ -3,8 +3,8 @@
 Each stage is timed alone on the same images and weights as :mod:`benchmarks.perf.fid_speed` (which calls
 :func:`measure_stages` after its side-by-side runs):
 
-* process start and imports: a fresh interpreter importing what ``fid`` imports before it reads an image
-  (the CLI, the FID engine, torch, pytorch-fid's Inception);
+* process start, imports and exit: a fresh interpreter importing what ``fid`` imports before it reads an image
+  (the CLI, the FID engine and its network, torch), then exiting as the console script does;
 * model load: :func:`engine.fid.features.load_inception` (read the weights, build, fold BatchNorm);
 * decode and resize: every image decoded and brought to the network's input (the preprocessing ``fid``
   chooses) on the decode thread pool, without the network; also for photo-sized JPEGs (500x375, resized
@@ -44,7 +44,8 @@ INCEPTION_GFLOP = 11.4
 """fp32 FLOP per 299x299 image through Inception-v3 (about 5.7e9 multiply-adds, 2 FLOP each)."""
 DECODE_TARGET = 3.0
 
-_IMPORTS = ("import advisor.cli, engine.fid.run, engine.fid.features, torch, pytorch_fid.inception")
+_IMPORTS = "import advisor.cli, engine.fid.run, engine.fid.features, engine.fid.inception, torch, gc; gc.freeze()"
+"""What ``fid`` imports before it reads an image, then the exit the console script makes (:func:`advisor.cli.entry`)."""
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Stages:
 
     def lines(self, cold_wall: float) -> list[str]:
         """The printed table: one line per stage, then the rates against the fp32 limit."""
-        rows = [("process start and imports", self.start_imports_s), ("model load", self.load_s),
+        rows = [("process start/imports/exit", self.start_imports_s), ("model load", self.load_s),
                 ("decode and resize (alone)", self.decode_s), ("forward (alone)", self.forward_s),
                 ("statistics (Frechet)", self.statistics_s)]
         out = [f"where the cold time goes ({self.n} images; each stage timed alone):"]
@@ -195,9 +196,9 @@ def measure_stages(folders: list[Path], weights: Path, work: Path, env: dict[str
                    sweep: tuple[int, ...] = ()) -> Stages:
     """Time every stage of a cold ``fid`` over the images of ``folders`` (see the module docstring); with
     ``sweep``, also the forward rate at each of those batch sizes."""
-    import pytorch_fid.inception  # noqa: F401 - imported before the model-load stage: the imports stage counts it
     import torch
 
+    import engine.fid.inception  # noqa: F401 - imported before the model-load stage: the imports stage counts it
     from engine.config.fid import FidConfig
     from engine.fid.features import iter_feature_batches, load_inception
     from engine.fid.frechet import frechet_distance_from_features
